@@ -1,0 +1,103 @@
+//! Errors at landwatch's boundaries, each carrying the file (and field) it is about, and the
+//! exit code the binary maps it to.
+//!
+//! Exit codes, shared by every subcommand:
+//! * `0` everything went well;
+//! * `1` the run finished but some tiles failed (see the run report);
+//! * `2` bad input or configuration: the message names the file, the field and what to do;
+//! * `3` the run could not be carried out (locked, disk, GDAL or network failure).
+
+use std::path::{Path, PathBuf};
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An input file is missing, unreadable or unusable (exit 2).
+    #[error("{}: {msg}", path.display())]
+    Input { path: PathBuf, msg: String },
+
+    /// A configuration or model file has a bad or missing field (exit 2).
+    #[error("{}: {field}: {msg}", path.display())]
+    Config {
+        path: PathBuf,
+        field: String,
+        msg: String,
+    },
+
+    /// A command-line argument is invalid (exit 2).
+    #[error("{0}")]
+    Usage(String),
+
+    /// Another process holds the lock on the output (exit 3).
+    #[error("{}: {msg}", path.display())]
+    Locked { path: PathBuf, msg: String },
+
+    /// GDAL failed on a file for a reason that is not the input's fault (exit 3).
+    #[error("{}: {context}: {source}", path.display())]
+    Gdal {
+        path: PathBuf,
+        context: String,
+        #[source]
+        source: gdal::errors::GdalError,
+    },
+
+    /// The operating system refused a read or write (exit 3).
+    #[error("{}: {context}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Anything else that stops the run (exit 3).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// The process exit code this error maps to (see the module docs).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Input { .. } | Error::Config { .. } | Error::Usage(_) => 2,
+            Error::Locked { .. } | Error::Gdal { .. } | Error::Io { .. } | Error::Other(_) => 3,
+        }
+    }
+
+    pub fn input(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
+        Error::Input {
+            path: path.as_ref().to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+
+    pub fn config(path: impl AsRef<Path>, field: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::Config {
+            path: path.as_ref().to_path_buf(),
+            field: field.into(),
+            msg: msg.into(),
+        }
+    }
+
+    pub fn gdal(
+        path: impl AsRef<Path>,
+        context: impl Into<String>,
+        source: gdal::errors::GdalError,
+    ) -> Self {
+        Error::Gdal {
+            path: path.as_ref().to_path_buf(),
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn io(path: impl AsRef<Path>, context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            context: context.into(),
+            source,
+        }
+    }
+}
