@@ -103,9 +103,9 @@ fn detect_main(args: &DetectArgs) -> Result<i32> {
     let s = detect::run(&args.request())?;
     let c = &s.calibration;
     println!(
-        "landwatch detect: {} patches ({} crop-cycle changes dropped) -> {}",
+        "landwatch detect: {} patches ({} crop-cycle/unrecognised changes dropped) -> {}",
         s.patches,
-        s.dropped_crop_cycle,
+        s.dropped_unrecognised,
         s.patches_path.display()
     );
     println!(

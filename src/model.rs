@@ -67,6 +67,31 @@ pub struct DetectParams {
     pub invariant_fraction: f32,
     /// Simplification tolerance in pixels (topology preserving).
     pub simplify_px: f64,
+    /// Per-pixel gate that separates changes of use from crop cycles before components form.
+    pub gate: GateParams,
+}
+
+/// A changed pixel counts as a candidate change of use only when its after state looks like
+/// something crops never are: artificial (flat, bright, not green), open water, newly textured
+/// (tree crowns), or much brighter (film, concrete). Everything else is a crop cycle (harvest,
+/// tillage, flooding, green-up) and is kept apart so it cannot merge with real changes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateParams {
+    pub enabled: bool,
+    /// Artificial: spectral flatness above this with the vegetation index below `artificial_max_vi`.
+    pub artificial_min_flatness: f32,
+    pub artificial_max_vi: f32,
+    /// Water: NDWI above this and brightness below `water_max_brightness`.
+    pub water_min_ndwi: f32,
+    pub water_max_brightness: f32,
+    /// Texture: 3×3 std of the vegetation index after, and its gain over before.
+    pub texture_min: f32,
+    pub texture_min_gain: f32,
+    /// Brightening: mean reflectance gain.
+    pub brighten_min: f32,
+    /// Gate mask growth (px) so mixed edge pixels of an object stay with it.
+    pub grow_px: usize,
 }
 
 /// When cloud and shadow masking runs: `auto` masks when a NIR band is present (calibrated
@@ -134,6 +159,8 @@ pub struct TypingParams {
     /// Patches that look like a crop-cycle change (harvest, tillage, flooding, green-up) are
     /// kept only when this is true.
     pub keep_crop_cycle: bool,
+    /// Patches no rule recognises (`other`) are kept only when this is true.
+    pub keep_other: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -213,6 +240,8 @@ impl Model {
         range(path, "detect.calibration_windows", d.calibration_windows as f64, 1.0, 1024.0)?;
         range(path, "detect.invariant_fraction", d.invariant_fraction as f64, 0.05, 0.95)?;
         range(path, "detect.simplify_px", d.simplify_px, 0.0, 10.0)?;
+        range(path, "detect.gate.grow_px", d.gate.grow_px as f64, 0.0, 8.0)?;
+        range(path, "detect.gate.artificial_min_flatness", d.gate.artificial_min_flatness as f64, 0.0, 1.0)?;
         let m = &self.masks;
         range(path, "masks.cloud_blue", m.cloud_blue as f64, 0.0, 2.0)?;
         range(path, "masks.cloud_edge_brightness", m.cloud_edge_brightness as f64, 0.0, 2.0)?;

@@ -49,7 +49,7 @@ impl DetectRequest {
 #[derive(Debug, Clone, Serialize)]
 pub struct DetectSummary {
     pub patches: usize,
-    pub dropped_crop_cycle: usize,
+    pub dropped_unrecognised: usize,
     pub patches_path: PathBuf,
     pub calibration: Calibration,
     pub pixels: PassStats,
@@ -69,7 +69,9 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     let work = staging.path().join(".work");
     std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, "cannot create a work folder", e))?;
     let mut scene = Scene::open(&req.before, &req.after, bands.as_ref(), &model, &work)?;
+    let t_open = started.elapsed().as_secs_f64();
     let calibration = scene.calibrate()?;
+    let t_cal = started.elapsed().as_secs_f64();
     tracing::info!(
         dx = calibration.shift.dx,
         dy = calibration.shift.dy,
@@ -88,12 +90,15 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    let t_pass = started.elapsed().as_secs_f64();
     let (patches, dropped, areas) = make_patches(&scene, &model, req, &mask_path)?;
+    let t_patch = started.elapsed().as_secs_f64();
+    tracing::info!(t_open, t_cal, t_pass, t_patch, "stage end times (s)");
     let unobserved_area_m2 = unobserved_area(&scene, &areas, &stats);
     let seconds = started.elapsed().as_secs_f64();
     let summary = DetectSummary {
         patches: patches.len(),
-        dropped_crop_cycle: dropped,
+        dropped_unrecognised: dropped,
         patches_path: req.out_dir.join("patches.geojson"),
         calibration,
         megapixels_per_second: stats.pixels as f64 / 1e6 / seconds.max(1e-9),
@@ -143,9 +148,12 @@ fn make_patches(scene: &Scene, model: &Model, req: &DetectRequest, mask: &Path) 
     let traced = vectorise::trace(mask, gt, wkt.unwrap_or(""), model.detect.simplify_px)?;
     let mut patches = patches::build(scene, traced, model, &areas, model.detect.min_area_m2)?;
     let before = patches.len();
-    if !(req.keep_all || model.typing.keep_crop_cycle) {
-        patches.retain(|p| p.change_type != "crop_cycle");
-    }
+    let keep = |t: &str| match t {
+        "crop_cycle" => req.keep_all || model.typing.keep_crop_cycle,
+        "other" => req.keep_all || model.typing.keep_other,
+        _ => true,
+    };
+    patches.retain(|p| keep(&p.change_type));
     let dropped = before - patches.len();
     for (i, p) in patches.iter_mut().enumerate() {
         p.id = format!("P{:05}", i + 1);
@@ -213,7 +221,7 @@ fn write_manifest(dir: &Path, req: &DetectRequest, model: &Model, scene: &Scene,
         "pixels": s.pixels,
         "unobserved_area_m2": s.unobserved_area_m2,
         "patches": s.patches,
-        "dropped_crop_cycle": s.dropped_crop_cycle,
+        "dropped_unrecognised": s.dropped_unrecognised,
         "timing": {"seconds": s.seconds, "megapixels_per_second": s.megapixels_per_second},
     });
     let text = serde_json::to_string_pretty(&m).map_err(|e| Error::Other(format!("cannot serialise the manifest: {e}")))?;

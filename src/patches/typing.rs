@@ -73,6 +73,7 @@ mod tests {
             ],
             min_score: 0.5,
             keep_crop_cycle: false,
+            keep_other: false,
         }
     }
 
