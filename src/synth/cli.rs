@@ -81,5 +81,9 @@ pub fn cli_main(args: SynthArgs) -> Result<i32> {
         summary.shift_px[0],
         summary.shift_px[1]
     );
+    println!(
+        "  time: scene {:.1} s, rasters {:.1} s, vectors {:.1} s",
+        summary.seconds_scene, summary.seconds_rasters, summary.seconds_vectors
+    );
     Ok(0)
 }

@@ -116,7 +116,11 @@ pub struct SynthSummary {
     pub cloud_fraction: f64,
     pub shadow_fraction: f64,
     pub shift_px: [f64; 2],
+    /// Wall-clock seconds: total, laying out the scene, rendering + writing rasters, vectors.
     pub seconds: f64,
+    pub seconds_scene: f64,
+    pub seconds_rasters: f64,
+    pub seconds_vectors: f64,
 }
 
 /// Makes the scene described by `params` and writes its files into `out_dir` (created if needed).
@@ -124,12 +128,14 @@ pub fn generate(params: &SynthParams, out_dir: &Path) -> Result<SynthSummary> {
     params.validate()?;
     let started = Instant::now();
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, "creating the output folder", e))?;
+    refuse_folders_in_the_way(out_dir)?;
     let extent = params.size as f64 * params.pixel_m;
     let mut scene = scene::Scene::build(extent, params.seed, params.seasonal_share);
     let clouds = changes::Clouds::generate(params.seed, extent, params.cloud_cover);
     let (truth, unplaced) = changes::plant(&mut scene, &clouds, params.changes_per_km2, params.nontarget_per_km2);
     scene.finish();
     let radiometry = draw_radiometry(params.seed);
+    let seconds_scene = started.elapsed().as_secs_f64();
     let renderer = render::Renderer::new(&scene, &clouds, &truth, params.size, params.pixel_m, radiometry.clone());
 
     let mut staging = write::Staging::new(out_dir);
@@ -141,6 +147,7 @@ pub fn generate(params: &SynthParams, out_dir: &Path) -> Result<SynthSummary> {
         clouds: staging.path("clouds.tif"),
     };
     let (cloud_px, shadow_px) = render_rasters(&renderer, paths, params)?;
+    let seconds_rasters = started.elapsed().as_secs_f64() - seconds_scene;
     let landuse_polygons = write::write_landuse(&staging.path("landuse.gpkg"), &scene.land, &scene.image_box())?;
     write::write_truth_geojson(&staging.path("truth_changes.geojson"), &truth)?;
 
@@ -156,12 +163,38 @@ pub fn generate(params: &SynthParams, out_dir: &Path) -> Result<SynthSummary> {
         shadow_fraction: shadow_px as f64 / pixels,
         shift_px: radiometry.shift_px,
         seconds: 0.0,
+        seconds_scene,
+        seconds_rasters,
+        seconds_vectors: 0.0,
     };
     let meta = meta_json(params, &summary, &radiometry, scene.features.len());
     write::write_text(&staging.path("meta.json"), &meta)?;
     summary.files = staging.commit()?;
     summary.seconds = started.elapsed().as_secs_f64();
+    summary.seconds_vectors = summary.seconds - seconds_scene - seconds_rasters;
     Ok(summary)
+}
+
+/// The files `generate` writes, in the order they are moved into place (meta.json last: its
+/// presence marks a complete scene).
+pub const OUTPUT_FILES: [&str; 8] = [
+    "before.tif",
+    "after.tif",
+    "truth_labels.tif",
+    "truth_ids.tif",
+    "clouds.tif",
+    "landuse.gpkg",
+    "truth_changes.geojson",
+    "meta.json",
+];
+
+/// Fails early, before anything is written, when a folder sits where an output file must go
+/// (the final rename would fail after minutes of work).
+fn refuse_folders_in_the_way(out_dir: &Path) -> Result<()> {
+    match OUTPUT_FILES.iter().map(|n| out_dir.join(n)).find(|p| p.is_dir()) {
+        Some(p) => Err(Error::input(&p, "is a folder, but synth must write a file with this name there")),
+        None => Ok(()),
+    }
 }
 
 /// Renders strips in parallel (in chunks, in order) and streams them to a writer thread, which
@@ -170,7 +203,7 @@ fn render_rasters(renderer: &render::Renderer, paths: write::RasterPaths, params
     let size = params.size;
     let mut rasters = write::RasterSet::create(paths, size, params.pixel_m)?;
     let strips: Vec<(usize, usize)> = (0..size).step_by(STRIP_ROWS).map(|r0| (r0, (r0 + STRIP_ROWS).min(size))).collect();
-    let chunk = rayon::current_num_threads().max(1) * 2;
+    let chunk = rayon::current_num_threads().max(1);
     let (tx, rx) = sync_channel::<render::Strip>(chunk);
     std::thread::scope(|scope| {
         let writer = scope.spawn(move || -> Result<(u64, u64)> {

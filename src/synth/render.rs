@@ -13,8 +13,11 @@ use super::noise::{gauss4, hash3, key, smooth, value_noise};
 use super::scene::{Feature, Scene};
 use super::spectra::*;
 
-/// Extra rows/columns rendered around a strip so the blur sees real neighbours.
+/// Extra rows/columns rendered around a block so the blur sees real neighbours.
 const HALO: usize = 2;
+/// Rows rendered at once inside a strip: bounds the floating-point working set per worker
+/// (about 4.5 MB per 1000 columns) independently of the strip height the writer wants.
+const BLOCK_ROWS: usize = 64;
 
 /// Which acquisition is being rendered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,7 +105,25 @@ impl<'a> Renderer<'a> {
         (c * self.pixel_m, r * self.pixel_m)
     }
 
+    /// Rows `r0..r1` of one date, as band-sequential UInt16 planes, and the cloud mask.
     fn date(&self, r0: usize, r1: usize, date: Date) -> (Vec<u16>, Vec<u8>) {
+        let (rows, size) = (r1 - r0, self.size);
+        let mut out = vec![0u16; 4 * rows * size];
+        let mut mask = Vec::with_capacity(rows * size);
+        for b0 in (r0..r1).step_by(BLOCK_ROWS) {
+            let b1 = (b0 + BLOCK_ROWS).min(r1);
+            let n = (b1 - b0) * size;
+            let (pixels, block_mask) = self.date_block(b0, b1, date);
+            for band in 0..4 {
+                let at = band * rows * size + (b0 - r0) * size;
+                out[at..at + n].copy_from_slice(&pixels[band * n..(band + 1) * n]);
+            }
+            mask.extend(block_mask);
+        }
+        (out, mask)
+    }
+
+    fn date_block(&self, r0: usize, r1: usize, date: Date) -> (Vec<u16>, Vec<u8>) {
         let (h, w) = (r1 - r0 + 2 * HALO, self.size + 2 * HALO);
         let top = r0 as i64 - HALO as i64;
         let shift = self.shift(date);
