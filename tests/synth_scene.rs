@@ -17,7 +17,11 @@ fn scene() -> &'static (PathBuf, SynthSummary) {
     static SCENE: OnceLock<(PathBuf, SynthSummary)> = OnceLock::new();
     SCENE.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir").keep();
-        let params = SynthParams { size: 1024, seed: 11, ..SynthParams::default() };
+        let params = SynthParams {
+            size: 1024,
+            seed: 11,
+            ..SynthParams::default()
+        };
         let summary = generate(&params, &dir).expect("generate a 1024 scene");
         (dir, summary)
     })
@@ -51,10 +55,24 @@ fn truth_features(dir: &Path) -> Vec<(i32, i32, String, f64, Geometry)> {
     layer
         .features()
         .map(|f| {
-            let get_i = |n: &str| f.field_as_integer(f.field_index(n).expect(n)).expect(n).expect(n);
-            let dlbm = f.field_as_string(f.field_index("dlbm_before").expect("dlbm")).expect("dlbm").expect("dlbm");
-            let area = f.field_as_double(f.field_index("area_m2").expect("area")).expect("area").expect("area");
-            let g = f.geometry().expect("geometry").transform(&to_gk).expect("reproject");
+            let get_i = |n: &str| {
+                f.field_as_integer(f.field_index(n).expect(n))
+                    .expect(n)
+                    .expect(n)
+            };
+            let dlbm = f
+                .field_as_string(f.field_index("dlbm_before").expect("dlbm"))
+                .expect("dlbm")
+                .expect("dlbm");
+            let area = f
+                .field_as_double(f.field_index("area_m2").expect("area"))
+                .expect("area")
+                .expect("area");
+            let g = f
+                .geometry()
+                .expect("geometry")
+                .transform(&to_gk)
+                .expect("reproject");
             (get_i("id"), get_i("type_code"), dlbm, area, g)
         })
         .collect()
@@ -74,16 +92,30 @@ fn rasters_open_in_gdal_on_the_epsg4545_grid() {
         let ds = Dataset::open(dir.join(name)).expect(name);
         assert_eq!(ds.raster_size(), (1024, 1024), "{name}");
         assert_eq!(ds.raster_count(), bands, "{name}");
-        assert_eq!(ds.spatial_ref().expect("srs").auth_code().expect("code"), 4545, "{name}");
-        assert_eq!(ds.geo_transform().expect("gt"), [530000.0, 2.0, 0.0, 2535000.0, 0.0, -2.0], "{name}");
+        assert_eq!(
+            ds.spatial_ref().expect("srs").auth_code().expect("code"),
+            4545,
+            "{name}"
+        );
+        assert_eq!(
+            ds.geo_transform().expect("gt"),
+            [530000.0, 2.0, 0.0, 2535000.0, 0.0, -2.0],
+            "{name}"
+        );
         let band = ds.rasterband(1).expect("band");
         assert_eq!(band.band_type(), ty, "{name}");
         assert_eq!(band.block_size(), (256, 256), "{name} is tiled");
     }
     let ds = Dataset::open(dir.join("before.tif")).expect("before");
-    let names: Vec<String> = (1..=4).map(|b| ds.rasterband(b).expect("band").description().expect("desc")).collect();
+    let names: Vec<String> = (1..=4)
+        .map(|b| ds.rasterband(b).expect("band").description().expect("desc"))
+        .collect();
     assert_eq!(names, ["B", "G", "R", "NIR"]);
-    assert_eq!(ds.metadata_item("COMPRESSION", "IMAGE_STRUCTURE").as_deref(), Some("DEFLATE"));
+    assert_eq!(
+        ds.metadata_item("COMPRESSION", "IMAGE_STRUCTURE")
+            .as_deref(),
+        Some("DEFLATE")
+    );
 }
 
 #[test]
@@ -98,7 +130,12 @@ fn images_hold_plausible_reflectance_and_differ_between_dates() {
     let (red, nir) = (read("before.tif", 3), read("before.tif", 4));
     assert!(red.iter().chain(&nir).all(|&v| (1..=10000).contains(&v)));
     // A green, cropped landscape: NIR well above red on average.
-    assert!(mean(&nir) > 1.5 * mean(&red), "NIR {} red {}", mean(&nir), mean(&red));
+    assert!(
+        mean(&nir) > 1.5 * mean(&red),
+        "NIR {} red {}",
+        mean(&nir),
+        mean(&red)
+    );
     assert_ne!(read("before.tif", 1), read("after.tif", 1));
 }
 
@@ -123,7 +160,10 @@ fn every_change_type_is_in_the_truth_and_matches_the_geojson() {
     // Every truth object is visible in the raster with about its area (2 m pixels: 4 m² each).
     for (id, _, _, area, _) in &feats {
         let px = ids.iter().filter(|&&v| v == *id).count() as f64 * 4.0;
-        assert!((px - area).abs() < 0.25 * area + 40.0, "id {id}: {px} m² of pixels vs {area} m²");
+        assert!(
+            (px - area).abs() < 0.25 * area + 40.0,
+            "id {id}: {px} m² of pixels vs {area} m²"
+        );
     }
 }
 
@@ -132,15 +172,26 @@ fn target_changes_lie_on_cropland_and_non_target_ones_off_it() {
     let (dir, _) = scene();
     let ds = Dataset::open(dir.join("landuse.gpkg")).expect("open gpkg");
     let mut layer = ds.layer_by_name("dltb").expect("layer dltb");
-    assert_eq!(layer.spatial_ref().expect("srs").auth_code().expect("code"), 4545);
+    assert_eq!(
+        layer.spatial_ref().expect("srs").auth_code().expect("code"),
+        4545
+    );
     let mut parcels: Vec<(String, Geometry)> = Vec::new();
     let mut names: BTreeSet<(String, String)> = BTreeSet::new();
     for f in layer.features() {
-        let s = |n: &str| f.field_as_string(f.field_index(n).expect(n)).expect(n).expect(n);
+        let s = |n: &str| {
+            f.field_as_string(f.field_index(n).expect(n))
+                .expect(n)
+                .expect(n)
+        };
         names.insert((s("DLBM"), s("DLMC")));
         parcels.push((s("DLBM"), f.geometry().expect("geometry").clone()));
     }
-    assert!(names.contains(&("0101".into(), "水田".into())) && names.contains(&("0103".into(), "旱地".into())), "{names:?}");
+    assert!(
+        names.contains(&("0101".into(), "水田".into()))
+            && names.contains(&("0103".into(), "旱地".into())),
+        "{names:?}"
+    );
     for (id, code, dlbm_before, _, g) in truth_features(dir) {
         let mut by_class: BTreeMap<&str, f64> = BTreeMap::new();
         for (dlbm, p) in &parcels {
@@ -148,12 +199,24 @@ fn target_changes_lie_on_cropland_and_non_target_ones_off_it() {
                 *by_class.entry(dlbm.as_str()).or_default() += i.area();
             }
         }
-        let crop = by_class.get("0101").copied().unwrap_or(0.0) + by_class.get("0103").copied().unwrap_or(0.0);
-        let dominant = by_class.iter().max_by(|a, b| a.1.total_cmp(b.1)).map(|x| *x.0).unwrap_or("none");
+        let crop = by_class.get("0101").copied().unwrap_or(0.0)
+            + by_class.get("0103").copied().unwrap_or(0.0);
+        let dominant = by_class
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|x| *x.0)
+            .unwrap_or("none");
         if code == 9 {
-            assert!(crop < 0.01 * g.area(), "non-target {id} overlaps cropland by {crop} m²");
+            assert!(
+                crop < 0.01 * g.area(),
+                "non-target {id} overlaps cropland by {crop} m²"
+            );
         } else {
-            assert!(crop > 0.98 * g.area(), "change {id} (type {code}) is only {crop} of {} m² on cropland", g.area());
+            assert!(
+                crop > 0.98 * g.area(),
+                "change {id} (type {code}) is only {crop} of {} m² on cropland",
+                g.area()
+            );
         }
         assert_eq!(dominant, dlbm_before, "change {id}: dlbm_before");
     }
@@ -166,9 +229,16 @@ fn no_change_under_clouds_or_their_shadows() {
     let clouds = band_u8(&dir.join("clouds.tif"));
     let cloudy = clouds.iter().filter(|&&c| c == 1).count();
     let shadowed = clouds.iter().filter(|&&c| c == 2).count();
-    assert!(cloudy > 0 && shadowed > 0, "the scene should have clouds and shadows");
+    assert!(
+        cloudy > 0 && shadowed > 0,
+        "the scene should have clouds and shadows"
+    );
     assert!((summary.cloud_fraction - cloudy as f64 / clouds.len() as f64).abs() < 1e-9);
-    let under = labels.iter().zip(&clouds).filter(|(&l, &c)| l != 0 && c != 0).count();
+    let under = labels
+        .iter()
+        .zip(&clouds)
+        .filter(|(&l, &c)| l != 0 && c != 0)
+        .count();
     assert_eq!(under, 0, "{under} changed pixels under cloud or shadow");
 }
 
@@ -184,7 +254,12 @@ fn meta_json_records_params_and_counts() {
         assert_eq!(meta["changes"][name], *n as u64, "{name}");
     }
     // About 5 target changes per km² (4.19 km² here) and 1 non-target per km².
-    let targets: usize = summary.changes.iter().filter(|(k, _)| *k != "non_target").map(|(_, v)| v).sum();
+    let targets: usize = summary
+        .changes
+        .iter()
+        .filter(|(k, _)| *k != "non_target")
+        .map(|(_, v)| v)
+        .sum();
     assert_eq!(targets, 21);
     assert_eq!(summary.changes.get("non_target"), Some(&4));
     // Seasonal crop changes (not real changes) on about a quarter of the parcels.

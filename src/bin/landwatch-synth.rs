@@ -4,7 +4,10 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "landwatch-synth", about = "Synthetic before/after pair with ground truth")]
+#[command(
+    name = "landwatch-synth",
+    about = "Synthetic before/after pair with ground truth"
+)]
 struct Cli {
     #[command(flatten)]
     args: landwatch::synth::SynthArgs,

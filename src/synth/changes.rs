@@ -108,7 +108,11 @@ impl Clouds {
         let mut rng = stream(seed, 10, 0);
         let km2 = (extent / 1000.0).powi(2);
         // One cluster covers about 0.05 km² on average (measured on generated scenes).
-        let clusters = if cover <= 0.0 { 0 } else { ((cover * km2 / 0.05).round() as usize).max(1) };
+        let clusters = if cover <= 0.0 {
+            0
+        } else {
+            ((cover * km2 / 0.05).round() as usize).max(1)
+        };
         let angle: f64 = rng.random_range(2.0..2.6);
         let length = rng.random_range(60.0..100.0);
         let shadow_offset = [-angle.sin() * length, -angle.cos().abs() * length];
@@ -119,20 +123,36 @@ impl Clouds {
             let big = rng.random_range(50.0..140.0);
             let mut reach: f64 = 0.0;
             for _ in 0..rng.random_range(3..=7) {
-                let p = [c[0] + gauss(&mut rng) * big * 0.6, c[1] + gauss(&mut rng) * big * 0.6];
+                let p = [
+                    c[0] + gauss(&mut rng) * big * 0.6,
+                    c[1] + gauss(&mut rng) * big * 0.6,
+                ];
                 let r = rng.random_range(0.45..1.0) * big;
                 let d = ((p[0] - c[0]).powi(2) + (p[1] - c[1]).powi(2)).sqrt();
                 reach = reach.max(d + 1.8 * r);
-                puffs.push(Puff { c: p, r, density: rng.random_range(0.7..1.3) });
+                puffs.push(Puff {
+                    c: p,
+                    r,
+                    density: rng.random_range(0.7..1.3),
+                });
             }
             keep_out.push((c, reach + 12.0));
-            keep_out.push(([c[0] + shadow_offset[0], c[1] + shadow_offset[1]], reach + 12.0));
+            keep_out.push((
+                [c[0] + shadow_offset[0], c[1] + shadow_offset[1]],
+                reach + 12.0,
+            ));
         }
-        Clouds { puffs, shadow_offset, keep_out }
+        Clouds {
+            puffs,
+            shadow_offset,
+            keep_out,
+        }
     }
 
     pub fn clear_of(&self, b: &BBox) -> bool {
-        self.keep_out.iter().all(|&(c, r)| !bbox_touches_disc(b, c, r))
+        self.keep_out
+            .iter()
+            .all(|&(c, r)| !bbox_touches_disc(b, c, r))
     }
 }
 
@@ -142,7 +162,12 @@ fn gauss(rng: &mut ChaCha8Rng) -> f64 {
 
 /// Plants the changes into the scene (after-only features) and returns the truth objects, plus
 /// the number of changes of each type that found no room.
-pub fn plant(scene: &mut Scene, clouds: &Clouds, per_km2: f64, nontarget_per_km2: f64) -> (Vec<TruthChange>, Vec<(ChangeType, usize)>) {
+pub fn plant(
+    scene: &mut Scene,
+    clouds: &Clouds,
+    per_km2: f64,
+    nontarget_per_km2: f64,
+) -> (Vec<TruthChange>, Vec<(ChangeType, usize)>) {
     let km2 = (scene.extent / 1000.0).powi(2);
     let mut planter = Planter {
         rng: stream(scene.seed, 11, 0),
@@ -153,15 +178,23 @@ pub fn plant(scene: &mut Scene, clouds: &Clouds, per_km2: f64, nontarget_per_km2
     };
     let wants = allocate((per_km2 * km2).round().max(5.0) as usize);
     let mut unplaced = Vec::new();
-    let hardened = wants.iter().find(|w| w.0 == ChangeType::Hardened).map_or(0, |w| w.1);
+    let hardened = wants
+        .iter()
+        .find(|w| w.0 == ChangeType::Hardened)
+        .map_or(0, |w| w.1);
     let got = planter.plant_hardened(scene, hardened);
     if got < hardened {
         unplaced.push((ChangeType::Hardened, hardened - got));
     }
-    let mut rest: Vec<(ChangeType, usize)> = wants.into_iter().filter(|w| w.0 != ChangeType::Hardened).collect();
+    let mut rest: Vec<(ChangeType, usize)> = wants
+        .into_iter()
+        .filter(|w| w.0 != ChangeType::Hardened)
+        .collect();
     planter.plant_on_parcels(scene, &mut rest);
     unplaced.extend(rest.into_iter().filter(|w| w.1 > 0));
-    let nontarget = (nontarget_per_km2 * km2).round().max(if nontarget_per_km2 > 0.0 { 1.0 } else { 0.0 }) as usize;
+    let nontarget = (nontarget_per_km2 * km2)
+        .round()
+        .max(if nontarget_per_km2 > 0.0 { 1.0 } else { 0.0 }) as usize;
     let missing = planter.plant_nontarget(scene, nontarget);
     if missing > 0 {
         unplaced.push((ChangeType::NonTarget, missing));
@@ -172,7 +205,10 @@ pub fn plant(scene: &mut Scene, clouds: &Clouds, per_km2: f64, nontarget_per_km2
 /// Target counts per type: shares of `n`, at least one of each when `n >= 5` (largest remainder).
 fn allocate(n: usize) -> Vec<(ChangeType, usize)> {
     let types = ChangeType::TARGETS;
-    let mut counts: Vec<usize> = types.iter().map(|t| ((t.share() * n as f64).floor() as usize).max(1)).collect();
+    let mut counts: Vec<usize> = types
+        .iter()
+        .map(|t| ((t.share() * n as f64).floor() as usize).max(1))
+        .collect();
     let mut order: Vec<usize> = (0..types.len()).collect();
     order.sort_by(|&a, &b| {
         let fa = types[a].share() * n as f64 - counts[a] as f64;
@@ -202,19 +238,35 @@ impl Planter<'_> {
     fn free(&self, poly: &Poly) -> bool {
         let b = poly.bbox();
         let near = bbox_grow(&b, 10.0);
-        let inside = b[0] >= 4.0 && b[1] >= 4.0 && b[2] <= self.extent - 4.0 && b[3] <= self.extent - 4.0;
-        inside && self.clouds.clear_of(&b) && self.placed.iter().all(|t| !bbox_overlap(&near, &t.poly.bbox()))
+        let inside =
+            b[0] >= 4.0 && b[1] >= 4.0 && b[2] <= self.extent - 4.0 && b[3] <= self.extent - 4.0;
+        inside
+            && self.clouds.clear_of(&b)
+            && self
+                .placed
+                .iter()
+                .all(|t| !bbox_overlap(&near, &t.poly.bbox()))
     }
 
     fn record(&mut self, poly: Poly, kind: ChangeType, dlbm_before: Dlbm) {
-        self.placed.push(TruthChange { poly, kind, dlbm_before });
+        self.placed.push(TruthChange {
+            poly,
+            kind,
+            dlbm_before,
+        });
     }
 
     /// Construction / hardened ground: a rectangle inside a whole field block, which may span
     /// several parcels (and so cross their ridges).
     fn plant_hardened(&mut self, scene: &mut Scene, want: usize) -> usize {
         let mut blocks: Vec<usize> = (0..scene.blocks.len())
-            .filter(|&b| !scene.blocks[b].parcels.is_empty() && scene.blocks[b].parcels.iter().all(|&p| scene.crops[p].whole))
+            .filter(|&b| {
+                !scene.blocks[b].parcels.is_empty()
+                    && scene.blocks[b]
+                        .parcels
+                        .iter()
+                        .all(|&p| scene.crops[p].whole)
+            })
             .collect();
         blocks.shuffle(&mut self.rng);
         let mut got = 0;
@@ -223,14 +275,22 @@ impl Planter<'_> {
                 break;
             }
             let block = scene.blocks[b].clone();
-            let (w, h) = (self.rng.random_range(15.0..45.0), self.rng.random_range(15.0..45.0));
+            let (w, h) = (
+                self.rng.random_range(15.0..45.0),
+                self.rng.random_range(15.0..45.0),
+            );
             let c = point_in(&mut self.rng, &block.poly);
             let theta = block.frame.sin.atan2(block.frame.cos) + self.rng.random_range(-0.3..0.3);
             let site = Poly::rect(c, w, h, theta);
             if !block.poly.inset(1.0).contains_poly(&site) || !self.free(&site) {
                 continue;
             }
-            let touched: Vec<usize> = block.parcels.iter().copied().filter(|&p| scene.land[scene.crops[p].land].poly.intersect(&site).area() > 0.0).collect();
+            let touched: Vec<usize> = block
+                .parcels
+                .iter()
+                .copied()
+                .filter(|&p| scene.land[scene.crops[p].land].poly.intersect(&site).area() > 0.0)
+                .collect();
             if touched.iter().any(|&p| self.used[p]) {
                 continue;
             }
@@ -239,8 +299,14 @@ impl Planter<'_> {
                 self.used[p] = true;
             }
             let look = Look {
-                fg: scale(mix(&[(CONCRETE, self.rng.random_range(0.3..0.8)), (SOIL_RED, 0.5)]), self.rng.random_range(0.85..1.1)),
-                bg: scale(mix(&[(SOIL_RED, 0.7), (SOIL_BROWN, 0.3)]), self.rng.random_range(0.8..1.05)),
+                fg: scale(
+                    mix(&[(CONCRETE, self.rng.random_range(0.3..0.8)), (SOIL_RED, 0.5)]),
+                    self.rng.random_range(0.85..1.1),
+                ),
+                bg: scale(
+                    mix(&[(SOIL_RED, 0.7), (SOIL_BROWN, 0.3)]),
+                    self.rng.random_range(0.8..1.05),
+                ),
                 pattern: Pattern::Blotches,
                 texture: Texture::Rough,
             };
@@ -256,7 +322,12 @@ impl Planter<'_> {
         let mut order: Vec<usize> = (0..scene.crops.len()).collect();
         order.shuffle(&mut self.rng);
         for p in order {
-            let open: Vec<(usize, f32)> = wants.iter().enumerate().filter(|w| w.1 .1 > 0).map(|(i, w)| (i, w.1 as f32)).collect();
+            let open: Vec<(usize, f32)> = wants
+                .iter()
+                .enumerate()
+                .filter(|w| w.1 .1 > 0)
+                .map(|(i, w)| (i, w.1 as f32))
+                .collect();
             if open.is_empty() {
                 break;
             }
@@ -285,19 +356,39 @@ impl Planter<'_> {
     fn building(&mut self, scene: &mut Scene, parcel: &Poly, frame: Frame) -> Option<Poly> {
         let rng = &mut self.rng;
         let n_houses = pick(rng, &[(1usize, 0.6), (2, 0.3), (3, 0.1)]);
-        let (w, h, gap) = (rng.random_range(6.0..10.0), rng.random_range(6.0..11.0), rng.random_range(1.0..2.0));
+        let (w, h, gap) = (
+            rng.random_range(6.0..10.0),
+            rng.random_range(6.0..11.0),
+            rng.random_range(1.0..2.0),
+        );
         let m: [f64; 4] = [0; 4].map(|_| rng.random_range(2.0..5.0));
         let yard_w = n_houses as f64 * w + (n_houses - 1) as f64 * gap + m[0] + m[1];
         let yard_h = h + m[2] + m[3];
         let bb = parcel.bbox();
         let theta = frame.sin.atan2(frame.cos);
         let yard = (0..16)
-            .map(|_| Poly::rect([rng.random_range(bb[0]..bb[2]), rng.random_range(bb[1]..bb[3])], yard_w, yard_h, theta))
+            .map(|_| {
+                Poly::rect(
+                    [
+                        rng.random_range(bb[0]..bb[2]),
+                        rng.random_range(bb[1]..bb[3]),
+                    ],
+                    yard_w,
+                    yard_h,
+                    theta,
+                )
+            })
             .find(|y| parcel.inset(0.5).contains_poly(y))?;
         let c = yard.centroid();
         let local = Frame::new(c, theta);
         let yard_look = Look::plain(
-            scale(mix(&[(CONCRETE, self.rng.random_range(0.55..1.0)), (SOIL_RED, 0.2)]), self.rng.random_range(0.85..1.05)),
+            scale(
+                mix(&[
+                    (CONCRETE, self.rng.random_range(0.55..1.0)),
+                    (SOIL_RED, 0.2),
+                ]),
+                self.rng.random_range(0.85..1.05),
+            ),
             Texture::Road,
         );
         scene.add_feature(yard.clone(), z::CHANGE_GROUND, None, Some(yard_look));
@@ -307,7 +398,14 @@ impl Planter<'_> {
             let house = Poly::rect(local.to_world(u, v), w, h, theta);
             let roof = roof_look(&mut self.rng, local, house.centroid(), w >= h);
             let height = self.rng.random_range(5.0..12.0);
-            scene.add_house(house, &yard, roof, height, z::CHANGE_SHADOW, z::CHANGE_HOUSE, false);
+            scene.add_house(
+                house,
+                &yard,
+                roof,
+                height,
+                [z::CHANGE_SHADOW, z::CHANGE_HOUSE],
+                false,
+            );
         }
         Some(yard)
     }
@@ -320,10 +418,25 @@ impl Planter<'_> {
             return None;
         }
         let rng = &mut self.rng;
-        let bank = Look::plain(scale(mix(&[(SOIL_RED, 0.8), (GRASS, 0.2)]), rng.random_range(0.9..1.1)), Texture::Soil);
-        let fill = mix(&[(WATER, rng.random_range(0.45..0.8)), (ALGAE, 0.15), (SOIL_BROWN, 0.15)]);
+        let bank = Look::plain(
+            scale(
+                mix(&[(SOIL_RED, 0.8), (GRASS, 0.2)]),
+                rng.random_range(0.9..1.1),
+            ),
+            Texture::Soil,
+        );
+        let fill = mix(&[
+            (WATER, rng.random_range(0.45..0.8)),
+            (ALGAE, 0.15),
+            (SOIL_BROWN, 0.15),
+        ]);
         scene.add_feature(parcel.clone(), z::CHANGE_GROUND, None, Some(bank));
-        scene.add_feature(water, z::CHANGE_DETAIL, None, Some(Look::plain(fill, Texture::Water)));
+        scene.add_feature(
+            water,
+            z::CHANGE_DETAIL,
+            None,
+            Some(Look::plain(fill, Texture::Water)),
+        );
         Some(parcel.clone())
     }
 
@@ -334,9 +447,20 @@ impl Planter<'_> {
         }
         let rng = &mut self.rng;
         let (period, radius, crown) = if rng.random_bool(0.3) {
-            (rng.random_range(4.0..4.8), rng.random_range(1.8..2.4), scale(CANOPY, rng.random_range(0.9..1.1)))
+            (
+                rng.random_range(4.0..4.8),
+                rng.random_range(1.8..2.4),
+                scale(CANOPY, rng.random_range(0.9..1.1)),
+            )
         } else {
-            (rng.random_range(5.2..7.2), rng.random_range(1.8..2.8), scale(mix(&[(CANOPY, 0.6), (VEG, 0.4)]), rng.random_range(0.9..1.1)))
+            (
+                rng.random_range(5.2..7.2),
+                rng.random_range(1.8..2.8),
+                scale(
+                    mix(&[(CANOPY, 0.6), (VEG, 0.4)]),
+                    rng.random_range(0.9..1.1),
+                ),
+            )
         };
         let look = Look {
             fg: crown,
@@ -365,8 +489,8 @@ impl Planter<'_> {
             bg: mix(&[(SOIL_BROWN, 0.6), (GRASS, 0.4)]),
             pattern: Pattern::Strips {
                 angle: frame.sin.atan2(frame.cos) as f32,
-                period: rng.random_range(7.0..10.0),
-                duty: rng.random_range(0.72..0.85),
+                period: rng.random_range(8.0..11.0),
+                duty: rng.random_range(0.62..0.78),
             },
             texture: Texture::Film,
         };
@@ -389,12 +513,19 @@ impl Planter<'_> {
         let (mut forests, mut lots) = (forests.into_iter(), lots.into_iter());
         let mut missing = 0;
         for k in 0..want {
+            // Alternate which kind is tried first; fall back to the other kind.
             let clear_cut_first = k % 2 == 0;
-            let done = if clear_cut_first {
-                self.clear_cut(scene, &mut forests) || self.village_house(scene, &mut lots)
-            } else {
-                self.village_house(scene, &mut lots) || self.clear_cut(scene, &mut forests)
-            };
+            let mut done = false;
+            for attempt in 0..2 {
+                done = if (attempt == 0) == clear_cut_first {
+                    self.clear_cut(scene, &mut forests)
+                } else {
+                    self.village_house(scene, &mut lots)
+                };
+                if done {
+                    break;
+                }
+            }
             missing += (!done) as usize;
         }
         missing
@@ -405,7 +536,12 @@ impl Planter<'_> {
             let forest = scene.land[idx].poly.clone();
             for _ in 0..8 {
                 let c = point_in(&mut self.rng, &forest);
-                let site = Poly::rect(c, self.rng.random_range(30.0..90.0), self.rng.random_range(30.0..90.0), self.rng.random_range(0.0..3.14));
+                let site = Poly::rect(
+                    c,
+                    self.rng.random_range(30.0..90.0),
+                    self.rng.random_range(30.0..90.0),
+                    self.rng.random_range(0.0..std::f64::consts::PI),
+                );
                 if forest.inset(2.0).contains_poly(&site) && self.free(&site) {
                     let look = Look {
                         fg: mix(&[(SOIL_RED, 0.6), (STRAW, 0.4)]),
@@ -422,7 +558,11 @@ impl Planter<'_> {
         false
     }
 
-    fn village_house(&mut self, scene: &mut Scene, lots: &mut impl Iterator<Item = (usize, usize)>) -> bool {
+    fn village_house(
+        &mut self,
+        scene: &mut Scene,
+        lots: &mut impl Iterator<Item = (usize, usize)>,
+    ) -> bool {
         for (v, l) in lots.by_ref() {
             let house = scene.villages[v].vacant_lots[l].clone();
             if !self.free(&house) {
@@ -433,7 +573,14 @@ impl Planter<'_> {
             let roof = roof_look(&mut self.rng, frame, house.centroid(), long_side_u);
             // The shadow may fall on the village ground around the lot.
             let around = grow_rect(&house, 3.0);
-            scene.add_house(house.clone(), &around, roof, self.rng.random_range(5.0..11.0), z::CHANGE_SHADOW, z::CHANGE_HOUSE, false);
+            scene.add_house(
+                house.clone(),
+                &around,
+                roof,
+                self.rng.random_range(5.0..11.0),
+                [z::CHANGE_SHADOW, z::CHANGE_HOUSE],
+                false,
+            );
             self.record(house, ChangeType::NonTarget, Dlbm::Village);
             return true;
         }
@@ -451,7 +598,10 @@ fn grow_rect(poly: &Poly, d: f64) -> Poly {
 fn point_in(rng: &mut ChaCha8Rng, poly: &Poly) -> Pt {
     let b = poly.bbox();
     for _ in 0..32 {
-        let p = [rng.random_range(b[0]..b[2].max(b[0] + 1e-6)), rng.random_range(b[1]..b[3].max(b[1] + 1e-6))];
+        let p = [
+            rng.random_range(b[0]..b[2].max(b[0] + 1e-6)),
+            rng.random_range(b[1]..b[3].max(b[1] + 1e-6)),
+        ];
         if poly.contains(p) {
             return p;
         }

@@ -65,10 +65,18 @@ pub fn cli_main(args: SynthArgs) -> Result<i32> {
         summary.seconds,
         args.out.display()
     );
-    let changes: Vec<String> = summary.changes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let changes: Vec<String> = summary
+        .changes
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
     println!("  changes: {}", changes.join(", "));
     if !summary.unplaced.is_empty() {
-        let missing: Vec<String> = summary.unplaced.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let missing: Vec<String> = summary
+            .unplaced
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
         println!("  not placed (no room): {}", missing.join(", "));
     }
     println!(

@@ -79,20 +79,34 @@ impl Poly {
     }
 
     pub fn bbox(&self) -> BBox {
-        self.pts.iter().fold(
-            [f64::MAX, f64::MAX, f64::MIN, f64::MIN],
-            |b, p| [b[0].min(p[0]), b[1].min(p[1]), b[2].max(p[0]), b[3].max(p[1])],
-        )
+        self.pts
+            .iter()
+            .fold([f64::MAX, f64::MAX, f64::MIN, f64::MIN], |b, p| {
+                [
+                    b[0].min(p[0]),
+                    b[1].min(p[1]),
+                    b[2].max(p[0]),
+                    b[3].max(p[1]),
+                ]
+            })
     }
 
     pub fn centroid(&self) -> Pt {
         let n = self.pts.len().max(1) as f64;
-        let s = self.pts.iter().fold([0.0, 0.0], |s, p| [s[0] + p[0], s[1] + p[1]]);
+        let s = self
+            .pts
+            .iter()
+            .fold([0.0, 0.0], |s, p| [s[0] + p[0], s[1] + p[1]]);
         [s[0] / n, s[1] / n]
     }
 
     pub fn translate(&self, d: Pt) -> Poly {
-        Poly::new(self.pts.iter().map(|p| [p[0] + d[0], p[1] + d[1]]).collect())
+        Poly::new(
+            self.pts
+                .iter()
+                .map(|p| [p[0] + d[0], p[1] + d[1]])
+                .collect(),
+        )
     }
 
     /// The part of the polygon inside the half-plane (Sutherland–Hodgman, one edge).
@@ -126,8 +140,16 @@ impl Poly {
                     return None;
                 }
                 // Outward normal: right of the edge for a counter-clockwise ring.
-                let (a, b) = if ccw { (ey / len, -ex / len) } else { (-ey / len, ex / len) };
-                Some(HalfPlane { a, b, c: a * p[0] + b * p[1] - d })
+                let (a, b) = if ccw {
+                    (ey / len, -ex / len)
+                } else {
+                    (-ey / len, ex / len)
+                };
+                Some(HalfPlane {
+                    a,
+                    b,
+                    c: a * p[0] + b * p[1] - d,
+                })
             })
             .collect()
     }
@@ -140,7 +162,13 @@ impl Poly {
         other
             .inner_half_planes(0.0)
             .iter()
-            .fold(self.clone(), |acc, hp| if acc.is_empty() { acc } else { acc.clip(hp) })
+            .fold(self.clone(), |acc, hp| {
+                if acc.is_empty() {
+                    acc
+                } else {
+                    acc.clip(hp)
+                }
+            })
     }
 
     /// The polygon shrunk by `d` metres on every side (exact for convex polygons).
@@ -150,18 +178,32 @@ impl Poly {
         }
         self.inner_half_planes(d)
             .iter()
-            .fold(self.clone(), |acc, hp| if acc.is_empty() { acc } else { acc.clip(hp) })
+            .fold(self.clone(), |acc, hp| {
+                if acc.is_empty() {
+                    acc
+                } else {
+                    acc.clip(hp)
+                }
+            })
     }
 
     /// Whether a point lies inside (convex polygon, boundary counts as inside).
     pub fn contains(&self, p: Pt) -> bool {
-        !self.is_empty() && self.inner_half_planes(0.0).iter().all(|hp| hp.side(p) <= 1e-9)
+        !self.is_empty()
+            && self
+                .inner_half_planes(0.0)
+                .iter()
+                .all(|hp| hp.side(p) <= 1e-9)
     }
 
     /// Whether `other` lies entirely inside this convex polygon.
     pub fn contains_poly(&self, other: &Poly) -> bool {
         let hps = self.inner_half_planes(0.0);
-        !self.is_empty() && other.pts.iter().all(|&p| hps.iter().all(|hp| hp.side(p) <= 1e-9))
+        !self.is_empty()
+            && other
+                .pts
+                .iter()
+                .all(|&p| hps.iter().all(|hp| hp.side(p) <= 1e-9))
     }
 
     /// Pixel-centre spans of this polygon on one image row: the x interval(s) in metres where the
@@ -222,20 +264,27 @@ pub struct Frame {
 
 impl Frame {
     pub fn new(o: Pt, theta: f64) -> Self {
-        Frame { o, cos: theta.cos(), sin: theta.sin() }
+        Frame {
+            o,
+            cos: theta.cos(),
+            sin: theta.sin(),
+        }
     }
 
-    pub fn to_world(&self, u: f64, v: f64) -> Pt {
-        [self.o[0] + self.cos * u - self.sin * v, self.o[1] + self.sin * u + self.cos * v]
+    pub fn to_world(self, u: f64, v: f64) -> Pt {
+        [
+            self.o[0] + self.cos * u - self.sin * v,
+            self.o[1] + self.sin * u + self.cos * v,
+        ]
     }
 
-    pub fn to_local(&self, p: Pt) -> (f64, f64) {
+    pub fn to_local(self, p: Pt) -> (f64, f64) {
         let (x, y) = (p[0] - self.o[0], p[1] - self.o[1]);
         (self.cos * x + self.sin * y, -self.sin * x + self.cos * y)
     }
 
     /// The world polygon of the local rectangle `[u0,u1] x [v0,v1]`.
-    pub fn rect(&self, u0: f64, u1: f64, v0: f64, v1: f64) -> Poly {
+    pub fn rect(self, u0: f64, u1: f64, v0: f64, v1: f64) -> Poly {
         Poly::new(vec![
             self.to_world(u0, v0),
             self.to_world(u1, v0),
@@ -259,8 +308,16 @@ impl Band {
     /// The parts of `poly` farther than `half_width + verge` from the band's centre line.
     pub fn split_off(&self, poly: &Poly, verge: f64) -> Vec<Poly> {
         let d = self.half_width + verge;
-        let below = HalfPlane { a: self.nx, b: self.ny, c: self.c - d };
-        let above = HalfPlane { a: -self.nx, b: -self.ny, c: -(self.c + d) };
+        let below = HalfPlane {
+            a: self.nx,
+            b: self.ny,
+            c: self.c - d,
+        };
+        let above = HalfPlane {
+            a: -self.nx,
+            b: -self.ny,
+            c: -(self.c + d),
+        };
         [poly.clip(&below), poly.clip(&above)]
             .into_iter()
             .filter(|p| p.area() > 1e-6)
@@ -306,7 +363,12 @@ mod tests {
     #[test]
     fn band_splits_into_two_pieces_leaving_the_road_out() {
         let sq = Poly::rect_xy(0.0, 0.0, 100.0, 100.0);
-        let band = Band { nx: 0.0, ny: 1.0, c: 50.0, half_width: 3.0 };
+        let band = Band {
+            nx: 0.0,
+            ny: 1.0,
+            c: 50.0,
+            half_width: 3.0,
+        };
         let parts = band.split_off(&sq, 1.0);
         assert_eq!(parts.len(), 2);
         let total: f64 = parts.iter().map(Poly::area).sum();

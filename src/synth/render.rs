@@ -78,9 +78,24 @@ struct Noise {
 }
 
 impl<'a> Renderer<'a> {
-    pub fn new(scene: &'a Scene, clouds: &'a Clouds, truth: &'a [TruthChange], size: usize, pixel_m: f64, radiometry: Radiometry) -> Self {
+    pub fn new(
+        scene: &'a Scene,
+        clouds: &'a Clouds,
+        truth: &'a [TruthChange],
+        size: usize,
+        pixel_m: f64,
+        radiometry: Radiometry,
+    ) -> Self {
         let keys = std::array::from_fn(|i| key(scene.seed, 100 + i as u64));
-        Renderer { scene, clouds, truth, size, pixel_m, radiometry, keys }
+        Renderer {
+            scene,
+            clouds,
+            truth,
+            size,
+            pixel_m,
+            radiometry,
+            keys,
+        }
     }
 
     /// Renders image rows `r0..r1` of both dates, the truth and the cloud mask.
@@ -88,7 +103,15 @@ impl<'a> Renderer<'a> {
         let (before, _) = self.date(r0, r1, Date::Before);
         let (after, clouds) = self.date(r0, r1, Date::After);
         let (labels, ids) = self.truth_rows(r0, r1);
-        Strip { r0, rows: r1 - r0, before, after, labels, ids, clouds }
+        Strip {
+            r0,
+            rows: r1 - r0,
+            before,
+            after,
+            labels,
+            ids,
+            clouds,
+        }
     }
 
     fn shift(&self, date: Date) -> [f64; 2] {
@@ -131,7 +154,10 @@ impl<'a> Renderer<'a> {
         self.paint_features(&mut fid, top, h, w, shift, date);
         let crop = self.crop_flags(date);
         let (dens_cloud, dens_shadow) = match date {
-            Date::After => (self.cloud_density(top, h, w, shift, [0.0, 0.0]), self.cloud_density(top, h, w, shift, self.clouds.shadow_offset)),
+            Date::After => (
+                self.cloud_density(top, h, w, shift, [0.0, 0.0]),
+                self.cloud_density(top, h, w, shift, self.clouds.shadow_offset),
+            ),
             Date::Before => (Vec::new(), Vec::new()),
         };
         let mut planes = vec![vec![0f32; h * w]; 4];
@@ -143,7 +169,11 @@ impl<'a> Renderer<'a> {
                 let (x, y) = self.sample_xy(top, rr, cc, shift);
                 let n = self.noise(x, y);
                 let id = fid[k] as usize;
-                let look = if id == 0 { &ground } else { date.look(&self.scene.features[id - 1]).unwrap_or(&ground) };
+                let look = if id == 0 {
+                    &ground
+                } else {
+                    date.look(&self.scene.features[id - 1]).unwrap_or(&ground)
+                };
                 let mut s = shade(look, x, y, &n, self.keys[3]);
                 if crop[id] && is_ridge(&fid, &crop, k, cc, rr, w, h) {
                     let ridge = mix(&[(GRASS, 0.6), (SOIL_BROWN, 0.4)]);
@@ -151,7 +181,15 @@ impl<'a> Renderer<'a> {
                 }
                 let s = match date {
                     Date::Before => self.atmosphere_before(s),
-                    Date::After => self.atmosphere_after(s, x, y, &n, dens_cloud[k], dens_shadow[k], &mut cloud_mask[k]),
+                    Date::After => self.atmosphere_after(
+                        s,
+                        x,
+                        y,
+                        &n,
+                        dens_cloud[k],
+                        dens_shadow[k],
+                        &mut cloud_mask[k],
+                    ),
                 };
                 for b in 0..4 {
                     planes[b][k] = s[b];
@@ -160,7 +198,9 @@ impl<'a> Renderer<'a> {
         }
         let sigma = self.radiometry.blur_sigma_px[(date == Date::After) as usize];
         let out = self.blur_and_quantise(&planes, h, w, r0, sigma, date);
-        let mask = (HALO..h - HALO).flat_map(|rr| cloud_mask[rr * w + HALO..rr * w + HALO + self.size].to_vec()).collect();
+        let mask = (HALO..h - HALO)
+            .flat_map(|rr| cloud_mask[rr * w + HALO..rr * w + HALO + self.size].to_vec())
+            .collect();
         (out, mask)
     }
 
@@ -175,25 +215,58 @@ impl<'a> Renderer<'a> {
     /// Which feature ids are crop parcels on this date (index 0: no feature).
     fn crop_flags(&self, date: Date) -> Vec<bool> {
         std::iter::once(false)
-            .chain(self.scene.features.iter().map(|f| date.look(f).is_some_and(|l| l.texture == Texture::Crop)))
+            .chain(
+                self.scene
+                    .features
+                    .iter()
+                    .map(|f| date.look(f).is_some_and(|l| l.texture == Texture::Crop)),
+            )
             .collect()
     }
 
     /// Paints feature ids (1-based, in drawing order) at the strip's sample positions.
-    fn paint_features(&self, fid: &mut [u32], top: i64, h: usize, w: usize, shift: [f64; 2], date: Date) {
+    fn paint_features(
+        &self,
+        fid: &mut [u32],
+        top: i64,
+        h: usize,
+        w: usize,
+        shift: [f64; 2],
+        date: Date,
+    ) {
         let pm = self.pixel_m;
-        let (y_first, y_last) = ((top as f64 + 0.5 + shift[1]) * pm, ((top + h as i64) as f64 - 0.5 + shift[1]) * pm);
+        let (y_first, y_last) = (
+            (top as f64 + 0.5 + shift[1]) * pm,
+            ((top + h as i64) as f64 - 0.5 + shift[1]) * pm,
+        );
         let mut spans = Vec::new();
         for (i, f) in self.scene.features.iter().enumerate() {
             if date.look(f).is_none() || f.bbox[3] < y_first || f.bbox[1] > y_last {
                 continue;
             }
-            fill_rows(&f.poly, fid, (i + 1) as u32, top, h, w, shift, pm, &mut spans);
+            fill_rows(
+                &f.poly,
+                fid,
+                (i + 1) as u32,
+                top,
+                h,
+                w,
+                shift,
+                pm,
+                &mut spans,
+            );
         }
     }
 
     /// Sum of cloud puff densities at the strip's samples, the puffs displaced by `offset`.
-    fn cloud_density(&self, top: i64, h: usize, w: usize, shift: [f64; 2], offset: [f64; 2]) -> Vec<f32> {
+    fn cloud_density(
+        &self,
+        top: i64,
+        h: usize,
+        w: usize,
+        shift: [f64; 2],
+        offset: [f64; 2],
+    ) -> Vec<f32> {
         let mut dens = vec![0f32; h * w];
         let pm = self.pixel_m;
         for p in &self.clouds.puffs {
@@ -201,13 +274,15 @@ impl<'a> Renderer<'a> {
             let r_lo = (((cy - reach) / pm - shift[1] - 0.5).floor() as i64 - top).max(0);
             let r_hi = (((cy + reach) / pm - shift[1] - 0.5).ceil() as i64 - top).min(h as i64);
             let c_lo = (((cx - reach) / pm - shift[0] - 0.5).floor() as i64 + HALO as i64).max(0);
-            let c_hi = (((cx + reach) / pm - shift[0] - 0.5).ceil() as i64 + HALO as i64).min(w as i64);
+            let c_hi =
+                (((cx + reach) / pm - shift[0] - 0.5).ceil() as i64 + HALO as i64).min(w as i64);
             let inv_r2 = 1.0 / (p.r * p.r);
             for rr in r_lo..r_hi {
                 for cc in c_lo..c_hi {
                     let (x, y) = self.sample_xy(top, rr as usize, cc as usize, shift);
                     let d2 = (x - cx).powi(2) + (y - cy).powi(2);
-                    dens[rr as usize * w + cc as usize] += p.density * (-(d2 * inv_r2) as f32).exp();
+                    dens[rr as usize * w + cc as usize] +=
+                        p.density * (-(d2 * inv_r2) as f32).exp();
                 }
             }
         }
@@ -221,11 +296,26 @@ impl<'a> Renderer<'a> {
 
     /// Cloud shadow, cloud, sensor gain/offset and patchy haze; marks the cloud mask.
     #[allow(clippy::too_many_arguments)]
-    fn atmosphere_after(&self, s: Spectrum, x: f64, y: f64, n: &Noise, dens_cloud: f32, dens_shadow: f32, mask: &mut u8) -> Spectrum {
+    fn atmosphere_after(
+        &self,
+        s: Spectrum,
+        x: f64,
+        y: f64,
+        n: &Noise,
+        dens_cloud: f32,
+        dens_shadow: f32,
+        mask: &mut u8,
+    ) -> Spectrum {
         let edge = 0.8 + 1.2 * n.large + 0.25 * n.mid;
         let alpha = smooth(dens_cloud * edge, 0.25, 0.9);
         let beta = smooth(dens_shadow * edge, 0.25, 0.6);
-        *mask = if alpha > 0.25 { 1 } else if beta > 0.25 { 2 } else { 0 };
+        *mask = if alpha > 0.25 {
+            1
+        } else if beta > 0.25 {
+            2
+        } else {
+            0
+        };
         let rad = &self.radiometry;
         let haze = 0.55 + value_noise(self.keys[4], x, y, 1400.0);
         let cloud_tone = 0.95 + 0.1 * n.mid;
@@ -237,14 +327,22 @@ impl<'a> Renderer<'a> {
     }
 
     /// Separable Gaussian blur (the sensor's point spread), then sensor noise and UInt16.
-    fn blur_and_quantise(&self, planes: &[Vec<f32>], h: usize, w: usize, r0: usize, sigma: f32, date: Date) -> Vec<u16> {
+    fn blur_and_quantise(
+        &self,
+        planes: &[Vec<f32>],
+        h: usize,
+        w: usize,
+        r0: usize,
+        sigma: f32,
+        date: Date,
+    ) -> Vec<u16> {
         let kernel = gaussian_kernel(sigma);
         let (rows, size) = (h - 2 * HALO, self.size);
         let mut out = vec![0u16; 4 * rows * size];
         let noise_key = self.keys[5 + (date == Date::After) as usize];
         let (base, rel) = match date {
-            Date::Before => (12.0, 0.005),
-            Date::After => (14.0, 0.006),
+            Date::Before => (10.0, 0.004),
+            Date::After => (12.0, 0.005),
         };
         let mut tmp = vec![0f32; h * size];
         let mut blurred = vec![[0f32; 4]; rows * size];
@@ -256,7 +354,8 @@ impl<'a> Renderer<'a> {
             }
             for r in 0..rows {
                 for c in 0..size {
-                    blurred[r * size + c][b] = (0..5).map(|t| kernel[t] * tmp[(r + t) * size + c]).sum();
+                    blurred[r * size + c][b] =
+                        (0..5).map(|t| kernel[t] * tmp[(r + t) * size + c]).sum();
                 }
             }
         }
@@ -284,19 +383,50 @@ impl<'a> Renderer<'a> {
             if b[3] < r0 as f64 * self.pixel_m || b[1] > r1 as f64 * self.pixel_m {
                 continue;
             }
-            fill_rows(&t.poly, &mut scratch, (i + 1) as u32, r0 as i64, h, w + 2 * HALO, [0.0, 0.0], self.pixel_m, &mut spans);
+            fill_rows(
+                &t.poly,
+                &mut scratch,
+                (i + 1) as u32,
+                r0 as i64,
+                h,
+                w + 2 * HALO,
+                [0.0, 0.0],
+                self.pixel_m,
+                &mut spans,
+            );
         }
         for r in 0..h {
-            ids[r * w..(r + 1) * w].copy_from_slice(&scratch[r * (w + 2 * HALO) + HALO..r * (w + 2 * HALO) + HALO + w]);
+            ids[r * w..(r + 1) * w].copy_from_slice(
+                &scratch[r * (w + 2 * HALO) + HALO..r * (w + 2 * HALO) + HALO + w],
+            );
         }
-        let labels = ids.iter().map(|&i| if i == 0 { 0 } else { self.truth[i as usize - 1].kind.code() }).collect();
+        let labels = ids
+            .iter()
+            .map(|&i| {
+                if i == 0 {
+                    0
+                } else {
+                    self.truth[i as usize - 1].kind.code()
+                }
+            })
+            .collect();
         (labels, ids.into_iter().map(|i| i as i32).collect())
     }
 }
 
 /// Scanline fill of one polygon into a strip grid whose column 0 is image column `-HALO`.
 #[allow(clippy::too_many_arguments)]
-fn fill_rows(poly: &Poly, grid: &mut [u32], value: u32, top: i64, h: usize, w: usize, shift: [f64; 2], pm: f64, spans: &mut Vec<(f64, f64)>) {
+fn fill_rows(
+    poly: &Poly,
+    grid: &mut [u32],
+    value: u32,
+    top: i64,
+    h: usize,
+    w: usize,
+    shift: [f64; 2],
+    pm: f64,
+    spans: &mut Vec<(f64, f64)>,
+) {
     let b = poly.bbox();
     for rr in 0..h {
         let y = (top as f64 + rr as f64 + 0.5 + shift[1]) * pm;
@@ -307,7 +437,10 @@ fn fill_rows(poly: &Poly, grid: &mut [u32], value: u32, top: i64, h: usize, w: u
         for &(xa, xb) in spans.iter() {
             let first = (xa / pm - 0.5 - shift[0]).ceil() as i64 + HALO as i64;
             let end = (xb / pm - 0.5 - shift[0]).ceil() as i64 + HALO as i64;
-            let (first, end) = (first.clamp(0, w as i64) as usize, end.clamp(0, w as i64) as usize);
+            let (first, end) = (
+                first.clamp(0, w as i64) as usize,
+                end.clamp(0, w as i64) as usize,
+            );
             if first < end {
                 grid[rr * w + first..rr * w + end].fill(value);
             }
@@ -316,7 +449,15 @@ fn fill_rows(poly: &Poly, grid: &mut [u32], value: u32, top: i64, h: usize, w: u
 }
 
 /// A crop pixel next to a different crop parcel (right or below) sits on a field ridge.
-fn is_ridge(fid: &[u32], crop: &[bool], k: usize, cc: usize, rr: usize, w: usize, h: usize) -> bool {
+fn is_ridge(
+    fid: &[u32],
+    crop: &[bool],
+    k: usize,
+    cc: usize,
+    rr: usize,
+    w: usize,
+    h: usize,
+) -> bool {
     let here = fid[k];
     let differs = |j: usize| fid[j] != here && crop[fid[j] as usize];
     (cc + 1 < w && differs(k + 1)) || (rr + 1 < h && differs(k + w))
@@ -336,17 +477,36 @@ fn shade(look: &Look, x: f64, y: f64, n: &Noise, crown_key: u64) -> Spectrum {
     let m = 1.0 + a[0] * 2.0 * n.fine + a[1] * 2.0 * n.mid + a[2] * 2.0 * n.large;
     let (w_fg, gain) = match look.pattern {
         Pattern::Plain => (1.0, 1.0),
-        Pattern::Crowns { angle, period, radius, jitter } => (crown_cover(x, y, angle, period, radius, jitter, crown_key), 1.0),
-        Pattern::Strips { angle, period, duty } => {
+        Pattern::Crowns {
+            angle,
+            period,
+            radius,
+            jitter,
+        } => (
+            crown_cover(x, y, angle, period, radius, jitter, crown_key),
+            1.0,
+        ),
+        Pattern::Strips {
+            angle,
+            period,
+            duty,
+        } => {
             let u = along(x, y, angle) / period as f64;
             (smooth(duty - u.rem_euclid(1.0) as f32, -0.06, 0.06), 1.0)
         }
-        Pattern::Furrows { angle, period, depth } => {
+        Pattern::Furrows {
+            angle,
+            period,
+            depth,
+        } => {
             let u = along(x, y, angle) / period as f64;
             (1.0, 1.0 + depth * (u * std::f64::consts::TAU).sin() as f32)
         }
         Pattern::Clumps => (1.0 - smooth(n.mid + 0.5 * n.large, 0.12, 0.28), 1.0),
-        Pattern::Blotches => (smooth(n.mid + 0.6 * n.large + 0.3 * n.fine, -0.08, 0.08), 1.0),
+        Pattern::Blotches => (
+            smooth(n.mid + 0.6 * n.large + 0.3 * n.fine, -0.08, 0.08),
+            1.0,
+        ),
         Pattern::Roof { angle, centre } => {
             let v = across(x - centre[0] as f64, y - centre[1] as f64, angle);
             (1.0, if v >= 0.0 { 1.0 } else { 0.8 })

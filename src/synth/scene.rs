@@ -13,10 +13,12 @@
 //! the layout does not depend on iteration or thread order. The polygons that carry a DLBM code
 //! are exactly the land-use layer written to `landuse.gpkg`.
 
+use std::f64::consts::FRAC_PI_2;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::geom::{Band, BBox, Frame, HalfPlane, Poly, Pt};
+use super::geom::{BBox, Band, Frame, HalfPlane, Poly, Pt};
 use super::noise::{hash3, key, unit};
 use super::spectra::*;
 
@@ -209,7 +211,13 @@ impl Scene {
             return;
         }
         let bbox = poly.bbox();
-        self.features.push(Feature { poly, bbox, z, before, after });
+        self.features.push(Feature {
+            poly,
+            bbox,
+            z,
+            before,
+            after,
+        });
     }
 
     /// A feature that looks the same on both dates.
@@ -239,10 +247,14 @@ impl Scene {
         let mut roads = Vec::new();
         for (axis, count) in [(0, per_axis.max(1)), (1, per_axis)] {
             for _ in 0..count {
-                let angle = rng.random_range(-0.15..0.15) + if axis == 0 { 0.0 } else { 1.5708 };
+                let angle = rng.random_range(-0.15..0.15) + if axis == 0 { 0.0 } else { FRAC_PI_2 };
                 let (nx, ny) = (-f64::sin(angle), f64::cos(angle));
                 let at = rng.random_range(0.12..0.88) * self.extent;
-                let p = if axis == 0 { [self.extent / 2.0, at] } else { [at, self.extent / 2.0] };
+                let p = if axis == 0 {
+                    [self.extent / 2.0, at]
+                } else {
+                    [at, self.extent / 2.0]
+                };
                 roads.push(Band {
                     nx,
                     ny,
@@ -260,7 +272,11 @@ impl Scene {
         let (bbox, image) = (self.build_box().bbox(), self.image_box());
         for k in 0..self.roads.len() {
             let road = self.roads[k];
-            let surface = if rng.random_bool(0.5) { ASPHALT } else { scale(CONCRETE, 0.85) };
+            let surface = if rng.random_bool(0.5) {
+                ASPHALT
+            } else {
+                scale(CONCRETE, 0.85)
+            };
             let look = Look::plain(scale(surface, rng.random_range(0.9..1.15)), Texture::Road);
             let poly = road.polygon(&bbox);
             self.add_static(poly.intersect(&self.build_box()), z::ROAD, look);
@@ -342,10 +358,18 @@ impl Scene {
     /// Field blocks on a rotated grid, split into parcels; optionally a village over a few blocks.
     fn add_farmland(&mut self, inner: &Poly, frame: Frame, rng: &mut ChaCha8Rng, village: bool) {
         let paddy_region = rng.random_bool(0.55);
-        let (bu, bv) = (rng.random_range(80.0..180.0), rng.random_range(100.0..240.0));
+        let (bu, bv) = (
+            rng.random_range(80.0..180.0),
+            rng.random_range(100.0..240.0),
+        );
         let village_blocks = village.then(|| {
             let (i0, j0) = (rng.random_range(-1..=0), rng.random_range(-1..=0));
-            (i0, i0 + rng.random_range(1..=2), j0, j0 + rng.random_range(1..=2))
+            (
+                i0,
+                i0 + rng.random_range(1..=2),
+                j0,
+                j0 + rng.random_range(1..=2),
+            )
         });
         let (umin, vmin, umax, vmax) = local_bounds(inner, &frame);
         let half_gap = FIELD_ROAD / 2.0;
@@ -386,14 +410,20 @@ impl Scene {
             return;
         }
         let block = self.blocks.len();
-        self.blocks.push(Block { poly: block_poly, frame, parcels: Vec::new() });
+        self.blocks.push(Block {
+            poly: block_poly,
+            frame,
+            parcels: Vec::new(),
+        });
         let k = ((u1 - u0) / rng.random_range(20.0..60.0)).round().max(1.0) as usize;
         let step = (u1 - u0) / k as f64;
         let mut edges: Vec<f64> = (0..=k).map(|e| u0 + e as f64 * step).collect();
         for e in edges.iter_mut().take(k).skip(1) {
             *e += rng.random_range(-0.2..0.2) * step;
         }
-        let split = rng.random_bool(0.5).then(|| v0 + rng.random_range(0.35..0.65) * (v1 - v0));
+        let split = rng
+            .random_bool(0.5)
+            .then(|| v0 + rng.random_range(0.35..0.65) * (v1 - v0));
         let rows: Vec<(f64, f64)> = match split {
             Some(vs) => vec![(v0, vs), (vs, v1)],
             None => vec![(v0, v1)],
@@ -429,10 +459,19 @@ impl Scene {
     }
 
     /// Village ground over the given blocks, with houses on a lot grid and trees between.
-    fn add_village(&mut self, inner: &Poly, frame: Frame, [u0, u1, v0, v1]: [f64; 4], rng: &mut ChaCha8Rng) {
+    fn add_village(
+        &mut self,
+        inner: &Poly,
+        frame: Frame,
+        [u0, u1, v0, v1]: [f64; 4],
+        rng: &mut ChaCha8Rng,
+    ) {
         let pieces = self.off_roads(frame.rect(u0, u1, v0, v1).intersect(inner));
         let ground = Look {
-            fg: scale(mix(&[(CONCRETE, 0.7), (SOIL_BROWN, 0.3)]), rng.random_range(0.75..0.95)),
+            fg: scale(
+                mix(&[(CONCRETE, 0.55), (SOIL_BROWN, 0.45)]),
+                rng.random_range(0.65..0.85),
+            ),
             bg: mix(&[(CANOPY, 0.7), (GRASS, 0.3)]),
             pattern: Pattern::Clumps,
             texture: Texture::Village,
@@ -441,22 +480,29 @@ impl Scene {
             self.add_static(piece.clone(), z::LAND, ground);
             self.add_land(piece.clone(), Dlbm::Village);
         }
-        let lot = rng.random_range(8.0..12.0);
+        let lot = rng.random_range(10.0..14.0);
         let mut vacant_lots = Vec::new();
         let mut v = v0;
         while v + lot <= v1 {
             let mut u = u0;
             while u + lot <= u1 {
-                let w = rng.random_range(4.0..lot - 1.5);
-                let h = rng.random_range(4.0..lot - 1.5);
+                let w = rng.random_range(6.0..lot - 1.5);
+                let h = rng.random_range(6.0..lot - 1.5);
                 let cu = u + rng.random_range(w / 2.0..lot - w / 2.0);
                 let cv = v + rng.random_range(h / 2.0..lot - h / 2.0);
                 let house = frame.rect(cu - w / 2.0, cu + w / 2.0, cv - h / 2.0, cv + h / 2.0);
                 if let Some(piece) = pieces.iter().find(|p| p.contains_poly(&house)) {
-                    if rng.random_bool(0.65) {
+                    if rng.random_bool(0.75) {
                         let roof = roof_look(rng, frame, house.centroid(), w >= h);
                         let height = rng.random_range(5.0..11.0);
-                        self.add_house(house, piece, roof, height, z::HOUSE_SHADOW, z::HOUSE, true);
+                        self.add_house(
+                            house,
+                            piece,
+                            roof,
+                            height,
+                            [z::HOUSE_SHADOW, z::HOUSE],
+                            true,
+                        );
                     } else {
                         vacant_lots.push(house);
                     }
@@ -469,7 +515,15 @@ impl Scene {
     }
 
     /// A house and its cast shadow (clipped to `ground`). `on_both_dates`: false for a new house.
-    pub fn add_house(&mut self, house: Poly, ground: &Poly, roof: Look, height: f64, z_shadow: u8, z_house: u8, on_both_dates: bool) {
+    pub fn add_house(
+        &mut self,
+        house: Poly,
+        ground: &Poly,
+        roof: Look,
+        height: f64,
+        [z_shadow, z_house]: [u8; 2],
+        on_both_dates: bool,
+    ) {
         let d = [self.shadow_dir[0] * height, self.shadow_dir[1] * height];
         let shadow = house.translate(d).intersect(ground);
         let dark = Look::plain(HOUSE_SHADOW, Texture::Roof);
@@ -485,7 +539,7 @@ impl Scene {
             fg: crown,
             bg: scale(CANOPY, 0.45),
             pattern: Pattern::Crowns {
-                angle: rng.random_range(0.0..3.14),
+                angle: rng.random_range(0.0..std::f32::consts::PI),
                 period: rng.random_range(4.5..5.5),
                 radius: rng.random_range(2.3..2.9),
                 jitter: 0.45,
@@ -509,7 +563,12 @@ impl Scene {
         let (umin, vmin, umax, vmax) = local_bounds(inner, &frame);
         for jb in (vmin / bv).floor() as i64..=(vmax / bv).floor() as i64 {
             for ib in (umin / bu).floor() as i64..=(umax / bu).floor() as i64 {
-                let rect = frame.rect(ib as f64 * bu + 1.0, (ib + 1) as f64 * bu - 1.0, jb as f64 * bv + 1.0, (jb + 1) as f64 * bv - 1.0);
+                let rect = frame.rect(
+                    ib as f64 * bu + 1.0,
+                    (ib + 1) as f64 * bu - 1.0,
+                    jb as f64 * bv + 1.0,
+                    (jb + 1) as f64 * bv - 1.0,
+                );
                 let crown = scale(CANOPY, rng.random_range(0.9..1.1));
                 let look = Look {
                     fg: crown,
@@ -540,15 +599,32 @@ impl Scene {
         let (umin, vmin, umax, vmax) = local_bounds(inner, &frame);
         for jb in (vmin / bv).floor() as i64..=(vmax / bv).floor() as i64 {
             for ib in (umin / bu).floor() as i64..=(umax / bu).floor() as i64 {
-                let rect = frame.rect(ib as f64 * bu + 1.5, (ib + 1) as f64 * bu - 1.5, jb as f64 * bv + 1.5, (jb + 1) as f64 * bv - 1.5);
-                let bank = Look::plain(scale(mix(&[(GRASS, 0.5), (SOIL_BROWN, 0.5)]), rng.random_range(0.9..1.1)), Texture::Soil);
+                let rect = frame.rect(
+                    ib as f64 * bu + 1.5,
+                    (ib + 1) as f64 * bu - 1.5,
+                    jb as f64 * bv + 1.5,
+                    (jb + 1) as f64 * bv - 1.5,
+                );
+                let bank = Look::plain(
+                    scale(
+                        mix(&[(GRASS, 0.5), (SOIL_BROWN, 0.5)]),
+                        rng.random_range(0.9..1.1),
+                    ),
+                    Texture::Soil,
+                );
                 let water = mix(&[(WATER, rng.random_range(0.55..0.8)), (ALGAE, 0.2)]);
                 let water_before = Look::plain(water, Texture::Water);
-                let water_after = Look::plain(scale4(water, jitter4(rng, 0.8, 1.25)), Texture::Water);
+                let water_after =
+                    Look::plain(scale4(water, jitter4(rng, 0.8, 1.25)), Texture::Water);
                 for piece in self.off_roads(rect.intersect(inner)) {
                     if piece.area() > 30.0 {
                         self.add_static(piece.clone(), z::LAND, bank);
-                        self.add_feature(piece.inset(1.6), z::WATER, Some(water_before), Some(water_after));
+                        self.add_feature(
+                            piece.inset(1.6),
+                            z::WATER,
+                            Some(water_before),
+                            Some(water_after),
+                        );
                         self.add_land(piece, Dlbm::Pond);
                     }
                 }
@@ -564,10 +640,12 @@ impl Scene {
 
 /// The polygon's extent in a local frame: (umin, vmin, umax, vmax).
 fn local_bounds(poly: &Poly, frame: &Frame) -> (f64, f64, f64, f64) {
-    poly.pts.iter().fold((f64::MAX, f64::MAX, f64::MIN, f64::MIN), |b, &p| {
-        let (u, v) = frame.to_local(p);
-        (b.0.min(u), b.1.min(v), b.2.max(u), b.3.max(v))
-    })
+    poly.pts
+        .iter()
+        .fold((f64::MAX, f64::MAX, f64::MIN, f64::MIN), |b, &p| {
+            let (u, v) = frame.to_local(p);
+            (b.0.min(u), b.1.min(v), b.2.max(u), b.3.max(v))
+        })
 }
 
 /// Draws one item by weight.
@@ -592,43 +670,77 @@ pub fn jitter4(rng: &mut ChaCha8Rng, lo: f32, hi: f32) -> [f32; 4] {
 pub fn roof_look(rng: &mut ChaCha8Rng, frame: Frame, centre: Pt, long_side_u: bool) -> Look {
     let (spec, pitched) = pick(rng, &ROOFS.map(|(s, share, p)| ((s, p), share)));
     let fg = scale(spec, rng.random_range(0.85..1.15));
-    let along = frame.sin.atan2(frame.cos) + if long_side_u { 0.0 } else { std::f64::consts::FRAC_PI_2 };
+    let along = frame.sin.atan2(frame.cos) + if long_side_u { 0.0 } else { FRAC_PI_2 };
     let pattern = if pitched {
-        Pattern::Roof { angle: along as f32, centre: [centre[0] as f32, centre[1] as f32] }
+        Pattern::Roof {
+            angle: along as f32,
+            centre: [centre[0] as f32, centre[1] as f32],
+        }
     } else {
         Pattern::Plain
     };
-    Look { fg, bg: fg, pattern, texture: Texture::Roof }
+    Look {
+        fg,
+        bg: fg,
+        pattern,
+        texture: Texture::Roof,
+    }
 }
 
 /// Before and after looks of a crop parcel; a share of parcels change state (harvest, tillage,
 /// green-up, flooding) between the dates, which is seasonal and NOT a change to report.
 fn crop_looks(rng: &mut ChaCha8Rng, paddy: bool, frame: Frame, share: f64) -> (Look, Look, bool) {
-    let soil = scale(if paddy { SOIL_BROWN } else { SOIL_RED }, rng.random_range(0.88..1.12));
+    let soil = scale(
+        if paddy { SOIL_BROWN } else { SOIL_RED },
+        rng.random_range(0.88..1.12),
+    );
     let states = CropState::distribution(paddy);
     let before = pick(rng, states);
     let changed = rng.random_bool(share.clamp(0.0, 1.0));
     let after = if changed {
-        let others: Vec<(CropState, f32)> = states.iter().copied().filter(|s| s.0 != before).collect();
+        let others: Vec<(CropState, f32)> =
+            states.iter().copied().filter(|s| s.0 != before).collect();
         pick(rng, &others)
     } else {
         before
     };
     let cover: f32 = rng.random();
     // Unchanged parcels still drift a little (growth, moisture).
-    let cover_after = if changed { rng.random() } else { (cover + rng.random_range(-0.08..0.08)).clamp(0.0, 1.0) };
-    let row_angle = frame.sin.atan2(frame.cos) as f32 + if rng.random_bool(0.5) { 0.0 } else { 1.5708 };
+    let cover_after = if changed {
+        rng.random()
+    } else {
+        (cover + rng.random_range(-0.08..0.08)).clamp(0.0, 1.0)
+    };
+    let row_angle = frame.sin.atan2(frame.cos) as f32
+        + if rng.random_bool(0.5) {
+            0.0
+        } else {
+            std::f32::consts::FRAC_PI_2
+        };
     let row_period = rng.random_range(5.0..8.0);
     let look = |state: CropState, cover: f32, gain: f32| {
         let fg = scale(state.spectrum(cover, soil), gain);
         let pattern = if state.has_rows() {
-            Pattern::Furrows { angle: row_angle, period: row_period, depth: 0.06 }
+            Pattern::Furrows {
+                angle: row_angle,
+                period: row_period,
+                depth: 0.06,
+            }
         } else {
             Pattern::Plain
         };
-        Look { fg, bg: fg, pattern, texture: Texture::Crop }
+        Look {
+            fg,
+            bg: fg,
+            pattern,
+            texture: Texture::Crop,
+        }
     };
     let gain = rng.random_range(0.94..1.06);
     let gain_after = gain * rng.random_range(0.97..1.03);
-    (look(before, cover, gain), look(after, cover_after, gain_after), changed)
+    (
+        look(before, cover, gain),
+        look(after, cover_after, gain_after),
+        changed,
+    )
 }

@@ -66,15 +66,15 @@ pub enum Texture {
 impl Texture {
     pub fn amplitudes(self) -> [f32; 3] {
         match self {
-            Texture::Crop => [0.05, 0.09, 0.09],
-            Texture::Soil => [0.06, 0.06, 0.08],
+            Texture::Crop => [0.03, 0.08, 0.09],
+            Texture::Soil => [0.04, 0.06, 0.08],
             Texture::Water => [0.015, 0.03, 0.06],
             Texture::Roof => [0.025, 0.0, 0.0],
             Texture::Road => [0.03, 0.02, 0.02],
             Texture::Forest => [0.06, 0.05, 0.05],
-            Texture::Orchard => [0.04, 0.03, 0.04],
+            Texture::Orchard => [0.03, 0.03, 0.04],
             Texture::Film => [0.015, 0.02, 0.02],
-            Texture::Village => [0.07, 0.05, 0.04],
+            Texture::Village => [0.05, 0.05, 0.04],
             Texture::Rough => [0.12, 0.10, 0.08],
         }
     }
@@ -87,7 +87,12 @@ pub enum Pattern {
     Plain,
     /// Tree crowns on a lattice in a rotated frame: `jitter` 0 = planted rows (orchard), near 0.5 =
     /// natural forest. `fg` = crown, `bg` = ground between crowns.
-    Crowns { angle: f32, period: f32, radius: f32, jitter: f32 },
+    Crowns {
+        angle: f32,
+        period: f32,
+        radius: f32,
+        jitter: f32,
+    },
     /// Parallel strips (greenhouse film over soil): `duty` is the film fraction of each period.
     Strips { angle: f32, period: f32, duty: f32 },
     /// Tillage or stubble rows: a faint periodic brightness ripple on `fg`.
@@ -111,7 +116,12 @@ pub struct Look {
 
 impl Look {
     pub fn plain(fg: Spectrum, texture: Texture) -> Self {
-        Look { fg, bg: fg, pattern: Pattern::Plain, texture }
+        Look {
+            fg,
+            bg: fg,
+            pattern: Pattern::Plain,
+            texture,
+        }
     }
 }
 
