@@ -1,8 +1,9 @@
 //! `landwatch synth`: command-line front end of the scene synthesiser.
 
+use std::io::Write;
 use std::path::PathBuf;
 
-use super::{generate, SynthParams};
+use super::{generate, SynthParams, SynthSummary};
 use crate::{Error, Result};
 
 /// Make a synthetic before/after pair with ground truth (deterministic for a size and seed).
@@ -56,30 +57,38 @@ pub fn cli_main(args: SynthArgs) -> Result<i32> {
             .install(run)?,
         None => run()?,
     };
+    print_summary(&args, &summary);
+    Ok(0)
+}
+
+/// Prints what was made. Output goes through a fallible write: a closed pipe (`| head`) must not
+/// turn a finished run into a panic.
+fn print_summary(args: &SynthArgs, summary: &SynthSummary) {
+    let mut lines: Vec<String> = Vec::new();
     let km = args.size as f64 * args.pixel_m / 1000.0;
-    println!(
+    lines.push(format!(
         "synth: {} x {} px ({km:.2} km x {km:.2} km), seed {}, in {:.1} s -> {}",
         args.size,
         args.size,
         args.seed,
         summary.seconds,
         args.out.display()
-    );
+    ));
     let changes: Vec<String> = summary
         .changes
         .iter()
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
-    println!("  changes: {}", changes.join(", "));
+    lines.push(format!("  changes: {}", changes.join(", ")));
     if !summary.unplaced.is_empty() {
         let missing: Vec<String> = summary
             .unplaced
             .iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
-        println!("  not placed (no room): {}", missing.join(", "));
+        lines.push(format!("  not placed (no room): {}", missing.join(", ")));
     }
-    println!(
+    lines.push(format!(
         "  crop parcels {} ({} seasonal changes), land-use polygons {}, cloud {:.2} %, shadow {:.2} %, shift ({:.2}, {:.2}) px",
         summary.crop_parcels,
         summary.seasonal_changes,
@@ -88,10 +97,15 @@ pub fn cli_main(args: SynthArgs) -> Result<i32> {
         summary.shadow_fraction * 100.0,
         summary.shift_px[0],
         summary.shift_px[1]
-    );
-    println!(
+    ));
+    lines.push(format!(
         "  time: scene {:.1} s, rasters {:.1} s, vectors {:.1} s",
         summary.seconds_scene, summary.seconds_rasters, summary.seconds_vectors
-    );
-    Ok(0)
+    ));
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        if writeln!(out, "{line}").is_err() {
+            break;
+        }
+    }
 }

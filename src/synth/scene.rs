@@ -148,8 +148,10 @@ pub struct Scene {
     pub roads: Vec<Band>,
     /// Crop parcels whose state differs between the dates (seasonal, not a real change).
     pub seasonal_changes: usize,
-    /// Where a house's shadow falls, in metres per metre of house height.
-    pub shadow_dir: Pt,
+    /// Where a house's shadow falls on the before and after dates, in metres per metre of house
+    /// height: the sun's azimuth and elevation differ between acquisitions, so village shadows
+    /// move a little (a classic false change that is not on cropland).
+    pub shadow_dir: [Pt; 2],
     seasonal_share: f64,
 }
 
@@ -169,7 +171,10 @@ impl Scene {
     /// Lays out the before scene for an image `extent` metres on a side.
     pub fn build(extent: f64, seed: u64, seasonal_share: f64) -> Scene {
         let mut global = stream(seed, streams::GLOBAL, 0);
-        let az: f64 = global.random_range(2.0..2.6); // sun in the south-east: shadows fall north-west
+        // Sun in the south-east: shadows fall north-west, about half the house height long.
+        let az: f64 = global.random_range(2.0..2.6);
+        let az_after = az + global.random_range(-0.15..0.15);
+        let len_after = 0.5 * global.random_range(0.8..1.25);
         let mut scene = Scene {
             extent,
             seed,
@@ -181,7 +186,13 @@ impl Scene {
             forests: Vec::new(),
             roads: Vec::new(),
             seasonal_changes: 0,
-            shadow_dir: [-az.sin() * 0.5, -az.cos().abs() * 0.5],
+            shadow_dir: [
+                [-az.sin() * 0.5, -az.cos().abs() * 0.5],
+                [
+                    -az_after.sin() * len_after,
+                    -az_after.cos().abs() * len_after,
+                ],
+            ],
             seasonal_share,
         };
         scene.roads = scene.make_roads();
@@ -514,7 +525,8 @@ impl Scene {
         self.villages.push(Village { frame, vacant_lots });
     }
 
-    /// A house and its cast shadow (clipped to `ground`). `on_both_dates`: false for a new house.
+    /// A house and its cast shadow on each date (clipped to `ground`). `on_both_dates`: false for
+    /// a house that is new in the after image.
     pub fn add_house(
         &mut self,
         house: Poly,
@@ -524,12 +536,18 @@ impl Scene {
         [z_shadow, z_house]: [u8; 2],
         on_both_dates: bool,
     ) {
-        let d = [self.shadow_dir[0] * height, self.shadow_dir[1] * height];
-        let shadow = house.translate(d).intersect(ground);
         let dark = Look::plain(HOUSE_SHADOW, Texture::Roof);
-        let before = |l: Look| on_both_dates.then_some(l);
-        self.add_feature(shadow, z_shadow, before(dark), Some(dark));
-        self.add_feature(house, z_house, before(roof), Some(roof));
+        let cast = |dir: Pt| {
+            house
+                .translate([dir[0] * height, dir[1] * height])
+                .intersect(ground)
+        };
+        if on_both_dates {
+            self.add_feature(cast(self.shadow_dir[0]), z_shadow, Some(dark), None);
+        }
+        self.add_feature(cast(self.shadow_dir[1]), z_shadow, None, Some(dark));
+        let before = on_both_dates.then_some(roof);
+        self.add_feature(house, z_house, before, Some(roof));
     }
 
     /// Natural forest: crowns of varied size with shaded gaps.
