@@ -6,7 +6,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "landwatch", version, about = "Farmland change detection from satellite imagery for 卫片执法")]
+#[command(
+    name = "landwatch",
+    version,
+    about = "Farmland change detection from satellite imagery for 卫片执法"
+)]
 pub struct Cli {
     /// Log as JSON lines (default when stderr is not a terminal).
     #[arg(long, global = true)]
@@ -22,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Detect change between a before and an after image.
     Detect(DetectArgs),
+    /// Generate a deterministic synthetic before/after pair with ground truth.
+    Synth(crate::synth::SynthArgs),
 }
 
 #[derive(Args, Debug)]
@@ -96,6 +102,7 @@ impl DetectArgs {
 pub fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Detect(args) => detect_main(&args),
+        Command::Synth(args) => crate::synth::cli_main(args),
     }
 }
 

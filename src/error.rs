@@ -73,7 +73,11 @@ impl Error {
         }
     }
 
-    pub fn config(path: impl AsRef<Path>, field: impl Into<String>, msg: impl Into<String>) -> Self {
+    pub fn config(
+        path: impl AsRef<Path>,
+        field: impl Into<String>,
+        msg: impl Into<String>,
+    ) -> Self {
         Error::Config {
             path: path.as_ref().to_path_buf(),
             field: field.into(),

@@ -23,5 +23,6 @@ pub mod io;
 pub mod model;
 pub mod patches;
 pub mod publish;
+pub mod synth;
 
 pub use error::{Error, Result};

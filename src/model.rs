@@ -230,29 +230,113 @@ impl Model {
     fn validate(&self, path: &Path) -> Result<()> {
         let d = &self.detect;
         range(path, "detect.block_size", d.block_size as f64, 64.0, 8192.0)?;
-        range(path, "detect.threshold_floor", d.threshold_floor as f64, 0.0, 10.0)?;
-        range(path, "detect.threshold_scale", d.threshold_scale as f64, 0.1, 10.0)?;
-        range(path, "detect.index_weight", d.index_weight as f64, 0.0, 10.0)?;
+        range(
+            path,
+            "detect.threshold_floor",
+            d.threshold_floor as f64,
+            0.0,
+            10.0,
+        )?;
+        range(
+            path,
+            "detect.threshold_scale",
+            d.threshold_scale as f64,
+            0.1,
+            10.0,
+        )?;
+        range(
+            path,
+            "detect.index_weight",
+            d.index_weight as f64,
+            0.0,
+            10.0,
+        )?;
         range(path, "detect.match_radius", d.match_radius as f64, 0.0, 3.0)?;
-        range(path, "detect.morphology_radius", d.morphology_radius as f64, 0.0, 5.0)?;
+        range(
+            path,
+            "detect.morphology_radius",
+            d.morphology_radius as f64,
+            0.0,
+            5.0,
+        )?;
         range(path, "detect.min_area_m2", d.min_area_m2, 0.0, 1e7)?;
-        range(path, "detect.calibration_window", d.calibration_window as f64, 32.0, 2048.0)?;
-        range(path, "detect.calibration_windows", d.calibration_windows as f64, 1.0, 1024.0)?;
-        range(path, "detect.invariant_fraction", d.invariant_fraction as f64, 0.05, 0.95)?;
+        range(
+            path,
+            "detect.calibration_window",
+            d.calibration_window as f64,
+            32.0,
+            2048.0,
+        )?;
+        range(
+            path,
+            "detect.calibration_windows",
+            d.calibration_windows as f64,
+            1.0,
+            1024.0,
+        )?;
+        range(
+            path,
+            "detect.invariant_fraction",
+            d.invariant_fraction as f64,
+            0.05,
+            0.95,
+        )?;
         range(path, "detect.simplify_px", d.simplify_px, 0.0, 10.0)?;
         range(path, "detect.gate.grow_px", d.gate.grow_px as f64, 0.0, 8.0)?;
-        range(path, "detect.gate.artificial_min_flatness", d.gate.artificial_min_flatness as f64, 0.0, 1.0)?;
+        range(
+            path,
+            "detect.gate.artificial_min_flatness",
+            d.gate.artificial_min_flatness as f64,
+            0.0,
+            1.0,
+        )?;
         let m = &self.masks;
         range(path, "masks.cloud_blue", m.cloud_blue as f64, 0.0, 2.0)?;
-        range(path, "masks.cloud_edge_brightness", m.cloud_edge_brightness as f64, 0.0, 2.0)?;
-        range(path, "masks.cloud_buffer_px", m.cloud_buffer_px as f64, 0.0, 64.0)?;
+        range(
+            path,
+            "masks.cloud_edge_brightness",
+            m.cloud_edge_brightness as f64,
+            0.0,
+            2.0,
+        )?;
+        range(
+            path,
+            "masks.cloud_buffer_px",
+            m.cloud_buffer_px as f64,
+            0.0,
+            64.0,
+        )?;
         range(path, "masks.shadow_ratio", m.shadow_ratio as f64, 0.0, 1.0)?;
-        range(path, "masks.shadow_max_angle", m.shadow_max_angle as f64, 0.0, 1.6)?;
+        range(
+            path,
+            "masks.shadow_max_angle",
+            m.shadow_max_angle as f64,
+            0.0,
+            1.6,
+        )?;
         range(path, "typing.min_score", self.typing.min_score, 0.0, 1.0)?;
         let c = &self.categories;
-        range(path, "categories.cropland_min_fraction", c.cropland_min_fraction, 0.0, 1.0)?;
-        range(path, "categories.village_distance_m", c.village_distance_m, 0.0, 10000.0)?;
-        range(path, "categories.approved_min_fraction", c.approved_min_fraction, 0.0, 1.0)?;
+        range(
+            path,
+            "categories.cropland_min_fraction",
+            c.cropland_min_fraction,
+            0.0,
+            1.0,
+        )?;
+        range(
+            path,
+            "categories.village_distance_m",
+            c.village_distance_m,
+            0.0,
+            10000.0,
+        )?;
+        range(
+            path,
+            "categories.approved_min_fraction",
+            c.approved_min_fraction,
+            0.0,
+            1.0,
+        )?;
         self.validate_rules(path)
     }
 

@@ -53,7 +53,13 @@ pub fn phase_correlation(before: &Array2<f32>, after: &Array2<f32>) -> Shift {
     let (py_i, px_i) = (py as isize, px as isize);
     let sub_x = subpixel(at(py_i, px_i - 1), best, at(py_i, px_i + 1));
     let sub_y = subpixel(at(py_i - 1, px_i), best, at(py_i + 1, px_i));
-    let wrap = |p: usize, n: usize| if p > n / 2 { p as f64 - n as f64 } else { p as f64 };
+    let wrap = |p: usize, n: usize| {
+        if p > n / 2 {
+            p as f64 - n as f64
+        } else {
+            p as f64
+        }
+    };
     Shift {
         dx: wrap(px, w) + sub_x,
         dy: wrap(py, h) + sub_y,
@@ -81,7 +87,9 @@ fn windowed(img: &Array2<f32>) -> Array2<f32> {
     let hann = |i: usize, n: usize| {
         0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / (n.max(2) - 1) as f32).cos()
     };
-    Array2::from_shape_fn((h, w), |(y, x)| (img[(y, x)] - mean) * hann(y, h) * hann(x, w))
+    Array2::from_shape_fn((h, w), |(y, x)| {
+        (img[(y, x)] - mean) * hann(y, h) * hann(x, w)
+    })
 }
 
 fn fft2(img: &Array2<f32>, inverse: bool) -> Vec<Complex32> {
@@ -135,7 +143,12 @@ pub fn apply_shift(
     // The shift is the same for every pixel, so the integer part and the weights are too.
     let (ix, iy) = (dx.floor() as isize, dy.floor() as isize);
     let (fx, fy) = ((dx - dx.floor()) as f32, (dy - dy.floor()) as f32);
-    let weights = [(1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy];
+    let weights = [
+        (1.0 - fx) * (1.0 - fy),
+        fx * (1.0 - fy),
+        (1.0 - fx) * fy,
+        fx * fy,
+    ];
     for y in 0..h {
         let y0 = y as isize + iy;
         if y0 < 0 || y0 + 1 >= h as isize {
@@ -155,12 +168,17 @@ pub fn apply_shift(
             ok[o] = true;
             for k in 0..c {
                 let base = k * plane;
-                out[base + o] = taps.iter().zip(weights).map(|(&t, wt)| src[base + t] * wt).sum();
+                out[base + o] = taps
+                    .iter()
+                    .zip(weights)
+                    .map(|(&t, wt)| src[base + t] * wt)
+                    .sum();
             }
         }
     }
     let bands = Array3::from_shape_vec((c, h, w), out).unwrap_or_else(|_| Array3::zeros((c, h, w)));
-    let ok = Array2::from_shape_vec((h, w), ok).unwrap_or_else(|_| Array2::from_elem((h, w), false));
+    let ok =
+        Array2::from_shape_vec((h, w), ok).unwrap_or_else(|_| Array2::from_elem((h, w), false));
     (bands, ok)
 }
 
@@ -168,7 +186,11 @@ pub fn apply_shift(
 pub fn combine(estimates: &[Shift], min_peak: f64) -> Shift {
     let good: Vec<&Shift> = estimates.iter().filter(|s| s.peak >= min_peak).collect();
     if good.is_empty() {
-        return Shift { dx: 0.0, dy: 0.0, peak: 0.0 };
+        return Shift {
+            dx: 0.0,
+            dy: 0.0,
+            peak: 0.0,
+        };
     }
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -192,7 +214,9 @@ mod tests {
         let mut state = 12345u64;
         let tex: Vec<f32> = (0..n * n)
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (state >> 40) as f32 / (1u64 << 24) as f32
             })
             .collect();
@@ -213,7 +237,10 @@ mod tests {
             let before = scene(128, 128, 0.0, 0.0);
             let after = scene(128, 128, sx, sy);
             let s = phase_correlation(&before, &after);
-            assert!((s.dx - sx).abs() < 0.2 && (s.dy - sy).abs() < 0.2, "want ({sx},{sy}) got {s:?}");
+            assert!(
+                (s.dx - sx).abs() < 0.2 && (s.dy - sy).abs() < 0.2,
+                "want ({sx},{sy}) got {s:?}"
+            );
         }
     }
 
@@ -240,16 +267,32 @@ mod tests {
                 }
             }
         }
-        assert!(n > 2500 && err / (n as f32) < 0.05, "mean error {}", err / n as f32);
+        assert!(
+            n > 2500 && err / (n as f32) < 0.05,
+            "mean error {}",
+            err / n as f32
+        );
     }
 
     #[test]
     fn combine_ignores_weak_peaks() {
         let s = combine(
             &[
-                Shift { dx: 1.0, dy: 0.5, peak: 0.5 },
-                Shift { dx: 1.2, dy: 0.4, peak: 0.4 },
-                Shift { dx: 9.0, dy: 9.0, peak: 0.01 },
+                Shift {
+                    dx: 1.0,
+                    dy: 0.5,
+                    peak: 0.5,
+                },
+                Shift {
+                    dx: 1.2,
+                    dy: 0.4,
+                    peak: 0.4,
+                },
+                Shift {
+                    dx: 9.0,
+                    dy: 9.0,
+                    peak: 0.01,
+                },
             ],
             0.05,
         );

@@ -14,7 +14,12 @@ pub fn extent(info: &RasterInfo, g: &Georef) -> (f64, f64, f64, f64) {
     let gt = g.geo_transform;
     let xs = [gt[0], gt[0] + gt[1] * info.width as f64];
     let ys = [gt[3], gt[3] + gt[5] * info.height as f64];
-    (xs[0].min(xs[1]), ys[0].min(ys[1]), xs[0].max(xs[1]), ys[0].max(ys[1]))
+    (
+        xs[0].min(xs[1]),
+        ys[0].min(ys[1]),
+        xs[0].max(xs[1]),
+        ys[0].max(ys[1]),
+    )
 }
 
 fn srs_of(wkt: &str, path: &Path) -> Result<SpatialRef> {
@@ -35,7 +40,10 @@ pub fn check_overlap(before: &RasterInfo, after: &RasterInfo) -> Result<()> {
             "has a geotransform but no coordinate reference system; assign one (gdal_edit.py -a_srs)",
         ));
     }
-    let (sb, sa) = (srs_of(&gb.wkt, &before.path)?, srs_of(&ga.wkt, &after.path)?);
+    let (sb, sa) = (
+        srs_of(&gb.wkt, &before.path)?,
+        srs_of(&ga.wkt, &after.path)?,
+    );
     let ct = CoordTransform::new(&sa, &sb)
         .map_err(|e| Error::gdal(&after.path, "cannot transform between the two CRSs", e))?;
     let (x0, y0, x1, y1) = extent(after, ga);
@@ -61,12 +69,19 @@ pub fn check_overlap(before: &RasterInfo, after: &RasterInfo) -> Result<()> {
 
 fn fold_min_max(v: &[f64]) -> (f64, f64) {
     v.iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        })
 }
 
 /// Warps `after` onto `before`'s grid (bilinear) into `dst`, a tiled GeoTIFF whose pixels
 /// outside the after footprint are nodata 0.
-pub fn warp_onto(after: &Dataset, after_info: &RasterInfo, before: &RasterInfo, dst: &Path) -> Result<PathBuf> {
+pub fn warp_onto(
+    after: &Dataset,
+    after_info: &RasterInfo,
+    before: &RasterInfo,
+    dst: &Path,
+) -> Result<PathBuf> {
     let g = before
         .georef
         .as_ref()
@@ -109,11 +124,21 @@ pub fn warp_onto(after: &Dataset, after_info: &RasterInfo, before: &RasterInfo, 
     unsafe {
         let opts = gdal_sys::GDALWarpAppOptionsNew(argv.as_ptr(), std::ptr::null_mut());
         if opts.is_null() {
-            return Err(Error::Other(format!("{}: invalid warp options", after_info.path.display())));
+            return Err(Error::Other(format!(
+                "{}: invalid warp options",
+                after_info.path.display()
+            )));
         }
         let mut srcs = [after.c_dataset()];
         let mut usage_err = 0;
-        let h = gdal_sys::GDALWarp(c_dst.as_ptr(), std::ptr::null_mut(), 1, srcs.as_mut_ptr(), opts, &mut usage_err);
+        let h = gdal_sys::GDALWarp(
+            c_dst.as_ptr(),
+            std::ptr::null_mut(),
+            1,
+            srcs.as_mut_ptr(),
+            opts,
+            &mut usage_err,
+        );
         gdal_sys::GDALWarpAppOptionsFree(opts);
         if h.is_null() {
             return Err(Error::Other(format!(

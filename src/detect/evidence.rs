@@ -35,8 +35,14 @@ pub fn neighbourhood_distance(
     let r = radius as isize;
     for dy in -r..=r {
         for dx in -r..=r {
-            let (y0, y1) = (0.max(-dy) as usize, (h as isize).min(h as isize - dy) as usize);
-            let (x0, x1) = (0.max(-dx) as usize, (w as isize).min(w as isize - dx) as usize);
+            let (y0, y1) = (
+                0.max(-dy) as usize,
+                (h as isize).min(h as isize - dy) as usize,
+            );
+            let (x0, x1) = (
+                0.max(-dx) as usize,
+                (w as isize).min(w as isize - dx) as usize,
+            );
             if x1 <= x0 {
                 continue;
             }
@@ -86,7 +92,10 @@ mod tests {
     use super::*;
 
     fn edge_image(shift: usize) -> Array3<f32> {
-        Array3::from_shape_fn((1, 9, 9), |(_, _, x)| if x >= 4 + shift { 1.0 } else { 0.0 })
+        Array3::from_shape_fn(
+            (1, 9, 9),
+            |(_, _, x)| if x >= 4 + shift { 1.0 } else { 0.0 },
+        )
     }
 
     #[test]
@@ -95,7 +104,10 @@ mod tests {
         let e = neighbourhood_distance(&edge_image(0), &edge_image(1), &valid, 1);
         assert!(e.iter().all(|&v| v < 1e-6), "shifted edge flagged: {e:?}");
         let plain = neighbourhood_distance(&edge_image(0), &edge_image(1), &valid, 0);
-        assert!(plain.iter().any(|&v| v > 0.9), "radius 0 must see the edge move");
+        assert!(
+            plain.iter().any(|&v| v > 0.9),
+            "radius 0 must see the edge move"
+        );
     }
 
     #[test]

@@ -40,8 +40,17 @@ pub struct DetectRequest {
 }
 
 impl DetectRequest {
-    pub fn new(before: impl Into<PathBuf>, after: impl Into<PathBuf>, out_dir: impl Into<PathBuf>) -> Self {
-        Self { before: before.into(), after: after.into(), out_dir: out_dir.into(), ..Default::default() }
+    pub fn new(
+        before: impl Into<PathBuf>,
+        after: impl Into<PathBuf>,
+        out_dir: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            before: before.into(),
+            after: after.into(),
+            out_dir: out_dir.into(),
+            ..Default::default()
+        }
     }
 }
 
@@ -67,7 +76,8 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     let bands = req.bands.as_deref().map(BandMap::parse).transpose()?;
     let staging = StagingDir::new(&req.out_dir)?;
     let work = staging.path().join(".work");
-    std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, "cannot create a work folder", e))?;
+    std::fs::create_dir_all(&work)
+        .map_err(|e| Error::io(&work, "cannot create a work folder", e))?;
     let mut scene = Scene::open(&req.before, &req.after, bands.as_ref(), &model, &work)?;
     let t_open = started.elapsed().as_secs_f64();
     let calibration = scene.calibrate()?;
@@ -81,12 +91,18 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     let change_path = staging.path().join("change.tif");
     let mask_path = work.join("mask.tif");
     let bar = progress_bar(req.progress);
-    let stats = stream::run(&scene, calibration.threshold, &change_path, &mask_path, &|done, total| {
-        if let Some(b) = &bar {
-            b.set_length(total as u64);
-            b.set_position(done as u64);
-        }
-    })?;
+    let stats = stream::run(
+        &scene,
+        calibration.threshold,
+        &change_path,
+        &mask_path,
+        &|done, total| {
+            if let Some(b) = &bar {
+                b.set_length(total as u64);
+                b.set_position(done as u64);
+            }
+        },
+    )?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -108,16 +124,22 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     };
     write_patches(staging.path(), &scene, &patches, &model, req)?;
     write_manifest(staging.path(), req, &model, &scene, &summary)?;
-    std::fs::remove_dir_all(&work).map_err(|e| Error::io(&work, "cannot remove the work folder", e))?;
+    std::fs::remove_dir_all(&work)
+        .map_err(|e| Error::io(&work, "cannot remove the work folder", e))?;
     staging.commit()?;
     Ok(summary)
 }
 
 fn check_dates(req: &DetectRequest) -> Result<()> {
-    for (name, d) in [("--before-date", &req.before_date), ("--after-date", &req.after_date)] {
+    for (name, d) in [
+        ("--before-date", &req.before_date),
+        ("--after-date", &req.after_date),
+    ] {
         if let Some(d) = d {
             if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err() {
-                return Err(Error::Usage(format!("{name} '{d}': expected a date as YYYY-MM-DD")));
+                return Err(Error::Usage(format!(
+                    "{name} '{d}': expected a date as YYYY-MM-DD"
+                )));
             }
         }
     }
@@ -129,14 +151,21 @@ fn progress_bar(show: bool) -> Option<indicatif::ProgressBar> {
         return None;
     }
     let b = indicatif::ProgressBar::new(0);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("detect {bar:40} {pos}/{len} blocks {elapsed}") {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("detect {bar:40} {pos}/{len} blocks {elapsed}")
+    {
         b.set_style(style);
     }
     Some(b)
 }
 
 /// Sieves, traces and types the change components.
-fn make_patches(scene: &Scene, model: &Model, req: &DetectRequest, mask: &Path) -> Result<(Vec<Patch>, usize, AreaCalc)> {
+fn make_patches(
+    scene: &Scene,
+    model: &Model,
+    req: &DetectRequest,
+    mask: &Path,
+) -> Result<(Vec<Patch>, usize, AreaCalc)> {
     let wkt = scene.before.georef.as_ref().map(|g| g.wkt.as_str());
     let areas = AreaCalc::new(wkt, req.pixel_size);
     let gt = vectorise::grid_transform(scene.before.georef.as_ref());
@@ -166,7 +195,13 @@ fn make_patches(scene: &Scene, model: &Model, req: &DetectRequest, mask: &Path) 
 fn pixel_square(gt: gdal::GeoTransform) -> geo::MultiPolygon<f64> {
     let (x0, y0, dx, dy) = (gt[0], gt[3], gt[1], gt[5]);
     geo::MultiPolygon(vec![geo::Polygon::new(
-        geo::LineString::from(vec![(x0, y0), (x0 + dx, y0), (x0 + dx, y0 + dy), (x0, y0 + dy), (x0, y0)]),
+        geo::LineString::from(vec![
+            (x0, y0),
+            (x0 + dx, y0),
+            (x0 + dx, y0 + dy),
+            (x0, y0 + dy),
+            (x0, y0),
+        ]),
         vec![],
     )])
 }
@@ -177,23 +212,45 @@ fn unobserved_area(scene: &Scene, areas: &AreaCalc, stats: &PassStats) -> f64 {
     stats.unobserved as f64 * px
 }
 
-fn write_patches(dir: &Path, scene: &Scene, patches: &[Patch], model: &Model, req: &DetectRequest) -> Result<()> {
+fn write_patches(
+    dir: &Path,
+    scene: &Scene,
+    patches: &[Patch],
+    model: &Model,
+    req: &DetectRequest,
+) -> Result<()> {
     let wkt = scene.before.georef.as_ref().map(|g| g.wkt.as_str());
     let to_ll = geojson::ToLonLat::new(wkt, &scene.before.path)?;
-    let facts = geojson::RunFacts { model: model.id(), before_date: req.before_date.clone(), after_date: req.after_date.clone() };
+    let facts = geojson::RunFacts {
+        model: model.id(),
+        before_date: req.before_date.clone(),
+        after_date: req.after_date.clone(),
+    };
     let mut feats = Vec::with_capacity(patches.len());
     for p in patches {
         let ll = to_ll.shape(&p.shape)?;
-        let c = geo::Centroid::centroid(&ll).map(|c| (c.x(), c.y())).unwrap_or((0.0, 0.0));
+        let c = geo::Centroid::centroid(&ll)
+            .map(|c| (c.x(), c.y()))
+            .unwrap_or((0.0, 0.0));
         let props = geojson::properties(p, c, &facts);
-        feats.push(geojson::feature(geojson::geometry_json(&ll, to_ll.is_pixel()), props));
+        feats.push(geojson::feature(
+            geojson::geometry_json(&ll, to_ll.is_pixel()),
+            props,
+        ));
     }
     let fc = geojson::collection(feats, to_ll.is_pixel());
-    let text = serde_json::to_string_pretty(&fc).map_err(|e| Error::Other(format!("cannot serialise patches: {e}")))?;
+    let text = serde_json::to_string_pretty(&fc)
+        .map_err(|e| Error::Other(format!("cannot serialise patches: {e}")))?;
     atomic::write_file(&dir.join("patches.geojson"), text.as_bytes())
 }
 
-fn write_manifest(dir: &Path, req: &DetectRequest, model: &Model, scene: &Scene, s: &DetectSummary) -> Result<()> {
+fn write_manifest(
+    dir: &Path,
+    req: &DetectRequest,
+    model: &Model,
+    scene: &Scene,
+    s: &DetectSummary,
+) -> Result<()> {
     let input = |p: &Path| -> Result<serde_json::Value> {
         Ok(json!({"path": p.display().to_string(), "sha256": manifest::sha256_file(p)?}))
     };
@@ -224,6 +281,7 @@ fn write_manifest(dir: &Path, req: &DetectRequest, model: &Model, scene: &Scene,
         "dropped_unrecognised": s.dropped_unrecognised,
         "timing": {"seconds": s.seconds, "megapixels_per_second": s.megapixels_per_second},
     });
-    let text = serde_json::to_string_pretty(&m).map_err(|e| Error::Other(format!("cannot serialise the manifest: {e}")))?;
+    let text = serde_json::to_string_pretty(&m)
+        .map_err(|e| Error::Other(format!("cannot serialise the manifest: {e}")))?;
     atomic::write_file(&dir.join("run.json"), text.as_bytes())
 }

@@ -112,9 +112,12 @@ pub fn kittler_illingworth(h: &Histogram) -> Option<f32> {
     let p: Vec<f64> = h.counts.iter().map(|&c| c as f64 / total).collect();
     let (mut best, mut best_i) = (f64::INFINITY, None);
     let (mut p0, mut s0, mut q0) = (0.0, 0.0, 0.0);
-    let (pt, st, qt) = p.iter().enumerate().fold((0.0, 0.0, 0.0), |(a, b, c), (i, &pi)| {
-        (a + pi, b + i as f64 * pi, c + (i * i) as f64 * pi)
-    });
+    let (pt, st, qt) = p
+        .iter()
+        .enumerate()
+        .fold((0.0, 0.0, 0.0), |(a, b, c), (i, &pi)| {
+            (a + pi, b + i as f64 * pi, c + (i * i) as f64 * pi)
+        });
     for (i, &pi) in p.iter().enumerate().take(n - 1) {
         p0 += pi;
         s0 += i as f64 * pi;

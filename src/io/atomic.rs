@@ -33,7 +33,10 @@ impl StagingDir {
 
     /// The folder to write into.
     pub fn path(&self) -> &Path {
-        self.staging.as_ref().map(|t| t.path()).unwrap_or(&self.final_dir)
+        self.staging
+            .as_ref()
+            .map(|t| t.path())
+            .unwrap_or(&self.final_dir)
     }
 
     /// Moves the staged folder into its final place, replacing an older result.
@@ -51,7 +54,10 @@ impl StagingDir {
 fn replace_dir(staged: &Path, target: &Path) -> Result<()> {
     let old = target.with_file_name(format!(
         ".{}.old-{}",
-        target.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        target
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
         std::process::id()
     ));
     let had_old = target.exists();

@@ -58,9 +58,10 @@ impl RasterInfo {
     pub fn reflectance_scale(&self) -> f32 {
         match self.data_type {
             GdalDataType::UInt8 => 1.0 / 255.0,
-            GdalDataType::UInt16 | GdalDataType::Int16 | GdalDataType::UInt32 | GdalDataType::Int32 => {
-                1.0 / 10000.0
-            }
+            GdalDataType::UInt16
+            | GdalDataType::Int16
+            | GdalDataType::UInt32
+            | GdalDataType::Int32 => 1.0 / 10000.0,
             _ => 1.0,
         }
     }
@@ -121,7 +122,10 @@ pub fn open(path: &Path) -> Result<Dataset> {
         )
     })?;
     if ds.raster_count() == 0 {
-        return Err(Error::input(path, "has no raster bands (is it a vector file?)"));
+        return Err(Error::input(
+            path,
+            "has no raster bands (is it a vector file?)",
+        ));
     }
     Ok(ds)
 }
@@ -192,7 +196,12 @@ pub fn read_window(
             .rasterband(b)
             .map_err(|e| Error::gdal(&info.path, format!("cannot open band {b}"), e))?;
         let buf = band
-            .read_as::<f32>((inner.x, inner.y), (inner.w, inner.h), (inner.w, inner.h), None)
+            .read_as::<f32>(
+                (inner.x, inner.y),
+                (inner.w, inner.h),
+                (inner.w, inner.h),
+                None,
+            )
             .map_err(|e| Error::gdal(&info.path, format!("cannot read band {b}"), e))?;
         let arr = buf
             .to_array()

@@ -86,9 +86,16 @@ fn masked_mean(a: &Array2<f32>, m: &Array2<bool>) -> f64 {
 }
 
 /// Summarises a patch. `inside` marks the patch's pixels within the pair window.
-pub fn summarise(pair: &PairWindow, inside: &Array2<bool>, area_m2: f64, compactness: f64) -> Features {
+pub fn summarise(
+    pair: &PairWindow,
+    inside: &Array2<bool>,
+    area_m2: f64,
+    compactness: f64,
+) -> Features {
     let mut m = inside.clone();
-    ndarray::Zip::from(&mut m).and(&pair.valid).for_each(|a, &v| *a &= v);
+    ndarray::Zip::from(&mut m)
+        .and(&pair.valid)
+        .for_each(|a, &v| *a &= v);
     if !m.iter().any(|&v| v) {
         m = inside.clone();
     }
@@ -97,7 +104,11 @@ pub fn summarise(pair: &PairWindow, inside: &Array2<bool>, area_m2: f64, compact
     let mut put = |name: &str, v: f64| {
         f.insert(name.to_string(), round6(v));
     };
-    let pairs = [("vi", &b.vi, &a.vi), ("bright", &b.bright, &a.bright), ("flat", &b.flat, &a.flat)];
+    let pairs = [
+        ("vi", &b.vi, &a.vi),
+        ("bright", &b.bright, &a.bright),
+        ("flat", &b.flat, &a.flat),
+    ];
     for (name, lb, la) in pairs {
         let (vb, va) = (masked_mean(lb, &m), masked_mean(la, &m));
         put(&format!("{name}_before"), vb);
@@ -114,7 +125,10 @@ pub fn summarise(pair: &PairWindow, inside: &Array2<bool>, area_m2: f64, compact
     }
     put("blue_red_after", masked_mean(&a.blue_red, &m));
     for (name, lb, la) in [("vtex", &b.vi, &a.vi), ("btex", &b.bright, &a.bright)] {
-        let (tb, ta) = (masked_mean(&local_std(lb), &m), masked_mean(&local_std(la), &m));
+        let (tb, ta) = (
+            masked_mean(&local_std(lb), &m),
+            masked_mean(&local_std(la), &m),
+        );
         put(&format!("{name}_before"), tb);
         put(&format!("{name}_after"), ta);
         put(&format!("d_{name}"), ta - tb);
@@ -139,17 +153,32 @@ mod tests {
         let field = [0.033f32, 0.068, 0.038, 0.43];
         let roof = [0.23f32, 0.205, 0.15, 0.165];
         let before = Array3::from_shape_fn((4, 6, 6), |(k, _, _)| field[k]);
-        let after = Array3::from_shape_fn((4, 6, 6), |(k, y, x)| if (1..5).contains(&y) && (1..5).contains(&x) { roof[k] } else { field[k] });
-        let inside = Array2::from_shape_fn((6, 6), |(y, x)| (1..5).contains(&y) && (1..5).contains(&x));
+        let after = Array3::from_shape_fn((4, 6, 6), |(k, y, x)| {
+            if (1..5).contains(&y) && (1..5).contains(&x) {
+                roof[k]
+            } else {
+                field[k]
+            }
+        });
+        let inside =
+            Array2::from_shape_fn((6, 6), |(y, x)| (1..5).contains(&y) && (1..5).contains(&x));
         let valid = Array2::from_elem((6, 6), true);
-        let pair = PairWindow { before, after, observed: valid.clone(), valid };
+        let pair = PairWindow {
+            before,
+            after,
+            observed: valid.clone(),
+            valid,
+        };
         let f = summarise(&pair, &inside, 64.0, std::f64::consts::PI / 4.0);
         assert!(f["d_vi"] < -0.5 && f["d_bright"] > 0.03, "{f:?}");
         assert!(f["blue_red_after"] > 0.1, "blue steel roof");
         assert!(f.contains_key("ndwi_after"));
         assert!((f["compactness"] - std::f64::consts::PI / 4.0).abs() < 1e-6);
         for name in f.keys() {
-            assert!(FEATURE_NAMES.contains(&name.as_str()), "{name} not declared");
+            assert!(
+                FEATURE_NAMES.contains(&name.as_str()),
+                "{name} not declared"
+            );
         }
     }
 }

@@ -57,7 +57,13 @@ pub struct Patch {
 
 /// Turns traced components into typed patches, in a deterministic order with ids `P00001…`.
 /// Components under `min_area_m2` are dropped.
-pub fn build(scene: &Scene, traced: Vec<Traced>, model: &Model, areas: &AreaCalc, min_area_m2: f64) -> Result<Vec<Patch>> {
+pub fn build(
+    scene: &Scene,
+    traced: Vec<Traced>,
+    model: &Model,
+    areas: &AreaCalc,
+    min_area_m2: f64,
+) -> Result<Vec<Patch>> {
     let mut kept: Vec<(Traced, f64)> = traced
         .into_iter()
         .filter(|t| !t.shape.0.is_empty())
@@ -99,7 +105,12 @@ fn describe(scene: &Scene, t: &Traced, gt: gdal::GeoTransform, area_m2: f64) -> 
     let win = t.pixel_box.grow(2);
     let pair = scene.read_pair(win)?;
     let inside = membership(&t.shape, win, gt)?;
-    let perimeter: f64 = t.shape.0.iter().map(|p| Euclidean.length(p.exterior())).sum();
+    let perimeter: f64 = t
+        .shape
+        .0
+        .iter()
+        .map(|p| Euclidean.length(p.exterior()))
+        .sum();
     let compactness = if perimeter > 0.0 {
         4.0 * std::f64::consts::PI * t.shape.unsigned_area() / (perimeter * perimeter)
     } else {
@@ -109,9 +120,14 @@ fn describe(scene: &Scene, t: &Traced, gt: gdal::GeoTransform, area_m2: f64) -> 
 }
 
 /// Which pixels of `win` have their centre inside `shape` (GDAL's rasteriser).
-pub fn membership(shape: &geo::MultiPolygon<f64>, win: Window, gt: gdal::GeoTransform) -> Result<Array2<bool>> {
+pub fn membership(
+    shape: &geo::MultiPolygon<f64>,
+    win: Window,
+    gt: gdal::GeoTransform,
+) -> Result<Array2<bool>> {
     let here = std::path::Path::new("<memory>");
-    let drv = DriverManager::get_driver_by_name("MEM").map_err(|e| Error::gdal(here, "MEM driver", e))?;
+    let drv =
+        DriverManager::get_driver_by_name("MEM").map_err(|e| Error::gdal(here, "MEM driver", e))?;
     let mut ds = drv
         .create_with_band_type::<u8, _>("", win.w, win.h, 1)
         .map_err(|e| Error::gdal(here, "scratch raster", e))?;
@@ -123,9 +139,13 @@ pub fn membership(shape: &geo::MultiPolygon<f64>, win: Window, gt: gdal::GeoTran
         0.0,
         gt[5],
     ];
-    ds.set_geo_transform(&wgt).map_err(|e| Error::gdal(here, "scratch geotransform", e))?;
-    let geom = shape.to_gdal().map_err(|e| Error::gdal(here, "geometry conversion", e))?;
-    gdal::raster::rasterize(&mut ds, &[1], &[geom], &[1.0], None).map_err(|e| Error::gdal(here, "rasterize", e))?;
+    ds.set_geo_transform(&wgt)
+        .map_err(|e| Error::gdal(here, "scratch geotransform", e))?;
+    let geom = shape
+        .to_gdal()
+        .map_err(|e| Error::gdal(here, "geometry conversion", e))?;
+    gdal::raster::rasterize(&mut ds, &[1], &[geom], &[1.0], None)
+        .map_err(|e| Error::gdal(here, "rasterize", e))?;
     let buf: Buffer<u8> = ds
         .rasterband(1)
         .and_then(|b| b.read_as::<u8>((0, 0), (win.w, win.h), (win.w, win.h), None))
