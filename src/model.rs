@@ -147,6 +147,28 @@ pub struct CategoryParams {
     pub approved_min_fraction: f64,
     /// Emit changes off cropland that fall in no enforcement category.
     pub emit_non_cropland: bool,
+    /// 大棚房 suspicion: a greenhouse on cropland whose after-image brightness texture
+    /// (`btex_after`) is at least this — plastic film is uniform, roofs and yards are not.
+    #[serde(default = "default_house_btex_min")]
+    pub greenhouse_house_btex_min: f64,
+    /// … or whose spectral flatness (`flat_after`) is below this: less film-white, more roof.
+    #[serde(default = "default_house_flat_max")]
+    pub greenhouse_house_flat_max: f64,
+    /// … or that has a `building` patch within this distance (m).
+    #[serde(default = "default_house_neighbour_m")]
+    pub greenhouse_house_neighbour_m: f64,
+}
+
+fn default_house_btex_min() -> f64 {
+    0.03
+}
+
+fn default_house_flat_max() -> f64 {
+    0.5
+}
+
+fn default_house_neighbour_m() -> f64 {
+    10.0
 }
 
 /// The change types a patch can have.
@@ -224,6 +246,9 @@ impl Model {
         range(path, "categories.cropland_min_fraction", c.cropland_min_fraction, 0.0, 1.0)?;
         range(path, "categories.village_distance_m", c.village_distance_m, 0.0, 10000.0)?;
         range(path, "categories.approved_min_fraction", c.approved_min_fraction, 0.0, 1.0)?;
+        range(path, "categories.greenhouse_house_btex_min", c.greenhouse_house_btex_min, 0.0, 1.0)?;
+        range(path, "categories.greenhouse_house_flat_max", c.greenhouse_house_flat_max, 0.0, 1.0)?;
+        range(path, "categories.greenhouse_house_neighbour_m", c.greenhouse_house_neighbour_m, 0.0, 1000.0)?;
         self.validate_rules(path)
     }
 

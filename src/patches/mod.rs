@@ -2,7 +2,11 @@
 //! type, land-use overlay and 非农化 / 非粮化 category.
 
 pub mod area;
+pub mod category;
+pub mod dlbm;
 pub mod features;
+pub mod layer;
+pub mod overlay;
 pub mod typing;
 pub mod vectorise;
 
