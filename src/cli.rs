@@ -74,6 +74,16 @@ pub struct DetectArgs {
     /// Keep crop-cycle changes and changes off cropland.
     #[arg(long)]
     pub keep_all: bool,
+    /// County layer fields holding the code and the name, e.g. XZQDM,XZQMC (default: tries
+    /// XZQDM/XZQMC, code/name, PAC/NAME_CN).
+    #[arg(long, value_name = "CODE,NAME")]
+    pub county_fields: Option<String>,
+    /// Text encoding of the exported Shapefile (a .cpg names it).
+    #[arg(long, value_enum, default_value = "gbk")]
+    pub dbf_encoding: crate::publish::exports::DbfEncoding,
+    /// Do not write before/after PNG chips.
+    #[arg(long)]
+    pub no_chips: bool,
 }
 
 impl DetectArgs {
@@ -94,6 +104,9 @@ impl DetectArgs {
             after_date: self.after_date.clone(),
             keep_all: self.keep_all,
             progress: true,
+            county_fields: self.county_fields.clone(),
+            dbf_encoding: self.dbf_encoding,
+            no_chips: self.no_chips,
         }
     }
 }

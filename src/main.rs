@@ -28,8 +28,7 @@ fn init_logging(json: bool, verbose: u8) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if json || !std::io::stderr().is_terminal() && std::env::var_os("LANDWATCH_LOG_TEXT").is_none()
-    {
+    if json || !std::io::stderr().is_terminal() && std::env::var_os("LANDWATCH_LOG_TEXT").is_none() {
         builder.json().init();
     } else {
         builder.init();

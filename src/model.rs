@@ -174,6 +174,28 @@ pub struct CategoryParams {
     pub approved_min_fraction: f64,
     /// Emit changes off cropland that fall in no enforcement category.
     pub emit_non_cropland: bool,
+    /// 大棚房 suspicion: a greenhouse on cropland whose after-image brightness texture
+    /// (`btex_after`) is at least this — plastic film is uniform, roofs and yards are not.
+    #[serde(default = "default_house_btex_min")]
+    pub greenhouse_house_btex_min: f64,
+    /// … or whose spectral flatness (`flat_after`) is below this: less film-white, more roof.
+    #[serde(default = "default_house_flat_max")]
+    pub greenhouse_house_flat_max: f64,
+    /// … or that has a `building` patch within this distance (m).
+    #[serde(default = "default_house_neighbour_m")]
+    pub greenhouse_house_neighbour_m: f64,
+}
+
+fn default_house_btex_min() -> f64 {
+    0.03
+}
+
+fn default_house_flat_max() -> f64 {
+    0.5
+}
+
+fn default_house_neighbour_m() -> f64 {
+    10.0
 }
 
 /// The change types a patch can have.
@@ -201,8 +223,7 @@ impl Model {
                 "model file not found; see models/ for the shipped models",
             ));
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io(path, "cannot read the model file", e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, "cannot read the model file", e))?;
         Self::parse(&text, path)
     }
 
@@ -230,35 +251,11 @@ impl Model {
     fn validate(&self, path: &Path) -> Result<()> {
         let d = &self.detect;
         range(path, "detect.block_size", d.block_size as f64, 64.0, 8192.0)?;
-        range(
-            path,
-            "detect.threshold_floor",
-            d.threshold_floor as f64,
-            0.0,
-            10.0,
-        )?;
-        range(
-            path,
-            "detect.threshold_scale",
-            d.threshold_scale as f64,
-            0.1,
-            10.0,
-        )?;
-        range(
-            path,
-            "detect.index_weight",
-            d.index_weight as f64,
-            0.0,
-            10.0,
-        )?;
+        range(path, "detect.threshold_floor", d.threshold_floor as f64, 0.0, 10.0)?;
+        range(path, "detect.threshold_scale", d.threshold_scale as f64, 0.1, 10.0)?;
+        range(path, "detect.index_weight", d.index_weight as f64, 0.0, 10.0)?;
         range(path, "detect.match_radius", d.match_radius as f64, 0.0, 3.0)?;
-        range(
-            path,
-            "detect.morphology_radius",
-            d.morphology_radius as f64,
-            0.0,
-            5.0,
-        )?;
+        range(path, "detect.morphology_radius", d.morphology_radius as f64, 0.0, 5.0)?;
         range(path, "detect.min_area_m2", d.min_area_m2, 0.0, 1e7)?;
         range(
             path,
@@ -299,21 +296,9 @@ impl Model {
             0.0,
             2.0,
         )?;
-        range(
-            path,
-            "masks.cloud_buffer_px",
-            m.cloud_buffer_px as f64,
-            0.0,
-            64.0,
-        )?;
+        range(path, "masks.cloud_buffer_px", m.cloud_buffer_px as f64, 0.0, 64.0)?;
         range(path, "masks.shadow_ratio", m.shadow_ratio as f64, 0.0, 1.0)?;
-        range(
-            path,
-            "masks.shadow_max_angle",
-            m.shadow_max_angle as f64,
-            0.0,
-            1.6,
-        )?;
+        range(path, "masks.shadow_max_angle", m.shadow_max_angle as f64, 0.0, 1.6)?;
         range(path, "typing.min_score", self.typing.min_score, 0.0, 1.0)?;
         let c = &self.categories;
         range(
@@ -336,6 +321,27 @@ impl Model {
             c.approved_min_fraction,
             0.0,
             1.0,
+        )?;
+        range(
+            path,
+            "categories.greenhouse_house_btex_min",
+            c.greenhouse_house_btex_min,
+            0.0,
+            1.0,
+        )?;
+        range(
+            path,
+            "categories.greenhouse_house_flat_max",
+            c.greenhouse_house_flat_max,
+            0.0,
+            1.0,
+        )?;
+        range(
+            path,
+            "categories.greenhouse_house_neighbour_m",
+            c.greenhouse_house_neighbour_m,
+            0.0,
+            1000.0,
         )?;
         self.validate_rules(path)
     }

@@ -80,8 +80,7 @@ fn committed_demo_matches_a_fresh_run() {
 fn demo_has_every_change_type_and_stays_small() {
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds/demo");
     let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(demo.join("meta.json")).expect("meta"))
-            .expect("json");
+        serde_json::from_str(&std::fs::read_to_string(demo.join("meta.json")).expect("meta")).expect("json");
     for t in [
         "building",
         "pond",
@@ -90,10 +89,7 @@ fn demo_has_every_change_type_and_stays_small() {
         "hardened",
         "non_target",
     ] {
-        assert!(
-            meta["changes"][t].as_u64().unwrap_or(0) >= 1,
-            "demo lacks {t}"
-        );
+        assert!(meta["changes"][t].as_u64().unwrap_or(0) >= 1, "demo lacks {t}");
     }
     let total: u64 = std::fs::read_dir(&demo)
         .expect("demo dir")

@@ -43,10 +43,7 @@ const FILES: [&str; 8] = [
 
 #[test]
 fn same_seed_gives_identical_files_on_one_or_three_threads() {
-    let (a, b) = (
-        tempfile::tempdir().expect("tmp"),
-        tempfile::tempdir().expect("tmp"),
-    );
+    let (a, b) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
     // 300 is not a multiple of the 256-row strip, so a partial strip is covered too.
     let params = SynthParams {
         size: 300,
@@ -66,10 +63,7 @@ fn same_seed_gives_identical_files_on_one_or_three_threads() {
 
 #[test]
 fn another_seed_gives_another_scene() {
-    let (a, b) = (
-        tempfile::tempdir().expect("tmp"),
-        tempfile::tempdir().expect("tmp"),
-    );
+    let (a, b) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
     generate(
         &SynthParams {
             size: 256,
@@ -168,10 +162,7 @@ fn output_under_a_regular_file_is_a_clean_error() {
     )
     .expect_err("must fail");
     assert_eq!(err.exit_code(), 3);
-    assert!(
-        err.to_string().contains("not-a-folder"),
-        "names the path: {err}"
-    );
+    assert!(err.to_string().contains("not-a-folder"), "names the path: {err}");
 }
 
 #[test]
@@ -208,10 +199,7 @@ fn cli_rejects_zero_threads_and_runs_with_one() {
         cloud_cover: 0.015,
         threads,
     };
-    assert_eq!(
-        cli_main(args(Some(0))).expect_err("0 threads").exit_code(),
-        2
-    );
+    assert_eq!(cli_main(args(Some(0))).expect_err("0 threads").exit_code(), 2);
     assert_eq!(cli_main(args(Some(1))).expect("one thread"), 0);
     assert!(dir.path().join("meta.json").is_file());
 }

@@ -55,11 +55,7 @@ fn truth_features(dir: &Path) -> Vec<(i32, i32, String, f64, Geometry)> {
     layer
         .features()
         .map(|f| {
-            let get_i = |n: &str| {
-                f.field_as_integer(f.field_index(n).expect(n))
-                    .expect(n)
-                    .expect(n)
-            };
+            let get_i = |n: &str| f.field_as_integer(f.field_index(n).expect(n)).expect(n).expect(n);
             let dlbm = f
                 .field_as_string(f.field_index("dlbm_before").expect("dlbm"))
                 .expect("dlbm")
@@ -68,11 +64,7 @@ fn truth_features(dir: &Path) -> Vec<(i32, i32, String, f64, Geometry)> {
                 .field_as_double(f.field_index("area_m2").expect("area"))
                 .expect("area")
                 .expect("area");
-            let g = f
-                .geometry()
-                .expect("geometry")
-                .transform(&to_gk)
-                .expect("reproject");
+            let g = f.geometry().expect("geometry").transform(&to_gk).expect("reproject");
             (get_i("id"), get_i("type_code"), dlbm, area, g)
         })
         .collect()
@@ -112,8 +104,7 @@ fn rasters_open_in_gdal_on_the_epsg4545_grid() {
         .collect();
     assert_eq!(names, ["B", "G", "R", "NIR"]);
     assert_eq!(
-        ds.metadata_item("COMPRESSION", "IMAGE_STRUCTURE")
-            .as_deref(),
+        ds.metadata_item("COMPRESSION", "IMAGE_STRUCTURE").as_deref(),
         Some("DEFLATE")
     );
 }
@@ -130,12 +121,7 @@ fn images_hold_plausible_reflectance_and_differ_between_dates() {
     let (red, nir) = (read("before.tif", 3), read("before.tif", 4));
     assert!(red.iter().chain(&nir).all(|&v| (1..=10000).contains(&v)));
     // A green, cropped landscape: NIR well above red on average.
-    assert!(
-        mean(&nir) > 1.5 * mean(&red),
-        "NIR {} red {}",
-        mean(&nir),
-        mean(&red)
-    );
+    assert!(mean(&nir) > 1.5 * mean(&red), "NIR {} red {}", mean(&nir), mean(&red));
     assert_ne!(read("before.tif", 1), read("after.tif", 1));
 }
 
@@ -172,24 +158,16 @@ fn target_changes_lie_on_cropland_and_non_target_ones_off_it() {
     let (dir, _) = scene();
     let ds = Dataset::open(dir.join("landuse.gpkg")).expect("open gpkg");
     let mut layer = ds.layer_by_name("dltb").expect("layer dltb");
-    assert_eq!(
-        layer.spatial_ref().expect("srs").auth_code().expect("code"),
-        4545
-    );
+    assert_eq!(layer.spatial_ref().expect("srs").auth_code().expect("code"), 4545);
     let mut parcels: Vec<(String, Geometry)> = Vec::new();
     let mut names: BTreeSet<(String, String)> = BTreeSet::new();
     for f in layer.features() {
-        let s = |n: &str| {
-            f.field_as_string(f.field_index(n).expect(n))
-                .expect(n)
-                .expect(n)
-        };
+        let s = |n: &str| f.field_as_string(f.field_index(n).expect(n)).expect(n).expect(n);
         names.insert((s("DLBM"), s("DLMC")));
         parcels.push((s("DLBM"), f.geometry().expect("geometry").clone()));
     }
     assert!(
-        names.contains(&("0101".into(), "水田".into()))
-            && names.contains(&("0103".into(), "旱地".into())),
+        names.contains(&("0101".into(), "水田".into())) && names.contains(&("0103".into(), "旱地".into())),
         "{names:?}"
     );
     for (id, code, dlbm_before, _, g) in truth_features(dir) {
@@ -199,18 +177,14 @@ fn target_changes_lie_on_cropland_and_non_target_ones_off_it() {
                 *by_class.entry(dlbm.as_str()).or_default() += i.area();
             }
         }
-        let crop = by_class.get("0101").copied().unwrap_or(0.0)
-            + by_class.get("0103").copied().unwrap_or(0.0);
+        let crop = by_class.get("0101").copied().unwrap_or(0.0) + by_class.get("0103").copied().unwrap_or(0.0);
         let dominant = by_class
             .iter()
             .max_by(|a, b| a.1.total_cmp(b.1))
             .map(|x| *x.0)
             .unwrap_or("none");
         if code == 9 {
-            assert!(
-                crop < 0.01 * g.area(),
-                "non-target {id} overlaps cropland by {crop} m²"
-            );
+            assert!(crop < 0.01 * g.area(), "non-target {id} overlaps cropland by {crop} m²");
         } else {
             assert!(
                 crop > 0.98 * g.area(),
@@ -229,16 +203,9 @@ fn no_change_under_clouds_or_their_shadows() {
     let clouds = band_u8(&dir.join("clouds.tif"));
     let cloudy = clouds.iter().filter(|&&c| c == 1).count();
     let shadowed = clouds.iter().filter(|&&c| c == 2).count();
-    assert!(
-        cloudy > 0 && shadowed > 0,
-        "the scene should have clouds and shadows"
-    );
+    assert!(cloudy > 0 && shadowed > 0, "the scene should have clouds and shadows");
     assert!((summary.cloud_fraction - cloudy as f64 / clouds.len() as f64).abs() < 1e-9);
-    let under = labels
-        .iter()
-        .zip(&clouds)
-        .filter(|(&l, &c)| l != 0 && c != 0)
-        .count();
+    let under = labels.iter().zip(&clouds).filter(|(&l, &c)| l != 0 && c != 0).count();
     assert_eq!(under, 0, "{under} changed pixels under cloud or shadow");
 }
 

@@ -84,12 +84,8 @@ fn subpixel(left: f32, centre: f32, right: f32) -> f64 {
 fn windowed(img: &Array2<f32>) -> Array2<f32> {
     let (h, w) = img.dim();
     let mean = img.mean().unwrap_or(0.0);
-    let hann = |i: usize, n: usize| {
-        0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / (n.max(2) - 1) as f32).cos()
-    };
-    Array2::from_shape_fn((h, w), |(y, x)| {
-        (img[(y, x)] - mean) * hann(y, h) * hann(x, w)
-    })
+    let hann = |i: usize, n: usize| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / (n.max(2) - 1) as f32).cos();
+    Array2::from_shape_fn((h, w), |(y, x)| (img[(y, x)] - mean) * hann(y, h) * hann(x, w))
 }
 
 fn fft2(img: &Array2<f32>, inverse: bool) -> Vec<Complex32> {
@@ -123,12 +119,7 @@ fn fft2_vec(mut data: Vec<Complex32>, h: usize, w: usize, inverse: bool) -> Vec<
 
 /// Resamples `after` so it lines up with the before image: output pixel `(x, y)` takes the value
 /// at `(x + dx, y + dy)` (bilinear). Pixels whose source falls outside become invalid.
-pub fn apply_shift(
-    after: &Array3<f32>,
-    valid: &Array2<bool>,
-    dx: f64,
-    dy: f64,
-) -> (Array3<f32>, Array2<bool>) {
+pub fn apply_shift(after: &Array3<f32>, valid: &Array2<bool>, dx: f64, dy: f64) -> (Array3<f32>, Array2<bool>) {
     if dx == 0.0 && dy == 0.0 {
         return (after.clone(), valid.clone());
     }
@@ -143,12 +134,7 @@ pub fn apply_shift(
     // The shift is the same for every pixel, so the integer part and the weights are too.
     let (ix, iy) = (dx.floor() as isize, dy.floor() as isize);
     let (fx, fy) = ((dx - dx.floor()) as f32, (dy - dy.floor()) as f32);
-    let weights = [
-        (1.0 - fx) * (1.0 - fy),
-        fx * (1.0 - fy),
-        (1.0 - fx) * fy,
-        fx * fy,
-    ];
+    let weights = [(1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy];
     for y in 0..h {
         let y0 = y as isize + iy;
         if y0 < 0 || y0 + 1 >= h as isize {
@@ -168,17 +154,12 @@ pub fn apply_shift(
             ok[o] = true;
             for k in 0..c {
                 let base = k * plane;
-                out[base + o] = taps
-                    .iter()
-                    .zip(weights)
-                    .map(|(&t, wt)| src[base + t] * wt)
-                    .sum();
+                out[base + o] = taps.iter().zip(weights).map(|(&t, wt)| src[base + t] * wt).sum();
             }
         }
     }
     let bands = Array3::from_shape_vec((c, h, w), out).unwrap_or_else(|_| Array3::zeros((c, h, w)));
-    let ok =
-        Array2::from_shape_vec((h, w), ok).unwrap_or_else(|_| Array2::from_elem((h, w), false));
+    let ok = Array2::from_shape_vec((h, w), ok).unwrap_or_else(|_| Array2::from_elem((h, w), false));
     (bands, ok)
 }
 
@@ -267,11 +248,7 @@ mod tests {
                 }
             }
         }
-        assert!(
-            n > 2500 && err / (n as f32) < 0.05,
-            "mean error {}",
-            err / n as f32
-        );
+        assert!(n > 2500 && err / (n as f32) < 0.05, "mean error {}", err / n as f32);
     }
 
     #[test]

@@ -14,17 +14,12 @@ pub fn extent(info: &RasterInfo, g: &Georef) -> (f64, f64, f64, f64) {
     let gt = g.geo_transform;
     let xs = [gt[0], gt[0] + gt[1] * info.width as f64];
     let ys = [gt[3], gt[3] + gt[5] * info.height as f64];
-    (
-        xs[0].min(xs[1]),
-        ys[0].min(ys[1]),
-        xs[0].max(xs[1]),
-        ys[0].max(ys[1]),
-    )
+    (xs[0].min(xs[1]), ys[0].min(ys[1]), xs[0].max(xs[1]), ys[0].max(ys[1]))
 }
 
 fn srs_of(wkt: &str, path: &Path) -> Result<SpatialRef> {
-    let mut srs = SpatialRef::from_wkt(wkt)
-        .map_err(|e| Error::gdal(path, "cannot read the coordinate reference system", e))?;
+    let mut srs =
+        SpatialRef::from_wkt(wkt).map_err(|e| Error::gdal(path, "cannot read the coordinate reference system", e))?;
     srs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
     Ok(srs)
 }
@@ -40,10 +35,7 @@ pub fn check_overlap(before: &RasterInfo, after: &RasterInfo) -> Result<()> {
             "has a geotransform but no coordinate reference system; assign one (gdal_edit.py -a_srs)",
         ));
     }
-    let (sb, sa) = (
-        srs_of(&gb.wkt, &before.path)?,
-        srs_of(&ga.wkt, &after.path)?,
-    );
+    let (sb, sa) = (srs_of(&gb.wkt, &before.path)?, srs_of(&ga.wkt, &after.path)?);
     let ct = CoordTransform::new(&sa, &sb)
         .map_err(|e| Error::gdal(&after.path, "cannot transform between the two CRSs", e))?;
     let (x0, y0, x1, y1) = extent(after, ga);
@@ -69,19 +61,12 @@ pub fn check_overlap(before: &RasterInfo, after: &RasterInfo) -> Result<()> {
 
 fn fold_min_max(v: &[f64]) -> (f64, f64) {
     v.iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
-            (a.min(x), b.max(x))
-        })
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)))
 }
 
 /// Warps `after` onto `before`'s grid (bilinear) into `dst`, a tiled GeoTIFF whose pixels
 /// outside the after footprint are nodata 0.
-pub fn warp_onto(
-    after: &Dataset,
-    after_info: &RasterInfo,
-    before: &RasterInfo,
-    dst: &Path,
-) -> Result<PathBuf> {
+pub fn warp_onto(after: &Dataset, after_info: &RasterInfo, before: &RasterInfo, dst: &Path) -> Result<PathBuf> {
     let g = before
         .georef
         .as_ref()
@@ -117,8 +102,8 @@ pub fn warp_onto(
         argv.add_string(a)
             .map_err(|e| Error::gdal(&after_info.path, "bad warp option", e))?;
     }
-    let c_dst = CString::new(dst.to_string_lossy().as_bytes())
-        .map_err(|_| Error::input(dst, "path contains a NUL byte"))?;
+    let c_dst =
+        CString::new(dst.to_string_lossy().as_bytes()).map_err(|_| Error::input(dst, "path contains a NUL byte"))?;
     // SAFETY: the options and datasets are valid for the duration of the call; GDALWarp returns
     // a new dataset handle (or null) that we close immediately.
     unsafe {

@@ -15,12 +15,7 @@ use ndarray::{Array2, Array3};
 
 /// Neighbourhood-aware change magnitude between two feature stacks of equal shape.
 /// Pixels where `valid` is false are never used as matches; their own evidence is 0.
-pub fn neighbourhood_distance(
-    a: &Array3<f32>,
-    b: &Array3<f32>,
-    valid: &Array2<bool>,
-    radius: usize,
-) -> Array2<f32> {
+pub fn neighbourhood_distance(a: &Array3<f32>, b: &Array3<f32>, valid: &Array2<bool>, radius: usize) -> Array2<f32> {
     let (k, h, w) = a.dim();
     assert_eq!(a.dim(), b.dim(), "feature stacks must match");
     let a = a.as_standard_layout();
@@ -35,14 +30,8 @@ pub fn neighbourhood_distance(
     let r = radius as isize;
     for dy in -r..=r {
         for dx in -r..=r {
-            let (y0, y1) = (
-                0.max(-dy) as usize,
-                (h as isize).min(h as isize - dy) as usize,
-            );
-            let (x0, x1) = (
-                0.max(-dx) as usize,
-                (w as isize).min(w as isize - dx) as usize,
-            );
+            let (y0, y1) = (0.max(-dy) as usize, (h as isize).min(h as isize - dy) as usize);
+            let (x0, x1) = (0.max(-dx) as usize, (w as isize).min(w as isize - dx) as usize);
             if x1 <= x0 {
                 continue;
             }
@@ -92,10 +81,7 @@ mod tests {
     use super::*;
 
     fn edge_image(shift: usize) -> Array3<f32> {
-        Array3::from_shape_fn(
-            (1, 9, 9),
-            |(_, _, x)| if x >= 4 + shift { 1.0 } else { 0.0 },
-        )
+        Array3::from_shape_fn((1, 9, 9), |(_, _, x)| if x >= 4 + shift { 1.0 } else { 0.0 })
     }
 
     #[test]
@@ -104,10 +90,7 @@ mod tests {
         let e = neighbourhood_distance(&edge_image(0), &edge_image(1), &valid, 1);
         assert!(e.iter().all(|&v| v < 1e-6), "shifted edge flagged: {e:?}");
         let plain = neighbourhood_distance(&edge_image(0), &edge_image(1), &valid, 0);
-        assert!(
-            plain.iter().any(|&v| v > 0.9),
-            "radius 0 must see the edge move"
-        );
+        assert!(plain.iter().any(|&v| v > 0.9), "radius 0 must see the edge move");
     }
 
     #[test]

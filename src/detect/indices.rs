@@ -53,9 +53,7 @@ pub fn brightness(px: &[f32]) -> f32 {
 pub fn flatness(px: &[f32]) -> f32 {
     let (lo, hi) = px
         .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
-            (l.min(v), h.max(v))
-        });
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
     let mean = brightness(px);
     if mean <= EPS {
         0.0
@@ -105,8 +103,7 @@ pub fn evidence_stack(bands: &Array3<f32>, index_weight: f32) -> Array3<f32> {
             out[(c + 1) * plane + i] = index_weight * wi;
         }
     });
-    Array3::from_shape_vec((c + extra, h, w), out)
-        .unwrap_or_else(|_| Array3::zeros((c + extra, h, w)))
+    Array3::from_shape_vec((c + extra, h, w), out).unwrap_or_else(|_| Array3::zeros((c + extra, h, w)))
 }
 
 /// Mean of each band over the pixels where `mask` holds.

@@ -27,8 +27,7 @@ pub fn clouds(bands: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Arra
         }
     });
     let shape = valid.raw_dim();
-    let core =
-        Array2::from_shape_vec(shape, core).unwrap_or_else(|_| Array2::from_elem(shape, false));
+    let core = Array2::from_shape_vec(shape, core).unwrap_or_else(|_| Array2::from_elem(shape, false));
     if !any {
         return core;
     }
@@ -36,10 +35,7 @@ pub fn clouds(bands: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Arra
     let mut out = core;
     Zip::from(&mut out)
         .and(&near)
-        .and(
-            &Array2::from_shape_vec(shape, edge)
-                .unwrap_or_else(|_| Array2::from_elem(shape, false)),
-        )
+        .and(&Array2::from_shape_vec(shape, edge).unwrap_or_else(|_| Array2::from_elem(shape, false)))
         .for_each(|o, &n, &e| {
             *o |= n && e;
         });
@@ -48,12 +44,7 @@ pub fn clouds(bands: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Arra
 
 /// Shadow on either date: one date is darker than `shadow_ratio` of the other in brightness
 /// while the spectral angle between the dates stays under `shadow_max_angle`.
-pub fn shadows(
-    a: &Array3<f32>,
-    b: &Array3<f32>,
-    valid: &Array2<bool>,
-    p: &MaskParams,
-) -> Array2<bool> {
+pub fn shadows(a: &Array3<f32>, b: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Array2<bool> {
     let valid = valid.as_standard_layout();
     let vs = valid.as_slice().unwrap_or(&[]);
     let b = b.as_standard_layout();
@@ -73,8 +64,7 @@ pub fn shadows(
         let darker = ba < p.shadow_ratio * bb || bb < p.shadow_ratio * ba;
         out[i] = darker && spectral_angle(pa, pb) < p.shadow_max_angle;
     });
-    Array2::from_shape_vec(valid.raw_dim(), out)
-        .unwrap_or_else(|_| Array2::from_elem(valid.raw_dim(), false))
+    Array2::from_shape_vec(valid.raw_dim(), out).unwrap_or_else(|_| Array2::from_elem(valid.raw_dim(), false))
 }
 
 /// Angle (radians) between two spectra; 0 for the same shape at any brightness.
@@ -105,9 +95,7 @@ mod tests {
     }
 
     fn scene(px: [f32; 4]) -> Array3<f32> {
-        Array3::from_shape_fn((4, 8, 8), |(k, _, _)| {
-            [0.033, 0.068, 0.038, 0.43][k] + 0.0 * px[k]
-        })
+        Array3::from_shape_fn((4, 8, 8), |(k, _, _)| [0.033, 0.068, 0.038, 0.43][k] + 0.0 * px[k])
     }
 
     #[test]

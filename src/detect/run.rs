@@ -7,8 +7,8 @@ use super::scene::{BandMap, Calibration, Scene};
 use super::stream::{self, PassStats};
 use crate::io::atomic::{self, StagingDir};
 use crate::model::Model;
-use crate::patches::{self, area::AreaCalc, vectorise, Patch};
-use crate::publish::{geojson, manifest};
+use crate::patches::{self, area::AreaCalc, category, overlay, vectorise, Patch};
+use crate::publish::{chips, exports, geojson, manifest};
 use crate::{Error, Result};
 use serde::Serialize;
 use serde_json::json;
@@ -37,14 +37,16 @@ pub struct DetectRequest {
     pub keep_all: bool,
     /// Show progress bars (terminal only).
     pub progress: bool,
+    /// County layer fields as `CODE,NAME` (default: XZQDM/XZQMC, code/name, …).
+    pub county_fields: Option<String>,
+    /// Text encoding of the exported Shapefile's DBF.
+    pub dbf_encoding: exports::DbfEncoding,
+    /// Skip the before/after PNG chips.
+    pub no_chips: bool,
 }
 
 impl DetectRequest {
-    pub fn new(
-        before: impl Into<PathBuf>,
-        after: impl Into<PathBuf>,
-        out_dir: impl Into<PathBuf>,
-    ) -> Self {
+    pub fn new(before: impl Into<PathBuf>, after: impl Into<PathBuf>, out_dir: impl Into<PathBuf>) -> Self {
         Self {
             before: before.into(),
             after: after.into(),
@@ -76,8 +78,7 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     let bands = req.bands.as_deref().map(BandMap::parse).transpose()?;
     let staging = StagingDir::new(&req.out_dir)?;
     let work = staging.path().join(".work");
-    std::fs::create_dir_all(&work)
-        .map_err(|e| Error::io(&work, "cannot create a work folder", e))?;
+    std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, "cannot create a work folder", e))?;
     let mut scene = Scene::open(&req.before, &req.after, bands.as_ref(), &model, &work)?;
     let t_open = started.elapsed().as_secs_f64();
     let calibration = scene.calibrate()?;
@@ -107,7 +108,7 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
         b.finish_and_clear();
     }
     let t_pass = started.elapsed().as_secs_f64();
-    let (patches, dropped, areas) = make_patches(&scene, &model, req, &mask_path)?;
+    let (mut patches, dropped, areas) = make_patches(&scene, &model, req, &mask_path)?;
     let t_patch = started.elapsed().as_secs_f64();
     tracing::info!(t_open, t_cal, t_pass, t_patch, "stage end times (s)");
     let unobserved_area_m2 = unobserved_area(&scene, &areas, &stats);
@@ -122,24 +123,22 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
         unobserved_area_m2,
         seconds,
     };
+    if !req.no_chips {
+        chips::write_all(staging.path(), &scene, &mut patches, &areas)?;
+    }
     write_patches(staging.path(), &scene, &patches, &model, req)?;
+    write_exports(staging.path(), &scene, &patches, &model, req)?;
     write_manifest(staging.path(), req, &model, &scene, &summary)?;
-    std::fs::remove_dir_all(&work)
-        .map_err(|e| Error::io(&work, "cannot remove the work folder", e))?;
+    std::fs::remove_dir_all(&work).map_err(|e| Error::io(&work, "cannot remove the work folder", e))?;
     staging.commit()?;
     Ok(summary)
 }
 
 fn check_dates(req: &DetectRequest) -> Result<()> {
-    for (name, d) in [
-        ("--before-date", &req.before_date),
-        ("--after-date", &req.after_date),
-    ] {
+    for (name, d) in [("--before-date", &req.before_date), ("--after-date", &req.after_date)] {
         if let Some(d) = d {
             if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err() {
-                return Err(Error::Usage(format!(
-                    "{name} '{d}': expected a date as YYYY-MM-DD"
-                )));
+                return Err(Error::Usage(format!("{name} '{d}': expected a date as YYYY-MM-DD")));
             }
         }
     }
@@ -151,9 +150,7 @@ fn progress_bar(show: bool) -> Option<indicatif::ProgressBar> {
         return None;
     }
     let b = indicatif::ProgressBar::new(0);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("detect {bar:40} {pos}/{len} blocks {elapsed}")
-    {
+    if let Ok(style) = indicatif::ProgressStyle::with_template("detect {bar:40} {pos}/{len} blocks {elapsed}") {
         b.set_style(style);
     }
     Some(b)
@@ -184,9 +181,9 @@ fn make_patches(
     };
     patches.retain(|p| keep(&p.change_type));
     let dropped = before - patches.len();
+    enforce(scene, model, req, &areas, &mut patches)?;
     for (i, p) in patches.iter_mut().enumerate() {
         p.id = format!("P{:05}", i + 1);
-        p.category = "其他".into();
     }
     Ok((patches, dropped, areas))
 }
@@ -212,13 +209,7 @@ fn unobserved_area(scene: &Scene, areas: &AreaCalc, stats: &PassStats) -> f64 {
     stats.unobserved as f64 * px
 }
 
-fn write_patches(
-    dir: &Path,
-    scene: &Scene,
-    patches: &[Patch],
-    model: &Model,
-    req: &DetectRequest,
-) -> Result<()> {
+fn write_patches(dir: &Path, scene: &Scene, patches: &[Patch], model: &Model, req: &DetectRequest) -> Result<()> {
     let wkt = scene.before.georef.as_ref().map(|g| g.wkt.as_str());
     let to_ll = geojson::ToLonLat::new(wkt, &scene.before.path)?;
     let facts = geojson::RunFacts {
@@ -233,24 +224,14 @@ fn write_patches(
             .map(|c| (c.x(), c.y()))
             .unwrap_or((0.0, 0.0));
         let props = geojson::properties(p, c, &facts);
-        feats.push(geojson::feature(
-            geojson::geometry_json(&ll, to_ll.is_pixel()),
-            props,
-        ));
+        feats.push(geojson::feature(geojson::geometry_json(&ll, to_ll.is_pixel()), props));
     }
     let fc = geojson::collection(feats, to_ll.is_pixel());
-    let text = serde_json::to_string_pretty(&fc)
-        .map_err(|e| Error::Other(format!("cannot serialise patches: {e}")))?;
+    let text = serde_json::to_string_pretty(&fc).map_err(|e| Error::Other(format!("cannot serialise patches: {e}")))?;
     atomic::write_file(&dir.join("patches.geojson"), text.as_bytes())
 }
 
-fn write_manifest(
-    dir: &Path,
-    req: &DetectRequest,
-    model: &Model,
-    scene: &Scene,
-    s: &DetectSummary,
-) -> Result<()> {
+fn write_manifest(dir: &Path, req: &DetectRequest, model: &Model, scene: &Scene, s: &DetectSummary) -> Result<()> {
     let input = |p: &Path| -> Result<serde_json::Value> {
         Ok(json!({"path": p.display().to_string(), "sha256": manifest::sha256_file(p)?}))
     };
@@ -281,7 +262,79 @@ fn write_manifest(
         "dropped_unrecognised": s.dropped_unrecognised,
         "timing": {"seconds": s.seconds, "megapixels_per_second": s.megapixels_per_second},
     });
-    let text = serde_json::to_string_pretty(&m)
-        .map_err(|e| Error::Other(format!("cannot serialise the manifest: {e}")))?;
+    let text =
+        serde_json::to_string_pretty(&m).map_err(|e| Error::Other(format!("cannot serialise the manifest: {e}")))?;
     atomic::write_file(&dir.join("run.json"), text.as_bytes())
+}
+
+// ---- Enforcement: land-use overlay, category, chips and exports
+// ---- (src/patches/{overlay,category}.rs, src/publish/{chips,exports}.rs).
+
+/// Fills each patch's land use from the layers (when any is given), sets its category and
+/// drops off-cropland changes in no category.
+fn enforce(
+    scene: &Scene,
+    model: &Model,
+    req: &DetectRequest,
+    areas: &AreaCalc,
+    patches: &mut Vec<Patch>,
+) -> Result<()> {
+    let paths = overlay::LayerPaths {
+        landuse: req.landuse.clone(),
+        basic_farmland: req.basic_farmland.clone(),
+        approved: req.approved.clone(),
+        counties: req.counties.clone(),
+        red_line: req.red_line.clone(),
+    };
+    if paths.any() {
+        let fields = req
+            .county_fields
+            .as_deref()
+            .map(overlay::CountyFields::parse)
+            .transpose()?
+            .unwrap_or_default();
+        let wkt = scene.before.georef.as_ref().map(|g| g.wkt.as_str()).unwrap_or("");
+        let ov = overlay::Overlay::load(&paths, &fields, wkt, grid_bounds(scene))?;
+        ov.apply(patches, areas, model.categories.village_distance_m);
+    }
+    let counts = category::assign(patches, &model.categories, req.keep_all, areas);
+    tracing::info!(kept = ?counts.kept, dropped_off_cropland = counts.dropped_off_cropland, "categorised");
+    Ok(())
+}
+
+/// The image's extent `[min_x, min_y, max_x, max_y]` in its CRS.
+fn grid_bounds(scene: &Scene) -> [f64; 4] {
+    let gt = vectorise::grid_transform(scene.before.georef.as_ref());
+    let (w, h) = (scene.width() as f64, scene.height() as f64);
+    let xs = [gt[0], gt[0] + w * gt[1] + h * gt[2]];
+    let ys = [gt[3], gt[3] + w * gt[4] + h * gt[5]];
+    [xs[0].min(xs[1]), ys[0].min(ys[1]), xs[0].max(xs[1]), ys[0].max(ys[1])]
+}
+
+/// `patches.gpkg` and `patches_shp/patches.shp` with the GeoJSON's properties.
+fn write_exports(dir: &Path, scene: &Scene, patches: &[Patch], model: &Model, req: &DetectRequest) -> Result<()> {
+    let wkt = scene.before.georef.as_ref().map(|g| g.wkt.as_str());
+    let to_ll = geojson::ToLonLat::new(wkt, &scene.before.path)?;
+    let facts = geojson::RunFacts {
+        model: model.id(),
+        before_date: req.before_date.clone(),
+        after_date: req.after_date.clone(),
+    };
+    let mut props = Vec::with_capacity(patches.len());
+    for p in patches {
+        let ll = to_ll.shape(&p.shape)?;
+        let c = geo::Centroid::centroid(&ll)
+            .map(|c| (c.x(), c.y()))
+            .unwrap_or((0.0, 0.0));
+        props.push(geojson::properties(p, c, &facts));
+    }
+    let rows: Vec<exports::Row> = patches
+        .iter()
+        .zip(&props)
+        .map(|(patch, properties)| exports::Row { patch, properties })
+        .collect();
+    let crs = exports::ExportCrs::for_grid(wkt)?;
+    exports::write_all(dir, &rows, &crs, req.dbf_encoding)?;
+    tracing::info!(crs = %crs.label, "wrote patches.gpkg and patches_shp/");
+    Ok(())
 }

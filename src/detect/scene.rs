@@ -27,17 +27,10 @@ impl BandMap {
     /// Parses `B,G,R,NIR` style orders such as `R,G,B` or `B,G,R,NIR`; other bands may be
     /// skipped with `_` (e.g. `B,G,R,NIR,_,_` for Landsat's SWIR bands).
     pub fn parse(s: &str) -> Result<Self> {
-        let names: Vec<String> = s
-            .split(',')
-            .map(|t| t.trim().to_ascii_uppercase())
-            .collect();
+        let names: Vec<String> = s.split(',').map(|t| t.trim().to_ascii_uppercase()).collect();
         let find = |n: &str| names.iter().position(|x| x == n).map(|i| i + 1);
         let need = |n: &str| {
-            find(n).ok_or_else(|| {
-                Error::Usage(format!(
-                    "--bands '{s}': no {n} band; expected e.g. B,G,R,NIR or R,G,B"
-                ))
-            })
+            find(n).ok_or_else(|| Error::Usage(format!("--bands '{s}': no {n} band; expected e.g. B,G,R,NIR or R,G,B")))
         };
         for n in &names {
             if !["B", "G", "R", "NIR", "_"].contains(&n.as_str()) {
@@ -189,9 +182,7 @@ impl Scene {
             .with(|ds| raster::read_window(ds, &self.before, &idx, win, self.scale_before))?;
         let a = self.read_after_aligned(win, &idx)?;
         let mut valid = b.valid.clone();
-        Zip::from(&mut valid)
-            .and(&a.valid)
-            .for_each(|v, &w| *v &= w);
+        Zip::from(&mut valid).and(&a.valid).for_each(|v, &w| *v &= w);
         let mut after = a.bands;
         for (k, mut band) in after.outer_iter_mut().enumerate() {
             band.mapv_inplace(|v| self.norm.apply(k, v));
@@ -213,9 +204,9 @@ impl Scene {
                 .with(|ds| raster::read_window(ds, &self.after, idx, win, self.scale_after));
         }
         let pad = dx.abs().max(dy.abs()).ceil() as usize + 1;
-        let big = self.after_pool.with(|ds| {
-            raster::read_window(ds, &self.after, idx, win.grow(pad), self.scale_after)
-        })?;
+        let big = self
+            .after_pool
+            .with(|ds| raster::read_window(ds, &self.after, idx, win.grow(pad), self.scale_after))?;
         let (shifted, ok) = shift::apply_shift(&big.bands, &big.valid, dx, dy);
         let (h, w) = (win.h, win.w);
         Ok(Pixels {
@@ -224,12 +215,7 @@ impl Scene {
         })
     }
 
-    fn observed(
-        &self,
-        before: &Array3<f32>,
-        after: &Array3<f32>,
-        valid: &Array2<bool>,
-    ) -> Array2<bool> {
+    fn observed(&self, before: &Array3<f32>, after: &Array3<f32>, valid: &Array2<bool>) -> Array2<bool> {
         let mut obs = valid.clone();
         if !self.mask_clouds {
             return obs;
@@ -292,24 +278,13 @@ impl Scene {
                 let a = self
                     .after_pool
                     .with(|ds| raster::read_window(ds, &self.after, &idx, w, self.scale_after))?;
-                let frac = b
-                    .valid
-                    .iter()
-                    .zip(a.valid.iter())
-                    .filter(|(x, y)| **x && **y)
-                    .count() as f64
+                let frac = b.valid.iter().zip(a.valid.iter()).filter(|(x, y)| **x && **y).count() as f64
                     / b.valid.len().max(1) as f64;
                 if frac < 0.9 {
                     return Ok(None);
                 }
-                let bb = b
-                    .bands
-                    .mean_axis(Axis(0))
-                    .unwrap_or_else(|| Array2::zeros((w.h, w.w)));
-                let ab = a
-                    .bands
-                    .mean_axis(Axis(0))
-                    .unwrap_or_else(|| Array2::zeros((w.h, w.w)));
+                let bb = b.bands.mean_axis(Axis(0)).unwrap_or_else(|| Array2::zeros((w.h, w.w)));
+                let ab = a.bands.mean_axis(Axis(0)).unwrap_or_else(|| Array2::zeros((w.h, w.w)));
                 Ok(Some(shift::phase_correlation(&bb, &ab)))
             })
             .collect::<Result<Vec<_>>>()?
@@ -323,10 +298,7 @@ impl Scene {
         let nb = self.bands.canonical().len();
         let saved = self.norm.clone();
         debug_assert_eq!(saved, Normalisation::identity(nb));
-        let pairs: Vec<PairWindow> = wins
-            .par_iter()
-            .map(|&w| self.read_pair(w))
-            .collect::<Result<_>>()?;
+        let pairs: Vec<PairWindow> = wins.par_iter().map(|&w| self.read_pair(w)).collect::<Result<_>>()?;
         let mut samples = Samples::new(nb);
         let (mut pb, mut pa) = (vec![0.0; nb], vec![0.0; nb]);
         for p in &pairs {
@@ -344,11 +316,7 @@ impl Scene {
                 }
             }
         }
-        Ok(normalise::fit(
-            &samples,
-            self.model.detect.invariant_fraction,
-            4,
-        ))
+        Ok(normalise::fit(&samples, self.model.detect.invariant_fraction, 4))
     }
 
     fn evidence_histogram(&self, wins: &[Window]) -> Result<threshold::Histogram> {
@@ -376,11 +344,7 @@ impl Scene {
     }
 }
 
-fn choose_bands(
-    before: &RasterInfo,
-    after: &RasterInfo,
-    bands: Option<&BandMap>,
-) -> Result<BandMap> {
+fn choose_bands(before: &RasterInfo, after: &RasterInfo, bands: Option<&BandMap>) -> Result<BandMap> {
     if before.band_count != after.band_count {
         return Err(Error::input(
             &after.path,
@@ -419,12 +383,7 @@ fn choose_bands(
 
 /// Returns the path to read the after image from: itself when it shares the before grid, else
 /// a warped copy in `work_dir`.
-fn align_grid(
-    before: &RasterInfo,
-    after: &RasterInfo,
-    after_ds: &gdal::Dataset,
-    work_dir: &Path,
-) -> Result<PathBuf> {
+fn align_grid(before: &RasterInfo, after: &RasterInfo, after_ds: &gdal::Dataset, work_dir: &Path) -> Result<PathBuf> {
     if before.same_grid(after) {
         return Ok(after.path.clone());
     }

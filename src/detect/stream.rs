@@ -38,25 +38,13 @@ struct BlockOut {
 }
 
 /// Creates an output GeoTIFF on the scene's grid.
-pub fn create_grid_tiff(
-    scene: &Scene,
-    path: &Path,
-    bands: usize,
-    extra: &[&str],
-) -> Result<Dataset> {
-    let drv = DriverManager::get_driver_by_name("GTiff")
-        .map_err(|e| Error::gdal(path, "GTiff driver", e))?;
+pub fn create_grid_tiff(scene: &Scene, path: &Path, bands: usize, extra: &[&str]) -> Result<Dataset> {
+    let drv = DriverManager::get_driver_by_name("GTiff").map_err(|e| Error::gdal(path, "GTiff driver", e))?;
     let mut opts = vec!["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256"];
     opts.extend_from_slice(extra);
     let co = RasterCreationOptions::from_iter(opts);
     let mut ds = drv
-        .create_with_band_type_with_options::<u8, _>(
-            path,
-            scene.width(),
-            scene.height(),
-            bands,
-            &co,
-        )
+        .create_with_band_type_with_options::<u8, _>(path, scene.width(), scene.height(), bands, &co)
         .map_err(|e| Error::gdal(path, "cannot create", e))?;
     if let Some(g) = &scene.before.georef {
         ds.set_geo_transform(&g.geo_transform)
@@ -80,10 +68,7 @@ pub fn run(
 ) -> Result<PassStats> {
     let model = scene_model(scene);
     let bs = model.detect.block_size;
-    let halo = model.detect.match_radius
-        + 2 * model.detect.morphology_radius
-        + model.masks.cloud_buffer_px
-        + 3;
+    let halo = model.detect.match_radius + 2 * model.detect.morphology_radius + model.masks.cloud_buffer_px + 3;
     let blocks = block_grid(scene.width(), scene.height(), bs);
     // ZSTD compresses the mostly-constant class band well at a fraction of DEFLATE's cost; the
     // mask is a scratch file and stays uncompressed.
@@ -118,10 +103,7 @@ fn scene_model(scene: &Scene) -> &crate::model::Model {
 
 fn set_band_descriptions(ds: &Dataset) {
     for (b, d) in [
-        (
-            1,
-            "class: 0 unchanged, 1 change of use, 2 crop cycle, 255 not observed",
-        ),
+        (1, "class: 0 unchanged, 1 change of use, 2 crop cycle, 255 not observed"),
         (2, "evidence, % of threshold"),
     ] {
         if let Ok(mut band) = ds.rasterband(b) {
@@ -146,13 +128,7 @@ pub fn block_grid(width: usize, height: usize, bs: usize) -> Vec<Window> {
     v
 }
 
-fn process_block(
-    scene: &Scene,
-    win: Window,
-    halo: usize,
-    threshold: f32,
-    morph_r: usize,
-) -> Result<BlockOut> {
+fn process_block(scene: &Scene, win: Window, halo: usize, threshold: f32, morph_r: usize) -> Result<BlockOut> {
     let pair = scene.read_pair(win.grow(halo))?;
     let e = scene.evidence(&pair);
     let mut changed = Array2::from_elem(e.raw_dim(), false);
@@ -209,12 +185,7 @@ fn process_block(
     })
 }
 
-fn write_block(
-    change: &mut Dataset,
-    mask: &mut Dataset,
-    out: &BlockOut,
-    path: &Path,
-) -> Result<()> {
+fn write_block(change: &mut Dataset, mask: &mut Dataset, out: &BlockOut, path: &Path) -> Result<()> {
     let pos = (out.win.x, out.win.y);
     let size = (out.win.w, out.win.h);
     let binary = out.class.mapv(|c| u8::from(c == CLASS_CHANGED));

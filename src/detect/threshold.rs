@@ -77,12 +77,7 @@ pub fn otsu(h: &Histogram) -> Option<f32> {
     if total == 0.0 {
         return None;
     }
-    let sum_all: f64 = h
-        .counts
-        .iter()
-        .enumerate()
-        .map(|(i, &c)| i as f64 * c as f64)
-        .sum();
+    let sum_all: f64 = h.counts.iter().enumerate().map(|(i, &c)| i as f64 * c as f64).sum();
     let (mut w0, mut sum0) = (0.0, 0.0);
     let (mut best, mut best_i) = (-1.0, 0);
     for (i, &c) in h.counts.iter().enumerate() {
@@ -112,12 +107,9 @@ pub fn kittler_illingworth(h: &Histogram) -> Option<f32> {
     let p: Vec<f64> = h.counts.iter().map(|&c| c as f64 / total).collect();
     let (mut best, mut best_i) = (f64::INFINITY, None);
     let (mut p0, mut s0, mut q0) = (0.0, 0.0, 0.0);
-    let (pt, st, qt) = p
-        .iter()
-        .enumerate()
-        .fold((0.0, 0.0, 0.0), |(a, b, c), (i, &pi)| {
-            (a + pi, b + i as f64 * pi, c + (i * i) as f64 * pi)
-        });
+    let (pt, st, qt) = p.iter().enumerate().fold((0.0, 0.0, 0.0), |(a, b, c), (i, &pi)| {
+        (a + pi, b + i as f64 * pi, c + (i * i) as f64 * pi)
+    });
     for (i, &pi) in p.iter().enumerate().take(n - 1) {
         p0 += pi;
         s0 += i as f64 * pi;
@@ -132,8 +124,7 @@ pub fn kittler_illingworth(h: &Histogram) -> Option<f32> {
         if v0 <= 1e-9 || v1 <= 1e-9 {
             continue;
         }
-        let j = 1.0 + 2.0 * (p0 * v0.sqrt().ln() + p1 * v1.sqrt().ln())
-            - 2.0 * (p0 * p0.ln() + p1 * p1.ln());
+        let j = 1.0 + 2.0 * (p0 * v0.sqrt().ln() + p1 * v1.sqrt().ln()) - 2.0 * (p0 * p0.ln() + p1 * p1.ln());
         if j < best {
             best = j;
             best_i = Some(i);

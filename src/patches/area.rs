@@ -16,10 +16,7 @@ pub enum AreaCalc {
 
 impl AreaCalc {
     pub fn new(wkt: Option<&str>, pixel_m: Option<f64>) -> Self {
-        let Some(srs) = wkt
-            .filter(|w| !w.is_empty())
-            .and_then(|w| SpatialRef::from_wkt(w).ok())
-        else {
+        let Some(srs) = wkt.filter(|w| !w.is_empty()).and_then(|w| SpatialRef::from_wkt(w).ok()) else {
             return AreaCalc::Pixels { pixel_m };
         };
         if srs.is_projected() {

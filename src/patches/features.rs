@@ -86,16 +86,9 @@ fn masked_mean(a: &Array2<f32>, m: &Array2<bool>) -> f64 {
 }
 
 /// Summarises a patch. `inside` marks the patch's pixels within the pair window.
-pub fn summarise(
-    pair: &PairWindow,
-    inside: &Array2<bool>,
-    area_m2: f64,
-    compactness: f64,
-) -> Features {
+pub fn summarise(pair: &PairWindow, inside: &Array2<bool>, area_m2: f64, compactness: f64) -> Features {
     let mut m = inside.clone();
-    ndarray::Zip::from(&mut m)
-        .and(&pair.valid)
-        .for_each(|a, &v| *a &= v);
+    ndarray::Zip::from(&mut m).and(&pair.valid).for_each(|a, &v| *a &= v);
     if !m.iter().any(|&v| v) {
         m = inside.clone();
     }
@@ -125,10 +118,7 @@ pub fn summarise(
     }
     put("blue_red_after", masked_mean(&a.blue_red, &m));
     for (name, lb, la) in [("vtex", &b.vi, &a.vi), ("btex", &b.bright, &a.bright)] {
-        let (tb, ta) = (
-            masked_mean(&local_std(lb), &m),
-            masked_mean(&local_std(la), &m),
-        );
+        let (tb, ta) = (masked_mean(&local_std(lb), &m), masked_mean(&local_std(la), &m));
         put(&format!("{name}_before"), tb);
         put(&format!("{name}_after"), ta);
         put(&format!("d_{name}"), ta - tb);
@@ -160,8 +150,7 @@ mod tests {
                 field[k]
             }
         });
-        let inside =
-            Array2::from_shape_fn((6, 6), |(y, x)| (1..5).contains(&y) && (1..5).contains(&x));
+        let inside = Array2::from_shape_fn((6, 6), |(y, x)| (1..5).contains(&y) && (1..5).contains(&x));
         let valid = Array2::from_elem((6, 6), true);
         let pair = PairWindow {
             before,
@@ -175,10 +164,7 @@ mod tests {
         assert!(f.contains_key("ndwi_after"));
         assert!((f["compactness"] - std::f64::consts::PI / 4.0).abs() < 1e-6);
         for name in f.keys() {
-            assert!(
-                FEATURE_NAMES.contains(&name.as_str()),
-                "{name} not declared"
-            );
+            assert!(FEATURE_NAMES.contains(&name.as_str()), "{name} not declared");
         }
     }
 }

@@ -2,7 +2,11 @@
 //! type, land-use overlay and 非农化 / 非粮化 category.
 
 pub mod area;
+pub mod category;
+pub mod dlbm;
 pub mod features;
+pub mod layer;
+pub mod overlay;
 pub mod typing;
 pub mod vectorise;
 
@@ -105,12 +109,7 @@ fn describe(scene: &Scene, t: &Traced, gt: gdal::GeoTransform, area_m2: f64) -> 
     let win = t.pixel_box.grow(2);
     let pair = scene.read_pair(win)?;
     let inside = membership(&t.shape, win, gt)?;
-    let perimeter: f64 = t
-        .shape
-        .0
-        .iter()
-        .map(|p| Euclidean.length(p.exterior()))
-        .sum();
+    let perimeter: f64 = t.shape.0.iter().map(|p| Euclidean.length(p.exterior())).sum();
     let compactness = if perimeter > 0.0 {
         4.0 * std::f64::consts::PI * t.shape.unsigned_area() / (perimeter * perimeter)
     } else {
@@ -120,14 +119,9 @@ fn describe(scene: &Scene, t: &Traced, gt: gdal::GeoTransform, area_m2: f64) -> 
 }
 
 /// Which pixels of `win` have their centre inside `shape` (GDAL's rasteriser).
-pub fn membership(
-    shape: &geo::MultiPolygon<f64>,
-    win: Window,
-    gt: gdal::GeoTransform,
-) -> Result<Array2<bool>> {
+pub fn membership(shape: &geo::MultiPolygon<f64>, win: Window, gt: gdal::GeoTransform) -> Result<Array2<bool>> {
     let here = std::path::Path::new("<memory>");
-    let drv =
-        DriverManager::get_driver_by_name("MEM").map_err(|e| Error::gdal(here, "MEM driver", e))?;
+    let drv = DriverManager::get_driver_by_name("MEM").map_err(|e| Error::gdal(here, "MEM driver", e))?;
     let mut ds = drv
         .create_with_band_type::<u8, _>("", win.w, win.h, 1)
         .map_err(|e| Error::gdal(here, "scratch raster", e))?;
@@ -144,8 +138,7 @@ pub fn membership(
     let geom = shape
         .to_gdal()
         .map_err(|e| Error::gdal(here, "geometry conversion", e))?;
-    gdal::raster::rasterize(&mut ds, &[1], &[geom], &[1.0], None)
-        .map_err(|e| Error::gdal(here, "rasterize", e))?;
+    gdal::raster::rasterize(&mut ds, &[1], &[geom], &[1.0], None).map_err(|e| Error::gdal(here, "rasterize", e))?;
     let buf: Buffer<u8> = ds
         .rasterband(1)
         .and_then(|b| b.read_as::<u8>((0, 0), (win.w, win.h), (win.w, win.h), None))

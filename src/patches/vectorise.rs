@@ -42,9 +42,7 @@ pub fn sieve(mask_path: &Path, min_pixels: usize) -> Result<()> {
         },
     )
     .map_err(|e| Error::gdal(mask_path, "cannot reopen the change mask", e))?;
-    let band = ds
-        .rasterband(1)
-        .map_err(|e| Error::gdal(mask_path, "band 1", e))?;
+    let band = ds.rasterband(1).map_err(|e| Error::gdal(mask_path, "band 1", e))?;
     // SAFETY: source and destination are the same valid band (GDAL allows in-place sieving);
     // no mask band, no progress callback.
     let rv = unsafe {
@@ -70,19 +68,10 @@ pub fn sieve(mask_path: &Path, min_pixels: usize) -> Result<()> {
 }
 
 /// Traces the set pixels of the mask into polygons.
-pub fn trace(
-    mask_path: &Path,
-    gt: GeoTransform,
-    wkt: &str,
-    simplify_px: f64,
-) -> Result<Vec<Traced>> {
-    let ds = Dataset::open(mask_path)
-        .map_err(|e| Error::gdal(mask_path, "cannot reopen the change mask", e))?;
-    let band = ds
-        .rasterband(1)
-        .map_err(|e| Error::gdal(mask_path, "band 1", e))?;
-    let drv = DriverManager::get_driver_by_name("Memory")
-        .map_err(|e| Error::gdal(mask_path, "Memory driver", e))?;
+pub fn trace(mask_path: &Path, gt: GeoTransform, wkt: &str, simplify_px: f64) -> Result<Vec<Traced>> {
+    let ds = Dataset::open(mask_path).map_err(|e| Error::gdal(mask_path, "cannot reopen the change mask", e))?;
+    let band = ds.rasterband(1).map_err(|e| Error::gdal(mask_path, "band 1", e))?;
+    let drv = DriverManager::get_driver_by_name("Memory").map_err(|e| Error::gdal(mask_path, "Memory driver", e))?;
     let mut mem = drv
         .create_vector_only("")
         .map_err(|e| Error::gdal(mask_path, "vector scratch", e))?;
@@ -114,15 +103,10 @@ pub fn trace(
         )
     };
     if rv != gdal_sys::CPLErr::CE_None {
-        return Err(Error::Other(format!(
-            "{}: GDAL polygonize failed",
-            mask_path.display()
-        )));
+        return Err(Error::Other(format!("{}: GDAL polygonize failed", mask_path.display())));
     }
     let tol = simplify_px * gt[1].abs();
-    let mut layer = mem
-        .layer(0)
-        .map_err(|e| Error::gdal(mask_path, "vector layer", e))?;
+    let mut layer = mem.layer(0).map_err(|e| Error::gdal(mask_path, "vector layer", e))?;
     let mut out = Vec::new();
     for f in layer.features() {
         let Some(g) = f.geometry() else { continue };
@@ -141,9 +125,7 @@ fn srs_from_wkt(wkt: &str) -> Option<SpatialRef> {
 }
 
 fn to_traced(g: &Geometry, gt: GeoTransform, tol: f64, path: &Path) -> Result<Traced> {
-    let raw = g
-        .to_geo()
-        .map_err(|e| Error::gdal(path, "geometry conversion", e))?;
+    let raw = g.to_geo().map_err(|e| Error::gdal(path, "geometry conversion", e))?;
     let grid_area = raw.unsigned_area();
     let simplified = if tol > 0.0 {
         g.simplify_preserve_topology(tol)

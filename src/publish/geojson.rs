@@ -28,8 +28,7 @@ impl ToLonLat {
         src.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
         let mut dst = SpatialRef::from_epsg(4326).map_err(|e| Error::gdal(path, "EPSG:4326", e))?;
         dst.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
-        let ct = CoordTransform::new(&src, &dst)
-            .map_err(|e| Error::gdal(path, "transform to EPSG:4326", e))?;
+        let ct = CoordTransform::new(&src, &dst).map_err(|e| Error::gdal(path, "transform to EPSG:4326", e))?;
         Ok(Self { ct: Some(ct) })
     }
 
@@ -47,11 +46,7 @@ impl ToLonLat {
                 ct.transform_coords(&mut x, &mut y, &mut z)
                     .map(|_| geo::coord! { x: x[0], y: y[0] })
             })
-            .map_err(|e| {
-                Error::Other(format!(
-                    "cannot transform a patch outline to EPSG:4326: {e}"
-                ))
-            })
+            .map_err(|e| Error::Other(format!("cannot transform a patch outline to EPSG:4326: {e}")))
     }
 }
 
@@ -67,18 +62,10 @@ fn round2(v: f64) -> f64 {
 pub fn geometry_json(shape: &geo::MultiPolygon<f64>, pixel: bool) -> Value {
     // RFC 7946 wants exteriors counter-clockwise in lon/lat; in pixel space (y down) the
     // same visual orientation is the reverse.
-    let dir = if pixel {
-        Direction::Reversed
-    } else {
-        Direction::Default
-    };
+    let dir = if pixel { Direction::Reversed } else { Direction::Default };
     let oriented = shape.orient(dir);
     let ring = |ls: &geo::LineString<f64>| -> Value {
-        Value::Array(
-            ls.coords()
-                .map(|c| json!([round7(c.x), round7(c.y)]))
-                .collect(),
-        )
+        Value::Array(ls.coords().map(|c| json!([round7(c.x), round7(c.y)])).collect())
     };
     let poly = |p: &geo::Polygon<f64>| -> Value {
         let mut rings = vec![ring(p.exterior())];
@@ -108,11 +95,7 @@ pub fn properties(p: &Patch, centre: (f64, f64), run: &RunFacts) -> Map<String, 
     let seq = p.id.trim_start_matches('P');
     let jcbh = format!("{}{}{}", p.land.county_code, hsx, seq);
     let yes_no = |b: bool| if b { "是" } else { "否" };
-    let features: Map<String, Value> = p
-        .features
-        .iter()
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect();
+    let features: Map<String, Value> = p.features.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     let chips = p.chips.clone().unwrap_or_default();
     let entries: Vec<(&str, Value)> = vec![
         ("id", json!(p.id)),
@@ -123,10 +106,7 @@ pub fn properties(p: &Patch, centre: (f64, f64), run: &RunFacts) -> Map<String, 
         ("area_m2", json!(round2(p.area_m2))),
         ("area_mu", json!(round2(area_mu))),
         ("cropland_area_m2", json!(round2(p.land.cropland_area_m2))),
-        (
-            "basic_farmland_area_m2",
-            json!(round2(p.land.basic_farmland_area_m2)),
-        ),
+        ("basic_farmland_area_m2", json!(round2(p.land.basic_farmland_area_m2))),
         ("before_date", json!(run.before_date)),
         ("after_date", json!(run.after_date)),
         ("model", json!(run.model)),
@@ -194,13 +174,7 @@ mod tests {
     #[test]
     fn exterior_is_counter_clockwise_in_lon_lat() {
         let cw = geo::MultiPolygon(vec![geo::Polygon::new(
-            geo::LineString::from(vec![
-                (0.0, 0.0),
-                (0.0, 1.0),
-                (1.0, 1.0),
-                (1.0, 0.0),
-                (0.0, 0.0),
-            ]),
+            geo::LineString::from(vec![(0.0, 0.0), (0.0, 1.0), (1.0, 1.0), (1.0, 0.0), (0.0, 0.0)]),
             vec![],
         )]);
         let g = geometry_json(&cw, false);
@@ -209,10 +183,7 @@ mod tests {
             .iter()
             .map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap()))
             .collect();
-        let signed: f64 = pts
-            .windows(2)
-            .map(|w| w[0].0 * w[1].1 - w[1].0 * w[0].1)
-            .sum();
+        let signed: f64 = pts.windows(2).map(|w| w[0].0 * w[1].1 - w[1].0 * w[0].1).sum();
         assert!(signed > 0.0, "exterior ring must be counter-clockwise");
         assert_eq!(g["type"], "Polygon");
     }

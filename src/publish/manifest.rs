@@ -14,8 +14,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// SHA-256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f =
-        std::fs::File::open(path).map_err(|e| Error::io(path, "cannot open to checksum", e))?;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "cannot open to checksum", e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -125,10 +125,7 @@ impl Clouds {
             let big = rng.random_range(50.0..140.0f64).min(extent / 8.0);
             let mut reach: f64 = 0.0;
             for _ in 0..rng.random_range(3..=7) {
-                let p = [
-                    c[0] + gauss(&mut rng) * big * 0.6,
-                    c[1] + gauss(&mut rng) * big * 0.6,
-                ];
+                let p = [c[0] + gauss(&mut rng) * big * 0.6, c[1] + gauss(&mut rng) * big * 0.6];
                 let r = rng.random_range(0.45..1.0) * big;
                 let d = ((p[0] - c[0]).powi(2) + (p[1] - c[1]).powi(2)).sqrt();
                 reach = reach.max(d + 1.8 * r);
@@ -139,10 +136,7 @@ impl Clouds {
                 });
             }
             keep_out.push((c, reach + 12.0));
-            keep_out.push((
-                [c[0] + shadow_offset[0], c[1] + shadow_offset[1]],
-                reach + 12.0,
-            ));
+            keep_out.push(([c[0] + shadow_offset[0], c[1] + shadow_offset[1]], reach + 12.0));
         }
         Clouds {
             puffs,
@@ -152,9 +146,7 @@ impl Clouds {
     }
 
     pub fn clear_of(&self, b: &BBox) -> bool {
-        self.keep_out
-            .iter()
-            .all(|&(c, r)| !bbox_touches_disc(b, c, r))
+        self.keep_out.iter().all(|&(c, r)| !bbox_touches_disc(b, c, r))
     }
 }
 
@@ -180,18 +172,12 @@ pub fn plant(
     };
     let wants = allocate((per_km2 * km2).round().max(5.0) as usize);
     let mut unplaced = Vec::new();
-    let hardened = wants
-        .iter()
-        .find(|w| w.0 == ChangeType::Hardened)
-        .map_or(0, |w| w.1);
+    let hardened = wants.iter().find(|w| w.0 == ChangeType::Hardened).map_or(0, |w| w.1);
     let got = planter.plant_hardened(scene, hardened);
     if got < hardened {
         unplaced.push((ChangeType::Hardened, hardened - got));
     }
-    let mut rest: Vec<(ChangeType, usize)> = wants
-        .into_iter()
-        .filter(|w| w.0 != ChangeType::Hardened)
-        .collect();
+    let mut rest: Vec<(ChangeType, usize)> = wants.into_iter().filter(|w| w.0 != ChangeType::Hardened).collect();
     planter.plant_on_parcels(scene, &mut rest);
     unplaced.extend(rest.into_iter().filter(|w| w.1 > 0));
     let nontarget = (nontarget_per_km2 * km2)
@@ -240,14 +226,8 @@ impl Planter<'_> {
     fn free(&self, poly: &Poly) -> bool {
         let b = poly.bbox();
         let near = bbox_grow(&b, 10.0);
-        let inside =
-            b[0] >= 4.0 && b[1] >= 4.0 && b[2] <= self.extent - 4.0 && b[3] <= self.extent - 4.0;
-        inside
-            && self.clouds.clear_of(&b)
-            && self
-                .placed
-                .iter()
-                .all(|t| !bbox_overlap(&near, &t.poly.bbox()))
+        let inside = b[0] >= 4.0 && b[1] >= 4.0 && b[2] <= self.extent - 4.0 && b[3] <= self.extent - 4.0;
+        inside && self.clouds.clear_of(&b) && self.placed.iter().all(|t| !bbox_overlap(&near, &t.poly.bbox()))
     }
 
     fn record(&mut self, poly: Poly, kind: ChangeType, dlbm_before: Dlbm) {
@@ -263,11 +243,7 @@ impl Planter<'_> {
     fn plant_hardened(&mut self, scene: &mut Scene, want: usize) -> usize {
         let mut blocks: Vec<usize> = (0..scene.blocks.len())
             .filter(|&b| {
-                !scene.blocks[b].parcels.is_empty()
-                    && scene.blocks[b]
-                        .parcels
-                        .iter()
-                        .all(|&p| scene.crops[p].whole)
+                !scene.blocks[b].parcels.is_empty() && scene.blocks[b].parcels.iter().all(|&p| scene.crops[p].whole)
             })
             .collect();
         blocks.shuffle(&mut self.rng);
@@ -277,10 +253,7 @@ impl Planter<'_> {
                 break;
             }
             let block = scene.blocks[b].clone();
-            let (w, h) = (
-                self.rng.random_range(15.0..45.0),
-                self.rng.random_range(15.0..45.0),
-            );
+            let (w, h) = (self.rng.random_range(15.0..45.0), self.rng.random_range(15.0..45.0));
             let c = point_in(&mut self.rng, &block.poly);
             let theta = block.frame.sin.atan2(block.frame.cos) + self.rng.random_range(-0.3..0.3);
             let site = Poly::rect(c, w, h, theta);
@@ -371,10 +344,7 @@ impl Planter<'_> {
         let yard = (0..16)
             .map(|_| {
                 Poly::rect(
-                    [
-                        rng.random_range(bb[0]..bb[2]),
-                        rng.random_range(bb[1]..bb[3]),
-                    ],
+                    [rng.random_range(bb[0]..bb[2]), rng.random_range(bb[1]..bb[3])],
                     yard_w,
                     yard_h,
                     theta,
@@ -385,10 +355,7 @@ impl Planter<'_> {
         let local = Frame::new(c, theta);
         let yard_look = Look::plain(
             scale(
-                mix(&[
-                    (CONCRETE, self.rng.random_range(0.55..1.0)),
-                    (SOIL_RED, 0.2),
-                ]),
+                mix(&[(CONCRETE, self.rng.random_range(0.55..1.0)), (SOIL_RED, 0.2)]),
                 self.rng.random_range(0.85..1.05),
             ),
             Texture::Road,
@@ -400,14 +367,7 @@ impl Planter<'_> {
             let house = Poly::rect(local.to_world(u, v), w, h, theta);
             let roof = roof_look(&mut self.rng, local, house.centroid(), w >= h);
             let height = self.rng.random_range(5.0..12.0);
-            scene.add_house(
-                house,
-                &yard,
-                roof,
-                height,
-                [z::CHANGE_SHADOW, z::CHANGE_HOUSE],
-                false,
-            );
+            scene.add_house(house, &yard, roof, height, [z::CHANGE_SHADOW, z::CHANGE_HOUSE], false);
         }
         Some(yard)
     }
@@ -421,24 +381,12 @@ impl Planter<'_> {
         }
         let rng = &mut self.rng;
         let bank = Look::plain(
-            scale(
-                mix(&[(SOIL_RED, 0.8), (GRASS, 0.2)]),
-                rng.random_range(0.9..1.1),
-            ),
+            scale(mix(&[(SOIL_RED, 0.8), (GRASS, 0.2)]), rng.random_range(0.9..1.1)),
             Texture::Soil,
         );
-        let fill = mix(&[
-            (WATER, rng.random_range(0.45..0.8)),
-            (ALGAE, 0.15),
-            (SOIL_BROWN, 0.15),
-        ]);
+        let fill = mix(&[(WATER, rng.random_range(0.45..0.8)), (ALGAE, 0.15), (SOIL_BROWN, 0.15)]);
         scene.add_feature(parcel.clone(), z::CHANGE_GROUND, None, Some(bank));
-        scene.add_feature(
-            water,
-            z::CHANGE_DETAIL,
-            None,
-            Some(Look::plain(fill, Texture::Water)),
-        );
+        scene.add_feature(water, z::CHANGE_DETAIL, None, Some(Look::plain(fill, Texture::Water)));
         Some(parcel.clone())
     }
 
@@ -458,10 +406,7 @@ impl Planter<'_> {
             (
                 rng.random_range(5.2..7.2),
                 rng.random_range(1.8..2.8),
-                scale(
-                    mix(&[(CANOPY, 0.6), (VEG, 0.4)]),
-                    rng.random_range(0.9..1.1),
-                ),
+                scale(mix(&[(CANOPY, 0.6), (VEG, 0.4)]), rng.random_range(0.9..1.1)),
             )
         };
         let look = Look {
@@ -560,11 +505,7 @@ impl Planter<'_> {
         false
     }
 
-    fn village_house(
-        &mut self,
-        scene: &mut Scene,
-        lots: &mut impl Iterator<Item = (usize, usize)>,
-    ) -> bool {
+    fn village_house(&mut self, scene: &mut Scene, lots: &mut impl Iterator<Item = (usize, usize)>) -> bool {
         for (v, l) in lots.by_ref() {
             let house = scene.villages[v].vacant_lots[l].clone();
             if !self.free(&house) {

@@ -74,18 +74,10 @@ fn print_summary(args: &SynthArgs, summary: &SynthSummary) {
         summary.seconds,
         args.out.display()
     ));
-    let changes: Vec<String> = summary
-        .changes
-        .iter()
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect();
+    let changes: Vec<String> = summary.changes.iter().map(|(k, v)| format!("{k} {v}")).collect();
     lines.push(format!("  changes: {}", changes.join(", ")));
     if !summary.unplaced.is_empty() {
-        let missing: Vec<String> = summary
-            .unplaced
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
+        let missing: Vec<String> = summary.unplaced.iter().map(|(k, v)| format!("{k} {v}")).collect();
         lines.push(format!("  not placed (no room): {}", missing.join(", ")));
     }
     lines.push(format!(

@@ -79,34 +79,19 @@ impl Poly {
     }
 
     pub fn bbox(&self) -> BBox {
-        self.pts
-            .iter()
-            .fold([f64::MAX, f64::MAX, f64::MIN, f64::MIN], |b, p| {
-                [
-                    b[0].min(p[0]),
-                    b[1].min(p[1]),
-                    b[2].max(p[0]),
-                    b[3].max(p[1]),
-                ]
-            })
+        self.pts.iter().fold([f64::MAX, f64::MAX, f64::MIN, f64::MIN], |b, p| {
+            [b[0].min(p[0]), b[1].min(p[1]), b[2].max(p[0]), b[3].max(p[1])]
+        })
     }
 
     pub fn centroid(&self) -> Pt {
         let n = self.pts.len().max(1) as f64;
-        let s = self
-            .pts
-            .iter()
-            .fold([0.0, 0.0], |s, p| [s[0] + p[0], s[1] + p[1]]);
+        let s = self.pts.iter().fold([0.0, 0.0], |s, p| [s[0] + p[0], s[1] + p[1]]);
         [s[0] / n, s[1] / n]
     }
 
     pub fn translate(&self, d: Pt) -> Poly {
-        Poly::new(
-            self.pts
-                .iter()
-                .map(|p| [p[0] + d[0], p[1] + d[1]])
-                .collect(),
-        )
+        Poly::new(self.pts.iter().map(|p| [p[0] + d[0], p[1] + d[1]]).collect())
     }
 
     /// The part of the polygon inside the half-plane (Sutherland–Hodgman, one edge).
@@ -159,16 +144,16 @@ impl Poly {
         if self.is_empty() || other.is_empty() || !bbox_overlap(&self.bbox(), &other.bbox()) {
             return Poly::new(Vec::new());
         }
-        other
-            .inner_half_planes(0.0)
-            .iter()
-            .fold(self.clone(), |acc, hp| {
+        other.inner_half_planes(0.0).iter().fold(
+            self.clone(),
+            |acc, hp| {
                 if acc.is_empty() {
                     acc
                 } else {
                     acc.clip(hp)
                 }
-            })
+            },
+        )
     }
 
     /// The polygon shrunk by `d` metres on every side (exact for convex polygons).
@@ -178,32 +163,18 @@ impl Poly {
         }
         self.inner_half_planes(d)
             .iter()
-            .fold(self.clone(), |acc, hp| {
-                if acc.is_empty() {
-                    acc
-                } else {
-                    acc.clip(hp)
-                }
-            })
+            .fold(self.clone(), |acc, hp| if acc.is_empty() { acc } else { acc.clip(hp) })
     }
 
     /// Whether a point lies inside (convex polygon, boundary counts as inside).
     pub fn contains(&self, p: Pt) -> bool {
-        !self.is_empty()
-            && self
-                .inner_half_planes(0.0)
-                .iter()
-                .all(|hp| hp.side(p) <= 1e-9)
+        !self.is_empty() && self.inner_half_planes(0.0).iter().all(|hp| hp.side(p) <= 1e-9)
     }
 
     /// Whether `other` lies entirely inside this convex polygon.
     pub fn contains_poly(&self, other: &Poly) -> bool {
         let hps = self.inner_half_planes(0.0);
-        !self.is_empty()
-            && other
-                .pts
-                .iter()
-                .all(|&p| hps.iter().all(|hp| hp.side(p) <= 1e-9))
+        !self.is_empty() && other.pts.iter().all(|&p| hps.iter().all(|hp| hp.side(p) <= 1e-9))
     }
 
     /// Pixel-centre spans of this polygon on one image row: the x interval(s) in metres where the

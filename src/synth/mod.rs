@@ -133,29 +133,16 @@ pub struct SynthSummary {
 pub fn generate(params: &SynthParams, out_dir: &Path) -> Result<SynthSummary> {
     params.validate()?;
     let started = Instant::now();
-    std::fs::create_dir_all(out_dir)
-        .map_err(|e| Error::io(out_dir, "creating the output folder", e))?;
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, "creating the output folder", e))?;
     refuse_folders_in_the_way(out_dir)?;
     let extent = params.size as f64 * params.pixel_m;
     let mut scene = scene::Scene::build(extent, params.seed, params.seasonal_share);
     let clouds = changes::Clouds::generate(params.seed, extent, params.cloud_cover);
-    let (truth, unplaced) = changes::plant(
-        &mut scene,
-        &clouds,
-        params.changes_per_km2,
-        params.nontarget_per_km2,
-    );
+    let (truth, unplaced) = changes::plant(&mut scene, &clouds, params.changes_per_km2, params.nontarget_per_km2);
     scene.finish();
     let radiometry = draw_radiometry(params.seed);
     let seconds_scene = started.elapsed().as_secs_f64();
-    let renderer = render::Renderer::new(
-        &scene,
-        &clouds,
-        &truth,
-        params.size,
-        params.pixel_m,
-        radiometry.clone(),
-    );
+    let renderer = render::Renderer::new(&scene, &clouds, &truth, params.size, params.pixel_m, radiometry.clone());
 
     let mut staging = write::Staging::new(out_dir);
     let paths = write::RasterPaths {
@@ -167,21 +154,14 @@ pub fn generate(params: &SynthParams, out_dir: &Path) -> Result<SynthSummary> {
     };
     let (cloud_px, shadow_px) = render_rasters(&renderer, paths, params)?;
     let seconds_rasters = started.elapsed().as_secs_f64() - seconds_scene;
-    let landuse_polygons = write::write_landuse(
-        &staging.path("landuse.gpkg"),
-        &scene.land,
-        &scene.image_box(),
-    )?;
+    let landuse_polygons = write::write_landuse(&staging.path("landuse.gpkg"), &scene.land, &scene.image_box())?;
     write::write_truth_geojson(&staging.path("truth_changes.geojson"), &truth)?;
 
     let pixels = (params.size * params.size) as f64;
     let mut summary = SynthSummary {
         files: Vec::new(),
         changes: count_by_type(&truth),
-        unplaced: unplaced
-            .iter()
-            .map(|(t, n)| (t.name().to_string(), *n))
-            .collect(),
+        unplaced: unplaced.iter().map(|(t, n)| (t.name().to_string(), *n)).collect(),
         crop_parcels: scene.crops.len(),
         seasonal_changes: scene.seasonal_changes,
         landuse_polygons,
@@ -217,11 +197,7 @@ pub const OUTPUT_FILES: [&str; 8] = [
 /// Fails early, before anything is written, when a folder sits where an output file must go
 /// (the final rename would fail after minutes of work).
 fn refuse_folders_in_the_way(out_dir: &Path) -> Result<()> {
-    match OUTPUT_FILES
-        .iter()
-        .map(|n| out_dir.join(n))
-        .find(|p| p.is_dir())
-    {
+    match OUTPUT_FILES.iter().map(|n| out_dir.join(n)).find(|p| p.is_dir()) {
         Some(p) => Err(Error::input(
             &p,
             "is a folder, but synth must write a file with this name there",
@@ -232,11 +208,7 @@ fn refuse_folders_in_the_way(out_dir: &Path) -> Result<()> {
 
 /// Renders strips in parallel (in chunks, in order) and streams them to a writer thread, which
 /// compresses while the next chunk renders. Returns cloud and shadow pixel counts.
-fn render_rasters(
-    renderer: &render::Renderer,
-    paths: write::RasterPaths,
-    params: &SynthParams,
-) -> Result<(u64, u64)> {
+fn render_rasters(renderer: &render::Renderer, paths: write::RasterPaths, params: &SynthParams) -> Result<(u64, u64)> {
     let size = params.size;
     let mut rasters = write::RasterSet::create(paths, size, params.pixel_m)?;
     let strips: Vec<(usize, usize)> = (0..size)
@@ -255,10 +227,7 @@ fn render_rasters(
             Ok(counts)
         });
         'render: for group in strips.chunks(chunk) {
-            let rendered: Vec<render::Strip> = group
-                .par_iter()
-                .map(|&(r0, r1)| renderer.strip(r0, r1))
-                .collect();
+            let rendered: Vec<render::Strip> = group.par_iter().map(|&(r0, r1)| renderer.strip(r0, r1)).collect();
             for strip in rendered {
                 // A send fails only when the writer has stopped on an error, which join reports.
                 if tx.send(strip).is_err() {
@@ -276,10 +245,7 @@ fn render_rasters(
 /// The after image's sensor and geometry differences, from the scene seed.
 fn draw_radiometry(seed: u64) -> render::Radiometry {
     let mut rng = scene::stream(seed, 12, 0);
-    let (mag, ang): (f64, f64) = (
-        rng.random_range(0.3..1.0),
-        rng.random_range(0.0..std::f64::consts::TAU),
-    );
+    let (mag, ang): (f64, f64) = (rng.random_range(0.3..1.0), rng.random_range(0.0..std::f64::consts::TAU));
     let gain_base = [1.07f32, 1.04, 0.98, 0.93];
     let offset_base = [120.0f32, 80.0, 30.0, -50.0];
     render::Radiometry {
@@ -305,12 +271,7 @@ fn count_by_type(truth: &[changes::TruthChange]) -> BTreeMap<String, usize> {
 
 /// meta.json: everything needed to reproduce and interpret the scene (no timings, so that the
 /// file is identical between runs).
-fn meta_json(
-    params: &SynthParams,
-    s: &SynthSummary,
-    radiometry: &render::Radiometry,
-    features: usize,
-) -> String {
+fn meta_json(params: &SynthParams, s: &SynthSummary, radiometry: &render::Radiometry, features: usize) -> String {
     let meta = serde_json::json!({
         "generator": GENERATOR_VERSION,
         "params": params,

@@ -16,9 +16,7 @@ pub fn mix64(mut z: u64) -> u64 {
 /// Hash of a key and two lattice coordinates.
 #[inline]
 pub fn hash3(key: u64, ix: i64, iy: i64) -> u64 {
-    mix64(
-        key ^ mix64((ix as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (iy as u64).rotate_left(32)),
-    )
+    mix64(key ^ mix64((ix as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (iy as u64).rotate_left(32)))
 }
 
 /// Uniform in [0, 1) from a hash.
@@ -43,10 +41,7 @@ pub fn value_noise(key: u64, x: f64, y: f64, scale: f64) -> f32 {
     let (xs, ys) = (x / scale, y / scale);
     let (fx, fy) = (xs.floor(), ys.floor());
     let (ix, iy) = (fx as i64, fy as i64);
-    let (tx, ty) = (
-        smoothstep01((xs - fx) as f32),
-        smoothstep01((ys - fy) as f32),
-    );
+    let (tx, ty) = (smoothstep01((xs - fx) as f32), smoothstep01((ys - fy) as f32));
     let v00 = unit(hash3(key, ix, iy));
     let v10 = unit(hash3(key, ix + 1, iy));
     let v01 = unit(hash3(key, ix, iy + 1));
@@ -105,9 +100,6 @@ mod tests {
         }
         let mean = s / n;
         let var = s2 / n - mean * mean;
-        assert!(
-            mean.abs() < 0.02 && (var - 1.0).abs() < 0.05,
-            "mean {mean} var {var}"
-        );
+        assert!(mean.abs() < 0.02 && (var - 1.0).abs() < 0.05, "mean {mean} var {var}");
     }
 }

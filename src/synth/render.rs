@@ -181,15 +181,9 @@ impl<'a> Renderer<'a> {
                 }
                 let s = match date {
                     Date::Before => self.atmosphere_before(s),
-                    Date::After => self.atmosphere_after(
-                        s,
-                        x,
-                        y,
-                        &n,
-                        dens_cloud[k],
-                        dens_shadow[k],
-                        &mut cloud_mask[k],
-                    ),
+                    Date::After => {
+                        self.atmosphere_after(s, x, y, &n, dens_cloud[k], dens_shadow[k], &mut cloud_mask[k])
+                    }
                 };
                 for b in 0..4 {
                     planes[b][k] = s[b];
@@ -225,15 +219,7 @@ impl<'a> Renderer<'a> {
     }
 
     /// Paints feature ids (1-based, in drawing order) at the strip's sample positions.
-    fn paint_features(
-        &self,
-        fid: &mut [u32],
-        top: i64,
-        h: usize,
-        w: usize,
-        shift: [f64; 2],
-        date: Date,
-    ) {
+    fn paint_features(&self, fid: &mut [u32], top: i64, h: usize, w: usize, shift: [f64; 2], date: Date) {
         let pm = self.pixel_m;
         let (y_first, y_last) = (
             (top as f64 + 0.5 + shift[1]) * pm,
@@ -244,29 +230,12 @@ impl<'a> Renderer<'a> {
             if date.look(f).is_none() || f.bbox[3] < y_first || f.bbox[1] > y_last {
                 continue;
             }
-            fill_rows(
-                &f.poly,
-                fid,
-                (i + 1) as u32,
-                top,
-                h,
-                w,
-                shift,
-                pm,
-                &mut spans,
-            );
+            fill_rows(&f.poly, fid, (i + 1) as u32, top, h, w, shift, pm, &mut spans);
         }
     }
 
     /// Sum of cloud puff densities at the strip's samples, the puffs displaced by `offset`.
-    fn cloud_density(
-        &self,
-        top: i64,
-        h: usize,
-        w: usize,
-        shift: [f64; 2],
-        offset: [f64; 2],
-    ) -> Vec<f32> {
+    fn cloud_density(&self, top: i64, h: usize, w: usize, shift: [f64; 2], offset: [f64; 2]) -> Vec<f32> {
         let mut dens = vec![0f32; h * w];
         let pm = self.pixel_m;
         for p in &self.clouds.puffs {
@@ -274,15 +243,13 @@ impl<'a> Renderer<'a> {
             let r_lo = (((cy - reach) / pm - shift[1] - 0.5).floor() as i64 - top).max(0);
             let r_hi = (((cy + reach) / pm - shift[1] - 0.5).ceil() as i64 - top).min(h as i64);
             let c_lo = (((cx - reach) / pm - shift[0] - 0.5).floor() as i64 + HALO as i64).max(0);
-            let c_hi =
-                (((cx + reach) / pm - shift[0] - 0.5).ceil() as i64 + HALO as i64).min(w as i64);
+            let c_hi = (((cx + reach) / pm - shift[0] - 0.5).ceil() as i64 + HALO as i64).min(w as i64);
             let inv_r2 = 1.0 / (p.r * p.r);
             for rr in r_lo..r_hi {
                 for cc in c_lo..c_hi {
                     let (x, y) = self.sample_xy(top, rr as usize, cc as usize, shift);
                     let d2 = (x - cx).powi(2) + (y - cy).powi(2);
-                    dens[rr as usize * w + cc as usize] +=
-                        p.density * (-(d2 * inv_r2) as f32).exp();
+                    dens[rr as usize * w + cc as usize] += p.density * (-(d2 * inv_r2) as f32).exp();
                 }
             }
         }
@@ -354,8 +321,7 @@ impl<'a> Renderer<'a> {
             }
             for r in 0..rows {
                 for c in 0..size {
-                    blurred[r * size + c][b] =
-                        (0..5).map(|t| kernel[t] * tmp[(r + t) * size + c]).sum();
+                    blurred[r * size + c][b] = (0..5).map(|t| kernel[t] * tmp[(r + t) * size + c]).sum();
                 }
             }
         }
@@ -396,9 +362,7 @@ impl<'a> Renderer<'a> {
             );
         }
         for r in 0..h {
-            ids[r * w..(r + 1) * w].copy_from_slice(
-                &scratch[r * (w + 2 * HALO) + HALO..r * (w + 2 * HALO) + HALO + w],
-            );
+            ids[r * w..(r + 1) * w].copy_from_slice(&scratch[r * (w + 2 * HALO) + HALO..r * (w + 2 * HALO) + HALO + w]);
         }
         let labels = ids
             .iter()
@@ -437,10 +401,7 @@ fn fill_rows(
         for &(xa, xb) in spans.iter() {
             let first = (xa / pm - 0.5 - shift[0]).ceil() as i64 + HALO as i64;
             let end = (xb / pm - 0.5 - shift[0]).ceil() as i64 + HALO as i64;
-            let (first, end) = (
-                first.clamp(0, w as i64) as usize,
-                end.clamp(0, w as i64) as usize,
-            );
+            let (first, end) = (first.clamp(0, w as i64) as usize, end.clamp(0, w as i64) as usize);
             if first < end {
                 grid[rr * w + first..rr * w + end].fill(value);
             }
@@ -449,15 +410,7 @@ fn fill_rows(
 }
 
 /// A crop pixel next to a different crop parcel (right or below) sits on a field ridge.
-fn is_ridge(
-    fid: &[u32],
-    crop: &[bool],
-    k: usize,
-    cc: usize,
-    rr: usize,
-    w: usize,
-    h: usize,
-) -> bool {
+fn is_ridge(fid: &[u32], crop: &[bool], k: usize, cc: usize, rr: usize, w: usize, h: usize) -> bool {
     let here = fid[k];
     let differs = |j: usize| fid[j] != here && crop[fid[j] as usize];
     (cc + 1 < w && differs(k + 1)) || (rr + 1 < h && differs(k + w))
@@ -482,31 +435,17 @@ fn shade(look: &Look, x: f64, y: f64, n: &Noise, crown_key: u64) -> Spectrum {
             period,
             radius,
             jitter,
-        } => (
-            crown_cover(x, y, angle, period, radius, jitter, crown_key),
-            1.0,
-        ),
-        Pattern::Strips {
-            angle,
-            period,
-            duty,
-        } => {
+        } => (crown_cover(x, y, angle, period, radius, jitter, crown_key), 1.0),
+        Pattern::Strips { angle, period, duty } => {
             let u = along(x, y, angle) / period as f64;
             (smooth(duty - u.rem_euclid(1.0) as f32, -0.06, 0.06), 1.0)
         }
-        Pattern::Furrows {
-            angle,
-            period,
-            depth,
-        } => {
+        Pattern::Furrows { angle, period, depth } => {
             let u = along(x, y, angle) / period as f64;
             (1.0, 1.0 + depth * (u * std::f64::consts::TAU).sin() as f32)
         }
         Pattern::Clumps => (1.0 - smooth(n.mid + 0.5 * n.large, 0.12, 0.28), 1.0),
-        Pattern::Blotches => (
-            smooth(n.mid + 0.6 * n.large + 0.3 * n.fine, -0.08, 0.08),
-            1.0,
-        ),
+        Pattern::Blotches => (smooth(n.mid + 0.6 * n.large + 0.3 * n.fine, -0.08, 0.08), 1.0),
         Pattern::Roof { angle, centre } => {
             let v = across(x - centre[0] as f64, y - centre[1] as f64, angle);
             (1.0, if v >= 0.0 { 1.0 } else { 0.8 })

@@ -188,10 +188,7 @@ impl Scene {
             seasonal_changes: 0,
             shadow_dir: [
                 [-az.sin() * 0.5, -az.cos().abs() * 0.5],
-                [
-                    -az_after.sin() * len_after,
-                    -az_after.cos().abs() * len_after,
-                ],
+                [-az_after.sin() * len_after, -az_after.cos().abs() * len_after],
             ],
             seasonal_share,
         };
@@ -244,10 +241,7 @@ impl Scene {
     /// Splits a polygon off every road (with verge): the pieces that remain land.
     fn off_roads(&self, poly: Poly) -> Vec<Poly> {
         self.roads.iter().fold(vec![poly], |pieces, road| {
-            pieces
-                .iter()
-                .flat_map(|p| road.split_off(p, ROAD_VERGE))
-                .collect()
+            pieces.iter().flat_map(|p| road.split_off(p, ROAD_VERGE)).collect()
         })
     }
 
@@ -369,18 +363,10 @@ impl Scene {
     /// Field blocks on a rotated grid, split into parcels; optionally a village over a few blocks.
     fn add_farmland(&mut self, inner: &Poly, frame: Frame, rng: &mut ChaCha8Rng, village: bool) {
         let paddy_region = rng.random_bool(0.55);
-        let (bu, bv) = (
-            rng.random_range(80.0..180.0),
-            rng.random_range(100.0..240.0),
-        );
+        let (bu, bv) = (rng.random_range(80.0..180.0), rng.random_range(100.0..240.0));
         let village_blocks = village.then(|| {
             let (i0, j0) = (rng.random_range(-1..=0), rng.random_range(-1..=0));
-            (
-                i0,
-                i0 + rng.random_range(1..=2),
-                j0,
-                j0 + rng.random_range(1..=2),
-            )
+            (i0, i0 + rng.random_range(1..=2), j0, j0 + rng.random_range(1..=2))
         });
         let (umin, vmin, umax, vmax) = local_bounds(inner, &frame);
         let half_gap = FIELD_ROAD / 2.0;
@@ -470,13 +456,7 @@ impl Scene {
     }
 
     /// Village ground over the given blocks, with houses on a lot grid and trees between.
-    fn add_village(
-        &mut self,
-        inner: &Poly,
-        frame: Frame,
-        [u0, u1, v0, v1]: [f64; 4],
-        rng: &mut ChaCha8Rng,
-    ) {
+    fn add_village(&mut self, inner: &Poly, frame: Frame, [u0, u1, v0, v1]: [f64; 4], rng: &mut ChaCha8Rng) {
         let pieces = self.off_roads(frame.rect(u0, u1, v0, v1).intersect(inner));
         let ground = Look {
             fg: scale(
@@ -506,14 +486,7 @@ impl Scene {
                     if rng.random_bool(0.75) {
                         let roof = roof_look(rng, frame, house.centroid(), w >= h);
                         let height = rng.random_range(5.0..11.0);
-                        self.add_house(
-                            house,
-                            piece,
-                            roof,
-                            height,
-                            [z::HOUSE_SHADOW, z::HOUSE],
-                            true,
-                        );
+                        self.add_house(house, piece, roof, height, [z::HOUSE_SHADOW, z::HOUSE], true);
                     } else {
                         vacant_lots.push(house);
                     }
@@ -537,11 +510,7 @@ impl Scene {
         on_both_dates: bool,
     ) {
         let dark = Look::plain(HOUSE_SHADOW, Texture::Roof);
-        let cast = |dir: Pt| {
-            house
-                .translate([dir[0] * height, dir[1] * height])
-                .intersect(ground)
-        };
+        let cast = |dir: Pt| house.translate([dir[0] * height, dir[1] * height]).intersect(ground);
         if on_both_dates {
             self.add_feature(cast(self.shadow_dir[0]), z_shadow, Some(dark), None);
         }
@@ -624,25 +593,16 @@ impl Scene {
                     (jb + 1) as f64 * bv - 1.5,
                 );
                 let bank = Look::plain(
-                    scale(
-                        mix(&[(GRASS, 0.5), (SOIL_BROWN, 0.5)]),
-                        rng.random_range(0.9..1.1),
-                    ),
+                    scale(mix(&[(GRASS, 0.5), (SOIL_BROWN, 0.5)]), rng.random_range(0.9..1.1)),
                     Texture::Soil,
                 );
                 let water = mix(&[(WATER, rng.random_range(0.55..0.8)), (ALGAE, 0.2)]);
                 let water_before = Look::plain(water, Texture::Water);
-                let water_after =
-                    Look::plain(scale4(water, jitter4(rng, 0.8, 1.25)), Texture::Water);
+                let water_after = Look::plain(scale4(water, jitter4(rng, 0.8, 1.25)), Texture::Water);
                 for piece in self.off_roads(rect.intersect(inner)) {
                     if piece.area() > 30.0 {
                         self.add_static(piece.clone(), z::LAND, bank);
-                        self.add_feature(
-                            piece.inset(1.6),
-                            z::WATER,
-                            Some(water_before),
-                            Some(water_after),
-                        );
+                        self.add_feature(piece.inset(1.6), z::WATER, Some(water_before), Some(water_after));
                         self.add_land(piece, Dlbm::Pond);
                     }
                 }
@@ -658,12 +618,10 @@ impl Scene {
 
 /// The polygon's extent in a local frame: (umin, vmin, umax, vmax).
 fn local_bounds(poly: &Poly, frame: &Frame) -> (f64, f64, f64, f64) {
-    poly.pts
-        .iter()
-        .fold((f64::MAX, f64::MAX, f64::MIN, f64::MIN), |b, &p| {
-            let (u, v) = frame.to_local(p);
-            (b.0.min(u), b.1.min(v), b.2.max(u), b.3.max(v))
-        })
+    poly.pts.iter().fold((f64::MAX, f64::MAX, f64::MIN, f64::MIN), |b, &p| {
+        let (u, v) = frame.to_local(p);
+        (b.0.min(u), b.1.min(v), b.2.max(u), b.3.max(v))
+    })
 }
 
 /// Draws one item by weight.
@@ -708,16 +666,12 @@ pub fn roof_look(rng: &mut ChaCha8Rng, frame: Frame, centre: Pt, long_side_u: bo
 /// Before and after looks of a crop parcel; a share of parcels change state (harvest, tillage,
 /// green-up, flooding) between the dates, which is seasonal and NOT a change to report.
 fn crop_looks(rng: &mut ChaCha8Rng, paddy: bool, frame: Frame, share: f64) -> (Look, Look, bool) {
-    let soil = scale(
-        if paddy { SOIL_BROWN } else { SOIL_RED },
-        rng.random_range(0.88..1.12),
-    );
+    let soil = scale(if paddy { SOIL_BROWN } else { SOIL_RED }, rng.random_range(0.88..1.12));
     let states = CropState::distribution(paddy);
     let before = pick(rng, states);
     let changed = rng.random_bool(share.clamp(0.0, 1.0));
     let after = if changed {
-        let others: Vec<(CropState, f32)> =
-            states.iter().copied().filter(|s| s.0 != before).collect();
+        let others: Vec<(CropState, f32)> = states.iter().copied().filter(|s| s.0 != before).collect();
         pick(rng, &others)
     } else {
         before
@@ -756,9 +710,5 @@ fn crop_looks(rng: &mut ChaCha8Rng, paddy: bool, frame: Frame, share: f64) -> (L
     };
     let gain = rng.random_range(0.94..1.06);
     let gain_after = gain * rng.random_range(0.97..1.03);
-    (
-        look(before, cover, gain),
-        look(after, cover_after, gain_after),
-        changed,
-    )
+    (look(before, cover, gain), look(after, cover_after, gain_after), changed)
 }

@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 
 use gdal::raster::{Buffer, GdalType, RasterCreationOptions};
 use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
-use gdal::vector::{
-    Feature, FieldDefn, Geometry, LayerAccess, LayerOptions, OGRFieldType, OGRwkbGeometryType,
-};
+use gdal::vector::{Feature, FieldDefn, Geometry, LayerAccess, LayerOptions, OGRFieldType, OGRwkbGeometryType};
 use gdal::{Dataset, DriverManager, Metadata};
 
 use super::changes::TruthChange;
@@ -48,9 +46,7 @@ impl Staging {
 
     /// The temporary path for final file `name` (same folder, same extension, hidden).
     pub fn path(&mut self, name: &str) -> PathBuf {
-        let tmp = self
-            .dir
-            .join(format!(".tmp-{}-{}", std::process::id(), name));
+        let tmp = self.dir.join(format!(".tmp-{}-{}", std::process::id(), name));
         self.files.push((tmp.clone(), self.dir.join(name)));
         tmp
     }
@@ -58,8 +54,7 @@ impl Staging {
     /// Renames every file into place.
     pub fn commit(mut self) -> Result<Vec<PathBuf>> {
         for (tmp, dst) in &self.files {
-            std::fs::rename(tmp, dst)
-                .map_err(|e| Error::io(dst, "moving the finished file into place", e))?;
+            std::fs::rename(tmp, dst).map_err(|e| Error::io(dst, "moving the finished file into place", e))?;
         }
         self.committed = true;
         Ok(self.files.iter().map(|f| f.1.clone()).collect())
@@ -77,8 +72,7 @@ impl Drop for Staging {
 }
 
 fn projected_srs() -> Result<SpatialRef> {
-    let mut srs =
-        SpatialRef::from_epsg(EPSG).map_err(|e| Error::Other(format!("EPSG:{EPSG}: {e}")))?;
+    let mut srs = SpatialRef::from_epsg(EPSG).map_err(|e| Error::Other(format!("EPSG:{EPSG}: {e}")))?;
     srs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
     Ok(srs)
 }
@@ -115,20 +109,14 @@ impl RasterSet {
         let image = |p: &Path, date: &str| -> Result<Dataset> {
             let mut ds = create_tiff::<u16>(p, size, 4, pixel_m, &["INTERLEAVE=PIXEL"])?;
             for (b, name) in ["B", "G", "R", "NIR"].iter().enumerate() {
-                let mut band = ds
-                    .rasterband(b + 1)
-                    .map_err(|e| Error::gdal(p, "opening a band", e))?;
+                let mut band = ds.rasterband(b + 1).map_err(|e| Error::gdal(p, "opening a band", e))?;
                 band.set_description(name)
                     .map_err(|e| Error::gdal(p, "naming a band", e))?;
             }
             set_meta(
                 &mut ds,
                 p,
-                &[
-                    ("DATE", date),
-                    ("SCALE", "reflectance*10000"),
-                    ("BANDS", "B,G,R,NIR"),
-                ],
+                &[("DATE", date), ("SCALE", "reflectance*10000"), ("BANDS", "B,G,R,NIR")],
             )?;
             Ok(ds)
         };
@@ -146,10 +134,7 @@ impl RasterSet {
             before: (image(&paths.before, DATE_BEFORE)?, paths.before),
             after: (image(&paths.after, DATE_AFTER)?, paths.after),
             labels: (labels, paths.labels),
-            ids: (
-                create_tiff::<i32>(&paths.ids, size, 1, pixel_m, &[])?,
-                paths.ids,
-            ),
+            ids: (create_tiff::<i32>(&paths.ids, size, 1, pixel_m, &[])?, paths.ids),
             clouds: (clouds, paths.clouds),
             cloud_px: 0,
             shadow_px: 0,
@@ -187,8 +172,7 @@ impl RasterSet {
             &mut self.ids,
             &mut self.clouds,
         ] {
-            ds.flush_cache()
-                .map_err(|e| Error::gdal(&*p, "flushing", e))?;
+            ds.flush_cache().map_err(|e| Error::gdal(&*p, "flushing", e))?;
         }
         Ok(())
     }
@@ -231,15 +215,8 @@ fn set_meta(ds: &mut Dataset, path: &Path, items: &[(&str, &str)]) -> Result<()>
 /// repository as demo data) get the strongest DEFLATE level; large ones the default level, which
 /// is about twice as fast for 2 % bigger files and keeps the single writer thread off the
 /// critical path.
-fn create_tiff<T: GdalType>(
-    path: &Path,
-    size: usize,
-    bands: usize,
-    pixel_m: f64,
-    extra: &[&str],
-) -> Result<Dataset> {
-    let driver = DriverManager::get_driver_by_name("GTiff")
-        .map_err(|e| Error::gdal(path, "GTiff driver", e))?;
+fn create_tiff<T: GdalType>(path: &Path, size: usize, bands: usize, pixel_m: f64, extra: &[&str]) -> Result<Dataset> {
+    let driver = DriverManager::get_driver_by_name("GTiff").map_err(|e| Error::gdal(path, "GTiff driver", e))?;
     let zlevel = if size <= 1024 { "ZLEVEL=9" } else { "ZLEVEL=6" };
     let mut opts = vec![
         "TILED=YES",
@@ -284,9 +261,7 @@ pub fn write_landuse(path: &Path, land: &[LandParcel], image: &Poly) -> Result<u
             .create_vector_only(path)
             .map_err(err("creating the GeoPackage"))?;
         let srs = projected_srs()?;
-        let mut txn = ds
-            .start_transaction()
-            .map_err(err("starting a transaction"))?;
+        let mut txn = ds.start_transaction().map_err(err("starting a transaction"))?;
         let layer = txn
             .create_layer(LayerOptions {
                 name: "dltb",
@@ -314,16 +289,14 @@ pub fn write_landuse(path: &Path, land: &[LandParcel], image: &Poly) -> Result<u
                 continue;
             }
             written += 1;
-            let mut multi = Geometry::empty(OGRwkbGeometryType::wkbMultiPolygon)
-                .map_err(err("building a geometry"))?;
+            let mut multi = Geometry::empty(OGRwkbGeometryType::wkbMultiPolygon).map_err(err("building a geometry"))?;
             multi
                 .add_geometry(polygon(&clipped).map_err(err("building a geometry"))?)
                 .map_err(err("building a geometry"))?;
             let mut f = Feature::new(layer.defn()).map_err(err("creating a feature"))?;
             f.set_field_string(0, &format!("{written:08}"))
                 .map_err(err("setting BSM"))?;
-            f.set_field_string(1, parcel.dlbm.code())
-                .map_err(err("setting DLBM"))?;
+            f.set_field_string(1, parcel.dlbm.code()).map_err(err("setting DLBM"))?;
             f.set_field_string(2, parcel.dlbm.name_cn())
                 .map_err(err("setting DLMC"))?;
             f.set_field_double(3, (clipped.area() * 100.0).round() / 100.0)
@@ -344,12 +317,9 @@ pub fn write_truth_geojson(path: &Path, truth: &[TruthChange]) -> Result<()> {
     let err = |what: &'static str| move |e| Error::gdal(path, what, e);
     let mut wgs84 = SpatialRef::from_epsg(4326).map_err(err("EPSG:4326"))?;
     wgs84.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
-    let to_wgs84 =
-        CoordTransform::new(&projected_srs()?, &wgs84).map_err(err("building the transform"))?;
+    let to_wgs84 = CoordTransform::new(&projected_srs()?, &wgs84).map_err(err("building the transform"))?;
     let driver = DriverManager::get_driver_by_name("GeoJSON").map_err(err("GeoJSON driver"))?;
-    let mut ds = driver
-        .create_vector_only(path)
-        .map_err(err("creating the GeoJSON"))?;
+    let mut ds = driver.create_vector_only(path).map_err(err("creating the GeoJSON"))?;
     let layer = ds
         .create_layer(LayerOptions {
             name: "truth_changes",
@@ -367,19 +337,15 @@ pub fn write_truth_geojson(path: &Path, truth: &[TruthChange]) -> Result<()> {
         ("area_m2", OGRFieldType::OFTReal),
         ("area_mu", OGRFieldType::OFTReal),
     ];
-    layer
-        .create_defn_fields(&fields)
-        .map_err(err("adding fields"))?;
+    layer.create_defn_fields(&fields).map_err(err("adding fields"))?;
     for (i, t) in truth.iter().enumerate() {
         let area = t.poly.area();
         let geom = polygon(&t.poly)
             .and_then(|g| g.transform(&to_wgs84))
             .map_err(err("reprojecting a polygon"))?;
         let mut f = Feature::new(layer.defn()).map_err(err("creating a feature"))?;
-        f.set_field_integer(0, i as i32 + 1)
-            .map_err(err("setting id"))?;
-        f.set_field_string(1, t.kind.name())
-            .map_err(err("setting type"))?;
+        f.set_field_integer(0, i as i32 + 1).map_err(err("setting id"))?;
+        f.set_field_string(1, t.kind.name()).map_err(err("setting type"))?;
         f.set_field_integer(2, t.kind.code() as i32)
             .map_err(err("setting type_code"))?;
         f.set_field_string(3, t.kind.name_cn())
