@@ -22,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Detect change between a before and an after image.
     Detect(DetectArgs),
+    /// Score predictions against labels; `eval datasets` runs every labelled dataset.
+    Eval(crate::eval::EvalArgs),
 }
 
 #[derive(Args, Debug)]
@@ -96,6 +98,7 @@ impl DetectArgs {
 pub fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Detect(args) => detect_main(&args),
+        Command::Eval(args) => crate::eval::cli_main(args),
     }
 }
 
