@@ -28,6 +28,8 @@ pub enum Command {
     Detect(DetectArgs),
     /// Generate a deterministic synthetic before/after pair with ground truth.
     Synth(crate::synth::SynthArgs),
+    /// Score predictions against labels; `eval datasets` runs every labelled dataset.
+    Eval(crate::eval::EvalArgs),
 }
 
 #[derive(Args, Debug)]
@@ -116,6 +118,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Detect(args) => detect_main(&args),
         Command::Synth(args) => crate::synth::cli_main(args),
+        Command::Eval(args) => crate::eval::cli_main(args),
     }
 }
 

@@ -19,6 +19,7 @@ pub mod align;
 pub mod cli;
 pub mod detect;
 pub mod error;
+pub mod eval;
 pub mod io;
 pub mod model;
 pub mod patches;
