@@ -18,3 +18,4 @@
 pub mod error;
 
 pub use error::{Error, Result};
+pub mod review;
