@@ -135,7 +135,9 @@ impl Store {
         let conn = Connection::open(path).map_err(|e| {
             ReviewError::Landwatch(crate::Error::input(path, format!("cannot open database: {e}")))
         })?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // PRAGMA, not `Connection::busy_timeout`: rusqlite 0.43's method needs
+        // `sqlite3_set_clientdata` (SQLite 3.44+), which Debian 12's libsqlite3 3.40 lacks.
+        conn.query_row("PRAGMA busy_timeout = 10000", [], |_| Ok(()))?;
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
         conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
         let mut store = Store {
