@@ -4,7 +4,10 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "landwatch-review", about = "landwatch review app (temporary binary)")]
+#[command(
+    name = "landwatch-review",
+    about = "landwatch review app (temporary binary)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: landwatch::review::ReviewCmd,

@@ -57,7 +57,9 @@ pub fn resolve_chip(data_root: &Path, run_dir: &Path, rel: &str) -> Result<ChipF
         return Err(escape());
     }
     // The extension of the resolved target must be an image too (a symlink could rename).
-    let content_type = content_type_of(&file).filter(|t| *t == content_type).ok_or_else(escape)?;
+    let content_type = content_type_of(&file)
+        .filter(|t| *t == content_type)
+        .ok_or_else(escape)?;
     Ok(ChipFile {
         path: file,
         content_type,
@@ -66,10 +68,7 @@ pub fn resolve_chip(data_root: &Path, run_dir: &Path, rel: &str) -> Result<ChipF
 
 fn content_type_of(path: &Path) -> Option<&'static str> {
     let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-    IMAGE_TYPES
-        .iter()
-        .find(|(e, _)| *e == ext)
-        .map(|(_, t)| *t)
+    IMAGE_TYPES.iter().find(|(e, _)| *e == ext).map(|(_, t)| *t)
 }
 
 #[cfg(test)]
@@ -98,19 +97,36 @@ mod tests {
     #[test]
     fn refuses_parent_absolute_and_non_images() {
         let (t, data, run) = setup();
-        for rel in ["../../secret.png", "chips/../../../secret.png", "/etc/passwd"] {
-            assert!(matches!(resolve_chip(&data, &run, rel), Err(ReviewError::Forbidden(_))), "{rel}");
+        for rel in [
+            "../../secret.png",
+            "chips/../../../secret.png",
+            "/etc/passwd",
+        ] {
+            assert!(
+                matches!(
+                    resolve_chip(&data, &run, rel),
+                    Err(ReviewError::Forbidden(_))
+                ),
+                "{rel}"
+            );
         }
         let abs = t.path().join("secret.png");
         assert!(resolve_chip(&data, &run, abs.to_str().unwrap()).is_err());
         std::fs::write(run.join("chips/notes.txt"), b"x").unwrap();
-        assert!(matches!(resolve_chip(&data, &run, "chips/notes.txt"), Err(ReviewError::Forbidden(_))));
+        assert!(matches!(
+            resolve_chip(&data, &run, "chips/notes.txt"),
+            Err(ReviewError::Forbidden(_))
+        ));
     }
 
     #[test]
     fn refuses_symlink_escaping_the_data_folder() {
         let (t, data, run) = setup();
-        std::os::unix::fs::symlink(t.path().join("secret.png"), run.join("chips/link.png")).unwrap();
-        assert!(matches!(resolve_chip(&data, &run, "chips/link.png"), Err(ReviewError::Forbidden(_))));
+        std::os::unix::fs::symlink(t.path().join("secret.png"), run.join("chips/link.png"))
+            .unwrap();
+        assert!(matches!(
+            resolve_chip(&data, &run, "chips/link.png"),
+            Err(ReviewError::Forbidden(_))
+        ));
     }
 }

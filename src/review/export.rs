@@ -114,9 +114,31 @@ pub fn to_geojson(store: &Store) -> ReviewResult<String> {
 
 /// Columns of the CSV export, in order.
 pub const CSV_COLUMNS: [&str; 25] = [
-    "id", "track_id", "JCBH", "XZQDM", "XZQMC", "TBLX", "category", "change_type", "confidence",
-    "JCMJ", "JCMJ_MU", "GDMJ", "YJJBNTMJ", "SFYN", "SFHX", "DLBM", "DLMC", "ZXX", "ZXY", "QSX",
-    "HSX", "NYQK", "PDJG", "BZ", "reviewer",
+    "id",
+    "track_id",
+    "JCBH",
+    "XZQDM",
+    "XZQMC",
+    "TBLX",
+    "category",
+    "change_type",
+    "confidence",
+    "JCMJ",
+    "JCMJ_MU",
+    "GDMJ",
+    "YJJBNTMJ",
+    "SFYN",
+    "SFHX",
+    "DLBM",
+    "DLMC",
+    "ZXX",
+    "ZXY",
+    "QSX",
+    "HSX",
+    "NYQK",
+    "PDJG",
+    "BZ",
+    "reviewer",
 ];
 
 /// All patches as CSV (UTF-8 with BOM, so spreadsheet programs show the Chinese text).

@@ -155,8 +155,8 @@ fn bad(path: &Path, msg: String) -> ReviewError {
 fn read_features(path: &Path) -> ReviewResult<(String, Vec<Incoming>)> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| crate::Error::io(path, "cannot read patches.geojson", e))?;
-    let root: Value = serde_json::from_str(&text)
-        .map_err(|e| bad(path, format!("not valid JSON: {e}")))?;
+    let root: Value =
+        serde_json::from_str(&text).map_err(|e| bad(path, format!("not valid JSON: {e}")))?;
     if root.get("type").and_then(Value::as_str) != Some("FeatureCollection") {
         return Err(bad(path, "expected a GeoJSON FeatureCollection".into()));
     }
@@ -221,8 +221,8 @@ fn parse_feature(f: &Value) -> Result<Incoming, String> {
 
 /// Converts a GeoJSON Polygon or MultiPolygon into a `geo` MultiPolygon.
 fn to_multipolygon(geometry: &Value) -> Result<geo::MultiPolygon<f64>, String> {
-    let parsed: geojson::Geometry = serde_json::from_value(geometry.clone())
-        .map_err(|e| format!("invalid geometry: {e}"))?;
+    let parsed: geojson::Geometry =
+        serde_json::from_value(geometry.clone()).map_err(|e| format!("invalid geometry: {e}"))?;
     let g: geo::Geometry<f64> =
         geo::Geometry::try_from(&parsed.value).map_err(|e| format!("invalid geometry: {e}"))?;
     match g {
@@ -282,7 +282,7 @@ fn match_by_overlap(
             continue;
         };
         let score = iou(&old, &f.shape);
-        if score >= MIN_IOU && best.is_none_or(|(s, _)| score > s) {
+        if score >= MIN_IOU && best.map_or(true, |(s, _)| score > s) {
             best = Some((score, id));
         }
     }
@@ -312,7 +312,13 @@ struct Columns {
 }
 
 fn columns(props: &Map<String, Value>) -> Columns {
-    let text = |k: &str| props.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let text = |k: &str| {
+        props
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     Columns {
         xzqdm: text("XZQDM"),
         category: text("category"),
@@ -390,9 +396,14 @@ fn update_patch(tx: &Transaction<'_>, id: i64, run_id: i64, f: &Incoming) -> Rev
 
 /// The run folders imported so far, by run id.
 pub fn run_dirs(store: &Store) -> ReviewResult<BTreeMap<i64, PathBuf>> {
-    let mut stmt = store.conn().prepare("SELECT id, run_dir FROM runs ORDER BY id")?;
+    let mut stmt = store
+        .conn()
+        .prepare("SELECT id, run_dir FROM runs ORDER BY id")?;
     let rows = stmt
         .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows.into_iter().map(|(id, d)| (id, PathBuf::from(d))).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(id, d)| (id, PathBuf::from(d)))
+        .collect())
 }

@@ -133,7 +133,10 @@ impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> ReviewResult<Store> {
         let conn = Connection::open(path).map_err(|e| {
-            ReviewError::Landwatch(crate::Error::input(path, format!("cannot open database: {e}")))
+            ReviewError::Landwatch(crate::Error::input(
+                path,
+                format!("cannot open database: {e}"),
+            ))
         })?;
         // PRAGMA, not `Connection::busy_timeout`: rusqlite 0.43's method needs
         // `sqlite3_set_clientdata` (SQLite 3.44+), which Debian 12's libsqlite3 3.40 lacks.

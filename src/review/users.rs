@@ -17,7 +17,9 @@ use super::store::{now_text, optional, ReviewError, ReviewResult, Store};
 pub const SESSION_HOURS: i64 = 12;
 
 /// What a user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Records verdicts on undecided patches.
@@ -129,7 +131,9 @@ pub fn add_user(store: &Store, name: &str, role: Role, password: &str) -> Review
         Err(rusqlite::Error::SqliteFailure(e, _))
             if e.code == rusqlite::ErrorCode::ConstraintViolation =>
         {
-            Err(ReviewError::Conflict(format!("user {name:?} already exists")))
+            Err(ReviewError::Conflict(format!(
+                "user {name:?} already exists"
+            )))
         }
         Err(e) => Err(e.into()),
     }
@@ -239,7 +243,13 @@ pub fn create_session(store: &Store, user_id: i64) -> ReviewResult<NewSession> {
     store.conn().execute(
         "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![token_hash(&token), user_id, csrf_token, fmt(now), fmt(expires)],
+        params![
+            token_hash(&token),
+            user_id,
+            csrf_token,
+            fmt(now),
+            fmt(expires)
+        ],
     )?;
     Ok(NewSession { token, csrf_token })
 }
@@ -259,9 +269,10 @@ pub fn session_user(store: &Store, token: &str) -> ReviewResult<Option<SessionUs
 
 /// Ends a session (logout). Unknown tokens are ignored.
 pub fn delete_session(store: &Store, token: &str) -> ReviewResult<()> {
-    store
-        .conn()
-        .execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash(token)])?;
+    store.conn().execute(
+        "DELETE FROM sessions WHERE token_hash = ?1",
+        [token_hash(token)],
+    )?;
     Ok(())
 }
 

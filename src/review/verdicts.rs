@@ -176,11 +176,11 @@ pub fn current(store: &Store, patch: i64) -> ReviewResult<Current> {
 
 /// Fails with `NotFound` unless patch `patch` exists.
 pub fn ensure_patch(store: &Store, patch: i64) -> ReviewResult<()> {
-    let found = optional(
-        store
-            .conn()
-            .query_row("SELECT 1 FROM patches WHERE id = ?1", [patch], |_| Ok(())),
-    )?;
+    let found = optional(store.conn().query_row(
+        "SELECT 1 FROM patches WHERE id = ?1",
+        [patch],
+        |_| Ok(()),
+    ))?;
     found.ok_or_else(|| ReviewError::NotFound(format!("no patch with id {patch}")))
 }
 
@@ -199,7 +199,11 @@ fn append(
         [patch],
         |r| r.get(0),
     ))?;
-    let old = old.as_deref().map(Status::parse).transpose()?.unwrap_or(Status::Unreviewed);
+    let old = old
+        .as_deref()
+        .map(Status::parse)
+        .transpose()?
+        .unwrap_or(Status::Unreviewed);
     if old != Status::Unreviewed && !may_replace_decision {
         return Err(ReviewError::Conflict(format!(
             "patch {patch} is already decided ({}); only an admin can change or reopen it",
@@ -209,7 +213,15 @@ fn append(
     tx.execute(
         "INSERT INTO verdicts (patch_id, user_id, at, old_status, new_status, subtype, note)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![patch, user.id, now_text(), old.as_str(), new.as_str(), subtype, note],
+        params![
+            patch,
+            user.id,
+            now_text(),
+            old.as_str(),
+            new.as_str(),
+            subtype,
+            note
+        ],
     )?;
     tx.commit()?;
     current(store, patch)
@@ -240,7 +252,9 @@ pub fn record(
 /// Reopens a decided patch (admin only): appends a row back to 未核.
 pub fn reopen(store: &mut Store, patch: i64, user: &User, note: &str) -> ReviewResult<Current> {
     if user.role != Role::Admin {
-        return Err(ReviewError::Forbidden("only an admin can reopen a decision".into()));
+        return Err(ReviewError::Forbidden(
+            "only an admin can reopen a decision".into(),
+        ));
     }
     if note.chars().count() > MAX_NOTE_CHARS {
         return Err(ReviewError::BadInput(format!(
@@ -249,7 +263,9 @@ pub fn reopen(store: &mut Store, patch: i64, user: &User, note: &str) -> ReviewR
     }
     ensure_patch(store, patch)?;
     if current(store, patch)?.status == Status::Unreviewed {
-        return Err(ReviewError::Conflict(format!("patch {patch} is not decided")));
+        return Err(ReviewError::Conflict(format!(
+            "patch {patch} is not decided"
+        )));
     }
     append(store, patch, user, Status::Unreviewed, "", note, true)
 }
@@ -397,8 +413,19 @@ pub fn queue(store: &Store, f: &Filter) -> ReviewResult<Queue> {
     counts.insert("total".into(), 0);
     let mut patches = Vec::new();
     for row in rows {
-        let (id, track_id, patch_id, props, xzqdm, category, change_type, after_date, area_m2, st, subtype) =
-            row?;
+        let (
+            id,
+            track_id,
+            patch_id,
+            props,
+            xzqdm,
+            category,
+            change_type,
+            after_date,
+            area_m2,
+            st,
+            subtype,
+        ) = row?;
         let status = Status::parse(&st)?;
         *counts.entry(st).or_insert(0) += 1;
         *counts.entry("total".into()).or_insert(0) += 1;
@@ -407,7 +434,13 @@ pub fn queue(store: &Store, f: &Filter) -> ReviewResult<Queue> {
         }
         let props: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&props).unwrap_or_default();
-        let text = |k: &str| props.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let text = |k: &str| {
+            props
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
         let num = |k: &str| props.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
         patches.push(QueueItem {
             id,
@@ -433,9 +466,9 @@ pub fn queue(store: &Store, f: &Filter) -> ReviewResult<Queue> {
 pub fn facets(store: &Store) -> ReviewResult<std::collections::BTreeMap<String, Vec<String>>> {
     let mut out = std::collections::BTreeMap::new();
     for col in ["xzqdm", "category", "change_type"] {
-        let mut stmt = store
-            .conn()
-            .prepare(&format!("SELECT DISTINCT {col} FROM patches ORDER BY {col}"))?;
+        let mut stmt = store.conn().prepare(&format!(
+            "SELECT DISTINCT {col} FROM patches ORDER BY {col}"
+        ))?;
         let values = stmt
             .query_map([], |r| r.get::<_, String>(0))?
             .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 
 pub const PASSWORD: &str = "correct horse battery";
 /// Markup placed in a patch attribute to prove the page shows it as text.
-pub const SCRIPT_NAME: &str = "<script>window.__pwned=1</script><img src=x onerror=\"window.__pwned=2\">";
+pub const SCRIPT_NAME: &str =
+    "<script>window.__pwned=1</script><img src=x onerror=\"window.__pwned=2\">";
 
 /// One patch of a generated run: a square of side `size` at (`x`, `y`) in lon/lat.
 pub struct PatchSpec {
@@ -146,7 +147,13 @@ impl Fixture {
         users::add_user(&store, "rev", Role::Reviewer, PASSWORD).expect("add rev");
         users::add_user(&store, "boss", Role::Admin, PASSWORD).expect("add boss");
         import::import_run(&mut store, &run1, Some(&data)).expect("import run1");
-        Fixture { tmp, data, run1, run2, db }
+        Fixture {
+            tmp,
+            data,
+            run1,
+            run2,
+            db,
+        }
     }
 
     pub fn store(&self) -> Store {
@@ -155,8 +162,11 @@ impl Fixture {
 
     /// Starts the server on an ephemeral 127.0.0.1 port; returns its base URL.
     pub async fn start_server(&self) -> String {
-        let state = AppState::new(self.store(), &self.data, ServeOptions::default()).expect("state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let state =
+            AppState::new(self.store(), &self.data, ServeOptions::default()).expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             let _ = serve_on(state, listener).await;
@@ -169,7 +179,9 @@ impl Fixture {
 pub fn form_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -196,7 +208,11 @@ pub async fn post_login(base: &str, name: &str, password: &str) -> reqwest::Resp
         .post(format!("{base}/login"))
         .header("Origin", base)
         .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!("name={}&password={}", form_encode(name), form_encode(password)))
+        .body(format!(
+            "name={}&password={}",
+            form_encode(name),
+            form_encode(password)
+        ))
         .send()
         .await
         .expect("login request")
@@ -217,7 +233,12 @@ impl Client {
             .next()
             .expect("cookie pair")
             .to_string();
-        let mut c = Client { http: http(), base: base.to_string(), cookie, csrf: String::new() };
+        let mut c = Client {
+            http: http(),
+            base: base.to_string(),
+            cookie,
+            csrf: String::new(),
+        };
         let me = c.get("/api/me").await;
         assert_eq!(me.status(), 200);
         let me: Value = me.json().await.expect("me json");
@@ -242,8 +263,14 @@ impl Client {
 
     /// A same-origin POST with the right CSRF token and a JSON body.
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.post_raw(path, Some(&self.base.clone()), Some(&self.csrf.clone()), "application/json", body.to_string())
-            .await
+        self.post_raw(
+            path,
+            Some(&self.base.clone()),
+            Some(&self.csrf.clone()),
+            "application/json",
+            body.to_string(),
+        )
+        .await
     }
 
     /// A POST with full control over Origin, CSRF token, content type and body.

@@ -11,13 +11,16 @@ use super::auth::CurrentUser;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use super::AppState;
 use crate::review::chips::resolve_chip;
+use crate::review::export;
 use crate::review::store::{optional, ReviewError, ReviewResult, Store};
 use crate::review::users::{self, Role};
 use crate::review::verdicts::{self, Filter, VerdictInput};
-use crate::review::export;
 
 /// `GET /api/facets`
-pub async fn facets(State(state): State<AppState>, _user: CurrentUser) -> Result<Json<Value>, ApiError> {
+pub async fn facets(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+) -> Result<Json<Value>, ApiError> {
     let f = state.db(|s| verdicts::facets(s)).await?;
     Ok(Json(json!(f)))
 }
@@ -116,14 +119,21 @@ pub async fn chip(
     ApiPath((id, which)): ApiPath<(i64, String)>,
 ) -> Result<Response, ApiError> {
     if which != "before" && which != "after" {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "chip must be 'before' or 'after'"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "chip must be 'before' or 'after'",
+        ));
     }
     let root = state.data_root().to_path_buf();
     let file = state
         .db(move |s| {
             let p = load_patch(s, id)?;
             let (run_dir, _) = run_info(s, p.run_id)?;
-            let rel = if which == "before" { p.chip_before } else { p.chip_after };
+            let rel = if which == "before" {
+                p.chip_before
+            } else {
+                p.chip_after
+            };
             resolve_chip(&root, std::path::Path::new(&run_dir), &rel)
         })
         .await?;
@@ -131,7 +141,10 @@ pub async fn chip(
         .await
         .map_err(|_| ApiError::not_found("chip file not readable"))?;
     Ok((
-        [(header::CONTENT_TYPE, file.content_type), (header::CACHE_CONTROL, "private, max-age=300")],
+        [
+            (header::CONTENT_TYPE, file.content_type),
+            (header::CACHE_CONTROL, "private, max-age=300"),
+        ],
         bytes,
     )
         .into_response())
@@ -173,7 +186,10 @@ pub async fn reopen(
 }
 
 /// `GET /api/overview`: every patch's outline and status, for the SVG overview.
-pub async fn overview(State(state): State<AppState>, _user: CurrentUser) -> Result<Json<Value>, ApiError> {
+pub async fn overview(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+) -> Result<Json<Value>, ApiError> {
     let v = state
         .db(|s| {
             let crs = optional(s.conn().query_row(
@@ -189,7 +205,11 @@ pub async fn overview(State(state): State<AppState>, _user: CurrentUser) -> Resu
             )?;
             let rows = stmt
                 .query_map([], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let mut patches = Vec::with_capacity(rows.len());
@@ -218,19 +238,39 @@ pub async fn export(
     let (ctype, name) = match q.format.as_str() {
         "geojson" => ("application/geo+json", "verdicts.geojson"),
         "csv" => ("text/csv; charset=utf-8", "verdicts.csv"),
-        _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, "format must be geojson or csv")),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "format must be geojson or csv",
+            ))
+        }
     };
     let is_csv = q.format == "csv";
     let body = state
-        .db(move |s| if is_csv { export::to_csv(s) } else { export::to_geojson(s) })
+        .db(move |s| {
+            if is_csv {
+                export::to_csv(s)
+            } else {
+                export::to_geojson(s)
+            }
+        })
         .await?;
     let disposition = format!("attachment; filename=\"{name}\"");
-    Ok(([(header::CONTENT_TYPE, ctype.to_string()), (header::CONTENT_DISPOSITION, disposition)], body)
+    Ok((
+        [
+            (header::CONTENT_TYPE, ctype.to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
         .into_response())
 }
 
 /// `GET /api/admin/users` (admin)
-pub async fn list_users(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Value>, ApiError> {
+pub async fn list_users(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<Json<Value>, ApiError> {
     user.require_admin()?;
     let list = state.db(|s| users::list_users(s)).await?;
     Ok(Json(json!({ "users": list })))
@@ -272,8 +312,13 @@ pub async fn set_disabled(
 ) -> Result<Json<Value>, ApiError> {
     user.require_admin()?;
     if id == user.0.user.id && input.disabled {
-        return Err(ApiError::new(StatusCode::CONFLICT, "you cannot disable your own account"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "you cannot disable your own account",
+        ));
     }
-    state.db(move |s| users::set_disabled(s, id, input.disabled)).await?;
+    state
+        .db(move |s| users::set_disabled(s, id, input.disabled))
+        .await?;
     Ok(Json(json!({ "id": id, "disabled": input.disabled })))
 }

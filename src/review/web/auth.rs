@@ -64,7 +64,10 @@ pub fn session_token(headers: &HeaderMap) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-async fn load_session(state: &AppState, headers: &HeaderMap) -> Result<Option<CurrentUser>, ApiError> {
+async fn load_session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<CurrentUser>, ApiError> {
     let Some(token) = session_token(headers) else {
         return Ok(None);
     };
@@ -130,7 +133,11 @@ pub struct LoginForm {
 }
 
 fn session_cookie(state: &AppState, value: &str, max_age_s: i64) -> Result<HeaderValue, ApiError> {
-    let secure = if state.secure_cookie() { "; Secure" } else { "" };
+    let secure = if state.secure_cookie() {
+        "; Secure"
+    } else {
+        ""
+    };
     HeaderValue::from_str(&format!(
         "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}"
     ))

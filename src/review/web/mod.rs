@@ -62,9 +62,9 @@ struct Inner {
 impl AppState {
     /// Builds the state; `data_root` must exist (it is canonicalised once, here).
     pub fn new(store: Store, data_root: &Path, options: ServeOptions) -> ReviewResult<AppState> {
-        let data_root = data_root.canonicalize().map_err(|e| {
-            crate::Error::input(data_root, format!("data folder not found: {e}"))
-        })?;
+        let data_root = data_root
+            .canonicalize()
+            .map_err(|e| crate::Error::input(data_root, format!("data folder not found: {e}")))?;
         Ok(AppState {
             inner: Arc::new(Inner {
                 store: Mutex::new(store),
@@ -142,13 +142,16 @@ pub fn router(state: AppState) -> Router {
         .route("/static/{file}", get(static_file))
         .nest("/api", api)
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
-        .layer(middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::csrf_guard,
+        ))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }
 
 /// Headers on every response: a strict CSP (only our own scripts, styles and images), no
-/// MIME sniffing, no framing, no referrer, and no caching of API answers.
+/// MIME sniffing, no framing, no referrer to other sites, and no caching of API answers.
 async fn security_headers(req: Request, next: Next) -> Response {
     let is_api = req.uri().path().starts_with("/api/");
     let mut resp = next.run(req).await;
@@ -160,9 +163,17 @@ async fn security_headers(req: Request, next: Next) -> Response {
              connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Not "no-referrer": with it browsers send `Origin: null` on same-origin POSTs, which
+    // the Origin check (rightly) refuses.
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     if is_api && !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -171,7 +182,10 @@ async fn security_headers(req: Request, next: Next) -> Response {
 
 fn html(body: &'static str) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")],
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
         body,
     )
         .into_response()
@@ -203,7 +217,14 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
         _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
     };
-    ([(header::CONTENT_TYPE, ctype), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, ctype),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// Binds `bind` and serves until Ctrl-C. Prints the address it listens on.
@@ -214,7 +235,10 @@ pub async fn serve(state: AppState, bind: SocketAddr) -> crate::Result<()> {
     let addr = listener
         .local_addr()
         .map_err(|e| crate::Error::Other(format!("listener address: {e}")))?;
-    eprintln!("landwatch review: serving http://{addr}/ (data folder {})", state.data_root().display());
+    eprintln!(
+        "landwatch review: serving http://{addr}/ (data folder {})",
+        state.data_root().display()
+    );
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -10,7 +10,7 @@
   var STATUSES = ["unreviewed", "legal", "illegal", "other"];
 
   var state = {
-    me: null, items: [], index: -1, detail: null, facets: null,
+    me: null, items: [], index: -1, detail: null, facets: null, counts: {},
     choice: null, subtype: "", overview: null, busy: false
   };
 
@@ -72,6 +72,7 @@
   }
 
   function renderCounts(counts) {
+    state.counts = counts;
     var box = $("counts");
     clear(box);
     STATUSES.forEach(function (s) {
@@ -324,11 +325,21 @@
       var title = document.createElementNS(NS, "title");
       title.textContent = String(p.id);
       path.appendChild(title);
-      path.addEventListener("click", function () {
-        var i = state.items.findIndex(function (it) { return it.id === p.id; });
-        if (i >= 0) select(i);
+      // A dot at the first vertex keeps patches far smaller than the view visible.
+      var first = rings(p.geometry)[0];
+      var dot = document.createElementNS(NS, "circle");
+      if (first && first.length) {
+        var xy = px(first[0]).split(",");
+        dot.setAttribute("cx", xy[0]); dot.setAttribute("cy", xy[1]); dot.setAttribute("r", "3");
+      }
+      dot.setAttribute("class", "ov-dot st-" + p.status + (p.id === currentId ? " current" : ""));
+      [path, dot].forEach(function (shape) {
+        shape.addEventListener("click", function () {
+          var i = state.items.findIndex(function (it) { return it.id === p.id; });
+          if (i >= 0) select(i);
+        });
+        svg.appendChild(shape);
       });
-      svg.appendChild(path);
     });
     box.appendChild(svg);
   }
@@ -403,6 +414,7 @@
   function relabel() {
     applyI18n(document);
     renderFilters();
+    renderCounts(state.counts);
     renderQueue();
     if (state.detail) renderPatch();
   }
