@@ -272,7 +272,12 @@ async fn reviewer_triages_with_the_keyboard_in_a_real_browser() {
         if std::env::var_os("CI").is_some() {
             panic!("CI is set but chromedriver is missing: apt-get install -y chromium chromium-driver");
         }
-        eprintln!("SKIPPED reviewer_triages_with_the_keyboard_in_a_real_browser: chromedriver not found (apt-get install -y chromium chromium-driver)");
+        // Straight to stderr (not eprintln!), so the test harness does not swallow it.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"SKIPPED reviewer_triages_with_the_keyboard_in_a_real_browser: chromedriver not found \
+              (apt-get install -y chromium chromium-driver; with CI set this test fails instead)\n",
+        );
         return;
     };
     let chrome = find_exe(

@@ -140,9 +140,18 @@ impl Store {
         })?;
         // PRAGMA, not `Connection::busy_timeout`: rusqlite 0.43's method needs
         // `sqlite3_set_clientdata` (SQLite 3.44+), which Debian 12's libsqlite3 3.40 lacks.
-        conn.query_row("PRAGMA busy_timeout = 10000", [], |_| Ok(()))?;
-        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
-        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
+        let setup = conn
+            .query_row("PRAGMA busy_timeout = 10000", [], |_| Ok(()))
+            .and_then(|_| conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(())))
+            .and_then(|_| {
+                conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+            });
+        setup.map_err(|e| {
+            ReviewError::Landwatch(crate::Error::input(
+                path,
+                format!("not a usable review database: {e}"),
+            ))
+        })?;
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
