@@ -106,6 +106,30 @@ async fn login_sets_a_strict_httponly_cookie_and_wrong_password_fails() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn secure_cookie_and_public_origin_options() {
+    let fx = Fixture::new();
+    let options = landwatch::review::web::ServeOptions {
+        secure_cookie: true,
+        public_origin: Some("https://review.example.gov.cn".into()),
+    };
+    let base = fx.start_server_with(options).await;
+    // Behind a proxy only the public origin may post, not the raw Host.
+    let r = post_login(&base, "rev", PASSWORD).await;
+    assert_json_error(r, 403).await;
+    let r = http()
+        .post(format!("{base}/login"))
+        .header("Origin", "https://review.example.gov.cn")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("name=rev&password={}", form_encode(PASSWORD)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn logout_ends_the_session() {
     let fx = Fixture::new();
     let base = fx.start_server().await;

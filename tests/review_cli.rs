@@ -34,28 +34,75 @@ fn user_add_import_export_from_the_command_line() {
     assert_eq!(err.exit_code(), 2);
     assert!(err.to_string().contains(PASSWORD_ENV), "{err}");
     std::env::set_var(PASSWORD_ENV, "short");
-    assert_eq!(run(&["user", "add", "ann", "--role", "reviewer", "--db", db_s]).unwrap_err().exit_code(), 2);
+    assert_eq!(
+        run(&["user", "add", "ann", "--role", "reviewer", "--db", db_s])
+            .unwrap_err()
+            .exit_code(),
+        2
+    );
     std::env::set_var(PASSWORD_ENV, PASSWORD);
-    assert_eq!(run(&["user", "add", "ann", "--role", "reviewer", "--db", db_s]).unwrap(), 0);
-    assert_eq!(run(&["user", "add", "ann", "--role", "admin", "--db", db_s]).unwrap_err().exit_code(), 2);
+    assert_eq!(
+        run(&["user", "add", "ann", "--role", "reviewer", "--db", db_s]).unwrap(),
+        0
+    );
+    assert_eq!(
+        run(&["user", "add", "ann", "--role", "admin", "--db", db_s])
+            .unwrap_err()
+            .exit_code(),
+        2
+    );
     std::env::remove_var(PASSWORD_ENV);
     assert!(run(&["user", "add", "x", "--role", "king", "--db", db_s]).is_err());
     let store = Store::open(&db).unwrap();
     let ann = landwatch::review::users::check_login(&store, "ann", PASSWORD).unwrap();
     assert!(ann.is_some(), "the password from the environment works");
-    let stored: String = store.conn().query_row("SELECT password_hash FROM users", [], |r| r.get(0)).unwrap();
+    let stored: String = store
+        .conn()
+        .query_row("SELECT password_hash FROM users", [], |r| r.get(0))
+        .unwrap();
     assert!(stored.starts_with("$argon2id$") && !stored.contains(PASSWORD));
 
     let data_s = data.to_str().unwrap();
-    assert_eq!(run(&["import", run1.to_str().unwrap(), "--db", db_s, "--data", data_s]).unwrap(), 0);
+    assert_eq!(
+        run(&[
+            "import",
+            run1.to_str().unwrap(),
+            "--db",
+            db_s,
+            "--data",
+            data_s
+        ])
+        .unwrap(),
+        0
+    );
     let outside = tempfile::tempdir().unwrap();
     write_run(outside.path(), &first_run_specs());
-    let err = run(&["import", outside.path().to_str().unwrap(), "--db", db_s, "--data", data_s]).unwrap_err();
+    let err = run(&[
+        "import",
+        outside.path().to_str().unwrap(),
+        "--db",
+        db_s,
+        "--data",
+        data_s,
+    ])
+    .unwrap_err();
     assert_eq!(err.exit_code(), 2);
 
     for (format, file) in [("geojson", "v.geojson"), ("csv", "v.csv")] {
         let out = tmp.path().join(file);
-        assert_eq!(run(&["export", "--db", db_s, "--format", format, "--out", out.to_str().unwrap()]).unwrap(), 0);
+        assert_eq!(
+            run(&[
+                "export",
+                "--db",
+                db_s,
+                "--format",
+                format,
+                "--out",
+                out.to_str().unwrap()
+            ])
+            .unwrap(),
+            0
+        );
         let text = std::fs::read_to_string(&out).unwrap();
         assert!(text.contains("P0003"), "{format} export lists the patches");
     }
@@ -69,7 +116,10 @@ fn migrations_are_numbered_and_a_newer_database_is_refused() {
     let store = Store::open(&db).unwrap();
     let v = store.schema_version().unwrap();
     assert!(v >= 1);
-    let mode: String = store.conn().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    let mode: String = store
+        .conn()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
     drop(store);
     // Reopening is a no-op.

@@ -7,7 +7,8 @@
 //! * `BZ`   = the reviewer's note.
 //!
 //! Extra fields: `review_status` (unreviewed/legal/illegal/other), `reviewer`, `reviewed_at`.
-//! Output is sorted by patch id and written atomically (temp file + rename).
+//! Output is sorted by patch id and written atomically (temp file + rename). GeoPackage and
+//! Shapefile go through GDAL in [`super::export_ogr`].
 
 use std::io::Write;
 use std::path::Path;
@@ -22,6 +23,10 @@ use super::verdicts::Status;
 pub enum ExportFormat {
     Geojson,
     Csv,
+    /// GeoPackage, through GDAL.
+    Gpkg,
+    /// ESRI Shapefile (.shp + sidecars), through GDAL.
+    Shp,
 }
 
 /// One patch with its current verdict, as exported.
@@ -189,6 +194,12 @@ pub fn export(store: &Store, format: ExportFormat, out: &Path) -> ReviewResult<u
     let text = match format {
         ExportFormat::Geojson => to_geojson(store)?,
         ExportFormat::Csv => to_csv(store)?,
+        ExportFormat::Gpkg => {
+            return super::export_ogr::export_ogr(store, super::export_ogr::OgrFormat::Gpkg, out)
+        }
+        ExportFormat::Shp => {
+            return super::export_ogr::export_ogr(store, super::export_ogr::OgrFormat::Shp, out)
+        }
     };
     write_atomically(out, text.as_bytes())?;
     Ok(usize::try_from(n).unwrap_or(0))

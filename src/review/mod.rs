@@ -8,13 +8,15 @@
 //! * [`users`]: accounts (argon2), sessions, CSRF tokens;
 //! * [`verdicts`]: recording and reopening decisions, the filtered queue;
 //! * [`chips`]: serving chip images without ever leaving the data folder;
-//! * [`export`]: verdicts as GeoJSON / CSV with the reviewer fields (NYQK/PDJG/BZ) filled;
+//! * [`export`], [`export_ogr`]: verdicts as GeoJSON / CSV / GeoPackage / Shapefile with the
+//!   reviewer fields (NYQK/PDJG/BZ) filled;
 //! * [`web`]: the axum server and the embedded zh-CN/English page.
 //!
 //! The CLI is `landwatch review serve|import|user add|export` ([`ReviewCmd`], [`cli_main`]).
 
 pub mod chips;
 pub mod export;
+pub mod export_ogr;
 pub mod import;
 pub mod store;
 pub mod users;

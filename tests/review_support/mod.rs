@@ -162,8 +162,12 @@ impl Fixture {
 
     /// Starts the server on an ephemeral 127.0.0.1 port; returns its base URL.
     pub async fn start_server(&self) -> String {
-        let state =
-            AppState::new(self.store(), &self.data, ServeOptions::default()).expect("state");
+        self.start_server_with(ServeOptions::default()).await
+    }
+
+    /// Like [`Fixture::start_server`], with server options.
+    pub async fn start_server_with(&self, options: ServeOptions) -> String {
+        let state = AppState::new(self.store(), &self.data, options).expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
