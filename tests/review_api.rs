@@ -471,6 +471,16 @@ async fn malformed_json_and_unknown_ids_get_4xx_with_a_message() {
     )
     .await;
     assert_json_error(c.get("/api/nothing-here").await, 404).await;
+    let put = c
+        .http
+        .put(format!("{base}/api/patches/{id}"))
+        .header("Cookie", &c.cookie)
+        .header("Origin", &base)
+        .header("X-CSRF-Token", &c.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_json_error(put, 405).await;
     assert_json_error(c.get("/api/patches?min_area=abc").await, 400).await;
     assert_json_error(c.get("/api/patches?status=maybe").await, 400).await;
     assert_json_error(c.get("/api/patches?colour=red").await, 400).await;

@@ -134,7 +134,13 @@ pub fn router(state: AppState) -> Router {
         .route("/export", get(api::export))
         .route("/admin/users", get(api::list_users).post(api::add_user))
         .route("/admin/users/{id}/disabled", post(api::set_disabled))
-        .fallback(|| async { ApiError::not_found("no such API route") });
+        .fallback(|| async { ApiError::not_found("no such API route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
+        });
     Router::new()
         .route("/", get(index_page))
         .route("/login", get(login_page).post(auth::login))
