@@ -199,10 +199,10 @@ impl Browser {
         self.cmd("POST", "/actions", body).await;
     }
 
-    /// Waits until the JS expression is true (10 s), else fails with `what`. Script errors
+    /// Waits until the JS expression is true (20 s), else fails with `what`. Script errors
     /// while waiting (e.g. during a page load) count as "not yet".
     async fn wait_for(&self, expr: &str, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(20);
         let body = json!({ "script": format!("return !!({expr});"), "args": [] });
         loop {
             let last = self.try_cmd("POST", "/execute/sync", body.clone()).await;

@@ -391,75 +391,53 @@ pub fn queue(store: &Store, f: &Filter) -> ReviewResult<Queue> {
          WHERE {where_sql} ORDER BY p.patch_id, p.id"
     );
     let mut stmt = store.conn().prepare(&sql)?;
-    let rows = stmt.query_map(params_from_iter(values.iter()), |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, String>(5)?,
-            r.get::<_, String>(6)?,
-            r.get::<_, String>(7)?,
-            r.get::<_, f64>(8)?,
-            r.get::<_, String>(9)?,
-            r.get::<_, String>(10)?,
-        ))
-    })?;
+    let items = stmt
+        .query_map(params_from_iter(values.iter()), queue_item)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut counts: std::collections::BTreeMap<String, i64> = Status::ALL
         .iter()
         .map(|s| (s.as_str().to_string(), 0))
         .collect();
-    counts.insert("total".into(), 0);
-    let mut patches = Vec::new();
-    for row in rows {
-        let (
-            id,
-            track_id,
-            patch_id,
-            props,
-            xzqdm,
-            category,
-            change_type,
-            after_date,
-            area_m2,
-            st,
-            subtype,
-        ) = row?;
-        let status = Status::parse(&st)?;
-        *counts.entry(st).or_insert(0) += 1;
-        *counts.entry("total".into()).or_insert(0) += 1;
-        if wanted.is_some_and(|w| w != status) {
-            continue;
-        }
-        let props: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&props).unwrap_or_default();
-        let text = |k: &str| {
-            props
-                .get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_string()
-        };
-        let num = |k: &str| props.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
-        patches.push(QueueItem {
-            id,
-            track_id,
-            patch_id,
-            jcbh: text("JCBH"),
-            xzqdm,
-            xzqmc: text("XZQMC"),
-            category,
-            change_type,
-            tblx: text("TBLX"),
-            after_date,
-            area_m2,
-            area_mu: num("area_mu"),
-            status,
-            subtype,
-        });
+    counts.insert("total".into(), items.len() as i64);
+    for item in &items {
+        *counts.entry(item.status.as_str().to_string()).or_insert(0) += 1;
     }
+    let patches = items
+        .into_iter()
+        .filter(|item| wanted.map_or(true, |w| w == item.status))
+        .collect();
     Ok(Queue { patches, counts })
+}
+
+/// Builds a queue line from a row of the query in [`queue`]. The status column is
+/// constrained by the schema, so an unknown value cannot occur; it would read as 未核.
+fn queue_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueItem> {
+    let props: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default();
+    let text = |k: &str| {
+        props
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let status: String = r.get(9)?;
+    Ok(QueueItem {
+        id: r.get(0)?,
+        track_id: r.get(1)?,
+        patch_id: r.get(2)?,
+        jcbh: text("JCBH"),
+        xzqdm: r.get(4)?,
+        xzqmc: text("XZQMC"),
+        category: r.get(5)?,
+        change_type: r.get(6)?,
+        tblx: text("TBLX"),
+        after_date: r.get(7)?,
+        area_m2: r.get(8)?,
+        area_mu: props.get("area_mu").and_then(|v| v.as_f64()).unwrap_or(0.0),
+        status: Status::parse(&status).unwrap_or(Status::Unreviewed),
+        subtype: r.get(10)?,
+    })
 }
 
 /// Distinct values of the filterable text columns, for the filter drop-downs.
