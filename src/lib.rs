@@ -27,3 +27,4 @@ pub mod publish;
 pub mod synth;
 
 pub use error::{Error, Result};
+pub mod review;
