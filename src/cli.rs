@@ -30,6 +30,11 @@ pub enum Command {
     Synth(crate::synth::SynthArgs),
     /// Score predictions against labels; `eval datasets` runs every labelled dataset.
     Eval(crate::eval::EvalArgs),
+    /// The review app: serve, import runs, manage users, export verdicts.
+    Review {
+        #[command(subcommand)]
+        cmd: crate::review::ReviewCmd,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -119,6 +124,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Detect(args) => detect_main(&args),
         Command::Synth(args) => crate::synth::cli_main(args),
         Command::Eval(args) => crate::eval::cli_main(args),
+        Command::Review { cmd } => crate::review::cli_main(cmd),
     }
 }
 

@@ -27,17 +27,11 @@ async fn assert_json_error_in(resp: reqwest::Response, statuses: &[u16]) -> Stri
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    assert!(
-        ctype.starts_with("application/json"),
-        "content-type {ctype}"
-    );
+    assert!(ctype.starts_with("application/json"), "content-type {ctype}");
     let body: Value = resp.json().await.expect("json error body");
     let msg = body["error"].as_str().expect("error message").to_string();
     assert!(!msg.is_empty());
-    assert!(
-        !msg.contains("panicked") && !msg.contains("backtrace"),
-        "{msg}"
-    );
+    assert!(!msg.contains("panicked") && !msg.contains("backtrace"), "{msg}");
     msg
 }
 
@@ -136,10 +130,7 @@ async fn logout_ends_the_session() {
     let c = Client::login(&base, "rev").await;
     let r = c.post_json("/logout", &json!({})).await;
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .contains("Max-Age=0"));
+    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
     assert_json_error(c.get("/api/me").await, 401).await;
 }
 
@@ -159,10 +150,7 @@ async fn a_reviewer_cannot_reach_admin_actions_but_an_admin_can() {
     )
     .await;
     let r = rev
-        .post_json(
-            &format!("/api/patches/{id}/verdict"),
-            &json!({"status": "illegal"}),
-        )
+        .post_json(&format!("/api/patches/{id}/verdict"), &json!({"status": "illegal"}))
         .await;
     assert_eq!(r.status(), 200);
     assert_json_error(
@@ -188,10 +176,7 @@ async fn a_reviewer_cannot_reach_admin_actions_but_an_admin_can() {
         .await;
     assert_eq!(r.status(), 201);
     let r = boss
-        .post_json(
-            &format!("/api/patches/{id}/reopen"),
-            &json!({"note": "recheck"}),
-        )
+        .post_json(&format!("/api/patches/{id}/reopen"), &json!({"note": "recheck"}))
         .await;
     assert_eq!(r.status(), 200);
     let d = boss.get_json(&format!("/api/patches/{id}")).await;
@@ -225,14 +210,9 @@ async fn cross_site_posts_are_refused() {
     let body = json!({"status": "illegal"}).to_string();
     let ct = "application/json";
     // Missing token, wrong token, token of another session.
+    assert_json_error(c.post_raw(&path, Some(&base), None, ct, body.clone()).await, 403).await;
     assert_json_error(
-        c.post_raw(&path, Some(&base), None, ct, body.clone()).await,
-        403,
-    )
-    .await;
-    assert_json_error(
-        c.post_raw(&path, Some(&base), Some("0000"), ct, body.clone())
-            .await,
+        c.post_raw(&path, Some(&base), Some("0000"), ct, body.clone()).await,
         403,
     )
     .await;
@@ -245,20 +225,13 @@ async fn cross_site_posts_are_refused() {
     .await;
     // Right token but a foreign Origin, or a browser saying the request is cross-site.
     assert_json_error(
-        c.post_raw(
-            &path,
-            Some("http://evil.example"),
-            Some(&c.csrf),
-            ct,
-            body.clone(),
-        )
-        .await,
+        c.post_raw(&path, Some("http://evil.example"), Some(&c.csrf), ct, body.clone())
+            .await,
         403,
     )
     .await;
     assert_json_error(
-        c.post_raw(&path, Some("null"), Some(&c.csrf), ct, body.clone())
-            .await,
+        c.post_raw(&path, Some("null"), Some(&c.csrf), ct, body.clone()).await,
         403,
     )
     .await;
@@ -299,16 +272,9 @@ async fn cross_site_posts_are_refused() {
     let d = c.get_json(&format!("/api/patches/{id}")).await;
     assert_eq!(d["history"].as_array().unwrap().len(), 0);
     // Logout needs the token too.
-    assert_json_error(
-        c.post_raw("/logout", Some(&base), None, ct, "{}".into())
-            .await,
-        403,
-    )
-    .await;
+    assert_json_error(c.post_raw("/logout", Some(&base), None, ct, "{}".into()).await, 403).await;
     // The same request done properly works.
-    let r = c
-        .post_raw(&path, Some(&base), Some(&c.csrf), ct, body)
-        .await;
+    let r = c.post_raw(&path, Some(&base), Some(&c.csrf), ct, body).await;
     assert_eq!(r.status(), 200);
 }
 
@@ -328,10 +294,7 @@ async fn markup_in_attributes_comes_back_as_data_and_pages_forbid_inline_script(
     assert_eq!(d["properties"]["XZQMC"], SCRIPT_NAME);
     let page = c.get("/").await;
     assert_eq!(page.status(), 200);
-    let csp = page.headers()["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
     assert!(
         csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
         "{csp}"
@@ -343,11 +306,7 @@ async fn markup_in_attributes_comes_back_as_data_and_pages_forbid_inline_script(
     );
     // The app builds the DOM with textContent only (no innerHTML anywhere).
     let js = c.get("/static/app.js").await.text().await.unwrap();
-    assert!(
-        !js.contains("innerHTML")
-            && !js.contains("insertAdjacentHTML")
-            && !js.contains("document.write")
-    );
+    assert!(!js.contains("innerHTML") && !js.contains("insertAdjacentHTML") && !js.contains("document.write"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -364,11 +323,7 @@ async fn chips_are_served_only_from_inside_the_data_folder() {
     write_run(&evil, &[a, b]);
     std::fs::write(fx.tmp.path().join("secret.png"), b"top secret").unwrap();
     std::fs::remove_file(evil.join("chips/link.png")).unwrap();
-    std::os::unix::fs::symlink(
-        fx.tmp.path().join("secret.png"),
-        evil.join("chips/link.png"),
-    )
-    .unwrap();
+    std::os::unix::fs::symlink(fx.tmp.path().join("secret.png"), evil.join("chips/link.png")).unwrap();
     let mut store = fx.store();
     let report = import::import_run(&mut store, &evil, Some(&fx.data)).unwrap();
     assert_eq!(report.unsafe_chip_paths, 1);
@@ -391,25 +346,14 @@ async fn chips_are_served_only_from_inside_the_data_folder() {
         let r = c.get(&path).await;
         assert_json_error(r, 403).await;
     }
-    assert_eq!(
-        c.get(&format!("/api/patches/{e2}/chip/after"))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(c.get(&format!("/api/patches/{e2}/chip/after")).await.status(), 200);
     // The chip name in the URL is not a path at all.
     assert_json_error(
-        c.get(&format!("/api/patches/{good}/chip/..%2F..%2Fsecret.png"))
-            .await,
+        c.get(&format!("/api/patches/{good}/chip/..%2F..%2Fsecret.png")).await,
         400,
     )
     .await;
-    assert_json_error(
-        c.get(&format!("/api/patches/{good}/chip/%2Fetc%2Fpasswd"))
-            .await,
-        400,
-    )
-    .await;
+    assert_json_error(c.get(&format!("/api/patches/{good}/chip/%2Fetc%2Fpasswd")).await, 400).await;
     assert_eq!(
         c.get(&format!("/api/patches/{good}/chip/../../../etc/passwd"))
             .await
@@ -436,16 +380,8 @@ async fn malformed_json_and_unknown_ids_get_4xx_with_a_message() {
     assert_json_error(post("").await, 400).await;
     assert_json_error_in(post(r#"{"status": 7}"#).await, &[400, 422]).await;
     assert_json_error_in(post(r#"{"status": "burned"}"#).await, &[400, 422]).await;
-    assert_json_error_in(
-        post(r#"{"status": "illegal", "extra": 1}"#).await,
-        &[400, 422],
-    )
-    .await;
-    let msg = assert_json_error(
-        post(r#"{"status": "legal", "subtype": "实地未变化"}"#).await,
-        400,
-    )
-    .await;
+    assert_json_error_in(post(r#"{"status": "illegal", "extra": 1}"#).await, &[400, 422]).await;
+    let msg = assert_json_error(post(r#"{"status": "legal", "subtype": "实地未变化"}"#).await, 400).await;
     assert!(msg.contains("subtype"), "{msg}");
     assert_json_error(post(r#"{"status": "unreviewed"}"#).await, 400).await;
     let long_note = json!({"status": "illegal", "note": "x".repeat(5000)}).to_string();
@@ -503,8 +439,7 @@ async fn queue_filters_and_counts() {
     assert_eq!(q["patches"].as_array().unwrap().len(), 1);
     assert_eq!(q["patches"][0]["patch_id"], "P0003");
     assert_eq!(
-        c.get_json("/api/patches?category=%E9%9D%9E%E7%B2%AE%E5%8C%96")
-            .await["patches"]
+        c.get_json("/api/patches?category=%E9%9D%9E%E7%B2%AE%E5%8C%96").await["patches"]
             .as_array()
             .unwrap()
             .len(),
@@ -532,8 +467,7 @@ async fn queue_filters_and_counts() {
         1
     );
     assert_eq!(
-        c.get_json("/api/patches?date_from=2026-09-01&date_to=2026-10-31")
-            .await["patches"]
+        c.get_json("/api/patches?date_from=2026-09-01&date_to=2026-10-31").await["patches"]
             .as_array()
             .unwrap()
             .len(),
@@ -583,11 +517,7 @@ async fn verdicts_are_appended_never_overwritten() {
         .await;
     assert_eq!(r.status(), 200);
     // A reviewer cannot replace a decision...
-    let msg = assert_json_error(
-        rev.post_json(&path, &json!({"status": "illegal"})).await,
-        409,
-    )
-    .await;
+    let msg = assert_json_error(rev.post_json(&path, &json!({"status": "illegal"})).await, 409).await;
     assert!(msg.contains("admin"), "{msg}");
     // ...an admin can change it, and reopen it; each is a new row.
     assert_eq!(
@@ -597,12 +527,9 @@ async fn verdicts_are_appended_never_overwritten() {
         200
     );
     assert_eq!(
-        boss.post_json(
-            &format!("/api/patches/{id}/reopen"),
-            &json!({"note": "复核"})
-        )
-        .await
-        .status(),
+        boss.post_json(&format!("/api/patches/{id}/reopen"), &json!({"note": "复核"}))
+            .await
+            .status(),
         200
     );
     assert_eq!(
@@ -642,22 +569,15 @@ async fn verdicts_are_appended_never_overwritten() {
 
     // The database itself refuses to rewrite history.
     let store = Store::open(&fx.db).unwrap();
-    let upd = store.conn().execute(
-        "UPDATE verdicts SET new_status = 'legal' WHERE patch_id = ?1",
-        [id],
-    );
-    assert!(upd.is_err(), "UPDATE on verdicts must fail");
-    let del = store
+    let upd = store
         .conn()
-        .execute("DELETE FROM verdicts WHERE patch_id = ?1", [id]);
+        .execute("UPDATE verdicts SET new_status = 'legal' WHERE patch_id = ?1", [id]);
+    assert!(upd.is_err(), "UPDATE on verdicts must fail");
+    let del = store.conn().execute("DELETE FROM verdicts WHERE patch_id = ?1", [id]);
     assert!(del.is_err(), "DELETE on verdicts must fail");
     let n: i64 = store
         .conn()
-        .query_row(
-            "SELECT COUNT(*) FROM verdicts WHERE patch_id = ?1",
-            [id],
-            |r| r.get(0),
-        )
+        .query_row("SELECT COUNT(*) FROM verdicts WHERE patch_id = ?1", [id], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 4);
 }
@@ -704,16 +624,10 @@ async fn reimport_of_a_rerun_keeps_verdicts_and_history() {
     let da = c.get_json(&format!("/api/patches/{a}")).await;
     assert_eq!(da["current"]["status"], "illegal");
     assert_eq!(da["current"]["note"], "A");
-    assert_eq!(
-        da["properties"]["area_m2"], 1500.0,
-        "attributes come from the rerun"
-    );
+    assert_eq!(da["properties"]["area_m2"], 1500.0, "attributes come from the rerun");
     let db = c.get_json(&format!("/api/patches/{b}")).await;
     assert_eq!(db["current"]["status"], "other");
-    assert_eq!(
-        db["track_id"], "T-B2",
-        "matched by overlap, now under the new track id"
-    );
+    assert_eq!(db["track_id"], "T-B2", "matched by overlap, now under the new track id");
     assert_eq!(db["history"].as_array().unwrap().len(), 1);
     let q = c.get_json("/api/patches").await;
     assert_eq!(
@@ -726,10 +640,7 @@ async fn reimport_of_a_rerun_keeps_verdicts_and_history() {
     let again = import::import_run(&mut store, &fx.run2, Some(&fx.data)).unwrap();
     assert_eq!((again.new, again.matched_by_track), (0, 3));
     let again1 = import::import_run(&mut store, &fx.run1, Some(&fx.data)).unwrap();
-    assert_eq!(
-        again1.new, 0,
-        "T-B is remembered as an alias of the same patch"
-    );
+    assert_eq!(again1.new, 0, "T-B is remembered as an alias of the same patch");
     assert_eq!(c.get_json("/api/patches").await["counts"]["total"], 4);
 }
 
@@ -757,10 +668,7 @@ fn import_rejects_bad_input_without_changing_the_database() {
     ] {
         std::fs::write(bad.join("patches.geojson"), text).unwrap();
         let err = import::import_run(&mut store, &bad, Some(&fx.data)).unwrap_err();
-        assert!(
-            err.to_string().contains(needle),
-            "{err} should mention {needle}"
-        );
+        assert!(err.to_string().contains(needle), "{err} should mention {needle}");
         let code = landwatch::Error::from(err).exit_code();
         assert_eq!(code, 2);
     }
@@ -793,18 +701,11 @@ async fn export_fills_the_reviewer_fields() {
 
     let out = fx.tmp.path().join("out.geojson");
     let store = fx.store();
-    let n = landwatch::review::export::export(
-        &store,
-        landwatch::review::export::ExportFormat::Geojson,
-        &out,
-    )
-    .unwrap();
+    let n = landwatch::review::export::export(&store, landwatch::review::export::ExportFormat::Geojson, &out).unwrap();
     assert_eq!(n, 3);
     let fc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let feats = fc["features"].as_array().unwrap();
-    let by_id = |pid: &str| {
-        feats.iter().find(|f| f["properties"]["id"] == pid).unwrap()["properties"].clone()
-    };
+    let by_id = |pid: &str| feats.iter().find(|f| f["properties"]["id"] == pid).unwrap()["properties"].clone();
     assert_eq!(by_id("P0001")["PDJG"], "合法");
     assert_eq!(by_id("P0001")["NYQK"], "增减挂钩");
     assert_eq!(by_id("P0001")["reviewer"], "rev");
@@ -814,12 +715,7 @@ async fn export_fills_the_reviewer_fields() {
     assert_eq!(feats[0]["geometry"]["type"], "Polygon");
 
     let csv_path = fx.tmp.path().join("out.csv");
-    landwatch::review::export::export(
-        &store,
-        landwatch::review::export::ExportFormat::Csv,
-        &csv_path,
-    )
-    .unwrap();
+    landwatch::review::export::export(&store, landwatch::review::export::ExportFormat::Csv, &csv_path).unwrap();
     let csv = std::fs::read_to_string(&csv_path).unwrap();
     assert!(csv.starts_with('\u{feff}'));
     let lines: Vec<&str> = csv.trim_end().split("\r\n").collect();

@@ -68,10 +68,7 @@ impl Browser {
                     break;
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not become ready"
-            );
+            assert!(Instant::now() < deadline, "chromedriver did not become ready");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let profile = tempfile::tempdir().expect("profile dir");
@@ -151,11 +148,7 @@ impl Browser {
 
     async fn element(&self, css: &str) -> String {
         let v = self
-            .cmd(
-                "POST",
-                "/element",
-                json!({ "using": "css selector", "value": css }),
-            )
+            .cmd("POST", "/element", json!({ "using": "css selector", "value": css }))
             .await;
         v[ELEMENT_KEY]
             .as_str()
@@ -165,27 +158,18 @@ impl Browser {
 
     async fn type_into(&self, css: &str, text: &str) {
         let e = self.element(css).await;
-        self.cmd(
-            "POST",
-            &format!("/element/{e}/value"),
-            json!({ "text": text }),
-        )
-        .await;
+        self.cmd("POST", &format!("/element/{e}/value"), json!({ "text": text }))
+            .await;
     }
 
     async fn click(&self, css: &str) {
         let e = self.element(css).await;
-        self.cmd("POST", &format!("/element/{e}/click"), json!({}))
-            .await;
+        self.cmd("POST", &format!("/element/{e}/click"), json!({})).await;
     }
 
     async fn js(&self, script: &str) -> Value {
-        self.cmd(
-            "POST",
-            "/execute/sync",
-            json!({ "script": script, "args": [] }),
-        )
-        .await
+        self.cmd("POST", "/execute/sync", json!({ "script": script, "args": [] }))
+            .await
     }
 
     /// Presses keys on whatever has focus, as a user would.
@@ -225,8 +209,7 @@ impl Browser {
         };
         let b64 = self.cmd("GET", "/screenshot", Value::Null).await;
         let png = decode_base64(b64.as_str().unwrap_or(""));
-        std::fs::write(PathBuf::from(dir).join(format!("{name}.png")), png)
-            .expect("write screenshot");
+        std::fs::write(PathBuf::from(dir).join(format!("{name}.png")), png).expect("write screenshot");
     }
 
     async fn quit(self) {
@@ -243,15 +226,13 @@ fn decode_base64(s: &str) -> Vec<u8> {
         b'+' => 62,
         _ => 63,
     };
-    let clean: Vec<u8> = s
-        .bytes()
-        .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
-        .collect();
+    let clean: Vec<u8> = s.bytes().filter(|c| *c != b'=' && !c.is_ascii_whitespace()).collect();
     let mut out = Vec::with_capacity(clean.len() * 3 / 4);
     for chunk in clean.chunks(4) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, c)| {
-            acc | (u32::from(val(*c)) << (18 - 6 * i))
-        });
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, c)| acc | (u32::from(val(*c)) << (18 - 6 * i)));
         out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
     }
     out
@@ -263,7 +244,11 @@ fn queue_status(pid: i64) -> String {
 }
 
 async fn wait_app_ready(b: &Browser) {
-    b.wait_for("document.body.dataset.ready === '1' && document.querySelector('#patch-status').dataset.status", "app loaded").await;
+    b.wait_for(
+        "document.body.dataset.ready === '1' && document.querySelector('#patch-status').dataset.status",
+        "app loaded",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -280,11 +265,8 @@ async fn reviewer_triages_with_the_keyboard_in_a_real_browser() {
         );
         return;
     };
-    let chrome = find_exe(
-        "CHROME_BIN",
-        &["chromium", "chromium-browser", "google-chrome"],
-    )
-    .expect("chromedriver is installed but no chromium binary found (set CHROME_BIN)");
+    let chrome = find_exe("CHROME_BIN", &["chromium", "chromium-browser", "google-chrome"])
+        .expect("chromedriver is installed but no chromium binary found (set CHROME_BIN)");
 
     let fx = Fixture::new();
     let base = fx.start_server().await;
@@ -298,18 +280,14 @@ async fn reviewer_triages_with_the_keyboard_in_a_real_browser() {
     b.goto(&format!("{base}/")).await;
     assert!(b.current_url().await.ends_with("/login"));
     assert_eq!(
-        b.js("return document.getElementById('login-submit').textContent")
-            .await,
+        b.js("return document.getElementById('login-submit').textContent").await,
         "登录"
     );
     b.type_into("#login-name", "rev").await;
     b.type_into("#login-password", "wrong password").await;
     b.click("#login-submit").await;
-    b.wait_for(
-        "!document.getElementById('login-error').hidden",
-        "login error shown",
-    )
-    .await;
+    b.wait_for("!document.getElementById('login-error').hidden", "login error shown")
+        .await;
     b.type_into("#login-name", "rev").await;
     b.type_into("#login-password", PASSWORD).await;
     b.click("#login-submit").await;
@@ -350,7 +328,11 @@ async fn reviewer_triages_with_the_keyboard_in_a_real_browser() {
         .await;
     assert_eq!(shown, SCRIPT_NAME);
     assert_eq!(b.js("return typeof window.__pwned").await, "undefined");
-    assert_eq!(b.js("return document.querySelectorAll('#attrs script, #attrs img, #queue script, #queue img').length").await, 0);
+    assert_eq!(
+        b.js("return document.querySelectorAll('#attrs script, #attrs img, #queue script, #queue img').length")
+            .await,
+        0
+    );
 
     b.screenshot("1-queue").await;
 
@@ -419,9 +401,7 @@ async fn reviewer_triages_with_the_keyboard_in_a_real_browser() {
         "patch view shows the verdict",
     )
     .await;
-    let hist = b
-        .js("return document.getElementById('history').textContent")
-        .await;
+    let hist = b.js("return document.getElementById('history').textContent").await;
     assert!(
         hist.as_str().unwrap().contains("rev") && hist.as_str().unwrap().contains("无变化"),
         "{hist}"
@@ -455,7 +435,8 @@ async fn reviewer_triages_with_the_keyboard_in_a_real_browser() {
     .await;
 
     // Switch to English.
-    b.js("const s = document.getElementById('lang-select'); s.value = 'en'; s.dispatchEvent(new Event('change'));").await;
+    b.js("const s = document.getElementById('lang-select'); s.value = 'en'; s.dispatchEvent(new Event('change'));")
+        .await;
     b.wait_for(
         "document.getElementById('save').textContent === 'Save (Enter)'",
         "English labels",
@@ -463,11 +444,8 @@ async fn reviewer_triages_with_the_keyboard_in_a_real_browser() {
     .await;
     assert_eq!(b.js("return document.documentElement.lang").await, "en");
     b.press(&["s"]).await;
-    b.wait_for(
-        "!document.getElementById('chips-swipe').hidden",
-        "swipe view",
-    )
-    .await;
+    b.wait_for("!document.getElementById('chips-swipe').hidden", "swipe view")
+        .await;
     b.screenshot("3-english-swipe").await;
 
     // Log out.

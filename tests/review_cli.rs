@@ -64,15 +64,7 @@ fn user_add_import_export_from_the_command_line() {
 
     let data_s = data.to_str().unwrap();
     assert_eq!(
-        run(&[
-            "import",
-            run1.to_str().unwrap(),
-            "--db",
-            db_s,
-            "--data",
-            data_s
-        ])
-        .unwrap(),
+        run(&["import", run1.to_str().unwrap(), "--db", db_s, "--data", data_s]).unwrap(),
         0
     );
     let outside = tempfile::tempdir().unwrap();
@@ -116,10 +108,7 @@ fn migrations_are_numbered_and_a_newer_database_is_refused() {
     let store = Store::open(&db).unwrap();
     let v = store.schema_version().unwrap();
     assert!(v >= 1);
-    let mode: String = store
-        .conn()
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .unwrap();
+    let mode: String = store.conn().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     drop(store);
     // Reopening is a no-op.

@@ -21,17 +21,8 @@ fn read_back(path: &std::path::Path, id_field: &str) -> Vec<(String, String, Str
         .features()
         .map(|f| {
             let g = f.geometry().expect("geometry");
-            assert!(
-                g.geometry_name().contains("POLYGON"),
-                "{}",
-                g.geometry_name()
-            );
-            (
-                text(&f, id_field),
-                text(&f, "PDJG"),
-                text(&f, "NYQK"),
-                text(&f, "BZ"),
-            )
+            assert!(g.geometry_name().contains("POLYGON"), "{}", g.geometry_name());
+            (text(&f, id_field), text(&f, "PDJG"), text(&f, "NYQK"), text(&f, "BZ"))
         })
         .collect();
     out.sort();
@@ -48,10 +39,7 @@ fn gpkg_and_shapefile_carry_the_verdicts() {
             .conn()
             .prepare("SELECT id FROM patches ORDER BY patch_id")
             .unwrap();
-        stmt.query_map([], |r| r.get(0))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect()
+        stmt.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
     };
     let legal = VerdictInput {
         status: Status::Legal,
@@ -73,12 +61,7 @@ fn gpkg_and_shapefile_carry_the_verdicts() {
             "农转用".to_string(),
             "批文 2026-12".to_string(),
         ),
-        (
-            "P0002".into(),
-            "其他".into(),
-            "实地未变化".into(),
-            "".into(),
-        ),
+        ("P0002".into(), "其他".into(), "实地未变化".into(), "".into()),
         ("P0003".into(), "".into(), "".into(), "".into()),
     ];
     let gpkg = fx.tmp.path().join("verdicts.gpkg");

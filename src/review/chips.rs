@@ -39,13 +39,12 @@ pub fn resolve_chip(data_root: &Path, run_dir: &Path, rel: &str) -> Result<ChipF
             "chip path must be relative and stay inside the run folder".into(),
         ));
     }
-    let content_type = content_type_of(rel_path).ok_or_else(|| {
-        ReviewError::Forbidden("chip path does not name a PNG, JPEG or WebP image".into())
-    })?;
+    let content_type = content_type_of(rel_path)
+        .ok_or_else(|| ReviewError::Forbidden("chip path does not name a PNG, JPEG or WebP image".into()))?;
     let escape = || ReviewError::Forbidden("chip path leaves the data folder".into());
-    let run_canon = run_dir.canonicalize().map_err(|_| {
-        ReviewError::NotFound("the run folder of this patch is no longer on disk".into())
-    })?;
+    let run_canon = run_dir
+        .canonicalize()
+        .map_err(|_| ReviewError::NotFound("the run folder of this patch is no longer on disk".into()))?;
     if !run_canon.starts_with(data_root) {
         return Err(escape());
     }
@@ -97,16 +96,9 @@ mod tests {
     #[test]
     fn refuses_parent_absolute_and_non_images() {
         let (t, data, run) = setup();
-        for rel in [
-            "../../secret.png",
-            "chips/../../../secret.png",
-            "/etc/passwd",
-        ] {
+        for rel in ["../../secret.png", "chips/../../../secret.png", "/etc/passwd"] {
             assert!(
-                matches!(
-                    resolve_chip(&data, &run, rel),
-                    Err(ReviewError::Forbidden(_))
-                ),
+                matches!(resolve_chip(&data, &run, rel), Err(ReviewError::Forbidden(_))),
                 "{rel}"
             );
         }
@@ -122,8 +114,7 @@ mod tests {
     #[test]
     fn refuses_symlink_escaping_the_data_folder() {
         let (t, data, run) = setup();
-        std::os::unix::fs::symlink(t.path().join("secret.png"), run.join("chips/link.png"))
-            .unwrap();
+        std::os::unix::fs::symlink(t.path().join("secret.png"), run.join("chips/link.png")).unwrap();
         assert!(matches!(
             resolve_chip(&data, &run, "chips/link.png"),
             Err(ReviewError::Forbidden(_))

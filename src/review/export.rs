@@ -79,10 +79,7 @@ pub fn rows(store: &Store) -> ReviewResult<Vec<ExportRow>> {
         set("review_status", status.as_str().to_string());
         set("reviewer", if decided { user } else { String::new() });
         set("reviewed_at", if decided { at } else { String::new() });
-        out.push(ExportRow {
-            geometry,
-            properties,
-        });
+        out.push(ExportRow { geometry, properties });
     }
     Ok(out)
 }
@@ -113,8 +110,7 @@ pub fn to_geojson(store: &Store) -> ReviewResult<String> {
     if latest_crs(store)? == "pixel" {
         fc["landwatch:crs"] = Value::String("pixel".into());
     }
-    serde_json::to_string_pretty(&fc)
-        .map_err(|e| ReviewError::BadInput(format!("cannot encode GeoJSON: {e}")))
+    serde_json::to_string_pretty(&fc).map_err(|e| ReviewError::BadInput(format!("cannot encode GeoJSON: {e}")))
 }
 
 /// Columns of the CSV export, in order.
@@ -154,10 +150,7 @@ pub fn to_csv(store: &Store) -> ReviewResult<String> {
     out.push_str(&header.join(","));
     out.push_str("\r\n");
     for row in rows(store)? {
-        let cells: Vec<String> = header
-            .iter()
-            .map(|k| csv_cell(row.properties.get(*k)))
-            .collect();
+        let cells: Vec<String> = header.iter().map(|k| csv_cell(row.properties.get(*k))).collect();
         out.push_str(&cells.join(","));
         out.push_str("\r\n");
     }
@@ -194,12 +187,8 @@ pub fn export(store: &Store, format: ExportFormat, out: &Path) -> ReviewResult<u
     let text = match format {
         ExportFormat::Geojson => to_geojson(store)?,
         ExportFormat::Csv => to_csv(store)?,
-        ExportFormat::Gpkg => {
-            return super::export_ogr::export_ogr(store, super::export_ogr::OgrFormat::Gpkg, out)
-        }
-        ExportFormat::Shp => {
-            return super::export_ogr::export_ogr(store, super::export_ogr::OgrFormat::Shp, out)
-        }
+        ExportFormat::Gpkg => return super::export_ogr::export_ogr(store, super::export_ogr::OgrFormat::Gpkg, out),
+        ExportFormat::Shp => return super::export_ogr::export_ogr(store, super::export_ogr::OgrFormat::Shp, out),
     };
     write_atomically(out, text.as_bytes())?;
     Ok(usize::try_from(n).unwrap_or(0))

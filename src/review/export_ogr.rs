@@ -12,9 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use gdal::spatial_ref::{AxisMappingStrategy, SpatialRef};
-use gdal::vector::{
-    Feature, FieldDefn, Geometry, LayerAccess, LayerOptions, OGRFieldType, OGRwkbGeometryType,
-};
+use gdal::vector::{Feature, FieldDefn, Geometry, LayerAccess, LayerOptions, OGRFieldType, OGRwkbGeometryType};
 use gdal::DriverManager;
 use serde_json::{Map, Value};
 
@@ -122,9 +120,7 @@ fn write_dataset(
 ) -> ReviewResult<()> {
     let err = |what: &'static str| move |e| gdal_err(path, what, e);
     let driver = DriverManager::get_driver_by_name(format.driver()).map_err(err("GDAL driver"))?;
-    let mut ds = driver
-        .create_vector_only(path)
-        .map_err(err("create dataset"))?;
+    let mut ds = driver.create_vector_only(path).map_err(err("create dataset"))?;
     let srs = if pixel_crs {
         None
     } else {
@@ -174,23 +170,14 @@ fn write_feature<L: LayerAccess>(
     for (idx, name) in order.iter().enumerate() {
         set_field(&mut feature, idx, kinds[*name], row.properties.get(*name))?;
     }
-    feature.set_geometry(Geometry::from_geojson(
-        &as_multipolygon(&row.geometry).to_string(),
-    )?)?;
+    feature.set_geometry(Geometry::from_geojson(&as_multipolygon(&row.geometry).to_string())?)?;
     feature.create(layer)
 }
 
-fn set_field(
-    feature: &mut Feature<'_>,
-    idx: usize,
-    kind: Kind,
-    v: Option<&Value>,
-) -> gdal::errors::Result<()> {
+fn set_field(feature: &mut Feature<'_>, idx: usize, kind: Kind, v: Option<&Value>) -> gdal::errors::Result<()> {
     match (kind, v) {
         (_, None) | (_, Some(Value::Null)) => Ok(()),
-        (Kind::Real, Some(Value::Number(n))) => {
-            feature.set_field_double(idx, n.as_f64().unwrap_or(f64::NAN))
-        }
+        (Kind::Real, Some(Value::Number(n))) => feature.set_field_double(idx, n.as_f64().unwrap_or(f64::NAN)),
         (_, Some(Value::String(s))) => feature.set_field_string(idx, s),
         (_, Some(other)) => feature.set_field_string(idx, &other.to_string()),
     }

@@ -47,18 +47,11 @@ struct Incoming {
 
 /// Imports `run_dir` into the store. When `data_root` is given, the run folder must lie
 /// inside it (the server only serves chips from under its data folder).
-pub fn import_run(
-    store: &mut Store,
-    run_dir: &Path,
-    data_root: Option<&Path>,
-) -> ReviewResult<ImportReport> {
+pub fn import_run(store: &mut Store, run_dir: &Path, data_root: Option<&Path>) -> ReviewResult<ImportReport> {
     let run_dir = canonical_run_dir(run_dir, data_root)?;
     let geojson_path = run_dir.join("patches.geojson");
     let (crs, features) = read_features(&geojson_path)?;
-    let unsafe_chip_paths = features
-        .iter()
-        .filter(|f| !chip_paths_look_safe(&f.properties))
-        .count();
+    let unsafe_chip_paths = features.iter().filter(|f| !chip_paths_look_safe(&f.properties)).count();
     let tx = store.conn_mut().transaction()?;
     let run_id = insert_run(&tx, &run_dir, &crs)?;
     let mut report = ImportReport {
@@ -114,9 +107,9 @@ pub fn import_run(
 }
 
 fn canonical_run_dir(run_dir: &Path, data_root: Option<&Path>) -> ReviewResult<PathBuf> {
-    let canon = run_dir.canonicalize().map_err(|e| {
-        crate::Error::input(run_dir, format!("run folder not found or unreadable: {e}"))
-    })?;
+    let canon = run_dir
+        .canonicalize()
+        .map_err(|e| crate::Error::input(run_dir, format!("run folder not found or unreadable: {e}")))?;
     if let Some(root) = data_root {
         let root = root
             .canonicalize()
@@ -153,10 +146,8 @@ fn bad(path: &Path, msg: String) -> ReviewError {
 /// Reads and checks every feature of a `patches.geojson`; returns the CRS marker and the
 /// features sorted by patch id.
 fn read_features(path: &Path) -> ReviewResult<(String, Vec<Incoming>)> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| crate::Error::io(path, "cannot read patches.geojson", e))?;
-    let root: Value =
-        serde_json::from_str(&text).map_err(|e| bad(path, format!("not valid JSON: {e}")))?;
+    let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, "cannot read patches.geojson", e))?;
+    let root: Value = serde_json::from_str(&text).map_err(|e| bad(path, format!("not valid JSON: {e}")))?;
     if root.get("type").and_then(Value::as_str) != Some("FeatureCollection") {
         return Err(bad(path, "expected a GeoJSON FeatureCollection".into()));
     }
@@ -223,8 +214,7 @@ fn parse_feature(f: &Value) -> Result<Incoming, String> {
 fn to_multipolygon(geometry: &Value) -> Result<geo::MultiPolygon<f64>, String> {
     let parsed: geojson::Geometry =
         serde_json::from_value(geometry.clone()).map_err(|e| format!("invalid geometry: {e}"))?;
-    let g: geo::Geometry<f64> =
-        geo::Geometry::try_from(&parsed.value).map_err(|e| format!("invalid geometry: {e}"))?;
+    let g: geo::Geometry<f64> = geo::Geometry::try_from(&parsed.value).map_err(|e| format!("invalid geometry: {e}"))?;
     match g {
         geo::Geometry::Polygon(p) => Ok(geo::MultiPolygon(vec![p])),
         geo::Geometry::MultiPolygon(m) => Ok(m),
@@ -241,11 +231,7 @@ fn insert_run(tx: &Transaction<'_>, run_dir: &Path, crs: &str) -> ReviewResult<i
     Ok(tx.last_insert_rowid())
 }
 
-fn match_by_track(
-    tx: &Transaction<'_>,
-    track_id: &str,
-    claimed: &BTreeSet<i64>,
-) -> ReviewResult<Option<i64>> {
+fn match_by_track(tx: &Transaction<'_>, track_id: &str, claimed: &BTreeSet<i64>) -> ReviewResult<Option<i64>> {
     let id: Option<i64> = optional(tx.query_row(
         "SELECT patch_id FROM patch_tracks WHERE track_id = ?1",
         [track_id],
@@ -255,11 +241,7 @@ fn match_by_track(
 }
 
 /// The unclaimed existing patch with the highest polygon IoU (at least [`MIN_IOU`]).
-fn match_by_overlap(
-    tx: &Transaction<'_>,
-    f: &Incoming,
-    claimed: &BTreeSet<i64>,
-) -> ReviewResult<Option<i64>> {
+fn match_by_overlap(tx: &Transaction<'_>, f: &Incoming, claimed: &BTreeSet<i64>) -> ReviewResult<Option<i64>> {
     let [minx, miny, maxx, maxy] = f.bbox;
     let mut stmt = tx.prepare(
         "SELECT id, geometry FROM patches
@@ -312,13 +294,7 @@ struct Columns {
 }
 
 fn columns(props: &Map<String, Value>) -> Columns {
-    let text = |k: &str| {
-        props
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
+    let text = |k: &str| props.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     Columns {
         xzqdm: text("XZQDM"),
         category: text("category"),
@@ -396,14 +372,9 @@ fn update_patch(tx: &Transaction<'_>, id: i64, run_id: i64, f: &Incoming) -> Rev
 
 /// The run folders imported so far, by run id.
 pub fn run_dirs(store: &Store) -> ReviewResult<BTreeMap<i64, PathBuf>> {
-    let mut stmt = store
-        .conn()
-        .prepare("SELECT id, run_dir FROM runs ORDER BY id")?;
+    let mut stmt = store.conn().prepare("SELECT id, run_dir FROM runs ORDER BY id")?;
     let rows = stmt
         .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, d)| (id, PathBuf::from(d)))
-        .collect())
+    Ok(rows.into_iter().map(|(id, d)| (id, PathBuf::from(d))).collect())
 }

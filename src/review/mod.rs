@@ -166,9 +166,10 @@ fn import_cmd(a: ImportArgs) -> crate::Result<i32> {
 fn read_password(from_stdin: bool) -> crate::Result<String> {
     if from_stdin {
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).map_err(|e| {
-            crate::Error::Usage(format!("cannot read the password from stdin: {e}"))
-        })?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| crate::Error::Usage(format!("cannot read the password from stdin: {e}")))?;
         return Ok(line.trim_end_matches(['\r', '\n']).to_string());
     }
     std::env::var(PASSWORD_ENV).map_err(|_| {
@@ -182,12 +183,7 @@ fn user_add_cmd(a: UserAddArgs) -> crate::Result<i32> {
     let password = read_password(a.password_stdin)?;
     let store = Store::open(&a.db)?;
     let user = users::add_user(&store, &a.name, a.role, &password)?;
-    println!(
-        "added {} user {:?} (id {})",
-        user.role.as_str(),
-        user.name,
-        user.id
-    );
+    println!("added {} user {:?} (id {})", user.role.as_str(), user.name, user.id);
     Ok(0)
 }
 

@@ -132,25 +132,16 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> ReviewResult<Store> {
-        let conn = Connection::open(path).map_err(|e| {
-            ReviewError::Landwatch(crate::Error::input(
-                path,
-                format!("cannot open database: {e}"),
-            ))
-        })?;
+        let conn = Connection::open(path)
+            .map_err(|e| ReviewError::Landwatch(crate::Error::input(path, format!("cannot open database: {e}"))))?;
         // PRAGMA, not `Connection::busy_timeout`: rusqlite 0.43's method needs
         // `sqlite3_set_clientdata` (SQLite 3.44+), which Debian 12's libsqlite3 3.40 lacks.
         let setup = conn
             .query_row("PRAGMA busy_timeout = 10000", [], |_| Ok(()))
             .and_then(|_| conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(())))
-            .and_then(|_| {
-                conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
-            });
+            .and_then(|_| conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"));
         setup.map_err(|e| {
-            ReviewError::Landwatch(crate::Error::input(
-                path,
-                format!("not a usable review database: {e}"),
-            ))
+            ReviewError::Landwatch(crate::Error::input(path, format!("not a usable review database: {e}")))
         })?;
         let mut store = Store {
             conn,
@@ -175,9 +166,7 @@ impl Store {
 
     /// The schema version the database is at.
     pub fn schema_version(&self) -> ReviewResult<usize> {
-        let v: i64 = self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let v: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         Ok(usize::try_from(v).unwrap_or(0))
     }
 

@@ -17,9 +17,7 @@ use super::store::{now_text, optional, ReviewError, ReviewResult, Store};
 pub const SESSION_HOURS: i64 = 12;
 
 /// What a user may do.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Records verdicts on undecided patches.
@@ -75,8 +73,7 @@ pub fn validate_name(name: &str) -> ReviewResult<()> {
     let n = name.chars().count();
     if n == 0 || n > 64 || name.trim() != name || name.chars().any(char::is_control) {
         return Err(ReviewError::BadInput(
-            "user name must be 1–64 characters, without control characters or surrounding spaces"
-                .into(),
+            "user name must be 1–64 characters, without control characters or surrounding spaces".into(),
         ));
     }
     Ok(())
@@ -86,9 +83,7 @@ pub fn validate_name(name: &str) -> ReviewResult<()> {
 pub fn validate_password(password: &str) -> ReviewResult<()> {
     let n = password.chars().count();
     if !(8..=1024).contains(&n) {
-        return Err(ReviewError::BadInput(
-            "password must be 8 to 1024 characters".into(),
-        ));
+        return Err(ReviewError::BadInput("password must be 8 to 1024 characters".into()));
     }
     Ok(())
 }
@@ -97,8 +92,8 @@ pub fn validate_password(password: &str) -> ReviewResult<()> {
 pub fn hash_password(password: &str) -> ReviewResult<String> {
     let mut salt_bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut salt_bytes);
-    let salt = SaltString::encode_b64(&salt_bytes)
-        .map_err(|e| ReviewError::BadInput(format!("cannot make a salt: {e}")))?;
+    let salt =
+        SaltString::encode_b64(&salt_bytes).map_err(|e| ReviewError::BadInput(format!("cannot make a salt: {e}")))?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -108,9 +103,7 @@ pub fn hash_password(password: &str) -> ReviewResult<String> {
 /// True when `password` matches the stored PHC string; a corrupt hash never matches.
 pub fn password_matches(password: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
+        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
         Err(_) => false,
     }
 }
@@ -126,14 +119,9 @@ pub fn add_user(store: &Store, name: &str, role: Role, password: &str) -> Review
         params![name, role.as_str(), hash, now],
     );
     match inserted {
-        Ok(_) => user_by_name(store, name)?
-            .ok_or_else(|| ReviewError::NotFound(format!("user {name:?} vanished"))),
-        Err(rusqlite::Error::SqliteFailure(e, _))
-            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
-            Err(ReviewError::Conflict(format!(
-                "user {name:?} already exists"
-            )))
+        Ok(_) => user_by_name(store, name)?.ok_or_else(|| ReviewError::NotFound(format!("user {name:?} vanished"))),
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+            Err(ReviewError::Conflict(format!("user {name:?} already exists")))
         }
         Err(e) => Err(e.into()),
     }
@@ -243,13 +231,7 @@ pub fn create_session(store: &Store, user_id: i64) -> ReviewResult<NewSession> {
     store.conn().execute(
         "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            token_hash(&token),
-            user_id,
-            csrf_token,
-            fmt(now),
-            fmt(expires)
-        ],
+        params![token_hash(&token), user_id, csrf_token, fmt(now), fmt(expires)],
     )?;
     Ok(NewSession { token, csrf_token })
 }
@@ -259,20 +241,19 @@ pub fn session_user(store: &Store, token: &str) -> ReviewResult<Option<SessionUs
     let sql = "SELECT u.id, u.name, u.role, u.disabled, u.created_at, s.csrf_token
                FROM sessions s JOIN users u ON u.id = s.user_id
                WHERE s.token_hash = ?1 AND s.expires_at >= ?2 AND u.disabled = 0";
-    let found = optional(store.conn().query_row(
-        sql,
-        params![token_hash(token), now_text()],
-        user_from_row,
-    ))?;
+    let found = optional(
+        store
+            .conn()
+            .query_row(sql, params![token_hash(token), now_text()], user_from_row),
+    )?;
     Ok(found.map(|(user, csrf_token)| SessionUser { user, csrf_token }))
 }
 
 /// Ends a session (logout). Unknown tokens are ignored.
 pub fn delete_session(store: &Store, token: &str) -> ReviewResult<()> {
-    store.conn().execute(
-        "DELETE FROM sessions WHERE token_hash = ?1",
-        [token_hash(token)],
-    )?;
+    store
+        .conn()
+        .execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash(token)])?;
     Ok(())
 }
 

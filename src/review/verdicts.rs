@@ -27,12 +27,7 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 4] = [
-        Status::Unreviewed,
-        Status::Legal,
-        Status::Illegal,
-        Status::Other,
-    ];
+    pub const ALL: [Status; 4] = [Status::Unreviewed, Status::Legal, Status::Illegal, Status::Other];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -54,14 +49,9 @@ impl Status {
     }
 
     pub fn parse(s: &str) -> ReviewResult<Status> {
-        Status::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| {
-                ReviewError::BadInput(format!(
-                    "unknown status {s:?}; use unreviewed, legal, illegal or other"
-                ))
-            })
+        Status::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
+            ReviewError::BadInput(format!("unknown status {s:?}; use unreviewed, legal, illegal or other"))
+        })
     }
 }
 
@@ -152,15 +142,7 @@ pub fn current(store: &Store, patch: i64) -> ReviewResult<Current> {
          FROM verdicts v JOIN users u ON u.id = v.user_id
          WHERE v.patch_id = ?1 ORDER BY v.id DESC LIMIT 1",
         [patch],
-        |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-            ))
-        },
+        |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
     ))?;
     match row {
         None => Ok(Current::unreviewed()),
@@ -176,11 +158,11 @@ pub fn current(store: &Store, patch: i64) -> ReviewResult<Current> {
 
 /// Fails with `NotFound` unless patch `patch` exists.
 pub fn ensure_patch(store: &Store, patch: i64) -> ReviewResult<()> {
-    let found = optional(store.conn().query_row(
-        "SELECT 1 FROM patches WHERE id = ?1",
-        [patch],
-        |_| Ok(()),
-    ))?;
+    let found = optional(
+        store
+            .conn()
+            .query_row("SELECT 1 FROM patches WHERE id = ?1", [patch], |_| Ok(())),
+    )?;
     found.ok_or_else(|| ReviewError::NotFound(format!("no patch with id {patch}")))
 }
 
@@ -213,15 +195,7 @@ fn append(
     tx.execute(
         "INSERT INTO verdicts (patch_id, user_id, at, old_status, new_status, subtype, note)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            patch,
-            user.id,
-            now_text(),
-            old.as_str(),
-            new.as_str(),
-            subtype,
-            note
-        ],
+        params![patch, user.id, now_text(), old.as_str(), new.as_str(), subtype, note],
     )?;
     tx.commit()?;
     current(store, patch)
@@ -229,32 +203,17 @@ fn append(
 
 /// Records a verdict on a patch. Reviewers may only judge undecided patches; admins may
 /// also change a decision. Always appends an audit row.
-pub fn record(
-    store: &mut Store,
-    patch: i64,
-    user: &User,
-    input: &VerdictInput,
-) -> ReviewResult<Current> {
+pub fn record(store: &mut Store, patch: i64, user: &User, input: &VerdictInput) -> ReviewResult<Current> {
     validate(input)?;
     ensure_patch(store, patch)?;
     let is_admin = user.role == Role::Admin;
-    append(
-        store,
-        patch,
-        user,
-        input.status,
-        &input.subtype,
-        &input.note,
-        is_admin,
-    )
+    append(store, patch, user, input.status, &input.subtype, &input.note, is_admin)
 }
 
 /// Reopens a decided patch (admin only): appends a row back to 未核.
 pub fn reopen(store: &mut Store, patch: i64, user: &User, note: &str) -> ReviewResult<Current> {
     if user.role != Role::Admin {
-        return Err(ReviewError::Forbidden(
-            "only an admin can reopen a decision".into(),
-        ));
+        return Err(ReviewError::Forbidden("only an admin can reopen a decision".into()));
     }
     if note.chars().count() > MAX_NOTE_CHARS {
         return Err(ReviewError::BadInput(format!(
@@ -263,9 +222,7 @@ pub fn reopen(store: &mut Store, patch: i64, user: &User, note: &str) -> ReviewR
     }
     ensure_patch(store, patch)?;
     if current(store, patch)?.status == Status::Unreviewed {
-        return Err(ReviewError::Conflict(format!(
-            "patch {patch} is not decided"
-        )));
+        return Err(ReviewError::Conflict(format!("patch {patch} is not decided")));
     }
     append(store, patch, user, Status::Unreviewed, "", note, true)
 }
@@ -394,10 +351,8 @@ pub fn queue(store: &Store, f: &Filter) -> ReviewResult<Queue> {
     let items = stmt
         .query_map(params_from_iter(values.iter()), queue_item)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut counts: std::collections::BTreeMap<String, i64> = Status::ALL
-        .iter()
-        .map(|s| (s.as_str().to_string(), 0))
-        .collect();
+    let mut counts: std::collections::BTreeMap<String, i64> =
+        Status::ALL.iter().map(|s| (s.as_str().to_string(), 0)).collect();
     counts.insert("total".into(), items.len() as i64);
     for item in &items {
         *counts.entry(item.status.as_str().to_string()).or_insert(0) += 1;
@@ -414,13 +369,7 @@ pub fn queue(store: &Store, f: &Filter) -> ReviewResult<Queue> {
 fn queue_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueItem> {
     let props: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default();
-    let text = |k: &str| {
-        props
-            .get(k)
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string()
-    };
+    let text = |k: &str| props.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
     let status: String = r.get(9)?;
     Ok(QueueItem {
         id: r.get(0)?,
@@ -444,9 +393,9 @@ fn queue_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueItem> {
 pub fn facets(store: &Store) -> ReviewResult<std::collections::BTreeMap<String, Vec<String>>> {
     let mut out = std::collections::BTreeMap::new();
     for col in ["xzqdm", "category", "change_type"] {
-        let mut stmt = store.conn().prepare(&format!(
-            "SELECT DISTINCT {col} FROM patches ORDER BY {col}"
-        ))?;
+        let mut stmt = store
+            .conn()
+            .prepare(&format!("SELECT DISTINCT {col} FROM patches ORDER BY {col}"))?;
         let values = stmt
             .query_map([], |r| r.get::<_, String>(0))?
             .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -12,8 +12,7 @@ use serde_json::{json, Value};
 
 pub const PASSWORD: &str = "correct horse battery";
 /// Markup placed in a patch attribute to prove the page shows it as text.
-pub const SCRIPT_NAME: &str =
-    "<script>window.__pwned=1</script><img src=x onerror=\"window.__pwned=2\">";
+pub const SCRIPT_NAME: &str = "<script>window.__pwned=1</script><img src=x onerror=\"window.__pwned=2\">";
 
 /// One patch of a generated run: a square of side `size` at (`x`, `y`) in lon/lat.
 pub struct PatchSpec {
@@ -168,9 +167,7 @@ impl Fixture {
     /// Like [`Fixture::start_server`], with server options.
     pub async fn start_server_with(&self, options: ServeOptions) -> String {
         let state = AppState::new(self.store(), &self.data, options).expect("state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             let _ = serve_on(state, listener).await;
@@ -183,9 +180,7 @@ impl Fixture {
 pub fn form_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -212,11 +207,7 @@ pub async fn post_login(base: &str, name: &str, password: &str) -> reqwest::Resp
         .post(format!("{base}/login"))
         .header("Origin", base)
         .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!(
-            "name={}&password={}",
-            form_encode(name),
-            form_encode(password)
-        ))
+        .body(format!("name={}&password={}", form_encode(name), form_encode(password)))
         .send()
         .await
         .expect("login request")

@@ -17,10 +17,7 @@ use crate::review::users::{self, Role};
 use crate::review::verdicts::{self, Filter, VerdictInput};
 
 /// `GET /api/facets`
-pub async fn facets(
-    State(state): State<AppState>,
-    _user: CurrentUser,
-) -> Result<Json<Value>, ApiError> {
+pub async fn facets(State(state): State<AppState>, _user: CurrentUser) -> Result<Json<Value>, ApiError> {
     let f = state.db(|s| verdicts::facets(s)).await?;
     Ok(Json(json!(f)))
 }
@@ -71,11 +68,11 @@ fn load_patch(store: &Store, id: i64) -> ReviewResult<PatchRow> {
 }
 
 fn run_info(store: &Store, run_id: i64) -> ReviewResult<(String, String)> {
-    Ok(store.conn().query_row(
-        "SELECT run_dir, crs FROM runs WHERE id = ?1",
-        [run_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?)
+    Ok(store
+        .conn()
+        .query_row("SELECT run_dir, crs FROM runs WHERE id = ?1", [run_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?)
 }
 
 fn parse_json(text: &str, what: &str) -> ReviewResult<Value> {
@@ -129,11 +126,7 @@ pub async fn chip(
         .db(move |s| {
             let p = load_patch(s, id)?;
             let (run_dir, _) = run_info(s, p.run_id)?;
-            let rel = if which == "before" {
-                p.chip_before
-            } else {
-                p.chip_after
-            };
+            let rel = if which == "before" { p.chip_before } else { p.chip_after };
             resolve_chip(&root, std::path::Path::new(&run_dir), &rel)
         })
         .await?;
@@ -157,9 +150,7 @@ pub async fn post_verdict(
     ApiPath(id): ApiPath<i64>,
     ApiJson(input): ApiJson<VerdictInput>,
 ) -> Result<Json<Value>, ApiError> {
-    let current = state
-        .db(move |s| verdicts::record(s, id, &su.user, &input))
-        .await?;
+    let current = state.db(move |s| verdicts::record(s, id, &su.user, &input)).await?;
     Ok(Json(json!({ "id": id, "current": current })))
 }
 
@@ -186,17 +177,15 @@ pub async fn reopen(
 }
 
 /// `GET /api/overview`: every patch's outline and status, for the SVG overview.
-pub async fn overview(
-    State(state): State<AppState>,
-    _user: CurrentUser,
-) -> Result<Json<Value>, ApiError> {
+pub async fn overview(State(state): State<AppState>, _user: CurrentUser) -> Result<Json<Value>, ApiError> {
     let v = state
         .db(|s| {
-            let crs = optional(s.conn().query_row(
-                "SELECT crs FROM runs ORDER BY id DESC LIMIT 1",
-                [],
-                |r| r.get::<_, String>(0),
-            ))?
+            let crs = optional(
+                s.conn()
+                    .query_row("SELECT crs FROM runs ORDER BY id DESC LIMIT 1", [], |r| {
+                        r.get::<_, String>(0)
+                    }),
+            )?
             .unwrap_or_else(|| "lonlat".into());
             let mut stmt = s.conn().prepare(
                 "SELECT p.id, p.geometry, COALESCE(c.new_status, 'unreviewed')
@@ -205,11 +194,7 @@ pub async fn overview(
             )?;
             let rows = stmt
                 .query_map([], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let mut patches = Vec::with_capacity(rows.len());
@@ -238,12 +223,7 @@ pub async fn export(
     let (ctype, name) = match q.format.as_str() {
         "geojson" => ("application/geo+json", "verdicts.geojson"),
         "csv" => ("text/csv; charset=utf-8", "verdicts.csv"),
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "format must be geojson or csv",
-            ))
-        }
+        _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, "format must be geojson or csv")),
     };
     let is_csv = q.format == "csv";
     let body = state
@@ -267,10 +247,7 @@ pub async fn export(
 }
 
 /// `GET /api/admin/users` (admin)
-pub async fn list_users(
-    State(state): State<AppState>,
-    user: CurrentUser,
-) -> Result<Json<Value>, ApiError> {
+pub async fn list_users(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Value>, ApiError> {
     user.require_admin()?;
     let list = state.db(|s| users::list_users(s)).await?;
     Ok(Json(json!({ "users": list })))
@@ -317,8 +294,6 @@ pub async fn set_disabled(
             "you cannot disable your own account",
         ));
     }
-    state
-        .db(move |s| users::set_disabled(s, id, input.disabled))
-        .await?;
+    state.db(move |s| users::set_disabled(s, id, input.disabled)).await?;
     Ok(Json(json!({ "id": id, "disabled": input.disabled })))
 }

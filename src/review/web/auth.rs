@@ -64,10 +64,7 @@ pub fn session_token(headers: &HeaderMap) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-async fn load_session(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<Option<CurrentUser>, ApiError> {
+async fn load_session(state: &AppState, headers: &HeaderMap) -> Result<Option<CurrentUser>, ApiError> {
     let Some(token) = session_token(headers) else {
         return Ok(None);
     };
@@ -133,11 +130,7 @@ pub struct LoginForm {
 }
 
 fn session_cookie(state: &AppState, value: &str, max_age_s: i64) -> Result<HeaderValue, ApiError> {
-    let secure = if state.secure_cookie() {
-        "; Secure"
-    } else {
-        ""
-    };
+    let secure = if state.secure_cookie() { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}"
     ))
@@ -156,12 +149,10 @@ pub async fn login(State(state): State<AppState>, ApiForm(form): ApiForm<LoginFo
         })
         .await;
     match result {
-        Ok(Some(session)) => {
-            match session_cookie(&state, &session.token, users::SESSION_HOURS * 3600) {
-                Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response(),
-                Err(e) => e.into_response(),
-            }
-        }
+        Ok(Some(session)) => match session_cookie(&state, &session.token, users::SESSION_HOURS * 3600) {
+            Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response(),
+            Err(e) => e.into_response(),
+        },
         Ok(None) => {
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
             Redirect::to("/login?error=1").into_response()

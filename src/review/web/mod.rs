@@ -136,10 +136,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/users/{id}/disabled", post(api::set_disabled))
         .fallback(|| async { ApiError::not_found("no such API route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed on this route",
-            )
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
         });
     Router::new()
         .route("/", get(index_page))
@@ -148,10 +145,7 @@ pub fn router(state: AppState) -> Router {
         .route("/static/{file}", get(static_file))
         .nest("/api", api)
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::csrf_guard,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }
@@ -169,17 +163,11 @@ async fn security_headers(req: Request, next: Next) -> Response {
              connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     // Not "no-referrer": with it browsers send `Origin: null` on same-origin POSTs, which
     // the Origin check (rightly) refuses.
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     if is_api && !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -224,10 +212,7 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
         _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
     };
     (
-        [
-            (header::CONTENT_TYPE, ctype),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
+        [(header::CONTENT_TYPE, ctype), (header::CACHE_CONTROL, "no-cache")],
         body,
     )
         .into_response()
