@@ -41,12 +41,24 @@ fn rect(x0: f64, y0: f64, x1: f64, y1: f64) -> geo::MultiPolygon<f64> {
 
 /// Writes a polygon layer: `fields` names (all text), one `(wkt, values)` per feature.
 /// `epsg` None: no CRS. Polygons given in EPSG:4545 are transformed to `epsg`.
-fn write_layer(path: &Path, driver: &str, epsg: Option<u32>, fields: &[&str], feats: &[(String, Vec<&str>)], lco: &[&str]) {
+fn write_layer(
+    path: &Path,
+    driver: &str,
+    epsg: Option<u32>,
+    fields: &[&str],
+    feats: &[(String, Vec<&str>)],
+    lco: &[&str],
+) {
     let drv = DriverManager::get_driver_by_name(driver).unwrap();
     let mut ds = drv.create_vector_only(path).unwrap();
     let target = epsg.map(srs);
     let layer = ds
-        .create_layer(LayerOptions { name: "dltb", srs: target.as_ref(), ty: OGRwkbGeometryType::wkbPolygon, options: Some(lco) })
+        .create_layer(LayerOptions {
+            name: "dltb",
+            srs: target.as_ref(),
+            ty: OGRwkbGeometryType::wkbPolygon,
+            options: Some(lco),
+        })
         .unwrap();
     for f in fields {
         let fd = FieldDefn::new(f, OGRFieldType::OFTString).unwrap();
@@ -83,7 +95,10 @@ fn load(paths: &LayerPaths) -> landwatch::Result<Overlay> {
 }
 
 fn landuse_only(p: PathBuf) -> LayerPaths {
-    LayerPaths { landuse: Some(p), ..Default::default() }
+    LayerPaths {
+        landuse: Some(p),
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -97,7 +112,11 @@ fn dominant_class_cropland_area_and_village() {
     let land = ov.land_use(&shape, 400.0, 50.0);
     assert!(land.known);
     assert_eq!((land.dlbm.as_str(), land.dlmc.as_str()), ("0103", "旱地"));
-    assert!((land.cropland_area_m2 - 300.0).abs() < 1e-6, "{}", land.cropland_area_m2);
+    assert!(
+        (land.cropland_area_m2 - 300.0).abs() < 1e-6,
+        "{}",
+        land.cropland_area_m2
+    );
     assert!(!land.near_village, "village is 190 m away");
     // A patch 30 m from the village parcel is near it.
     let near = ov.land_use(&rect(260.0, 500.0, 270.0, 510.0), 100.0, 50.0);
@@ -114,7 +133,10 @@ fn layer_in_another_crs_is_reprojected() {
     let ov = load(&landuse_only(p)).unwrap();
     let land = ov.land_use(&rect(70.0, 500.0, 110.0, 510.0), 400.0, 0.0);
     assert_eq!(land.dlbm, "0103");
-    assert_eq!(land.dlmc, "旱地", "DLMC from the built-in 三调 table when the layer has none");
+    assert_eq!(
+        land.dlmc, "旱地",
+        "DLMC from the built-in 三调 table when the layer has none"
+    );
     assert!((land.cropland_area_m2 - 300.0).abs() < 1.0, "{}", land.cropland_area_m2);
 }
 
@@ -125,7 +147,14 @@ fn gbk_shapefile_without_cpg_reads_chinese() {
     // A name unlike the built-in one, so the test sees the layer's own text.
     let mut feats = landuse_feats();
     feats[0].1[1] = "坡旱地";
-    write_layer(&p, "ESRI Shapefile", Some(4545), &["DLBM", "DLMC"], &feats, &["ENCODING=CP936"]);
+    write_layer(
+        &p,
+        "ESRI Shapefile",
+        Some(4545),
+        &["DLBM", "DLMC"],
+        &feats,
+        &["ENCODING=CP936"],
+    );
     let dbf = std::fs::read(dir.path().join("dltb.dbf")).unwrap();
     let gbk_hanzi = [0xBA, 0xB5, 0xB5, 0xD8]; // 旱地 in GBK
     assert!(dbf.windows(4).any(|w| w == gbk_hanzi), "the DBF really is GBK");
@@ -144,42 +173,77 @@ fn invalid_geometries_are_repaired_and_counted() {
     let p = dir.path().join("bowtie.gpkg");
     let (ox, oy) = (ORIGIN.0, ORIGIN.1 - 1000.0);
     // A self-intersecting bow tie over x 0..100: two triangles meeting at (50, 50).
-    let bowtie = format!("POLYGON (({ox} {oy},{} {},{} {oy},{ox} {},{ox} {oy}))", ox + 100.0, oy + 100.0, ox + 100.0, oy + 100.0);
+    let bowtie = format!(
+        "POLYGON (({ox} {oy},{} {},{} {oy},{ox} {},{ox} {oy}))",
+        ox + 100.0,
+        oy + 100.0,
+        ox + 100.0,
+        oy + 100.0
+    );
     write_layer(&p, "GPKG", Some(4545), &["DLBM"], &[(bowtie, vec!["0101"])], &[]);
     let ov = load(&landuse_only(p)).unwrap();
     assert_eq!(ov.landuse_stats().unwrap().repaired, 1);
     // make_valid splits it into two triangles; a small square inside the left one (x 0..50,
     // apex at 50,50) is fully cropland.
     let land = ov.land_use(&rect(5.0, 45.0, 15.0, 55.0), 100.0, 0.0);
-    assert!((land.cropland_area_m2 - 100.0).abs() < 1e-6, "{}", land.cropland_area_m2);
+    assert!(
+        (land.cropland_area_m2 - 100.0).abs() < 1e-6,
+        "{}",
+        land.cropland_area_m2
+    );
 }
 
 #[test]
 fn layer_without_dlbm_names_file_field_and_fields_it_has() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("nodlbm.gpkg");
-    write_layer(&p, "GPKG", Some(4545), &["BSM", "DLMC"], &[(rect_wkt(0.0, 0.0, 10.0, 10.0), vec!["1", "旱地"])], &[]);
+    write_layer(
+        &p,
+        "GPKG",
+        Some(4545),
+        &["BSM", "DLMC"],
+        &[(rect_wkt(0.0, 0.0, 10.0, 10.0), vec!["1", "旱地"])],
+        &[],
+    );
     let err = load(&landuse_only(p.clone())).err().expect("must fail");
     let msg = err.to_string();
     assert!(matches!(err, Error::Config { .. }), "{msg}");
     assert_eq!(err.exit_code(), 2);
-    assert!(msg.contains("nodlbm.gpkg") && msg.contains("DLBM") && msg.contains("BSM, DLMC"), "{msg}");
+    assert!(
+        msg.contains("nodlbm.gpkg") && msg.contains("DLBM") && msg.contains("BSM, DLMC"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn dlbm_field_without_codes_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("names.gpkg");
-    write_layer(&p, "GPKG", Some(4545), &["DLBM"], &[(rect_wkt(0.0, 0.0, 10.0, 10.0), vec!["旱地"])], &[]);
+    write_layer(
+        &p,
+        "GPKG",
+        Some(4545),
+        &["DLBM"],
+        &[(rect_wkt(0.0, 0.0, 10.0, 10.0), vec!["旱地"])],
+        &[],
+    );
     let err = load(&landuse_only(p)).err().expect("must fail");
-    assert!(matches!(err, Error::Config { .. }) && err.to_string().contains("DLBM"), "{err}");
+    assert!(
+        matches!(err, Error::Config { .. }) && err.to_string().contains("DLBM"),
+        "{err}"
+    );
 }
 
 #[test]
 fn missing_and_unreadable_files_are_input_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let err = load(&landuse_only(dir.path().join("nope.gpkg"))).err().expect("must fail");
-    assert!(matches!(err, Error::Input { .. }) && err.to_string().contains("nope.gpkg"), "{err}");
+    let err = load(&landuse_only(dir.path().join("nope.gpkg")))
+        .err()
+        .expect("must fail");
+    assert!(
+        matches!(err, Error::Input { .. }) && err.to_string().contains("nope.gpkg"),
+        "{err}"
+    );
     let junk = dir.path().join("junk.gpkg");
     std::fs::write(&junk, b"not a geopackage").unwrap();
     let err = load(&landuse_only(junk)).err().expect("must fail");
@@ -195,10 +259,38 @@ fn optional_layers_county_approval_farmland_red_line() {
         (rect_wkt(0.0, 0.0, 80.0, 1000.0), vec!["450102", "兴宁区"]),
         (rect_wkt(80.0, 0.0, 1000.0, 1000.0), vec!["450103", "青秀区"]),
     ];
-    write_layer(&d.join("xzq.geojson"), "GeoJSON", Some(4326), &["code", "name"], &counties, &[]);
-    write_layer(&d.join("yjjbnt.gpkg"), "GPKG", Some(4545), &["id"], &[(rect_wkt(0.0, 0.0, 80.0, 1000.0), vec!["1"])], &[]);
-    write_layer(&d.join("pz.gpkg"), "GPKG", Some(4545), &["id"], &[(rect_wkt(100.0, 0.0, 110.0, 1000.0), vec!["1"])], &[]);
-    write_layer(&d.join("hx.gpkg"), "GPKG", Some(4545), &["id"], &[(rect_wkt(109.0, 0.0, 120.0, 1000.0), vec!["1"])], &[]);
+    write_layer(
+        &d.join("xzq.geojson"),
+        "GeoJSON",
+        Some(4326),
+        &["code", "name"],
+        &counties,
+        &[],
+    );
+    write_layer(
+        &d.join("yjjbnt.gpkg"),
+        "GPKG",
+        Some(4545),
+        &["id"],
+        &[(rect_wkt(0.0, 0.0, 80.0, 1000.0), vec!["1"])],
+        &[],
+    );
+    write_layer(
+        &d.join("pz.gpkg"),
+        "GPKG",
+        Some(4545),
+        &["id"],
+        &[(rect_wkt(100.0, 0.0, 110.0, 1000.0), vec!["1"])],
+        &[],
+    );
+    write_layer(
+        &d.join("hx.gpkg"),
+        "GPKG",
+        Some(4545),
+        &["id"],
+        &[(rect_wkt(109.0, 0.0, 120.0, 1000.0), vec!["1"])],
+        &[],
+    );
     let paths = LayerPaths {
         landuse: Some(d.join("lu.gpkg")),
         basic_farmland: Some(d.join("yjjbnt.gpkg")),
@@ -209,15 +301,24 @@ fn optional_layers_county_approval_farmland_red_line() {
     let ov = load(&paths).unwrap();
     // Patch x 70..110: 10 m on farmland (70..80), 10 m approved (100..110), touches red line at 109.
     let land = ov.land_use(&rect(70.0, 500.0, 110.0, 510.0), 400.0, 0.0);
-    assert!((land.basic_farmland_area_m2 - 100.0).abs() < 1e-6, "{}", land.basic_farmland_area_m2);
+    assert!(
+        (land.basic_farmland_area_m2 - 100.0).abs() < 1e-6,
+        "{}",
+        land.basic_farmland_area_m2
+    );
     assert!((land.approved_fraction - 0.25).abs() < 1e-6);
     assert!(land.touches_red_line);
-    assert_eq!((land.county_code.as_str(), land.county_name.as_str()), ("450103", "青秀区"));
+    assert_eq!(
+        (land.county_code.as_str(), land.county_name.as_str()),
+        ("450103", "青秀区")
+    );
     let west = ov.land_use(&rect(10.0, 500.0, 20.0, 510.0), 100.0, 0.0);
     assert!(!west.touches_red_line);
     assert_eq!(west.county_name, "兴宁区");
     // Wrongly named county fields: an error listing the fields.
     let bad = CountyFields::parse("XZQDM,XZQMC").unwrap();
-    let err = Overlay::load(&paths, &bad, &grid_wkt(), bounds()).err().expect("must fail");
+    let err = Overlay::load(&paths, &bad, &grid_wkt(), bounds())
+        .err()
+        .expect("must fail");
     assert!(err.to_string().contains("code, name"), "{err}");
 }

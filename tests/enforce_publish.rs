@@ -52,14 +52,29 @@ fn wkt(epsg: u32) -> String {
 
 fn export(dir: &Path, grid_epsg: u32, enc: DbfEncoding) {
     let p = sample_patch();
-    let facts = RunFacts { model: "rules@1.0.0".into(), before_date: Some("2024-03-01".into()), after_date: Some("2024-09-01".into()) };
+    let facts = RunFacts {
+        model: "rules@1.0.0".into(),
+        before_date: Some("2024-03-01".into()),
+        after_date: Some("2024-09-01".into()),
+    };
     let props = geojson::properties(&p, (108.3, 22.9), &facts);
     let crs = ExportCrs::for_grid(Some(&wkt(grid_epsg))).unwrap();
-    exports::write_all(dir, &[Row { patch: &p, properties: &props }], &crs, enc).unwrap();
+    exports::write_all(
+        dir,
+        &[Row {
+            patch: &p,
+            properties: &props,
+        }],
+        &crs,
+        enc,
+    )
+    .unwrap();
 }
 
 fn text(f: &Feature, name: &str) -> String {
-    f.field_as_string(f.field_index(name).unwrap()).unwrap().unwrap_or_default()
+    f.field_as_string(f.field_index(name).unwrap())
+        .unwrap()
+        .unwrap_or_default()
 }
 
 fn real(f: &Feature, name: &str) -> f64 {
@@ -73,13 +88,27 @@ fn gbk_shapefile_and_gpkg_read_back_with_chinese_text_and_areas() {
     let shp_dir = dir.path().join("patches_shp");
     assert_eq!(std::fs::read_to_string(shp_dir.join("patches.cpg")).unwrap(), "936");
     let dbf = std::fs::read(shp_dir.join("patches.dbf")).unwrap();
-    assert!(dbf.windows(4).any(|w| w == [0xCB, 0xAE, 0xCC, 0xEF]), "水田 stored as GBK bytes");
+    assert!(
+        dbf.windows(4).any(|w| w == [0xCB, 0xAE, 0xCC, 0xEF]),
+        "水田 stored as GBK bytes"
+    );
     for path in [shp_dir.join("patches.shp"), dir.path().join("patches.gpkg")] {
         let ds = Dataset::open(&path).unwrap();
         let mut layer = ds.layer(0).unwrap();
         assert_eq!(layer.feature_count(), 1);
         let srs = layer.spatial_ref().unwrap();
-        assert_eq!(srs.auth_code().ok().or_else(|| if srs.name().unwrap_or_default().contains("108E") { Some(4545) } else { None }), Some(4545), "{}", path.display());
+        assert_eq!(
+            srs.auth_code()
+                .ok()
+                .or_else(|| if srs.name().unwrap_or_default().contains("108E") {
+                    Some(4545)
+                } else {
+                    None
+                }),
+            Some(4545),
+            "{}",
+            path.display()
+        );
         let f = layer.features().next().unwrap();
         assert_eq!(text(&f, "DLMC"), "水田", "{}", path.display());
         assert_eq!(text(&f, "XZQMC"), "青秀区");
@@ -105,11 +134,24 @@ fn utf8_shapefile_and_non_cgcs_grid_goes_to_4490() {
     let p = sample_patch();
     let mut utm = p.clone();
     utm.shape = square(800_000.0, 2_540_000.0, 20.0);
-    let facts = RunFacts { model: "m@1".into(), before_date: None, after_date: None };
+    let facts = RunFacts {
+        model: "m@1".into(),
+        before_date: None,
+        after_date: None,
+    };
     let props = geojson::properties(&utm, (0.0, 0.0), &facts);
     let crs = ExportCrs::for_grid(Some(&wkt(32649))).unwrap();
     assert_eq!(crs.label, "EPSG:4490");
-    exports::write_all(dir.path(), &[Row { patch: &utm, properties: &props }], &crs, DbfEncoding::Utf8).unwrap();
+    exports::write_all(
+        dir.path(),
+        &[Row {
+            patch: &utm,
+            properties: &props,
+        }],
+        &crs,
+        DbfEncoding::Utf8,
+    )
+    .unwrap();
     let shp = dir.path().join("patches_shp");
     assert_eq!(std::fs::read_to_string(shp.join("patches.cpg")).unwrap(), "UTF-8");
     let ds = Dataset::open(shp.join("patches.shp")).unwrap();
@@ -118,7 +160,10 @@ fn utf8_shapefile_and_non_cgcs_grid_goes_to_4490() {
     assert_eq!(text(&f, "BHLX"), "乱占耕地建房");
     let g = f.geometry().unwrap().to_geo().unwrap();
     let c = geo::Centroid::centroid(&g).unwrap();
-    assert!((105.0..115.0).contains(&c.x()) && (20.0..25.0).contains(&c.y()), "lon/lat {c:?}");
+    assert!(
+        (105.0..115.0).contains(&c.x()) && (20.0..25.0).contains(&c.y()),
+        "lon/lat {c:?}"
+    );
 }
 
 /// A 4-band 2 m EPSG:4545 field with a 24 × 24 px bright roof on the after date.
@@ -146,7 +191,9 @@ fn write_scene(path: &Path, roof: bool) {
 
 /// A deterministic pseudo-random number in 0..1 (splitmix64 of the arguments).
 fn hash01(x: usize, y: usize, k: usize) -> f64 {
-    let mut z = (x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (y as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ (k as u64).wrapping_mul(0x1656_67B1_9E37_79F9);
+    let mut z = (x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (y as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+        ^ (k as u64).wrapping_mul(0x1656_67B1_9E37_79F9);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
@@ -156,9 +203,26 @@ fn write_landuse(path: &Path) {
     let drv = DriverManager::get_driver_by_name("GPKG").unwrap();
     let mut ds = drv.create_vector_only(path).unwrap();
     let srs = SpatialRef::from_epsg(4545).unwrap();
-    let layer = ds.create_layer(LayerOptions { name: "dltb", srs: Some(&srs), ty: OGRwkbGeometryType::wkbPolygon, options: None }).unwrap();
-    FieldDefn::new("DLBM", OGRFieldType::OFTString).unwrap().add_to_layer(&layer).unwrap();
-    let g = Geometry::from_wkt(&format!("POLYGON(({X0} {Y0},{} {Y0},{} {},{X0} {},{X0} {Y0}))", X0 + 512.0, X0 + 512.0, Y0 - 512.0, Y0 - 512.0)).unwrap();
+    let layer = ds
+        .create_layer(LayerOptions {
+            name: "dltb",
+            srs: Some(&srs),
+            ty: OGRwkbGeometryType::wkbPolygon,
+            options: None,
+        })
+        .unwrap();
+    FieldDefn::new("DLBM", OGRFieldType::OFTString)
+        .unwrap()
+        .add_to_layer(&layer)
+        .unwrap();
+    let g = Geometry::from_wkt(&format!(
+        "POLYGON(({X0} {Y0},{} {Y0},{} {},{X0} {},{X0} {Y0}))",
+        X0 + 512.0,
+        X0 + 512.0,
+        Y0 - 512.0,
+        Y0 - 512.0
+    ))
+    .unwrap();
     let mut f = Feature::new(layer.defn()).unwrap();
     f.set_field_string(0, "0103").unwrap();
     f.set_geometry(g).unwrap();
@@ -166,7 +230,8 @@ fn write_landuse(path: &Path) {
 }
 
 fn features(out: &Path) -> Vec<serde_json::Value> {
-    let fc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("patches.geojson")).unwrap()).unwrap();
+    let fc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("patches.geojson")).unwrap()).unwrap();
     fc["features"].as_array().unwrap().clone()
 }
 
@@ -192,7 +257,10 @@ fn detect_with_landuse_writes_categories_chips_and_exports() {
         let p = &f["properties"];
         assert_eq!(p["DLBM"], "0103");
         assert_eq!(p["DLMC"], "旱地");
-        assert!(["非农化", "非粮化", "大棚房", "乱占耕地建房", "其他"].contains(&p["category"].as_str().unwrap()), "{p}");
+        assert!(
+            ["非农化", "非粮化", "大棚房", "乱占耕地建房", "其他"].contains(&p["category"].as_str().unwrap()),
+            "{p}"
+        );
         for k in ["chip_before", "chip_after"] {
             let rel = p[k].as_str().unwrap();
             let img = image::open(out.join(rel)).unwrap();
@@ -200,12 +268,32 @@ fn detect_with_landuse_writes_categories_chips_and_exports() {
         }
     }
     let roof = &feats[0]["properties"];
-    assert!((roof["GDMJ"].as_f64().unwrap() - roof["JCMJ"].as_f64().unwrap()).abs() < 1.0, "all on cropland: {roof}");
+    assert!(
+        (roof["GDMJ"].as_f64().unwrap() - roof["JCMJ"].as_f64().unwrap()).abs() < 1.0,
+        "all on cropland: {roof}"
+    );
     // The before and after chips differ (the roof shows).
     let rel = |k: &str| out.join(roof[k].as_str().unwrap());
-    assert_ne!(image::open(rel("chip_before")).unwrap().to_rgb8().into_raw(), image::open(rel("chip_after")).unwrap().to_rgb8().into_raw());
-    assert_eq!(Dataset::open(out.join("patches.gpkg")).unwrap().layer(0).unwrap().feature_count() as usize, feats.len());
-    assert_eq!(Dataset::open(out.join("patches_shp/patches.shp")).unwrap().layer(0).unwrap().feature_count() as usize, feats.len());
+    assert_ne!(
+        image::open(rel("chip_before")).unwrap().to_rgb8().into_raw(),
+        image::open(rel("chip_after")).unwrap().to_rgb8().into_raw()
+    );
+    assert_eq!(
+        Dataset::open(out.join("patches.gpkg"))
+            .unwrap()
+            .layer(0)
+            .unwrap()
+            .feature_count() as usize,
+        feats.len()
+    );
+    assert_eq!(
+        Dataset::open(out.join("patches_shp/patches.shp"))
+            .unwrap()
+            .layer(0)
+            .unwrap()
+            .feature_count() as usize,
+        feats.len()
+    );
 }
 
 #[test]

@@ -102,12 +102,7 @@ pub fn house_like(p: &Patch, params: &CategoryParams, building_near: bool) -> bo
 
 /// Sets `category` on every patch and drops off-cropland changes in no category (unless
 /// `emit_non_cropland` or `keep_all`). Order is preserved.
-pub fn assign(
-    patches: &mut Vec<Patch>,
-    params: &CategoryParams,
-    keep_all: bool,
-    areas: &AreaCalc,
-) -> CategoryCounts {
+pub fn assign(patches: &mut Vec<Patch>, params: &CategoryParams, keep_all: bool, areas: &AreaCalc) -> CategoryCounts {
     let near = buildings_near_greenhouses(patches, params.greenhouse_house_neighbour_m, areas);
     let mut counts = CategoryCounts::default();
     let mut keep = Vec::with_capacity(patches.len());
@@ -115,10 +110,8 @@ pub fn assign(
         let house = p.change_type == "greenhouse" && house_like(p, params, near[i]);
         let c = categorise(p, params, house);
         p.category = c.as_str().to_string();
-        let dropped = c == Category::Other
-            && p.land.known
-            && !on_cropland(p, params)
-            && !(params.emit_non_cropland || keep_all);
+        let dropped =
+            c == Category::Other && p.land.known && !on_cropland(p, params) && !(params.emit_non_cropland || keep_all);
         keep.push(!dropped);
         if dropped {
             counts.dropped_off_cropland += 1;
@@ -133,10 +126,7 @@ pub fn assign(
 
 /// For each patch: is it a greenhouse with a `building` patch within `dist_m` metres?
 fn buildings_near_greenhouses(patches: &[Patch], dist_m: f64, areas: &AreaCalc) -> Vec<bool> {
-    let buildings: Vec<&Patch> = patches
-        .iter()
-        .filter(|p| p.change_type == "building")
-        .collect();
+    let buildings: Vec<&Patch> = patches.iter().filter(|p| p.change_type == "building").collect();
     patches
         .iter()
         .map(|g| {
@@ -274,19 +264,13 @@ mod tests {
             categorise(&patch("building", 0.0, forest()), &p, false),
             Category::IllegalBuilding
         );
-        assert_eq!(
-            categorise(&patch("pond", 0.0, forest()), &p, false),
-            Category::Other
-        );
+        assert_eq!(categorise(&patch("pond", 0.0, forest()), &p, false), Category::Other);
         // A patch with less cropland than the fraction is off cropland.
         let little = LandUse {
             cropland_area_m2: 100.0,
             ..cropland()
         };
-        assert_eq!(
-            categorise(&patch("pond", 0.0, little), &p, false),
-            Category::Other
-        );
+        assert_eq!(categorise(&patch("pond", 0.0, little), &p, false), Category::Other);
     }
 
     #[test]

@@ -107,11 +107,7 @@ mod tests {
     #[test]
     fn cropland_village_and_names() {
         assert!(is_cropland("0101") && is_cropland("0103") && !is_cropland("0201"));
-        assert!(
-            is_village("0702", None)
-                && is_village("0601", Some("203A"))
-                && !is_village("0701", None)
-        );
+        assert!(is_village("0702", None) && is_village("0601", Some("203A")) && !is_village("0701", None));
         assert_eq!(name_of("0102"), Some("水浇地"));
         assert_eq!(name_of("111"), None);
         assert!(looks_like_code("05H1") && !looks_like_code("水田") && !looks_like_code(""));

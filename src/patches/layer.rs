@@ -67,17 +67,12 @@ impl GridFrame {
 pub fn open(path: &Path, what: &str, stats: &mut LoadStats) -> Result<Dataset> {
     crate::io::init_gdal();
     if !path.exists() {
-        return Err(Error::input(
-            path,
-            format!("{what} layer not found; check the path"),
-        ));
+        return Err(Error::input(path, format!("{what} layer not found; check the path")));
     }
     let ds = open_vector(path, None).map_err(|_| {
         Error::input(
             path,
-            format!(
-                "{what} layer: not a vector file GDAL can read (GeoPackage, Shapefile, GeoJSON …)"
-            ),
+            format!("{what} layer: not a vector file GDAL can read (GeoPackage, Shapefile, GeoJSON …)"),
         )
     })?;
     if ds.layer_count() == 0 {
@@ -89,20 +84,21 @@ pub fn open(path: &Path, what: &str, stats: &mut LoadStats) -> Result<Dataset> {
     if ds.driver().short_name() != "ESRI Shapefile" {
         return Ok(ds);
     }
-    let mut layer = pick_layer(&ds, path, what)?;
-    if layer.has_capability(LayerCaps::OLCStringsAsUTF8) {
-        return Ok(ds);
-    }
-    let (bad, _total) = count_non_utf8(&mut layer);
-    drop(layer);
+    let bad = {
+        let mut layer = pick_layer(&ds, path, what)?;
+        if layer.has_capability(LayerCaps::OLCStringsAsUTF8) {
+            0
+        } else {
+            count_non_utf8(&mut layer).0
+        }
+    };
     if bad == 0 {
         return Ok(ds);
     }
     stats.read_as_gbk = true;
     stats.non_utf8_values = bad;
     drop(ds);
-    open_vector(path, Some(&["ENCODING=CP936"]))
-        .map_err(|e| Error::gdal(path, "reopen as GBK (CP936)", e))
+    open_vector(path, Some(&["ENCODING=CP936"])).map_err(|e| Error::gdal(path, "reopen as GBK (CP936)", e))
 }
 
 fn open_vector(path: &Path, open_options: Option<&[&str]>) -> gdal::errors::Result<Dataset> {
@@ -119,10 +115,7 @@ fn open_vector(path: &Path, open_options: Option<&[&str]>) -> gdal::errors::Resu
 /// The layer to read: the only one, else one named like a 三调 parcel layer (DLTB), else the first.
 pub fn pick_layer<'a>(ds: &'a Dataset, path: &Path, what: &str) -> Result<Layer<'a>> {
     let names: Vec<String> = ds.layers().map(|l| l.name()).collect();
-    let idx = names
-        .iter()
-        .position(|n| n.eq_ignore_ascii_case("dltb"))
-        .unwrap_or(0);
+    let idx = names.iter().position(|n| n.eq_ignore_ascii_case("dltb")).unwrap_or(0);
     if names.len() > 1 {
         tracing::info!(file = %path.display(), layer = %names[idx], "{what}: several layers; reading '{}'", names[idx]);
     }
@@ -184,13 +177,7 @@ pub fn find_field(names: &[String], candidates: &[&str]) -> Option<usize> {
 
 /// Like [`find_field`], but a missing field is an error naming the file, the field and the
 /// fields the layer does have.
-pub fn require_field(
-    path: &Path,
-    layer: &str,
-    names: &[String],
-    candidates: &[&str],
-    what: &str,
-) -> Result<usize> {
+pub fn require_field(path: &Path, layer: &str, names: &[String], candidates: &[&str], what: &str) -> Result<usize> {
     find_field(names, candidates).ok_or_else(|| {
         Error::config(
             path,
@@ -299,11 +286,7 @@ fn set_filter(layer: &mut Layer, b: [f64; 4]) {
 }
 
 /// A feature's geometry as valid polygons in the grid CRS.
-fn grid_polygons(
-    g: &Geometry,
-    ct: Option<&CoordTransform>,
-    stats: &mut LoadStats,
-) -> Vec<geo::Polygon<f64>> {
+fn grid_polygons(g: &Geometry, ct: Option<&CoordTransform>, stats: &mut LoadStats) -> Vec<geo::Polygon<f64>> {
     let moved = match ct {
         Some(ct) => match g.transform(ct) {
             Ok(m) => m,

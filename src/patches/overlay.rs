@@ -90,18 +90,9 @@ pub struct Overlay {
 
 impl Overlay {
     /// Loads every given layer onto the grid (CRS `grid_wkt`, extent `bounds`).
-    pub fn load(
-        paths: &LayerPaths,
-        county_fields: &CountyFields,
-        grid_wkt: &str,
-        bounds: [f64; 4],
-    ) -> Result<Self> {
+    pub fn load(paths: &LayerPaths, county_fields: &CountyFields, grid_wkt: &str, bounds: [f64; 4]) -> Result<Self> {
         if grid_wkt.is_empty() {
-            let p = paths
-                .landuse
-                .clone()
-                .or(paths.counties.clone())
-                .unwrap_or_default();
+            let p = paths.landuse.clone().or(paths.counties.clone()).unwrap_or_default();
             return Err(Error::input(
                 p,
                 "land-use layers need georeferenced images (the before image has no CRS), so the layers cannot be placed",
@@ -109,11 +100,7 @@ impl Overlay {
         }
         let grid = GridFrame::new(grid_wkt, bounds)?;
         Ok(Self {
-            landuse: paths
-                .landuse
-                .as_deref()
-                .map(|p| load_landuse(p, &grid))
-                .transpose()?,
+            landuse: paths.landuse.as_deref().map(|p| load_landuse(p, &grid)).transpose()?,
             farmland: paths
                 .basic_farmland
                 .as_deref()
@@ -148,21 +135,12 @@ impl Overlay {
         // next to reading the pixels.
         for p in patches.iter_mut() {
             let m_per_unit = areas.m2_per_grid_unit(&p.shape).sqrt();
-            p.land = self.land_use(
-                &p.shape,
-                p.area_m2,
-                village_distance_m / m_per_unit.max(1e-12),
-            );
+            p.land = self.land_use(&p.shape, p.area_m2, village_distance_m / m_per_unit.max(1e-12));
         }
     }
 
     /// What the layers say about one outline (grid CRS) of `area_m2`; `village_dist` is in grid units.
-    pub fn land_use(
-        &self,
-        shape: &geo::MultiPolygon<f64>,
-        area_m2: f64,
-        village_dist: f64,
-    ) -> LandUse {
+    pub fn land_use(&self, shape: &geo::MultiPolygon<f64>, area_m2: f64, village_dist: f64) -> LandUse {
         let grid_area = shape.unsigned_area();
         let to_m2 = |a: f64| {
             if grid_area > 0.0 {
@@ -189,8 +167,7 @@ impl Overlay {
             };
         }
         if let Some(l) = &self.red_line {
-            land.touches_red_line =
-                candidates(l, shape, 0.0).any(|item| item.geom().intersects(shape));
+            land.touches_red_line = candidates(l, shape, 0.0).any(|item| item.geom().intersects(shape));
         }
         if let Some(l) = &self.counties {
             if let Some((code, name)) = largest_overlap(l, shape).map(|i| l.attrs[i].clone()) {
@@ -215,9 +192,7 @@ fn fill_landuse(
         let a = intersection_area(item.geom(), shape);
         if a > 0.0 {
             let parcel = &lu.attrs[item.data];
-            let e = per_class
-                .entry(parcel.dlbm.as_str())
-                .or_insert((0.0, item.data));
+            let e = per_class.entry(parcel.dlbm.as_str()).or_insert((0.0, item.data));
             e.0 += a;
         }
     }
@@ -265,11 +240,7 @@ fn intersection_area(p: &geo::Polygon<f64>, shape: &geo::MultiPolygon<f64>) -> f
 }
 
 /// Summed intersection area (grid units²) with the polygons whose record passes `keep`.
-fn overlap_sum<T>(
-    l: &PolygonLayer<T>,
-    shape: &geo::MultiPolygon<f64>,
-    keep: impl Fn(&T) -> bool,
-) -> f64 {
+fn overlap_sum<T>(l: &PolygonLayer<T>, shape: &geo::MultiPolygon<f64>, keep: impl Fn(&T) -> bool) -> f64 {
     candidates(l, shape, 0.0)
         .filter(|i| keep(&l.attrs[i.data]))
         .map(|i| intersection_area(i.geom(), shape))
@@ -354,11 +325,7 @@ fn load_plain(path: &Path, what: &str, grid: &GridFrame) -> Result<PolygonLayer<
     layer::read_polygons(path, &mut lyr, what, grid, stats, |_| Some(()))
 }
 
-fn load_counties(
-    path: &Path,
-    fields: &CountyFields,
-    grid: &GridFrame,
-) -> Result<PolygonLayer<(String, String)>> {
+fn load_counties(path: &Path, fields: &CountyFields, grid: &GridFrame) -> Result<PolygonLayer<(String, String)>> {
     let what = "county";
     let mut stats = LoadStats::default();
     let ds = layer::open(path, what, &mut stats)?;

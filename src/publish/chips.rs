@@ -34,15 +34,9 @@ const NO_DATA: Rgb<u8> = Rgb([40, 40, 40]);
 
 /// Writes `dir/chips/<id>_before.png` and `_after.png` for every patch and sets `Patch.chips`
 /// to those paths relative to `dir`. Returns how many pairs were written.
-pub fn write_all(
-    dir: &Path,
-    scene: &Scene,
-    patches: &mut [Patch],
-    areas: &AreaCalc,
-) -> Result<usize> {
+pub fn write_all(dir: &Path, scene: &Scene, patches: &mut [Patch], areas: &AreaCalc) -> Result<usize> {
     let chips = dir.join("chips");
-    std::fs::create_dir_all(&chips)
-        .map_err(|e| Error::io(&chips, "cannot create the chips folder", e))?;
+    std::fs::create_dir_all(&chips).map_err(|e| Error::io(&chips, "cannot create the chips folder", e))?;
     let gt = vectorise::grid_transform(scene.before.georef.as_ref());
     // Metres per image pixel at each patch (None: unknown, bar in pixels). AreaCalc is not Sync.
     let metres: Vec<Option<f64>> = patches
@@ -197,11 +191,7 @@ fn to_rgb(bands: &Array3<f32>, valid: &Array2<bool>, s: &Stretch, scale: f64) ->
         if n == 0.0 {
             return NO_DATA;
         }
-        Rgb([
-            s.byte(0, acc[0] / n),
-            s.byte(1, acc[1] / n),
-            s.byte(2, acc[2] / n),
-        ])
+        Rgb([s.byte(0, acc[0] / n), s.byte(1, acc[1] / n), s.byte(2, acc[2] / n)])
     })
 }
 
@@ -220,11 +210,7 @@ fn outline_in_chip(
     let mut rings = Vec::new();
     for poly in &shape.0 {
         rings.push(poly.exterior().coords_iter().map(to_chip).collect());
-        rings.extend(
-            poly.interiors()
-                .iter()
-                .map(|r| r.coords_iter().map(to_chip).collect()),
-        );
+        rings.extend(poly.interiors().iter().map(|r| r.coords_iter().map(to_chip).collect()));
     }
     rings
 }
@@ -239,12 +225,7 @@ fn draw_polyline(img: &mut RgbImage, pts: &[(f64, f64)], colour: Rgb<u8>) {
             let t = i as f64 / steps as f64;
             let (x, y) = (x0 + (x1 - x0) * t, y0 + (y1 - y0) * t);
             for (dx, dy) in [(0.0, 0.0), (-1.0, 0.0), (0.0, -1.0), (-1.0, -1.0)] {
-                put(
-                    img,
-                    (x + dx).floor() as i64,
-                    (y + dy).floor() as i64,
-                    colour,
-                );
+                put(img, (x + dx).floor() as i64, (y + dy).floor() as i64, colour);
             }
         }
     }
@@ -361,12 +342,7 @@ fn draw_text(img: &mut RgbImage, text: &str, x: i64, y: i64, size: i64) {
 pub fn write_png(path: &Path, img: &RgbImage) -> Result<()> {
     let mut bytes = Vec::new();
     image::codecs::png::PngEncoder::new(&mut bytes)
-        .write_image(
-            img.as_raw(),
-            img.width(),
-            img.height(),
-            image::ExtendedColorType::Rgb8,
-        )
+        .write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)
         .map_err(|e| Error::Other(format!("{}: cannot encode PNG: {e}", path.display())))?;
     atomic::write_file(path, &bytes)
 }

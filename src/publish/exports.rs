@@ -19,8 +19,7 @@ use crate::patches::Patch;
 use crate::{Error, Result};
 use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
 use gdal::vector::{
-    Feature, FieldDefn, Geometry, Layer, LayerAccess, LayerOptions, OGRFieldType,
-    OGRwkbGeometryType, ToGdal,
+    Feature, FieldDefn, Geometry, Layer, LayerAccess, LayerOptions, OGRFieldType, OGRwkbGeometryType, ToGdal,
 };
 use gdal::DriverManager;
 use serde_json::{Map, Value};
@@ -130,9 +129,7 @@ impl ExportCrs {
     pub fn for_grid(grid_wkt: Option<&str>) -> Result<Self> {
         let here = Path::new("<export CRS>");
         let Some(wkt) = grid_wkt.filter(|w| !w.is_empty()) else {
-            tracing::warn!(
-                "the images have no CRS: GeoPackage and Shapefile are in pixel coordinates"
-            );
+            tracing::warn!("the images have no CRS: GeoPackage and Shapefile are in pixel coordinates");
             return Ok(Self {
                 srs: None,
                 ct: None,
@@ -154,8 +151,7 @@ impl ExportCrs {
         }
         let mut geo = SpatialRef::from_epsg(4490).map_err(|e| Error::gdal(here, "EPSG:4490", e))?;
         geo.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
-        let ct = CoordTransform::new(&grid, &geo)
-            .map_err(|e| Error::gdal(here, "transform to EPSG:4490", e))?;
+        let ct = CoordTransform::new(&grid, &geo).map_err(|e| Error::gdal(here, "transform to EPSG:4490", e))?;
         Ok(Self {
             srs: Some(geo),
             ct: Some(ct),
@@ -195,12 +191,7 @@ pub fn is_cgcs2000_projected(srs: &SpatialRef) -> bool {
 }
 
 /// Writes `dir/patches.gpkg` (layer `patches`) and `dir/patches_shp/patches.shp`.
-pub fn write_all(
-    dir: &Path,
-    rows: &[Row],
-    crs: &ExportCrs,
-    encoding: DbfEncoding,
-) -> Result<(PathBuf, PathBuf)> {
+pub fn write_all(dir: &Path, rows: &[Row], crs: &ExportCrs, encoding: DbfEncoding) -> Result<(PathBuf, PathBuf)> {
     let gpkg = write_gpkg(&dir.join("patches.gpkg"), rows, crs)?;
     let shp = write_shapefile(&dir.join("patches_shp"), rows, crs, encoding)?;
     Ok((gpkg, shp))
@@ -211,8 +202,7 @@ pub fn write_gpkg(path: &Path, rows: &[Row], crs: &ExportCrs) -> Result<PathBuf>
     let tmp = path.with_file_name(format!(".{}.tmp.gpkg", file_stem(path)));
     let _ = std::fs::remove_file(&tmp);
     {
-        let drv = DriverManager::get_driver_by_name("GPKG")
-            .map_err(|e| Error::gdal(path, "GPKG driver", e))?;
+        let drv = DriverManager::get_driver_by_name("GPKG").map_err(|e| Error::gdal(path, "GPKG driver", e))?;
         let mut ds = drv
             .create_vector_only(&tmp)
             .map_err(|e| Error::gdal(&tmp, "create GeoPackage", e))?;
@@ -231,18 +221,12 @@ pub fn write_gpkg(path: &Path, rows: &[Row], crs: &ExportCrs) -> Result<PathBuf>
         write_layer(&tmp, &layer, &names, rows, crs, false)?;
         txn.commit().map_err(|e| Error::gdal(&tmp, "commit", e))?;
     }
-    std::fs::rename(&tmp, path)
-        .map_err(|e| Error::io(path, "cannot move the GeoPackage into place", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, "cannot move the GeoPackage into place", e))?;
     Ok(path.to_path_buf())
 }
 
 /// Writes `folder/patches.{shp,shx,dbf,prj,cpg}`, built in a temp folder and renamed into place.
-pub fn write_shapefile(
-    folder: &Path,
-    rows: &[Row],
-    crs: &ExportCrs,
-    encoding: DbfEncoding,
-) -> Result<PathBuf> {
+pub fn write_shapefile(folder: &Path, rows: &[Row], crs: &ExportCrs, encoding: DbfEncoding) -> Result<PathBuf> {
     let tmp = folder.with_file_name(format!(".{}.tmp", file_stem(folder)));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, "cannot create a temp folder", e))?;
@@ -262,16 +246,12 @@ pub fn write_shapefile(
                 options: Some(&[enc.as_str()]),
             })
             .map_err(|e| Error::gdal(&shp, "create layer", e))?;
-        let names: Vec<(&str, &FieldSpec)> = FIELDS
-            .iter()
-            .filter_map(|s| s.shp.map(|n| (n, s)))
-            .collect();
+        let names: Vec<(&str, &FieldSpec)> = FIELDS.iter().filter_map(|s| s.shp.map(|n| (n, s))).collect();
         write_layer(&shp, &layer, &names, rows, crs, true)?;
     }
     crate::io::atomic::write_file(&tmp.join("patches.cpg"), encoding.cpg().as_bytes())?;
     let _ = std::fs::remove_dir_all(folder);
-    std::fs::rename(&tmp, folder)
-        .map_err(|e| Error::io(folder, "cannot move the Shapefile folder into place", e))?;
+    std::fs::rename(&tmp, folder).map_err(|e| Error::io(folder, "cannot move the Shapefile folder into place", e))?;
     Ok(folder.join("patches.shp"))
 }
 
@@ -293,26 +273,19 @@ fn write_layer(
     for (name, spec) in fields {
         let (ty, width, prec) = match spec.kind {
             Kind::Text(w) => (OGRFieldType::OFTString, if dbf { w.max(1) } else { 0 }, 0),
-            Kind::Real(w, p) => (
-                OGRFieldType::OFTReal,
-                if dbf { w } else { 0 },
-                if dbf { p } else { 0 },
-            ),
+            Kind::Real(w, p) => (OGRFieldType::OFTReal, if dbf { w } else { 0 }, if dbf { p } else { 0 }),
         };
-        let fd =
-            FieldDefn::new(name, ty).map_err(|e| Error::gdal(path, format!("field {name}"), e))?;
+        let fd = FieldDefn::new(name, ty).map_err(|e| Error::gdal(path, format!("field {name}"), e))?;
         fd.set_width(width);
         fd.set_precision(prec);
         fd.add_to_layer(layer)
             .map_err(|e| Error::gdal(path, format!("add field {name}"), e))?;
     }
     for row in rows {
-        let mut feat =
-            Feature::new(layer.defn()).map_err(|e| Error::gdal(path, "new feature", e))?;
+        let mut feat = Feature::new(layer.defn()).map_err(|e| Error::gdal(path, "new feature", e))?;
         for (i, (name, spec)) in fields.iter().enumerate() {
-            set_value(&mut feat, i, row.properties.get(spec.key)).map_err(|e| {
-                Error::gdal(path, format!("patch {} field {name}", row.patch.id), e)
-            })?;
+            set_value(&mut feat, i, row.properties.get(spec.key))
+                .map_err(|e| Error::gdal(path, format!("patch {} field {name}", row.patch.id), e))?;
         }
         feat.set_geometry(crs.geometry(&row.patch.shape)?)
             .map_err(|e| Error::gdal(path, "set geometry", e))?;
