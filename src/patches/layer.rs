@@ -84,12 +84,14 @@ pub fn open(path: &Path, what: &str, stats: &mut LoadStats) -> Result<Dataset> {
     if ds.driver().short_name() != "ESRI Shapefile" {
         return Ok(ds);
     }
-    let mut layer = pick_layer(&ds, path, what)?;
-    if layer.has_capability(LayerCaps::OLCStringsAsUTF8) {
-        return Ok(ds);
-    }
-    let (bad, _total) = count_non_utf8(&mut layer);
-    drop(layer);
+    let bad = {
+        let mut layer = pick_layer(&ds, path, what)?;
+        if layer.has_capability(LayerCaps::OLCStringsAsUTF8) {
+            0
+        } else {
+            count_non_utf8(&mut layer).0
+        }
+    };
     if bad == 0 {
         return Ok(ds);
     }
