@@ -1,1 +1,44 @@
-fn main() {}
+//! Criterion benchmarks of the hot per-block kernels on a 512 × 512 block (the default block
+//! size), four bands. Whole-run throughput is measured separately (see README "Measured").
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use landwatch::align::shift;
+use landwatch::detect::{evidence, indices, morphology, threshold};
+use ndarray::{Array2, Array3};
+use std::hint::black_box;
+
+const N: usize = 512;
+
+fn block(seed: u64) -> Array3<f32> {
+    let mut s = seed;
+    Array3::from_shape_fn((4, N, N), |_| {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (s >> 40) as f32 / (1u64 << 24) as f32 * 0.4
+    })
+}
+
+fn kernels(c: &mut Criterion) {
+    let (a, b) = (block(1), block(2));
+    let valid = Array2::from_elem((N, N), true);
+    let sa = indices::evidence_stack(&a, 0.1);
+    let sb = indices::evidence_stack(&b, 0.1);
+    c.bench_function("evidence_stack 512x512x4", |bch| bch.iter(|| indices::evidence_stack(black_box(&a), 0.1)));
+    c.bench_function("neighbourhood_distance r=1 512x512x6", |bch| {
+        bch.iter(|| evidence::neighbourhood_distance(black_box(&sa), black_box(&sb), &valid, 1))
+    });
+    let mask = a.index_axis(ndarray::Axis(0), 0).mapv(|v| v > 0.2);
+    c.bench_function("open+close r=1 512x512", |bch| {
+        bch.iter(|| morphology::close(&morphology::open(black_box(&mask), 1), 1))
+    });
+    let mut h = threshold::Histogram::new(4000, 2.0);
+    a.iter().for_each(|&v| h.add(v));
+    c.bench_function("otsu 4000 bins", |bch| bch.iter(|| threshold::otsu(black_box(&h))));
+    let (ba, bb) = (a.index_axis(ndarray::Axis(0), 0).to_owned(), b.index_axis(ndarray::Axis(0), 0).to_owned());
+    let (ba, bb) = (ba.slice(ndarray::s![..256, ..256]).to_owned(), bb.slice(ndarray::s![..256, ..256]).to_owned());
+    c.bench_function("phase_correlation 256x256", |bch| {
+        bch.iter(|| shift::phase_correlation(black_box(&ba), black_box(&bb)))
+    });
+}
+
+criterion_group!(benches, kernels);
+criterion_main!(benches);

@@ -1,0 +1,212 @@
+//! End-to-end checks of `landwatch detect` through the binary: the demo pair against its truth,
+//! byte-identical reruns, and one clear line with exit code 2 for every kind of bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_landwatch"))
+}
+
+fn seeds() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds/demo")
+}
+
+fn detect(args: &[&str]) -> Output {
+    Command::new(bin()).arg("detect").args(args).output().expect("run landwatch")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Writes a small 4-band UInt16 GeoTIFF (EPSG:4545) filled by `f(band, row, col)`.
+fn write_tif(path: &Path, size: usize, origin_x: f64, nodata: Option<f64>, f: impl Fn(usize, usize, usize) -> u16) {
+    use gdal::raster::Buffer;
+    let drv = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
+    let mut ds = drv.create_with_band_type::<u16, _>(path, size, size, 4).unwrap();
+    ds.set_geo_transform(&[origin_x, 2.0, 0.0, 2_535_000.0, 0.0, -2.0]).unwrap();
+    ds.set_spatial_ref(&gdal::spatial_ref::SpatialRef::from_epsg(4545).unwrap()).unwrap();
+    for b in 0..4 {
+        let data: Vec<u16> = (0..size * size).map(|i| f(b, i / size, i % size)).collect();
+        let mut band = ds.rasterband(b + 1).unwrap();
+        if let Some(nd) = nodata {
+            band.set_no_data_value(Some(nd)).unwrap();
+        }
+        let mut buf = Buffer::new((size, size), data);
+        band.write((0, 0), (size, size), &mut buf).unwrap();
+    }
+}
+
+fn field(b: usize, r: usize, c: usize) -> u16 {
+    [330u16, 680, 380, 4300][b] + ((r * 7 + c * 13) % 40) as u16
+}
+
+fn assert_bad_input(out: &Output, needle: &str, out_dir: &Path) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(lines.len(), 1, "one error line expected: {err}");
+    assert!(lines[0].contains(needle), "'{needle}' not in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!out_dir.exists(), "no output may be left behind");
+}
+
+#[test]
+fn demo_pair_finds_the_planted_changes_and_reruns_identically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (o1, o2) = (tmp.path().join("a"), tmp.path().join("b"));
+    let sd = seeds();
+    let args = |o: &Path| {
+        vec![
+            "--before".to_string(),
+            sd.join("before.tif").display().to_string(),
+            "--after".into(),
+            sd.join("after.tif").display().to_string(),
+            "--landuse".into(),
+            sd.join("landuse.gpkg").display().to_string(),
+            "--after-date".into(),
+            "2024-11-23".into(),
+            "--out".into(),
+            o.display().to_string(),
+        ]
+    };
+    for o in [&o1, &o2] {
+        let a = args(o);
+        let out = detect(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let g1 = std::fs::read(o1.join("patches.geojson")).unwrap();
+    assert_eq!(g1, std::fs::read(o2.join("patches.geojson")).unwrap(), "same inputs must give the same bytes");
+    let fc: serde_json::Value = serde_json::from_slice(&g1).unwrap();
+    let feats = fc["features"].as_array().unwrap();
+    assert!(!feats.is_empty());
+    // Every planted change of use (truth) must be hit by some patch's bounding box centre region.
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sd.join("truth_changes.geojson")).unwrap()).unwrap();
+    let bbox = |g: &serde_json::Value| {
+        let mut b = [f64::MAX, f64::MAX, f64::MIN, f64::MIN];
+        let mut visit = |c: &serde_json::Value| {
+            let (x, y) = (c[0].as_f64().unwrap(), c[1].as_f64().unwrap());
+            b = [b[0].min(x), b[1].min(y), b[2].max(x), b[3].max(y)];
+        };
+        for ring in g["coordinates"].as_array().unwrap() {
+            match g["type"].as_str().unwrap() {
+                "Polygon" => ring.as_array().unwrap().iter().for_each(&mut visit),
+                _ => ring.as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).for_each(&mut visit),
+            }
+        }
+        b
+    };
+    let overlaps = |a: [f64; 4], b: [f64; 4]| a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3];
+    let pred: Vec<[f64; 4]> = feats.iter().map(|f| bbox(&f["geometry"])).collect();
+    let targets: Vec<&serde_json::Value> =
+        truth["features"].as_array().unwrap().iter().filter(|f| f["properties"]["type_code"].as_i64() != Some(9)).collect();
+    let found = targets.iter().filter(|t| pred.iter().any(|p| overlaps(*p, bbox(&t["geometry"])))).count();
+    assert!(found * 10 >= targets.len() * 6, "found {found} of {} planted changes", targets.len());
+    let p0 = &feats[0]["properties"];
+    for key in ["id", "change_type", "category", "area_m2", "area_mu", "JCBH", "DLBM", "JCMJ", "model"] {
+        assert!(!p0[key].is_null(), "property {key} missing");
+    }
+    assert!((p0["area_mu"].as_f64().unwrap() - p0["area_m2"].as_f64().unwrap() / 666.667).abs() < 0.01);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(o1.join("run.json")).unwrap()).unwrap();
+    assert_eq!(manifest["inputs"]["before"]["sha256"].as_str().unwrap().len(), 64);
+    assert!(o1.join("change.tif").exists());
+}
+
+#[test]
+fn missing_file_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let r = detect(&["--before", "/nonexistent/a.tif", "--after", "/nonexistent/b.tif", "--out", s(&out)]);
+    assert_bad_input(&r, "/nonexistent/a.tif: file not found", &out);
+}
+
+#[test]
+fn a_text_file_is_not_a_raster() {
+    let tmp = tempfile::tempdir().unwrap();
+    let txt = tmp.path().join("notes.tif");
+    std::fs::write(&txt, "not an image").unwrap();
+    let good = tmp.path().join("good.tif");
+    write_tif(&good, 64, 530_000.0, None, field);
+    let out = tmp.path().join("out");
+    let r = detect(&["--before", s(&good), "--after", s(&txt), "--out", s(&out)]);
+    assert_bad_input(&r, "not a raster GDAL can read", &out);
+}
+
+#[test]
+fn images_that_do_not_overlap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a.tif"), tmp.path().join("b.tif"));
+    write_tif(&a, 64, 530_000.0, None, field);
+    write_tif(&b, 64, 600_000.0, None, field);
+    let out = tmp.path().join("out");
+    let r = detect(&["--before", s(&a), "--after", s(&b), "--out", s(&out)]);
+    assert_bad_input(&r, "does not overlap", &out);
+}
+
+#[test]
+fn mismatched_band_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a.tif");
+    write_tif(&a, 64, 530_000.0, None, field);
+    let b = tmp.path().join("b.tif");
+    let drv = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
+    let mut ds = drv.create_with_band_type::<u16, _>(&b, 64, 64, 3).unwrap();
+    ds.set_geo_transform(&[530_000.0, 2.0, 0.0, 2_535_000.0, 0.0, -2.0]).unwrap();
+    ds.set_spatial_ref(&gdal::spatial_ref::SpatialRef::from_epsg(4545).unwrap()).unwrap();
+    drop(ds);
+    let out = tmp.path().join("out");
+    let r = detect(&["--before", s(&a), "--after", s(&b), "--out", s(&out)]);
+    assert_bad_input(&r, "has 3 bands but the before image", &out);
+}
+
+#[test]
+fn all_nodata_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a.tif"), tmp.path().join("b.tif"));
+    write_tif(&a, 64, 530_000.0, Some(0.0), |_, _, _| 0);
+    write_tif(&b, 64, 530_000.0, None, field);
+    let out = tmp.path().join("out");
+    let r = detect(&["--before", s(&a), "--after", s(&b), "--out", s(&out)]);
+    assert_bad_input(&r, "no pixel is observed on both dates", &out);
+}
+
+#[test]
+fn unknown_model_file_and_typo_in_a_model_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a.tif");
+    write_tif(&a, 64, 530_000.0, None, field);
+    let out = tmp.path().join("out");
+    let r = detect(&["--before", s(&a), "--after", s(&a), "--out", s(&out), "--model", "/nonexistent/m.toml"]);
+    assert_bad_input(&r, "model file not found", &out);
+    let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/rules-v1.toml")).unwrap();
+    let typo = tmp.path().join("typo.toml");
+    std::fs::write(&typo, shipped.replace("block_size = 512", "blok_size = 512")).unwrap();
+    let r = detect(&["--before", s(&a), "--after", s(&a), "--out", s(&out), "--model", s(&typo)]);
+    assert_bad_input(&r, "blok_size", &out);
+    let range = tmp.path().join("range.toml");
+    std::fs::write(&range, shipped.replace("min_area_m2 = 200.0", "min_area_m2 = -5.0")).unwrap();
+    let r = detect(&["--before", s(&a), "--after", s(&a), "--out", s(&out), "--model", s(&range)]);
+    assert_bad_input(&r, "detect.min_area_m2", &out);
+}
+
+#[test]
+fn a_new_bright_roof_on_a_field_is_one_patch_across_block_edges() {
+    // 600 px with 512 px blocks: the square straddles the block edge at x = 512 and y = 512.
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a.tif"), tmp.path().join("b.tif"));
+    write_tif(&a, 600, 530_000.0, None, field);
+    let roof = |r: usize, c: usize| (495..530).contains(&r) && (495..530).contains(&c);
+    write_tif(&b, 600, 530_000.0, None, |band, r, c| if roof(r, c) { [1900u16, 2100, 2200, 2400][band] } else { field(band, r, c) });
+    let out = tmp.path().join("out");
+    let r = detect(&["--before", s(&a), "--after", s(&b), "--out", s(&out)]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let fc: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("patches.geojson")).unwrap()).unwrap();
+    let feats = fc["features"].as_array().unwrap();
+    assert_eq!(feats.len(), 1, "{fc}");
+    let area = feats[0]["properties"]["area_m2"].as_f64().unwrap();
+    assert!((area - 35.0 * 35.0 * 4.0).abs() < 0.1 * 4900.0, "area {area}");
+    assert_eq!(feats[0]["properties"]["change_type"], "hardened");
+}
