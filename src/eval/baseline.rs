@@ -17,9 +17,16 @@ use std::path::Path;
 const BINS: usize = 2048;
 
 /// The change-vector magnitude of `after` against `before` and the pixels valid on both dates.
-pub fn cva_magnitude(before: &Path, after: &Path, bands: Option<&BandMap>) -> Result<(Array2<f32>, Array2<bool>)> {
+pub fn cva_magnitude(
+    before: &Path,
+    after: &Path,
+    bands: Option<&BandMap>,
+) -> Result<(Array2<f32>, Array2<bool>)> {
     let (bds, ads) = (raster::open(before)?, raster::open(after)?);
-    let (bi, ai) = (raster::describe(&bds, before)?, raster::describe(&ads, after)?);
+    let (bi, ai) = (
+        raster::describe(&bds, before)?,
+        raster::describe(&ads, after)?,
+    );
     if (bi.width, bi.height, bi.band_count) != (ai.width, ai.height, ai.band_count) {
         return Err(Error::input(
             after,
@@ -31,12 +38,19 @@ pub fn cva_magnitude(before: &Path, after: &Path, bands: Option<&BandMap>) -> Re
     }
     let map = match bands {
         Some(m) => m.clone(),
-        None => BandMap::default_for(bi.band_count)
-            .ok_or_else(|| Error::input(before, format!("has {} band(s); expected 3 or more", bi.band_count)))?,
+        None => BandMap::default_for(bi.band_count).ok_or_else(|| {
+            Error::input(
+                before,
+                format!("has {} band(s); expected 3 or more", bi.band_count),
+            )
+        })?,
     };
     let idx = map.canonical();
     if idx.iter().any(|&b| b > bi.band_count) {
-        return Err(Error::input(before, format!("has {} bands; the band map asks for more", bi.band_count)));
+        return Err(Error::input(
+            before,
+            format!("has {} bands; the band map asks for more", bi.band_count),
+        ));
     }
     let win = Window::new(0, 0, bi.width, bi.height);
     let b = raster::read_window(&bds, &bi, &idx, win, 1.0)?;
@@ -44,15 +58,21 @@ pub fn cva_magnitude(before: &Path, after: &Path, bands: Option<&BandMap>) -> Re
     let diff = &a.bands - &b.bands;
     let magnitude = diff.mapv(|d| d * d).sum_axis(Axis(0)).mapv(f32::sqrt);
     let mut valid = b.valid;
-    Zip::from(&mut valid).and(&a.valid).for_each(|v, &w| *v &= w);
+    Zip::from(&mut valid)
+        .and(&a.valid)
+        .for_each(|v, &w| *v &= w);
     Ok((magnitude, valid))
 }
 
 /// Otsu's split of `magnitude` over the valid pixels: `true` = changed.
 pub fn otsu_mask(magnitude: &Array2<f32>, valid: &Array2<bool>) -> Array2<bool> {
-    let max = Zip::from(magnitude)
-        .and(valid)
-        .fold(0.0f32, |m, &v, &ok| if ok && v.is_finite() { m.max(v) } else { m });
+    let max = Zip::from(magnitude).and(valid).fold(0.0f32, |m, &v, &ok| {
+        if ok && v.is_finite() {
+            m.max(v)
+        } else {
+            m
+        }
+    });
     let mut hist = Histogram::new(BINS, max.max(f32::MIN_POSITIVE) * 1.0001);
     Zip::from(magnitude).and(valid).for_each(|&v, &ok| {
         if ok {
@@ -63,7 +83,10 @@ pub fn otsu_mask(magnitude: &Array2<f32>, valid: &Array2<bool>) -> Array2<bool> 
         return Array2::from_elem(magnitude.raw_dim(), false);
     };
     let mut out = Array2::from_elem(magnitude.raw_dim(), false);
-    Zip::from(&mut out).and(magnitude).and(valid).for_each(|o, &v, &ok| *o = ok && v > t);
+    Zip::from(&mut out)
+        .and(magnitude)
+        .and(valid)
+        .for_each(|o, &v, &ok| *o = ok && v > t);
     out
 }
 

@@ -170,26 +170,47 @@ impl Report {
 pub fn run(opts: &Options) -> Result<Report> {
     let started = Instant::now();
     if !opts.root.is_dir() {
-        return Err(Error::input(&opts.root, "dataset root not found (expected folders like dsifn-cd/ with A/, B/, label/)"));
+        return Err(Error::input(
+            &opts.root,
+            "dataset root not found (expected folders like dsifn-cd/ with A/, B/, label/)",
+        ));
     }
     check_only(opts)?;
     let model = Model::load_or_builtin(opts.model.as_ref())?;
-    let scratch = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), "cannot create a temp folder", e))?;
-    let runs_root = opts.keep_runs.clone().unwrap_or_else(|| scratch.path().join("runs"));
+    let scratch = tempfile::tempdir()
+        .map_err(|e| Error::io(std::env::temp_dir(), "cannot create a temp folder", e))?;
+    let runs_root = opts
+        .keep_runs
+        .clone()
+        .unwrap_or_else(|| scratch.path().join("runs"));
     let mut datasets = Vec::new();
     let mut skipped = Vec::new();
     for dir in sorted_subdirs(&opts.root)? {
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if !opts.only.is_empty() && !opts.only.contains(&name) {
             continue;
         }
         let Some(profile) = PROFILES.iter().find(|p| p.name == name) else {
-            skipped.push(format!("{name}: no eval profile (label meaning, bands and pixel size unknown)"));
+            skipped.push(format!(
+                "{name}: no eval profile (label meaning, bands and pixel size unknown)"
+            ));
             continue;
         };
         let model_path = model_for(&model, opts, profile, scratch.path())?;
-        let min_area = opts.min_area_m2.or(profile.min_area_m2).unwrap_or(model.detect.min_area_m2);
-        datasets.push(run_dataset(&dir, profile, &model_path, min_area, &runs_root.join(&name))?);
+        let min_area = opts
+            .min_area_m2
+            .or(profile.min_area_m2)
+            .unwrap_or(model.detect.min_area_m2);
+        datasets.push(run_dataset(
+            &dir,
+            profile,
+            &model_path,
+            min_area,
+            &runs_root.join(&name),
+        )?);
     }
     Ok(Report {
         landwatch_version: env!("CARGO_PKG_VERSION").into(),
@@ -205,7 +226,10 @@ fn check_only(opts: &Options) -> Result<()> {
     for n in &opts.only {
         if !PROFILES.iter().any(|p| p.name == n) {
             let known: Vec<&str> = PROFILES.iter().map(|p| p.name).collect();
-            return Err(Error::Usage(format!("--dataset '{n}': unknown; expected one of {}", known.join(", "))));
+            return Err(Error::Usage(format!(
+                "--dataset '{n}': unknown; expected one of {}",
+                known.join(", ")
+            )));
         }
     }
     Ok(())
@@ -222,29 +246,45 @@ fn sorted_subdirs(root: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn is_hidden(p: &Path) -> bool {
-    p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+    p.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
 }
 
 /// The model file to detect with: the given model, with the minimum mapping unit replaced when
 /// an override applies (written as a derived model file, so `run.json` records what ran).
-fn model_for(model: &Model, opts: &Options, profile: &Profile, scratch: &Path) -> Result<Option<PathBuf>> {
+fn model_for(
+    model: &Model,
+    opts: &Options,
+    profile: &Profile,
+    scratch: &Path,
+) -> Result<Option<PathBuf>> {
     let Some(min_area) = opts.min_area_m2.or(profile.min_area_m2) else {
         return Ok(opts.model.clone());
     };
     let mut derived = model.clone();
     derived.detect.min_area_m2 = min_area;
-    let text = toml::to_string(&derived).map_err(|e| Error::Other(format!("cannot write a derived model: {e}")))?;
+    let text = toml::to_string(&derived)
+        .map_err(|e| Error::Other(format!("cannot write a derived model: {e}")))?;
     let path = scratch.join(format!("model-{}.toml", profile.name));
     crate::io::atomic::write_file(&path, text.as_bytes())?;
     Ok(Some(path))
 }
 
-fn run_dataset(dir: &Path, profile: &Profile, model: &Option<PathBuf>, min_area: f64, runs: &Path) -> Result<DatasetResult> {
+fn run_dataset(
+    dir: &Path,
+    profile: &Profile,
+    model: &Option<PathBuf>,
+    min_area: f64,
+    runs: &Path,
+) -> Result<DatasetResult> {
     let started = Instant::now();
     let mut per_pair = Vec::new();
     let mut failures = Vec::new();
     for before in pair_files(&dir.join("A"))? {
-        let stem = before.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = before
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         match run_pair(dir, &before, &stem, profile, model, runs) {
             Ok(r) => {
                 tracing::info!(dataset = profile.name, pair = %stem, f1 = ?r.landwatch_scores.f1, baseline_f1 = ?r.baseline_scores.f1, "pair evaluated");
@@ -285,7 +325,8 @@ const IMAGE_EXTENSIONS: [&str; 7] = ["tif", "tiff", "png", "jpg", "jpeg", "jp2",
 
 /// Image files in `A/`, sorted by name.
 fn pair_files(a_dir: &Path) -> Result<Vec<PathBuf>> {
-    let rd = std::fs::read_dir(a_dir).map_err(|e| Error::io(a_dir, "cannot list the before images", e))?;
+    let rd = std::fs::read_dir(a_dir)
+        .map_err(|e| Error::io(a_dir, "cannot list the before images", e))?;
     let is_image = |p: &Path| {
         p.extension()
             .and_then(|e| e.to_str())
@@ -299,12 +340,27 @@ fn pair_files(a_dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn run_pair(dir: &Path, before: &Path, stem: &str, profile: &Profile, model: &Option<PathBuf>, runs: &Path) -> Result<PairResult> {
+fn run_pair(
+    dir: &Path,
+    before: &Path,
+    stem: &str,
+    profile: &Profile,
+    model: &Option<PathBuf>,
+    runs: &Path,
+) -> Result<PairResult> {
     let started = Instant::now();
-    let name = before.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let name = before
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     let after = dir.join("B").join(&name);
-    let label_path = dir.join("label").join(format!("{stem}.{}", profile.label_ext));
-    let spec = LabelSpec { change_values: profile.change_values.to_vec(), ignore_value: profile.ignore_value };
+    let label_path = dir
+        .join("label")
+        .join(format!("{stem}.{}", profile.label_ext));
+    let spec = LabelSpec {
+        change_values: profile.change_values.to_vec(),
+        ignore_value: profile.ignore_value,
+    };
     let label = inputs::read_label(&label_path, &spec)?;
     let out_dir = runs.join(stem);
     let req = DetectRequest {
@@ -319,7 +375,8 @@ fn run_pair(dir: &Path, before: &Path, stem: &str, profile: &Profile, model: &Op
     let landwatch = counts(&pred.ids, pred.patches, &label)?;
     let bands = profile.bands.map(BandMap::parse).transpose()?;
     let base_mask = baseline::cva_otsu(before, &after, bands.as_ref())?;
-    let baseline = metrics::evaluate_mask(&base_mask, &label.truth).ok_or_else(|| shape_error(&label, &after))?;
+    let baseline = metrics::evaluate_mask(&base_mask, &label.truth)
+        .ok_or_else(|| shape_error(&label, &after))?;
     let s = &summary.calibration.shift;
     Ok(PairResult {
         pair: stem.into(),
@@ -342,7 +399,12 @@ fn counts(ids: &ndarray::Array2<u32>, n: usize, label: &Label) -> Result<Counts>
 fn shape_error(label: &Label, other: &Path) -> Error {
     Error::input(
         other,
-        format!("is not on the label grid of {} ({}x{})", label.path.display(), label.width(), label.height()),
+        format!(
+            "is not on the label grid of {} ({}x{})",
+            label.path.display(),
+            label.width(),
+            label.height()
+        ),
     )
 }
 
@@ -357,7 +419,11 @@ mod tests {
                 assert!(BandMap::parse(b).is_ok(), "{}: {b}", p.name);
             }
             assert!(!p.change_values.is_empty(), "{}", p.name);
-            assert!(!p.ignore_value.is_some_and(|i| p.change_values.contains(&i)), "{}", p.name);
+            assert!(
+                !p.ignore_value.is_some_and(|i| p.change_values.contains(&i)),
+                "{}",
+                p.name
+            );
             assert!(p.label_ext == "png" || p.label_ext == "tif", "{}", p.name);
         }
     }
@@ -366,8 +432,13 @@ mod tests {
     fn derived_model_round_trips_with_the_new_minimum_area() {
         let model = Model::builtin().unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let opts = Options { min_area_m2: Some(37.5), ..Default::default() };
-        let path = model_for(&model, &opts, &PROFILES[0], dir.path()).unwrap().unwrap();
+        let opts = Options {
+            min_area_m2: Some(37.5),
+            ..Default::default()
+        };
+        let path = model_for(&model, &opts, &PROFILES[0], dir.path())
+            .unwrap()
+            .unwrap();
         let back = Model::load(&path).unwrap();
         assert_eq!(back.detect.min_area_m2, 37.5);
         assert_eq!(back.typing.rules.len(), model.typing.rules.len());
@@ -375,7 +446,10 @@ mod tests {
 
     #[test]
     fn unknown_dataset_names_are_refused() {
-        let opts = Options { only: vec!["nope".into()], ..Default::default() };
+        let opts = Options {
+            only: vec!["nope".into()],
+            ..Default::default()
+        };
         assert_eq!(check_only(&opts).err().map(|e| e.exit_code()), Some(2));
     }
 }

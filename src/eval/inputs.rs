@@ -55,7 +55,11 @@ pub fn parse_values(s: &str, flag: &str) -> Result<Vec<f64>> {
         .split(',')
         .map(|t| t.trim().parse::<f64>().ok().filter(|v| v.is_finite()))
         .collect::<Option<_>>()
-        .ok_or_else(|| Error::Usage(format!("{flag} '{s}': expected comma-separated numbers, e.g. 255,1")))?;
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "{flag} '{s}': expected comma-separated numbers, e.g. 255,1"
+            ))
+        })?;
     if vals.is_empty() {
         return Err(Error::Usage(format!("{flag}: give at least one value")));
     }
@@ -66,11 +70,20 @@ pub fn parse_values(s: &str, flag: &str) -> Result<Vec<f64>> {
 fn read_band1(path: &Path) -> Result<(Array2<f64>, raster::RasterInfo)> {
     let ds = raster::open(path)?;
     let info = raster::describe(&ds, path)?;
-    let band = ds.rasterband(1).map_err(|e| Error::gdal(path, "cannot open band 1", e))?;
+    let band = ds
+        .rasterband(1)
+        .map_err(|e| Error::gdal(path, "cannot open band 1", e))?;
     let buf = band
-        .read_as::<f64>((0, 0), (info.width, info.height), (info.width, info.height), None)
+        .read_as::<f64>(
+            (0, 0),
+            (info.width, info.height),
+            (info.width, info.height),
+            None,
+        )
         .map_err(|e| Error::gdal(path, "cannot read band 1", e))?;
-    let arr = buf.to_array().map_err(|e| Error::gdal(path, "unexpected buffer shape", e))?;
+    let arr = buf
+        .to_array()
+        .map_err(|e| Error::gdal(path, "unexpected buffer shape", e))?;
     Ok((arr, info))
 }
 
@@ -84,8 +97,18 @@ pub fn read_label(path: &Path, spec: &LabelSpec) -> Result<Label> {
             spec.ignore_value.unwrap_or_default()
         )));
     }
-    let nodata = info.nodata.first().copied().flatten().filter(|&nd| !is_change(nd));
-    let ignored = |v: f64| [spec.ignore_value, nodata].iter().flatten().any(|i| (i - v).abs() < 1e-9);
+    let nodata = info
+        .nodata
+        .first()
+        .copied()
+        .flatten()
+        .filter(|&nd| !is_change(nd));
+    let ignored = |v: f64| {
+        [spec.ignore_value, nodata]
+            .iter()
+            .flatten()
+            .any(|i| (i - v).abs() < 1e-9)
+    };
     let truth = values.mapv(|v| {
         if ignored(v) {
             Truth::Ignore
@@ -95,16 +118,31 @@ pub fn read_label(path: &Path, spec: &LabelSpec) -> Result<Label> {
             Truth::NoChange
         }
     });
-    Ok(Label { path: path.to_path_buf(), truth, georef: info.georef })
+    Ok(Label {
+        path: path.to_path_buf(),
+        truth,
+        georef: info.georef,
+    })
 }
 
 /// Reads a prediction: a folder (its `patches.geojson`), a GeoJSON file, or a raster mask.
 pub fn read_prediction(path: &Path, label: &Label) -> Result<Prediction> {
-    let file = if path.is_dir() { path.join("patches.geojson") } else { path.to_path_buf() };
+    let file = if path.is_dir() {
+        path.join("patches.geojson")
+    } else {
+        path.to_path_buf()
+    };
     if !file.exists() {
-        return Err(Error::input(&file, "prediction not found; give RUN_DIR, RUN_DIR/patches.geojson or a mask raster"));
+        return Err(Error::input(
+            &file,
+            "prediction not found; give RUN_DIR, RUN_DIR/patches.geojson or a mask raster",
+        ));
     }
-    let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if ext == "geojson" || ext == "json" {
         rasterise_patches(&file, label)
     } else {
@@ -130,21 +168,32 @@ pub fn read_mask(path: &Path, label: &Label) -> Result<Prediction> {
         ));
     }
     let landwatch_classes = is_landwatch_change_raster(path);
-    let pred = values.mapv(|v| if landwatch_classes { v == 1.0 } else { v != 0.0 && v.is_finite() });
+    let pred = values.mapv(|v| {
+        if landwatch_classes {
+            v == 1.0
+        } else {
+            v != 0.0 && v.is_finite()
+        }
+    });
     let (ids, patches) = super::metrics::components(&pred);
     Ok(Prediction { ids, patches })
 }
 
 fn is_landwatch_change_raster(path: &Path) -> bool {
-    let Ok(ds) = Dataset::open(path) else { return false };
-    let Ok(band) = ds.rasterband(1) else { return false };
+    let Ok(ds) = Dataset::open(path) else {
+        return false;
+    };
+    let Ok(band) = ds.rasterband(1) else {
+        return false;
+    };
     gdal::Metadata::description(&band).is_ok_and(|d| d.starts_with("class: 0 unchanged, 1 changed"))
 }
 
 /// Burns each feature of a FeatureCollection with its 1-based index onto the label grid.
 pub fn rasterise_patches(path: &Path, label: &Label) -> Result<Prediction> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, "cannot read", e))?;
-    let fc: Value = serde_json::from_str(&text).map_err(|e| Error::input(path, format!("not valid JSON: {e}")))?;
+    let fc: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::input(path, format!("not valid JSON: {e}")))?;
     if fc.get("type").and_then(Value::as_str) != Some("FeatureCollection") {
         return Err(Error::input(path, "not a GeoJSON FeatureCollection"));
     }
@@ -156,23 +205,34 @@ pub fn rasterise_patches(path: &Path, label: &Label) -> Result<Prediction> {
         let Some(g) = &label.georef else {
             return Err(Error::input(
                 &label.path,
-                format!("has no georeferencing, but the prediction {} is in lon/lat", path.display()),
+                format!(
+                    "has no georeferencing, but the prediction {} is in lon/lat",
+                    path.display()
+                ),
             ));
         };
         to_label_crs(&mut geoms, &g.wkt, path)?;
         g.geo_transform
     };
     let ids = burn(&geoms, gt, label.width(), label.height(), path)?;
-    Ok(Prediction { ids, patches: geoms.len() })
+    Ok(Prediction {
+        ids,
+        patches: geoms.len(),
+    })
 }
 
 fn geometries(fc: &Value, path: &Path) -> Result<Vec<Geometry>> {
-    let feats = fc.get("features").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let feats = fc
+        .get("features")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     let mut out = Vec::with_capacity(feats.len());
     for (i, f) in feats.iter().enumerate() {
-        let g = f.get("geometry").filter(|g| !g.is_null()).ok_or_else(|| {
-            Error::input(path, format!("feature {} has no geometry", i + 1))
-        })?;
+        let g = f
+            .get("geometry")
+            .filter(|g| !g.is_null())
+            .ok_or_else(|| Error::input(path, format!("feature {} has no geometry", i + 1)))?;
         let geom = Geometry::from_geojson(&g.to_string())
             .map_err(|e| Error::input(path, format!("feature {}: invalid geometry: {e}", i + 1)))?;
         out.push(geom);
@@ -182,34 +242,58 @@ fn geometries(fc: &Value, path: &Path) -> Result<Vec<Geometry>> {
 
 fn to_label_crs(geoms: &mut [Geometry], label_wkt: &str, path: &Path) -> Result<()> {
     if label_wkt.is_empty() {
-        return Err(Error::input(path, "the label has a geotransform but no CRS; cannot place lon/lat polygons on it"));
+        return Err(Error::input(
+            path,
+            "the label has a geotransform but no CRS; cannot place lon/lat polygons on it",
+        ));
     }
     let mut src = SpatialRef::from_epsg(4326).map_err(|e| Error::gdal(path, "EPSG:4326", e))?;
     src.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
     let mut dst = SpatialRef::from_wkt(label_wkt).map_err(|e| Error::gdal(path, "label CRS", e))?;
     dst.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
-    let ct = CoordTransform::new(&src, &dst).map_err(|e| Error::gdal(path, "transform to the label CRS", e))?;
+    let ct = CoordTransform::new(&src, &dst)
+        .map_err(|e| Error::gdal(path, "transform to the label CRS", e))?;
     for g in geoms.iter_mut() {
-        g.transform_inplace(&ct).map_err(|e| Error::gdal(path, "cannot transform a patch to the label CRS", e))?;
+        g.transform_inplace(&ct)
+            .map_err(|e| Error::gdal(path, "cannot transform a patch to the label CRS", e))?;
     }
     Ok(())
 }
 
 /// Rasterises `geoms` (burn value = index + 1) into a `w`×`h` grid with geotransform `gt`.
-fn burn(geoms: &[Geometry], gt: gdal::GeoTransform, w: usize, h: usize, path: &Path) -> Result<Array2<u32>> {
-    let drv = DriverManager::get_driver_by_name("MEM").map_err(|e| Error::gdal(path, "MEM driver", e))?;
+fn burn(
+    geoms: &[Geometry],
+    gt: gdal::GeoTransform,
+    w: usize,
+    h: usize,
+    path: &Path,
+) -> Result<Array2<u32>> {
+    let drv =
+        DriverManager::get_driver_by_name("MEM").map_err(|e| Error::gdal(path, "MEM driver", e))?;
     let mut ds = drv
         .create_with_band_type::<u32, _>("", w, h, 1)
         .map_err(|e| Error::gdal(path, "cannot create a scratch raster", e))?;
-    ds.set_geo_transform(&gt).map_err(|e| Error::gdal(path, "cannot set the scratch geotransform", e))?;
+    ds.set_geo_transform(&gt)
+        .map_err(|e| Error::gdal(path, "cannot set the scratch geotransform", e))?;
     if !geoms.is_empty() {
         let values: Vec<f64> = (1..=geoms.len()).map(|i| i as f64).collect();
-        rasterize(&mut ds, &[1], geoms, &values, Some(RasterizeOptions::default()))
-            .map_err(|e| Error::gdal(path, "cannot rasterise the patches", e))?;
+        rasterize(
+            &mut ds,
+            &[1],
+            geoms,
+            &values,
+            Some(RasterizeOptions::default()),
+        )
+        .map_err(|e| Error::gdal(path, "cannot rasterise the patches", e))?;
     }
-    let band = ds.rasterband(1).map_err(|e| Error::gdal(path, "scratch band", e))?;
-    let buf = band.read_as::<u32>((0, 0), (w, h), (w, h), None).map_err(|e| Error::gdal(path, "scratch read", e))?;
-    buf.to_array().map_err(|e| Error::gdal(path, "unexpected buffer shape", e))
+    let band = ds
+        .rasterband(1)
+        .map_err(|e| Error::gdal(path, "scratch band", e))?;
+    let buf = band
+        .read_as::<u32>((0, 0), (w, h), (w, h), None)
+        .map_err(|e| Error::gdal(path, "scratch read", e))?;
+    buf.to_array()
+        .map_err(|e| Error::gdal(path, "unexpected buffer shape", e))
 }
 
 #[cfg(test)]
@@ -224,7 +308,11 @@ mod tests {
     }
 
     fn pixel_label(w: usize, h: usize) -> Label {
-        Label { path: PathBuf::from("label"), truth: Array2::from_elem((h, w), Truth::NoChange), georef: None }
+        Label {
+            path: PathBuf::from("label"),
+            truth: Array2::from_elem((h, w), Truth::NoChange),
+            georef: None,
+        }
     }
 
     #[test]

@@ -199,21 +199,29 @@ pub fn patch_counts(pred_ids: &Array2<u32>, n_pred: usize, truth: &Array2<Truth>
     let mut true_covered = vec![0u64; n_true + 1];
     let mut pred_area = vec![0u64; n_pred + 1];
     let mut pred_hit = vec![0u64; n_pred + 1];
-    Zip::from(pred_ids).and(&true_ids).and(truth).for_each(|&p, &t, &lab| {
-        let p = (p as usize).min(n_pred);
-        true_area[t as usize] += 1;
-        if p > 0 {
-            true_covered[t as usize] += 1;
-            if lab != Truth::Ignore {
-                pred_area[p] += 1;
-                pred_hit[p] += u64::from(lab == Truth::Change);
+    Zip::from(pred_ids)
+        .and(&true_ids)
+        .and(truth)
+        .for_each(|&p, &t, &lab| {
+            let p = (p as usize).min(n_pred);
+            true_area[t as usize] += 1;
+            if p > 0 {
+                true_covered[t as usize] += 1;
+                if lab != Truth::Ignore {
+                    pred_area[p] += 1;
+                    pred_hit[p] += u64::from(lab == Truth::Change);
+                }
             }
-        }
-    });
+        });
     let half_or_more = |part: u64, whole: u64| 2 * part >= whole;
-    let found = (1..=n_true).filter(|&i| half_or_more(true_covered[i], true_area[i])).count();
+    let found = (1..=n_true)
+        .filter(|&i| half_or_more(true_covered[i], true_area[i]))
+        .count();
     let judged: Vec<usize> = (1..=n_pred).filter(|&i| pred_area[i] > 0).collect();
-    let correct = judged.iter().filter(|&&i| half_or_more(pred_hit[i], pred_area[i])).count();
+    let correct = judged
+        .iter()
+        .filter(|&&i| half_or_more(pred_hit[i], pred_area[i]))
+        .count();
     PatchCounts {
         true_patches: n_true as u64,
         found: found as u64,
@@ -264,7 +272,16 @@ mod tests {
         let truth = array![[C, C, N], [C, C, N], [N, N, N]];
         let pred = mask(&["##.", "...", "..#"]);
         let c = pixel_counts(&pred, &truth);
-        assert_eq!(c, PixelCounts { tp: 2, fp: 1, fn_: 2, tn: 4, ignored: 0 });
+        assert_eq!(
+            c,
+            PixelCounts {
+                tp: 2,
+                fp: 1,
+                fn_: 2,
+                tn: 4,
+                ignored: 0
+            }
+        );
         assert!(close(c.precision(), 2.0 / 3.0));
         assert!(close(c.recall(), 0.5));
         assert!(close(c.f1(), 4.0 / 7.0));
@@ -276,9 +293,27 @@ mod tests {
         let truth = array![[C, I, I], [N, I, N]];
         let all = mask(&["###", "###"]);
         let c = pixel_counts(&all, &truth);
-        assert_eq!(c, PixelCounts { tp: 1, fp: 2, fn_: 0, tn: 0, ignored: 3 });
+        assert_eq!(
+            c,
+            PixelCounts {
+                tp: 1,
+                fp: 2,
+                fn_: 0,
+                tn: 0,
+                ignored: 3
+            }
+        );
         let none = mask(&["...", "..."]);
-        assert_eq!(pixel_counts(&none, &truth), PixelCounts { tp: 0, fp: 0, fn_: 1, tn: 2, ignored: 3 });
+        assert_eq!(
+            pixel_counts(&none, &truth),
+            PixelCounts {
+                tp: 0,
+                fp: 0,
+                fn_: 1,
+                tn: 2,
+                ignored: 3
+            }
+        );
     }
 
     #[test]
@@ -288,7 +323,15 @@ mod tests {
         assert_eq!(c.pixel.precision(), None);
         assert!(close(c.pixel.recall(), 0.0));
         assert!(close(c.pixel.f1(), 0.0));
-        assert_eq!(c.patch, PatchCounts { true_patches: 1, found: 0, pred_patches: 0, pred_correct: 0 });
+        assert_eq!(
+            c.patch,
+            PatchCounts {
+                true_patches: 1,
+                found: 0,
+                pred_patches: 0,
+                pred_correct: 0
+            }
+        );
         assert_eq!(c.patch.precision(), None);
         assert!(close(c.patch.recall(), 0.0));
     }
@@ -302,7 +345,11 @@ mod tests {
         assert_eq!(c.patch.recall(), None);
         assert!(close(c.patch.precision(), 0.0));
         let quiet = evaluate_mask(&mask(&["..", ".."]), &truth).unwrap();
-        assert_eq!(quiet.scores().f1, None, "nothing labelled, nothing predicted: F1 undefined");
+        assert_eq!(
+            quiet.scores().f1,
+            None,
+            "nothing labelled, nothing predicted: F1 undefined"
+        );
     }
 
     #[test]
@@ -325,11 +372,27 @@ mod tests {
         // the same component: the predicted patch is 2/4 true, so it is correct.
         let truth = array![[C, C, N, N], [C, C, N, N]];
         let c = evaluate_mask(&mask(&["####", "...."]), &truth).unwrap();
-        assert_eq!(c.patch, PatchCounts { true_patches: 1, found: 1, pred_patches: 1, pred_correct: 1 });
+        assert_eq!(
+            c.patch,
+            PatchCounts {
+                true_patches: 1,
+                found: 1,
+                pred_patches: 1,
+                pred_correct: 1
+            }
+        );
         // Covering one pixel of four is not enough; a patch one third true is not correct.
         let right_half = array![[N, N, C, C], [N, N, C, C]];
         let c = evaluate_mask(&mask(&["###.", "...."]), &right_half).unwrap();
-        assert_eq!(c.patch, PatchCounts { true_patches: 1, found: 0, pred_patches: 1, pred_correct: 0 });
+        assert_eq!(
+            c.patch,
+            PatchCounts {
+                true_patches: 1,
+                found: 0,
+                pred_patches: 1,
+                pred_correct: 0
+            }
+        );
     }
 
     #[test]
@@ -351,7 +414,15 @@ mod tests {
         // Its labelled part decides: 1 true of 2 labelled = correct; area ignores the rest.
         let truth = array![[I, I, N], [I, I, C]];
         let c = evaluate_mask(&mask(&["###", "###"]), &truth).unwrap();
-        assert_eq!(c.patch, PatchCounts { true_patches: 1, found: 1, pred_patches: 1, pred_correct: 1 });
+        assert_eq!(
+            c.patch,
+            PatchCounts {
+                true_patches: 1,
+                found: 1,
+                pred_patches: 1,
+                pred_correct: 1
+            }
+        );
     }
 
     #[test]
@@ -360,7 +431,15 @@ mod tests {
         let truth = array![[C, C, N, N]];
         let ids = array![[1u32, 1, 2, 2]];
         let c = evaluate(&ids, 2, &truth).unwrap();
-        assert_eq!(c.patch, PatchCounts { true_patches: 1, found: 1, pred_patches: 2, pred_correct: 1 });
+        assert_eq!(
+            c.patch,
+            PatchCounts {
+                true_patches: 1,
+                found: 1,
+                pred_patches: 2,
+                pred_correct: 1
+            }
+        );
         // As one 8-connected mask it would be a single half-true, correct patch.
         let m = evaluate_mask(&ids.mapv(|v| v > 0), &truth).unwrap();
         assert_eq!(m.patch.pred_patches, 1);
@@ -369,11 +448,32 @@ mod tests {
     #[test]
     fn counts_sum_before_ratios() {
         let mut total = Counts::default();
-        let a = Counts { pixel: PixelCounts { tp: 9, fp: 1, fn_: 0, tn: 0, ignored: 0 }, ..Default::default() };
-        let b = Counts { pixel: PixelCounts { tp: 0, fp: 0, fn_: 10, tn: 5, ignored: 2 }, ..Default::default() };
+        let a = Counts {
+            pixel: PixelCounts {
+                tp: 9,
+                fp: 1,
+                fn_: 0,
+                tn: 0,
+                ignored: 0,
+            },
+            ..Default::default()
+        };
+        let b = Counts {
+            pixel: PixelCounts {
+                tp: 0,
+                fp: 0,
+                fn_: 10,
+                tn: 5,
+                ignored: 2,
+            },
+            ..Default::default()
+        };
         total.add(&a);
         total.add(&b);
-        assert!(close(total.pixel.recall(), 9.0 / 19.0), "pooled, not the mean of 1.0 and 0.0");
+        assert!(
+            close(total.pixel.recall(), 9.0 / 19.0),
+            "pooled, not the mean of 1.0 and 0.0"
+        );
         assert_eq!(total.pixel.ignored, 2);
     }
 

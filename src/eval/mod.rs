@@ -90,14 +90,22 @@ pub fn cli_main(args: EvalArgs) -> Result<i32> {
 pub fn label_spec(change_values: Option<&str>, ignore_value: Option<f64>) -> Result<LabelSpec> {
     let change_values = match change_values {
         Some(s) => inputs::parse_values(s, "--label-change-values")?,
-        None => [255.0, 1.0].into_iter().filter(|v| Some(*v) != ignore_value).collect(),
+        None => [255.0, 1.0]
+            .into_iter()
+            .filter(|v| Some(*v) != ignore_value)
+            .collect(),
     };
-    Ok(LabelSpec { change_values, ignore_value })
+    Ok(LabelSpec {
+        change_values,
+        ignore_value,
+    })
 }
 
 fn pair_main(args: &EvalArgs) -> Result<i32> {
     let (Some(pred_path), Some(label_path)) = (&args.pred, &args.label) else {
-        return Err(Error::Usage("eval needs --pred and --label (or the `datasets` subcommand)".into()));
+        return Err(Error::Usage(
+            "eval needs --pred and --label (or the `datasets` subcommand)".into(),
+        ));
     };
     crate::io::init_gdal();
     let spec = label_spec(args.label_change_values.as_deref(), args.ignore_value)?;
@@ -116,7 +124,14 @@ fn pair_main(args: &EvalArgs) -> Result<i32> {
         });
         println!("{}", to_json(&v)?);
     } else {
-        print!("{}", report::pair_text(&pred_path.display().to_string(), &label_path.display().to_string(), &counts));
+        print!(
+            "{}",
+            report::pair_text(
+                &pred_path.display().to_string(),
+                &label_path.display().to_string(),
+                &counts
+            )
+        );
     }
     Ok(0)
 }
@@ -124,7 +139,9 @@ fn pair_main(args: &EvalArgs) -> Result<i32> {
 fn datasets_main(args: &DatasetsArgs) -> Result<i32> {
     if let Some(m) = args.min_area_m2 {
         if !(m.is_finite() && m >= 0.0) {
-            return Err(Error::Usage(format!("--min-area-m2 {m}: expected a non-negative number")));
+            return Err(Error::Usage(format!(
+                "--min-area-m2 {m}: expected a non-negative number"
+            )));
         }
     }
     let opts = datasets::Options {
@@ -154,11 +171,13 @@ fn datasets_main(args: &DatasetsArgs) -> Result<i32> {
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string_pretty(v).map_err(|e| Error::Other(format!("cannot serialise the report: {e}")))
+    serde_json::to_string_pretty(v)
+        .map_err(|e| Error::Other(format!("cannot serialise the report: {e}")))
 }
 
 fn write_outputs(out: &Path, md: &str, json: &str) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, "cannot create the output folder", e))?;
+    std::fs::create_dir_all(out)
+        .map_err(|e| Error::io(out, "cannot create the output folder", e))?;
     atomic::write_file(&out.join("accuracy.md"), md.as_bytes())?;
     atomic::write_file(&out.join("accuracy.json"), json.as_bytes())
 }
@@ -169,9 +188,18 @@ mod tests {
 
     #[test]
     fn default_change_values_leave_out_the_ignore_value() {
-        assert_eq!(label_spec(None, None).unwrap().change_values, vec![255.0, 1.0]);
-        assert_eq!(label_spec(None, Some(255.0)).unwrap().change_values, vec![1.0]);
-        assert_eq!(label_spec(Some("2"), None).unwrap().change_values, vec![2.0]);
+        assert_eq!(
+            label_spec(None, None).unwrap().change_values,
+            vec![255.0, 1.0]
+        );
+        assert_eq!(
+            label_spec(None, Some(255.0)).unwrap().change_values,
+            vec![1.0]
+        );
+        assert_eq!(
+            label_spec(Some("2"), None).unwrap().change_values,
+            vec![2.0]
+        );
         assert!(label_spec(Some("x"), None).is_err());
     }
 }

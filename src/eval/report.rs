@@ -81,13 +81,26 @@ pub fn markdown(r: &Report) -> String {
 }
 
 fn settings_table(out: &mut String, r: &Report) {
-    let _ = writeln!(out, "| dataset | bands | pixel size | min area | label change / ignore | notes |");
+    let _ = writeln!(
+        out,
+        "| dataset | bands | pixel size | min area | label change / ignore | notes |"
+    );
     let _ = writeln!(out, "|---|---|---|---|---|---|");
     for d in &r.datasets {
         let s = &d.settings;
-        let px = s.pixel_size_m.map(|p| format!("{p} m")).unwrap_or_else(|| "georeferenced".into());
-        let values: Vec<String> = s.label_change_values.iter().map(|v| v.to_string()).collect();
-        let ignore = s.label_ignore_value.map(|v| v.to_string()).unwrap_or_else(|| "–".into());
+        let px = s
+            .pixel_size_m
+            .map(|p| format!("{p} m"))
+            .unwrap_or_else(|| "georeferenced".into());
+        let values: Vec<String> = s
+            .label_change_values
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
+        let ignore = s
+            .label_ignore_value
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "–".into());
         let mut notes = s.note.clone();
         if !d.failures.is_empty() {
             let _ = write!(notes, "; FAILED: {}", d.failures.join("; "));
