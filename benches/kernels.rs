@@ -22,7 +22,9 @@ fn kernels(c: &mut Criterion) {
     let valid = Array2::from_elem((N, N), true);
     let sa = indices::evidence_stack(&a, 0.1);
     let sb = indices::evidence_stack(&b, 0.1);
-    c.bench_function("evidence_stack 512x512x4", |bch| bch.iter(|| indices::evidence_stack(black_box(&a), 0.1)));
+    c.bench_function("evidence_stack 512x512x4", |bch| {
+        bch.iter(|| indices::evidence_stack(black_box(&a), 0.1))
+    });
     c.bench_function("neighbourhood_distance r=1 512x512x6", |bch| {
         bch.iter(|| evidence::neighbourhood_distance(black_box(&sa), black_box(&sb), &valid, 1))
     });
@@ -33,8 +35,14 @@ fn kernels(c: &mut Criterion) {
     let mut h = threshold::Histogram::new(4000, 2.0);
     a.iter().for_each(|&v| h.add(v));
     c.bench_function("otsu 4000 bins", |bch| bch.iter(|| threshold::otsu(black_box(&h))));
-    let (ba, bb) = (a.index_axis(ndarray::Axis(0), 0).to_owned(), b.index_axis(ndarray::Axis(0), 0).to_owned());
-    let (ba, bb) = (ba.slice(ndarray::s![..256, ..256]).to_owned(), bb.slice(ndarray::s![..256, ..256]).to_owned());
+    let (ba, bb) = (
+        a.index_axis(ndarray::Axis(0), 0).to_owned(),
+        b.index_axis(ndarray::Axis(0), 0).to_owned(),
+    );
+    let (ba, bb) = (
+        ba.slice(ndarray::s![..256, ..256]).to_owned(),
+        bb.slice(ndarray::s![..256, ..256]).to_owned(),
+    );
     c.bench_function("phase_correlation 256x256", |bch| {
         bch.iter(|| shift::phase_correlation(black_box(&ba), black_box(&bb)))
     });

@@ -13,7 +13,11 @@ fn seeds() -> PathBuf {
 }
 
 fn detect(args: &[&str]) -> Output {
-    Command::new(bin()).arg("detect").args(args).output().expect("run landwatch")
+    Command::new(bin())
+        .arg("detect")
+        .args(args)
+        .output()
+        .expect("run landwatch")
 }
 
 fn s(p: &Path) -> &str {
@@ -25,8 +29,10 @@ fn write_tif(path: &Path, size: usize, origin_x: f64, nodata: Option<f64>, f: im
     use gdal::raster::Buffer;
     let drv = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
     let mut ds = drv.create_with_band_type::<u16, _>(path, size, size, 4).unwrap();
-    ds.set_geo_transform(&[origin_x, 2.0, 0.0, 2_535_000.0, 0.0, -2.0]).unwrap();
-    ds.set_spatial_ref(&gdal::spatial_ref::SpatialRef::from_epsg(4545).unwrap()).unwrap();
+    ds.set_geo_transform(&[origin_x, 2.0, 0.0, 2_535_000.0, 0.0, -2.0])
+        .unwrap();
+    ds.set_spatial_ref(&gdal::spatial_ref::SpatialRef::from_epsg(4545).unwrap())
+        .unwrap();
     for b in 0..4 {
         let data: Vec<u16> = (0..size * size).map(|i| f(b, i / size, i % size)).collect();
         let mut band = ds.rasterband(b + 1).unwrap();
@@ -77,7 +83,11 @@ fn demo_pair_finds_the_planted_changes_and_reruns_identically() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let g1 = std::fs::read(o1.join("patches.geojson")).unwrap();
-    assert_eq!(g1, std::fs::read(o2.join("patches.geojson")).unwrap(), "same inputs must give the same bytes");
+    assert_eq!(
+        g1,
+        std::fs::read(o2.join("patches.geojson")).unwrap(),
+        "same inputs must give the same bytes"
+    );
     let fc: serde_json::Value = serde_json::from_slice(&g1).unwrap();
     let feats = fc["features"].as_array().unwrap();
     assert!(!feats.is_empty());
@@ -93,24 +103,49 @@ fn demo_pair_finds_the_planted_changes_and_reruns_identically() {
         for ring in g["coordinates"].as_array().unwrap() {
             match g["type"].as_str().unwrap() {
                 "Polygon" => ring.as_array().unwrap().iter().for_each(&mut visit),
-                _ => ring.as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).for_each(&mut visit),
+                _ => ring
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|r| r.as_array().unwrap())
+                    .for_each(&mut visit),
             }
         }
         b
     };
     let overlaps = |a: [f64; 4], b: [f64; 4]| a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3];
     let pred: Vec<[f64; 4]> = feats.iter().map(|f| bbox(&f["geometry"])).collect();
-    let targets: Vec<&serde_json::Value> =
-        truth["features"].as_array().unwrap().iter().filter(|f| f["properties"]["type_code"].as_i64() != Some(9)).collect();
-    let found = targets.iter().filter(|t| pred.iter().any(|p| overlaps(*p, bbox(&t["geometry"])))).count();
-    assert!(found * 10 >= targets.len() * 6, "found {found} of {} planted changes", targets.len());
+    let targets: Vec<&serde_json::Value> = truth["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["properties"]["type_code"].as_i64() != Some(9))
+        .collect();
+    let found = targets
+        .iter()
+        .filter(|t| pred.iter().any(|p| overlaps(*p, bbox(&t["geometry"]))))
+        .count();
+    assert!(
+        found * 10 >= targets.len() * 6,
+        "found {found} of {} planted changes",
+        targets.len()
+    );
     let p0 = &feats[0]["properties"];
-    for key in ["id", "change_type", "category", "area_m2", "area_mu", "JCBH", "DLBM", "JCMJ", "model"] {
+    for key in [
+        "id",
+        "change_type",
+        "category",
+        "area_m2",
+        "area_mu",
+        "JCBH",
+        "DLBM",
+        "JCMJ",
+        "model",
+    ] {
         assert!(!p0[key].is_null(), "property {key} missing");
     }
     assert!((p0["area_mu"].as_f64().unwrap() - p0["area_m2"].as_f64().unwrap() / 666.667).abs() < 0.01);
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(o1.join("run.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(o1.join("run.json")).unwrap()).unwrap();
     assert_eq!(manifest["inputs"]["before"]["sha256"].as_str().unwrap().len(), 64);
     assert!(o1.join("change.tif").exists());
 }
@@ -119,7 +154,14 @@ fn demo_pair_finds_the_planted_changes_and_reruns_identically() {
 fn missing_file_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let r = detect(&["--before", "/nonexistent/a.tif", "--after", "/nonexistent/b.tif", "--out", s(&out)]);
+    let r = detect(&[
+        "--before",
+        "/nonexistent/a.tif",
+        "--after",
+        "/nonexistent/b.tif",
+        "--out",
+        s(&out),
+    ]);
     assert_bad_input(&r, "/nonexistent/a.tif: file not found", &out);
 }
 
@@ -154,8 +196,10 @@ fn mismatched_band_counts() {
     let b = tmp.path().join("b.tif");
     let drv = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
     let mut ds = drv.create_with_band_type::<u16, _>(&b, 64, 64, 3).unwrap();
-    ds.set_geo_transform(&[530_000.0, 2.0, 0.0, 2_535_000.0, 0.0, -2.0]).unwrap();
-    ds.set_spatial_ref(&gdal::spatial_ref::SpatialRef::from_epsg(4545).unwrap()).unwrap();
+    ds.set_geo_transform(&[530_000.0, 2.0, 0.0, 2_535_000.0, 0.0, -2.0])
+        .unwrap();
+    ds.set_spatial_ref(&gdal::spatial_ref::SpatialRef::from_epsg(4545).unwrap())
+        .unwrap();
     drop(ds);
     let out = tmp.path().join("out");
     let r = detect(&["--before", s(&a), "--after", s(&b), "--out", s(&out)]);
@@ -179,16 +223,43 @@ fn unknown_model_file_and_typo_in_a_model_key() {
     let a = tmp.path().join("a.tif");
     write_tif(&a, 64, 530_000.0, None, field);
     let out = tmp.path().join("out");
-    let r = detect(&["--before", s(&a), "--after", s(&a), "--out", s(&out), "--model", "/nonexistent/m.toml"]);
+    let r = detect(&[
+        "--before",
+        s(&a),
+        "--after",
+        s(&a),
+        "--out",
+        s(&out),
+        "--model",
+        "/nonexistent/m.toml",
+    ]);
     assert_bad_input(&r, "model file not found", &out);
     let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/rules-v1.toml")).unwrap();
     let typo = tmp.path().join("typo.toml");
     std::fs::write(&typo, shipped.replace("block_size = 512", "blok_size = 512")).unwrap();
-    let r = detect(&["--before", s(&a), "--after", s(&a), "--out", s(&out), "--model", s(&typo)]);
+    let r = detect(&[
+        "--before",
+        s(&a),
+        "--after",
+        s(&a),
+        "--out",
+        s(&out),
+        "--model",
+        s(&typo),
+    ]);
     assert_bad_input(&r, "blok_size", &out);
     let range = tmp.path().join("range.toml");
     std::fs::write(&range, shipped.replace("min_area_m2 = 200.0", "min_area_m2 = -5.0")).unwrap();
-    let r = detect(&["--before", s(&a), "--after", s(&a), "--out", s(&out), "--model", s(&range)]);
+    let r = detect(&[
+        "--before",
+        s(&a),
+        "--after",
+        s(&a),
+        "--out",
+        s(&out),
+        "--model",
+        s(&range),
+    ]);
     assert_bad_input(&r, "detect.min_area_m2", &out);
 }
 
@@ -199,7 +270,13 @@ fn a_new_bright_roof_on_a_field_is_one_patch_across_block_edges() {
     let (a, b) = (tmp.path().join("a.tif"), tmp.path().join("b.tif"));
     write_tif(&a, 600, 530_000.0, None, field);
     let roof = |r: usize, c: usize| (495..530).contains(&r) && (495..530).contains(&c);
-    write_tif(&b, 600, 530_000.0, None, |band, r, c| if roof(r, c) { [1900u16, 2100, 2200, 2400][band] } else { field(band, r, c) });
+    write_tif(&b, 600, 530_000.0, None, |band, r, c| {
+        if roof(r, c) {
+            [1900u16, 2100, 2200, 2400][band]
+        } else {
+            field(band, r, c)
+        }
+    });
     let out = tmp.path().join("out");
     let r = detect(&["--before", s(&a), "--after", s(&b), "--out", s(&out)]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));

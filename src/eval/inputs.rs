@@ -166,8 +166,12 @@ pub fn read_mask(path: &Path, label: &Label) -> Result<Prediction> {
 }
 
 fn is_landwatch_change_raster(path: &Path) -> bool {
-    let Ok(ds) = Dataset::open(path) else { return false };
-    let Ok(band) = ds.rasterband(1) else { return false };
+    let Ok(ds) = Dataset::open(path) else {
+        return false;
+    };
+    let Ok(band) = ds.rasterband(1) else {
+        return false;
+    };
     gdal::Metadata::description(&band).is_ok_and(|d| d.starts_with("class: 0 unchanged, 1 changed"))
 }
 
