@@ -50,6 +50,9 @@ pub struct DetectParams {
     pub threshold_floor: f32,
     /// Multiplies the automatic threshold (>1: fewer, surer detections).
     pub threshold_scale: f32,
+    /// The same for imagery without NIR (RGB orthophotos): their evidence lacks the NDVI/NDWI
+    /// channels, its histogram is narrower, and the automatic threshold lands relatively high.
+    pub threshold_scale_rgb: f32,
     /// Weight of the vegetation/water index differences relative to reflectance differences.
     pub index_weight: f32,
     /// Radius (pixels) over which a pixel may match its counterpart on the other date, absorbing
@@ -253,6 +256,7 @@ impl Model {
         range(path, "detect.block_size", d.block_size as f64, 64.0, 8192.0)?;
         range(path, "detect.threshold_floor", d.threshold_floor as f64, 0.0, 10.0)?;
         range(path, "detect.threshold_scale", d.threshold_scale as f64, 0.1, 10.0)?;
+        range(path, "detect.threshold_scale_rgb", d.threshold_scale_rgb as f64, 0.1, 10.0)?;
         range(path, "detect.index_weight", d.index_weight as f64, 0.0, 10.0)?;
         range(path, "detect.match_radius", d.match_radius as f64, 0.0, 3.0)?;
         range(path, "detect.morphology_radius", d.morphology_radius as f64, 0.0, 5.0)?;

@@ -5,6 +5,12 @@
 //! pseudo-invariant pixels: starting from all pixels, each round keeps the fraction that changed
 //! least under the current fit and refits on them, so real changes and crop cycles stop pulling
 //! the line.
+//!
+//! The fit is a reduced-major-axis line (gain = ratio of standard deviations), not ordinary
+//! least squares: OLS of before on after shrinks the gain towards 0 whenever the two dates
+//! correlate imperfectly (regression dilution), which flattens the after image and hides real
+//! change. When even the invariant pixels correlate poorly (r below [`MIN_CORRELATION`]), the
+//! dates are too different for a linear map to be trusted and the identity is kept.
 
 use ndarray::Array1;
 use serde::Serialize;
@@ -64,6 +70,9 @@ impl Samples {
     }
 }
 
+/// Below this mean correlation of the invariant pixels the normalisation is not applied.
+pub const MIN_CORRELATION: f64 = 0.8;
+
 /// Fits the normalisation, keeping `keep` (0..1) of the pixels each round for `rounds` rounds.
 pub fn fit(samples: &Samples, keep: f32, rounds: usize) -> Normalisation {
     let bands = samples.before.len();
@@ -73,9 +82,14 @@ pub fn fit(samples: &Samples, keep: f32, rounds: usize) -> Normalisation {
     }
     let mut norm = moment_match(samples);
     let mut chosen: Vec<usize> = (0..n).collect();
+    let mut r = 1.0;
     for _ in 0..rounds {
         chosen = least_changed(samples, &norm, keep);
-        norm = least_squares(samples, &chosen, &norm);
+        (norm, r) = reduced_major_axis(samples, &chosen, &norm);
+    }
+    if r < MIN_CORRELATION {
+        tracing::warn!(correlation = r, "the dates correlate too weakly for radiometric normalisation; skipped");
+        return Normalisation::identity(bands);
     }
     norm.invariant_pixels = chosen.len();
     norm
@@ -122,30 +136,36 @@ fn least_changed(s: &Samples, norm: &Normalisation, keep: f32) -> Vec<usize> {
     idx
 }
 
-/// Ordinary least squares of before on after for each band over the chosen samples.
-fn least_squares(s: &Samples, idx: &[usize], fallback: &Normalisation) -> Normalisation {
+/// Reduced-major-axis fit of before against after for each band over the chosen samples;
+/// also returns the mean correlation over the bands.
+fn reduced_major_axis(s: &Samples, idx: &[usize], fallback: &Normalisation) -> (Normalisation, f64) {
     let bands = s.before.len();
     let mut out = fallback.clone();
+    let mut r_sum = 0.0;
     for k in 0..bands {
         let n = idx.len() as f64;
-        let (mut sx, mut sy, mut sxx, mut sxy) = (0.0f64, 0.0, 0.0, 0.0);
+        let (mut sx, mut sy, mut sxx, mut syy, mut sxy) = (0.0f64, 0.0, 0.0, 0.0, 0.0);
         for &i in idx {
             let (x, y) = (s.after[k][i] as f64, s.before[k][i] as f64);
             sx += x;
             sy += y;
             sxx += x * x;
+            syy += y * y;
             sxy += x * y;
         }
-        let var = sxx - sx * sx / n;
-        if var > 1e-12 {
-            let g = (sxy - sx * sy / n) / var;
-            if g.is_finite() && g > 0.2 && g < 5.0 {
+        let (vx, vy, cxy) = (sxx - sx * sx / n, syy - sy * sy / n, sxy - sx * sy / n);
+        if vx > 1e-12 && vy > 1e-12 {
+            r_sum += cxy / (vx * vy).sqrt();
+            let g = (vy / vx).sqrt();
+            if g.is_finite() && g > 0.2 && g < 5.0 && cxy > 0.0 {
                 out.gain[k] = g as f32;
                 out.offset[k] = ((sy - g * sx) / n) as f32;
             }
+        } else {
+            r_sum += 1.0;
         }
     }
-    out
+    (out, r_sum / bands.max(1) as f64)
 }
 
 #[cfg(test)]
@@ -172,6 +192,21 @@ mod tests {
         assert!((n.gain[1] - 0.8).abs() < 0.02, "{n:?}");
         assert!((n.offset[1] + 0.01).abs() < 0.01, "{n:?}");
         assert!(n.invariant_pixels > 500);
+    }
+
+    /// Dates that are unrelated pixel by pixel but have the same spread: least squares would
+    /// shrink the gain towards 0 (regression dilution) and flatten the after image; the
+    /// reduced-major-axis fit keeps it near 1.
+    #[test]
+    fn unrelated_dates_are_not_flattened() {
+        let mut s = Samples::new(1);
+        for i in 0..2000u32 {
+            let b = (i.wrapping_mul(2654435761) % 1000) as f32 / 1000.0;
+            let a = (i.wrapping_mul(40503) % 997) as f32 / 997.0;
+            s.push(&[b], &[a]);
+        }
+        let n = fit(&s, 0.4, 4);
+        assert!((n.gain[0] - 1.0).abs() < 0.1 && n.offset[0].abs() < 0.05, "{n:?}");
     }
 
     #[test]

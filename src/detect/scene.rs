@@ -14,6 +14,11 @@ use rayon::prelude::*;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
+/// Correlation peaks below this are noise (repetitive field patterns give weak false peaks).
+const MIN_SHIFT_PEAK: f64 = 0.12;
+/// After warping, a residual shift larger than this (px) means a wrong peak, not a real offset.
+const MAX_SHIFT_PX: f64 = 3.0;
+
 /// Which input band holds blue, green, red and (optionally) NIR, 1-based.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BandMap {
@@ -255,7 +260,7 @@ impl Scene {
         let d = &self.model.detect;
         let auto = threshold::threshold(&hist, d.threshold_method);
         let t = auto
-            .map(|t| t * d.threshold_scale)
+            .map(|t| t * if self.has_nir { d.threshold_scale } else { d.threshold_scale_rgb })
             .unwrap_or(d.threshold_floor)
             .max(d.threshold_floor);
         Ok(Calibration {
@@ -291,7 +296,12 @@ impl Scene {
             .into_iter()
             .flatten()
             .collect();
-        Ok(shift::combine(&estimates, 0.03))
+        let s = shift::combine(&estimates, MIN_SHIFT_PEAK);
+        if s.dx.abs().max(s.dy.abs()) > MAX_SHIFT_PX {
+            tracing::warn!(dx = s.dx, dy = s.dy, "residual shift estimate too large to trust after warping; not applied");
+            return Ok(Shift { dx: 0.0, dy: 0.0, peak: s.peak });
+        }
+        Ok(s)
     }
 
     fn estimate_normalisation(&self, wins: &[Window]) -> Result<Normalisation> {
