@@ -16,5 +16,6 @@
 //! against labelled pairs) and [`synth`] (deterministic synthetic scenes with truth).
 
 pub mod error;
+pub mod pipeline;
 
 pub use error::{Error, Result};
