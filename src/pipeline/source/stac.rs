@@ -59,7 +59,10 @@ pub async fn list(
         let base = reqwest::Url::parse(&page_url).ok();
         parse_page(&page, q, base.as_ref(), &mut l)
             .map_err(|why| Error::input(&page_url, why))?;
-        next = next_link(&page);
+        next = next_link(&page).map(|(href, body)| match base.as_ref().map(|b| b.join(&href)) {
+            Some(Ok(u)) => (u.to_string(), body),
+            _ => (href, body),
+        });
     }
     Ok(l)
 }
