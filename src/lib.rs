@@ -15,7 +15,14 @@
 //! Beside them: [`io`] (GDAL access), [`model`] (versioned model files), [`eval`] (accuracy
 //! against labelled pairs) and [`synth`] (deterministic synthetic scenes with truth).
 
+pub mod align;
+pub mod cli;
+pub mod detect;
 pub mod error;
+pub mod io;
+pub mod model;
+pub mod patches;
 pub mod pipeline;
+pub mod publish;
 
 pub use error::{Error, Result};

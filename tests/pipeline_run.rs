@@ -152,18 +152,3 @@ fn second_concurrent_run_is_locked_out() {
     let e = run(&p, &RunOptions::default(), &DET).unwrap_err();
     assert_eq!(e.exit_code(), 3, "{e}");
 }
-
-#[test]
-fn band_mapping_reorders_through_a_vrt() {
-    let d = tempfile::tempdir().unwrap();
-    let src = d.path().join("src");
-    standard_scene(&src, ["t0", "t1", "t2", "t3"]);
-    let extra = "[bands]\nblue = 4\ngreen = 3\nred = 2\nnir = 1\n";
-    let p = config::load(&local_pipeline(d.path(), &src, extra)).unwrap();
-    let r = run(&p, &RunOptions::default(), &DET).unwrap();
-    let (_, dir) = published(&r.result);
-    // The box detector reads band 1, which is now the source's band 4: same bright squares.
-    assert_eq!(features(&dir.join("patches.geojson")).len(), 2);
-    let vrt = dir.join("tiles/t2@2024-05-10/.inputs/after.vrt");
-    assert!(read(&vrt).contains("<SourceBand>4</SourceBand>"), "{}", read(&vrt));
-}

@@ -95,6 +95,17 @@ impl Bands {
     pub fn is_identity(&self) -> bool {
         *self == Bands::default()
     }
+
+    /// The engine's `--bands` form: one name per source band, `_` for bands not used
+    /// (blue = 3, green = 2, red = 1, nir = 5 → `R,G,B,_,NIR`).
+    pub fn engine_order(&self) -> String {
+        let named = [(self.blue, "B"), (self.green, "G"), (self.red, "R"), (self.nir, "NIR")];
+        let n = named.iter().map(|(b, _)| *b).max().unwrap_or(0);
+        (1..=n)
+            .map(|i| named.iter().find(|(b, _)| *b == i).map_or("_", |(_, name)| *name))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// How an image is paired with the one it is compared to.
@@ -113,6 +124,8 @@ pub struct Layers {
     pub basic_farmland: Option<PathBuf>,
     pub approved: Option<PathBuf>,
     pub counties: Option<PathBuf>,
+    /// Ecological red line (生态保护红线).
+    pub red_line: Option<PathBuf>,
 }
 
 /// Run-level detection parameters.
@@ -120,7 +133,8 @@ pub struct Layers {
 pub struct DetectParams {
     /// Patches smaller than this (m²) are dropped from the published run (minimum mapping unit).
     pub min_area_m2: f64,
-    /// Patches from different tiles closer than this (m) are one patch split by a tile seam.
+    /// Patches from different tiles closer than this (m) are one patch split by a tile seam. The
+    /// engine loses about a pixel at each tile border, so this must exceed two pixels (default 8).
     pub seam_tolerance_m: f64,
     /// Share of the smaller patch that must overlap an earlier patch to be "the same change".
     pub track_overlap: f64,
@@ -213,6 +227,7 @@ struct RawLayers {
     basic_farmland: Option<Spanned<PathBuf>>,
     approved: Option<Spanned<PathBuf>>,
     counties: Option<Spanned<PathBuf>>,
+    red_line: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize)]
@@ -317,6 +332,7 @@ fn build(ctx: &Ctx, raw: RawPipeline, file_sha256: String) -> Result<Pipeline> {
             basic_farmland: ctx.optional("layers.basic_farmland", &l.basic_farmland)?,
             approved: ctx.optional("layers.approved", &l.approved)?,
             counties: ctx.optional("layers.counties", &l.counties)?,
+            red_line: ctx.optional("layers.red_line", &l.red_line)?,
         },
         None => Layers::default(),
     };
@@ -463,7 +479,7 @@ fn build_detect(ctx: &Ctx, raw: Option<RawDetect>) -> Result<DetectParams> {
     }
     Ok(DetectParams {
         min_area_m2: non_negative("detect.min_area_m2", &raw.min_area_m2, 0.0)?,
-        seam_tolerance_m: non_negative("detect.seam_tolerance_m", &raw.seam_tolerance_m, 0.5)?,
+        seam_tolerance_m: non_negative("detect.seam_tolerance_m", &raw.seam_tolerance_m, 8.0)?,
         track_overlap,
     })
 }
@@ -586,6 +602,13 @@ mod tests {
     }
 
     const OK: &str = "name = \"t\"\noutput = \"out\"\n[source]\nkind = \"local\"\npath = \".\"\n";
+
+    #[test]
+    fn band_order_for_the_engine() {
+        let b = Bands { blue: 3, green: 2, red: 1, nir: 5 };
+        assert_eq!(b.engine_order(), "R,G,B,_,NIR");
+        assert_eq!(Bands::default().engine_order(), "B,G,R,NIR");
+    }
 
     #[test]
     fn minimal_file_loads_with_defaults() {

@@ -4,11 +4,11 @@
 //! [`TileDetector`] lets the orchestration (checkpoints, seams, tracking, shards) be tested with a
 //! small fake detector, and keeps the engine's own options out of the pipeline's code.
 
-use std::ffi::CString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::config::{Bands, Layers};
-use crate::{Error, Result};
+use crate::detect::{self, DetectRequest};
+use crate::Result;
 
 /// One before/after pair to detect.
 #[derive(Debug, Clone)]
@@ -21,6 +21,8 @@ pub struct TileJob<'a> {
     pub after_date: &'a str,
     pub model: Option<&'a Path>,
     pub layers: &'a Layers,
+    /// Band order of the source tiles.
+    pub bands: &'a Bands,
 }
 
 /// Something that turns a before/after pair into `out_dir/patches.geojson` (the run-folder
@@ -35,54 +37,21 @@ pub struct EngineDetector;
 
 impl TileDetector for EngineDetector {
     fn detect(&self, job: &TileJob) -> Result<()> {
-        let _ = job;
-        Err(Error::Other(
-            "the detection engine (landwatch::detect) is not available in this build yet".into(),
-        ))
+        let l = job.layers;
+        let req = DetectRequest {
+            model_path: job.model.map(Path::to_path_buf),
+            bands: (!job.bands.is_identity()).then(|| job.bands.engine_order()),
+            landuse: l.landuse.clone(),
+            basic_farmland: l.basic_farmland.clone(),
+            approved: l.approved.clone(),
+            counties: l.counties.clone(),
+            red_line: l.red_line.clone(),
+            before_date: Some(job.before_date.to_string()),
+            after_date: Some(job.after_date.to_string()),
+            ..DetectRequest::new(job.before, job.after, job.out_dir)
+        };
+        let summary = detect::run(&req)?;
+        tracing::debug!(patches = summary.patches, seconds = summary.seconds, "pair detected by the engine");
+        Ok(())
     }
-}
-
-/// When the source's band order is not B,G,R,NIR, writes a VRT next to the detector's inputs that
-/// presents the bands in landwatch's order; otherwise returns the tile itself.
-pub fn band_ordered(tile: &Path, bands: &Bands, dir: &Path, name: &str) -> Result<PathBuf> {
-    if bands.is_identity() {
-        return Ok(tile.to_path_buf());
-    }
-    let vrt = dir.join(format!("{name}.vrt"));
-    let order = [bands.blue, bands.green, bands.red, bands.nir];
-    translate_to_vrt(tile, &vrt, &order)?;
-    Ok(vrt)
-}
-
-/// `gdal_translate -of VRT -b … SRC DST` through the C API (the crate does not wrap it).
-fn translate_to_vrt(src: &Path, dst: &Path, bands: &[u32]) -> Result<()> {
-    let ds = gdal::Dataset::open(src).map_err(|e| Error::gdal(src, "opening tile", e))?;
-    let mut argv = gdal::cpl::CslStringList::new();
-    let mut args: Vec<String> = vec!["-of".into(), "VRT".into()];
-    for b in bands {
-        args.push("-b".into());
-        args.push(b.to_string());
-    }
-    for a in &args {
-        argv.add_string(a)
-            .map_err(|e| Error::gdal(src, "building gdal_translate arguments", e))?;
-    }
-    let c_dst = CString::new(dst.to_string_lossy().as_bytes())
-        .map_err(|_| Error::input(dst, "path contains a NUL byte"))?;
-    // SAFETY: the options, the source handle and the path outlive the calls; the returned
-    // handle is owned by us and closed once.
-    unsafe {
-        let opts = gdal_sys::GDALTranslateOptionsNew(argv.as_ptr(), std::ptr::null_mut());
-        if opts.is_null() {
-            return Err(Error::Other("GDALTranslateOptionsNew failed".into()));
-        }
-        let mut usage_err = 0;
-        let out = gdal_sys::GDALTranslate(c_dst.as_ptr(), ds.c_dataset(), opts, &mut usage_err);
-        gdal_sys::GDALTranslateOptionsFree(opts);
-        if out.is_null() {
-            return Err(Error::input(src, "cannot reorder bands (does it have enough bands?)"));
-        }
-        gdal_sys::GDALClose(out);
-    }
-    Ok(())
 }

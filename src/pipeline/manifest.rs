@@ -172,6 +172,7 @@ pub fn layer_refs(p: &Pipeline) -> Result<BTreeMap<String, FileRef>> {
         ("basic_farmland", &l.basic_farmland),
         ("approved", &l.approved),
         ("counties", &l.counties),
+        ("red_line", &l.red_line),
     ] {
         if v.is_some() {
             m.insert(k.to_string(), FileRef::of(v.as_deref())?);

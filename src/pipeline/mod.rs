@@ -10,7 +10,7 @@
 //!
 //! The CLI entry points ([`run_main`], [`rerun_main`], [`merge_main`]) map outcomes to the
 //! project's exit codes: 0 all good, 1 finished with failed tiles, 2 bad configuration or input,
-//! 3 could not run.
+//! 3 could not run. Logging is set up by the binary (`--log-json`, JSON when not a terminal).
 
 pub mod archive;
 pub mod config;
@@ -47,9 +47,6 @@ pub struct RunArgs {
     /// shards with `landwatch merge`.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<Shard>,
-    /// Log JSON lines (the default when stderr is not a terminal).
-    #[arg(long)]
-    pub log_json: bool,
 }
 
 /// `landwatch rerun PIPELINE (RUN_ID | --from DATE --to DATE) [--model M] [--out DIR]`
@@ -72,8 +69,6 @@ pub struct RerunArgs {
     /// Output folder (default `<output>/reruns/<run>-model-<hash>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    #[arg(long)]
-    pub log_json: bool,
 }
 
 /// `landwatch merge SHARD_DIR... [--out RUN_DIR]`
@@ -85,24 +80,6 @@ pub struct MergeArgs {
     /// Published run folder (default `<output>/runs/<run_id>` of the pipeline).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    #[arg(long)]
-    pub log_json: bool,
-}
-
-/// Sets up `tracing`: human-readable on a terminal, JSON lines with `--log-json` or when stderr is
-/// not a terminal (journald, cron mail, Kubernetes log collectors). `RUST_LOG` filters.
-pub fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // try_init: the caller (or a test) may already have installed a subscriber.
-    let _ = if json || !std::io::stderr().is_terminal() {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
 }
 
 /// Prints the failed names (stderr) and returns the exit code.
@@ -115,12 +92,11 @@ fn report_failures(failed: &[(String, String)]) -> i32 {
 
 /// Entry point of `landwatch run`.
 pub fn run_main(args: RunArgs) -> Result<i32> {
-    init_logging(args.log_json);
     let p = config::load(&args.pipeline)?;
     let opts = RunOptions {
         dry_run: args.dry_run,
         shard: args.shard,
-        progress: std::io::stderr().is_terminal() && !args.log_json,
+        progress: std::io::stderr().is_terminal(),
     };
     let report = run::run(&p, &opts, &EngineDetector)?;
     match &report.result {
@@ -139,7 +115,6 @@ pub fn run_main(args: RunArgs) -> Result<i32> {
 
 /// Entry point of `landwatch rerun`.
 pub fn rerun_main(args: RerunArgs) -> Result<i32> {
-    init_logging(args.log_json);
     let p = config::load(&args.pipeline)?;
     let what = match (args.run_id, args.from, args.to) {
         (Some(id), None, None) => rerun::RerunWhat::Run(id),
@@ -157,7 +132,6 @@ pub fn rerun_main(args: RerunArgs) -> Result<i32> {
 
 /// Entry point of `landwatch merge`.
 pub fn merge_main(args: MergeArgs) -> Result<i32> {
-    init_logging(args.log_json);
     let r = shard::merge(&args.shard_dirs, args.out.as_deref())?;
     println!("merged: {} patches -> {}", r.patches, r.dir.display());
     Ok(report_failures(&r.failed))

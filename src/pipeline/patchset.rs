@@ -94,7 +94,7 @@ fn read_feature(
     let geom = to_multipolygon(&geometry_json)
         .ok_or_else(|| Error::input(path, "feature geometry is not a Polygon/MultiPolygon"))?;
     for key in ["chip_before", "chip_after"] {
-        if let Some(Value::String(rel)) = props.get(key) {
+        if let Some(Value::String(rel)) = props.get(key).filter(|v| v.as_str() != Some("")) {
             let moved = format!("tiles/{pair}/{rel}");
             props.insert(key.into(), Value::String(moved));
         }

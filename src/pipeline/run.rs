@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::archive::{safe_name, sha256_hex, write_atomic, Archive, CatalogueEntry};
 use super::config::{Baseline, DetectParams, Pipeline, Source};
-use super::detector::{band_ordered, TileDetector, TileJob};
+use super::detector::{TileDetector, TileJob};
 use super::manifest::{
     layer_refs, params, FileRef, Manifest, PipelineRef, RunProperties, TileOutcome, TileStatus,
 };
@@ -404,6 +404,7 @@ impl Exec<'_> {
     /// Detects every pair not already checkpointed in `work/tiles/`.
     pub fn detect_all(&self, work: &Path, inputs: &PairInputs, progress: bool) -> Result<Vec<TileOutcome>> {
         let abort_after: Option<usize> = std::env::var(ABORT_HOOK_ENV).ok().and_then(|v| v.parse().ok());
+        clear_leftovers(&work.join("tiles"))?;
         let bar = progress_bar(inputs.len(), "detect", progress);
         let mut detected_here = 0usize;
         let mut outcomes = Vec::new();
@@ -477,14 +478,16 @@ impl Exec<'_> {
         Ok(outcome)
     }
 
-    fn run_detector(&self, out: &Path, before: &CatalogueEntry, after: &CatalogueEntry) -> std::result::Result<(), String> {
-        let inputs = out.join(".inputs");
-        mkdir(&inputs).map_err(|e| e.to_string())?;
-        let bands = &self.p.bands;
-        let b = band_ordered(&self.archive.blob_path(&before.sha256), bands, &inputs, "before")
-            .map_err(|e| e.to_string())?;
-        let a = band_ordered(&self.archive.blob_path(&after.sha256), bands, &inputs, "after")
-            .map_err(|e| e.to_string())?;
+    fn run_detector(
+        &self,
+        out: &Path,
+        before: &CatalogueEntry,
+        after: &CatalogueEntry,
+    ) -> std::result::Result<(), String> {
+        let (b, a) = (
+            self.archive.blob_path(&before.sha256),
+            self.archive.blob_path(&after.sha256),
+        );
         let job = TileJob {
             before: &b,
             after: &a,
@@ -493,8 +496,11 @@ impl Exec<'_> {
             after_date: &after.date,
             model: self.model,
             layers: &self.p.layers,
+            bands: &self.p.bands,
         };
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.detector.detect(&job)));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.detector.detect(&job)
+        }));
         match r {
             Ok(Ok(())) if out.join("patches.geojson").is_file() => Ok(()),
             Ok(Ok(())) => Err("the detector wrote no patches.geojson".into()),
@@ -505,6 +511,21 @@ impl Exec<'_> {
 }
 
 const CHECKPOINT: &str = "tile.json";
+
+/// Removes half-written pair folders (`.tmp-*`, the engine's `.*staging-*`) left by a crash.
+fn clear_leftovers(tiles: &Path) -> Result<()> {
+    for entry in super::archive::sorted_dir(tiles)? {
+        let hidden = entry
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if hidden && entry.is_dir() {
+            std::fs::remove_dir_all(&entry)
+                .map_err(|e| Error::io(&entry, "removing a crashed run's leftover", e))?;
+        }
+    }
+    Ok(())
+}
 
 fn write_checkpoint(dir: &Path, o: &TileOutcome) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(o).map_err(|e| Error::Other(e.to_string()))?;
@@ -599,18 +620,16 @@ pub fn finalize(
     })
 }
 
-/// Run-wide ids `P0001…` and 监测编号 (`JCBH` = county code + after date + sequence per county
-/// and date), replacing the engine's per-tile numbering, which repeats across tiles.
+/// Run-wide ids `P0001…` and 监测编号 (`JCBH` = county code + after date + the id's number, as
+/// the engine forms it), replacing the engine's per-tile numbering, which repeats across tiles.
 fn renumber(patches: &mut [Patch]) {
-    let mut seq: BTreeMap<(String, String), usize> = BTreeMap::new();
     for (i, p) in patches.iter_mut().enumerate() {
-        p.props.insert("id".into(), Value::from(format!("P{:04}", i + 1)));
-        let s = |k: &str| p.props.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-        let (county, hsx) = (s("XZQDM"), s("HSX"));
+        let seq = format!("{:04}", i + 1);
+        p.props.insert("id".into(), Value::from(format!("P{seq}")));
         if p.props.contains_key("JCBH") {
-            let n = seq.entry((county.clone(), hsx.clone())).or_default();
-            *n += 1;
-            p.props.insert("JCBH".into(), Value::from(format!("{county}{hsx}{:04}", *n)));
+            let s = |k: &str| p.props.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+            let jcbh = format!("{}{}{seq}", s("XZQDM"), s("HSX"));
+            p.props.insert("JCBH".into(), Value::from(jcbh));
         }
     }
 }

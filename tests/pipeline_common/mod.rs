@@ -19,8 +19,12 @@ pub const Y0: f64 = 2_500_000.0;
 /// A bright rectangle in pixel coordinates of the tile: (row0, row1, col0, col1), exclusive ends.
 pub type Rect = (usize, usize, usize, usize);
 
-/// Writes a 256×256 4-band UInt16 GeoTIFF for tile column `col` of a row of adjacent tiles,
-/// with the given rectangles brightened in every band.
+/// Reflectance ×10⁴ of B, G, R, NIR: green cropland, and the concrete of a new building.
+const CROP: [u16; 4] = [400, 700, 500, 3000];
+const BUILT: [u16; 4] = [1800, 1900, 2000, 2200];
+
+/// Writes a 256×256 4-band UInt16 GeoTIFF for tile column `col` of a row of adjacent tiles:
+/// textured cropland, with a new building's spectrum in the given rectangles.
 pub fn make_tile(path: &Path, col: usize, bright: &[Rect]) {
     let drv = DriverManager::get_driver_by_name("GTiff").unwrap();
     let opts = RasterCreationOptions::from_iter(["TILED=YES", "BLOCKXSIZE=128", "BLOCKYSIZE=128"]);
@@ -31,11 +35,19 @@ pub fn make_tile(path: &Path, col: usize, bright: &[Rect]) {
     let x0 = X0 + (col * SIZE) as f64 * PX;
     ds.set_geo_transform(&[x0, PX, 0.0, Y0, 0.0, -PX]).unwrap();
     for b in 1..=4 {
-        let mut a = Array2::<u16>::from_shape_fn((SIZE, SIZE), |(r, c)| {
-            (800 + 100 * b + (r * 7 + c * 13) % 50) as u16
-        });
+        // Aperiodic texture (a hash of the ground position), the same on both dates.
+        let texture = |r: usize, c: usize| {
+            let g = ((col * SIZE + c) as u64) << 32 | r as u64;
+            let h = g.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (g >> 29);
+            (h.wrapping_mul(0xBF58_476D_1CE4_E5B9) >> 58) as u16 * 3
+        };
+        let mut a = Array2::<u16>::from_shape_fn((SIZE, SIZE), |(r, c)| CROP[b - 1] + texture(r, c));
         for &(r0, r1, c0, c1) in bright {
-            a.slice_mut(ndarray::s![r0..r1, c0..c1]).mapv_inplace(|v| v + 3000);
+            for r in r0..r1 {
+                for c in c0..c1 {
+                    a[(r, c)] = BUILT[b - 1] + texture(r, c);
+                }
+            }
         }
         let mut buf: Buffer<u16> = a.into();
         ds.rasterband(b).unwrap().write((0, 0), (SIZE, SIZE), &mut buf).unwrap();

@@ -1,0 +1,180 @@
+//! Relative radiometric normalisation of the after image to the before image.
+//!
+//! Different sun angle, season, atmosphere and sensor gain make the same ground look different.
+//! A linear map per band (`before ≈ gain · after + offset`) is fitted by robust regression on
+//! pseudo-invariant pixels: starting from all pixels, each round keeps the fraction that changed
+//! least under the current fit and refits on them, so real changes and crop cycles stop pulling
+//! the line.
+
+use ndarray::Array1;
+use serde::Serialize;
+
+/// The fitted per-band map, in canonical band order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Normalisation {
+    pub gain: Vec<f32>,
+    pub offset: Vec<f32>,
+    /// Pixels used in the final fit.
+    pub invariant_pixels: usize,
+}
+
+impl Normalisation {
+    pub fn identity(bands: usize) -> Self {
+        Self {
+            gain: vec![1.0; bands],
+            offset: vec![0.0; bands],
+            invariant_pixels: 0,
+        }
+    }
+
+    /// Applies the map to one after-date value of band `k`.
+    #[inline]
+    pub fn apply(&self, k: usize, v: f32) -> f32 {
+        self.gain[k] * v + self.offset[k]
+    }
+}
+
+/// Paired samples: `before[k][i]` and `after[k][i]` are band `k` of sample pixel `i`.
+pub struct Samples {
+    pub before: Vec<Vec<f32>>,
+    pub after: Vec<Vec<f32>>,
+}
+
+impl Samples {
+    pub fn new(bands: usize) -> Self {
+        Self {
+            before: vec![Vec::new(); bands],
+            after: vec![Vec::new(); bands],
+        }
+    }
+
+    pub fn push(&mut self, before: &[f32], after: &[f32]) {
+        for k in 0..self.before.len() {
+            self.before[k].push(before[k]);
+            self.after[k].push(after[k]);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.before.first().map_or(0, Vec::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Fits the normalisation, keeping `keep` (0..1) of the pixels each round for `rounds` rounds.
+pub fn fit(samples: &Samples, keep: f32, rounds: usize) -> Normalisation {
+    let bands = samples.before.len();
+    let n = samples.len();
+    if n < 16 {
+        return Normalisation::identity(bands);
+    }
+    let mut norm = moment_match(samples);
+    let mut chosen: Vec<usize> = (0..n).collect();
+    for _ in 0..rounds {
+        chosen = least_changed(samples, &norm, keep);
+        norm = least_squares(samples, &chosen, &norm);
+    }
+    norm.invariant_pixels = chosen.len();
+    norm
+}
+
+/// Starting point: match each band's mean and standard deviation.
+fn moment_match(s: &Samples) -> Normalisation {
+    let bands = s.before.len();
+    let mut out = Normalisation::identity(bands);
+    for k in 0..bands {
+        let (mb, sb) = mean_std(&s.before[k]);
+        let (ma, sa) = mean_std(&s.after[k]);
+        let g = if sa > 1e-9 { sb / sa } else { 1.0 };
+        out.gain[k] = g;
+        out.offset[k] = mb - g * ma;
+    }
+    out
+}
+
+fn mean_std(v: &[f32]) -> (f32, f32) {
+    let a = Array1::from_vec(v.to_vec());
+    let m = a.mean().unwrap_or(0.0);
+    (m, a.std(0.0))
+}
+
+/// Indices of the `keep` fraction of samples with the smallest residual under `norm`.
+fn least_changed(s: &Samples, norm: &Normalisation, keep: f32) -> Vec<usize> {
+    let n = s.len();
+    let mut resid: Vec<(f32, usize)> = (0..n)
+        .map(|i| {
+            let d: f32 = (0..s.before.len())
+                .map(|k| {
+                    let e = s.before[k][i] - norm.apply(k, s.after[k][i]);
+                    e * e
+                })
+                .sum();
+            (d, i)
+        })
+        .collect();
+    let m = ((n as f32 * keep) as usize).clamp(16.min(n), n);
+    resid.select_nth_unstable_by(m - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut idx: Vec<usize> = resid[..m].iter().map(|r| r.1).collect();
+    idx.sort_unstable();
+    idx
+}
+
+/// Ordinary least squares of before on after for each band over the chosen samples.
+fn least_squares(s: &Samples, idx: &[usize], fallback: &Normalisation) -> Normalisation {
+    let bands = s.before.len();
+    let mut out = fallback.clone();
+    for k in 0..bands {
+        let n = idx.len() as f64;
+        let (mut sx, mut sy, mut sxx, mut sxy) = (0.0f64, 0.0, 0.0, 0.0);
+        for &i in idx {
+            let (x, y) = (s.after[k][i] as f64, s.before[k][i] as f64);
+            sx += x;
+            sy += y;
+            sxx += x * x;
+            sxy += x * y;
+        }
+        let var = sxx - sx * sx / n;
+        if var > 1e-12 {
+            let g = (sxy - sx * sy / n) / var;
+            if g.is_finite() && g > 0.2 && g < 5.0 {
+                out.gain[k] = g as f32;
+                out.offset[k] = ((sy - g * sx) / n) as f32;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovers_gain_and_offset_despite_changed_pixels() {
+        let mut s = Samples::new(2);
+        for i in 0..2000 {
+            let b = [0.05 + 0.3 * ((i * 37 % 101) as f32 / 101.0), 0.1 + 0.2 * ((i * 53 % 97) as f32 / 97.0)];
+            let mut a = [(b[0] - 0.02) / 1.25, (b[1] + 0.01) / 0.8];
+            if i % 5 == 0 {
+                a = [0.8, 0.02]; // 20 % real change
+            }
+            s.push(&b, &a);
+        }
+        let n = fit(&s, 0.5, 4);
+        assert!((n.gain[0] - 1.25).abs() < 0.02, "{n:?}");
+        assert!((n.offset[0] - 0.02).abs() < 0.01, "{n:?}");
+        assert!((n.gain[1] - 0.8).abs() < 0.02, "{n:?}");
+        assert!((n.offset[1] + 0.01).abs() < 0.01, "{n:?}");
+        assert!(n.invariant_pixels > 500);
+    }
+
+    #[test]
+    fn too_few_samples_give_identity() {
+        let mut s = Samples::new(3);
+        s.push(&[0.1, 0.2, 0.3], &[0.2, 0.3, 0.4]);
+        assert_eq!(fit(&s, 0.5, 3), Normalisation::identity(3));
+    }
+}

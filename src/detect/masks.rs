@@ -1,0 +1,123 @@
+//! Cloud, haze and shadow masks. Masked pixels are "not observed": they never become change,
+//! and their area is reported so staff know what the run could not see.
+//!
+//! * Cloud: a bright, spectrally flat core (high blue, flat B–NIR spectrum), grown by a buffer
+//!   to take in thin edges and haze next to it.
+//! * Shadow: a pixel much darker on one date than on the other *with the same spectral shape*
+//!   (small spectral angle) — the ground did not change, the light did.
+
+use super::indices::{brightness, flatness, BLUE};
+use super::morphology::dilate;
+use crate::model::MaskParams;
+use ndarray::{Array2, Array3, Axis, Zip};
+
+/// Cloud mask of one date.
+pub fn clouds(bands: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Array2<bool> {
+    let mut core = Array2::from_elem(valid.raw_dim(), false);
+    Zip::from(&mut core)
+        .and(bands.lanes(Axis(0)))
+        .and(valid)
+        .for_each(|c, px, &v| {
+            if !v {
+                return;
+            }
+            let px = px.to_vec();
+            *c = px[BLUE] > p.cloud_blue && flatness(&px) > 0.75;
+        });
+    if !core.iter().any(|&c| c) {
+        return core;
+    }
+    let near = dilate(&core, p.cloud_buffer_px);
+    let mut out = core;
+    Zip::from(&mut out)
+        .and(&near)
+        .and(bands.lanes(Axis(0)))
+        .for_each(|o, &n, px| {
+            if n && !*o {
+                let px = px.to_vec();
+                *o = brightness(&px) > p.cloud_edge_brightness && flatness(&px) > 0.5;
+            }
+        });
+    dilate(&out, 1)
+}
+
+/// Shadow on either date: one date is darker than `shadow_ratio` of the other in brightness
+/// while the spectral angle between the dates stays under `shadow_max_angle`.
+pub fn shadows(a: &Array3<f32>, b: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Array2<bool> {
+    let mut out = Array2::from_elem(valid.raw_dim(), false);
+    Zip::from(&mut out)
+        .and(a.lanes(Axis(0)))
+        .and(b.lanes(Axis(0)))
+        .and(valid)
+        .for_each(|o, pa, pb, &v| {
+            if !v {
+                return;
+            }
+            let (pa, pb) = (pa.to_vec(), pb.to_vec());
+            let (ba, bb) = (brightness(&pa), brightness(&pb));
+            let darker = ba < p.shadow_ratio * bb || bb < p.shadow_ratio * ba;
+            *o = darker && spectral_angle(&pa, &pb) < p.shadow_max_angle;
+        });
+    out
+}
+
+/// Angle (radians) between two spectra; 0 for the same shape at any brightness.
+pub fn spectral_angle(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if na < 1e-9 || nb < 1e-9 {
+        return 0.0;
+    }
+    (dot / (na * nb)).clamp(-1.0, 1.0).acos()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{MaskMode, MaskParams};
+
+    fn params() -> MaskParams {
+        MaskParams {
+            clouds: MaskMode::On,
+            cloud_blue: 0.6,
+            cloud_edge_brightness: 0.25,
+            cloud_buffer_px: 2,
+            shadow_ratio: 0.6,
+            shadow_max_angle: 0.12,
+        }
+    }
+
+    fn scene(px: [f32; 4]) -> Array3<f32> {
+        Array3::from_shape_fn((4, 8, 8), |(k, _, _)| [0.033, 0.068, 0.038, 0.43][k] + 0.0 * px[k])
+    }
+
+    #[test]
+    fn cloud_core_and_its_edge_are_masked_but_a_greenhouse_is_not() {
+        let mut b = scene([0.0; 4]);
+        for k in 0..4 {
+            b[(k, 2, 2)] = [0.83, 0.825, 0.81, 0.79][k]; // cloud core
+            b[(k, 2, 3)] = [0.40, 0.41, 0.40, 0.45][k]; // thin edge next to it
+            b[(k, 6, 6)] = [0.52, 0.545, 0.555, 0.565][k]; // plastic film, far from clouds
+        }
+        let valid = Array2::from_elem((8, 8), true);
+        let m = clouds(&b, &valid, &params());
+        assert!(m[(2, 2)] && m[(2, 3)]);
+        assert!(!m[(6, 6)], "greenhouse taken for cloud");
+    }
+
+    #[test]
+    fn shadow_is_darker_with_the_same_shape() {
+        let a = scene([0.0; 4]);
+        let mut b = a.clone();
+        let mut c = a.clone();
+        for k in 0..4 {
+            b[(k, 4, 4)] *= 0.4; // shadowed vegetation
+            c[(k, 4, 4)] = [0.062, 0.076, 0.048, 0.026][k]; // vegetation became water: not shadow
+        }
+        let valid = Array2::from_elem((8, 8), true);
+        assert!(shadows(&a, &b, &valid, &params())[(4, 4)]);
+        assert!(!shadows(&a, &c, &valid, &params())[(4, 4)]);
+        assert!(!shadows(&a, &b, &valid, &params())[(0, 0)]);
+    }
+}

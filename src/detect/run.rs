@@ -1,0 +1,221 @@
+//! One detection run: a before/after pair in, a folder of patches out.
+//!
+//! The output folder is built in a staging folder beside it and renamed into place at the end,
+//! so it either holds a complete result or nothing new.
+
+use super::scene::{BandMap, Calibration, Scene};
+use super::stream::{self, PassStats};
+use crate::io::atomic::{self, StagingDir};
+use crate::model::Model;
+use crate::patches::{self, area::AreaCalc, vectorise, Patch};
+use crate::publish::{geojson, manifest};
+use crate::{Error, Result};
+use serde::Serialize;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Everything a detection run takes.
+#[derive(Debug, Clone, Default)]
+pub struct DetectRequest {
+    pub before: PathBuf,
+    pub after: PathBuf,
+    pub out_dir: PathBuf,
+    /// `None`: the built-in model (`models/rules-v1.toml`).
+    pub model_path: Option<PathBuf>,
+    pub bands: Option<String>,
+    /// Pixel size in metres for images without georeferencing.
+    pub pixel_size: Option<f64>,
+    pub landuse: Option<PathBuf>,
+    pub basic_farmland: Option<PathBuf>,
+    pub approved: Option<PathBuf>,
+    pub counties: Option<PathBuf>,
+    pub red_line: Option<PathBuf>,
+    pub before_date: Option<String>,
+    pub after_date: Option<String>,
+    /// Keep crop-cycle and off-cropland patches (for evaluation against plain change labels).
+    pub keep_all: bool,
+    /// Show progress bars (terminal only).
+    pub progress: bool,
+}
+
+impl DetectRequest {
+    pub fn new(before: impl Into<PathBuf>, after: impl Into<PathBuf>, out_dir: impl Into<PathBuf>) -> Self {
+        Self { before: before.into(), after: after.into(), out_dir: out_dir.into(), ..Default::default() }
+    }
+}
+
+/// What a run did, also written into `run.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DetectSummary {
+    pub patches: usize,
+    pub dropped_crop_cycle: usize,
+    pub patches_path: PathBuf,
+    pub calibration: Calibration,
+    pub pixels: PassStats,
+    pub unobserved_area_m2: f64,
+    pub seconds: f64,
+    pub megapixels_per_second: f64,
+}
+
+/// Runs detection; see the module docs.
+pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
+    crate::io::init_gdal();
+    let started = Instant::now();
+    let model = Model::load_or_builtin(req.model_path.as_ref())?;
+    check_dates(req)?;
+    let bands = req.bands.as_deref().map(BandMap::parse).transpose()?;
+    let staging = StagingDir::new(&req.out_dir)?;
+    let work = staging.path().join(".work");
+    std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, "cannot create a work folder", e))?;
+    let mut scene = Scene::open(&req.before, &req.after, bands.as_ref(), &model, &work)?;
+    let calibration = scene.calibrate()?;
+    tracing::info!(
+        dx = calibration.shift.dx,
+        dy = calibration.shift.dy,
+        threshold = calibration.threshold,
+        "calibrated"
+    );
+    let change_path = staging.path().join("change.tif");
+    let mask_path = work.join("mask.tif");
+    let bar = progress_bar(req.progress);
+    let stats = stream::run(&scene, calibration.threshold, &change_path, &mask_path, &|done, total| {
+        if let Some(b) = &bar {
+            b.set_length(total as u64);
+            b.set_position(done as u64);
+        }
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let (patches, dropped, areas) = make_patches(&scene, &model, req, &mask_path)?;
+    let unobserved_area_m2 = unobserved_area(&scene, &areas, &stats);
+    let seconds = started.elapsed().as_secs_f64();
+    let summary = DetectSummary {
+        patches: patches.len(),
+        dropped_crop_cycle: dropped,
+        patches_path: req.out_dir.join("patches.geojson"),
+        calibration,
+        megapixels_per_second: stats.pixels as f64 / 1e6 / seconds.max(1e-9),
+        pixels: stats,
+        unobserved_area_m2,
+        seconds,
+    };
+    write_patches(staging.path(), &scene, &patches, &model, req)?;
+    write_manifest(staging.path(), req, &model, &scene, &summary)?;
+    std::fs::remove_dir_all(&work).map_err(|e| Error::io(&work, "cannot remove the work folder", e))?;
+    staging.commit()?;
+    Ok(summary)
+}
+
+fn check_dates(req: &DetectRequest) -> Result<()> {
+    for (name, d) in [("--before-date", &req.before_date), ("--after-date", &req.after_date)] {
+        if let Some(d) = d {
+            if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err() {
+                return Err(Error::Usage(format!("{name} '{d}': expected a date as YYYY-MM-DD")));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn progress_bar(show: bool) -> Option<indicatif::ProgressBar> {
+    if !show || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return None;
+    }
+    let b = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("detect {bar:40} {pos}/{len} blocks {elapsed}") {
+        b.set_style(style);
+    }
+    Some(b)
+}
+
+/// Sieves, traces and types the change components.
+fn make_patches(scene: &Scene, model: &Model, req: &DetectRequest, mask: &Path) -> Result<(Vec<Patch>, usize, AreaCalc)> {
+    let wkt = scene.before.georef.as_ref().map(|g| g.wkt.as_str());
+    let areas = AreaCalc::new(wkt, req.pixel_size);
+    let gt = vectorise::grid_transform(scene.before.georef.as_ref());
+    let px_grid = gt[1].abs() * gt[5].abs();
+    let sample = pixel_square(gt);
+    let px_m2 = areas.m2_per_grid_unit(&sample) * px_grid;
+    let min_pixels = (model.detect.min_area_m2 / px_m2.max(1e-9)).ceil() as usize;
+    vectorise::sieve(mask, min_pixels)?;
+    let traced = vectorise::trace(mask, gt, wkt.unwrap_or(""), model.detect.simplify_px)?;
+    let mut patches = patches::build(scene, traced, model, &areas, model.detect.min_area_m2)?;
+    let before = patches.len();
+    if !(req.keep_all || model.typing.keep_crop_cycle) {
+        patches.retain(|p| p.change_type != "crop_cycle");
+    }
+    let dropped = before - patches.len();
+    for (i, p) in patches.iter_mut().enumerate() {
+        p.id = format!("P{:05}", i + 1);
+        p.category = "其他".into();
+    }
+    Ok((patches, dropped, areas))
+}
+
+/// A one-pixel square at the grid origin, to convert pixel counts to m².
+fn pixel_square(gt: gdal::GeoTransform) -> geo::MultiPolygon<f64> {
+    let (x0, y0, dx, dy) = (gt[0], gt[3], gt[1], gt[5]);
+    geo::MultiPolygon(vec![geo::Polygon::new(
+        geo::LineString::from(vec![(x0, y0), (x0 + dx, y0), (x0 + dx, y0 + dy), (x0, y0 + dy), (x0, y0)]),
+        vec![],
+    )])
+}
+
+fn unobserved_area(scene: &Scene, areas: &AreaCalc, stats: &PassStats) -> f64 {
+    let gt = vectorise::grid_transform(scene.before.georef.as_ref());
+    let px = areas.m2_per_grid_unit(&pixel_square(gt)) * gt[1].abs() * gt[5].abs();
+    stats.unobserved as f64 * px
+}
+
+fn write_patches(dir: &Path, scene: &Scene, patches: &[Patch], model: &Model, req: &DetectRequest) -> Result<()> {
+    let wkt = scene.before.georef.as_ref().map(|g| g.wkt.as_str());
+    let to_ll = geojson::ToLonLat::new(wkt, &scene.before.path)?;
+    let facts = geojson::RunFacts { model: model.id(), before_date: req.before_date.clone(), after_date: req.after_date.clone() };
+    let mut feats = Vec::with_capacity(patches.len());
+    for p in patches {
+        let ll = to_ll.shape(&p.shape)?;
+        let c = geo::Centroid::centroid(&ll).map(|c| (c.x(), c.y())).unwrap_or((0.0, 0.0));
+        let props = geojson::properties(p, c, &facts);
+        feats.push(geojson::feature(geojson::geometry_json(&ll, to_ll.is_pixel()), props));
+    }
+    let fc = geojson::collection(feats, to_ll.is_pixel());
+    let text = serde_json::to_string_pretty(&fc).map_err(|e| Error::Other(format!("cannot serialise patches: {e}")))?;
+    atomic::write_file(&dir.join("patches.geojson"), text.as_bytes())
+}
+
+fn write_manifest(dir: &Path, req: &DetectRequest, model: &Model, scene: &Scene, s: &DetectSummary) -> Result<()> {
+    let input = |p: &Path| -> Result<serde_json::Value> {
+        Ok(json!({"path": p.display().to_string(), "sha256": manifest::sha256_file(p)?}))
+    };
+    let mut layers = serde_json::Map::new();
+    for (k, v) in [
+        ("landuse", &req.landuse),
+        ("basic_farmland", &req.basic_farmland),
+        ("approved", &req.approved),
+        ("counties", &req.counties),
+        ("red_line", &req.red_line),
+    ] {
+        if let Some(p) = v {
+            layers.insert(k.into(), input(p)?);
+        }
+    }
+    let m = json!({
+        "landwatch_version": env!("CARGO_PKG_VERSION"),
+        "inputs": {"before": input(&req.before)?, "after": input(&req.after)?, "layers": layers},
+        "before_date": req.before_date, "after_date": req.after_date,
+        "bands": scene.bands,
+        "model": {"id": model.id(), "source": model.source, "sha256": model.sha256, "parameters": model},
+        "grid": {"width": scene.width(), "height": scene.height(),
+                  "georeferenced": scene.before.georef.is_some(), "pixel_size_m": req.pixel_size},
+        "calibration": s.calibration,
+        "pixels": s.pixels,
+        "unobserved_area_m2": s.unobserved_area_m2,
+        "patches": s.patches,
+        "dropped_crop_cycle": s.dropped_crop_cycle,
+        "timing": {"seconds": s.seconds, "megapixels_per_second": s.megapixels_per_second},
+    });
+    let text = serde_json::to_string_pretty(&m).map_err(|e| Error::Other(format!("cannot serialise the manifest: {e}")))?;
+    atomic::write_file(&dir.join("run.json"), text.as_bytes())
+}

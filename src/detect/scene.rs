@@ -1,0 +1,373 @@
+//! A before/after pair made ready for detection: opened, checked, warped onto one grid, with
+//! the residual shift and the radiometric normalisation estimated. Any window of it can then be
+//! read as aligned, normalised arrays — the one thing every later step needs.
+
+use crate::align::normalise::{self, Normalisation, Samples};
+use crate::align::shift::{self, Shift};
+use crate::align::warp;
+use crate::detect::{evidence, indices, masks, threshold};
+use crate::io::raster::{self, DatasetPool, Pixels, RasterInfo, Window};
+use crate::model::{MaskMode, Model};
+use crate::{Error, Result};
+use ndarray::{s, Array2, Array3, Axis, Zip};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Which input band holds blue, green, red and (optionally) NIR, 1-based.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BandMap {
+    pub blue: usize,
+    pub green: usize,
+    pub red: usize,
+    pub nir: Option<usize>,
+}
+
+impl BandMap {
+    /// Parses `B,G,R,NIR` style orders such as `R,G,B` or `B,G,R,NIR`; other bands may be
+    /// skipped with `_` (e.g. `B,G,R,NIR,_,_` for Landsat's SWIR bands).
+    pub fn parse(s: &str) -> Result<Self> {
+        let names: Vec<String> = s.split(',').map(|t| t.trim().to_ascii_uppercase()).collect();
+        let find = |n: &str| names.iter().position(|x| x == n).map(|i| i + 1);
+        let need = |n: &str| {
+            find(n).ok_or_else(|| Error::Usage(format!("--bands '{s}': no {n} band; expected e.g. B,G,R,NIR or R,G,B")))
+        };
+        for n in &names {
+            if !["B", "G", "R", "NIR", "_"].contains(&n.as_str()) {
+                return Err(Error::Usage(format!("--bands '{s}': unknown band name '{n}'; use B, G, R, NIR or _")));
+            }
+        }
+        Ok(Self { blue: need("B")?, green: need("G")?, red: need("R")?, nir: find("NIR") })
+    }
+
+    /// The default for a raster with `n` bands: B,G,R,NIR for 4 or more, R,G,B for 3 (the order
+    /// of PNG/JPEG orthophotos).
+    pub fn default_for(n: usize) -> Option<Self> {
+        match n {
+            3 => Some(Self { blue: 3, green: 2, red: 1, nir: None }),
+            n if n >= 4 => Some(Self { blue: 1, green: 2, red: 3, nir: Some(4) }),
+            _ => None,
+        }
+    }
+
+    /// GDAL band numbers in canonical order `[B, G, R, (NIR)]`.
+    pub fn canonical(&self) -> Vec<usize> {
+        let mut v = vec![self.blue, self.green, self.red];
+        v.extend(self.nir);
+        v
+    }
+
+    fn highest(&self) -> usize {
+        self.canonical().into_iter().max().unwrap_or(0)
+    }
+}
+
+/// Aligned, normalised pixels of one window of the pair.
+pub struct PairWindow {
+    pub before: Array3<f32>,
+    pub after: Array3<f32>,
+    /// Observed on both dates: inside both images, not nodata, not cloud or shadow.
+    pub observed: Array2<bool>,
+    /// Inside both images and not nodata (clouds and shadows included).
+    pub valid: Array2<bool>,
+}
+
+/// What calibration found, reported in the run manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct Calibration {
+    pub shift: Shift,
+    pub normalisation: Normalisation,
+    pub threshold: f32,
+    pub threshold_auto: Option<f32>,
+    pub windows: usize,
+}
+
+pub struct Scene {
+    pub before: RasterInfo,
+    pub after: RasterInfo,
+    pub bands: BandMap,
+    pub has_nir: bool,
+    before_pool: DatasetPool,
+    after_pool: DatasetPool,
+    scale_before: f32,
+    scale_after: f32,
+    pub shift: Shift,
+    pub norm: Normalisation,
+    mask_clouds: bool,
+    model: Model,
+}
+
+impl Scene {
+    /// Opens and checks the pair; warps the after image into `work_dir` if its grid differs.
+    pub fn open(
+        before_path: &Path,
+        after_path: &Path,
+        bands: Option<&BandMap>,
+        model: &Model,
+        work_dir: &Path,
+    ) -> Result<Self> {
+        let before_ds = raster::open(before_path)?;
+        let before = raster::describe(&before_ds, before_path)?;
+        let after_ds = raster::open(after_path)?;
+        let mut after = raster::describe(&after_ds, after_path)?;
+        let bands = choose_bands(&before, &after, bands)?;
+        let after_read_path = align_grid(&before, &after, &after_ds, work_dir)?;
+        if after_read_path != after.path {
+            let ds = raster::open(&after_read_path)?;
+            after = RasterInfo { path: after_read_path.clone(), ..raster::describe(&ds, &after_read_path)? };
+        }
+        let has_nir = bands.nir.is_some();
+        let mask_clouds = match model.masks.clouds {
+            MaskMode::On => true,
+            MaskMode::Off => false,
+            MaskMode::Auto => has_nir,
+        };
+        Ok(Self {
+            scale_before: before.reflectance_scale(),
+            scale_after: after.reflectance_scale(),
+            before_pool: DatasetPool::new(&before.path),
+            after_pool: DatasetPool::new(&after_read_path),
+            norm: Normalisation::identity(bands.canonical().len()),
+            shift: Shift { dx: 0.0, dy: 0.0, peak: 0.0 },
+            before,
+            after,
+            bands,
+            has_nir,
+            mask_clouds,
+            model: model.clone(),
+        })
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    pub fn width(&self) -> usize {
+        self.before.width
+    }
+
+    pub fn height(&self) -> usize {
+        self.before.height
+    }
+
+    /// Reads both dates over `win`: after shifted onto before and normalised, with masks.
+    pub fn read_pair(&self, win: Window) -> Result<PairWindow> {
+        let idx = self.bands.canonical();
+        let b = self.before_pool.with(|ds| raster::read_window(ds, &self.before, &idx, win, self.scale_before))?;
+        let a = self.read_after_aligned(win, &idx)?;
+        let mut valid = b.valid.clone();
+        Zip::from(&mut valid).and(&a.valid).for_each(|v, &w| *v &= w);
+        let mut after = a.bands;
+        for (k, mut band) in after.outer_iter_mut().enumerate() {
+            band.mapv_inplace(|v| self.norm.apply(k, v));
+        }
+        let observed = self.observed(&b.bands, &after, &valid);
+        Ok(PairWindow { before: b.bands, after, observed, valid })
+    }
+
+    fn read_after_aligned(&self, win: Window, idx: &[usize]) -> Result<Pixels> {
+        let (dx, dy) = (self.shift.dx, self.shift.dy);
+        if dx == 0.0 && dy == 0.0 {
+            return self.after_pool.with(|ds| raster::read_window(ds, &self.after, idx, win, self.scale_after));
+        }
+        let pad = dx.abs().max(dy.abs()).ceil() as usize + 1;
+        let big = self.after_pool.with(|ds| raster::read_window(ds, &self.after, idx, win.grow(pad), self.scale_after))?;
+        let (shifted, ok) = shift::apply_shift(&big.bands, &big.valid, dx, dy);
+        let (h, w) = (win.h, win.w);
+        Ok(Pixels {
+            bands: shifted.slice(s![.., pad..pad + h, pad..pad + w]).to_owned(),
+            valid: ok.slice(s![pad..pad + h, pad..pad + w]).to_owned(),
+        })
+    }
+
+    fn observed(&self, before: &Array3<f32>, after: &Array3<f32>, valid: &Array2<bool>) -> Array2<bool> {
+        let mut obs = valid.clone();
+        if !self.mask_clouds {
+            return obs;
+        }
+        let p = &self.model.masks;
+        let cb = masks::clouds(before, valid, p);
+        let ca = masks::clouds(after, valid, p);
+        let sh = masks::shadows(before, after, valid, p);
+        Zip::from(&mut obs).and(&cb).and(&ca).and(&sh).for_each(|o, &x, &y, &z| *o &= !(x || y || z));
+        obs
+    }
+
+    /// Change evidence over a window (see [`evidence`]).
+    pub fn evidence(&self, pair: &PairWindow) -> Array2<f32> {
+        let w = self.model.detect.index_weight;
+        let sb = indices::evidence_stack(&pair.before, w);
+        let sa = indices::evidence_stack(&pair.after, w);
+        evidence::neighbourhood_distance(&sb, &sa, &pair.observed, self.model.detect.match_radius)
+    }
+
+    /// Estimates shift, normalisation and threshold from windows spread over the image.
+    pub fn calibrate(&mut self) -> Result<Calibration> {
+        let wins = calibration_windows(self.width(), self.height(), &self.model);
+        self.shift = self.estimate_shift(&wins)?;
+        self.norm = self.estimate_normalisation(&wins)?;
+        let hist = self.evidence_histogram(&wins)?;
+        if hist.total() == 0 {
+            return Err(Error::input(
+                &self.before.path,
+                "no pixel is observed on both dates (all nodata, cloud or outside the after image)",
+            ));
+        }
+        let d = &self.model.detect;
+        let auto = threshold::threshold(&hist, d.threshold_method);
+        let t = auto.map(|t| t * d.threshold_scale).unwrap_or(d.threshold_floor).max(d.threshold_floor);
+        Ok(Calibration {
+            shift: self.shift,
+            normalisation: self.norm.clone(),
+            threshold: t,
+            threshold_auto: auto,
+            windows: wins.len(),
+        })
+    }
+
+    fn estimate_shift(&self, wins: &[Window]) -> Result<Shift> {
+        let idx = self.bands.canonical();
+        let estimates: Vec<Shift> = wins
+            .par_iter()
+            .map(|&w| -> Result<Option<Shift>> {
+                let b = self.before_pool.with(|ds| raster::read_window(ds, &self.before, &idx, w, self.scale_before))?;
+                let a = self.after_pool.with(|ds| raster::read_window(ds, &self.after, &idx, w, self.scale_after))?;
+                let frac = b.valid.iter().zip(a.valid.iter()).filter(|(x, y)| **x && **y).count() as f64
+                    / b.valid.len().max(1) as f64;
+                if frac < 0.9 {
+                    return Ok(None);
+                }
+                let bb = b.bands.mean_axis(Axis(0)).unwrap_or_else(|| Array2::zeros((w.h, w.w)));
+                let ab = a.bands.mean_axis(Axis(0)).unwrap_or_else(|| Array2::zeros((w.h, w.w)));
+                Ok(Some(shift::phase_correlation(&bb, &ab)))
+            })
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        Ok(shift::combine(&estimates, 0.03))
+    }
+
+    fn estimate_normalisation(&self, wins: &[Window]) -> Result<Normalisation> {
+        let nb = self.bands.canonical().len();
+        let saved = self.norm.clone();
+        debug_assert_eq!(saved, Normalisation::identity(nb));
+        let pairs: Vec<PairWindow> = wins.par_iter().map(|&w| self.read_pair(w)).collect::<Result<_>>()?;
+        let mut samples = Samples::new(nb);
+        let (mut pb, mut pa) = (vec![0.0; nb], vec![0.0; nb]);
+        for p in &pairs {
+            let (_, h, w) = p.before.dim();
+            for y in (0..h).step_by(2) {
+                for x in (0..w).step_by(2) {
+                    if !p.observed[(y, x)] {
+                        continue;
+                    }
+                    for k in 0..nb {
+                        pb[k] = p.before[(k, y, x)];
+                        pa[k] = p.after[(k, y, x)];
+                    }
+                    samples.push(&pb, &pa);
+                }
+            }
+        }
+        Ok(normalise::fit(&samples, self.model.detect.invariant_fraction, 4))
+    }
+
+    fn evidence_histogram(&self, wins: &[Window]) -> Result<threshold::Histogram> {
+        let hists: Vec<threshold::Histogram> = wins
+            .par_iter()
+            .map(|&w| -> Result<threshold::Histogram> {
+                let pair = self.read_pair(w)?;
+                let e = self.evidence(&pair);
+                let mut h = threshold::Histogram::new(4000, 2.0);
+                Zip::from(&e).and(&pair.observed).for_each(|&v, &o| {
+                    if o {
+                        h.add(v)
+                    }
+                });
+                Ok(h)
+            })
+            .collect::<Result<_>>()?;
+        let mut total = threshold::Histogram::new(4000, 2.0);
+        for h in hists {
+            for (t, c) in total.counts.iter_mut().zip(h.counts) {
+                *t += c;
+            }
+        }
+        Ok(total)
+    }
+}
+
+fn choose_bands(before: &RasterInfo, after: &RasterInfo, bands: Option<&BandMap>) -> Result<BandMap> {
+    if before.band_count != after.band_count {
+        return Err(Error::input(
+            &after.path,
+            format!(
+                "has {} bands but the before image {} has {}; both dates must have the same bands",
+                after.band_count,
+                before.path.display(),
+                before.band_count
+            ),
+        ));
+    }
+    let map = match bands {
+        Some(m) => m.clone(),
+        None => BandMap::default_for(before.band_count).ok_or_else(|| {
+            Error::input(
+                &before.path,
+                format!("has {} band(s); landwatch needs 3 (RGB) or 4+ (B,G,R,NIR) bands", before.band_count),
+            )
+        })?,
+    };
+    if map.highest() > before.band_count {
+        return Err(Error::input(
+            &before.path,
+            format!("has {} bands but --bands asks for band {}", before.band_count, map.highest()),
+        ));
+    }
+    Ok(map)
+}
+
+/// Returns the path to read the after image from: itself when it shares the before grid, else
+/// a warped copy in `work_dir`.
+fn align_grid(before: &RasterInfo, after: &RasterInfo, after_ds: &gdal::Dataset, work_dir: &Path) -> Result<PathBuf> {
+    if before.same_grid(after) {
+        return Ok(after.path.clone());
+    }
+    match (&before.georef, &after.georef) {
+        (Some(_), Some(_)) => {
+            warp::check_overlap(before, after)?;
+            let dst = work_dir.join("after_warped.tif");
+            tracing::info!(after = %after.path.display(), "after image is on another grid; warping onto the before grid");
+            warp::warp_onto(after_ds, after, before, &dst)
+        }
+        (None, None) => Err(Error::input(
+            &after.path,
+            format!(
+                "is {}x{} px but the before image is {}x{}; without georeferencing both must be the same size",
+                after.width, after.height, before.width, before.height
+            ),
+        )),
+        (Some(_), None) | (None, Some(_)) => Err(Error::input(
+            &after.path,
+            "one image is georeferenced and the other is not; give both dates in the same kind of file",
+        )),
+    }
+}
+
+/// Up to `calibration_windows` windows of `calibration_window` px in a regular grid.
+pub fn calibration_windows(width: usize, height: usize, model: &Model) -> Vec<Window> {
+    let size = model.detect.calibration_window.min(width).min(height);
+    let per_side = (model.detect.calibration_windows as f64).sqrt().ceil() as usize;
+    let nx = per_side.min((width / size).max(1));
+    let ny = per_side.min((height / size).max(1));
+    let mut out = Vec::new();
+    for j in 0..ny {
+        for i in 0..nx {
+            let x = (width - size) * (2 * i + 1) / (2 * nx);
+            let y = (height - size) * (2 * j + 1) / (2 * ny);
+            out.push(Window::new(x as isize, y as isize, size, size));
+        }
+    }
+    out
+}

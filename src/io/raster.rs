@@ -1,0 +1,258 @@
+//! Raster input through GDAL: opening with errors that name the file and say what to do,
+//! describing a raster's grid, and reading windows as `f32` arrays in reflectance units.
+
+use crate::{Error, Result};
+use gdal::raster::GdalDataType;
+use gdal::{Dataset, GeoTransform};
+use ndarray::{s, Array2, Array3};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// A pixel window: column/row of the upper-left corner, width and height. The corner may lie
+/// outside the raster (negative or past the edge); reads pad such parts as "not observed".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub x: isize,
+    pub y: isize,
+    pub w: usize,
+    pub h: usize,
+}
+
+impl Window {
+    pub fn new(x: isize, y: isize, w: usize, h: usize) -> Self {
+        Self { x, y, w, h }
+    }
+
+    /// This window grown by `halo` pixels on every side.
+    pub fn grow(&self, halo: usize) -> Self {
+        let h = halo as isize;
+        Self::new(self.x - h, self.y - h, self.w + 2 * halo, self.h + 2 * halo)
+    }
+}
+
+/// Where a raster sits on the ground, when it is georeferenced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Georef {
+    pub geo_transform: GeoTransform,
+    /// The CRS as WKT; empty when the file has a geotransform but no CRS.
+    pub wkt: String,
+}
+
+/// What landwatch needs to know about an input raster.
+#[derive(Debug, Clone)]
+pub struct RasterInfo {
+    pub path: PathBuf,
+    pub width: usize,
+    pub height: usize,
+    pub band_count: usize,
+    pub data_type: GdalDataType,
+    pub nodata: Vec<Option<f64>>,
+    /// `None` for plain images (PNG/JPEG without world file): outputs are in pixel coordinates.
+    pub georef: Option<Georef>,
+}
+
+impl RasterInfo {
+    /// Factor from stored values to reflectance-like units in 0..1: 8-bit images span 0..255,
+    /// 16-bit products (GF-1/2/6, Sentinel-2 L1C/L2A) store reflectance × 10000, floats are
+    /// taken as reflectance already.
+    pub fn reflectance_scale(&self) -> f32 {
+        match self.data_type {
+            GdalDataType::UInt8 => 1.0 / 255.0,
+            GdalDataType::UInt16 | GdalDataType::Int16 | GdalDataType::UInt32 | GdalDataType::Int32 => {
+                1.0 / 10000.0
+            }
+            _ => 1.0,
+        }
+    }
+
+    /// Ground size of a pixel in the raster's units (metres for projected CRSs), if known.
+    pub fn pixel_size(&self) -> Option<(f64, f64)> {
+        self.georef
+            .as_ref()
+            .map(|g| (g.geo_transform[1].abs(), g.geo_transform[5].abs()))
+    }
+
+    pub fn same_grid(&self, other: &RasterInfo) -> bool {
+        if self.width != other.width || self.height != other.height {
+            return false;
+        }
+        match (&self.georef, &other.georef) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                let px = a.geo_transform[1].abs().max(1e-12);
+                let close = a
+                    .geo_transform
+                    .iter()
+                    .zip(b.geo_transform.iter())
+                    .all(|(x, y)| (x - y).abs() <= px * 1e-3);
+                close && same_crs(&a.wkt, &b.wkt)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn same_crs(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    match (
+        gdal::spatial_ref::SpatialRef::from_wkt(a),
+        gdal::spatial_ref::SpatialRef::from_wkt(b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Opens a raster, turning GDAL's failures into errors that say what is wrong with the file.
+pub fn open(path: &Path) -> Result<Dataset> {
+    super::init_gdal();
+    if !path.exists() {
+        return Err(Error::input(path, "file not found; check the path"));
+    }
+    if path.is_dir() {
+        return Err(Error::input(path, "is a folder, expected a raster file"));
+    }
+    let ds = Dataset::open(path).map_err(|_| {
+        Error::input(
+            path,
+            "not a raster GDAL can read (expected GeoTIFF/COG, PNG, JPEG or another GDAL format)",
+        )
+    })?;
+    if ds.raster_count() == 0 {
+        return Err(Error::input(path, "has no raster bands (is it a vector file?)"));
+    }
+    Ok(ds)
+}
+
+/// Describes an opened raster.
+pub fn describe(ds: &Dataset, path: &Path) -> Result<RasterInfo> {
+    let (width, height) = ds.raster_size();
+    let band_count = ds.raster_count();
+    let first = ds
+        .rasterband(1)
+        .map_err(|e| Error::gdal(path, "cannot read band 1", e))?;
+    let data_type = first.band_type();
+    let mut nodata = Vec::with_capacity(band_count);
+    for b in 1..=band_count {
+        let band = ds
+            .rasterband(b)
+            .map_err(|e| Error::gdal(path, format!("cannot read band {b}"), e))?;
+        nodata.push(band.no_data_value());
+    }
+    Ok(RasterInfo {
+        path: path.to_path_buf(),
+        width,
+        height,
+        band_count,
+        data_type,
+        nodata,
+        georef: georef_of(ds),
+    })
+}
+
+fn georef_of(ds: &Dataset) -> Option<Georef> {
+    let gt = ds.geo_transform().ok()?;
+    if gt == [0.0, 1.0, 0.0, 0.0, 0.0, 1.0] {
+        return None;
+    }
+    Some(Georef {
+        geo_transform: gt,
+        wkt: ds.projection(),
+    })
+}
+
+/// A multi-band window in reflectance units, band-major `(band, row, col)`, with a mask of the
+/// pixels that were observed (inside the raster and not nodata in any band).
+pub struct Pixels {
+    pub bands: Array3<f32>,
+    pub valid: Array2<bool>,
+}
+
+/// Reads `bands` (1-based GDAL band numbers, in the order wanted) over `win`, scaled by `scale`.
+pub fn read_window(
+    ds: &Dataset,
+    info: &RasterInfo,
+    bands: &[usize],
+    win: Window,
+    scale: f32,
+) -> Result<Pixels> {
+    let mut out = Array3::<f32>::zeros((bands.len(), win.h, win.w));
+    let mut valid = Array2::<bool>::from_elem((win.h, win.w), false);
+    let Some(inner) = clip(win, info.width, info.height) else {
+        return Ok(Pixels { bands: out, valid });
+    };
+    let (ox, oy) = ((inner.x - win.x) as usize, (inner.y - win.y) as usize);
+    valid
+        .slice_mut(s![oy..oy + inner.h, ox..ox + inner.w])
+        .fill(true);
+    for (i, &b) in bands.iter().enumerate() {
+        let band = ds
+            .rasterband(b)
+            .map_err(|e| Error::gdal(&info.path, format!("cannot open band {b}"), e))?;
+        let buf = band
+            .read_as::<f32>((inner.x, inner.y), (inner.w, inner.h), (inner.w, inner.h), None)
+            .map_err(|e| Error::gdal(&info.path, format!("cannot read band {b}"), e))?;
+        let arr = buf
+            .to_array()
+            .map_err(|e| Error::gdal(&info.path, "unexpected buffer shape", e))?;
+        let nodata = info.nodata.get(b - 1).copied().flatten();
+        let mut dst = out.slice_mut(s![i, oy..oy + inner.h, ox..ox + inner.w]);
+        let mut vmask = valid.slice_mut(s![oy..oy + inner.h, ox..ox + inner.w]);
+        ndarray::Zip::from(&mut dst)
+            .and(&mut vmask)
+            .and(&arr)
+            .for_each(|d, v, &x| {
+                if !x.is_finite() || nodata.is_some_and(|nd| (x as f64 - nd).abs() < 1e-9) {
+                    *v = false;
+                }
+                *d = x * scale;
+            });
+    }
+    Ok(Pixels { bands: out, valid })
+}
+
+/// The part of `win` inside a `width` × `height` raster, or `None` if they do not meet.
+pub fn clip(win: Window, width: usize, height: usize) -> Option<Window> {
+    let x0 = win.x.max(0);
+    let y0 = win.y.max(0);
+    let x1 = (win.x + win.w as isize).min(width as isize);
+    let y1 = (win.y + win.h as isize).min(height as isize);
+    (x1 > x0 && y1 > y0).then(|| Window::new(x0, y0, (x1 - x0) as usize, (y1 - y0) as usize))
+}
+
+/// One open `Dataset` per rayon worker: GDAL datasets are `Send` but not `Sync`, and rayon's
+/// `map_init` would reopen the file for every job split.
+pub struct DatasetPool {
+    path: PathBuf,
+    slots: Vec<Mutex<Option<Dataset>>>,
+}
+
+impl DatasetPool {
+    pub fn new(path: &Path) -> Self {
+        let n = rayon::current_num_threads() + 1;
+        Self {
+            path: path.to_path_buf(),
+            slots: (0..n).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+
+    /// Runs `f` with this worker's dataset, opening it on first use.
+    pub fn with<T>(&self, f: impl FnOnce(&Dataset) -> Result<T>) -> Result<T> {
+        let idx = rayon::current_thread_index()
+            .map(|i| i + 1)
+            .unwrap_or(0)
+            .min(self.slots.len() - 1);
+        let mut slot = self.slots[idx]
+            .lock()
+            .map_err(|_| Error::Other("dataset pool poisoned by an earlier panic".into()))?;
+        if slot.is_none() {
+            *slot = Some(open(&self.path)?);
+        }
+        match slot.as_ref() {
+            Some(ds) => f(ds),
+            None => Err(Error::Other("dataset pool slot empty".into())),
+        }
+    }
+}

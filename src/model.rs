@@ -1,0 +1,292 @@
+//! Versioned detection models: the TOML files in `models/`.
+//!
+//! A model holds every tunable number of the detector and the patch typing rules, so a
+//! researcher can copy `models/rules-v1.toml`, change a threshold, and rerun — no code change.
+//! Unknown keys are errors (a typo must never be silently ignored), and every value is checked
+//! against its valid range when the file is loaded.
+
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The model shipped inside the binary, used when no `--model` is given.
+pub const BUILTIN_MODEL: &str = include_str!("../models/rules-v1.toml");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    pub name: String,
+    pub version: String,
+    /// One line on what changed in this version.
+    pub changelog: String,
+    pub detect: DetectParams,
+    pub masks: MaskParams,
+    pub typing: TypingParams,
+    pub categories: CategoryParams,
+    /// SHA-256 of the file's bytes, filled in on load (for the run manifest).
+    #[serde(skip)]
+    pub sha256: String,
+    /// Where the model came from (`builtin` or the file path).
+    #[serde(skip)]
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThresholdMethod {
+    /// Otsu: maximises between-class variance of the evidence histogram.
+    Otsu,
+    /// Kittler–Illingworth minimum error: fits two Gaussians, better for a small change class.
+    Kittler,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectParams {
+    /// Side of the square processing blocks, pixels.
+    pub block_size: usize,
+    pub threshold_method: ThresholdMethod,
+    /// The automatic threshold is never below this evidence value (guards nearly unchanged scenes).
+    pub threshold_floor: f32,
+    /// Multiplies the automatic threshold (>1: fewer, surer detections).
+    pub threshold_scale: f32,
+    /// Weight of the vegetation/water index differences relative to reflectance differences.
+    pub index_weight: f32,
+    /// Radius (pixels) over which a pixel may match its counterpart on the other date, absorbing
+    /// residual misregistration.
+    pub match_radius: usize,
+    /// Radius of the opening/closing that removes specks and fills pinholes.
+    pub morphology_radius: usize,
+    /// Minimum mapping unit in m² (pixels when the input has no georeferencing and no pixel size).
+    pub min_area_m2: f64,
+    /// Pixels sampled per calibration window side (shift, normalisation, thresholds).
+    pub calibration_window: usize,
+    /// How many calibration windows, spread evenly over the image.
+    pub calibration_windows: usize,
+    /// Fraction of calibration pixels, least changed first, taken as pseudo-invariant.
+    pub invariant_fraction: f32,
+    /// Simplification tolerance in pixels (topology preserving).
+    pub simplify_px: f64,
+}
+
+/// When cloud and shadow masking runs: `auto` masks when a NIR band is present (calibrated
+/// satellite products); orthophotos without NIR are usually cloud-free and saturate on white roofs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaskMode {
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskParams {
+    pub clouds: MaskMode,
+    /// Blue reflectance above which a flat-spectrum pixel is cloud core.
+    pub cloud_blue: f32,
+    /// Mean reflectance above which a flat pixel near a cloud core is cloud edge / haze.
+    pub cloud_edge_brightness: f32,
+    /// Pixels around cloud cores also masked (thin edges), pixels.
+    pub cloud_buffer_px: usize,
+    /// A pixel darker than this fraction of the other date in every band, with an unchanged
+    /// spectral shape, is shadow.
+    pub shadow_ratio: f32,
+    /// Largest spectral-angle change (radians) still counted as "same material, only darker".
+    pub shadow_max_angle: f32,
+}
+
+/// A condition on one patch feature: `feature op value`, softened over `scale` so that the
+/// confidence falls off smoothly near the threshold instead of jumping.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    pub feature: String,
+    pub op: CompareOp,
+    pub value: f64,
+    pub scale: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompareOp {
+    #[serde(rename = ">")]
+    Greater,
+    #[serde(rename = "<")]
+    Less,
+}
+
+/// The rule for one change type: all conditions must hold; its score is the smallest soft
+/// truth value of its conditions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypeRule {
+    pub change_type: String,
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypingParams {
+    /// Rules in priority order; the best-scoring rule wins.
+    pub rules: Vec<TypeRule>,
+    /// Below this score no rule applies and the patch is `other`.
+    pub min_score: f64,
+    /// Patches that look like a crop-cycle change (harvest, tillage, flooding, green-up) are
+    /// kept only when this is true.
+    pub keep_crop_cycle: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryParams {
+    /// A patch is "on cropland" when at least this fraction of it lies on 01xx parcels.
+    pub cropland_min_fraction: f64,
+    /// A building within this distance (m) of a village parcel (07xx) is 乱占耕地建房.
+    pub village_distance_m: f64,
+    /// A patch covered by approved construction land at least this fraction is 已批准.
+    pub approved_min_fraction: f64,
+    /// Emit changes off cropland that fall in no enforcement category.
+    pub emit_non_cropland: bool,
+}
+
+/// The change types a patch can have.
+pub const CHANGE_TYPES: [&str; 7] = [
+    "building",
+    "hardened",
+    "pond",
+    "orchard_forest",
+    "greenhouse",
+    "crop_cycle",
+    "other",
+];
+
+impl Model {
+    /// The model built into the binary (`models/rules-v1.toml`).
+    pub fn builtin() -> Result<Self> {
+        Self::parse(BUILTIN_MODEL, Path::new("builtin:models/rules-v1.toml"))
+    }
+
+    /// Loads and validates a model file.
+    pub fn load(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Err(Error::input(
+                path,
+                "model file not found; see models/ for the shipped models",
+            ));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(path, "cannot read the model file", e))?;
+        Self::parse(&text, path)
+    }
+
+    /// The model given on the command line, or the built-in one.
+    pub fn load_or_builtin(path: Option<&PathBuf>) -> Result<Self> {
+        match path {
+            Some(p) => Self::load(p),
+            None => Self::builtin(),
+        }
+    }
+
+    fn parse(text: &str, path: &Path) -> Result<Self> {
+        let mut model: Model = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
+        model.validate(path)?;
+        model.sha256 = crate::publish::manifest::sha256_hex(text.as_bytes());
+        model.source = path.display().to_string();
+        Ok(model)
+    }
+
+    /// `name@version`, as written into every patch.
+    pub fn id(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        let d = &self.detect;
+        range(path, "detect.block_size", d.block_size as f64, 64.0, 8192.0)?;
+        range(path, "detect.threshold_floor", d.threshold_floor as f64, 0.0, 10.0)?;
+        range(path, "detect.threshold_scale", d.threshold_scale as f64, 0.1, 10.0)?;
+        range(path, "detect.index_weight", d.index_weight as f64, 0.0, 10.0)?;
+        range(path, "detect.match_radius", d.match_radius as f64, 0.0, 3.0)?;
+        range(path, "detect.morphology_radius", d.morphology_radius as f64, 0.0, 5.0)?;
+        range(path, "detect.min_area_m2", d.min_area_m2, 0.0, 1e7)?;
+        range(path, "detect.calibration_window", d.calibration_window as f64, 32.0, 2048.0)?;
+        range(path, "detect.calibration_windows", d.calibration_windows as f64, 1.0, 1024.0)?;
+        range(path, "detect.invariant_fraction", d.invariant_fraction as f64, 0.05, 0.95)?;
+        range(path, "detect.simplify_px", d.simplify_px, 0.0, 10.0)?;
+        let m = &self.masks;
+        range(path, "masks.cloud_blue", m.cloud_blue as f64, 0.0, 2.0)?;
+        range(path, "masks.cloud_edge_brightness", m.cloud_edge_brightness as f64, 0.0, 2.0)?;
+        range(path, "masks.cloud_buffer_px", m.cloud_buffer_px as f64, 0.0, 64.0)?;
+        range(path, "masks.shadow_ratio", m.shadow_ratio as f64, 0.0, 1.0)?;
+        range(path, "masks.shadow_max_angle", m.shadow_max_angle as f64, 0.0, 1.6)?;
+        range(path, "typing.min_score", self.typing.min_score, 0.0, 1.0)?;
+        let c = &self.categories;
+        range(path, "categories.cropland_min_fraction", c.cropland_min_fraction, 0.0, 1.0)?;
+        range(path, "categories.village_distance_m", c.village_distance_m, 0.0, 10000.0)?;
+        range(path, "categories.approved_min_fraction", c.approved_min_fraction, 0.0, 1.0)?;
+        self.validate_rules(path)
+    }
+
+    fn validate_rules(&self, path: &Path) -> Result<()> {
+        for (i, rule) in self.typing.rules.iter().enumerate() {
+            let field = format!("typing.rules[{i}]");
+            if !CHANGE_TYPES.contains(&rule.change_type.as_str()) {
+                return Err(Error::config(
+                    path,
+                    format!("{field}.change_type"),
+                    format!(
+                        "unknown change type '{}'; expected one of {}",
+                        rule.change_type,
+                        CHANGE_TYPES.join(", ")
+                    ),
+                ));
+            }
+            for (j, c) in rule.conditions.iter().enumerate() {
+                if !crate::patches::features::FEATURE_NAMES.contains(&c.feature.as_str()) {
+                    return Err(Error::config(
+                        path,
+                        format!("{field}.conditions[{j}].feature"),
+                        format!(
+                            "unknown feature '{}'; expected one of {}",
+                            c.feature,
+                            crate::patches::features::FEATURE_NAMES.join(", ")
+                        ),
+                    ));
+                }
+                if c.scale <= 0.0 || !c.scale.is_finite() || !c.value.is_finite() {
+                    return Err(Error::config(
+                        path,
+                        format!("{field}.conditions[{j}]"),
+                        "value must be finite and scale > 0",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn range(path: &Path, field: &str, v: f64, lo: f64, hi: f64) -> Result<()> {
+    if v.is_finite() && v >= lo && v <= hi {
+        Ok(())
+    } else {
+        Err(Error::config(
+            path,
+            field,
+            format!("value {v} is out of range; expected {lo} to {hi}"),
+        ))
+    }
+}
+
+/// Turns a TOML error into one line naming the file, the key and the line.
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
+    let line = e
+        .span()
+        .map(|sp| text[..sp.start.min(text.len())].lines().count().max(1));
+    let msg = e.message().trim().replace('\n', " ");
+    let field = match line {
+        Some(l) => format!("line {l}"),
+        None => "file".to_string(),
+    };
+    Error::config(path, field, msg)
+}

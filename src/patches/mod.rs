@@ -1,0 +1,135 @@
+//! Stage 4: from traced change components to enforcement patches (图斑) — features, change
+//! type, land-use overlay and 非农化 / 非粮化 category.
+
+pub mod area;
+pub mod features;
+pub mod typing;
+pub mod vectorise;
+
+use crate::detect::scene::Scene;
+use crate::io::raster::Window;
+use crate::model::Model;
+use crate::{Error, Result};
+use area::AreaCalc;
+use features::Features;
+use gdal::raster::Buffer;
+use gdal::vector::ToGdal;
+use gdal::DriverManager;
+use geo::{Area, Euclidean, Length};
+use ndarray::Array2;
+use rayon::prelude::*;
+use serde::Serialize;
+use vectorise::Traced;
+
+/// What the land-use layers say about a patch (filled by the overlay; empty without layers).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct LandUse {
+    /// 三调 class code and name of the parcel covering most of the patch.
+    pub dlbm: String,
+    pub dlmc: String,
+    pub cropland_area_m2: f64,
+    pub basic_farmland_area_m2: f64,
+    pub approved_fraction: f64,
+    pub touches_red_line: bool,
+    pub near_village: bool,
+    pub county_code: String,
+    pub county_name: String,
+    /// Whether a land-use layer was given at all.
+    pub known: bool,
+}
+
+/// One change patch.
+#[derive(Debug, Clone)]
+pub struct Patch {
+    pub id: String,
+    /// Outline in the grid's CRS.
+    pub shape: geo::MultiPolygon<f64>,
+    pub pixel_box: Window,
+    pub area_m2: f64,
+    pub features: Features,
+    pub change_type: String,
+    pub confidence: f64,
+    pub land: LandUse,
+    pub category: String,
+    /// Chip paths relative to the run folder.
+    pub chips: Option<(String, String)>,
+}
+
+/// Turns traced components into typed patches, in a deterministic order with ids `P00001…`.
+/// Components under `min_area_m2` are dropped.
+pub fn build(scene: &Scene, traced: Vec<Traced>, model: &Model, areas: &AreaCalc, min_area_m2: f64) -> Result<Vec<Patch>> {
+    let mut kept: Vec<(Traced, f64)> = traced
+        .into_iter()
+        .filter(|t| !t.shape.0.is_empty())
+        .map(|t| {
+            let a = areas.area_m2(&t.shape, t.grid_area);
+            (t, a)
+        })
+        .filter(|(_, a)| *a >= min_area_m2)
+        .collect();
+    kept.sort_by(|(a, aa), (b, ba)| {
+        (a.pixel_box.y, a.pixel_box.x, a.pixel_box.h, a.pixel_box.w)
+            .cmp(&(b.pixel_box.y, b.pixel_box.x, b.pixel_box.h, b.pixel_box.w))
+            .then(aa.total_cmp(ba))
+    });
+    let gt = vectorise::grid_transform(scene.before.georef.as_ref());
+    kept.into_par_iter()
+        .enumerate()
+        .map(|(i, (t, area_m2))| {
+            let features = describe(scene, &t, gt, area_m2)?;
+            let typed = typing::classify(&model.typing, &features);
+            Ok(Patch {
+                id: format!("P{:05}", i + 1),
+                shape: t.shape,
+                pixel_box: t.pixel_box,
+                area_m2,
+                features,
+                change_type: typed.change_type,
+                confidence: typed.confidence,
+                land: LandUse::default(),
+                category: String::new(),
+                chips: None,
+            })
+        })
+        .collect()
+}
+
+/// Reads the patch's window and summarises it.
+fn describe(scene: &Scene, t: &Traced, gt: gdal::GeoTransform, area_m2: f64) -> Result<Features> {
+    let win = t.pixel_box.grow(2);
+    let pair = scene.read_pair(win)?;
+    let inside = membership(&t.shape, win, gt)?;
+    let perimeter: f64 = t.shape.0.iter().map(|p| Euclidean.length(p.exterior())).sum();
+    let compactness = if perimeter > 0.0 {
+        4.0 * std::f64::consts::PI * t.shape.unsigned_area() / (perimeter * perimeter)
+    } else {
+        0.0
+    };
+    Ok(features::summarise(&pair, &inside, area_m2, compactness))
+}
+
+/// Which pixels of `win` have their centre inside `shape` (GDAL's rasteriser).
+pub fn membership(shape: &geo::MultiPolygon<f64>, win: Window, gt: gdal::GeoTransform) -> Result<Array2<bool>> {
+    let here = std::path::Path::new("<memory>");
+    let drv = DriverManager::get_driver_by_name("MEM").map_err(|e| Error::gdal(here, "MEM driver", e))?;
+    let mut ds = drv
+        .create_with_band_type::<u8, _>("", win.w, win.h, 1)
+        .map_err(|e| Error::gdal(here, "scratch raster", e))?;
+    let wgt = [
+        gt[0] + win.x as f64 * gt[1],
+        gt[1],
+        0.0,
+        gt[3] + win.y as f64 * gt[5],
+        0.0,
+        gt[5],
+    ];
+    ds.set_geo_transform(&wgt).map_err(|e| Error::gdal(here, "scratch geotransform", e))?;
+    let geom = shape.to_gdal().map_err(|e| Error::gdal(here, "geometry conversion", e))?;
+    gdal::raster::rasterize(&mut ds, &[1], &[geom], &[1.0], None).map_err(|e| Error::gdal(here, "rasterize", e))?;
+    let buf: Buffer<u8> = ds
+        .rasterband(1)
+        .and_then(|b| b.read_as::<u8>((0, 0), (win.w, win.h), (win.w, win.h), None))
+        .map_err(|e| Error::gdal(here, "read back", e))?;
+    let arr = buf.to_array().map_err(|e| Error::gdal(here, "shape", e))?;
+    Ok(arr.mapv(|v| v > 0))
+}
