@@ -15,8 +15,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use landwatch::pipeline::archive::{sha256_file, sha256_hex, verify_raster, Archive};
-use landwatch::pipeline::run::{run, RunOptions, RunResult};
 use landwatch::pipeline::config;
+use landwatch::pipeline::run::{run, RunOptions, RunResult};
 use pipeline_common::*;
 
 #[derive(Default)]
@@ -58,7 +58,10 @@ async fn tile(State(s): State<Shared>, UrlPath(name): UrlPath<String>, h: Header
             let total = bytes.len();
             Response::builder()
                 .status(StatusCode::PARTIAL_CONTENT)
-                .header("content-range", format!("bytes {from}-{}/{total}", total - 1))
+                .header(
+                    "content-range",
+                    format!("bytes {from}-{}/{total}", total - 1),
+                )
                 .header("content-length", total - from)
                 .body(Body::from(bytes[from..].to_vec()))
                 .unwrap()
@@ -107,7 +110,9 @@ fn serve(rt: &tokio::runtime::Runtime, s: Shared) -> String {
         .route("/stac/search", post(stac_search))
         .route("/stac/page/{n}", get(stac_page))
         .with_state(s);
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     rt.spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
@@ -148,10 +153,17 @@ fn assert_archive_clean(archive: &Path) {
         }
     }
     for e in a.entries().unwrap() {
-        assert!(a.blob_path(&e.sha256).is_file(), "catalogue points at a missing blob");
+        assert!(
+            a.blob_path(&e.sha256).is_file(),
+            "catalogue points at a missing blob"
+        );
     }
     assert!(blobs > 0);
-    assert_eq!(std::fs::read_dir(archive.join("tmp")).unwrap().count(), 0, "leftover partial files");
+    assert_eq!(
+        std::fs::read_dir(archive.join("tmp")).unwrap().count(),
+        0,
+        "leftover partial files"
+    );
 }
 
 #[test]
@@ -161,10 +173,24 @@ fn http_index_faults_are_reported_and_the_good_tiles_published() {
     std::fs::create_dir_all(&gen).unwrap();
     let mut s = Server::default();
     let mut entries = Vec::new();
-    let kinds = ["good", "flaky", "cut", "always500", "slow", "badsum", "trunc", "notraster"];
+    let kinds = [
+        "good",
+        "flaky",
+        "cut",
+        "always500",
+        "slow",
+        "badsum",
+        "trunc",
+        "notraster",
+    ];
     for (i, kind) in kinds.iter().enumerate() {
         let before = tile_bytes(&gen, &format!("{kind}-before.tif"), i * 2, &[]);
-        let mut after = tile_bytes(&gen, &format!("{kind}-after.tif"), i * 2, &[(10, 40, 10, 40)]);
+        let mut after = tile_bytes(
+            &gen,
+            &format!("{kind}-after.tif"),
+            i * 2,
+            &[(10, 40, 10, 40)],
+        );
         let mut sha = sha256_hex(&after);
         match *kind {
             "badsum" => sha = sha256_hex(b"something else"),
@@ -187,7 +213,10 @@ fn http_index_faults_are_reported_and_the_good_tiles_published() {
     let s = Arc::new(s);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let base = serve(&rt, s.clone());
-    let file = pipeline(d.path(), &format!("kind = \"http_index\"\nurl = \"{base}/index.json\""));
+    let file = pipeline(
+        d.path(),
+        &format!("kind = \"http_index\"\nurl = \"{base}/index.json\""),
+    );
     let p = config::load(&file).unwrap();
 
     let report = run(&p, &RunOptions::default(), &BoxDetector { delay_ms: 0 }).unwrap();
@@ -207,21 +236,50 @@ fn http_index_faults_are_reported_and_the_good_tiles_published() {
         ]
     );
     assert!(failed["always500@2024-05-10"].contains("500"), "{failed:?}");
-    assert!(failed["badsum@2024-05-10"].contains("checksum mismatch"), "{failed:?}");
+    assert!(
+        failed["badsum@2024-05-10"].contains("checksum mismatch"),
+        "{failed:?}"
+    );
     assert!(failed["trunc@2024-05-10"].contains("raster"), "{failed:?}");
-    assert!(failed["notraster@2024-05-10"].contains("raster"), "{failed:?}");
+    assert!(
+        failed["notraster@2024-05-10"].contains("raster"),
+        "{failed:?}"
+    );
     assert!(failed["nodate"].contains("date"), "{failed:?}");
-    assert!(s.resumed.load(Ordering::SeqCst) >= 1, "the cut download was resumed with Range");
+    assert!(
+        s.resumed.load(Ordering::SeqCst) >= 1,
+        "the cut download was resumed with Range"
+    );
 
-    let RunResult::Published { dir, .. } = &report.result else { panic!("{:?}", report.result) };
+    let RunResult::Published { dir, .. } = &report.result else {
+        panic!("{:?}", report.result)
+    };
     let feats = features(&dir.join("patches.geojson"));
     let tiles: Vec<String> = feats
         .iter()
-        .map(|f| f["properties"]["chip_after"].as_str().unwrap().split('/').nth(1).unwrap().to_string())
+        .map(|f| {
+            f["properties"]["chip_after"]
+                .as_str()
+                .unwrap()
+                .split('/')
+                .nth(1)
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    assert_eq!(tiles, ["cut@2024-05-10", "flaky@2024-05-10", "good@2024-05-10"]);
-    let cut = Archive::open(&p.archive).unwrap().lookup("cut", "2024-05-10").unwrap();
-    assert_eq!(cut.sha256, sha256_hex(&s.files["cut-after.tif"]), "resumed file is intact");
+    assert_eq!(
+        tiles,
+        ["cut@2024-05-10", "flaky@2024-05-10", "good@2024-05-10"]
+    );
+    let cut = Archive::open(&p.archive)
+        .unwrap()
+        .lookup("cut", "2024-05-10")
+        .unwrap();
+    assert_eq!(
+        cut.sha256,
+        sha256_hex(&s.files["cut-after.tif"]),
+        "resumed file is intact"
+    );
     assert_archive_clean(&p.archive);
 
     // The next night retries only the failed pairs (they fail again, nothing else is redone).
@@ -231,7 +289,13 @@ fn http_index_faults_are_reported_and_the_good_tiles_published() {
     assert!(again.failed.iter().all(|(n, _)| !n.starts_with("good")));
 }
 
-fn stac_item(id: &str, grid: Option<&str>, datetime: Option<&str>, href: Option<&str>, geom: bool) -> serde_json::Value {
+fn stac_item(
+    id: &str,
+    grid: Option<&str>,
+    datetime: Option<&str>,
+    href: Option<&str>,
+    geom: bool,
+) -> serde_json::Value {
     let mut props = serde_json::json!({});
     if let Some(g) = grid {
         props["grid:code"] = serde_json::json!(g);
@@ -240,7 +304,9 @@ fn stac_item(id: &str, grid: Option<&str>, datetime: Option<&str>, href: Option<
         props["datetime"] = serde_json::json!(d);
     }
     let assets = match href {
-        Some(h) => serde_json::json!({"image": {"href": h, "type": "image/tiff; application=geotiff; profile=cloud-optimized"}}),
+        Some(h) => {
+            serde_json::json!({"image": {"href": h, "type": "image/tiff; application=geotiff; profile=cloud-optimized"}})
+        }
         None => serde_json::json!({"thumbnail": {"href": "x.png"}}),
     };
     let geometry = if geom {
@@ -258,8 +324,14 @@ fn stac_items_with_missing_fields_are_reported_by_id() {
     std::fs::create_dir_all(&gen).unwrap();
     let mut s = Server::default();
     for (i, g) in ["s1", "s2"].iter().enumerate() {
-        s.files.insert(format!("{g}-before.tif"), tile_bytes(&gen, &format!("{g}b.tif"), i * 2, &[]));
-        s.files.insert(format!("{g}-after.tif"), tile_bytes(&gen, &format!("{g}a.tif"), i * 2, &[(5, 25, 5, 25)]));
+        s.files.insert(
+            format!("{g}-before.tif"),
+            tile_bytes(&gen, &format!("{g}b.tif"), i * 2, &[]),
+        );
+        s.files.insert(
+            format!("{g}-after.tif"),
+            tile_bytes(&gen, &format!("{g}a.tif"), i * 2, &[(5, 25, 5, 25)]),
+        );
     }
     let page1 = serde_json::json!({"type": "FeatureCollection", "features": [
         stac_item("s1-before", Some("s1"), Some("2024-01-10T03:00:00Z"), Some("/tiles/s1-before.tif"), true),
@@ -277,14 +349,18 @@ fn stac_items_with_missing_fields_are_reported_by_id() {
     let s = Arc::new(s);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let base = serve(&rt, s.clone());
-    let src = format!("kind = \"stac\"\nurl = \"{base}/stac\"\ncollections = [\"demo\"]\nasset = \"image\"");
+    let src = format!(
+        "kind = \"stac\"\nurl = \"{base}/stac\"\ncollections = [\"demo\"]\nasset = \"image\""
+    );
     let p = config::load(&pipeline(d.path(), &src)).unwrap();
     let report = run(&p, &RunOptions::default(), &BoxDetector { delay_ms: 0 }).unwrap();
     assert_eq!(report.exit_code(), 1);
     let mut names: Vec<&str> = report.failed.iter().map(|(n, _)| n.as_str()).collect();
     names.sort();
     assert_eq!(names, ["no-asset", "no-datetime", "no-geometry", "no-grid"]);
-    let RunResult::Published { dir, .. } = &report.result else { panic!() };
+    let RunResult::Published { dir, .. } = &report.result else {
+        panic!()
+    };
     assert_eq!(features(&dir.join("patches.geojson")).len(), 2);
     assert_archive_clean(&p.archive);
 }
@@ -292,7 +368,10 @@ fn stac_items_with_missing_fields_are_reported_by_id() {
 #[test]
 fn unreachable_index_cannot_run() {
     let d = tempfile::tempdir().unwrap();
-    let file = pipeline(d.path(), "kind = \"http_index\"\nurl = \"http://127.0.0.1:9/index.json\"");
+    let file = pipeline(
+        d.path(),
+        "kind = \"http_index\"\nurl = \"http://127.0.0.1:9/index.json\"",
+    );
     let p = config::load(&file).unwrap();
     let e = run(&p, &RunOptions::default(), &BoxDetector { delay_ms: 0 }).unwrap_err();
     assert_eq!(e.exit_code(), 3, "{e}");

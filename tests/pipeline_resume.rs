@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use landwatch::pipeline::run::{run, RunOptions, RunResult, ABORT_HOOK_ENV};
 use landwatch::pipeline::config;
+use landwatch::pipeline::run::{run, RunOptions, RunResult, ABORT_HOOK_ENV};
 use pipeline_common::*;
 
 const CHILD_ENV: &str = "LANDWATCH_TEST_CHILD_PIPELINE";
@@ -20,8 +20,13 @@ const DELAY_ENV: &str = "LANDWATCH_TEST_CHILD_DELAY_MS";
 /// In the child: run the pipeline named by the environment (a no-op in a normal test run).
 #[test]
 fn child_entry() {
-    let Ok(file) = std::env::var(CHILD_ENV) else { return };
-    let delay_ms = std::env::var(DELAY_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let Ok(file) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let delay_ms = std::env::var(DELAY_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let p = config::load(Path::new(&file)).unwrap();
     run(&p, &RunOptions::default(), &BoxDetector { delay_ms }).unwrap();
 }
@@ -41,7 +46,11 @@ fn scene(root: &Path, names: [&str; 4]) -> PathBuf {
     // A second row of tiles so a run has enough pairs to be interrupted in the middle.
     for i in 4..8 {
         make_tile(&src.join(format!("r{i}_2024-01-10.tif")), i, &[]);
-        make_tile(&src.join(format!("r{i}_2024-05-10.tif")), i, &[(20, 50, 20 + i, 60 + i)]);
+        make_tile(
+            &src.join(format!("r{i}_2024-05-10.tif")),
+            i,
+            &[(20, 50, 20 + i, 60 + i)],
+        );
     }
     src
 }
@@ -62,7 +71,16 @@ fn published_patches(file: &Path) -> (String, String) {
 
 fn done_pairs(out: &Path, run_id: &str) -> usize {
     std::fs::read_dir(out.join("work").join(run_id).join("tiles"))
-        .map(|rd| rd.filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.')).count())
+        .map(|rd| {
+            rd.filter(|e| {
+                !e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with('.')
+            })
+            .count()
+        })
         .unwrap_or(0)
 }
 
@@ -76,8 +94,15 @@ fn abort_after_k_pairs_then_resume_equals_uninterrupted() {
     let status = child(&file).env(ABORT_HOOK_ENV, "3").status().unwrap();
     assert!(!status.success(), "the child must have crashed");
     let out = d.path().join("crashy/out");
-    assert!(!out.join("runs").join(&want_id).exists(), "nothing published by the crashed run");
-    assert_eq!(done_pairs(&out, &want_id), 3, "three checkpoints survive the crash");
+    assert!(
+        !out.join("runs").join(&want_id).exists(),
+        "nothing published by the crashed run"
+    );
+    assert_eq!(
+        done_pairs(&out, &want_id),
+        3,
+        "three checkpoints survive the crash"
+    );
 
     let (got_id, got) = published_patches(&file);
     assert_eq!(got_id, want_id);

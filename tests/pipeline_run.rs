@@ -3,7 +3,6 @@
 
 mod pipeline_common;
 
-
 use landwatch::pipeline::rerun::{rerun, RerunWhat};
 use landwatch::pipeline::run::{run, RunOptions, RunResult};
 use landwatch::pipeline::{config, shard, Shard};
@@ -36,16 +35,37 @@ fn run_merges_seams_then_second_run_does_nothing_then_tracks_a_change_seen_again
     let area = seam["properties"]["area_m2"].as_f64().unwrap();
     let want = 50.0 * (56.0 + 40.0) * PX * PX;
     assert!((area - want).abs() / want < 0.01, "area {area} vs {want}");
-    let ids: Vec<_> = feats.iter().map(|f| f["properties"]["id"].clone()).collect();
+    let ids: Vec<_> = feats
+        .iter()
+        .map(|f| f["properties"]["id"].clone())
+        .collect();
     assert_eq!(ids, ["P0001", "P0002"]);
-    assert!(feats.iter().all(|f| f["properties"]["seen_before"] == false));
+    assert!(feats
+        .iter()
+        .all(|f| f["properties"]["seen_before"] == false));
     let chip = seam["properties"]["chip_after"].as_str().unwrap();
-    assert!(dir1.join(chip).is_file(), "chip path {chip} is relative to the run folder");
-    let manifest: serde_json::Value = serde_json::from_str(&read(&dir1.join("manifest.json"))).unwrap();
+    assert!(
+        dir1.join(chip).is_file(),
+        "chip path {chip} is relative to the run folder"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(&dir1.join("manifest.json"))).unwrap();
     assert_eq!(manifest["properties"]["tiles"].as_array().unwrap().len(), 4);
-    assert_eq!(manifest["properties"]["pipeline"]["sha256"].as_str().unwrap().len(), 64);
-    assert_eq!(manifest["properties"]["inputs"].as_array().unwrap().len(), 8);
-    assert!(!p.output.join("work").join(&run1).exists(), "work folder renamed away");
+    assert_eq!(
+        manifest["properties"]["pipeline"]["sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    assert_eq!(
+        manifest["properties"]["inputs"].as_array().unwrap().len(),
+        8
+    );
+    assert!(
+        !p.output.join("work").join(&run1).exists(),
+        "work folder renamed away"
+    );
 
     let second = run(&p, &RunOptions::default(), &DET).unwrap();
     assert_eq!(second.result, RunResult::NothingNew);
@@ -59,8 +79,14 @@ fn run_merges_seams_then_second_run_does_nothing_then_tracks_a_change_seen_again
     let again = features(&dir3.join("patches.geojson"));
     assert_eq!(again.len(), 1);
     assert_eq!(again[0]["properties"]["seen_before"], true);
-    assert_eq!(again[0]["properties"]["track_id"], feats[1]["properties"]["track_id"]);
-    assert!(feats[1]["properties"]["track_id"].as_str().unwrap().starts_with(&run1));
+    assert_eq!(
+        again[0]["properties"]["track_id"],
+        feats[1]["properties"]["track_id"]
+    );
+    assert!(feats[1]["properties"]["track_id"]
+        .as_str()
+        .unwrap()
+        .starts_with(&run1));
 }
 
 #[test]
@@ -69,10 +95,17 @@ fn dry_run_lists_and_writes_nothing() {
     let src = d.path().join("src");
     standard_scene(&src, ["t0", "t1", "t2", "t3"]);
     let p = config::load(&local_pipeline(d.path(), &src, "")).unwrap();
-    let opts = RunOptions { dry_run: true, ..Default::default() };
+    let opts = RunOptions {
+        dry_run: true,
+        ..Default::default()
+    };
     assert_eq!(run(&p, &opts, &DET).unwrap().result, RunResult::DryRun);
     assert!(!p.output.join("runs").exists());
-    assert!(landwatch::pipeline::archive::Archive::open(&p.archive).unwrap().entries().unwrap().is_empty());
+    assert!(landwatch::pipeline::archive::Archive::open(&p.archive)
+        .unwrap()
+        .entries()
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -85,13 +118,22 @@ fn rerun_of_a_run_is_byte_identical_and_needs_no_source() {
     std::fs::remove_dir_all(&src).unwrap(); // reruns read the archive only
     let r = rerun(&p, &RerunWhat::Run(run_id.clone()), None, None, &DET).unwrap();
     assert!(r.failed.is_empty(), "{:?}", r.failed);
-    assert_eq!(read(&dir.join("patches.geojson")), read(&r.dir.join("patches.geojson")));
+    assert_eq!(
+        read(&dir.join("patches.geojson")),
+        read(&r.dir.join("patches.geojson"))
+    );
 
-    let range = RerunWhat::Range { from: "2024-05-01".into(), to: "2024-05-31".into() };
+    let range = RerunWhat::Range {
+        from: "2024-05-01".into(),
+        to: "2024-05-31".into(),
+    };
     let a = rerun(&p, &range, None, Some(&d.path().join("ra")), &DET).unwrap();
     let b = rerun(&p, &range, None, Some(&d.path().join("rb")), &DET).unwrap();
     assert_eq!(a.patches, 2);
-    assert_eq!(read(&a.dir.join("patches.geojson")), read(&b.dir.join("patches.geojson")));
+    assert_eq!(
+        read(&a.dir.join("patches.geojson")),
+        read(&b.dir.join("patches.geojson"))
+    );
     let missing = rerun(&p, &RerunWhat::Run("nope".into()), None, None, &DET).unwrap_err();
     assert_eq!(missing.exit_code(), 2);
 }
@@ -100,7 +142,10 @@ fn rerun_of_a_run_is_byte_identical_and_needs_no_source() {
 fn names_split_across(n: u32) -> [String; 4] {
     let s0 = Shard { index: 0, count: n };
     let a = (0..).map(|i| format!("a{i}")).find(|t| s0.owns(t)).unwrap();
-    let b = (0..).map(|i| format!("b{i}")).find(|t| !s0.owns(t)).unwrap();
+    let b = (0..)
+        .map(|i| format!("b{i}"))
+        .find(|t| !s0.owns(t))
+        .unwrap();
     [a, b, "c".into(), "d".into()]
 }
 
@@ -109,7 +154,10 @@ fn shards_plus_merge_equal_one_run() {
     let d = tempfile::tempdir().unwrap();
     let src = d.path().join("src");
     let names = names_split_across(2);
-    standard_scene(&src, [&names[0], &names[1], &names[2], &names[3]].map(String::as_str));
+    standard_scene(
+        &src,
+        [&names[0], &names[1], &names[2], &names[3]].map(String::as_str),
+    );
 
     let single_root = d.path().join("single");
     std::fs::create_dir_all(&single_root).unwrap();
@@ -121,7 +169,10 @@ fn shards_plus_merge_equal_one_run() {
     let sharded = config::load(&local_pipeline(&sharded_root, &src, "")).unwrap();
     let mut dirs = Vec::new();
     for i in 0..2 {
-        let opts = RunOptions { shard: Some(Shard { index: i, count: 2 }), ..Default::default() };
+        let opts = RunOptions {
+            shard: Some(Shard { index: i, count: 2 }),
+            ..Default::default()
+        };
         match run(&sharded, &opts, &DET).unwrap().result {
             RunResult::ShardWritten { dir, .. } => dirs.push(dir),
             other => panic!("{other:?}"),
@@ -133,7 +184,11 @@ fn shards_plus_merge_equal_one_run() {
         read(&single_dir.join("patches.geojson")),
         read(&merged.dir.join("patches.geojson"))
     );
-    assert_eq!(merged.dir.file_name(), single_dir.file_name(), "same run id");
+    assert_eq!(
+        merged.dir.file_name(),
+        single_dir.file_name(),
+        "same run id"
+    );
     // The merged run counts as published: nothing new afterwards.
     let again = run(&sharded, &RunOptions::default(), &DET).unwrap();
     assert_eq!(again.result, RunResult::NothingNew);
@@ -148,7 +203,8 @@ fn second_concurrent_run_is_locked_out() {
     let src = d.path().join("src");
     standard_scene(&src, ["t0", "t1", "t2", "t3"]);
     let p = config::load(&local_pipeline(d.path(), &src, "")).unwrap();
-    let _held = landwatch::pipeline::lock::RunLock::acquire(&p.output.join("state/run.lock")).unwrap();
+    let _held =
+        landwatch::pipeline::lock::RunLock::acquire(&p.output.join("state/run.lock")).unwrap();
     let e = run(&p, &RunOptions::default(), &DET).unwrap_err();
     assert_eq!(e.exit_code(), 3, "{e}");
 }

@@ -56,7 +56,10 @@ impl Archive {
                 root: root.to_path_buf(),
             })
         } else {
-            Err(Error::input(root, "not a landwatch archive (no catalogue/ folder)"))
+            Err(Error::input(
+                root,
+                "not a landwatch archive (no catalogue/ folder)",
+            ))
         }
     }
 
@@ -67,7 +70,10 @@ impl Archive {
     /// Path of the stored file for a checksum.
     pub fn blob_path(&self, sha256: &str) -> PathBuf {
         let (head, rest) = sha256.split_at(2.min(sha256.len()));
-        self.root.join("sha256").join(head).join(format!("{rest}.tif"))
+        self.root
+            .join("sha256")
+            .join(head)
+            .join(format!("{rest}.tif"))
     }
 
     /// Folder for partial downloads; same filesystem as the blobs so the final rename is atomic.
@@ -168,7 +174,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Lowercase hex SHA-256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "opening for checksum", e))?;
+    let mut f =
+        std::fs::File::open(path).map_err(|e| Error::io(path, "opening for checksum", e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -234,7 +241,12 @@ fn footprint(ds: &gdal::Dataset) -> Option<serde_json::Value> {
     dst.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
     let ct = CoordTransform::new(&src, &dst).ok()?;
     let (w, h) = ds.raster_size();
-    let corners = [(0.0, 0.0), (w as f64, 0.0), (w as f64, h as f64), (0.0, h as f64)];
+    let corners = [
+        (0.0, 0.0),
+        (w as f64, 0.0),
+        (w as f64, h as f64),
+        (0.0, h as f64),
+    ];
     let mut xs: Vec<f64> = corners
         .iter()
         .map(|(c, r)| gt[0] + c * gt[1] + r * gt[2])
@@ -267,14 +279,21 @@ mod tests {
         let a = Archive {
             root: PathBuf::from("/a"),
         };
-        assert_eq!(a.blob_path("abcdef"), PathBuf::from("/a/sha256/ab/cdef.tif"));
+        assert_eq!(
+            a.blob_path("abcdef"),
+            PathBuf::from("/a/sha256/ab/cdef.tif")
+        );
     }
 
     #[test]
     fn catalogue_roundtrip_sorted() {
         let d = tempfile::tempdir().unwrap();
         let a = Archive::open(d.path()).unwrap();
-        for (t, date) in [("t2", "2024-01-02"), ("t1", "2024-01-03"), ("t1", "2024-01-01")] {
+        for (t, date) in [
+            ("t2", "2024-01-02"),
+            ("t1", "2024-01-03"),
+            ("t1", "2024-01-01"),
+        ] {
             let sha = sha256_hex(format!("{t}{date}").as_bytes());
             let tmp = a.tmp_dir().join("x");
             std::fs::write(&tmp, b"x").unwrap();

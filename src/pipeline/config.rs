@@ -99,10 +99,20 @@ impl Bands {
     /// The engine's `--bands` form: one name per source band, `_` for bands not used
     /// (blue = 3, green = 2, red = 1, nir = 5 → `R,G,B,_,NIR`).
     pub fn engine_order(&self) -> String {
-        let named = [(self.blue, "B"), (self.green, "G"), (self.red, "R"), (self.nir, "NIR")];
+        let named = [
+            (self.blue, "B"),
+            (self.green, "G"),
+            (self.red, "R"),
+            (self.nir, "NIR"),
+        ];
         let n = named.iter().map(|(b, _)| *b).max().unwrap_or(0);
         (1..=n)
-            .map(|i| named.iter().find(|(b, _)| *b == i).map_or("_", |(_, name)| *name))
+            .map(|i| {
+                named
+                    .iter()
+                    .find(|(b, _)| *b == i)
+                    .map_or("_", |(_, name)| *name)
+            })
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -430,7 +440,10 @@ fn build_source(ctx: &Ctx, raw: Spanned<RawSource>) -> Result<Source> {
             collections: raw.collections.clone().unwrap_or_default(),
             asset: raw.asset.clone().unwrap_or_else(|| "image".into()),
             datetime: raw.datetime.clone(),
-            tile_property: raw.tile_property.clone().unwrap_or_else(|| "grid:code".into()),
+            tile_property: raw
+                .tile_property
+                .clone()
+                .unwrap_or_else(|| "grid:code".into()),
             limit: raw.limit.unwrap_or(100),
         }),
     }
@@ -462,7 +475,7 @@ fn build_detect(ctx: &Ctx, raw: Option<RawDetect>) -> Result<DetectParams> {
     });
     let non_negative = |key: &str, v: &Option<Spanned<f64>>, default: f64| -> Result<f64> {
         match v {
-            Some(s) if !(*s.get_ref() >= 0.0) => {
+            Some(s) if s.get_ref().is_nan() || *s.get_ref() < 0.0 => {
                 Err(ctx.err(key, Some(s.span()), "must be a number >= 0"))
             }
             Some(s) => Ok(*s.get_ref()),
@@ -495,7 +508,7 @@ fn build_fetch(ctx: &Ctx, raw: Option<RawFetch>) -> Result<FetchParams> {
         None => d.concurrency,
     };
     let timeout_s = match raw.timeout_s {
-        Some(t) if !(*t.get_ref() > 0.0) => {
+        Some(t) if t.get_ref().is_nan() || *t.get_ref() <= 0.0 => {
             return Err(ctx.err("fetch.timeout_s", Some(t.span()), "must be > 0"))
         }
         Some(t) => t.into_inner(),
@@ -509,7 +522,12 @@ fn build_fetch(ctx: &Ctx, raw: Option<RawFetch>) -> Result<FetchParams> {
     })
 }
 
-fn check_date(ctx: &Ctx, key: &str, date: &str, span: Option<std::ops::Range<usize>>) -> Result<()> {
+fn check_date(
+    ctx: &Ctx,
+    key: &str,
+    date: &str,
+    span: Option<std::ops::Range<usize>>,
+) -> Result<()> {
     if is_date(date) {
         Ok(())
     } else {
@@ -531,7 +549,12 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Turns a toml/serde error into a config error that names the file, the dotted key and the line.
-fn parse_error(file: &Path, text: &str, message: &str, span: Option<std::ops::Range<usize>>) -> Error {
+fn parse_error(
+    file: &Path,
+    text: &str,
+    message: &str,
+    span: Option<std::ops::Range<usize>>,
+) -> Error {
     let offset = span.as_ref().map_or(0, |s| s.start);
     let key = key_at(text, offset, message);
     let (line, col) = line_col(text, offset);
@@ -605,7 +628,12 @@ mod tests {
 
     #[test]
     fn band_order_for_the_engine() {
-        let b = Bands { blue: 3, green: 2, red: 1, nir: 5 };
+        let b = Bands {
+            blue: 3,
+            green: 2,
+            red: 1,
+            nir: 5,
+        };
         assert_eq!(b.engine_order(), "R,G,B,_,NIR");
         assert_eq!(Bands::default().engine_order(), "B,G,R,NIR");
     }

@@ -51,7 +51,11 @@ impl TileDetector for EngineDetector {
             ..DetectRequest::new(job.before, job.after, job.out_dir)
         };
         let summary = detect::run(&req)?;
-        tracing::debug!(patches = summary.patches, seconds = summary.seconds, "pair detected by the engine");
+        tracing::debug!(
+            patches = summary.patches,
+            seconds = summary.seconds,
+            "pair detected by the engine"
+        );
         Ok(())
     }
 }

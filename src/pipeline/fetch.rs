@@ -115,7 +115,12 @@ pub async fn get_json(
                 tracing::warn!(url, attempt, error = %e.msg, "retrying");
                 tokio::time::sleep(backoff(p, attempt)).await;
             }
-            Err(e) => return Err(Error::Other(format!("{url}: {} (after {attempt} tries)", e.msg))),
+            Err(e) => {
+                return Err(Error::Other(format!(
+                    "{url}: {} (after {attempt} tries)",
+                    e.msg
+                )))
+            }
         }
     }
 }
@@ -163,7 +168,7 @@ pub async fn fetch_one(
     p: &FetchParams,
 ) -> std::result::Result<CatalogueEntry, String> {
     if let Some(e) = archive.lookup(&t.tile, &t.date) {
-        if t.sha256.as_ref().is_none_or(|s| *s == e.sha256) {
+        if t.sha256.as_ref().map_or(true, |s| *s == e.sha256) {
             return Ok(e);
         }
     }
@@ -187,7 +192,9 @@ async fn admit(
     let sha = sha256_file(part).map_err(|e| reject(e.to_string()))?;
     if let Some(want) = &t.sha256 {
         if *want != sha {
-            return Err(reject(format!("checksum mismatch: expected {want}, got {sha}")));
+            return Err(reject(format!(
+                "checksum mismatch: expected {want}, got {sha}"
+            )));
         }
     }
     let owned = part.to_path_buf();
@@ -211,9 +218,10 @@ async fn admit(
 
 /// Copies a local file into the archive's temporary folder.
 fn copy_local(archive: &Archive, path: &Path) -> std::result::Result<PathBuf, String> {
-    let tmp = archive
-        .tmp_dir()
-        .join(format!("{}.part", &sha256_hex(path.display().to_string().as_bytes())[..16]));
+    let tmp = archive.tmp_dir().join(format!(
+        "{}.part",
+        &sha256_hex(path.display().to_string().as_bytes())[..16]
+    ));
     std::fs::copy(path, &tmp).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(tmp)
 }

@@ -59,10 +59,15 @@ fn round_geom(g: &MultiPolygon<f64>) -> MultiPolygon<f64> {
 
 /// Reads a detector's `patches.geojson` for one pair, rewriting chip paths to be relative to the
 /// run folder (`tiles/<pair>/chips/…`).
-pub fn read_tile_patches(path: &Path, tile: &str, pair: &str, after_date: &str) -> Result<Vec<Patch>> {
+pub fn read_tile_patches(
+    path: &Path,
+    tile: &str,
+    pair: &str,
+    after_date: &str,
+) -> Result<Vec<Patch>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, "reading patches", e))?;
-    let fc: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::input(path, format!("not JSON: {e}")))?;
+    let fc: Value =
+        serde_json::from_slice(&bytes).map_err(|e| Error::input(path, format!("not JSON: {e}")))?;
     let pixel_crs = fc.get("landwatch:crs").and_then(Value::as_str) == Some("pixel");
     let features = fc
         .get("features")

@@ -13,7 +13,9 @@ use std::time::Instant;
 use super::archive::{sha256_hex, Archive, CatalogueEntry};
 use super::config::Pipeline;
 use super::detector::TileDetector;
-use super::manifest::{layer_refs, params, FileRef, Manifest, PipelineRef, RunProperties, TileStatus};
+use super::manifest::{
+    layer_refs, params, FileRef, Manifest, PipelineRef, RunProperties, TileStatus,
+};
 use super::run::{finalize, plan_pairs, Exec, PairInputs, PairPlan};
 use super::source::{local::list_archive, Location, TileRef};
 use super::tracking;
@@ -51,7 +53,11 @@ pub fn rerun(
     let model_ref = FileRef::of(model.as_deref())?;
     let tag = &sha256_hex(model_ref.sha256.as_deref().unwrap_or("builtin").as_bytes())[..8];
     let dest = out.map_or_else(
-        || p.output.join("reruns").join(format!("{run_id}-model-{tag}")),
+        || {
+            p.output
+                .join("reruns")
+                .join(format!("{run_id}-model-{tag}"))
+        },
         Path::to_path_buf,
     );
     let work = dest.with_file_name(format!(
@@ -62,12 +68,25 @@ pub fn rerun(
         std::fs::remove_dir_all(&work).map_err(|e| Error::io(&work, "clearing leftover", e))?;
     }
     std::fs::create_dir_all(work.join("tiles")).map_err(|e| Error::io(&work, "creating", e))?;
-    let exec = Exec { p, detector, model: model.as_deref(), archive: &archive };
+    let exec = Exec {
+        p,
+        detector,
+        model: model.as_deref(),
+        archive: &archive,
+    };
     let outcomes = exec.detect_all(&work, &inputs, false)?;
     let runs_dir = p.output.join("runs");
-    let prev: Vec<(String, PathBuf)> =
-        previous.iter().map(|id| (id.clone(), runs_dir.join(id))).collect();
-    let stats = finalize(&work, &outcomes, &run_id, &p.detect, tracking::load_known(&prev)?)?;
+    let prev: Vec<(String, PathBuf)> = previous
+        .iter()
+        .map(|id| (id.clone(), runs_dir.join(id)))
+        .collect();
+    let stats = finalize(
+        &work,
+        &outcomes,
+        &run_id,
+        &p.detect,
+        tracking::load_known(&prev)?,
+    )?;
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let props = RunProperties {
         datetime: now.clone(),
@@ -98,7 +117,11 @@ pub fn rerun(
         .filter(|o| o.status == TileStatus::Failed)
         .map(|o| (o.pair.clone(), o.reason.clone().unwrap_or_default()))
         .collect();
-    Ok(RerunReport { dir, patches: stats.patches, failed })
+    Ok(RerunReport {
+        dir,
+        patches: stats.patches,
+        failed,
+    })
 }
 
 type Plan = (String, PairInputs, Vec<String>, Option<PathBuf>);
@@ -107,27 +130,52 @@ type Plan = (String, PairInputs, Vec<String>, Option<PathBuf>);
 fn from_run(p: &Pipeline, archive: &Archive, id: &str, model: Option<&Path>) -> Result<Plan> {
     let path = p.output.join("runs").join(id).join("manifest.json");
     if !path.is_file() {
-        return Err(Error::input(&path, format!("no published run `{id}` in this pipeline")));
+        return Err(Error::input(
+            &path,
+            format!("no published run `{id}` in this pipeline"),
+        ));
     }
     let m = Manifest::read(&path)?;
-    let find = |sha: &Option<String>, date: &Option<String>, tile: &str| -> std::result::Result<CatalogueEntry, String> {
+    let find = |sha: &Option<String>,
+                date: &Option<String>,
+                tile: &str|
+     -> std::result::Result<CatalogueEntry, String> {
         let sha = sha.clone().ok_or("no input checksum recorded")?;
         if !archive.blob_path(&sha).is_file() {
             return Err(format!("sha256 {sha} is not in the archive"));
         }
-        Ok(CatalogueEntry { tile: tile.into(), date: date.clone().unwrap_or_default(), sha256: sha, bytes: 0, source: "archive".into(), footprint: None })
+        Ok(CatalogueEntry {
+            tile: tile.into(),
+            date: date.clone().unwrap_or_default(),
+            sha256: sha,
+            bytes: 0,
+            source: "archive".into(),
+            footprint: None,
+        })
     };
     let mut inputs: PairInputs = Vec::new();
-    for t in m.properties.tiles.iter().filter(|t| t.status != TileStatus::NoBaseline) {
+    for t in m
+        .properties
+        .tiles
+        .iter()
+        .filter(|t| t.status != TileStatus::NoBaseline)
+    {
         let before = find(&t.before_sha256, &t.before_date, &t.tile);
         let after = find(&t.after_sha256, &Some(t.after_date.clone()), &t.tile);
         let plan = PairPlan {
-            before: tile_ref(&t.tile, t.before_date.as_deref().unwrap_or_default(), archive, &t.before_sha256),
+            before: tile_ref(
+                &t.tile,
+                t.before_date.as_deref().unwrap_or_default(),
+                archive,
+                &t.before_sha256,
+            ),
             after: tile_ref(&t.tile, &t.after_date, archive, &t.after_sha256),
         };
         inputs.push((plan, before.and_then(|b| after.map(|a| (b, a)))));
     }
-    let model = model.map(Path::to_path_buf).or(m.properties.model.path.clone());
+    let model = model
+        .map(Path::to_path_buf)
+        .or(m.properties.model.path.clone());
     Ok((m.id, inputs, m.properties.previous_runs, model))
 }
 
@@ -142,7 +190,13 @@ fn tile_ref(tile: &str, date: &str, archive: &Archive, sha: &Option<String>) -> 
 }
 
 /// All archive pairs whose after date is in `from..=to`, paired by the pipeline's baseline rule.
-fn from_range(p: &Pipeline, archive: &Archive, from: &str, to: &str, model: Option<&Path>) -> Result<Plan> {
+fn from_range(
+    p: &Pipeline,
+    archive: &Archive,
+    from: &str,
+    to: &str,
+    model: Option<&Path>,
+) -> Result<Plan> {
     for d in [from, to] {
         if !super::config::is_date(d) {
             return Err(Error::Usage(format!("`{d}` is not a YYYY-MM-DD date")));
@@ -155,15 +209,31 @@ fn from_range(p: &Pipeline, archive: &Archive, from: &str, to: &str, model: Opti
         .filter(|x| x.after.date.as_str() >= from && x.after.date.as_str() <= to)
         .collect();
     if pairs.is_empty() {
-        return Err(Error::Usage(format!("the archive has no image pairs with an after date in {from}..{to}")));
+        return Err(Error::Usage(format!(
+            "the archive has no image pairs with an after date in {from}..{to}"
+        )));
     }
-    let entry = |t: &TileRef| archive.lookup(&t.tile, &t.date).ok_or_else(|| format!("{} not in archive", t.key()));
+    let entry = |t: &TileRef| {
+        archive
+            .lookup(&t.tile, &t.date)
+            .ok_or_else(|| format!("{} not in archive", t.key()))
+    };
     let inputs = pairs
         .iter()
-        .map(|x| (x.clone(), entry(&x.before).and_then(|b| entry(&x.after).map(|a| (b, a)))))
+        .map(|x| {
+            (
+                x.clone(),
+                entry(&x.before).and_then(|b| entry(&x.after).map(|a| (b, a))),
+            )
+        })
         .collect();
     let id = format!("range-{}-{}", from.replace('-', ""), to.replace('-', ""));
-    Ok((id, inputs, Vec::new(), model.map(Path::to_path_buf).or(p.model.clone())))
+    Ok((
+        id,
+        inputs,
+        Vec::new(),
+        model.map(Path::to_path_buf).or(p.model.clone()),
+    ))
 }
 
 fn used(inputs: &PairInputs) -> Vec<CatalogueEntry> {

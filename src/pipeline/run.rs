@@ -46,8 +46,14 @@ pub enum RunResult {
     /// Nothing new since the last successful run.
     NothingNew,
     DryRun,
-    Published { run_id: String, dir: PathBuf },
-    ShardWritten { run_id: String, dir: PathBuf },
+    Published {
+        run_id: String,
+        dir: PathBuf,
+    },
+    ShardWritten {
+        run_id: String,
+        dir: PathBuf,
+    },
 }
 
 /// The run's result plus everything that went wrong, by name.
@@ -221,7 +227,10 @@ pub fn run(p: &Pipeline, opts: &RunOptions, detector: &dyn TileDetector) -> Resu
     }
     let run_id = run_id_for(&all_pairs);
     let pairs: Vec<PairPlan> = match &opts.shard {
-        Some(s) => all_pairs.into_iter().filter(|x| s.owns(&x.after.tile)).collect(),
+        Some(s) => all_pairs
+            .into_iter()
+            .filter(|x| s.owns(&x.after.tile))
+            .collect(),
         None => all_pairs,
     };
     let archive = Archive::open(&p.archive)?;
@@ -258,7 +267,15 @@ pub fn run(p: &Pipeline, opts: &RunOptions, detector: &dyn TileDetector) -> Resu
     let previous: Vec<String> = runs.iter().map(|r| r.0.clone()).collect();
     let used = used_inputs(&inputs);
     let props = |timings: BTreeMap<String, f64>| -> Result<RunProperties> {
-        run_properties(p, &previous, &outcomes, &listing, used.clone(), timings, opts)
+        run_properties(
+            p,
+            &previous,
+            &outcomes,
+            &listing,
+            used.clone(),
+            timings,
+            opts,
+        )
     };
     if let Some(shard) = &opts.shard {
         timings.insert("total".into(), t0.elapsed().as_secs_f64());
@@ -316,7 +333,12 @@ fn print_plan(run_id: &str, pairs: &[PairPlan], archive: &Archive, orphans: &[Ti
         }
     }
     for x in pairs {
-        println!("  detect  {}  ({} -> {})", x.key(), x.before.date, x.after.date);
+        println!(
+            "  detect  {}  ({} -> {})",
+            x.key(),
+            x.before.date,
+            x.after.date
+        );
     }
     for o in orphans {
         println!("  skip    {}  (no baseline)", o.key());
@@ -324,7 +346,10 @@ fn print_plan(run_id: &str, pairs: &[PairPlan], archive: &Archive, orphans: &[Ti
 }
 
 /// Inputs of each pair after fetching: both images archived, or why not.
-pub type PairInputs = Vec<(PairPlan, std::result::Result<(CatalogueEntry, CatalogueEntry), String>)>;
+pub type PairInputs = Vec<(
+    PairPlan,
+    std::result::Result<(CatalogueEntry, CatalogueEntry), String>,
+)>;
 
 fn fetch_inputs(
     rt: &tokio::runtime::Runtime,
@@ -336,8 +361,12 @@ fn fetch_inputs(
 ) -> PairInputs {
     let mut wanted: BTreeMap<String, TileRef> = BTreeMap::new();
     for x in pairs {
-        wanted.entry(x.before.key()).or_insert_with(|| x.before.clone());
-        wanted.entry(x.after.key()).or_insert_with(|| x.after.clone());
+        wanted
+            .entry(x.before.key())
+            .or_insert_with(|| x.before.clone());
+        wanted
+            .entry(x.after.key())
+            .or_insert_with(|| x.after.clone());
     }
     let bar = progress_bar(wanted.len(), "fetch", progress);
     let fetched = rt.block_on(fetch::fetch_all(
@@ -402,8 +431,15 @@ pub struct Exec<'a> {
 
 impl Exec<'_> {
     /// Detects every pair not already checkpointed in `work/tiles/`.
-    pub fn detect_all(&self, work: &Path, inputs: &PairInputs, progress: bool) -> Result<Vec<TileOutcome>> {
-        let abort_after: Option<usize> = std::env::var(ABORT_HOOK_ENV).ok().and_then(|v| v.parse().ok());
+    pub fn detect_all(
+        &self,
+        work: &Path,
+        inputs: &PairInputs,
+        progress: bool,
+    ) -> Result<Vec<TileOutcome>> {
+        let abort_after: Option<usize> = std::env::var(ABORT_HOOK_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok());
         clear_leftovers(&work.join("tiles"))?;
         let bar = progress_bar(inputs.len(), "detect", progress);
         let mut detected_here = 0usize;
@@ -498,9 +534,8 @@ impl Exec<'_> {
             layers: &self.p.layers,
             bands: &self.p.bands,
         };
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.detector.detect(&job)
-        }));
+        let r =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.detector.detect(&job)));
         match r {
             Ok(Ok(())) if out.join("patches.geojson").is_file() => Ok(()),
             Ok(Ok(())) => Err("the detector wrote no patches.geojson".into()),
@@ -615,8 +650,14 @@ pub fn finalize(
     Ok(FinalStats {
         patches: patches.len(),
         seen_before: seen,
-        tiles_done: outcomes.iter().filter(|o| o.status == TileStatus::Done).count(),
-        tiles_failed: outcomes.iter().filter(|o| o.status == TileStatus::Failed).count(),
+        tiles_done: outcomes
+            .iter()
+            .filter(|o| o.status == TileStatus::Done)
+            .count(),
+        tiles_failed: outcomes
+            .iter()
+            .filter(|o| o.status == TileStatus::Failed)
+            .count(),
     })
 }
 
@@ -627,7 +668,13 @@ fn renumber(patches: &mut [Patch]) {
         let seq = format!("{:04}", i + 1);
         p.props.insert("id".into(), Value::from(format!("P{seq}")));
         if p.props.contains_key("JCBH") {
-            let s = |k: &str| p.props.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+            let s = |k: &str| {
+                p.props
+                    .get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
             let jcbh = format!("{}{}{seq}", s("XZQDM"), s("HSX"));
             p.props.insert("JCBH".into(), Value::from(jcbh));
         }

@@ -47,7 +47,12 @@ pub fn load_known(runs: &[(String, PathBuf)]) -> Result<Vec<Known>> {
         if fc.get("landwatch:crs").and_then(Value::as_str) == Some("pixel") {
             continue;
         }
-        for f in fc.get("features").and_then(Value::as_array).into_iter().flatten() {
+        for f in fc
+            .get("features")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let track = f
                 .pointer("/properties/track_id")
                 .and_then(Value::as_str)
@@ -65,7 +70,10 @@ type Indexed = GeomWithData<Rectangle<[f64; 2]>, usize>;
 
 fn envelope(g: &MultiPolygon<f64>) -> Option<Rectangle<[f64; 2]>> {
     let r = g.bounding_rect()?;
-    Some(Rectangle::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]))
+    Some(Rectangle::from_corners(
+        [r.min().x, r.min().y],
+        [r.max().x, r.max().y],
+    ))
 }
 
 /// Sets `track_id` and `seen_before` on patches sorted by (after date, id).
@@ -90,7 +98,11 @@ pub fn assign(patches: &mut [Patch], known: Vec<Known>, run_id: &str, min_overla
             } else {
                 best_match(p, &pool, &tree, min_overlap)
             };
-            let id = p.props.get("id").and_then(Value::as_str).unwrap_or_default();
+            let id = p
+                .props
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let (track, seen) = match matched {
                 Some(t) => (t, true),
                 None => (format!("{run_id}-{id}"), false),
@@ -115,7 +127,12 @@ pub fn assign(patches: &mut [Patch], known: Vec<Known>, run_id: &str, min_overla
 }
 
 /// The earlier track overlapping this patch most (ties: smallest track id).
-fn best_match(p: &Patch, pool: &[Known], tree: &RTree<Indexed>, min_overlap: f64) -> Option<String> {
+fn best_match(
+    p: &Patch,
+    pool: &[Known],
+    tree: &RTree<Indexed>,
+    min_overlap: f64,
+) -> Option<String> {
     let env = envelope(&p.geom)?;
     let env: AABB<[f64; 2]> = rstar::RTreeObject::envelope(&env);
     let area = p.geom.unsigned_area();

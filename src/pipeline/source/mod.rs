@@ -65,7 +65,8 @@ impl Listing {
     pub fn normalise(mut self) -> Self {
         self.tiles
             .sort_by(|a, b| (&a.tile, &a.date).cmp(&(&b.tile, &b.date)));
-        self.tiles.dedup_by(|a, b| a.tile == b.tile && a.date == b.date);
+        self.tiles
+            .dedup_by(|a, b| a.tile == b.tile && a.date == b.date);
         self.problems.sort();
         self
     }
@@ -103,10 +104,11 @@ pub async fn list(p: &Pipeline, client: &reqwest::Client) -> Result<Listing> {
 /// Drops tiles whose footprint lies entirely outside the area of interest.
 fn filter_aoi(mut l: Listing, bbox: Option<[f64; 4]>) -> Listing {
     if let Some(b) = bbox {
-        l.tiles.retain(|t| match t.footprint.as_ref().and_then(footprint_bbox) {
-            Some(f) => f[0] <= b[2] && f[2] >= b[0] && f[1] <= b[3] && f[3] >= b[1],
-            None => true,
-        });
+        l.tiles
+            .retain(|t| match t.footprint.as_ref().and_then(footprint_bbox) {
+                Some(f) => f[0] <= b[2] && f[2] >= b[0] && f[1] <= b[3] && f[3] >= b[1],
+                None => true,
+            });
     }
     l
 }
@@ -137,6 +139,9 @@ pub fn footprint_bbox(g: &serde_json::Value) -> Option<[f64; 4]> {
 /// `file:checksum`). Other algorithms are not understood and give None.
 pub fn normalise_sha256(s: &str) -> Option<String> {
     let s = s.trim().to_ascii_lowercase();
-    let hex = s.strip_prefix("1220").filter(|h| h.len() == 64).unwrap_or(&s);
+    let hex = s
+        .strip_prefix("1220")
+        .filter(|h| h.len() == 64)
+        .unwrap_or(&s);
     (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then(|| hex.to_string())
 }
