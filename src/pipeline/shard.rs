@@ -156,9 +156,9 @@ fn read_shards(dirs: &[PathBuf]) -> Result<Vec<(PathBuf, Manifest)>> {
         return Err(Error::Usage("merge needs at least one shard folder".into()));
     }
     let mut shards = Vec::new();
-    for d in dirs {
+    for d in expand(dirs)? {
         let m = Manifest::read(&d.join("shard.json"))?;
-        shards.push((d.clone(), m));
+        shards.push((d, m));
     }
     let spec = |m: &Manifest, d: &Path| -> Result<Shard> {
         m.properties
@@ -192,6 +192,27 @@ fn read_shards(dirs: &[PathBuf]) -> Result<Vec<(PathBuf, Manifest)>> {
     }
     shards.sort_by_key(|(d, m)| (m.properties.shard.clone(), d.clone()));
     Ok(shards)
+}
+
+/// A folder that is not itself a shard but holds shard folders (`shards/<run_id>/`) stands for
+/// them, so schedulers can pass one path.
+fn expand(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for d in dirs {
+        if d.join("shard.json").is_file() {
+            out.push(d.clone());
+            continue;
+        }
+        let inner: Vec<PathBuf> = sorted_dir(d)?
+            .into_iter()
+            .filter(|s| s.join("shard.json").is_file())
+            .collect();
+        if inner.is_empty() {
+            return Err(Error::input(d, "not a shard folder (no shard.json) and holds none"));
+        }
+        out.extend(inner);
+    }
+    Ok(out)
 }
 
 fn merged_manifest(shards: &[(PathBuf, Manifest)], outcomes: Vec<TileOutcome>) -> Manifest {
