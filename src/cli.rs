@@ -6,7 +6,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "landwatch", version, about = "Farmland change detection from satellite imagery for 卫片执法")]
+#[command(
+    name = "landwatch",
+    version,
+    about = "Farmland change detection from satellite imagery for 卫片执法"
+)]
 pub struct Cli {
     /// Log as JSON lines (default when stderr is not a terminal).
     #[arg(long, global = true)]
@@ -22,6 +26,10 @@ pub struct Cli {
 pub enum Command {
     /// Detect change between a before and an after image.
     Detect(DetectArgs),
+    /// Generate a deterministic synthetic before/after pair with ground truth.
+    Synth(crate::synth::SynthArgs),
+    /// Score predictions against labels; `eval datasets` runs every labelled dataset.
+    Eval(crate::eval::EvalArgs),
 }
 
 #[derive(Args, Debug)]
@@ -68,6 +76,16 @@ pub struct DetectArgs {
     /// Keep crop-cycle changes and changes off cropland.
     #[arg(long)]
     pub keep_all: bool,
+    /// County layer fields holding the code and the name, e.g. XZQDM,XZQMC (default: tries
+    /// XZQDM/XZQMC, code/name, PAC/NAME_CN).
+    #[arg(long, value_name = "CODE,NAME")]
+    pub county_fields: Option<String>,
+    /// Text encoding of the exported Shapefile (a .cpg names it).
+    #[arg(long, value_enum, default_value = "gbk")]
+    pub dbf_encoding: crate::publish::exports::DbfEncoding,
+    /// Do not write before/after PNG chips.
+    #[arg(long)]
+    pub no_chips: bool,
 }
 
 impl DetectArgs {
@@ -88,6 +106,9 @@ impl DetectArgs {
             after_date: self.after_date.clone(),
             keep_all: self.keep_all,
             progress: true,
+            county_fields: self.county_fields.clone(),
+            dbf_encoding: self.dbf_encoding,
+            no_chips: self.no_chips,
         }
     }
 }
@@ -96,6 +117,8 @@ impl DetectArgs {
 pub fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Detect(args) => detect_main(&args),
+        Command::Synth(args) => crate::synth::cli_main(args),
+        Command::Eval(args) => crate::eval::cli_main(args),
     }
 }
 
@@ -103,9 +126,9 @@ fn detect_main(args: &DetectArgs) -> Result<i32> {
     let s = detect::run(&args.request())?;
     let c = &s.calibration;
     println!(
-        "landwatch detect: {} patches ({} crop-cycle changes dropped) -> {}",
+        "landwatch detect: {} patches ({} crop-cycle/unrecognised changes dropped) -> {}",
         s.patches,
-        s.dropped_crop_cycle,
+        s.dropped_unrecognised,
         s.patches_path.display()
     );
     println!(

@@ -20,11 +20,7 @@ pub enum Error {
 
     /// A configuration or model file has a bad or missing field (exit 2).
     #[error("{}: {field}: {msg}", path.display())]
-    Config {
-        path: PathBuf,
-        field: String,
-        msg: String,
-    },
+    Config { path: PathBuf, field: String, msg: String },
 
     /// A command-line argument is invalid (exit 2).
     #[error("{0}")]
@@ -81,11 +77,7 @@ impl Error {
         }
     }
 
-    pub fn gdal(
-        path: impl AsRef<Path>,
-        context: impl Into<String>,
-        source: gdal::errors::GdalError,
-    ) -> Self {
+    pub fn gdal(path: impl AsRef<Path>, context: impl Into<String>, source: gdal::errors::GdalError) -> Self {
         Error::Gdal {
             path: path.as_ref().to_path_buf(),
             context: context.into(),

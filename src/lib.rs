@@ -19,10 +19,13 @@ pub mod align;
 pub mod cli;
 pub mod detect;
 pub mod error;
+pub mod eval;
 pub mod io;
 pub mod model;
 pub mod patches;
 pub mod pipeline;
 pub mod publish;
+pub mod synth;
 
 pub use error::{Error, Result};
+pub mod review;

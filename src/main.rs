@@ -25,7 +25,9 @@ fn init_logging(json: bool, verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("LANDWATCH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json || !std::io::stderr().is_terminal() && std::env::var_os("LANDWATCH_LOG_TEXT").is_none() {
         builder.json().init();
     } else {

@@ -67,6 +67,31 @@ pub struct DetectParams {
     pub invariant_fraction: f32,
     /// Simplification tolerance in pixels (topology preserving).
     pub simplify_px: f64,
+    /// Per-pixel gate that separates changes of use from crop cycles before components form.
+    pub gate: GateParams,
+}
+
+/// A changed pixel counts as a candidate change of use only when its after state looks like
+/// something crops never are: artificial (flat, bright, not green), open water, newly textured
+/// (tree crowns), or much brighter (film, concrete). Everything else is a crop cycle (harvest,
+/// tillage, flooding, green-up) and is kept apart so it cannot merge with real changes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateParams {
+    pub enabled: bool,
+    /// Artificial: spectral flatness above this with the vegetation index below `artificial_max_vi`.
+    pub artificial_min_flatness: f32,
+    pub artificial_max_vi: f32,
+    /// Water: NDWI above this and brightness below `water_max_brightness`.
+    pub water_min_ndwi: f32,
+    pub water_max_brightness: f32,
+    /// Texture: 3×3 std of the vegetation index after, and its gain over before.
+    pub texture_min: f32,
+    pub texture_min_gain: f32,
+    /// Brightening: mean reflectance gain.
+    pub brighten_min: f32,
+    /// Gate mask growth (px) so mixed edge pixels of an object stay with it.
+    pub grow_px: usize,
 }
 
 /// When cloud and shadow masking runs: `auto` masks when a NIR band is present (calibrated
@@ -134,6 +159,8 @@ pub struct TypingParams {
     /// Patches that look like a crop-cycle change (harvest, tillage, flooding, green-up) are
     /// kept only when this is true.
     pub keep_crop_cycle: bool,
+    /// Patches no rule recognises (`other`) are kept only when this is true.
+    pub keep_other: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -147,6 +174,28 @@ pub struct CategoryParams {
     pub approved_min_fraction: f64,
     /// Emit changes off cropland that fall in no enforcement category.
     pub emit_non_cropland: bool,
+    /// 大棚房 suspicion: a greenhouse on cropland whose after-image brightness texture
+    /// (`btex_after`) is at least this — plastic film is uniform, roofs and yards are not.
+    #[serde(default = "default_house_btex_min")]
+    pub greenhouse_house_btex_min: f64,
+    /// … or whose spectral flatness (`flat_after`) is below this: less film-white, more roof.
+    #[serde(default = "default_house_flat_max")]
+    pub greenhouse_house_flat_max: f64,
+    /// … or that has a `building` patch within this distance (m).
+    #[serde(default = "default_house_neighbour_m")]
+    pub greenhouse_house_neighbour_m: f64,
+}
+
+fn default_house_btex_min() -> f64 {
+    0.03
+}
+
+fn default_house_flat_max() -> f64 {
+    0.5
+}
+
+fn default_house_neighbour_m() -> f64 {
+    10.0
 }
 
 /// The change types a patch can have.
@@ -174,8 +223,7 @@ impl Model {
                 "model file not found; see models/ for the shipped models",
             ));
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io(path, "cannot read the model file", e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, "cannot read the model file", e))?;
         Self::parse(&text, path)
     }
 
@@ -209,21 +257,92 @@ impl Model {
         range(path, "detect.match_radius", d.match_radius as f64, 0.0, 3.0)?;
         range(path, "detect.morphology_radius", d.morphology_radius as f64, 0.0, 5.0)?;
         range(path, "detect.min_area_m2", d.min_area_m2, 0.0, 1e7)?;
-        range(path, "detect.calibration_window", d.calibration_window as f64, 32.0, 2048.0)?;
-        range(path, "detect.calibration_windows", d.calibration_windows as f64, 1.0, 1024.0)?;
-        range(path, "detect.invariant_fraction", d.invariant_fraction as f64, 0.05, 0.95)?;
+        range(
+            path,
+            "detect.calibration_window",
+            d.calibration_window as f64,
+            32.0,
+            2048.0,
+        )?;
+        range(
+            path,
+            "detect.calibration_windows",
+            d.calibration_windows as f64,
+            1.0,
+            1024.0,
+        )?;
+        range(
+            path,
+            "detect.invariant_fraction",
+            d.invariant_fraction as f64,
+            0.05,
+            0.95,
+        )?;
         range(path, "detect.simplify_px", d.simplify_px, 0.0, 10.0)?;
+        range(path, "detect.gate.grow_px", d.gate.grow_px as f64, 0.0, 8.0)?;
+        range(
+            path,
+            "detect.gate.artificial_min_flatness",
+            d.gate.artificial_min_flatness as f64,
+            0.0,
+            1.0,
+        )?;
         let m = &self.masks;
         range(path, "masks.cloud_blue", m.cloud_blue as f64, 0.0, 2.0)?;
-        range(path, "masks.cloud_edge_brightness", m.cloud_edge_brightness as f64, 0.0, 2.0)?;
+        range(
+            path,
+            "masks.cloud_edge_brightness",
+            m.cloud_edge_brightness as f64,
+            0.0,
+            2.0,
+        )?;
         range(path, "masks.cloud_buffer_px", m.cloud_buffer_px as f64, 0.0, 64.0)?;
         range(path, "masks.shadow_ratio", m.shadow_ratio as f64, 0.0, 1.0)?;
         range(path, "masks.shadow_max_angle", m.shadow_max_angle as f64, 0.0, 1.6)?;
         range(path, "typing.min_score", self.typing.min_score, 0.0, 1.0)?;
         let c = &self.categories;
-        range(path, "categories.cropland_min_fraction", c.cropland_min_fraction, 0.0, 1.0)?;
-        range(path, "categories.village_distance_m", c.village_distance_m, 0.0, 10000.0)?;
-        range(path, "categories.approved_min_fraction", c.approved_min_fraction, 0.0, 1.0)?;
+        range(
+            path,
+            "categories.cropland_min_fraction",
+            c.cropland_min_fraction,
+            0.0,
+            1.0,
+        )?;
+        range(
+            path,
+            "categories.village_distance_m",
+            c.village_distance_m,
+            0.0,
+            10000.0,
+        )?;
+        range(
+            path,
+            "categories.approved_min_fraction",
+            c.approved_min_fraction,
+            0.0,
+            1.0,
+        )?;
+        range(
+            path,
+            "categories.greenhouse_house_btex_min",
+            c.greenhouse_house_btex_min,
+            0.0,
+            1.0,
+        )?;
+        range(
+            path,
+            "categories.greenhouse_house_flat_max",
+            c.greenhouse_house_flat_max,
+            0.0,
+            1.0,
+        )?;
+        range(
+            path,
+            "categories.greenhouse_house_neighbour_m",
+            c.greenhouse_house_neighbour_m,
+            0.0,
+            1000.0,
+        )?;
         self.validate_rules(path)
     }
 

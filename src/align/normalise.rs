@@ -156,7 +156,10 @@ mod tests {
     fn recovers_gain_and_offset_despite_changed_pixels() {
         let mut s = Samples::new(2);
         for i in 0..2000 {
-            let b = [0.05 + 0.3 * ((i * 37 % 101) as f32 / 101.0), 0.1 + 0.2 * ((i * 53 % 97) as f32 / 97.0)];
+            let b = [
+                0.05 + 0.3 * ((i * 37 % 101) as f32 / 101.0),
+                0.1 + 0.2 * ((i * 53 % 97) as f32 / 97.0),
+            ];
             let mut a = [(b[0] - 0.02) / 1.25, (b[1] + 0.01) / 0.8];
             if i % 5 == 0 {
                 a = [0.8, 0.02]; // 20 % real change

@@ -53,7 +53,13 @@ pub fn phase_correlation(before: &Array2<f32>, after: &Array2<f32>) -> Shift {
     let (py_i, px_i) = (py as isize, px as isize);
     let sub_x = subpixel(at(py_i, px_i - 1), best, at(py_i, px_i + 1));
     let sub_y = subpixel(at(py_i - 1, px_i), best, at(py_i + 1, px_i));
-    let wrap = |p: usize, n: usize| if p > n / 2 { p as f64 - n as f64 } else { p as f64 };
+    let wrap = |p: usize, n: usize| {
+        if p > n / 2 {
+            p as f64 - n as f64
+        } else {
+            p as f64
+        }
+    };
     Shift {
         dx: wrap(px, w) + sub_x,
         dy: wrap(py, h) + sub_y,
@@ -78,9 +84,7 @@ fn subpixel(left: f32, centre: f32, right: f32) -> f64 {
 fn windowed(img: &Array2<f32>) -> Array2<f32> {
     let (h, w) = img.dim();
     let mean = img.mean().unwrap_or(0.0);
-    let hann = |i: usize, n: usize| {
-        0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / (n.max(2) - 1) as f32).cos()
-    };
+    let hann = |i: usize, n: usize| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / (n.max(2) - 1) as f32).cos();
     Array2::from_shape_fn((h, w), |(y, x)| (img[(y, x)] - mean) * hann(y, h) * hann(x, w))
 }
 
@@ -115,47 +119,59 @@ fn fft2_vec(mut data: Vec<Complex32>, h: usize, w: usize, inverse: bool) -> Vec<
 
 /// Resamples `after` so it lines up with the before image: output pixel `(x, y)` takes the value
 /// at `(x + dx, y + dy)` (bilinear). Pixels whose source falls outside become invalid.
-pub fn apply_shift(
-    after: &Array3<f32>,
-    valid: &Array2<bool>,
-    dx: f64,
-    dy: f64,
-) -> (Array3<f32>, Array2<bool>) {
+pub fn apply_shift(after: &Array3<f32>, valid: &Array2<bool>, dx: f64, dy: f64) -> (Array3<f32>, Array2<bool>) {
     if dx == 0.0 && dy == 0.0 {
         return (after.clone(), valid.clone());
     }
     let (c, h, w) = after.dim();
-    let mut out = Array3::<f32>::zeros((c, h, w));
-    let mut ok = Array2::from_elem((h, w), false);
+    let src = after.as_standard_layout();
+    let src = src.as_slice().unwrap_or(&[]);
+    let vstd = valid.as_standard_layout();
+    let vs = vstd.as_slice().unwrap_or(&[]);
+    let plane = h * w;
+    let mut out = vec![0.0f32; c * plane];
+    let mut ok = vec![false; plane];
+    // The shift is the same for every pixel, so the integer part and the weights are too.
+    let (ix, iy) = (dx.floor() as isize, dy.floor() as isize);
+    let (fx, fy) = ((dx - dx.floor()) as f32, (dy - dy.floor()) as f32);
+    let weights = [(1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy];
     for y in 0..h {
-        let sy = y as f64 + dy;
-        let (y0, fy) = (sy.floor(), (sy - sy.floor()) as f32);
+        let y0 = y as isize + iy;
+        if y0 < 0 || y0 + 1 >= h as isize {
+            continue;
+        }
         for x in 0..w {
-            let sx = x as f64 + dx;
-            let (x0, fx) = (sx.floor(), (sx - sx.floor()) as f32);
-            if y0 < 0.0 || x0 < 0.0 || y0 as usize + 1 >= h || x0 as usize + 1 >= w {
+            let x0 = x as isize + ix;
+            if x0 < 0 || x0 + 1 >= w as isize {
                 continue;
             }
-            let (y0, x0) = (y0 as usize, x0 as usize);
-            if !(valid[(y0, x0)] && valid[(y0, x0 + 1)] && valid[(y0 + 1, x0)] && valid[(y0 + 1, x0 + 1)]) {
+            let p00 = y0 as usize * w + x0 as usize;
+            let taps = [p00, p00 + 1, p00 + w, p00 + w + 1];
+            if !taps.iter().all(|&t| vs[t]) {
                 continue;
             }
-            ok[(y, x)] = true;
+            let o = y * w + x;
+            ok[o] = true;
             for k in 0..c {
-                let top = after[(k, y0, x0)] * (1.0 - fx) + after[(k, y0, x0 + 1)] * fx;
-                let bot = after[(k, y0 + 1, x0)] * (1.0 - fx) + after[(k, y0 + 1, x0 + 1)] * fx;
-                out[(k, y, x)] = top * (1.0 - fy) + bot * fy;
+                let base = k * plane;
+                out[base + o] = taps.iter().zip(weights).map(|(&t, wt)| src[base + t] * wt).sum();
             }
         }
     }
-    (out, ok)
+    let bands = Array3::from_shape_vec((c, h, w), out).unwrap_or_else(|_| Array3::zeros((c, h, w)));
+    let ok = Array2::from_shape_vec((h, w), ok).unwrap_or_else(|_| Array2::from_elem((h, w), false));
+    (bands, ok)
 }
 
 /// Combines per-window estimates: the median of the windows whose peak is trustworthy.
 pub fn combine(estimates: &[Shift], min_peak: f64) -> Shift {
     let good: Vec<&Shift> = estimates.iter().filter(|s| s.peak >= min_peak).collect();
     if good.is_empty() {
-        return Shift { dx: 0.0, dy: 0.0, peak: 0.0 };
+        return Shift {
+            dx: 0.0,
+            dy: 0.0,
+            peak: 0.0,
+        };
     }
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -172,12 +188,27 @@ pub fn combine(estimates: &[Shift], min_peak: f64) -> Shift {
 mod tests {
     use super::*;
 
-    /// A smooth textured scene sampled at an offset, so sub-pixel shifts are exact.
+    /// A broadband random texture (like real ground) sampled bilinearly at an offset, so
+    /// sub-pixel shifts are exact: `scene(.., ox, oy)(x, y) = texture(x − ox, y − oy)`.
     fn scene(h: usize, w: usize, ox: f64, oy: f64) -> Array2<f32> {
+        let n = 160usize;
+        let mut state = 12345u64;
+        let tex: Vec<f32> = (0..n * n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 40) as f32 / (1u64 << 24) as f32
+            })
+            .collect();
+        let at = |x: usize, y: usize| tex[(y % n) * n + (x % n)];
         Array2::from_shape_fn((h, w), |(y, x)| {
-            let (x, y) = (x as f64 - ox, y as f64 - oy);
-            ((x * 0.31).sin() * (y * 0.17).cos() + (x * 0.07 + y * 0.11).sin() + (0.23 * (x + 2.0 * y)).cos() * 0.5)
-                as f32
+            let (sx, sy) = (x as f64 - ox + 16.0, y as f64 - oy + 16.0);
+            let (x0, y0) = (sx.floor() as usize, sy.floor() as usize);
+            let (fx, fy) = ((sx - sx.floor()) as f32, (sy - sy.floor()) as f32);
+            let top = at(x0, y0) * (1.0 - fx) + at(x0 + 1, y0) * fx;
+            let bot = at(x0, y0 + 1) * (1.0 - fx) + at(x0 + 1, y0 + 1) * fx;
+            top * (1.0 - fy) + bot * fy
         })
     }
 
@@ -187,14 +218,24 @@ mod tests {
             let before = scene(128, 128, 0.0, 0.0);
             let after = scene(128, 128, sx, sy);
             let s = phase_correlation(&before, &after);
-            assert!((s.dx - sx).abs() < 0.2 && (s.dy - sy).abs() < 0.2, "want ({sx},{sy}) got {s:?}");
+            assert!(
+                (s.dx - sx).abs() < 0.2 && (s.dy - sy).abs() < 0.2,
+                "want ({sx},{sy}) got {s:?}"
+            );
         }
     }
 
     #[test]
     fn applying_the_estimate_aligns_the_images() {
-        let before = scene(64, 64, 0.0, 0.0);
-        let after = scene(64, 64, 1.5, -0.5);
+        // A smooth scene: bilinear resampling of it is accurate to well under its range.
+        let smooth = |ox: f64, oy: f64| {
+            Array2::from_shape_fn((64, 64), |(y, x)| {
+                let (x, y) = (x as f64 - ox, y as f64 - oy);
+                ((x * 0.21).sin() * (y * 0.17).cos() + (x * 0.07 + y * 0.11).sin()) as f32
+            })
+        };
+        let before = smooth(0.0, 0.0);
+        let after = smooth(1.5, -0.5);
         let a3 = after.clone().insert_axis(ndarray::Axis(0));
         let (aligned, ok) = apply_shift(&a3, &Array2::from_elem((64, 64), true), 1.5, -0.5);
         let mut err = 0.0f32;
@@ -214,9 +255,21 @@ mod tests {
     fn combine_ignores_weak_peaks() {
         let s = combine(
             &[
-                Shift { dx: 1.0, dy: 0.5, peak: 0.5 },
-                Shift { dx: 1.2, dy: 0.4, peak: 0.4 },
-                Shift { dx: 9.0, dy: 9.0, peak: 0.01 },
+                Shift {
+                    dx: 1.0,
+                    dy: 0.5,
+                    peak: 0.5,
+                },
+                Shift {
+                    dx: 1.2,
+                    dy: 0.4,
+                    peak: 0.4,
+                },
+                Shift {
+                    dx: 9.0,
+                    dy: 9.0,
+                    peak: 0.01,
+                },
             ],
             0.05,
         );

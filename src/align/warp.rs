@@ -18,8 +18,8 @@ pub fn extent(info: &RasterInfo, g: &Georef) -> (f64, f64, f64, f64) {
 }
 
 fn srs_of(wkt: &str, path: &Path) -> Result<SpatialRef> {
-    let mut srs = SpatialRef::from_wkt(wkt)
-        .map_err(|e| Error::gdal(path, "cannot read the coordinate reference system", e))?;
+    let mut srs =
+        SpatialRef::from_wkt(wkt).map_err(|e| Error::gdal(path, "cannot read the coordinate reference system", e))?;
     srs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
     Ok(srs)
 }
@@ -102,18 +102,28 @@ pub fn warp_onto(after: &Dataset, after_info: &RasterInfo, before: &RasterInfo, 
         argv.add_string(a)
             .map_err(|e| Error::gdal(&after_info.path, "bad warp option", e))?;
     }
-    let c_dst = CString::new(dst.to_string_lossy().as_bytes())
-        .map_err(|_| Error::input(dst, "path contains a NUL byte"))?;
+    let c_dst =
+        CString::new(dst.to_string_lossy().as_bytes()).map_err(|_| Error::input(dst, "path contains a NUL byte"))?;
     // SAFETY: the options and datasets are valid for the duration of the call; GDALWarp returns
     // a new dataset handle (or null) that we close immediately.
     unsafe {
         let opts = gdal_sys::GDALWarpAppOptionsNew(argv.as_ptr(), std::ptr::null_mut());
         if opts.is_null() {
-            return Err(Error::Other(format!("{}: invalid warp options", after_info.path.display())));
+            return Err(Error::Other(format!(
+                "{}: invalid warp options",
+                after_info.path.display()
+            )));
         }
         let mut srcs = [after.c_dataset()];
         let mut usage_err = 0;
-        let h = gdal_sys::GDALWarp(c_dst.as_ptr(), std::ptr::null_mut(), 1, srcs.as_mut_ptr(), opts, &mut usage_err);
+        let h = gdal_sys::GDALWarp(
+            c_dst.as_ptr(),
+            std::ptr::null_mut(),
+            1,
+            srcs.as_mut_ptr(),
+            opts,
+            &mut usage_err,
+        );
         gdal_sys::GDALWarpAppOptionsFree(opts);
         if h.is_null() {
             return Err(Error::Other(format!(

@@ -15,12 +15,7 @@ use ndarray::{Array2, Array3};
 
 /// Neighbourhood-aware change magnitude between two feature stacks of equal shape.
 /// Pixels where `valid` is false are never used as matches; their own evidence is 0.
-pub fn neighbourhood_distance(
-    a: &Array3<f32>,
-    b: &Array3<f32>,
-    valid: &Array2<bool>,
-    radius: usize,
-) -> Array2<f32> {
+pub fn neighbourhood_distance(a: &Array3<f32>, b: &Array3<f32>, valid: &Array2<bool>, radius: usize) -> Array2<f32> {
     let (k, h, w) = a.dim();
     assert_eq!(a.dim(), b.dim(), "feature stacks must match");
     let a = a.as_standard_layout();
@@ -31,30 +26,38 @@ pub fn neighbourhood_distance(
     let plane = h * w;
     let mut ab = vec![f32::INFINITY; plane];
     let mut ba = vec![f32::INFINITY; plane];
+    let mut row = vec![0.0f32; w];
     let r = radius as isize;
     for dy in -r..=r {
         for dx in -r..=r {
             let (y0, y1) = (0.max(-dy) as usize, (h as isize).min(h as isize - dy) as usize);
             let (x0, x1) = (0.max(-dx) as usize, (w as isize).min(w as isize - dx) as usize);
+            if x1 <= x0 {
+                continue;
+            }
+            let n = x1 - x0;
             for y in y0..y1 {
                 let qy = (y as isize + dy) as usize;
-                for x in x0..x1 {
-                    let p = y * w + x;
-                    let q = qy * w + (x as isize + dx) as usize;
-                    if !vv[p] || !vv[q] {
-                        continue;
+                let (p0, q0) = (y * w + x0, qy * w + (x0 as isize + dx) as usize);
+                // Squared distance |A(p) − B(q)|² for the whole row, channel by channel, so the
+                // inner loop is a straight vectorisable pass over contiguous memory.
+                let dist = &mut row[..n];
+                dist.fill(0.0);
+                for c in 0..k {
+                    let ar = &av[c * plane + p0..c * plane + p0 + n];
+                    let br = &bv[c * plane + q0..c * plane + q0 + n];
+                    for ((d, &x), &y) in dist.iter_mut().zip(ar).zip(br) {
+                        let e = x - y;
+                        *d += e * e;
                     }
-                    let mut d = 0.0f32;
-                    for c in 0..k {
-                        let diff = av[c * plane + p] - bv[c * plane + q];
-                        d += diff * diff;
-                    }
-                    // d = |A(p) − B(q)|²: a candidate match for A(p), and for B(q) seen from A.
-                    if d < ab[p] {
-                        ab[p] = d;
-                    }
-                    if d < ba[q] {
-                        ba[q] = d;
+                }
+                // A candidate match for A(p), and for B(q) seen from A.
+                let (vp, vq) = (&vv[p0..p0 + n], &vv[q0..q0 + n]);
+                for (j, &d) in dist.iter().enumerate() {
+                    if vp[j] && vq[j] {
+                        let (p, q) = (p0 + j, q0 + j);
+                        ab[p] = ab[p].min(d);
+                        ba[q] = ba[q].min(d);
                     }
                 }
             }
@@ -62,11 +65,8 @@ pub fn neighbourhood_distance(
     }
     let out: Vec<f32> = (0..plane)
         .map(|p| {
-            if !vv[p] {
-                return 0.0;
-            }
             let m = ab[p].max(ba[p]);
-            if m.is_finite() {
+            if vv[p] && m.is_finite() {
                 m.sqrt()
             } else {
                 0.0

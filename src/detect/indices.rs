@@ -3,7 +3,7 @@
 //! GF-1/2/6 and ZY-3 have no SWIR, so built-up indices such as NDBI are out of reach; the
 //! indices here are the ones 4-band (and 3-band RGB) imagery supports.
 
-use ndarray::{Array2, Array3, Axis, Zip};
+use ndarray::{Array2, Array3, Zip};
 
 const EPS: f32 = 1e-6;
 
@@ -62,20 +62,29 @@ pub fn flatness(px: &[f32]) -> f32 {
     }
 }
 
-/// Applies `f` to each pixel's band vector, giving a 2-D array.
-pub fn per_pixel(bands: &Array3<f32>, f: impl Fn(&[f32]) -> f32 + Sync) -> Array2<f32> {
+/// Calls `f(i, pixel)` for every pixel `i` (row-major index) with the pixel's band vector,
+/// without allocating: the hot loop of every per-pixel kernel.
+pub fn for_each_pixel(bands: &Array3<f32>, mut f: impl FnMut(usize, &[f32])) {
     let (c, h, w) = bands.dim();
-    let mut out = Array2::<f32>::zeros((h, w));
-    let mut px = vec![0.0f32; c];
-    for y in 0..h {
-        for x in 0..w {
-            for (k, v) in px.iter_mut().enumerate() {
-                *v = bands[(k, y, x)];
-            }
-            out[(y, x)] = f(&px);
+    let std = bands.as_standard_layout();
+    let data = std.as_slice().unwrap_or(&[]);
+    let plane = h * w;
+    let mut px = [0.0f32; 16];
+    let c = c.min(16);
+    for i in 0..plane {
+        for (k, v) in px.iter_mut().take(c).enumerate() {
+            *v = data[k * plane + i];
         }
+        f(i, &px[..c]);
     }
-    out
+}
+
+/// Applies `f` to each pixel's band vector, giving a 2-D array.
+pub fn per_pixel(bands: &Array3<f32>, f: impl Fn(&[f32]) -> f32) -> Array2<f32> {
+    let (_, h, w) = bands.dim();
+    let mut out = vec![0.0f32; h * w];
+    for_each_pixel(bands, |i, px| out[i] = f(px));
+    Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::zeros((h, w)))
 }
 
 /// The feature stack used for change evidence: the bands, then the vegetation index and (with
@@ -83,20 +92,18 @@ pub fn per_pixel(bands: &Array3<f32>, f: impl Fn(&[f32]) -> f32 + Sync) -> Array
 pub fn evidence_stack(bands: &Array3<f32>, index_weight: f32) -> Array3<f32> {
     let (c, h, w) = bands.dim();
     let extra = if c > NIR { 2 } else { 1 };
-    let mut out = Array3::<f32>::zeros((c + extra, h, w));
-    out.slice_mut(ndarray::s![..c, .., ..]).assign(bands);
-    let mut idx = out.slice_mut(ndarray::s![c.., .., ..]);
-    let mut lanes = idx.lanes_mut(Axis(0)).into_iter();
-    for px in bands.lanes(Axis(0)) {
-        let px = px.to_vec();
-        if let Some(mut dst) = lanes.next() {
-            dst[0] = index_weight * vegetation(&px);
-            if let Some(wi) = water(&px) {
-                dst[1] = index_weight * wi;
-            }
+    let plane = h * w;
+    let mut out = vec![0.0f32; (c + extra) * plane];
+    for_each_pixel(bands, |i, px| {
+        for (k, &v) in px.iter().enumerate() {
+            out[k * plane + i] = v;
         }
-    }
-    out
+        out[c * plane + i] = index_weight * vegetation(px);
+        if let Some(wi) = water(px) {
+            out[(c + 1) * plane + i] = index_weight * wi;
+        }
+    });
+    Array3::from_shape_vec((c + extra, h, w), out).unwrap_or_else(|_| Array3::zeros((c + extra, h, w)))
 }
 
 /// Mean of each band over the pixels where `mask` holds.
@@ -151,4 +158,29 @@ mod tests {
         assert!((s[(4, 0, 0)] - 0.5 * nd(0.43, 0.04)).abs() < 1e-6);
         assert!((s[(5, 0, 0)] - 0.5 * nd(0.07, 0.43)).abs() < 1e-6);
     }
+}
+
+/// 3×3 local standard deviation of a layer (texture); edge pixels use the neighbours they have.
+pub fn local_std3(a: &Array2<f32>) -> Array2<f32> {
+    let (h, w) = a.dim();
+    let std = a.as_standard_layout();
+    let v = std.as_slice().unwrap_or(&[]);
+    let mut out = vec![0.0f32; h * w];
+    for y in 0..h {
+        let (ya, yb) = (y.saturating_sub(1), (y + 2).min(h));
+        for x in 0..w {
+            let (xa, xb) = (x.saturating_sub(1), (x + 2).min(w));
+            let (mut s, mut s2) = (0.0f32, 0.0f32);
+            for yy in ya..yb {
+                for &p in &v[yy * w + xa..yy * w + xb] {
+                    s += p;
+                    s2 += p * p;
+                }
+            }
+            let n = ((yb - ya) * (xb - xa)) as f32;
+            let m = s / n;
+            out[y * w + x] = (s2 / n - m * m).max(0.0).sqrt();
+        }
+    }
+    Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::zeros((h, w)))
 }

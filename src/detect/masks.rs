@@ -6,37 +6,38 @@
 //! * Shadow: a pixel much darker on one date than on the other *with the same spectral shape*
 //!   (small spectral angle) — the ground did not change, the light did.
 
-use super::indices::{brightness, flatness, BLUE};
+use super::indices::{brightness, flatness, for_each_pixel, BLUE};
 use super::morphology::dilate;
 use crate::model::MaskParams;
-use ndarray::{Array2, Array3, Axis, Zip};
+use ndarray::{Array2, Array3, Zip};
 
 /// Cloud mask of one date.
 pub fn clouds(bands: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Array2<bool> {
-    let mut core = Array2::from_elem(valid.raw_dim(), false);
-    Zip::from(&mut core)
-        .and(bands.lanes(Axis(0)))
-        .and(valid)
-        .for_each(|c, px, &v| {
-            if !v {
-                return;
-            }
-            let px = px.to_vec();
-            *c = px[BLUE] > p.cloud_blue && flatness(&px) > 0.75;
-        });
-    if !core.iter().any(|&c| c) {
+    let valid = valid.as_standard_layout();
+    let vs = valid.as_slice().unwrap_or(&[]);
+    let mut core = vec![false; vs.len()];
+    let mut edge = vec![false; vs.len()];
+    let mut any = false;
+    for_each_pixel(bands, |i, px| {
+        if vs[i] && px[BLUE] > p.cloud_edge_brightness.min(p.cloud_blue) {
+            let flat = flatness(px);
+            core[i] = px[BLUE] > p.cloud_blue && flat > 0.75;
+            edge[i] = brightness(px) > p.cloud_edge_brightness && flat > 0.5;
+            any |= core[i];
+        }
+    });
+    let shape = valid.raw_dim();
+    let core = Array2::from_shape_vec(shape, core).unwrap_or_else(|_| Array2::from_elem(shape, false));
+    if !any {
         return core;
     }
     let near = dilate(&core, p.cloud_buffer_px);
     let mut out = core;
     Zip::from(&mut out)
         .and(&near)
-        .and(bands.lanes(Axis(0)))
-        .for_each(|o, &n, px| {
-            if n && !*o {
-                let px = px.to_vec();
-                *o = brightness(&px) > p.cloud_edge_brightness && flatness(&px) > 0.5;
-            }
+        .and(&Array2::from_shape_vec(shape, edge).unwrap_or_else(|_| Array2::from_elem(shape, false)))
+        .for_each(|o, &n, &e| {
+            *o |= n && e;
         });
     dilate(&out, 1)
 }
@@ -44,21 +45,26 @@ pub fn clouds(bands: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Arra
 /// Shadow on either date: one date is darker than `shadow_ratio` of the other in brightness
 /// while the spectral angle between the dates stays under `shadow_max_angle`.
 pub fn shadows(a: &Array3<f32>, b: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Array2<bool> {
-    let mut out = Array2::from_elem(valid.raw_dim(), false);
-    Zip::from(&mut out)
-        .and(a.lanes(Axis(0)))
-        .and(b.lanes(Axis(0)))
-        .and(valid)
-        .for_each(|o, pa, pb, &v| {
-            if !v {
-                return;
-            }
-            let (pa, pb) = (pa.to_vec(), pb.to_vec());
-            let (ba, bb) = (brightness(&pa), brightness(&pb));
-            let darker = ba < p.shadow_ratio * bb || bb < p.shadow_ratio * ba;
-            *o = darker && spectral_angle(&pa, &pb) < p.shadow_max_angle;
-        });
-    out
+    let valid = valid.as_standard_layout();
+    let vs = valid.as_slice().unwrap_or(&[]);
+    let b = b.as_standard_layout();
+    let bs = b.as_slice().unwrap_or(&[]);
+    let plane = vs.len();
+    let mut out = vec![false; plane];
+    let mut pb = [0.0f32; 16];
+    for_each_pixel(a, |i, pa| {
+        if !vs[i] {
+            return;
+        }
+        for (k, v) in pb.iter_mut().take(pa.len()).enumerate() {
+            *v = bs[k * plane + i];
+        }
+        let pb = &pb[..pa.len()];
+        let (ba, bb) = (brightness(pa), brightness(pb));
+        let darker = ba < p.shadow_ratio * bb || bb < p.shadow_ratio * ba;
+        out[i] = darker && spectral_angle(pa, pb) < p.shadow_max_angle;
+    });
+    Array2::from_shape_vec(valid.raw_dim(), out).unwrap_or_else(|_| Array2::from_elem(valid.raw_dim(), false))
 }
 
 /// Angle (radians) between two spectra; 0 for the same shape at any brightness.

@@ -4,6 +4,7 @@
 //! calibrates thresholds, streams every block through masks → evidence → threshold →
 //! morphology ([`stream`]), then hands the change mask to [`crate::patches`].
 pub mod evidence;
+pub mod gate;
 pub mod indices;
 pub mod masks;
 pub mod morphology;

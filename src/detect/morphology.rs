@@ -73,9 +73,7 @@ mod tests {
 
     #[test]
     fn opening_removes_a_speck_and_keeps_a_block() {
-        let m = mask(&[
-            "#.......", "........", "...###..", "...###..", "...###..", "........",
-        ]);
+        let m = mask(&["#.......", "........", "...###..", "...###..", "...###..", "........"]);
         let o = open(&m, 1);
         assert!(!o[(0, 0)], "isolated pixel survives opening");
         assert!(o[(3, 4)] && o[(2, 3)] && o[(4, 5)], "3x3 block lost");

@@ -7,8 +7,8 @@ use super::scene::{BandMap, Calibration, Scene};
 use super::stream::{self, PassStats};
 use crate::io::atomic::{self, StagingDir};
 use crate::model::Model;
-use crate::patches::{self, area::AreaCalc, vectorise, Patch};
-use crate::publish::{geojson, manifest};
+use crate::patches::{self, area::AreaCalc, category, overlay, vectorise, Patch};
+use crate::publish::{chips, exports, geojson, manifest};
 use crate::{Error, Result};
 use serde::Serialize;
 use serde_json::json;
@@ -37,11 +37,22 @@ pub struct DetectRequest {
     pub keep_all: bool,
     /// Show progress bars (terminal only).
     pub progress: bool,
+    /// County layer fields as `CODE,NAME` (default: XZQDM/XZQMC, code/name, …).
+    pub county_fields: Option<String>,
+    /// Text encoding of the exported Shapefile's DBF.
+    pub dbf_encoding: exports::DbfEncoding,
+    /// Skip the before/after PNG chips.
+    pub no_chips: bool,
 }
 
 impl DetectRequest {
     pub fn new(before: impl Into<PathBuf>, after: impl Into<PathBuf>, out_dir: impl Into<PathBuf>) -> Self {
-        Self { before: before.into(), after: after.into(), out_dir: out_dir.into(), ..Default::default() }
+        Self {
+            before: before.into(),
+            after: after.into(),
+            out_dir: out_dir.into(),
+            ..Default::default()
+        }
     }
 }
 
@@ -49,7 +60,7 @@ impl DetectRequest {
 #[derive(Debug, Clone, Serialize)]
 pub struct DetectSummary {
     pub patches: usize,
-    pub dropped_crop_cycle: usize,
+    pub dropped_unrecognised: usize,
     pub patches_path: PathBuf,
     pub calibration: Calibration,
     pub pixels: PassStats,
@@ -69,7 +80,9 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     let work = staging.path().join(".work");
     std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, "cannot create a work folder", e))?;
     let mut scene = Scene::open(&req.before, &req.after, bands.as_ref(), &model, &work)?;
+    let t_open = started.elapsed().as_secs_f64();
     let calibration = scene.calibrate()?;
+    let t_cal = started.elapsed().as_secs_f64();
     tracing::info!(
         dx = calibration.shift.dx,
         dy = calibration.shift.dy,
@@ -79,21 +92,30 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     let change_path = staging.path().join("change.tif");
     let mask_path = work.join("mask.tif");
     let bar = progress_bar(req.progress);
-    let stats = stream::run(&scene, calibration.threshold, &change_path, &mask_path, &|done, total| {
-        if let Some(b) = &bar {
-            b.set_length(total as u64);
-            b.set_position(done as u64);
-        }
-    })?;
+    let stats = stream::run(
+        &scene,
+        calibration.threshold,
+        &change_path,
+        &mask_path,
+        &|done, total| {
+            if let Some(b) = &bar {
+                b.set_length(total as u64);
+                b.set_position(done as u64);
+            }
+        },
+    )?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let (patches, dropped, areas) = make_patches(&scene, &model, req, &mask_path)?;
+    let t_pass = started.elapsed().as_secs_f64();
+    let (mut patches, dropped, areas) = make_patches(&scene, &model, req, &mask_path)?;
+    let t_patch = started.elapsed().as_secs_f64();
+    tracing::info!(t_open, t_cal, t_pass, t_patch, "stage end times (s)");
     let unobserved_area_m2 = unobserved_area(&scene, &areas, &stats);
     let seconds = started.elapsed().as_secs_f64();
     let summary = DetectSummary {
         patches: patches.len(),
-        dropped_crop_cycle: dropped,
+        dropped_unrecognised: dropped,
         patches_path: req.out_dir.join("patches.geojson"),
         calibration,
         megapixels_per_second: stats.pixels as f64 / 1e6 / seconds.max(1e-9),
@@ -101,7 +123,11 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
         unobserved_area_m2,
         seconds,
     };
+    if !req.no_chips {
+        chips::write_all(staging.path(), &scene, &mut patches, &areas)?;
+    }
     write_patches(staging.path(), &scene, &patches, &model, req)?;
+    write_exports(staging.path(), &scene, &patches, &model, req)?;
     write_manifest(staging.path(), req, &model, &scene, &summary)?;
     std::fs::remove_dir_all(&work).map_err(|e| Error::io(&work, "cannot remove the work folder", e))?;
     staging.commit()?;
@@ -131,7 +157,12 @@ fn progress_bar(show: bool) -> Option<indicatif::ProgressBar> {
 }
 
 /// Sieves, traces and types the change components.
-fn make_patches(scene: &Scene, model: &Model, req: &DetectRequest, mask: &Path) -> Result<(Vec<Patch>, usize, AreaCalc)> {
+fn make_patches(
+    scene: &Scene,
+    model: &Model,
+    req: &DetectRequest,
+    mask: &Path,
+) -> Result<(Vec<Patch>, usize, AreaCalc)> {
     let wkt = scene.before.georef.as_ref().map(|g| g.wkt.as_str());
     let areas = AreaCalc::new(wkt, req.pixel_size);
     let gt = vectorise::grid_transform(scene.before.georef.as_ref());
@@ -143,13 +174,16 @@ fn make_patches(scene: &Scene, model: &Model, req: &DetectRequest, mask: &Path) 
     let traced = vectorise::trace(mask, gt, wkt.unwrap_or(""), model.detect.simplify_px)?;
     let mut patches = patches::build(scene, traced, model, &areas, model.detect.min_area_m2)?;
     let before = patches.len();
-    if !(req.keep_all || model.typing.keep_crop_cycle) {
-        patches.retain(|p| p.change_type != "crop_cycle");
-    }
+    let keep = |t: &str| match t {
+        "crop_cycle" => req.keep_all || model.typing.keep_crop_cycle,
+        "other" => req.keep_all || model.typing.keep_other,
+        _ => true,
+    };
+    patches.retain(|p| keep(&p.change_type));
     let dropped = before - patches.len();
+    enforce(scene, model, req, &areas, &mut patches)?;
     for (i, p) in patches.iter_mut().enumerate() {
         p.id = format!("P{:05}", i + 1);
-        p.category = "其他".into();
     }
     Ok((patches, dropped, areas))
 }
@@ -158,7 +192,13 @@ fn make_patches(scene: &Scene, model: &Model, req: &DetectRequest, mask: &Path) 
 fn pixel_square(gt: gdal::GeoTransform) -> geo::MultiPolygon<f64> {
     let (x0, y0, dx, dy) = (gt[0], gt[3], gt[1], gt[5]);
     geo::MultiPolygon(vec![geo::Polygon::new(
-        geo::LineString::from(vec![(x0, y0), (x0 + dx, y0), (x0 + dx, y0 + dy), (x0, y0 + dy), (x0, y0)]),
+        geo::LineString::from(vec![
+            (x0, y0),
+            (x0 + dx, y0),
+            (x0 + dx, y0 + dy),
+            (x0, y0 + dy),
+            (x0, y0),
+        ]),
         vec![],
     )])
 }
@@ -172,11 +212,17 @@ fn unobserved_area(scene: &Scene, areas: &AreaCalc, stats: &PassStats) -> f64 {
 fn write_patches(dir: &Path, scene: &Scene, patches: &[Patch], model: &Model, req: &DetectRequest) -> Result<()> {
     let wkt = scene.before.georef.as_ref().map(|g| g.wkt.as_str());
     let to_ll = geojson::ToLonLat::new(wkt, &scene.before.path)?;
-    let facts = geojson::RunFacts { model: model.id(), before_date: req.before_date.clone(), after_date: req.after_date.clone() };
+    let facts = geojson::RunFacts {
+        model: model.id(),
+        before_date: req.before_date.clone(),
+        after_date: req.after_date.clone(),
+    };
     let mut feats = Vec::with_capacity(patches.len());
     for p in patches {
         let ll = to_ll.shape(&p.shape)?;
-        let c = geo::Centroid::centroid(&ll).map(|c| (c.x(), c.y())).unwrap_or((0.0, 0.0));
+        let c = geo::Centroid::centroid(&ll)
+            .map(|c| (c.x(), c.y()))
+            .unwrap_or((0.0, 0.0));
         let props = geojson::properties(p, c, &facts);
         feats.push(geojson::feature(geojson::geometry_json(&ll, to_ll.is_pixel()), props));
     }
@@ -213,9 +259,82 @@ fn write_manifest(dir: &Path, req: &DetectRequest, model: &Model, scene: &Scene,
         "pixels": s.pixels,
         "unobserved_area_m2": s.unobserved_area_m2,
         "patches": s.patches,
-        "dropped_crop_cycle": s.dropped_crop_cycle,
+        "dropped_unrecognised": s.dropped_unrecognised,
         "timing": {"seconds": s.seconds, "megapixels_per_second": s.megapixels_per_second},
     });
-    let text = serde_json::to_string_pretty(&m).map_err(|e| Error::Other(format!("cannot serialise the manifest: {e}")))?;
+    let text =
+        serde_json::to_string_pretty(&m).map_err(|e| Error::Other(format!("cannot serialise the manifest: {e}")))?;
     atomic::write_file(&dir.join("run.json"), text.as_bytes())
+}
+
+// ---- Enforcement: land-use overlay, category, chips and exports
+// ---- (src/patches/{overlay,category}.rs, src/publish/{chips,exports}.rs).
+
+/// Fills each patch's land use from the layers (when any is given), sets its category and
+/// drops off-cropland changes in no category.
+fn enforce(
+    scene: &Scene,
+    model: &Model,
+    req: &DetectRequest,
+    areas: &AreaCalc,
+    patches: &mut Vec<Patch>,
+) -> Result<()> {
+    let paths = overlay::LayerPaths {
+        landuse: req.landuse.clone(),
+        basic_farmland: req.basic_farmland.clone(),
+        approved: req.approved.clone(),
+        counties: req.counties.clone(),
+        red_line: req.red_line.clone(),
+    };
+    if paths.any() {
+        let fields = req
+            .county_fields
+            .as_deref()
+            .map(overlay::CountyFields::parse)
+            .transpose()?
+            .unwrap_or_default();
+        let wkt = scene.before.georef.as_ref().map(|g| g.wkt.as_str()).unwrap_or("");
+        let ov = overlay::Overlay::load(&paths, &fields, wkt, grid_bounds(scene))?;
+        ov.apply(patches, areas, model.categories.village_distance_m);
+    }
+    let counts = category::assign(patches, &model.categories, req.keep_all, areas);
+    tracing::info!(kept = ?counts.kept, dropped_off_cropland = counts.dropped_off_cropland, "categorised");
+    Ok(())
+}
+
+/// The image's extent `[min_x, min_y, max_x, max_y]` in its CRS.
+fn grid_bounds(scene: &Scene) -> [f64; 4] {
+    let gt = vectorise::grid_transform(scene.before.georef.as_ref());
+    let (w, h) = (scene.width() as f64, scene.height() as f64);
+    let xs = [gt[0], gt[0] + w * gt[1] + h * gt[2]];
+    let ys = [gt[3], gt[3] + w * gt[4] + h * gt[5]];
+    [xs[0].min(xs[1]), ys[0].min(ys[1]), xs[0].max(xs[1]), ys[0].max(ys[1])]
+}
+
+/// `patches.gpkg` and `patches_shp/patches.shp` with the GeoJSON's properties.
+fn write_exports(dir: &Path, scene: &Scene, patches: &[Patch], model: &Model, req: &DetectRequest) -> Result<()> {
+    let wkt = scene.before.georef.as_ref().map(|g| g.wkt.as_str());
+    let to_ll = geojson::ToLonLat::new(wkt, &scene.before.path)?;
+    let facts = geojson::RunFacts {
+        model: model.id(),
+        before_date: req.before_date.clone(),
+        after_date: req.after_date.clone(),
+    };
+    let mut props = Vec::with_capacity(patches.len());
+    for p in patches {
+        let ll = to_ll.shape(&p.shape)?;
+        let c = geo::Centroid::centroid(&ll)
+            .map(|c| (c.x(), c.y()))
+            .unwrap_or((0.0, 0.0));
+        props.push(geojson::properties(p, c, &facts));
+    }
+    let rows: Vec<exports::Row> = patches
+        .iter()
+        .zip(&props)
+        .map(|(patch, properties)| exports::Row { patch, properties })
+        .collect();
+    let crs = exports::ExportCrs::for_grid(wkt)?;
+    exports::write_all(dir, &rows, &crs, req.dbf_encoding)?;
+    tracing::info!(crs = %crs.label, "wrote patches.gpkg and patches_shp/");
+    Ok(())
 }

@@ -34,18 +34,35 @@ impl BandMap {
         };
         for n in &names {
             if !["B", "G", "R", "NIR", "_"].contains(&n.as_str()) {
-                return Err(Error::Usage(format!("--bands '{s}': unknown band name '{n}'; use B, G, R, NIR or _")));
+                return Err(Error::Usage(format!(
+                    "--bands '{s}': unknown band name '{n}'; use B, G, R, NIR or _"
+                )));
             }
         }
-        Ok(Self { blue: need("B")?, green: need("G")?, red: need("R")?, nir: find("NIR") })
+        Ok(Self {
+            blue: need("B")?,
+            green: need("G")?,
+            red: need("R")?,
+            nir: find("NIR"),
+        })
     }
 
     /// The default for a raster with `n` bands: B,G,R,NIR for 4 or more, R,G,B for 3 (the order
     /// of PNG/JPEG orthophotos).
     pub fn default_for(n: usize) -> Option<Self> {
         match n {
-            3 => Some(Self { blue: 3, green: 2, red: 1, nir: None }),
-            n if n >= 4 => Some(Self { blue: 1, green: 2, red: 3, nir: Some(4) }),
+            3 => Some(Self {
+                blue: 3,
+                green: 2,
+                red: 1,
+                nir: None,
+            }),
+            n if n >= 4 => Some(Self {
+                blue: 1,
+                green: 2,
+                red: 3,
+                nir: Some(4),
+            }),
             _ => None,
         }
     }
@@ -114,7 +131,10 @@ impl Scene {
         let after_read_path = align_grid(&before, &after, &after_ds, work_dir)?;
         if after_read_path != after.path {
             let ds = raster::open(&after_read_path)?;
-            after = RasterInfo { path: after_read_path.clone(), ..raster::describe(&ds, &after_read_path)? };
+            after = RasterInfo {
+                path: after_read_path.clone(),
+                ..raster::describe(&ds, &after_read_path)?
+            };
         }
         let has_nir = bands.nir.is_some();
         let mask_clouds = match model.masks.clouds {
@@ -128,7 +148,11 @@ impl Scene {
             before_pool: DatasetPool::new(&before.path),
             after_pool: DatasetPool::new(&after_read_path),
             norm: Normalisation::identity(bands.canonical().len()),
-            shift: Shift { dx: 0.0, dy: 0.0, peak: 0.0 },
+            shift: Shift {
+                dx: 0.0,
+                dy: 0.0,
+                peak: 0.0,
+            },
             before,
             after,
             bands,
@@ -153,7 +177,9 @@ impl Scene {
     /// Reads both dates over `win`: after shifted onto before and normalised, with masks.
     pub fn read_pair(&self, win: Window) -> Result<PairWindow> {
         let idx = self.bands.canonical();
-        let b = self.before_pool.with(|ds| raster::read_window(ds, &self.before, &idx, win, self.scale_before))?;
+        let b = self
+            .before_pool
+            .with(|ds| raster::read_window(ds, &self.before, &idx, win, self.scale_before))?;
         let a = self.read_after_aligned(win, &idx)?;
         let mut valid = b.valid.clone();
         Zip::from(&mut valid).and(&a.valid).for_each(|v, &w| *v &= w);
@@ -162,16 +188,25 @@ impl Scene {
             band.mapv_inplace(|v| self.norm.apply(k, v));
         }
         let observed = self.observed(&b.bands, &after, &valid);
-        Ok(PairWindow { before: b.bands, after, observed, valid })
+        Ok(PairWindow {
+            before: b.bands,
+            after,
+            observed,
+            valid,
+        })
     }
 
     fn read_after_aligned(&self, win: Window, idx: &[usize]) -> Result<Pixels> {
         let (dx, dy) = (self.shift.dx, self.shift.dy);
         if dx == 0.0 && dy == 0.0 {
-            return self.after_pool.with(|ds| raster::read_window(ds, &self.after, idx, win, self.scale_after));
+            return self
+                .after_pool
+                .with(|ds| raster::read_window(ds, &self.after, idx, win, self.scale_after));
         }
         let pad = dx.abs().max(dy.abs()).ceil() as usize + 1;
-        let big = self.after_pool.with(|ds| raster::read_window(ds, &self.after, idx, win.grow(pad), self.scale_after))?;
+        let big = self
+            .after_pool
+            .with(|ds| raster::read_window(ds, &self.after, idx, win.grow(pad), self.scale_after))?;
         let (shifted, ok) = shift::apply_shift(&big.bands, &big.valid, dx, dy);
         let (h, w) = (win.h, win.w);
         Ok(Pixels {
@@ -189,7 +224,11 @@ impl Scene {
         let cb = masks::clouds(before, valid, p);
         let ca = masks::clouds(after, valid, p);
         let sh = masks::shadows(before, after, valid, p);
-        Zip::from(&mut obs).and(&cb).and(&ca).and(&sh).for_each(|o, &x, &y, &z| *o &= !(x || y || z));
+        Zip::from(&mut obs)
+            .and(&cb)
+            .and(&ca)
+            .and(&sh)
+            .for_each(|o, &x, &y, &z| *o &= !(x || y || z));
         obs
     }
 
@@ -215,7 +254,10 @@ impl Scene {
         }
         let d = &self.model.detect;
         let auto = threshold::threshold(&hist, d.threshold_method);
-        let t = auto.map(|t| t * d.threshold_scale).unwrap_or(d.threshold_floor).max(d.threshold_floor);
+        let t = auto
+            .map(|t| t * d.threshold_scale)
+            .unwrap_or(d.threshold_floor)
+            .max(d.threshold_floor);
         Ok(Calibration {
             shift: self.shift,
             normalisation: self.norm.clone(),
@@ -230,8 +272,12 @@ impl Scene {
         let estimates: Vec<Shift> = wins
             .par_iter()
             .map(|&w| -> Result<Option<Shift>> {
-                let b = self.before_pool.with(|ds| raster::read_window(ds, &self.before, &idx, w, self.scale_before))?;
-                let a = self.after_pool.with(|ds| raster::read_window(ds, &self.after, &idx, w, self.scale_after))?;
+                let b = self
+                    .before_pool
+                    .with(|ds| raster::read_window(ds, &self.before, &idx, w, self.scale_before))?;
+                let a = self
+                    .after_pool
+                    .with(|ds| raster::read_window(ds, &self.after, &idx, w, self.scale_after))?;
                 let frac = b.valid.iter().zip(a.valid.iter()).filter(|(x, y)| **x && **y).count() as f64
                     / b.valid.len().max(1) as f64;
                 if frac < 0.9 {
@@ -315,14 +361,21 @@ fn choose_bands(before: &RasterInfo, after: &RasterInfo, bands: Option<&BandMap>
         None => BandMap::default_for(before.band_count).ok_or_else(|| {
             Error::input(
                 &before.path,
-                format!("has {} band(s); landwatch needs 3 (RGB) or 4+ (B,G,R,NIR) bands", before.band_count),
+                format!(
+                    "has {} band(s); landwatch needs 3 (RGB) or 4+ (B,G,R,NIR) bands",
+                    before.band_count
+                ),
             )
         })?,
     };
     if map.highest() > before.band_count {
         return Err(Error::input(
             &before.path,
-            format!("has {} bands but --bands asks for band {}", before.band_count, map.highest()),
+            format!(
+                "has {} bands but --bands asks for band {}",
+                before.band_count,
+                map.highest()
+            ),
         ));
     }
     Ok(map)

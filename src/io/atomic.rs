@@ -56,11 +56,9 @@ fn replace_dir(staged: &Path, target: &Path) -> Result<()> {
     ));
     let had_old = target.exists();
     if had_old {
-        std::fs::rename(target, &old)
-            .map_err(|e| Error::io(target, "cannot move the previous output aside", e))?;
+        std::fs::rename(target, &old).map_err(|e| Error::io(target, "cannot move the previous output aside", e))?;
     }
-    std::fs::rename(staged, target)
-        .map_err(|e| Error::io(target, "cannot move the finished output into place", e))?;
+    std::fs::rename(staged, target).map_err(|e| Error::io(target, "cannot move the finished output into place", e))?;
     if had_old {
         let _ = std::fs::remove_dir_all(&old);
     }
@@ -71,8 +69,8 @@ fn replace_dir(staged: &Path, target: &Path) -> Result<()> {
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let parent = parent_of(path);
-    let mut tmp = tempfile::NamedTempFile::new_in(&parent)
-        .map_err(|e| Error::io(&parent, "cannot create a temp file", e))?;
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(&parent).map_err(|e| Error::io(&parent, "cannot create a temp file", e))?;
     tmp.write_all(bytes)
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| Error::io(path, "cannot write", e))?;

@@ -58,9 +58,7 @@ impl RasterInfo {
     pub fn reflectance_scale(&self) -> f32 {
         match self.data_type {
             GdalDataType::UInt8 => 1.0 / 255.0,
-            GdalDataType::UInt16 | GdalDataType::Int16 | GdalDataType::UInt32 | GdalDataType::Int32 => {
-                1.0 / 10000.0
-            }
+            GdalDataType::UInt16 | GdalDataType::Int16 | GdalDataType::UInt32 | GdalDataType::Int32 => 1.0 / 10000.0,
             _ => 1.0,
         }
     }
@@ -171,22 +169,14 @@ pub struct Pixels {
 }
 
 /// Reads `bands` (1-based GDAL band numbers, in the order wanted) over `win`, scaled by `scale`.
-pub fn read_window(
-    ds: &Dataset,
-    info: &RasterInfo,
-    bands: &[usize],
-    win: Window,
-    scale: f32,
-) -> Result<Pixels> {
+pub fn read_window(ds: &Dataset, info: &RasterInfo, bands: &[usize], win: Window, scale: f32) -> Result<Pixels> {
     let mut out = Array3::<f32>::zeros((bands.len(), win.h, win.w));
     let mut valid = Array2::<bool>::from_elem((win.h, win.w), false);
     let Some(inner) = clip(win, info.width, info.height) else {
         return Ok(Pixels { bands: out, valid });
     };
     let (ox, oy) = ((inner.x - win.x) as usize, (inner.y - win.y) as usize);
-    valid
-        .slice_mut(s![oy..oy + inner.h, ox..ox + inner.w])
-        .fill(true);
+    valid.slice_mut(s![oy..oy + inner.h, ox..ox + inner.w]).fill(true);
     for (i, &b) in bands.iter().enumerate() {
         let band = ds
             .rasterband(b)

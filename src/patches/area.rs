@@ -20,7 +20,9 @@ impl AreaCalc {
             return AreaCalc::Pixels { pixel_m };
         };
         if srs.is_projected() {
-            AreaCalc::Projected { unit: srs.linear_units() }
+            AreaCalc::Projected {
+                unit: srs.linear_units(),
+            }
         } else {
             let mut srs = srs;
             srs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
@@ -71,7 +73,8 @@ fn equal_area(srs: &SpatialRef, shape: &geo::MultiPolygon<f64>) -> Option<f64> {
     let ct = CoordTransform::new(srs, &laea).ok()?;
     let projected = shape.try_map_coords(|co| {
         let (mut x, mut y, mut z) = ([co.x], [co.y], [0.0]);
-        ct.transform_coords(&mut x, &mut y, &mut z).map(|_| geo::coord! { x: x[0], y: y[0] })
+        ct.transform_coords(&mut x, &mut y, &mut z)
+            .map(|_| geo::coord! { x: x[0], y: y[0] })
     });
     projected.ok().map(|p| p.unsigned_area())
 }
@@ -82,7 +85,13 @@ mod tests {
 
     fn square(x0: f64, y0: f64, side: f64) -> geo::MultiPolygon<f64> {
         geo::MultiPolygon(vec![geo::Polygon::new(
-            geo::LineString::from(vec![(x0, y0), (x0 + side, y0), (x0 + side, y0 + side), (x0, y0 + side), (x0, y0)]),
+            geo::LineString::from(vec![
+                (x0, y0),
+                (x0 + side, y0),
+                (x0 + side, y0 + side),
+                (x0, y0 + side),
+                (x0, y0),
+            ]),
             vec![],
         )])
     }
@@ -99,7 +108,10 @@ mod tests {
     #[test]
     fn projected_and_pixel_areas() {
         let cgcs = SpatialRef::from_epsg(4545).unwrap().to_wkt().unwrap();
-        assert_eq!(AreaCalc::new(Some(&cgcs), None).area_m2(&square(0.0, 0.0, 10.0), 100.0), 100.0);
+        assert_eq!(
+            AreaCalc::new(Some(&cgcs), None).area_m2(&square(0.0, 0.0, 10.0), 100.0),
+            100.0
+        );
         let px = AreaCalc::new(None, Some(2.0));
         assert_eq!(px.area_m2(&square(0.0, 0.0, 10.0), 100.0), 400.0);
         assert!(!AreaCalc::new(None, None).is_metric());

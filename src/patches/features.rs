@@ -55,38 +55,20 @@ fn layers(bands: &ndarray::Array3<f32>) -> DateLayers {
         flat: Array2::zeros((h, w)),
         blue_red: Array2::zeros((h, w)),
     };
-    for y in 0..h {
-        for x in 0..w {
-            let px: Vec<f32> = bands.slice(ndarray::s![.., y, x]).to_vec();
-            l.vi[(y, x)] = vegetation(&px);
-            if let (Some(nd), Some(v)) = (l.ndwi.as_mut(), water(&px)) {
-                nd[(y, x)] = v;
-            }
-            l.bright[(y, x)] = brightness(&px);
-            l.flat[(y, x)] = flatness(&px);
-            l.blue_red[(y, x)] = crate::detect::indices::nd(px[BLUE], px[RED]);
+    crate::detect::indices::for_each_pixel(bands, |i, px| {
+        let (y, x) = (i / w, i % w);
+        l.vi[(y, x)] = vegetation(px);
+        if let (Some(nd), Some(v)) = (l.ndwi.as_mut(), water(px)) {
+            nd[(y, x)] = v;
         }
-    }
+        l.bright[(y, x)] = brightness(px);
+        l.flat[(y, x)] = flatness(px);
+        l.blue_red[(y, x)] = crate::detect::indices::nd(px[BLUE], px[RED]);
+    });
     l
 }
 
-/// 3×3 local standard deviation (texture), edges using the available neighbours.
-fn local_std(a: &Array2<f32>) -> Array2<f32> {
-    let (h, w) = a.dim();
-    Array2::from_shape_fn((h, w), |(y, x)| {
-        let (mut s, mut s2, mut n) = (0.0f32, 0.0f32, 0.0f32);
-        for yy in y.saturating_sub(1)..(y + 2).min(h) {
-            for xx in x.saturating_sub(1)..(x + 2).min(w) {
-                let v = a[(yy, xx)];
-                s += v;
-                s2 += v * v;
-                n += 1.0;
-            }
-        }
-        let m = s / n;
-        (s2 / n - m * m).max(0.0).sqrt()
-    })
-}
+use crate::detect::indices::local_std3 as local_std;
 
 fn masked_mean(a: &Array2<f32>, m: &Array2<bool>) -> f64 {
     let (mut s, mut n) = (0.0f64, 0usize);
@@ -115,7 +97,11 @@ pub fn summarise(pair: &PairWindow, inside: &Array2<bool>, area_m2: f64, compact
     let mut put = |name: &str, v: f64| {
         f.insert(name.to_string(), round6(v));
     };
-    let pairs = [("vi", &b.vi, &a.vi), ("bright", &b.bright, &a.bright), ("flat", &b.flat, &a.flat)];
+    let pairs = [
+        ("vi", &b.vi, &a.vi),
+        ("bright", &b.bright, &a.bright),
+        ("flat", &b.flat, &a.flat),
+    ];
     for (name, lb, la) in pairs {
         let (vb, va) = (masked_mean(lb, &m), masked_mean(la, &m));
         put(&format!("{name}_before"), vb);
@@ -157,12 +143,23 @@ mod tests {
         let field = [0.033f32, 0.068, 0.038, 0.43];
         let roof = [0.23f32, 0.205, 0.15, 0.165];
         let before = Array3::from_shape_fn((4, 6, 6), |(k, _, _)| field[k]);
-        let after = Array3::from_shape_fn((4, 6, 6), |(k, y, x)| if (1..5).contains(&y) && (1..5).contains(&x) { roof[k] } else { field[k] });
+        let after = Array3::from_shape_fn((4, 6, 6), |(k, y, x)| {
+            if (1..5).contains(&y) && (1..5).contains(&x) {
+                roof[k]
+            } else {
+                field[k]
+            }
+        });
         let inside = Array2::from_shape_fn((6, 6), |(y, x)| (1..5).contains(&y) && (1..5).contains(&x));
         let valid = Array2::from_elem((6, 6), true);
-        let pair = PairWindow { before, after, observed: valid.clone(), valid };
+        let pair = PairWindow {
+            before,
+            after,
+            observed: valid.clone(),
+            valid,
+        };
         let f = summarise(&pair, &inside, 64.0, std::f64::consts::PI / 4.0);
-        assert!(f["d_vi"] < -0.5 && f["d_bright"] > 0.1);
+        assert!(f["d_vi"] < -0.5 && f["d_bright"] > 0.03, "{f:?}");
         assert!(f["blue_red_after"] > 0.1, "blue steel roof");
         assert!(f.contains_key("ndwi_after"));
         assert!((f["compactness"] - std::f64::consts::PI / 4.0).abs() < 1e-6);

@@ -2,7 +2,11 @@
 //! type, land-use overlay and 非农化 / 非粮化 category.
 
 pub mod area;
+pub mod category;
+pub mod dlbm;
 pub mod features;
+pub mod layer;
+pub mod overlay;
 pub mod typing;
 pub mod vectorise;
 
@@ -57,7 +61,13 @@ pub struct Patch {
 
 /// Turns traced components into typed patches, in a deterministic order with ids `P00001…`.
 /// Components under `min_area_m2` are dropped.
-pub fn build(scene: &Scene, traced: Vec<Traced>, model: &Model, areas: &AreaCalc, min_area_m2: f64) -> Result<Vec<Patch>> {
+pub fn build(
+    scene: &Scene,
+    traced: Vec<Traced>,
+    model: &Model,
+    areas: &AreaCalc,
+    min_area_m2: f64,
+) -> Result<Vec<Patch>> {
     let mut kept: Vec<(Traced, f64)> = traced
         .into_iter()
         .filter(|t| !t.shape.0.is_empty())
@@ -123,8 +133,11 @@ pub fn membership(shape: &geo::MultiPolygon<f64>, win: Window, gt: gdal::GeoTran
         0.0,
         gt[5],
     ];
-    ds.set_geo_transform(&wgt).map_err(|e| Error::gdal(here, "scratch geotransform", e))?;
-    let geom = shape.to_gdal().map_err(|e| Error::gdal(here, "geometry conversion", e))?;
+    ds.set_geo_transform(&wgt)
+        .map_err(|e| Error::gdal(here, "scratch geotransform", e))?;
+    let geom = shape
+        .to_gdal()
+        .map_err(|e| Error::gdal(here, "geometry conversion", e))?;
     gdal::raster::rasterize(&mut ds, &[1], &[geom], &[1.0], None).map_err(|e| Error::gdal(here, "rasterize", e))?;
     let buf: Buffer<u8> = ds
         .rasterband(1)

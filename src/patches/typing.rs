@@ -43,9 +43,18 @@ pub fn classify(params: &TypingParams, f: &Features) -> Typed {
         }
     }
     match best {
-        Some((s, t)) if s >= params.min_score => Typed { change_type: t.to_string(), confidence: round3(s) },
-        Some((s, _)) => Typed { change_type: "other".into(), confidence: round3(1.0 - s) },
-        None => Typed { change_type: "other".into(), confidence: 0.5 },
+        Some((s, t)) if s >= params.min_score => Typed {
+            change_type: t.to_string(),
+            confidence: round3(s),
+        },
+        Some((s, _)) => Typed {
+            change_type: "other".into(),
+            confidence: round3(1.0 - s),
+        },
+        None => Typed {
+            change_type: "other".into(),
+            confidence: 0.5,
+        },
     }
 }
 
@@ -59,20 +68,32 @@ mod tests {
     use crate::model::TypeRule;
 
     fn cond(feature: &str, op: CompareOp, value: f64) -> Condition {
-        Condition { feature: feature.into(), op, value, scale: 0.02 }
+        Condition {
+            feature: feature.into(),
+            op,
+            value,
+            scale: 0.02,
+        }
     }
 
     fn params() -> TypingParams {
         TypingParams {
             rules: vec![
-                TypeRule { change_type: "pond".into(), conditions: vec![cond("ndwi_after", CompareOp::Greater, 0.1)] },
+                TypeRule {
+                    change_type: "pond".into(),
+                    conditions: vec![cond("ndwi_after", CompareOp::Greater, 0.1)],
+                },
                 TypeRule {
                     change_type: "building".into(),
-                    conditions: vec![cond("d_vi", CompareOp::Less, -0.3), cond("flat_after", CompareOp::Greater, 0.6)],
+                    conditions: vec![
+                        cond("d_vi", CompareOp::Less, -0.3),
+                        cond("flat_after", CompareOp::Greater, 0.6),
+                    ],
                 },
             ],
             min_score: 0.5,
             keep_crop_cycle: false,
+            keep_other: false,
         }
     }
 
@@ -82,14 +103,20 @@ mod tests {
 
     #[test]
     fn the_rule_whose_conditions_all_hold_wins() {
-        let t = classify(&params(), &feats(&[("ndwi_after", -0.4), ("d_vi", -0.6), ("flat_after", 0.8)]));
+        let t = classify(
+            &params(),
+            &feats(&[("ndwi_after", -0.4), ("d_vi", -0.6), ("flat_after", 0.8)]),
+        );
         assert_eq!(t.change_type, "building");
         assert!(t.confidence > 0.9);
     }
 
     #[test]
     fn one_failed_condition_fails_the_rule() {
-        let t = classify(&params(), &feats(&[("ndwi_after", -0.4), ("d_vi", -0.6), ("flat_after", 0.2)]));
+        let t = classify(
+            &params(),
+            &feats(&[("ndwi_after", -0.4), ("d_vi", -0.6), ("flat_after", 0.2)]),
+        );
         assert_eq!(t.change_type, "other");
     }
 

@@ -24,7 +24,9 @@ pub struct Traced {
 
 /// The geotransform used for vectors: the raster's, or identity for plain images.
 pub fn grid_transform(georef: Option<&crate::io::raster::Georef>) -> GeoTransform {
-    georef.map(|g| g.geo_transform).unwrap_or([0.0, 1.0, 0.0, 0.0, 0.0, 1.0])
+    georef
+        .map(|g| g.geo_transform)
+        .unwrap_or([0.0, 1.0, 0.0, 0.0, 0.0, 1.0])
 }
 
 /// Removes components smaller than `min_pixels` (8-connected) from the mask, in place.
@@ -34,7 +36,10 @@ pub fn sieve(mask_path: &Path, min_pixels: usize) -> Result<()> {
     }
     let ds = Dataset::open_ex(
         mask_path,
-        DatasetOptions { open_flags: GdalOpenFlags::GDAL_OF_UPDATE | GdalOpenFlags::GDAL_OF_RASTER, ..Default::default() },
+        DatasetOptions {
+            open_flags: GdalOpenFlags::GDAL_OF_UPDATE | GdalOpenFlags::GDAL_OF_RASTER,
+            ..Default::default()
+        },
     )
     .map_err(|e| Error::gdal(mask_path, "cannot reopen the change mask", e))?;
     let band = ds.rasterband(1).map_err(|e| Error::gdal(mask_path, "band 1", e))?;
@@ -42,10 +47,22 @@ pub fn sieve(mask_path: &Path, min_pixels: usize) -> Result<()> {
     // no mask band, no progress callback.
     let rv = unsafe {
         let h = band.c_rasterband();
-        gdal_sys::GDALSieveFilter(h, std::ptr::null_mut(), h, min_pixels as i32, 8, std::ptr::null_mut(), None, std::ptr::null_mut())
+        gdal_sys::GDALSieveFilter(
+            h,
+            std::ptr::null_mut(),
+            h,
+            min_pixels as i32,
+            8,
+            std::ptr::null_mut(),
+            None,
+            std::ptr::null_mut(),
+        )
     };
     if rv != gdal_sys::CPLErr::CE_None {
-        return Err(Error::Other(format!("{}: GDAL sieve filter failed", mask_path.display())));
+        return Err(Error::Other(format!(
+            "{}: GDAL sieve filter failed",
+            mask_path.display()
+        )));
     }
     Ok(())
 }
@@ -55,19 +72,35 @@ pub fn trace(mask_path: &Path, gt: GeoTransform, wkt: &str, simplify_px: f64) ->
     let ds = Dataset::open(mask_path).map_err(|e| Error::gdal(mask_path, "cannot reopen the change mask", e))?;
     let band = ds.rasterband(1).map_err(|e| Error::gdal(mask_path, "band 1", e))?;
     let drv = DriverManager::get_driver_by_name("Memory").map_err(|e| Error::gdal(mask_path, "Memory driver", e))?;
-    let mut mem = drv.create_vector_only("").map_err(|e| Error::gdal(mask_path, "vector scratch", e))?;
+    let mut mem = drv
+        .create_vector_only("")
+        .map_err(|e| Error::gdal(mask_path, "vector scratch", e))?;
     let srs = srs_from_wkt(wkt);
     let layer = mem
-        .create_layer(LayerOptions { name: "changes", srs: srs.as_ref(), ty: OGRwkbGeometryType::wkbPolygon, options: None })
+        .create_layer(LayerOptions {
+            name: "changes",
+            srs: srs.as_ref(),
+            ty: OGRwkbGeometryType::wkbPolygon,
+            options: None,
+        })
         .map_err(|e| Error::gdal(mask_path, "vector layer", e))?;
     layer
         .create_defn_fields(&[("DN", OGRFieldType::OFTInteger)])
         .map_err(|e| Error::gdal(mask_path, "field", e))?;
     let mut opts = CslStringList::new();
-    opts.set_name_value("8CONNECTED", "8").map_err(|e| Error::gdal(mask_path, "option", e))?;
+    opts.set_name_value("8CONNECTED", "8")
+        .map_err(|e| Error::gdal(mask_path, "option", e))?;
     // SAFETY: band and layer are alive for the call; the band masks itself (0 = skipped).
     let rv = unsafe {
-        gdal_sys::GDALPolygonize(band.c_rasterband(), band.c_rasterband(), layer.c_layer(), 0, opts.as_ptr(), None, std::ptr::null_mut())
+        gdal_sys::GDALPolygonize(
+            band.c_rasterband(),
+            band.c_rasterband(),
+            layer.c_layer(),
+            0,
+            opts.as_ptr(),
+            None,
+            std::ptr::null_mut(),
+        )
     };
     if rv != gdal_sys::CPLErr::CE_None {
         return Err(Error::Other(format!("{}: GDAL polygonize failed", mask_path.display())));
@@ -95,11 +128,16 @@ fn to_traced(g: &Geometry, gt: GeoTransform, tol: f64, path: &Path) -> Result<Tr
     let raw = g.to_geo().map_err(|e| Error::gdal(path, "geometry conversion", e))?;
     let grid_area = raw.unsigned_area();
     let simplified = if tol > 0.0 {
-        g.simplify_preserve_topology(tol).and_then(|s| s.to_geo()).unwrap_or(raw.clone())
+        g.simplify_preserve_topology(tol)
+            .and_then(|s| s.to_geo())
+            .unwrap_or(raw.clone())
     } else {
         raw.clone()
     };
-    let pixel_box = raw.bounding_rect().map(|r| pixel_window(r, gt)).unwrap_or(Window::new(0, 0, 0, 0));
+    let pixel_box = raw
+        .bounding_rect()
+        .map(|r| pixel_window(r, gt))
+        .unwrap_or(Window::new(0, 0, 0, 0));
     let shape = match simplified {
         geo::Geometry::Polygon(p) => geo::MultiPolygon(vec![p]),
         geo::Geometry::MultiPolygon(m) => m,
@@ -108,7 +146,11 @@ fn to_traced(g: &Geometry, gt: GeoTransform, tol: f64, path: &Path) -> Result<Tr
             _ => geo::MultiPolygon(vec![]),
         },
     };
-    Ok(Traced { shape, grid_area, pixel_box })
+    Ok(Traced {
+        shape,
+        grid_area,
+        pixel_box,
+    })
 }
 
 /// The pixel window covering a bounding rectangle given in grid coordinates (north-up grids).
@@ -118,7 +160,12 @@ pub fn pixel_window(r: geo::Rect<f64>, gt: GeoTransform) -> Window {
     let (bx, by) = to_px(r.max().x, r.max().y);
     let (x0, x1) = (ax.min(bx).floor(), ax.max(bx).ceil());
     let (y0, y1) = (ay.min(by).floor(), ay.max(by).ceil());
-    Window::new(x0 as isize, y0 as isize, (x1 - x0).max(1.0) as usize, (y1 - y0).max(1.0) as usize)
+    Window::new(
+        x0 as isize,
+        y0 as isize,
+        (x1 - x0).max(1.0) as usize,
+        (y1 - y0).max(1.0) as usize,
+    )
 }
 
 #[cfg(test)]
@@ -128,7 +175,10 @@ mod tests {
     #[test]
     fn pixel_window_of_a_north_up_grid() {
         let gt = [1000.0, 2.0, 0.0, 5000.0, 0.0, -2.0];
-        let r = geo::Rect::new(geo::coord! { x: 1010.0, y: 4980.0 }, geo::coord! { x: 1020.0, y: 4990.0 });
+        let r = geo::Rect::new(
+            geo::coord! { x: 1010.0, y: 4980.0 },
+            geo::coord! { x: 1020.0, y: 4990.0 },
+        );
         assert_eq!(pixel_window(r, gt), Window::new(5, 5, 5, 5));
     }
 }

@@ -21,7 +21,9 @@ pub struct ToLonLat {
 impl ToLonLat {
     /// `wkt` empty or `None`: pixel coordinates pass through.
     pub fn new(wkt: Option<&str>, path: &Path) -> Result<Self> {
-        let Some(w) = wkt.filter(|w| !w.is_empty()) else { return Ok(Self { ct: None }) };
+        let Some(w) = wkt.filter(|w| !w.is_empty()) else {
+            return Ok(Self { ct: None });
+        };
         let mut src = SpatialRef::from_wkt(w).map_err(|e| Error::gdal(path, "CRS", e))?;
         src.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
         let mut dst = SpatialRef::from_epsg(4326).map_err(|e| Error::gdal(path, "EPSG:4326", e))?;
@@ -35,11 +37,14 @@ impl ToLonLat {
     }
 
     pub fn shape(&self, shape: &geo::MultiPolygon<f64>) -> Result<geo::MultiPolygon<f64>> {
-        let Some(ct) = &self.ct else { return Ok(shape.clone()) };
+        let Some(ct) = &self.ct else {
+            return Ok(shape.clone());
+        };
         shape
             .try_map_coords(|c| {
                 let (mut x, mut y, mut z) = ([c.x], [c.y], [0.0]);
-                ct.transform_coords(&mut x, &mut y, &mut z).map(|_| geo::coord! { x: x[0], y: y[0] })
+                ct.transform_coords(&mut x, &mut y, &mut z)
+                    .map(|_| geo::coord! { x: x[0], y: y[0] })
             })
             .map_err(|e| Error::Other(format!("cannot transform a patch outline to EPSG:4326: {e}")))
     }
@@ -174,7 +179,10 @@ mod tests {
         )]);
         let g = geometry_json(&cw, false);
         let ring = g["coordinates"][0].as_array().unwrap();
-        let pts: Vec<(f64, f64)> = ring.iter().map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap())).collect();
+        let pts: Vec<(f64, f64)> = ring
+            .iter()
+            .map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap()))
+            .collect();
         let signed: f64 = pts.windows(2).map(|w| w[0].0 * w[1].1 - w[1].0 * w[0].1).sum();
         assert!(signed > 0.0, "exterior ring must be counter-clockwise");
         assert_eq!(g["type"], "Polygon");

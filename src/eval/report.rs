@@ -1,0 +1,141 @@
+//! Human-readable output of eval: the one-pair summary and the Markdown accuracy table that
+//! goes into the README.
+
+use super::datasets::Report;
+use super::metrics::{Counts, Scores};
+use std::fmt::Write;
+
+/// A ratio with three decimals, or `–` when undefined.
+pub fn ratio(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "–".into())
+}
+
+/// The summary printed by `landwatch eval --pred … --label …`.
+pub fn pair_text(pred: &str, label: &str, c: &Counts) -> String {
+    let s = c.scores();
+    let (p, q) = (&c.pixel, &c.patch);
+    format!(
+        "landwatch eval: {pred} vs {label}\n\
+         \x20 pixels:  precision {}  recall {}  F1 {}  IoU {}  (TP {} FP {} FN {} TN {}; {} unlabelled ignored)\n\
+         \x20 patches: precision {} ({} of {} predicted correct)  recall {} ({} of {} true found)\n",
+        ratio(s.precision),
+        ratio(s.recall),
+        ratio(s.f1),
+        ratio(s.iou),
+        p.tp,
+        p.fp,
+        p.fn_,
+        p.tn,
+        p.ignored,
+        ratio(s.patch_precision),
+        q.pred_correct,
+        q.pred_patches,
+        ratio(s.patch_recall),
+        q.found,
+        q.true_patches,
+    )
+}
+
+fn scores_cells(s: &Scores) -> String {
+    format!(
+        "{} | {} | {} | {} | {} | {}",
+        ratio(s.precision),
+        ratio(s.recall),
+        ratio(s.f1),
+        ratio(s.iou),
+        ratio(s.patch_precision),
+        ratio(s.patch_recall)
+    )
+}
+
+/// The accuracy table plus the settings each dataset ran with.
+pub fn markdown(r: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "## Accuracy on labelled pairs ({})\n", r.model);
+    let _ = writeln!(
+        out,
+        "| dataset | pairs | px P | px R | px F1 | px IoU | patch P | patch R | baseline px F1 | baseline patch R |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for d in &r.datasets {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            d.dataset,
+            d.pairs,
+            scores_cells(&d.landwatch_scores),
+            ratio(d.baseline_scores.f1),
+            ratio(d.baseline_scores.patch_recall)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\npx = pixel level, counts summed over a dataset's pairs; patch = coverage rule (a true patch \
+         is found when ≥ 50 % of it is predicted, a predicted patch is correct when ≥ 50 % of its \
+         labelled pixels are change). Baseline = CVA + Otsu: per-pixel change-vector magnitude on \
+         the raw bands, Otsu threshold, no normalisation, neighbourhood, morphology or minimum area. \
+         landwatch runs with keep_all (crop-cycle and off-cropland patches kept).\n"
+    );
+    settings_table(&mut out, r);
+    out
+}
+
+fn settings_table(out: &mut String, r: &Report) {
+    let _ = writeln!(
+        out,
+        "| dataset | bands | pixel size | min area | label change / ignore | notes |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for d in &r.datasets {
+        let s = &d.settings;
+        let px = s
+            .pixel_size_m
+            .map(|p| format!("{p} m"))
+            .unwrap_or_else(|| "georeferenced".into());
+        let values: Vec<String> = s.label_change_values.iter().map(|v| v.to_string()).collect();
+        let ignore = s
+            .label_ignore_value
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "–".into());
+        let mut notes = s.note.clone();
+        if !d.failures.is_empty() {
+            let _ = write!(notes, "; FAILED: {}", d.failures.join("; "));
+        }
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} m² | {} / {} | {} |",
+            d.dataset,
+            s.bands.as_deref().unwrap_or("default"),
+            px,
+            s.min_area_m2,
+            values.join(","),
+            ignore,
+            notes
+        );
+    }
+    for s in &r.skipped {
+        let _ = writeln!(out, "\nSkipped: {s}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undefined_ratios_print_as_a_dash() {
+        assert_eq!(ratio(None), "–");
+        assert_eq!(ratio(Some(0.12345)), "0.123");
+    }
+
+    #[test]
+    fn pair_text_names_counts() {
+        let mut c = Counts::default();
+        c.pixel.tp = 3;
+        c.pixel.fn_ = 1;
+        let t = pair_text("p", "l", &c);
+        assert!(t.contains("recall 0.750"), "{t}");
+        assert!(t.contains("precision 1.000"), "{t}");
+        assert!(t.contains("patches: precision –"), "{t}");
+    }
+}

@@ -1,0 +1,208 @@
+//! The review app: where county enforcement staff triage patches (图斑) in a browser and
+//! record verdicts — 合法 / 违法 / 其他 — that survive every later nightly run and stay
+//! traceable to who decided what, when.
+//!
+//! Parts:
+//! * [`store`]: the SQLite database (WAL, numbered migrations, append-only audit table);
+//! * [`import`]: loading a run's `patches.geojson`, matching reruns to existing patches;
+//! * [`users`]: accounts (argon2), sessions, CSRF tokens;
+//! * [`verdicts`]: recording and reopening decisions, the filtered queue;
+//! * [`chips`]: serving chip images without ever leaving the data folder;
+//! * [`export`], [`export_ogr`]: verdicts as GeoJSON / CSV / GeoPackage / Shapefile with the
+//!   reviewer fields (NYQK/PDJG/BZ) filled;
+//! * [`web`]: the axum server and the embedded zh-CN/English page.
+//!
+//! The CLI is `landwatch review serve|import|user add|export` ([`ReviewCmd`], [`cli_main`]).
+
+pub mod chips;
+pub mod export;
+pub mod export_ogr;
+pub mod import;
+pub mod store;
+pub mod users;
+pub mod verdicts;
+pub mod web;
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub use store::{ReviewError, Store};
+
+/// Name of the environment variable `user add` reads the password from.
+pub const PASSWORD_ENV: &str = "LANDWATCH_PASSWORD";
+
+/// `landwatch review ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum ReviewCmd {
+    /// Serve the review web app.
+    Serve(ServeArgs),
+    /// Load a detection run (RUN_DIR/patches.geojson) into the review database.
+    /// Patches seen before (same track_id, or overlapping with IoU >= 0.5) keep their verdicts.
+    Import(ImportArgs),
+    /// Manage reviewer accounts.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Write every patch with its current verdict (reviewer fields NYQK/PDJG/BZ filled).
+    Export(ExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Review database (created if missing).
+    #[arg(long)]
+    pub db: PathBuf,
+    /// Data folder; chips are only served from run folders inside it.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// Mark the session cookie Secure (when users reach the app over HTTPS).
+    #[arg(long)]
+    pub secure_cookie: bool,
+    /// Public origin (e.g. https://review.example.gov.cn) when behind a reverse proxy.
+    #[arg(long)]
+    pub public_origin: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The run folder (holds patches.geojson and chips/).
+    pub run_dir: PathBuf,
+    /// Review database (created if missing).
+    #[arg(long)]
+    pub db: PathBuf,
+    /// When given, refuse a run folder outside this data folder (the one `serve --data` uses).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum UserCmd {
+    /// Add a user. The password is read from standard input (--password-stdin) or from
+    /// the LANDWATCH_PASSWORD environment variable, never from the command line.
+    Add(UserAddArgs),
+    /// List users.
+    List {
+        #[arg(long)]
+        db: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UserAddArgs {
+    /// Login name.
+    pub name: String,
+    /// reviewer: records verdicts; admin: also manages users and reopens decisions.
+    #[arg(long, value_enum)]
+    pub role: users::Role,
+    #[arg(long)]
+    pub db: PathBuf,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[arg(long)]
+    pub db: PathBuf,
+    #[arg(long, value_enum)]
+    pub format: export::ExportFormat,
+    /// Output file (written atomically).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs a `landwatch review` subcommand; returns the process exit code.
+pub fn cli_main(cmd: ReviewCmd) -> crate::Result<i32> {
+    match cmd {
+        ReviewCmd::Serve(a) => serve_cmd(a),
+        ReviewCmd::Import(a) => import_cmd(a),
+        ReviewCmd::User(UserCmd::Add(a)) => user_add_cmd(a),
+        ReviewCmd::User(UserCmd::List { db }) => user_list_cmd(db),
+        ReviewCmd::Export(a) => export_cmd(a),
+    }
+}
+
+fn serve_cmd(a: ServeArgs) -> crate::Result<i32> {
+    let store = Store::open(&a.db)?;
+    let options = web::ServeOptions {
+        secure_cookie: a.secure_cookie,
+        public_origin: a.public_origin,
+    };
+    let state = web::AppState::new(store, &a.data, options)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| crate::Error::Other(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(web::serve(state, a.bind))?;
+    Ok(0)
+}
+
+fn import_cmd(a: ImportArgs) -> crate::Result<i32> {
+    let mut store = Store::open(&a.db)?;
+    let r = import::import_run(&mut store, &a.run_dir, a.data.as_deref())?;
+    println!(
+        "imported run {} as run #{}: {} patches ({} new, {} matched by track_id, {} matched by overlap)",
+        a.run_dir.display(),
+        r.run_id,
+        r.features,
+        r.new,
+        r.matched_by_track,
+        r.matched_by_overlap
+    );
+    if r.unsafe_chip_paths > 0 {
+        eprintln!(
+            "warning: {} patches have chip paths outside the run folder; they will not be served",
+            r.unsafe_chip_paths
+        );
+    }
+    Ok(0)
+}
+
+/// The new user's password: first line of stdin with `--password-stdin`, else the env var.
+fn read_password(from_stdin: bool) -> crate::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map_err(|e| {
+            crate::Error::Usage(format!("cannot read the password from stdin: {e}"))
+        })?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
+    }
+    std::env::var(PASSWORD_ENV).map_err(|_| {
+        crate::Error::Usage(format!(
+            "no password: pass --password-stdin (and pipe it in) or set {PASSWORD_ENV}"
+        ))
+    })
+}
+
+fn user_add_cmd(a: UserAddArgs) -> crate::Result<i32> {
+    let password = read_password(a.password_stdin)?;
+    let store = Store::open(&a.db)?;
+    let user = users::add_user(&store, &a.name, a.role, &password)?;
+    println!(
+        "added {} user {:?} (id {})",
+        user.role.as_str(),
+        user.name,
+        user.id
+    );
+    Ok(0)
+}
+
+fn user_list_cmd(db: PathBuf) -> crate::Result<i32> {
+    let store = Store::open(&db)?;
+    for u in users::list_users(&store)? {
+        let state = if u.disabled { "disabled" } else { "active" };
+        println!("{}\t{}\t{}\t{}", u.id, u.name, u.role.as_str(), state);
+    }
+    Ok(0)
+}
+
+fn export_cmd(a: ExportArgs) -> crate::Result<i32> {
+    let store = Store::open(&a.db)?;
+    let n = export::export(&store, a.format, &a.out)?;
+    println!("exported {n} patches to {}", a.out.display());
+    Ok(0)
+}

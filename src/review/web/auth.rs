@@ -1,0 +1,199 @@
+//! Login, sessions and cross-site request protection.
+//!
+//! * The session cookie is `HttpOnly; SameSite=Strict` (plus `Secure` when the server is told
+//!   it sits behind HTTPS), so scripts cannot read it and other sites cannot send it.
+//! * Every state-changing request (anything but GET/HEAD/OPTIONS) must come from this site:
+//!   its `Origin` (or, lacking that, `Sec-Fetch-Site`) is checked, and — except for the login
+//!   form itself — it must carry the session's CSRF token in the `X-CSRF-Token` header
+//!   (the synchroniser-token pattern; the page gets the token from `/api/me`).
+//! * Without a valid session the API answers 401 and pages redirect to `/login`.
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{header, request::Parts, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Json;
+
+use super::error::{ApiError, ApiForm};
+use super::AppState;
+use crate::review::users::{self, constant_time_eq, Role, SessionUser};
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "lw_session";
+/// Header the page sends the CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The logged-in user of a request.
+#[derive(Debug, Clone)]
+pub struct CurrentUser(pub SessionUser);
+
+impl CurrentUser {
+    /// Fails with 403 unless the user is an admin.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.0.user.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("admin role required"))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(user) = parts.extensions.get::<CurrentUser>() {
+            return Ok(user.clone());
+        }
+        load_session(state, &parts.headers)
+            .await?
+            .ok_or_else(ApiError::unauthorized)
+    }
+}
+
+/// The value of the session cookie, if the request has one.
+pub fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_string())
+        .filter(|v| !v.is_empty())
+}
+
+async fn load_session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<CurrentUser>, ApiError> {
+    let Some(token) = session_token(headers) else {
+        return Ok(None);
+    };
+    let found = state.db(move |s| users::session_user(s, &token)).await?;
+    Ok(found.map(CurrentUser))
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Refuses requests that a browser marks as coming from another site.
+fn check_same_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let refuse = || ApiError::forbidden("cross-site request refused");
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().map_err(|_| refuse())?;
+        return if state.origin_allowed(origin, headers) {
+            Ok(())
+        } else {
+            Err(refuse())
+        };
+    }
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        None | Some("same-origin") | Some("none") => Ok(()),
+        Some(_) => Err(refuse()),
+    }
+}
+
+/// Middleware on every route: same-origin and CSRF checks for state-changing requests.
+/// On success the session's user is stored in the request for the handler.
+pub async fn csrf_guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if is_safe(req.method()) {
+        return next.run(req).await;
+    }
+    if let Err(e) = check_same_origin(&state, req.headers()) {
+        return e.into_response();
+    }
+    if req.uri().path() == "/login" {
+        return next.run(req).await;
+    }
+    let user = match load_session(&state, req.headers()).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return ApiError::unauthorized().into_response(),
+        Err(e) => return e.into_response(),
+    };
+    let sent = req
+        .headers()
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !constant_time_eq(sent, &user.0.csrf_token) {
+        return ApiError::forbidden("missing or wrong CSRF token").into_response();
+    }
+    req.extensions_mut().insert(user);
+    next.run(req).await
+}
+
+/// The login form's fields.
+#[derive(serde::Deserialize)]
+pub struct LoginForm {
+    pub name: String,
+    pub password: String,
+}
+
+fn session_cookie(state: &AppState, value: &str, max_age_s: i64) -> Result<HeaderValue, ApiError> {
+    let secure = if state.secure_cookie() {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}"
+    ))
+    .map_err(ApiError::internal)
+}
+
+/// `POST /login`: checks the password and starts a session (303 to `/`), or 303 back to
+/// the form with `?error=1` after a short delay that slows down password guessing.
+pub async fn login(State(state): State<AppState>, ApiForm(form): ApiForm<LoginForm>) -> Response {
+    let result = state
+        .db(move |s| {
+            let Some(user) = users::check_login(s, &form.name, &form.password)? else {
+                return Ok(None);
+            };
+            Ok(Some(users::create_session(s, user.id)?))
+        })
+        .await;
+    match result {
+        Ok(Some(session)) => {
+            match session_cookie(&state, &session.token, users::SESSION_HOURS * 3600) {
+                Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response(),
+                Err(e) => e.into_response(),
+            }
+        }
+        Ok(None) => {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            Redirect::to("/login?error=1").into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /logout`: ends the session and clears the cookie.
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = session_token(&headers) {
+        if let Err(e) = state.db(move |s| users::delete_session(s, &token)).await {
+            return e.into_response();
+        }
+    }
+    match session_cookie(&state, "", 0) {
+        Ok(cookie) => (
+            StatusCode::OK,
+            [(header::SET_COOKIE, cookie)],
+            Json(serde_json::json!({ "ok": true })),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /api/me`: who is logged in, and the CSRF token the page must send back.
+pub async fn me(CurrentUser(su): CurrentUser) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "id": su.user.id,
+        "name": su.user.name,
+        "role": su.user.role,
+        "csrf_token": su.csrf_token,
+    }))
+}

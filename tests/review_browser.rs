@@ -1,0 +1,480 @@
+//! Real-browser test of the review page: headless Chromium driven through chromedriver with
+//! the W3C WebDriver JSON protocol (spoken directly with reqwest; no extra crate).
+//!
+//! Needs the Debian packages `chromium` and `chromium-driver`. Without chromedriver the test
+//! is SKIPPED (and says so) — except when the environment variable `CI` is set: then it fails,
+//! so CI cannot pass without having run it. Override paths with `CHROMEDRIVER` / `CHROME_BIN`.
+
+mod review_support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use landwatch::review::import;
+use review_support::*;
+use serde_json::{json, Value};
+
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+const ENTER: &str = "\u{E007}";
+
+/// Finds an executable: the env override, else the first candidate on PATH.
+fn find_exe(env: &str, candidates: &[&str]) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let path = std::env::var_os("PATH")?;
+    candidates
+        .iter()
+        .flat_map(|c| std::env::split_paths(&path).map(move |dir| dir.join(c)))
+        .find(|p| p.is_file())
+}
+
+/// A chromedriver process with one browser session.
+struct Browser {
+    child: Child,
+    http: reqwest::Client,
+    url: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Browser {
+    async fn start(driver: &PathBuf, chrome: &PathBuf) -> Browser {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            l.local_addr().expect("addr").port()
+        };
+        let child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let http = reqwest::Client::new();
+        let driver_url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = http.get(format!("{driver_url}/status")).send().await;
+            if let Ok(r) = ready {
+                let v: Value = r.json().await.unwrap_or_default();
+                if v["value"]["ready"] == true {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = tempfile::tempdir().expect("profile dir");
+        let caps = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chrome,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--window-size=1400,1000", "--lang=zh-CN",
+                         format!("--user-data-dir={}", profile.path().display())]
+            }
+        }}});
+        let resp: Value = http
+            .post(format!("{driver_url}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .expect("new session")
+            .json()
+            .await
+            .expect("session json");
+        let session = resp["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no browser session: {resp}"))
+            .to_string();
+        Browser {
+            child,
+            http,
+            url: format!("{driver_url}/session/{session}"),
+            _profile: profile,
+        }
+    }
+
+    async fn cmd(&self, method: &str, path: &str, body: Value) -> Value {
+        match self.try_cmd(method, path, body).await {
+            Ok(v) => v,
+            Err(e) => panic!("webdriver {path}: {e}"),
+        }
+    }
+
+    /// One WebDriver command; `Err` carries the driver's error message.
+    async fn try_cmd(&self, method: &str, path: &str, body: Value) -> Result<Value, String> {
+        let url = format!("{}{}", self.url, path);
+        let req = match method {
+            "GET" => self.http.get(url),
+            "DELETE" => self.http.delete(url),
+            _ => self.http.post(url).json(&body),
+        };
+        let v: Value = req
+            .send()
+            .await
+            .expect("webdriver")
+            .json()
+            .await
+            .expect("webdriver json");
+        if let Some(err) = v["value"]["error"].as_str() {
+            return Err(format!("{err}: {}", v["value"]["message"]));
+        }
+        Ok(v["value"].clone())
+    }
+
+    async fn goto(&self, url: &str) {
+        self.cmd("POST", "/url", json!({ "url": url })).await;
+    }
+
+    async fn current_url(&self) -> String {
+        self.cmd("GET", "/url", Value::Null)
+            .await
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    async fn refresh(&self) {
+        self.cmd("POST", "/refresh", json!({})).await;
+    }
+
+    async fn element(&self, css: &str) -> String {
+        let v = self
+            .cmd(
+                "POST",
+                "/element",
+                json!({ "using": "css selector", "value": css }),
+            )
+            .await;
+        v[ELEMENT_KEY]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_string()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let e = self.element(css).await;
+        self.cmd(
+            "POST",
+            &format!("/element/{e}/value"),
+            json!({ "text": text }),
+        )
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.element(css).await;
+        self.cmd("POST", &format!("/element/{e}/click"), json!({}))
+            .await;
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            json!({ "script": script, "args": [] }),
+        )
+        .await
+    }
+
+    /// Presses keys on whatever has focus, as a user would.
+    async fn press(&self, keys: &[&str]) {
+        let mut actions = Vec::new();
+        for k in keys {
+            actions.push(json!({ "type": "keyDown", "value": k }));
+            actions.push(json!({ "type": "keyUp", "value": k }));
+        }
+        let body = json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": actions }] });
+        self.cmd("POST", "/actions", body).await;
+    }
+
+    /// Waits until the JS expression is true (20 s), else fails with `what`. Script errors
+    /// while waiting (e.g. during a page load) count as "not yet".
+    async fn wait_for(&self, expr: &str, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let body = json!({ "script": format!("return !!({expr});"), "args": [] });
+        loop {
+            let last = self.try_cmd("POST", "/execute/sync", body.clone()).await;
+            if last == Ok(Value::Bool(true)) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let page = self.try_cmd("POST", "/execute/sync", json!({"script": "return location.href + ' ' + document.body.textContent.slice(0, 300)", "args": []})).await;
+                panic!("timed out waiting for: {what} ({expr}); last: {last:?}; page: {page:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Saves a PNG screenshot into `$REVIEW_SCREENSHOTS/<name>.png` when that variable is set
+    /// (for looking at the page by eye; the test does not depend on it).
+    async fn screenshot(&self, name: &str) {
+        let Some(dir) = std::env::var_os("REVIEW_SCREENSHOTS") else {
+            return;
+        };
+        let b64 = self.cmd("GET", "/screenshot", Value::Null).await;
+        let png = decode_base64(b64.as_str().unwrap_or(""));
+        std::fs::write(PathBuf::from(dir).join(format!("{name}.png")), png)
+            .expect("write screenshot");
+    }
+
+    async fn quit(self) {
+        let _ = self.http.delete(&self.url).send().await;
+    }
+}
+
+/// Standard base64 (as WebDriver returns screenshots) to bytes; ignores padding.
+fn decode_base64(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let clean: Vec<u8> = s
+        .bytes()
+        .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
+        .collect();
+    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+    for chunk in clean.chunks(4) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, c)| {
+            acc | (u32::from(val(*c)) << (18 - 6 * i))
+        });
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+/// JS: the review status shown for queue item with patch id `pid`.
+fn queue_status(pid: i64) -> String {
+    format!("(document.querySelector('#queue li[data-id=\"{pid}\"]') || {{dataset: {{}}}}).dataset.status")
+}
+
+async fn wait_app_ready(b: &Browser) {
+    b.wait_for("document.body.dataset.ready === '1' && document.querySelector('#patch-status').dataset.status", "app loaded").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reviewer_triages_with_the_keyboard_in_a_real_browser() {
+    let Some(driver) = find_exe("CHROMEDRIVER", &["chromedriver"]) else {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI is set but chromedriver is missing: apt-get install -y chromium chromium-driver");
+        }
+        // Straight to stderr (not eprintln!), so the test harness does not swallow it.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"SKIPPED reviewer_triages_with_the_keyboard_in_a_real_browser: chromedriver not found \
+              (apt-get install -y chromium chromium-driver; with CI set this test fails instead)\n",
+        );
+        return;
+    };
+    let chrome = find_exe(
+        "CHROME_BIN",
+        &["chromium", "chromium-browser", "google-chrome"],
+    )
+    .expect("chromedriver is installed but no chromium binary found (set CHROME_BIN)");
+
+    let fx = Fixture::new();
+    let base = fx.start_server().await;
+    let (a, b_id) = {
+        let c = Client::login(&base, "rev").await;
+        (row_id(&c, "P0001").await, row_id(&c, "P0002").await)
+    };
+    let b = Browser::start(&driver, &chrome).await;
+
+    // Without a session the app sends us to the login form, in Chinese.
+    b.goto(&format!("{base}/")).await;
+    assert!(b.current_url().await.ends_with("/login"));
+    assert_eq!(
+        b.js("return document.getElementById('login-submit').textContent")
+            .await,
+        "登录"
+    );
+    b.type_into("#login-name", "rev").await;
+    b.type_into("#login-password", "wrong password").await;
+    b.click("#login-submit").await;
+    b.wait_for(
+        "!document.getElementById('login-error').hidden",
+        "login error shown",
+    )
+    .await;
+    b.type_into("#login-name", "rev").await;
+    b.type_into("#login-password", PASSWORD).await;
+    b.click("#login-submit").await;
+    wait_app_ready(&b).await;
+
+    // The queue, counts, chips, overview; the first patch is open.
+    assert_eq!(
+        b.js("return document.querySelectorAll('#queue li.q-item').length")
+            .await,
+        3
+    );
+    assert_eq!(
+        b.js("return document.querySelector('#counts .st-unreviewed').textContent")
+            .await,
+        "未核 3"
+    );
+    b.wait_for(
+        &format!("document.querySelector('#queue li.current').dataset.id === '{a}'"),
+        "first patch open",
+    )
+    .await;
+    b.wait_for("document.getElementById('chip-before').naturalWidth === 32 && document.getElementById('chip-after').naturalWidth === 32", "chips loaded").await;
+    assert_eq!(
+        b.js("return document.querySelectorAll('#overview svg path').length")
+            .await,
+        3
+    );
+    assert!(b
+        .js("return document.querySelector('.shortcuts').textContent")
+        .await
+        .as_str()
+        .unwrap()
+        .contains("下一个"));
+
+    // Markup in an attribute is shown as text and never runs.
+    let shown = b
+        .js("return document.querySelector('#attrs td[data-field=\"XZQMC\"]').textContent")
+        .await;
+    assert_eq!(shown, SCRIPT_NAME);
+    assert_eq!(b.js("return typeof window.__pwned").await, "undefined");
+    assert_eq!(b.js("return document.querySelectorAll('#attrs script, #attrs img, #queue script, #queue img').length").await, 0);
+
+    b.screenshot("1-queue").await;
+
+    // j / k move through the queue.
+    b.press(&["j"]).await;
+    b.wait_for(
+        &format!("document.querySelector('#queue li.current').dataset.id === '{b_id}'"),
+        "j moves to the next patch",
+    )
+    .await;
+    b.press(&["k"]).await;
+    b.wait_for(&format!("document.querySelector('#queue li.current').dataset.id === '{a}' && document.getElementById('patch-title').textContent.includes('P0001')"), "k moves back").await;
+
+    // 2 + Enter: 违法 on the first patch; the view moves on to the next one.
+    b.press(&["2", ENTER]).await;
+    b.wait_for(
+        &format!("{} === 'illegal'", queue_status(a)),
+        "first patch judged illegal",
+    )
+    .await;
+    b.wait_for(
+        &format!("document.querySelector('#queue li.current').dataset.id === '{b_id}'"),
+        "moved to the next patch",
+    )
+    .await;
+    // 3 alone is not enough for 其他: a subtype is required; d = 实地未变化.
+    b.press(&["3", ENTER]).await;
+    b.wait_for(
+        "document.getElementById('verdict-msg').classList.contains('error')",
+        "subtype required message",
+    )
+    .await;
+    b.press(&["d"]).await;
+    b.click("#note").await;
+    b.press(&["无", "变", "化"]).await;
+    b.press(&["\u{E00C}", ENTER]).await; // Escape leaves the note, Enter saves
+    b.wait_for(
+        &format!("{} === 'other'", queue_status(b_id)),
+        "second patch judged other",
+    )
+    .await;
+    b.screenshot("2-judged").await;
+    assert_eq!(
+        b.js("return document.querySelector('#counts .st-unreviewed').textContent")
+            .await,
+        "未核 1"
+    );
+
+    // After a reload the verdicts are still there.
+    b.refresh().await;
+    wait_app_ready(&b).await;
+    b.wait_for(
+        &format!(
+            "{} === 'illegal' && {} === 'other'",
+            queue_status(a),
+            queue_status(b_id)
+        ),
+        "verdicts persisted after reload",
+    )
+    .await;
+    b.goto(&format!("{base}/#patch={b_id}")).await;
+    b.refresh().await;
+    wait_app_ready(&b).await;
+    b.wait_for(
+        "document.getElementById('patch-status').dataset.status === 'other'",
+        "patch view shows the verdict",
+    )
+    .await;
+    let hist = b
+        .js("return document.getElementById('history').textContent")
+        .await;
+    assert!(
+        hist.as_str().unwrap().contains("rev") && hist.as_str().unwrap().contains("无变化"),
+        "{hist}"
+    );
+    assert!(b
+        .js("return document.getElementById('patch-status').textContent")
+        .await
+        .as_str()
+        .unwrap()
+        .contains("实地未变化"));
+
+    // A rerun is imported: the verdicts stay, the new patch shows up as 未核.
+    let mut store = fx.store();
+    let report = import::import_run(&mut store, &fx.run2, Some(&fx.data)).expect("import rerun");
+    assert_eq!(report.new, 1);
+    b.refresh().await;
+    wait_app_ready(&b).await;
+    assert_eq!(
+        b.js("return document.querySelectorAll('#queue li.q-item').length")
+            .await,
+        4
+    );
+    b.wait_for(
+        &format!(
+            "{} === 'illegal' && {} === 'other'",
+            queue_status(a),
+            queue_status(b_id)
+        ),
+        "verdicts kept after re-import",
+    )
+    .await;
+
+    // Switch to English.
+    b.js("const s = document.getElementById('lang-select'); s.value = 'en'; s.dispatchEvent(new Event('change'));").await;
+    b.wait_for(
+        "document.getElementById('save').textContent === 'Save (Enter)'",
+        "English labels",
+    )
+    .await;
+    assert_eq!(b.js("return document.documentElement.lang").await, "en");
+    b.press(&["s"]).await;
+    b.wait_for(
+        "!document.getElementById('chips-swipe').hidden",
+        "swipe view",
+    )
+    .await;
+    b.screenshot("3-english-swipe").await;
+
+    // Log out.
+    b.click("#logout").await;
+    b.wait_for("location.pathname === '/login'", "back at the login form")
+        .await;
+    b.goto(&format!("{base}/")).await;
+    assert!(b.current_url().await.ends_with("/login"));
+    b.quit().await;
+}

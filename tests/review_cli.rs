@@ -1,0 +1,139 @@
+//! The `landwatch review` subcommands through `cli_main` (argument parsing included), and the
+//! database's schema versioning.
+
+mod review_support;
+
+use clap::Parser;
+use landwatch::review::{cli_main, ReviewCmd, Store, PASSWORD_ENV};
+use review_support::*;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: ReviewCmd,
+}
+
+fn run(args: &[&str]) -> Result<i32, landwatch::Error> {
+    let cli = Cli::try_parse_from(std::iter::once("landwatch-review").chain(args.iter().copied()))
+        .map_err(|e| landwatch::Error::Usage(e.to_string()))?;
+    cli_main(cli.cmd)
+}
+
+/// One test touches the process environment, so everything env-related lives here.
+#[test]
+fn user_add_import_export_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let run1 = data.join("run1");
+    write_run(&run1, &first_run_specs());
+    let db = tmp.path().join("r.sqlite");
+    let db_s = db.to_str().unwrap();
+
+    std::env::remove_var(PASSWORD_ENV);
+    let err = run(&["user", "add", "ann", "--role", "reviewer", "--db", db_s]).unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains(PASSWORD_ENV), "{err}");
+    std::env::set_var(PASSWORD_ENV, "short");
+    assert_eq!(
+        run(&["user", "add", "ann", "--role", "reviewer", "--db", db_s])
+            .unwrap_err()
+            .exit_code(),
+        2
+    );
+    std::env::set_var(PASSWORD_ENV, PASSWORD);
+    assert_eq!(
+        run(&["user", "add", "ann", "--role", "reviewer", "--db", db_s]).unwrap(),
+        0
+    );
+    assert_eq!(
+        run(&["user", "add", "ann", "--role", "admin", "--db", db_s])
+            .unwrap_err()
+            .exit_code(),
+        2
+    );
+    std::env::remove_var(PASSWORD_ENV);
+    assert!(run(&["user", "add", "x", "--role", "king", "--db", db_s]).is_err());
+    let store = Store::open(&db).unwrap();
+    let ann = landwatch::review::users::check_login(&store, "ann", PASSWORD).unwrap();
+    assert!(ann.is_some(), "the password from the environment works");
+    let stored: String = store
+        .conn()
+        .query_row("SELECT password_hash FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert!(stored.starts_with("$argon2id$") && !stored.contains(PASSWORD));
+
+    let data_s = data.to_str().unwrap();
+    assert_eq!(
+        run(&[
+            "import",
+            run1.to_str().unwrap(),
+            "--db",
+            db_s,
+            "--data",
+            data_s
+        ])
+        .unwrap(),
+        0
+    );
+    let outside = tempfile::tempdir().unwrap();
+    write_run(outside.path(), &first_run_specs());
+    let err = run(&[
+        "import",
+        outside.path().to_str().unwrap(),
+        "--db",
+        db_s,
+        "--data",
+        data_s,
+    ])
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+
+    for (format, file) in [("geojson", "v.geojson"), ("csv", "v.csv")] {
+        let out = tmp.path().join(file);
+        assert_eq!(
+            run(&[
+                "export",
+                "--db",
+                db_s,
+                "--format",
+                format,
+                "--out",
+                out.to_str().unwrap()
+            ])
+            .unwrap(),
+            0
+        );
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.contains("P0003"), "{format} export lists the patches");
+    }
+    assert!(run(&["export", "--db", db_s, "--format", "pdf", "--out", "x"]).is_err());
+}
+
+#[test]
+fn migrations_are_numbered_and_a_newer_database_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("r.sqlite");
+    let store = Store::open(&db).unwrap();
+    let v = store.schema_version().unwrap();
+    assert!(v >= 1);
+    let mode: String = store
+        .conn()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    drop(store);
+    // Reopening is a no-op.
+    assert_eq!(Store::open(&db).unwrap().schema_version().unwrap(), v);
+    // A database from a future landwatch is refused, not mangled.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.pragma_update(None, "user_version", 999).unwrap();
+    drop(conn);
+    let err = landwatch::Error::from(Store::open(&db).err().expect("newer schema refused"));
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("newer"), "{err}");
+    // A file that is not a database is bad input.
+    let junk = tmp.path().join("junk.sqlite");
+    std::fs::write(&junk, b"this is not sqlite at all, just text").unwrap();
+    let err = landwatch::Error::from(Store::open(&junk).err().expect("junk refused"));
+    assert_eq!(err.exit_code(), 2, "{err}");
+}
