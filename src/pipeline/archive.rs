@@ -56,10 +56,7 @@ impl Archive {
                 root: root.to_path_buf(),
             })
         } else {
-            Err(Error::input(
-                root,
-                "not a landwatch archive (no catalogue/ folder)",
-            ))
+            Err(Error::input(root, "not a landwatch archive (no catalogue/ folder)"))
         }
     }
 
@@ -70,10 +67,7 @@ impl Archive {
     /// Path of the stored file for a checksum.
     pub fn blob_path(&self, sha256: &str) -> PathBuf {
         let (head, rest) = sha256.split_at(2.min(sha256.len()));
-        self.root
-            .join("sha256")
-            .join(head)
-            .join(format!("{rest}.tif"))
+        self.root.join("sha256").join(head).join(format!("{rest}.tif"))
     }
 
     /// Folder for partial downloads; same filesystem as the blobs so the final rename is atomic.
@@ -89,8 +83,7 @@ impl Archive {
             return Ok(dest);
         }
         if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::io(parent, "creating archive folder", e))?;
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, "creating archive folder", e))?;
         }
         std::fs::rename(tmp, &dest).map_err(|e| Error::io(&dest, "storing tile in archive", e))?;
         Ok(dest)
@@ -106,8 +99,8 @@ impl Archive {
     /// Writes (or replaces) the catalogue record of a tile image.
     pub fn record(&self, entry: &CatalogueEntry) -> Result<()> {
         let path = self.record_path(&entry.tile, &entry.date);
-        let json = serde_json::to_vec_pretty(entry)
-            .map_err(|e| Error::Other(format!("serialising catalogue record: {e}")))?;
+        let json =
+            serde_json::to_vec_pretty(entry).map_err(|e| Error::Other(format!("serialising catalogue record: {e}")))?;
         write_atomic(&path, &json)
     }
 
@@ -174,8 +167,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Lowercase hex SHA-256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f =
-        std::fs::File::open(path).map_err(|e| Error::io(path, "opening for checksum", e))?;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "opening for checksum", e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -195,8 +187,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "creating folder", e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| Error::io(dir, "creating temporary file", e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, "creating temporary file", e))?;
     tmp.write_all(bytes)
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| Error::io(path, "writing", e))?;
@@ -208,8 +199,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Checks that a file is a raster GDAL can read completely (every block of every band), so a
 /// truncated or non-raster download never enters the archive. Returns its lon/lat footprint.
 pub fn verify_raster(path: &Path) -> Result<Option<serde_json::Value>> {
-    let ds = gdal::Dataset::open(path)
-        .map_err(|e| Error::input(path, format!("not a readable raster: {e}")))?;
+    let ds = gdal::Dataset::open(path).map_err(|e| Error::input(path, format!("not a readable raster: {e}")))?;
     let (w, h) = ds.raster_size();
     if ds.raster_count() == 0 || w == 0 || h == 0 {
         return Err(Error::input(path, "raster has no bands or no pixels"));
@@ -241,26 +231,11 @@ fn footprint(ds: &gdal::Dataset) -> Option<serde_json::Value> {
     dst.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
     let ct = CoordTransform::new(&src, &dst).ok()?;
     let (w, h) = ds.raster_size();
-    let corners = [
-        (0.0, 0.0),
-        (w as f64, 0.0),
-        (w as f64, h as f64),
-        (0.0, h as f64),
-    ];
-    let mut xs: Vec<f64> = corners
-        .iter()
-        .map(|(c, r)| gt[0] + c * gt[1] + r * gt[2])
-        .collect();
-    let mut ys: Vec<f64> = corners
-        .iter()
-        .map(|(c, r)| gt[3] + c * gt[4] + r * gt[5])
-        .collect();
+    let corners = [(0.0, 0.0), (w as f64, 0.0), (w as f64, h as f64), (0.0, h as f64)];
+    let mut xs: Vec<f64> = corners.iter().map(|(c, r)| gt[0] + c * gt[1] + r * gt[2]).collect();
+    let mut ys: Vec<f64> = corners.iter().map(|(c, r)| gt[3] + c * gt[4] + r * gt[5]).collect();
     ct.transform_coords(&mut xs, &mut ys, &mut []).ok()?;
-    let mut ring: Vec<[f64; 2]> = xs
-        .iter()
-        .zip(&ys)
-        .map(|(x, y)| [round7(*x), round7(*y)])
-        .collect();
+    let mut ring: Vec<[f64; 2]> = xs.iter().zip(&ys).map(|(x, y)| [round7(*x), round7(*y)]).collect();
     ring.push(ring[0]);
     Some(serde_json::json!({"type": "Polygon", "coordinates": [ring]}))
 }
@@ -279,21 +254,14 @@ mod tests {
         let a = Archive {
             root: PathBuf::from("/a"),
         };
-        assert_eq!(
-            a.blob_path("abcdef"),
-            PathBuf::from("/a/sha256/ab/cdef.tif")
-        );
+        assert_eq!(a.blob_path("abcdef"), PathBuf::from("/a/sha256/ab/cdef.tif"));
     }
 
     #[test]
     fn catalogue_roundtrip_sorted() {
         let d = tempfile::tempdir().unwrap();
         let a = Archive::open(d.path()).unwrap();
-        for (t, date) in [
-            ("t2", "2024-01-02"),
-            ("t1", "2024-01-03"),
-            ("t1", "2024-01-01"),
-        ] {
+        for (t, date) in [("t2", "2024-01-02"), ("t1", "2024-01-03"), ("t1", "2024-01-01")] {
             let sha = sha256_hex(format!("{t}{date}").as_bytes());
             let tmp = a.tmp_dir().join("x");
             std::fs::write(&tmp, b"x").unwrap();

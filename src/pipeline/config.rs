@@ -41,10 +41,7 @@ pub struct Pipeline {
 pub enum Source {
     /// A local folder; tiles listed explicitly, by an `index.json` in the folder, or by file
     /// names `<tile>_<YYYY-MM-DD>.tif`.
-    Local {
-        path: PathBuf,
-        tiles: Vec<LocalTile>,
-    },
+    Local { path: PathBuf, tiles: Vec<LocalTile> },
     /// An HTTP JSON tile index (a list of `{id, date, url, footprint, sha256?}`).
     HttpIndex { url: String },
     /// A STAC API; items are searched with `POST {url}/search`.
@@ -99,20 +96,10 @@ impl Bands {
     /// The engine's `--bands` form: one name per source band, `_` for bands not used
     /// (blue = 3, green = 2, red = 1, nir = 5 → `R,G,B,_,NIR`).
     pub fn engine_order(&self) -> String {
-        let named = [
-            (self.blue, "B"),
-            (self.green, "G"),
-            (self.red, "R"),
-            (self.nir, "NIR"),
-        ];
+        let named = [(self.blue, "B"), (self.green, "G"), (self.red, "R"), (self.nir, "NIR")];
         let n = named.iter().map(|(b, _)| *b).max().unwrap_or(0);
         (1..=n)
-            .map(|i| {
-                named
-                    .iter()
-                    .find(|(b, _)| *b == i)
-                    .map_or("_", |(_, name)| *name)
-            })
+            .map(|i| named.iter().find(|(b, _)| *b == i).map_or("_", |(_, name)| *name))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -263,10 +250,9 @@ pub fn load(file: &Path) -> Result<Pipeline> {
         std::io::ErrorKind::NotFound => Error::input(file, "pipeline file not found"),
         _ => Error::io(file, "reading the pipeline file", e),
     })?;
-    let text = String::from_utf8(bytes.clone())
-        .map_err(|_| Error::input(file, "the pipeline file is not UTF-8 text"))?;
-    let raw: RawPipeline =
-        toml::from_str(&text).map_err(|e| parse_error(file, &text, e.message(), e.span()))?;
+    let text =
+        String::from_utf8(bytes.clone()).map_err(|_| Error::input(file, "the pipeline file is not UTF-8 text"))?;
+    let raw: RawPipeline = toml::from_str(&text).map_err(|e| parse_error(file, &text, e.message(), e.span()))?;
     let ctx = Ctx {
         file,
         text: &text,
@@ -294,12 +280,25 @@ impl Ctx<'_> {
         Error::config(self.file, key, msg)
     }
 
+    /// Absolute, with `.` and `..` removed, so manifests and messages show plain paths.
     fn resolve(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() {
+        let joined = if p.is_absolute() {
             p.to_path_buf()
         } else {
             self.base.join(p)
+        };
+        let abs = std::path::absolute(&joined).unwrap_or(joined);
+        let mut out = PathBuf::new();
+        for c in abs.components() {
+            match c {
+                std::path::Component::CurDir => {}
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                other => out.push(other),
+            }
         }
+        out
     }
 
     /// Resolves a path that must exist when the run starts.
@@ -384,11 +383,7 @@ fn check_bands(ctx: &Ctx, b: &Bands) -> Result<()> {
     if all.iter().all(|&n| n >= 1) && distinct {
         Ok(())
     } else {
-        Err(ctx.err(
-            "bands",
-            None,
-            "band numbers must be distinct and start at 1",
-        ))
+        Err(ctx.err("bands", None, "band numbers must be distinct and start at 1"))
     }
 }
 
@@ -440,10 +435,7 @@ fn build_source(ctx: &Ctx, raw: Spanned<RawSource>) -> Result<Source> {
             collections: raw.collections.clone().unwrap_or_default(),
             asset: raw.asset.clone().unwrap_or_else(|| "image".into()),
             datetime: raw.datetime.clone(),
-            tile_property: raw
-                .tile_property
-                .clone()
-                .unwrap_or_else(|| "grid:code".into()),
+            tile_property: raw.tile_property.clone().unwrap_or_else(|| "grid:code".into()),
             limit: raw.limit.unwrap_or(100),
         }),
     }
@@ -454,11 +446,7 @@ fn build_baseline(ctx: &Ctx, raw: Option<RawBaseline>) -> Result<Baseline> {
         return Ok(Baseline::Previous);
     };
     match (raw.date, raw.previous) {
-        (Some(_), Some(true)) => Err(ctx.err(
-            "baseline",
-            None,
-            "give either `date` or `previous = true`, not both",
-        )),
+        (Some(_), Some(true)) => Err(ctx.err("baseline", None, "give either `date` or `previous = true`, not both")),
         (Some(d), _) => {
             check_date(ctx, "baseline.date", d.get_ref(), Some(d.span()))?;
             Ok(Baseline::Date(d.into_inner()))
@@ -501,9 +489,7 @@ fn build_fetch(ctx: &Ctx, raw: Option<RawFetch>) -> Result<FetchParams> {
     let d = FetchParams::default();
     let Some(raw) = raw else { return Ok(d) };
     let concurrency = match raw.concurrency {
-        Some(c) if *c.get_ref() == 0 => {
-            return Err(ctx.err("fetch.concurrency", Some(c.span()), "must be at least 1"))
-        }
+        Some(c) if *c.get_ref() == 0 => return Err(ctx.err("fetch.concurrency", Some(c.span()), "must be at least 1")),
         Some(c) => c.into_inner(),
         None => d.concurrency,
     };
@@ -522,12 +508,7 @@ fn build_fetch(ctx: &Ctx, raw: Option<RawFetch>) -> Result<FetchParams> {
     })
 }
 
-fn check_date(
-    ctx: &Ctx,
-    key: &str,
-    date: &str,
-    span: Option<std::ops::Range<usize>>,
-) -> Result<()> {
+fn check_date(ctx: &Ctx, key: &str, date: &str, span: Option<std::ops::Range<usize>>) -> Result<()> {
     if is_date(date) {
         Ok(())
     } else {
@@ -549,12 +530,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Turns a toml/serde error into a config error that names the file, the dotted key and the line.
-fn parse_error(
-    file: &Path,
-    text: &str,
-    message: &str,
-    span: Option<std::ops::Range<usize>>,
-) -> Error {
+fn parse_error(file: &Path, text: &str, message: &str, span: Option<std::ops::Range<usize>>) -> Error {
     let offset = span.as_ref().map_or(0, |s| s.start);
     let key = key_at(text, offset, message);
     let (line, col) = line_col(text, offset);
@@ -571,16 +547,10 @@ fn parse_error(
 fn key_at(text: &str, offset: usize, message: &str) -> String {
     let upto = &text[..offset.min(text.len())];
     let line_start = upto.rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[line_start..]
-        .find('\n')
-        .map_or(text.len(), |i| line_start + i);
+    let line_end = text[line_start..].find('\n').map_or(text.len(), |i| line_start + i);
     let line = &text[line_start..line_end];
     let header_scope = &text[..line_end];
-    let table = header_scope
-        .lines()
-        .rev()
-        .find_map(table_header)
-        .unwrap_or_default();
+    let table = header_scope.lines().rev().find_map(table_header).unwrap_or_default();
     let named = backticked_field(message);
     let on_line = line
         .split_once('=')
@@ -644,6 +614,8 @@ mod tests {
         let p = load(&write(d.path(), OK)).unwrap();
         assert_eq!(p.output, d.path().join("out"));
         assert_eq!(p.archive, d.path().join("out/archive"));
+        let text = OK.replace("\"out\"", "\"sub/../out2\"");
+        assert_eq!(load(&write(d.path(), &text)).unwrap().output, d.path().join("out2"));
         assert_eq!(p.fetch.concurrency, 4);
         assert_eq!(p.baseline, Baseline::Previous);
     }

@@ -115,12 +115,7 @@ pub async fn get_json(
                 tracing::warn!(url, attempt, error = %e.msg, "retrying");
                 tokio::time::sleep(backoff(p, attempt)).await;
             }
-            Err(e) => {
-                return Err(Error::Other(format!(
-                    "{url}: {} (after {attempt} tries)",
-                    e.msg
-                )))
-            }
+            Err(e) => return Err(Error::Other(format!("{url}: {} (after {attempt} tries)", e.msg))),
         }
     }
 }
@@ -180,11 +175,7 @@ pub async fn fetch_one(
 }
 
 /// Verifies a complete temporary file and moves it into the archive with a catalogue record.
-async fn admit(
-    archive: &Archive,
-    t: &TileRef,
-    part: &Path,
-) -> std::result::Result<CatalogueEntry, String> {
+async fn admit(archive: &Archive, t: &TileRef, part: &Path) -> std::result::Result<CatalogueEntry, String> {
     let reject = |msg: String| {
         let _ = std::fs::remove_file(part);
         msg
@@ -192,9 +183,7 @@ async fn admit(
     let sha = sha256_file(part).map_err(|e| reject(e.to_string()))?;
     if let Some(want) = &t.sha256 {
         if *want != sha {
-            return Err(reject(format!(
-                "checksum mismatch: expected {want}, got {sha}"
-            )));
+            return Err(reject(format!("checksum mismatch: expected {want}, got {sha}")));
         }
     }
     let owned = part.to_path_buf();
@@ -273,11 +262,7 @@ fn verify_checksum(part: &Path, want: Option<&str>) -> std::result::Result<(), A
 }
 
 /// One GET, resuming from the partial file's length with `Range` when there is one.
-async fn attempt_download(
-    client: &reqwest::Client,
-    url: &str,
-    part: &Path,
-) -> std::result::Result<(), AttemptError> {
+async fn attempt_download(client: &reqwest::Client, url: &str, part: &Path) -> std::result::Result<(), AttemptError> {
     let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
     let mut req = client.get(url);
     if have > 0 {

@@ -30,8 +30,7 @@ impl RunLock {
             .write(true)
             .open(path)
             .map_err(|e| Error::io(path, "opening lock file", e))?;
-        let got = fs4::fs_std::FileExt::try_lock_exclusive(&file)
-            .map_err(|e| Error::io(path, "locking", e))?;
+        let got = fs4::fs_std::FileExt::try_lock_exclusive(&file).map_err(|e| Error::io(path, "locking", e))?;
         if !got {
             let holder = std::fs::read_to_string(path).unwrap_or_default();
             return Err(Error::Locked {

@@ -54,6 +54,28 @@ impl FileRef {
     }
 }
 
+/// The model a run used: its file (None = the engine's built-in model), `name@version` and the
+/// SHA-256 of its text, so a result names exactly which rules made it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRef {
+    pub path: Option<PathBuf>,
+    pub id: String,
+    pub sha256: String,
+}
+
+impl ModelRef {
+    /// Loads the model (as the engine will) to record its identity; a bad model file is exit 2.
+    pub fn of(path: Option<&Path>) -> Result<ModelRef> {
+        let owned = path.map(Path::to_path_buf);
+        let m = crate::model::Model::load_or_builtin(owned.as_ref())?;
+        Ok(ModelRef {
+            path: owned,
+            id: m.id(),
+            sha256: m.sha256.clone(),
+        })
+    }
+}
+
 /// The manifest's `properties`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunProperties {
@@ -62,8 +84,7 @@ pub struct RunProperties {
     #[serde(rename = "landwatch:version")]
     pub version: String,
     pub pipeline: PipelineRef,
-    /// `path: null` = the engine's built-in default model.
-    pub model: FileRef,
+    pub model: ModelRef,
     pub layers: BTreeMap<String, FileRef>,
     pub params: serde_json::Value,
     /// Runs whose patches were used to recognise changes seen before.
@@ -150,17 +171,25 @@ impl Manifest {
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {
-        let mut bytes = serde_json::to_vec_pretty(self)
-            .map_err(|e| Error::Other(format!("serialising manifest: {e}")))?;
+        let mut bytes =
+            serde_json::to_vec_pretty(self).map_err(|e| Error::Other(format!("serialising manifest: {e}")))?;
         bytes.push(b'\n');
         write_atomic(path, &bytes)
     }
 
     pub fn read(path: &Path) -> Result<Manifest> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, "reading manifest", e))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Error::input(path, format!("not a landwatch manifest: {e}")))
+        serde_json::from_slice(&bytes).map_err(|e| Error::input(path, format!("not a landwatch manifest: {e}")))
     }
+}
+
+/// STAC `datetime` of a run: its latest acquisition (after) date.
+pub fn acquisition_datetime(outcomes: &[TileOutcome]) -> Option<String> {
+    outcomes
+        .iter()
+        .map(|o| o.after_date.as_str())
+        .max()
+        .map(|d| format!("{d}T00:00:00Z"))
 }
 
 /// The layers a pipeline hands to the engine, with their hashes.

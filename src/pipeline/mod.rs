@@ -125,13 +125,7 @@ pub fn rerun_main(args: RerunArgs) -> Result<i32> {
             ))
         }
     };
-    let r = rerun::rerun(
-        &p,
-        &what,
-        args.model.as_deref(),
-        args.out.as_deref(),
-        &EngineDetector,
-    )?;
+    let r = rerun::rerun(&p, &what, args.model.as_deref(), args.out.as_deref(), &EngineDetector)?;
     println!("rerun: {} patches -> {}", r.patches, r.dir.display());
     Ok(report_failures(&r.failed))
 }

@@ -59,15 +59,9 @@ fn round_geom(g: &MultiPolygon<f64>) -> MultiPolygon<f64> {
 
 /// Reads a detector's `patches.geojson` for one pair, rewriting chip paths to be relative to the
 /// run folder (`tiles/<pair>/chips/…`).
-pub fn read_tile_patches(
-    path: &Path,
-    tile: &str,
-    pair: &str,
-    after_date: &str,
-) -> Result<Vec<Patch>> {
+pub fn read_tile_patches(path: &Path, tile: &str, pair: &str, after_date: &str) -> Result<Vec<Patch>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, "reading patches", e))?;
-    let fc: Value =
-        serde_json::from_slice(&bytes).map_err(|e| Error::input(path, format!("not JSON: {e}")))?;
+    let fc: Value = serde_json::from_slice(&bytes).map_err(|e| Error::input(path, format!("not JSON: {e}")))?;
     let pixel_crs = fc.get("landwatch:crs").and_then(Value::as_str) == Some("pixel");
     let features = fc
         .get("features")
@@ -79,14 +73,7 @@ pub fn read_tile_patches(
         .collect()
 }
 
-fn read_feature(
-    f: &Value,
-    path: &Path,
-    tile: &str,
-    pair: &str,
-    after_date: &str,
-    pixel_crs: bool,
-) -> Result<Patch> {
+fn read_feature(f: &Value, path: &Path, tile: &str, pair: &str, after_date: &str, pixel_crs: bool) -> Result<Patch> {
     let mut props = f
         .get("properties")
         .and_then(Value::as_object)
@@ -104,11 +91,7 @@ fn read_feature(
             props.insert(key.into(), Value::String(moved));
         }
     }
-    let source_id = props
-        .get("id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let source_id = props.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
     Ok(Patch {
         tile: tile.to_string(),
         pair: pair.to_string(),
@@ -149,8 +132,8 @@ pub fn write_collection(path: &Path, patches: &[Patch]) -> Result<()> {
         })
         .collect();
     fc.insert("features".into(), Value::Array(features));
-    let mut bytes = serde_json::to_vec_pretty(&Value::Object(fc))
-        .map_err(|e| Error::Other(format!("serialising patches: {e}")))?;
+    let mut bytes =
+        serde_json::to_vec_pretty(&Value::Object(fc)).map_err(|e| Error::Other(format!("serialising patches: {e}")))?;
     bytes.push(b'\n');
     write_atomic(path, &bytes)
 }

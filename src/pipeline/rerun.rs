@@ -10,11 +10,11 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::archive::{sha256_hex, Archive, CatalogueEntry};
+use super::archive::{Archive, CatalogueEntry};
 use super::config::Pipeline;
 use super::detector::TileDetector;
 use super::manifest::{
-    layer_refs, params, FileRef, Manifest, PipelineRef, RunProperties, TileStatus,
+    acquisition_datetime, layer_refs, params, Manifest, ModelRef, PipelineRef, RunProperties, TileStatus,
 };
 use super::run::{finalize, plan_pairs, Exec, PairInputs, PairPlan};
 use super::source::{local::list_archive, Location, TileRef};
@@ -50,14 +50,10 @@ pub fn rerun(
         RerunWhat::Run(id) => from_run(p, &archive, id, model)?,
         RerunWhat::Range { from, to } => from_range(p, &archive, from, to, model)?,
     };
-    let model_ref = FileRef::of(model.as_deref())?;
-    let tag = &sha256_hex(model_ref.sha256.as_deref().unwrap_or("builtin").as_bytes())[..8];
+    let model_ref = ModelRef::of(model.as_deref())?;
+    let tag = &model_ref.sha256[..8.min(model_ref.sha256.len())];
     let dest = out.map_or_else(
-        || {
-            p.output
-                .join("reruns")
-                .join(format!("{run_id}-model-{tag}"))
-        },
+        || p.output.join("reruns").join(format!("{run_id}-model-{tag}")),
         Path::to_path_buf,
     );
     let work = dest.with_file_name(format!(
@@ -76,20 +72,11 @@ pub fn rerun(
     };
     let outcomes = exec.detect_all(&work, &inputs, false)?;
     let runs_dir = p.output.join("runs");
-    let prev: Vec<(String, PathBuf)> = previous
-        .iter()
-        .map(|id| (id.clone(), runs_dir.join(id)))
-        .collect();
-    let stats = finalize(
-        &work,
-        &outcomes,
-        &run_id,
-        &p.detect,
-        tracking::load_known(&prev)?,
-    )?;
+    let prev: Vec<(String, PathBuf)> = previous.iter().map(|id| (id.clone(), runs_dir.join(id))).collect();
+    let stats = finalize(&work, &outcomes, &run_id, &p.detect, tracking::load_known(&prev)?)?;
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let props = RunProperties {
-        datetime: now.clone(),
+        datetime: acquisition_datetime(&outcomes).unwrap_or_else(|| now.clone()),
         created: now,
         version: env!("CARGO_PKG_VERSION").into(),
         pipeline: PipelineRef::of(p),
@@ -105,7 +92,9 @@ pub fn rerun(
         timings_s: [("total".to_string(), t0.elapsed().as_secs_f64())].into(),
     };
     let mut manifest = Manifest::new(&run_id, props, p.aoi_bbox);
-    manifest.links.push(serde_json::json!({"rel": "derived_from", "href": format!("../../runs/{run_id}/manifest.json")}));
+    manifest
+        .links
+        .push(serde_json::json!({"rel": "derived_from", "href": format!("../../runs/{run_id}/manifest.json")}));
     stats.record(&mut manifest);
     if dest.exists() {
         // Reruns are reproducible, so replacing an older identical rerun loses nothing.
@@ -130,36 +119,26 @@ type Plan = (String, PairInputs, Vec<String>, Option<PathBuf>);
 fn from_run(p: &Pipeline, archive: &Archive, id: &str, model: Option<&Path>) -> Result<Plan> {
     let path = p.output.join("runs").join(id).join("manifest.json");
     if !path.is_file() {
-        return Err(Error::input(
-            &path,
-            format!("no published run `{id}` in this pipeline"),
-        ));
+        return Err(Error::input(&path, format!("no published run `{id}` in this pipeline")));
     }
     let m = Manifest::read(&path)?;
-    let find = |sha: &Option<String>,
-                date: &Option<String>,
-                tile: &str|
-     -> std::result::Result<CatalogueEntry, String> {
-        let sha = sha.clone().ok_or("no input checksum recorded")?;
-        if !archive.blob_path(&sha).is_file() {
-            return Err(format!("sha256 {sha} is not in the archive"));
-        }
-        Ok(CatalogueEntry {
-            tile: tile.into(),
-            date: date.clone().unwrap_or_default(),
-            sha256: sha,
-            bytes: 0,
-            source: "archive".into(),
-            footprint: None,
-        })
-    };
+    let find =
+        |sha: &Option<String>, date: &Option<String>, tile: &str| -> std::result::Result<CatalogueEntry, String> {
+            let sha = sha.clone().ok_or("no input checksum recorded")?;
+            if !archive.blob_path(&sha).is_file() {
+                return Err(format!("sha256 {sha} is not in the archive"));
+            }
+            Ok(CatalogueEntry {
+                tile: tile.into(),
+                date: date.clone().unwrap_or_default(),
+                sha256: sha,
+                bytes: 0,
+                source: "archive".into(),
+                footprint: None,
+            })
+        };
     let mut inputs: PairInputs = Vec::new();
-    for t in m
-        .properties
-        .tiles
-        .iter()
-        .filter(|t| t.status != TileStatus::NoBaseline)
-    {
+    for t in m.properties.tiles.iter().filter(|t| t.status != TileStatus::NoBaseline) {
         let before = find(&t.before_sha256, &t.before_date, &t.tile);
         let after = find(&t.after_sha256, &Some(t.after_date.clone()), &t.tile);
         let plan = PairPlan {
@@ -173,9 +152,7 @@ fn from_run(p: &Pipeline, archive: &Archive, id: &str, model: Option<&Path>) -> 
         };
         inputs.push((plan, before.and_then(|b| after.map(|a| (b, a)))));
     }
-    let model = model
-        .map(Path::to_path_buf)
-        .or(m.properties.model.path.clone());
+    let model = model.map(Path::to_path_buf).or(m.properties.model.path.clone());
     Ok((m.id, inputs, m.properties.previous_runs, model))
 }
 
@@ -190,13 +167,7 @@ fn tile_ref(tile: &str, date: &str, archive: &Archive, sha: &Option<String>) -> 
 }
 
 /// All archive pairs whose after date is in `from..=to`, paired by the pipeline's baseline rule.
-fn from_range(
-    p: &Pipeline,
-    archive: &Archive,
-    from: &str,
-    to: &str,
-    model: Option<&Path>,
-) -> Result<Plan> {
+fn from_range(p: &Pipeline, archive: &Archive, from: &str, to: &str, model: Option<&Path>) -> Result<Plan> {
     for d in [from, to] {
         if !super::config::is_date(d) {
             return Err(Error::Usage(format!("`{d}` is not a YYYY-MM-DD date")));
@@ -228,12 +199,7 @@ fn from_range(
         })
         .collect();
     let id = format!("range-{}-{}", from.replace('-', ""), to.replace('-', ""));
-    Ok((
-        id,
-        inputs,
-        Vec::new(),
-        model.map(Path::to_path_buf).or(p.model.clone()),
-    ))
+    Ok((id, inputs, Vec::new(), model.map(Path::to_path_buf).or(p.model.clone())))
 }
 
 fn used(inputs: &PairInputs) -> Vec<CatalogueEntry> {

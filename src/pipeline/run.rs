@@ -20,7 +20,7 @@ use super::archive::{safe_name, sha256_hex, write_atomic, Archive, CatalogueEntr
 use super::config::{Baseline, DetectParams, Pipeline, Source};
 use super::detector::{TileDetector, TileJob};
 use super::manifest::{
-    layer_refs, params, FileRef, Manifest, PipelineRef, RunProperties, TileOutcome, TileStatus,
+    acquisition_datetime, layer_refs, params, Manifest, ModelRef, PipelineRef, RunProperties, TileOutcome, TileStatus,
 };
 use super::patchset::{read_tile_patches, write_collection, Patch};
 use super::shard::Shard;
@@ -162,9 +162,7 @@ pub fn progress_bar(len: usize, what: &str, show: bool) -> indicatif::ProgressBa
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(len as u64);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{msg:>8} [{bar:40}] {pos}/{len} {elapsed}")
-    {
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg:>8} [{bar:40}] {pos}/{len} {elapsed}") {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(what.to_string());
@@ -227,10 +225,7 @@ pub fn run(p: &Pipeline, opts: &RunOptions, detector: &dyn TileDetector) -> Resu
     }
     let run_id = run_id_for(&all_pairs);
     let pairs: Vec<PairPlan> = match &opts.shard {
-        Some(s) => all_pairs
-            .into_iter()
-            .filter(|x| s.owns(&x.after.tile))
-            .collect(),
+        Some(s) => all_pairs.into_iter().filter(|x| s.owns(&x.after.tile)).collect(),
         None => all_pairs,
     };
     let archive = Archive::open(&p.archive)?;
@@ -267,15 +262,7 @@ pub fn run(p: &Pipeline, opts: &RunOptions, detector: &dyn TileDetector) -> Resu
     let previous: Vec<String> = runs.iter().map(|r| r.0.clone()).collect();
     let used = used_inputs(&inputs);
     let props = |timings: BTreeMap<String, f64>| -> Result<RunProperties> {
-        run_properties(
-            p,
-            &previous,
-            &outcomes,
-            &listing,
-            used.clone(),
-            timings,
-            opts,
-        )
+        run_properties(p, &previous, &outcomes, &listing, used.clone(), timings, opts)
     };
     if let Some(shard) = &opts.shard {
         timings.insert("total".into(), t0.elapsed().as_secs_f64());
@@ -333,12 +320,7 @@ fn print_plan(run_id: &str, pairs: &[PairPlan], archive: &Archive, orphans: &[Ti
         }
     }
     for x in pairs {
-        println!(
-            "  detect  {}  ({} -> {})",
-            x.key(),
-            x.before.date,
-            x.after.date
-        );
+        println!("  detect  {}  ({} -> {})", x.key(), x.before.date, x.after.date);
     }
     for o in orphans {
         println!("  skip    {}  (no baseline)", o.key());
@@ -346,10 +328,7 @@ fn print_plan(run_id: &str, pairs: &[PairPlan], archive: &Archive, orphans: &[Ti
 }
 
 /// Inputs of each pair after fetching: both images archived, or why not.
-pub type PairInputs = Vec<(
-    PairPlan,
-    std::result::Result<(CatalogueEntry, CatalogueEntry), String>,
-)>;
+pub type PairInputs = Vec<(PairPlan, std::result::Result<(CatalogueEntry, CatalogueEntry), String>)>;
 
 fn fetch_inputs(
     rt: &tokio::runtime::Runtime,
@@ -361,12 +340,8 @@ fn fetch_inputs(
 ) -> PairInputs {
     let mut wanted: BTreeMap<String, TileRef> = BTreeMap::new();
     for x in pairs {
-        wanted
-            .entry(x.before.key())
-            .or_insert_with(|| x.before.clone());
-        wanted
-            .entry(x.after.key())
-            .or_insert_with(|| x.after.clone());
+        wanted.entry(x.before.key()).or_insert_with(|| x.before.clone());
+        wanted.entry(x.after.key()).or_insert_with(|| x.after.clone());
     }
     let bar = progress_bar(wanted.len(), "fetch", progress);
     let fetched = rt.block_on(fetch::fetch_all(
@@ -431,15 +406,8 @@ pub struct Exec<'a> {
 
 impl Exec<'_> {
     /// Detects every pair not already checkpointed in `work/tiles/`.
-    pub fn detect_all(
-        &self,
-        work: &Path,
-        inputs: &PairInputs,
-        progress: bool,
-    ) -> Result<Vec<TileOutcome>> {
-        let abort_after: Option<usize> = std::env::var(ABORT_HOOK_ENV)
-            .ok()
-            .and_then(|v| v.parse().ok());
+    pub fn detect_all(&self, work: &Path, inputs: &PairInputs, progress: bool) -> Result<Vec<TileOutcome>> {
+        let abort_after: Option<usize> = std::env::var(ABORT_HOOK_ENV).ok().and_then(|v| v.parse().ok());
         clear_leftovers(&work.join("tiles"))?;
         let bar = progress_bar(inputs.len(), "detect", progress);
         let mut detected_here = 0usize;
@@ -534,8 +502,7 @@ impl Exec<'_> {
             layers: &self.p.layers,
             bands: &self.p.bands,
         };
-        let r =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.detector.detect(&job)));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.detector.detect(&job)));
         match r {
             Ok(Ok(())) if out.join("patches.geojson").is_file() => Ok(()),
             Ok(Ok(())) => Err("the detector wrote no patches.geojson".into()),
@@ -555,8 +522,7 @@ fn clear_leftovers(tiles: &Path) -> Result<()> {
             .and_then(|n| n.to_str())
             .is_some_and(|n| n.starts_with('.'));
         if hidden && entry.is_dir() {
-            std::fs::remove_dir_all(&entry)
-                .map_err(|e| Error::io(&entry, "removing a crashed run's leftover", e))?;
+            std::fs::remove_dir_all(&entry).map_err(|e| Error::io(&entry, "removing a crashed run's leftover", e))?;
         }
     }
     Ok(())
@@ -584,11 +550,11 @@ fn run_properties(
 ) -> Result<RunProperties> {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     Ok(RunProperties {
-        datetime: now.clone(),
+        datetime: acquisition_datetime(outcomes).unwrap_or_else(|| now.clone()),
         created: now,
         version: env!("CARGO_PKG_VERSION").into(),
         pipeline: PipelineRef::of(p),
-        model: FileRef::of(p.model.as_deref())?,
+        model: ModelRef::of(p.model.as_deref())?,
         layers: layer_refs(p)?,
         params: params(p),
         previous_runs: previous.to_vec(),
@@ -637,9 +603,7 @@ pub fn finalize(
     }
     patches.retain(|x| x.area_m2() >= params.min_area_m2);
     let mut patches = seams::merge(patches, params.seam_tolerance_m);
-    patches.sort_by(|a, b| {
-        (&a.after_date, &a.pair, &a.source_id).cmp(&(&b.after_date, &b.pair, &b.source_id))
-    });
+    patches.sort_by(|a, b| (&a.after_date, &a.pair, &a.source_id).cmp(&(&b.after_date, &b.pair, &b.source_id)));
     renumber(&mut patches);
     tracking::assign(&mut patches, known, run_id, params.track_overlap);
     write_collection(&dir.join("patches.geojson"), &patches)?;
@@ -650,14 +614,8 @@ pub fn finalize(
     Ok(FinalStats {
         patches: patches.len(),
         seen_before: seen,
-        tiles_done: outcomes
-            .iter()
-            .filter(|o| o.status == TileStatus::Done)
-            .count(),
-        tiles_failed: outcomes
-            .iter()
-            .filter(|o| o.status == TileStatus::Failed)
-            .count(),
+        tiles_done: outcomes.iter().filter(|o| o.status == TileStatus::Done).count(),
+        tiles_failed: outcomes.iter().filter(|o| o.status == TileStatus::Failed).count(),
     })
 }
 
@@ -668,13 +626,7 @@ fn renumber(patches: &mut [Patch]) {
         let seq = format!("{:04}", i + 1);
         p.props.insert("id".into(), Value::from(format!("P{seq}")));
         if p.props.contains_key("JCBH") {
-            let s = |k: &str| {
-                p.props
-                    .get(k)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string()
-            };
+            let s = |k: &str| p.props.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
             let jcbh = format!("{}{}{seq}", s("XZQDM"), s("HSX"));
             p.props.insert("JCBH".into(), Value::from(jcbh));
         }

@@ -157,17 +157,11 @@ fn join(mut members: Vec<Patch>, tol: f64) -> Patch {
     set(&mut first, "basic_farmland_area_m2", round2(basic * scale));
     set(&mut first, "YJJBNTMJ", round2(basic * scale));
     if sum_area > 0.0 {
-        set(
-            &mut first,
-            "confidence",
-            (conf_weighted / sum_area * 1e4).round() / 1e4,
-        );
+        set(&mut first, "confidence", (conf_weighted / sum_area * 1e4).round() / 1e4);
     }
     for (k, yes) in [("SFYN", sfyn), ("SFHX", sfhx)] {
         if first.props.contains_key(k) {
-            first
-                .props
-                .insert(k.into(), Value::from(if yes { "是" } else { "否" }));
+            first.props.insert(k.into(), Value::from(if yes { "是" } else { "否" }));
         }
     }
     if let Some(c) = geo::Centroid::centroid(&geom) {
@@ -206,19 +200,12 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].geom.0.len(), 1, "one polygon, no seam");
         let want = patch("x", 0.0, 0.002).area_m2();
-        assert!(
-            (out[0].area_m2() - want).abs() < 1.0,
-            "{} vs {want}",
-            out[0].area_m2()
-        );
+        assert!((out[0].area_m2() - want).abs() < 1.0, "{} vs {want}", out[0].area_m2());
     }
 
     #[test]
     fn hairline_gap_is_closed() {
-        let out = merge(
-            vec![patch("a", 0.0, 0.001), patch("b", 0.0010000009, 0.002)],
-            0.5,
-        );
+        let out = merge(vec![patch("a", 0.0, 0.001), patch("b", 0.0010000009, 0.002)], 0.5);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].geom.0.len(), 1);
     }

@@ -29,14 +29,8 @@ impl std::str::FromStr for Shard {
         let (i, n) = s
             .split_once('/')
             .ok_or_else(|| format!("`{s}`: expected I/N, e.g. 0/4"))?;
-        let index: u32 = i
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{s}`: I is not a number"))?;
-        let count: u32 = n
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{s}`: N is not a number"))?;
+        let index: u32 = i.trim().parse().map_err(|_| format!("`{s}`: I is not a number"))?;
+        let count: u32 = n.trim().parse().map_err(|_| format!("`{s}`: N is not a number"))?;
         if count == 0 || index >= count {
             return Err(format!("`{s}`: need 0 <= I < N"));
         }
@@ -65,13 +59,7 @@ impl Shard {
 }
 
 /// Writes the shard's manifest and renames its work folder to `shards/<run_id>/shard-I-of-N`.
-pub fn publish_shard(
-    p: &Pipeline,
-    run_id: &str,
-    shard: &Shard,
-    work: &Path,
-    manifest: &Manifest,
-) -> Result<PathBuf> {
+pub fn publish_shard(p: &Pipeline, run_id: &str, shard: &Shard, work: &Path, manifest: &Manifest) -> Result<PathBuf> {
     manifest.write(&work.join("shard.json"))?;
     let dest = p.output.join("shards").join(run_id).join(shard.dir_name());
     if dest.exists() {
@@ -108,10 +96,7 @@ pub fn merge(shard_dirs: &[PathBuf], out: Option<&Path>) -> Result<MergeReport> 
     for (dir, m) in &shards {
         for o in &m.properties.tiles {
             if o.status == TileStatus::Done {
-                copy_tree(
-                    &dir.join("tiles").join(&o.pair),
-                    &tmp.join("tiles").join(&o.pair),
-                )?;
+                copy_tree(&dir.join("tiles").join(&o.pair), &tmp.join("tiles").join(&o.pair))?;
             }
         }
         outcomes.extend(m.properties.tiles.iter().cloned());
@@ -127,13 +112,7 @@ pub fn merge(shard_dirs: &[PathBuf], out: Option<&Path>) -> Result<MergeReport> 
         .map(|id| (id.clone(), runs_dir.join(id)))
         .collect();
     let known = tracking::load_known(&previous)?;
-    let stats = finalize(
-        &tmp,
-        &outcomes,
-        &run_id,
-        &first.properties.detect_params()?,
-        known,
-    )?;
+    let stats = finalize(&tmp, &outcomes, &run_id, &first.properties.detect_params()?, known)?;
     let mut manifest = merged_manifest(&shards, outcomes.clone());
     stats.record(&mut manifest);
     let dir = publish(&tmp, &dest, &mut manifest)?;
@@ -230,12 +209,7 @@ fn merged_manifest(shards: &[(PathBuf, Manifest)], outcomes: Vec<TileOutcome>) -
     props.timings_s = shards
         .iter()
         .flat_map(|(_, m)| {
-            let name = m
-                .properties
-                .shard
-                .clone()
-                .unwrap_or_default()
-                .replace('/', "-of-");
+            let name = m.properties.shard.clone().unwrap_or_default().replace('/', "-of-");
             m.properties
                 .timings_s
                 .iter()
@@ -271,9 +245,6 @@ mod tests {
             assert_eq!(shards.iter().filter(|s| s.owns(t)).count(), 1);
         }
         assert!("3/3".parse::<Shard>().is_err());
-        assert_eq!(
-            "1/4".parse::<Shard>().unwrap(),
-            Shard { index: 1, count: 4 }
-        );
+        assert_eq!("1/4".parse::<Shard>().unwrap(), Shard { index: 1, count: 4 });
     }
 }

@@ -42,17 +42,11 @@ pub fn load_known(runs: &[(String, PathBuf)]) -> Result<Vec<Known>> {
     for (_, dir) in runs {
         let path = dir.join("patches.geojson");
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, "reading", e))?;
-        let fc: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::input(&path, format!("not JSON: {e}")))?;
+        let fc: Value = serde_json::from_slice(&bytes).map_err(|e| Error::input(&path, format!("not JSON: {e}")))?;
         if fc.get("landwatch:crs").and_then(Value::as_str) == Some("pixel") {
             continue;
         }
-        for f in fc
-            .get("features")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for f in fc.get("features").and_then(Value::as_array).into_iter().flatten() {
             let track = f
                 .pointer("/properties/track_id")
                 .and_then(Value::as_str)
@@ -70,10 +64,7 @@ type Indexed = GeomWithData<Rectangle<[f64; 2]>, usize>;
 
 fn envelope(g: &MultiPolygon<f64>) -> Option<Rectangle<[f64; 2]>> {
     let r = g.bounding_rect()?;
-    Some(Rectangle::from_corners(
-        [r.min().x, r.min().y],
-        [r.max().x, r.max().y],
-    ))
+    Some(Rectangle::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]))
 }
 
 /// Sets `track_id` and `seen_before` on patches sorted by (after date, id).
@@ -98,11 +89,7 @@ pub fn assign(patches: &mut [Patch], known: Vec<Known>, run_id: &str, min_overla
             } else {
                 best_match(p, &pool, &tree, min_overlap)
             };
-            let id = p
-                .props
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+            let id = p.props.get("id").and_then(Value::as_str).unwrap_or_default();
             let (track, seen) = match matched {
                 Some(t) => (t, true),
                 None => (format!("{run_id}-{id}"), false),
@@ -111,10 +98,7 @@ pub fn assign(patches: &mut [Patch], known: Vec<Known>, run_id: &str, min_overla
             p.props.insert("seen_before".into(), Value::from(seen));
         }
         for p in patches[i..end].iter().filter(|p| !p.pixel_crs) {
-            if let (Some(env), Some(track_id)) = (
-                envelope(&p.geom),
-                p.props.get("track_id").and_then(Value::as_str),
-            ) {
+            if let (Some(env), Some(track_id)) = (envelope(&p.geom), p.props.get("track_id").and_then(Value::as_str)) {
                 tree.insert(GeomWithData::new(env, pool.len()));
                 pool.push(Known {
                     track_id: track_id.to_string(),
@@ -127,12 +111,7 @@ pub fn assign(patches: &mut [Patch], known: Vec<Known>, run_id: &str, min_overla
 }
 
 /// The earlier track overlapping this patch most (ties: smallest track id).
-fn best_match(
-    p: &Patch,
-    pool: &[Known],
-    tree: &RTree<Indexed>,
-    min_overlap: f64,
-) -> Option<String> {
+fn best_match(p: &Patch, pool: &[Known], tree: &RTree<Indexed>, min_overlap: f64) -> Option<String> {
     let env = envelope(&p.geom)?;
     let env: AABB<[f64; 2]> = rstar::RTreeObject::envelope(&env);
     let area = p.geom.unsigned_area();

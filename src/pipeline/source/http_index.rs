@@ -24,8 +24,8 @@ pub async fn list(client: &reqwest::Client, url: &str, fetch: &FetchParams) -> R
 
 /// Parses index JSON; unusable entries become problems named by their id (or position).
 pub fn parse_index(bytes: &[u8], origin: &str) -> Result<Listing> {
-    let v: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| Error::input(origin, format!("tile index is not JSON: {e}")))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| Error::input(origin, format!("tile index is not JSON: {e}")))?;
     let entries = v
         .get("tiles")
         .and_then(|t| t.as_array())
@@ -52,10 +52,7 @@ fn entry_name(e: &serde_json::Value, i: usize) -> String {
 
 fn parse_entry(e: &serde_json::Value) -> std::result::Result<TileRef, String> {
     let s = |k: &str| e.get(k).and_then(|v| v.as_str());
-    let tile = s("id")
-        .or_else(|| s("tile"))
-        .ok_or("missing `id`")?
-        .to_string();
+    let tile = s("id").or_else(|| s("tile")).ok_or("missing `id`")?.to_string();
     let date = s("date").ok_or("missing `date`")?;
     if !is_date(date) {
         return Err(format!("`date` {date} is not YYYY-MM-DD"));

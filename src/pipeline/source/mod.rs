@@ -63,10 +63,8 @@ pub struct Listing {
 impl Listing {
     /// Sorts tiles by (tile, date) and drops exact duplicates, so planning is deterministic.
     pub fn normalise(mut self) -> Self {
-        self.tiles
-            .sort_by(|a, b| (&a.tile, &a.date).cmp(&(&b.tile, &b.date)));
-        self.tiles
-            .dedup_by(|a, b| a.tile == b.tile && a.date == b.date);
+        self.tiles.sort_by(|a, b| (&a.tile, &a.date).cmp(&(&b.tile, &b.date)));
+        self.tiles.dedup_by(|a, b| a.tile == b.tile && a.date == b.date);
         self.problems.sort();
         self
     }
@@ -104,11 +102,10 @@ pub async fn list(p: &Pipeline, client: &reqwest::Client) -> Result<Listing> {
 /// Drops tiles whose footprint lies entirely outside the area of interest.
 fn filter_aoi(mut l: Listing, bbox: Option<[f64; 4]>) -> Listing {
     if let Some(b) = bbox {
-        l.tiles
-            .retain(|t| match t.footprint.as_ref().and_then(footprint_bbox) {
-                Some(f) => f[0] <= b[2] && f[2] >= b[0] && f[1] <= b[3] && f[3] >= b[1],
-                None => true,
-            });
+        l.tiles.retain(|t| match t.footprint.as_ref().and_then(footprint_bbox) {
+            Some(f) => f[0] <= b[2] && f[2] >= b[0] && f[1] <= b[3] && f[3] >= b[1],
+            None => true,
+        });
     }
     l
 }
@@ -117,10 +114,7 @@ fn filter_aoi(mut l: Listing, bbox: Option<[f64; 4]>) -> Listing {
 pub fn footprint_bbox(g: &serde_json::Value) -> Option<[f64; 4]> {
     fn walk(v: &serde_json::Value, b: &mut [f64; 4]) {
         if let Some(a) = v.as_array() {
-            if let (Some(x), Some(y)) = (
-                a.first().and_then(|x| x.as_f64()),
-                a.get(1).and_then(|y| y.as_f64()),
-            ) {
+            if let (Some(x), Some(y)) = (a.first().and_then(|x| x.as_f64()), a.get(1).and_then(|y| y.as_f64())) {
                 b[0] = b[0].min(x);
                 b[1] = b[1].min(y);
                 b[2] = b[2].max(x);
@@ -139,9 +133,6 @@ pub fn footprint_bbox(g: &serde_json::Value) -> Option<[f64; 4]> {
 /// `file:checksum`). Other algorithms are not understood and give None.
 pub fn normalise_sha256(s: &str) -> Option<String> {
     let s = s.trim().to_ascii_lowercase();
-    let hex = s
-        .strip_prefix("1220")
-        .filter(|h| h.len() == 64)
-        .unwrap_or(&s);
+    let hex = s.strip_prefix("1220").filter(|h| h.len() == 64).unwrap_or(&s);
     (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then(|| hex.to_string())
 }

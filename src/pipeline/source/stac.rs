@@ -24,12 +24,7 @@ pub struct Query<'a> {
 const MAX_PAGES: usize = 1000;
 
 /// Runs the search and lists every item's asset.
-pub async fn list(
-    client: &reqwest::Client,
-    url: &str,
-    q: &Query<'_>,
-    fetch: &FetchParams,
-) -> Result<Listing> {
+pub async fn list(client: &reqwest::Client, url: &str, q: &Query<'_>, fetch: &FetchParams) -> Result<Listing> {
     let search = if url.trim_end_matches('/').ends_with("/search") {
         url.to_string()
     } else {
@@ -51,9 +46,7 @@ pub async fn list(
     while let Some((page_url, page_body)) = next.take() {
         pages += 1;
         if pages > MAX_PAGES {
-            return Err(Error::Other(format!(
-                "{url}: more than {MAX_PAGES} STAC pages"
-            )));
+            return Err(Error::Other(format!("{url}: more than {MAX_PAGES} STAC pages")));
         }
         let bytes = get_json(client, &page_url, page_body.as_ref(), fetch).await?;
         let page: serde_json::Value = serde_json::from_slice(&bytes)
@@ -107,12 +100,8 @@ fn parse_item(
         .get("datetime")
         .and_then(|d| d.as_str())
         .ok_or("missing `properties.datetime`")?;
-    let date = datetime
-        .get(..10)
-        .filter(|d| crate::pipeline::config::is_date(d));
-    let date = date.ok_or(format!(
-        "`datetime` {datetime} does not start with YYYY-MM-DD"
-    ))?;
+    let date = datetime.get(..10).filter(|d| crate::pipeline::config::is_date(d));
+    let date = date.ok_or(format!("`datetime` {datetime} does not start with YYYY-MM-DD"))?;
     let asset = item
         .get("assets")
         .and_then(|a| a.get(q.asset))
@@ -150,10 +139,6 @@ fn next_link(page: &serde_json::Value) -> Option<(String, Option<serde_json::Val
         .find(|l| l.get("rel").and_then(|r| r.as_str()) == Some("next"))?;
     let href = next.get("href")?.as_str()?.to_string();
     let is_post = next.get("method").and_then(|m| m.as_str()) == Some("POST");
-    let body = if is_post {
-        next.get("body").cloned()
-    } else {
-        None
-    };
+    let body = if is_post { next.get("body").cloned() } else { None };
     Some((href, body))
 }
