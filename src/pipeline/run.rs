@@ -126,17 +126,22 @@ pub fn plan_pairs(
     (pairs, orphans)
 }
 
-/// A run id that is the same for the same plan: the latest after date and a hash of the pairs.
-pub fn run_id_for(pairs: &[PairPlan]) -> String {
+/// A run id that is the same for the same plan on top of the same published runs (so a resumed or
+/// sharded run finds its work), and new once any run was published since (a retried plan).
+pub fn run_id_for(pairs: &[PairPlan], published: &[(String, PathBuf)]) -> String {
     let last = pairs
         .iter()
         .map(|p| p.after.date.replace('-', ""))
         .max()
         .unwrap_or_default();
-    let text: String = pairs
+    let mut text: String = pairs
         .iter()
         .map(|p| format!("{}<{}\n", p.key(), p.before.date))
         .collect();
+    for (id, _) in published {
+        text.push_str(id);
+        text.push('\n');
+    }
     format!("{last}-{}", &sha256_hex(text.as_bytes())[..8])
 }
 
@@ -223,7 +228,7 @@ pub fn run(p: &Pipeline, opts: &RunOptions, detector: &dyn TileDetector) -> Resu
             patches: 0,
         });
     }
-    let run_id = run_id_for(&all_pairs);
+    let run_id = run_id_for(&all_pairs, &runs);
     let pairs: Vec<PairPlan> = match &opts.shard {
         Some(s) => all_pairs.into_iter().filter(|x| s.owns(&x.after.tile)).collect(),
         None => all_pairs,

@@ -31,8 +31,7 @@ pub fn make_tile(path: &Path, col: usize, bright: &[Rect]) {
     let mut ds = drv
         .create_with_band_type_with_options::<u16, _>(path, SIZE, SIZE, 4, &opts)
         .unwrap();
-    ds.set_spatial_ref(&SpatialRef::from_epsg(4545).unwrap())
-        .unwrap();
+    ds.set_spatial_ref(&SpatialRef::from_epsg(4545).unwrap()).unwrap();
     let x0 = X0 + (col * SIZE) as f64 * PX;
     ds.set_geo_transform(&[x0, PX, 0.0, Y0, 0.0, -PX]).unwrap();
     for b in 1..=4 {
@@ -42,8 +41,7 @@ pub fn make_tile(path: &Path, col: usize, bright: &[Rect]) {
             let h = g.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (g >> 29);
             (h.wrapping_mul(0xBF58_476D_1CE4_E5B9) >> 58) as u16 * 3
         };
-        let mut a =
-            Array2::<u16>::from_shape_fn((SIZE, SIZE), |(r, c)| CROP[b - 1] + texture(r, c));
+        let mut a = Array2::<u16>::from_shape_fn((SIZE, SIZE), |(r, c)| CROP[b - 1] + texture(r, c));
         for &(r0, r1, c0, c1) in bright {
             for r in r0..r1 {
                 for c in c0..c1 {
@@ -52,10 +50,7 @@ pub fn make_tile(path: &Path, col: usize, bright: &[Rect]) {
             }
         }
         let mut buf: Buffer<u16> = a.into();
-        ds.rasterband(b)
-            .unwrap()
-            .write((0, 0), (SIZE, SIZE), &mut buf)
-            .unwrap();
+        ds.rasterband(b).unwrap().write((0, 0), (SIZE, SIZE), &mut buf).unwrap();
     }
     ds.flush_cache().unwrap();
 }
@@ -72,20 +67,14 @@ impl TileDetector for BoxDetector {
         std::thread::sleep(std::time::Duration::from_millis(self.delay_ms));
         let read = |p: &Path| -> landwatch::Result<(Array2<f64>, [f64; 6], SpatialRef)> {
             let ds = Dataset::open(p).map_err(|e| landwatch::Error::gdal(p, "open", e))?;
-            let band = ds
-                .rasterband(1)
-                .map_err(|e| landwatch::Error::gdal(p, "band", e))?;
+            let band = ds.rasterband(1).map_err(|e| landwatch::Error::gdal(p, "band", e))?;
             let a = band
                 .read_band_as::<f64>()
                 .map_err(|e| landwatch::Error::gdal(p, "read", e))?
                 .to_array()
                 .map_err(|e| landwatch::Error::gdal(p, "array", e))?;
-            let gt = ds
-                .geo_transform()
-                .map_err(|e| landwatch::Error::gdal(p, "gt", e))?;
-            let srs = ds
-                .spatial_ref()
-                .map_err(|e| landwatch::Error::gdal(p, "srs", e))?;
+            let gt = ds.geo_transform().map_err(|e| landwatch::Error::gdal(p, "gt", e))?;
+            let srs = ds.spatial_ref().map_err(|e| landwatch::Error::gdal(p, "srs", e))?;
             Ok((a, gt, srs))
         };
         let (b, _, _) = read(job.before)?;
@@ -105,13 +94,7 @@ impl TileDetector for BoxDetector {
             let mut wgs = SpatialRef::from_epsg(4326).unwrap();
             wgs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
             let ct = CoordTransform::new(&srs, &wgs).unwrap();
-            let corners = [
-                (c0, r0),
-                (c1 + 1, r0),
-                (c1 + 1, r1 + 1),
-                (c0, r1 + 1),
-                (c0, r0),
-            ];
+            let corners = [(c0, r0), (c1 + 1, r0), (c1 + 1, r1 + 1), (c0, r1 + 1), (c0, r0)];
             let mut xs: Vec<f64> = corners
                 .iter()
                 .map(|(c, r)| gt[0] + *c as f64 * gt[1] + *r as f64 * gt[2])
