@@ -23,6 +23,7 @@ pub mod eval;
 pub mod io;
 pub mod model;
 pub mod patches;
+pub mod pipeline;
 pub mod publish;
 pub mod synth;
 

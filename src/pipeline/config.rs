@@ -1,0 +1,652 @@
+//! Pipeline files (`pipelines/*.toml`): what a nightly or archive run works on.
+//!
+//! A pipeline file is parsed with `deny_unknown_fields` everywhere, so a typo is an error rather
+//! than a silently ignored setting. Every error names the file, the dotted key and the line, because
+//! these files are edited by operators who read the message in a cron mail, not in an IDE.
+//!
+//! Relative paths are resolved against the folder holding the pipeline file, so a run started by
+//! systemd or cron from any working directory sees the same files.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::{Error, Result};
+
+/// A parsed and checked pipeline file.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The pipeline file itself (as given).
+    pub file: PathBuf,
+    /// SHA-256 of the pipeline file's bytes, recorded in every manifest.
+    pub file_sha256: String,
+    pub name: String,
+    /// Root of everything the pipeline writes: `runs/`, `work/`, `shards/`, `reruns/`, `state/`.
+    pub output: PathBuf,
+    /// Content-addressed tile archive (default `<output>/archive`).
+    pub archive: PathBuf,
+    pub aoi_bbox: Option<[f64; 4]>,
+    pub source: Source,
+    pub bands: Bands,
+    pub baseline: Baseline,
+    pub model: Option<PathBuf>,
+    pub layers: Layers,
+    pub detect: DetectParams,
+    pub fetch: FetchParams,
+}
+
+/// Where tiles come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// A local folder; tiles listed explicitly, by an `index.json` in the folder, or by file
+    /// names `<tile>_<YYYY-MM-DD>.tif`.
+    Local { path: PathBuf, tiles: Vec<LocalTile> },
+    /// An HTTP JSON tile index (a list of `{id, date, url, footprint, sha256?}`).
+    HttpIndex { url: String },
+    /// A STAC API; items are searched with `POST {url}/search`.
+    Stac {
+        url: String,
+        collections: Vec<String>,
+        asset: String,
+        datetime: Option<String>,
+        tile_property: String,
+        limit: usize,
+    },
+    /// An existing landwatch archive (its catalogue); nothing is fetched.
+    Archive { path: PathBuf },
+}
+
+/// One explicitly listed local tile.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalTile {
+    pub file: PathBuf,
+    pub tile: String,
+    pub date: String,
+}
+
+/// 1-based band numbers of blue, green, red and near-infrared in the source tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bands {
+    pub blue: u32,
+    pub green: u32,
+    pub red: u32,
+    pub nir: u32,
+}
+
+impl Default for Bands {
+    fn default() -> Self {
+        Bands {
+            blue: 1,
+            green: 2,
+            red: 3,
+            nir: 4,
+        }
+    }
+}
+
+impl Bands {
+    /// True when the tiles are already in landwatch's B,G,R,NIR order.
+    pub fn is_identity(&self) -> bool {
+        *self == Bands::default()
+    }
+
+    /// The engine's `--bands` form: one name per source band, `_` for bands not used
+    /// (blue = 3, green = 2, red = 1, nir = 5 → `R,G,B,_,NIR`).
+    pub fn engine_order(&self) -> String {
+        let named = [(self.blue, "B"), (self.green, "G"), (self.red, "R"), (self.nir, "NIR")];
+        let n = named.iter().map(|(b, _)| *b).max().unwrap_or(0);
+        (1..=n)
+            .map(|i| named.iter().find(|(b, _)| *b == i).map_or("_", |(_, name)| *name))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// How an image is paired with the one it is compared to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Baseline {
+    /// The latest image of the same tile on or before this date; later images are "after" images.
+    Date(String),
+    /// Each image is compared with the previous image of the same tile.
+    Previous,
+}
+
+/// Optional vector layers handed to the detection engine.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Layers {
+    pub landuse: Option<PathBuf>,
+    pub basic_farmland: Option<PathBuf>,
+    pub approved: Option<PathBuf>,
+    pub counties: Option<PathBuf>,
+    /// Ecological red line (生态保护红线).
+    pub red_line: Option<PathBuf>,
+}
+
+/// Run-level detection parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectParams {
+    /// Patches smaller than this (m²) are dropped from the published run (minimum mapping unit).
+    pub min_area_m2: f64,
+    /// Patches from different tiles closer than this (m) are one patch split by a tile seam. The
+    /// engine loses about a pixel at each tile border, so this must exceed two pixels (default 8).
+    pub seam_tolerance_m: f64,
+    /// Share of the smaller patch that must overlap an earlier patch to be "the same change".
+    pub track_overlap: f64,
+}
+
+/// Download behaviour.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FetchParams {
+    pub concurrency: usize,
+    pub retries: u32,
+    pub backoff_ms: u64,
+    pub timeout_s: f64,
+}
+
+impl Default for FetchParams {
+    fn default() -> Self {
+        FetchParams {
+            concurrency: 4,
+            retries: 4,
+            backoff_ms: 500,
+            timeout_s: 60.0,
+        }
+    }
+}
+
+// ---- raw serde types (spans kept for error messages) ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    name: String,
+    output: Spanned<PathBuf>,
+    archive: Option<Spanned<PathBuf>>,
+    aoi: Option<RawAoi>,
+    source: Spanned<RawSource>,
+    bands: Option<Bands>,
+    baseline: Option<RawBaseline>,
+    model: Option<RawModel>,
+    layers: Option<RawLayers>,
+    detect: Option<RawDetect>,
+    fetch: Option<RawFetch>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAoi {
+    bbox: Spanned<[f64; 4]>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum SourceKind {
+    Local,
+    HttpIndex,
+    Stac,
+    Archive,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    kind: SourceKind,
+    path: Option<Spanned<PathBuf>>,
+    url: Option<String>,
+    tiles: Option<Vec<LocalTile>>,
+    collections: Option<Vec<String>>,
+    asset: Option<String>,
+    datetime: Option<String>,
+    tile_property: Option<String>,
+    limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBaseline {
+    date: Option<Spanned<String>>,
+    previous: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    path: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLayers {
+    landuse: Option<Spanned<PathBuf>>,
+    basic_farmland: Option<Spanned<PathBuf>>,
+    approved: Option<Spanned<PathBuf>>,
+    counties: Option<Spanned<PathBuf>>,
+    red_line: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDetect {
+    min_area_m2: Option<Spanned<f64>>,
+    seam_tolerance_m: Option<Spanned<f64>>,
+    track_overlap: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFetch {
+    concurrency: Option<Spanned<usize>>,
+    retries: Option<u32>,
+    backoff_ms: Option<u64>,
+    timeout_s: Option<Spanned<f64>>,
+}
+
+/// Reads, parses and checks a pipeline file.
+pub fn load(file: &Path) -> Result<Pipeline> {
+    let bytes = std::fs::read(file).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::input(file, "pipeline file not found"),
+        _ => Error::io(file, "reading the pipeline file", e),
+    })?;
+    let text =
+        String::from_utf8(bytes.clone()).map_err(|_| Error::input(file, "the pipeline file is not UTF-8 text"))?;
+    let raw: RawPipeline = toml::from_str(&text).map_err(|e| parse_error(file, &text, e.message(), e.span()))?;
+    let ctx = Ctx {
+        file,
+        text: &text,
+        base: file.parent().unwrap_or(Path::new(".")).to_path_buf(),
+    };
+    build(&ctx, raw, crate::pipeline::archive::sha256_hex(&bytes))
+}
+
+/// What the checks need to resolve paths and point at lines.
+struct Ctx<'a> {
+    file: &'a Path,
+    text: &'a str,
+    base: PathBuf,
+}
+
+impl Ctx<'_> {
+    fn err(&self, key: &str, span: Option<std::ops::Range<usize>>, msg: &str) -> Error {
+        let msg = match span {
+            Some(s) => {
+                let (line, col) = line_col(self.text, s.start);
+                format!("line {line}, column {col}: {msg}")
+            }
+            None => msg.to_string(),
+        };
+        Error::config(self.file, key, msg)
+    }
+
+    /// Absolute, with `.` and `..` removed, so manifests and messages show plain paths.
+    fn resolve(&self, p: &Path) -> PathBuf {
+        let joined = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        };
+        let abs = std::path::absolute(&joined).unwrap_or(joined);
+        let mut out = PathBuf::new();
+        for c in abs.components() {
+            match c {
+                std::path::Component::CurDir => {}
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                other => out.push(other),
+            }
+        }
+        out
+    }
+
+    /// Resolves a path that must exist when the run starts.
+    fn existing(&self, key: &str, p: &Spanned<PathBuf>) -> Result<PathBuf> {
+        let resolved = self.resolve(p.get_ref());
+        if resolved.exists() {
+            Ok(resolved)
+        } else {
+            Err(self.err(
+                key,
+                Some(p.span()),
+                &format!("path does not exist: {}", resolved.display()),
+            ))
+        }
+    }
+
+    fn optional(&self, key: &str, p: &Option<Spanned<PathBuf>>) -> Result<Option<PathBuf>> {
+        p.as_ref().map(|p| self.existing(key, p)).transpose()
+    }
+}
+
+fn build(ctx: &Ctx, raw: RawPipeline, file_sha256: String) -> Result<Pipeline> {
+    let output = ctx.resolve(raw.output.get_ref());
+    let archive = match &raw.archive {
+        Some(a) => ctx.resolve(a.get_ref()),
+        None => output.join("archive"),
+    };
+    let aoi_bbox = raw.aoi.map(|a| check_bbox(ctx, a.bbox)).transpose()?;
+    let source = build_source(ctx, raw.source)?;
+    let bands = raw.bands.unwrap_or_default();
+    check_bands(ctx, &bands)?;
+    let baseline = build_baseline(ctx, raw.baseline)?;
+    let model = match raw.model {
+        Some(m) => ctx.optional("model.path", &m.path)?,
+        None => None,
+    };
+    let layers = match raw.layers {
+        Some(l) => Layers {
+            landuse: ctx.optional("layers.landuse", &l.landuse)?,
+            basic_farmland: ctx.optional("layers.basic_farmland", &l.basic_farmland)?,
+            approved: ctx.optional("layers.approved", &l.approved)?,
+            counties: ctx.optional("layers.counties", &l.counties)?,
+            red_line: ctx.optional("layers.red_line", &l.red_line)?,
+        },
+        None => Layers::default(),
+    };
+    Ok(Pipeline {
+        file: ctx.file.to_path_buf(),
+        file_sha256,
+        name: raw.name,
+        output,
+        archive,
+        aoi_bbox,
+        source,
+        bands,
+        baseline,
+        model,
+        layers,
+        detect: build_detect(ctx, raw.detect)?,
+        fetch: build_fetch(ctx, raw.fetch)?,
+    })
+}
+
+fn check_bbox(ctx: &Ctx, bbox: Spanned<[f64; 4]>) -> Result<[f64; 4]> {
+    let [w, s, e, n] = *bbox.get_ref();
+    if w < e && s < n && (-180.0..=180.0).contains(&w) && (-90.0..=90.0).contains(&s) {
+        Ok([w, s, e, n])
+    } else {
+        Err(ctx.err(
+            "aoi.bbox",
+            Some(bbox.span()),
+            "expected [west, south, east, north] in degrees with west < east and south < north",
+        ))
+    }
+}
+
+fn check_bands(ctx: &Ctx, b: &Bands) -> Result<()> {
+    let all = [b.blue, b.green, b.red, b.nir];
+    let mut sorted = all;
+    sorted.sort_unstable();
+    let distinct = sorted.windows(2).all(|w| w[0] != w[1]);
+    if all.iter().all(|&n| n >= 1) && distinct {
+        Ok(())
+    } else {
+        Err(ctx.err("bands", None, "band numbers must be distinct and start at 1"))
+    }
+}
+
+fn build_source(ctx: &Ctx, raw: Spanned<RawSource>) -> Result<Source> {
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let need_url = |what: &str| {
+        raw.url.clone().ok_or_else(|| {
+            ctx.err(
+                "source.url",
+                Some(span.clone()),
+                &format!("a {what} source needs `url`"),
+            )
+        })
+    };
+    let need_path = || {
+        raw.path.as_ref().ok_or_else(|| {
+            ctx.err(
+                "source.path",
+                Some(span.clone()),
+                "a local or archive source needs `path`",
+            )
+        })
+    };
+    match raw.kind {
+        SourceKind::Local => {
+            let path = ctx.existing("source.path", need_path()?)?;
+            let tiles = raw.tiles.clone().unwrap_or_default();
+            for t in &tiles {
+                check_date(ctx, "source.tiles.date", &t.date, Some(span.clone()))?;
+                if !path.join(&t.file).is_file() {
+                    return Err(ctx.err(
+                        "source.tiles.file",
+                        Some(span.clone()),
+                        &format!("path does not exist: {}", path.join(&t.file).display()),
+                    ));
+                }
+            }
+            Ok(Source::Local { path, tiles })
+        }
+        SourceKind::Archive => Ok(Source::Archive {
+            path: ctx.existing("source.path", need_path()?)?,
+        }),
+        SourceKind::HttpIndex => Ok(Source::HttpIndex {
+            url: need_url("http_index")?,
+        }),
+        SourceKind::Stac => Ok(Source::Stac {
+            url: need_url("stac")?,
+            collections: raw.collections.clone().unwrap_or_default(),
+            asset: raw.asset.clone().unwrap_or_else(|| "image".into()),
+            datetime: raw.datetime.clone(),
+            tile_property: raw.tile_property.clone().unwrap_or_else(|| "grid:code".into()),
+            limit: raw.limit.unwrap_or(100),
+        }),
+    }
+}
+
+fn build_baseline(ctx: &Ctx, raw: Option<RawBaseline>) -> Result<Baseline> {
+    let Some(raw) = raw else {
+        return Ok(Baseline::Previous);
+    };
+    match (raw.date, raw.previous) {
+        (Some(_), Some(true)) => Err(ctx.err("baseline", None, "give either `date` or `previous = true`, not both")),
+        (Some(d), _) => {
+            check_date(ctx, "baseline.date", d.get_ref(), Some(d.span()))?;
+            Ok(Baseline::Date(d.into_inner()))
+        }
+        (None, _) => Ok(Baseline::Previous),
+    }
+}
+
+fn build_detect(ctx: &Ctx, raw: Option<RawDetect>) -> Result<DetectParams> {
+    let raw = raw.unwrap_or(RawDetect {
+        min_area_m2: None,
+        seam_tolerance_m: None,
+        track_overlap: None,
+    });
+    let non_negative = |key: &str, v: &Option<Spanned<f64>>, default: f64| -> Result<f64> {
+        match v {
+            Some(s) if s.get_ref().is_nan() || *s.get_ref() < 0.0 => {
+                Err(ctx.err(key, Some(s.span()), "must be a number >= 0"))
+            }
+            Some(s) => Ok(*s.get_ref()),
+            None => Ok(default),
+        }
+    };
+    let track_overlap = non_negative("detect.track_overlap", &raw.track_overlap, 0.3)?;
+    if track_overlap > 1.0 {
+        return Err(ctx.err(
+            "detect.track_overlap",
+            raw.track_overlap.map(|s| s.span()),
+            "must be between 0 and 1",
+        ));
+    }
+    Ok(DetectParams {
+        min_area_m2: non_negative("detect.min_area_m2", &raw.min_area_m2, 0.0)?,
+        seam_tolerance_m: non_negative("detect.seam_tolerance_m", &raw.seam_tolerance_m, 8.0)?,
+        track_overlap,
+    })
+}
+
+fn build_fetch(ctx: &Ctx, raw: Option<RawFetch>) -> Result<FetchParams> {
+    let d = FetchParams::default();
+    let Some(raw) = raw else { return Ok(d) };
+    let concurrency = match raw.concurrency {
+        Some(c) if *c.get_ref() == 0 => return Err(ctx.err("fetch.concurrency", Some(c.span()), "must be at least 1")),
+        Some(c) => c.into_inner(),
+        None => d.concurrency,
+    };
+    let timeout_s = match raw.timeout_s {
+        Some(t) if t.get_ref().is_nan() || *t.get_ref() <= 0.0 => {
+            return Err(ctx.err("fetch.timeout_s", Some(t.span()), "must be > 0"))
+        }
+        Some(t) => t.into_inner(),
+        None => d.timeout_s,
+    };
+    Ok(FetchParams {
+        concurrency,
+        retries: raw.retries.unwrap_or(d.retries),
+        backoff_ms: raw.backoff_ms.unwrap_or(d.backoff_ms),
+        timeout_s,
+    })
+}
+
+fn check_date(ctx: &Ctx, key: &str, date: &str, span: Option<std::ops::Range<usize>>) -> Result<()> {
+    if is_date(date) {
+        Ok(())
+    } else {
+        Err(ctx.err(key, span, &format!("`{date}` is not a YYYY-MM-DD date")))
+    }
+}
+
+/// True for a valid calendar date written `YYYY-MM-DD`.
+pub fn is_date(s: &str) -> bool {
+    s.len() == 10 && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Turns a toml/serde error into a config error that names the file, the dotted key and the line.
+fn parse_error(file: &Path, text: &str, message: &str, span: Option<std::ops::Range<usize>>) -> Error {
+    let offset = span.as_ref().map_or(0, |s| s.start);
+    let key = key_at(text, offset, message);
+    let (line, col) = line_col(text, offset);
+    let msg = if span.is_some() {
+        format!("line {line}, column {col}: {}", message.trim())
+    } else {
+        message.trim().to_string()
+    };
+    Error::config(file, key, msg)
+}
+
+/// The dotted key an error at `offset` is about: the enclosing `[table]` plus either the field
+/// named in the message (unknown / missing field) or the key written on that line.
+fn key_at(text: &str, offset: usize, message: &str) -> String {
+    let upto = &text[..offset.min(text.len())];
+    let line_start = upto.rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[line_start..].find('\n').map_or(text.len(), |i| line_start + i);
+    let line = &text[line_start..line_end];
+    let header_scope = &text[..line_end];
+    let table = header_scope.lines().rev().find_map(table_header).unwrap_or_default();
+    let named = backticked_field(message);
+    let on_line = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_string())
+        .filter(|k| !k.starts_with('['));
+    let field = named.or(on_line).unwrap_or_default();
+    match (table.is_empty(), field.is_empty()) {
+        (true, _) => field,
+        (false, true) => table,
+        (false, false) if field.starts_with(&format!("{table}.")) => field,
+        (false, false) => format!("{table}.{field}"),
+    }
+}
+
+fn table_header(line: &str) -> Option<String> {
+    let t = line.trim();
+    if t.starts_with('[') && t.ends_with(']') {
+        Some(t.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+    } else {
+        None
+    }
+}
+
+/// `unknown field `foo`, expected ...` / `missing field `bar`` → the field name.
+fn backticked_field(message: &str) -> Option<String> {
+    for prefix in ["unknown field `", "missing field `", "duplicate field `"] {
+        if let Some(rest) = message.split(prefix).nth(1) {
+            return rest.split('`').next().map(str::to_string);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("p.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const OK: &str = "name = \"t\"\noutput = \"out\"\n[source]\nkind = \"local\"\npath = \".\"\n";
+
+    #[test]
+    fn band_order_for_the_engine() {
+        let b = Bands {
+            blue: 3,
+            green: 2,
+            red: 1,
+            nir: 5,
+        };
+        assert_eq!(b.engine_order(), "R,G,B,_,NIR");
+        assert_eq!(Bands::default().engine_order(), "B,G,R,NIR");
+    }
+
+    #[test]
+    fn minimal_file_loads_with_defaults() {
+        let d = tempfile::tempdir().unwrap();
+        let p = load(&write(d.path(), OK)).unwrap();
+        assert_eq!(p.output, d.path().join("out"));
+        assert_eq!(p.archive, d.path().join("out/archive"));
+        let text = OK.replace("\"out\"", "\"sub/../out2\"");
+        assert_eq!(load(&write(d.path(), &text)).unwrap().output, d.path().join("out2"));
+        assert_eq!(p.fetch.concurrency, 4);
+        assert_eq!(p.baseline, Baseline::Previous);
+    }
+
+    #[test]
+    fn unknown_key_names_table_key_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        let text = format!("{OK}[fetch]\nconcurency = 3\n");
+        let e = load(&write(d.path(), &text)).unwrap_err().to_string();
+        assert!(e.contains("p.toml"), "{e}");
+        assert!(e.contains("fetch.concurency"), "{e}");
+        assert!(e.contains("line 7"), "{e}");
+        assert_eq!(load(&write(d.path(), &text)).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        let text = format!("{OK}[fetch]\nretries = 2\nconcurrency = \"many\"\n");
+        let e = load(&write(d.path(), &text)).unwrap_err().to_string();
+        assert!(e.contains("fetch.concurrency"), "{e}");
+        assert!(e.contains("line 8"), "{e}");
+    }
+
+    #[test]
+    fn missing_path_names_key_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        let text = format!("{OK}[layers]\nlanduse = \"nope.gpkg\"\n");
+        let e = load(&write(d.path(), &text)).unwrap_err().to_string();
+        assert!(e.contains("layers.landuse"), "{e}");
+        assert!(e.contains("line 7"), "{e}");
+        assert!(e.contains("does not exist"), "{e}");
+    }
+}
