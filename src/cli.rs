@@ -30,6 +30,12 @@ pub enum Command {
     Synth(crate::synth::SynthArgs),
     /// Score predictions against labels; `eval datasets` runs every labelled dataset.
     Eval(crate::eval::EvalArgs),
+    /// Run a pipeline file: fetch new tiles, detect, publish (the nightly run).
+    Run(crate::pipeline::RunArgs),
+    /// Recompute a past run or a date range of the archive, without fetching.
+    Rerun(crate::pipeline::RerunArgs),
+    /// Combine shard outputs (`run --shard I/N`) into one run.
+    Merge(crate::pipeline::MergeArgs),
     /// The review app: serve, import runs, manage users, export verdicts.
     Review {
         #[command(subcommand)]
@@ -125,6 +131,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Synth(args) => crate::synth::cli_main(args),
         Command::Eval(args) => crate::eval::cli_main(args),
         Command::Review { cmd } => crate::review::cli_main(cmd),
+        Command::Run(args) => crate::pipeline::run_main(args),
+        Command::Rerun(args) => crate::pipeline::rerun_main(args),
+        Command::Merge(args) => crate::pipeline::merge_main(args),
     }
 }
 

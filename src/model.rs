@@ -256,7 +256,13 @@ impl Model {
         range(path, "detect.block_size", d.block_size as f64, 64.0, 8192.0)?;
         range(path, "detect.threshold_floor", d.threshold_floor as f64, 0.0, 10.0)?;
         range(path, "detect.threshold_scale", d.threshold_scale as f64, 0.1, 10.0)?;
-        range(path, "detect.threshold_scale_rgb", d.threshold_scale_rgb as f64, 0.1, 10.0)?;
+        range(
+            path,
+            "detect.threshold_scale_rgb",
+            d.threshold_scale_rgb as f64,
+            0.1,
+            10.0,
+        )?;
         range(path, "detect.index_weight", d.index_weight as f64, 0.0, 10.0)?;
         range(path, "detect.match_radius", d.match_radius as f64, 0.0, 3.0)?;
         range(path, "detect.morphology_radius", d.morphology_radius as f64, 0.0, 5.0)?;

@@ -29,10 +29,7 @@ fn engine_run_publishes_seam_merged_patches_then_nothing_new() {
         (joined - truth).abs() / truth < 0.15,
         "seam patch {joined} m² vs {truth} m²"
     );
-    assert!(feats[0]["properties"]["JCBH"]
-        .as_str()
-        .unwrap()
-        .ends_with("0001"));
+    assert!(feats[0]["properties"]["JCBH"].as_str().unwrap().ends_with("0001"));
     let again = run(&p, &RunOptions::default(), &EngineDetector).unwrap();
     assert_eq!(again.result, RunResult::NothingNew);
 }

@@ -58,10 +58,7 @@ async fn tile(State(s): State<Shared>, UrlPath(name): UrlPath<String>, h: Header
             let total = bytes.len();
             Response::builder()
                 .status(StatusCode::PARTIAL_CONTENT)
-                .header(
-                    "content-range",
-                    format!("bytes {from}-{}/{total}", total - 1),
-                )
+                .header("content-range", format!("bytes {from}-{}/{total}", total - 1))
                 .header("content-length", total - from)
                 .body(Body::from(bytes[from..].to_vec()))
                 .unwrap()
@@ -69,8 +66,7 @@ async fn tile(State(s): State<Shared>, UrlPath(name): UrlPath<String>, h: Header
         _ if name.starts_with("cut") => {
             // Announce the whole file, send 40% of it, then drop the connection.
             let half = Bytes::from(bytes[..bytes.len() * 2 / 5].to_vec());
-            let parts: Vec<Result<Bytes, std::io::Error>> =
-                vec![Ok(half), Err(std::io::Error::other("cut"))];
+            let parts: Vec<Result<Bytes, std::io::Error>> = vec![Ok(half), Err(std::io::Error::other("cut"))];
             Response::builder()
                 .header("content-length", bytes.len())
                 .body(Body::from_stream(futures_util::StreamExt::then(
@@ -110,9 +106,7 @@ fn serve(rt: &tokio::runtime::Runtime, s: Shared) -> String {
         .route("/stac/search", post(stac_search))
         .route("/stac/page/{n}", get(stac_page))
         .with_state(s);
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
     rt.spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
@@ -153,10 +147,7 @@ fn assert_archive_clean(archive: &Path) {
         }
     }
     for e in a.entries().unwrap() {
-        assert!(
-            a.blob_path(&e.sha256).is_file(),
-            "catalogue points at a missing blob"
-        );
+        assert!(a.blob_path(&e.sha256).is_file(), "catalogue points at a missing blob");
     }
     assert!(blobs > 0);
     assert_eq!(
@@ -185,12 +176,7 @@ fn http_index_faults_are_reported_and_the_good_tiles_published() {
     ];
     for (i, kind) in kinds.iter().enumerate() {
         let before = tile_bytes(&gen, &format!("{kind}-before.tif"), i * 2, &[]);
-        let mut after = tile_bytes(
-            &gen,
-            &format!("{kind}-after.tif"),
-            i * 2,
-            &[(10, 40, 10, 40)],
-        );
+        let mut after = tile_bytes(&gen, &format!("{kind}-after.tif"), i * 2, &[(10, 40, 10, 40)]);
         let mut sha = sha256_hex(&after);
         match *kind {
             "badsum" => sha = sha256_hex(b"something else"),
@@ -213,10 +199,7 @@ fn http_index_faults_are_reported_and_the_good_tiles_published() {
     let s = Arc::new(s);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let base = serve(&rt, s.clone());
-    let file = pipeline(
-        d.path(),
-        &format!("kind = \"http_index\"\nurl = \"{base}/index.json\""),
-    );
+    let file = pipeline(d.path(), &format!("kind = \"http_index\"\nurl = \"{base}/index.json\""));
     let p = config::load(&file).unwrap();
 
     let report = run(&p, &RunOptions::default(), &BoxDetector { delay_ms: 0 }).unwrap();
@@ -236,15 +219,9 @@ fn http_index_faults_are_reported_and_the_good_tiles_published() {
         ]
     );
     assert!(failed["always500@2024-05-10"].contains("500"), "{failed:?}");
-    assert!(
-        failed["badsum@2024-05-10"].contains("checksum mismatch"),
-        "{failed:?}"
-    );
+    assert!(failed["badsum@2024-05-10"].contains("checksum mismatch"), "{failed:?}");
     assert!(failed["trunc@2024-05-10"].contains("raster"), "{failed:?}");
-    assert!(
-        failed["notraster@2024-05-10"].contains("raster"),
-        "{failed:?}"
-    );
+    assert!(failed["notraster@2024-05-10"].contains("raster"), "{failed:?}");
     assert!(failed["nodate"].contains("date"), "{failed:?}");
     assert!(
         s.resumed.load(Ordering::SeqCst) >= 1,
@@ -267,14 +244,8 @@ fn http_index_faults_are_reported_and_the_good_tiles_published() {
                 .to_string()
         })
         .collect();
-    assert_eq!(
-        tiles,
-        ["cut@2024-05-10", "flaky@2024-05-10", "good@2024-05-10"]
-    );
-    let cut = Archive::open(&p.archive)
-        .unwrap()
-        .lookup("cut", "2024-05-10")
-        .unwrap();
+    assert_eq!(tiles, ["cut@2024-05-10", "flaky@2024-05-10", "good@2024-05-10"]);
+    let cut = Archive::open(&p.archive).unwrap().lookup("cut", "2024-05-10").unwrap();
     assert_eq!(
         cut.sha256,
         sha256_hex(&s.files["cut-after.tif"]),
@@ -349,9 +320,7 @@ fn stac_items_with_missing_fields_are_reported_by_id() {
     let s = Arc::new(s);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let base = serve(&rt, s.clone());
-    let src = format!(
-        "kind = \"stac\"\nurl = \"{base}/stac\"\ncollections = [\"demo\"]\nasset = \"image\""
-    );
+    let src = format!("kind = \"stac\"\nurl = \"{base}/stac\"\ncollections = [\"demo\"]\nasset = \"image\"");
     let p = config::load(&pipeline(d.path(), &src)).unwrap();
     let report = run(&p, &RunOptions::default(), &BoxDetector { delay_ms: 0 }).unwrap();
     assert_eq!(report.exit_code(), 1);

@@ -23,10 +23,7 @@ fn child_entry() {
     let Ok(file) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let delay_ms = std::env::var(DELAY_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let delay_ms = std::env::var(DELAY_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     let p = config::load(Path::new(&file)).unwrap();
     run(&p, &RunOptions::default(), &BoxDetector { delay_ms }).unwrap();
 }
@@ -72,14 +69,8 @@ fn published_patches(file: &Path) -> (String, String) {
 fn done_pairs(out: &Path, run_id: &str) -> usize {
     std::fs::read_dir(out.join("work").join(run_id).join("tiles"))
         .map(|rd| {
-            rd.filter(|e| {
-                !e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with('.')
-            })
-            .count()
+            rd.filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
+                .count()
         })
         .unwrap_or(0)
 }
@@ -98,11 +89,7 @@ fn abort_after_k_pairs_then_resume_equals_uninterrupted() {
         !out.join("runs").join(&want_id).exists(),
         "nothing published by the crashed run"
     );
-    assert_eq!(
-        done_pairs(&out, &want_id),
-        3,
-        "three checkpoints survive the crash"
-    );
+    assert_eq!(done_pairs(&out, &want_id), 3, "three checkpoints survive the crash");
 
     let (got_id, got) = published_patches(&file);
     assert_eq!(got_id, want_id);

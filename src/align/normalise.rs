@@ -88,7 +88,10 @@ pub fn fit(samples: &Samples, keep: f32, rounds: usize) -> Normalisation {
         (norm, r) = reduced_major_axis(samples, &chosen, &norm);
     }
     if r < MIN_CORRELATION {
-        tracing::warn!(correlation = r, "the dates correlate too weakly for radiometric normalisation; skipped");
+        tracing::warn!(
+            correlation = r,
+            "the dates correlate too weakly for radiometric normalisation; skipped"
+        );
         return Normalisation::identity(bands);
     }
     norm.invariant_pixels = chosen.len();

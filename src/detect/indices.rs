@@ -123,6 +123,31 @@ pub fn masked_means(bands: &Array3<f32>, mask: &Array2<bool>) -> Vec<f32> {
         .collect()
 }
 
+/// 3×3 local standard deviation of a layer (texture); edge pixels use the neighbours they have.
+pub fn local_std3(a: &Array2<f32>) -> Array2<f32> {
+    let (h, w) = a.dim();
+    let std = a.as_standard_layout();
+    let v = std.as_slice().unwrap_or(&[]);
+    let mut out = vec![0.0f32; h * w];
+    for y in 0..h {
+        let (ya, yb) = (y.saturating_sub(1), (y + 2).min(h));
+        for x in 0..w {
+            let (xa, xb) = (x.saturating_sub(1), (x + 2).min(w));
+            let (mut s, mut s2) = (0.0f32, 0.0f32);
+            for yy in ya..yb {
+                for &p in &v[yy * w + xa..yy * w + xb] {
+                    s += p;
+                    s2 += p * p;
+                }
+            }
+            let n = ((yb - ya) * (xb - xa)) as f32;
+            let m = s / n;
+            out[y * w + x] = (s2 / n - m * m).max(0.0).sqrt();
+        }
+    }
+    Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::zeros((h, w)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,29 +183,4 @@ mod tests {
         assert!((s[(4, 0, 0)] - 0.5 * nd(0.43, 0.04)).abs() < 1e-6);
         assert!((s[(5, 0, 0)] - 0.5 * nd(0.07, 0.43)).abs() < 1e-6);
     }
-}
-
-/// 3×3 local standard deviation of a layer (texture); edge pixels use the neighbours they have.
-pub fn local_std3(a: &Array2<f32>) -> Array2<f32> {
-    let (h, w) = a.dim();
-    let std = a.as_standard_layout();
-    let v = std.as_slice().unwrap_or(&[]);
-    let mut out = vec![0.0f32; h * w];
-    for y in 0..h {
-        let (ya, yb) = (y.saturating_sub(1), (y + 2).min(h));
-        for x in 0..w {
-            let (xa, xb) = (x.saturating_sub(1), (x + 2).min(w));
-            let (mut s, mut s2) = (0.0f32, 0.0f32);
-            for yy in ya..yb {
-                for &p in &v[yy * w + xa..yy * w + xb] {
-                    s += p;
-                    s2 += p * p;
-                }
-            }
-            let n = ((yb - ya) * (xb - xa)) as f32;
-            let m = s / n;
-            out[y * w + x] = (s2 / n - m * m).max(0.0).sqrt();
-        }
-    }
-    Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::zeros((h, w)))
 }

@@ -260,7 +260,13 @@ impl Scene {
         let d = &self.model.detect;
         let auto = threshold::threshold(&hist, d.threshold_method);
         let t = auto
-            .map(|t| t * if self.has_nir { d.threshold_scale } else { d.threshold_scale_rgb })
+            .map(|t| {
+                t * if self.has_nir {
+                    d.threshold_scale
+                } else {
+                    d.threshold_scale_rgb
+                }
+            })
             .unwrap_or(d.threshold_floor)
             .max(d.threshold_floor);
         Ok(Calibration {
@@ -298,8 +304,16 @@ impl Scene {
             .collect();
         let s = shift::combine(&estimates, MIN_SHIFT_PEAK);
         if s.dx.abs().max(s.dy.abs()) > MAX_SHIFT_PX {
-            tracing::warn!(dx = s.dx, dy = s.dy, "residual shift estimate too large to trust after warping; not applied");
-            return Ok(Shift { dx: 0.0, dy: 0.0, peak: s.peak });
+            tracing::warn!(
+                dx = s.dx,
+                dy = s.dy,
+                "residual shift estimate too large to trust after warping; not applied"
+            );
+            return Ok(Shift {
+                dx: 0.0,
+                dy: 0.0,
+                peak: s.peak,
+            });
         }
         Ok(s)
     }

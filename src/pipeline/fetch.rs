@@ -163,7 +163,7 @@ pub async fn fetch_one(
     p: &FetchParams,
 ) -> std::result::Result<CatalogueEntry, String> {
     if let Some(e) = archive.lookup(&t.tile, &t.date) {
-        if t.sha256.as_ref().map_or(true, |s| *s == e.sha256) {
+        if t.sha256.as_ref().is_none_or(|s| *s == e.sha256) {
             return Ok(e);
         }
     }

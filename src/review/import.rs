@@ -264,7 +264,7 @@ fn match_by_overlap(tx: &Transaction<'_>, f: &Incoming, claimed: &BTreeSet<i64>)
             continue;
         };
         let score = iou(&old, &f.shape);
-        if score >= MIN_IOU && best.map_or(true, |(s, _)| score > s) {
+        if score >= MIN_IOU && best.is_none_or(|(s, _)| score > s) {
             best = Some((score, id));
         }
     }

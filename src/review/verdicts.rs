@@ -359,7 +359,7 @@ pub fn queue(store: &Store, f: &Filter) -> ReviewResult<Queue> {
     }
     let patches = items
         .into_iter()
-        .filter(|item| wanted.map_or(true, |w| w == item.status))
+        .filter(|item| wanted.is_none_or(|w| w == item.status))
         .collect();
     Ok(Queue { patches, counts })
 }
