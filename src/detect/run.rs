@@ -126,8 +126,9 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     if !req.no_chips {
         chips::write_all(staging.path(), &scene, &mut patches, &areas)?;
     }
-    write_patches(staging.path(), &scene, &patches, &model, req)?;
-    write_exports(staging.path(), &scene, &patches, &model, req)?;
+    let published = publishable(&scene, &patches, &model, req)?;
+    write_patches(staging.path(), &published)?;
+    write_exports(staging.path(), &scene, &patches, &published, req)?;
     write_manifest(staging.path(), req, &model, &scene, &summary)?;
     std::fs::remove_dir_all(&work).map_err(|e| Error::io(&work, "cannot remove the work folder", e))?;
     staging.commit()?;
@@ -209,7 +210,15 @@ fn unobserved_area(scene: &Scene, areas: &AreaCalc, stats: &PassStats) -> f64 {
     stats.unobserved as f64 * px
 }
 
-fn write_patches(dir: &Path, scene: &Scene, patches: &[Patch], model: &Model, req: &DetectRequest) -> Result<()> {
+/// Each patch's outline in lon/lat (pixel coordinates for plain images) and its properties —
+/// shared by the GeoJSON and the GIS exports so they can never disagree.
+struct Published {
+    outlines: Vec<geo::MultiPolygon<f64>>,
+    properties: Vec<serde_json::Map<String, serde_json::Value>>,
+    pixel: bool,
+}
+
+fn publishable(scene: &Scene, patches: &[Patch], model: &Model, req: &DetectRequest) -> Result<Published> {
     let wkt = scene.before.georef.as_ref().map(|g| g.wkt.as_str());
     let to_ll = geojson::ToLonLat::new(wkt, &scene.before.path)?;
     let facts = geojson::RunFacts {
@@ -217,16 +226,30 @@ fn write_patches(dir: &Path, scene: &Scene, patches: &[Patch], model: &Model, re
         before_date: req.before_date.clone(),
         after_date: req.after_date.clone(),
     };
-    let mut feats = Vec::with_capacity(patches.len());
+    let mut out = Published {
+        outlines: Vec::new(),
+        properties: Vec::new(),
+        pixel: to_ll.is_pixel(),
+    };
     for p in patches {
         let ll = to_ll.shape(&p.shape)?;
         let c = geo::Centroid::centroid(&ll)
             .map(|c| (c.x(), c.y()))
             .unwrap_or((0.0, 0.0));
-        let props = geojson::properties(p, c, &facts);
-        feats.push(geojson::feature(geojson::geometry_json(&ll, to_ll.is_pixel()), props));
+        out.properties.push(geojson::properties(p, c, &facts));
+        out.outlines.push(ll);
     }
-    let fc = geojson::collection(feats, to_ll.is_pixel());
+    Ok(out)
+}
+
+fn write_patches(dir: &Path, published: &Published) -> Result<()> {
+    let feats = published
+        .outlines
+        .iter()
+        .zip(&published.properties)
+        .map(|(ll, props)| geojson::feature(geojson::geometry_json(ll, published.pixel), props.clone()))
+        .collect();
+    let fc = geojson::collection(feats, published.pixel);
     let text = serde_json::to_string_pretty(&fc).map_err(|e| Error::Other(format!("cannot serialise patches: {e}")))?;
     atomic::write_file(&dir.join("patches.geojson"), text.as_bytes())
 }
@@ -312,25 +335,18 @@ fn grid_bounds(scene: &Scene) -> [f64; 4] {
 }
 
 /// `patches.gpkg` and `patches_shp/patches.shp` with the GeoJSON's properties.
-fn write_exports(dir: &Path, scene: &Scene, patches: &[Patch], model: &Model, req: &DetectRequest) -> Result<()> {
+fn write_exports(
+    dir: &Path,
+    scene: &Scene,
+    patches: &[Patch],
+    published: &Published,
+    req: &DetectRequest,
+) -> Result<()> {
     let wkt = scene.before.georef.as_ref().map(|g| g.wkt.as_str());
-    let to_ll = geojson::ToLonLat::new(wkt, &scene.before.path)?;
-    let facts = geojson::RunFacts {
-        model: model.id(),
-        before_date: req.before_date.clone(),
-        after_date: req.after_date.clone(),
-    };
-    let mut props = Vec::with_capacity(patches.len());
-    for p in patches {
-        let ll = to_ll.shape(&p.shape)?;
-        let c = geo::Centroid::centroid(&ll)
-            .map(|c| (c.x(), c.y()))
-            .unwrap_or((0.0, 0.0));
-        props.push(geojson::properties(p, c, &facts));
-    }
+    let props = &published.properties;
     let rows: Vec<exports::Row> = patches
         .iter()
-        .zip(&props)
+        .zip(props)
         .map(|(patch, properties)| exports::Row { patch, properties })
         .collect();
     let crs = exports::ExportCrs::for_grid(wkt)?;
