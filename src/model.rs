@@ -60,6 +60,10 @@ pub struct DetectParams {
     pub match_radius: usize,
     /// Radius of the opening/closing that removes specks and fills pinholes.
     pub morphology_radius: usize,
+    /// When set, the opening/closing radius follows the ground instead: this many metres at
+    /// the image's pixel size, at least 1 px (field-road gaps are ~4 m wide whatever the sensor).
+    #[serde(default)]
+    pub morphology_radius_m: Option<f64>,
     /// Minimum mapping unit in m² (pixels when the input has no georeferencing and no pixel size).
     pub min_area_m2: f64,
     /// Pixels sampled per calibration window side (shift, normalisation, thresholds).
@@ -212,6 +216,16 @@ pub const CHANGE_TYPES: [&str; 7] = [
     "other",
 ];
 
+impl DetectParams {
+    /// The opening/closing radius in pixels for pixels `pixel_m` metres wide (if known).
+    pub fn morphology_px(&self, pixel_m: Option<f64>) -> usize {
+        match (self.morphology_radius_m, pixel_m) {
+            (Some(r), Some(p)) if p > 0.0 => ((r / p).round() as usize).clamp(1, 5),
+            _ => self.morphology_radius,
+        }
+    }
+}
+
 impl Model {
     /// The model built into the binary (`models/rules-v1.toml`).
     pub fn builtin() -> Result<Self> {
@@ -266,6 +280,9 @@ impl Model {
         range(path, "detect.index_weight", d.index_weight as f64, 0.0, 10.0)?;
         range(path, "detect.match_radius", d.match_radius as f64, 0.0, 3.0)?;
         range(path, "detect.morphology_radius", d.morphology_radius as f64, 0.0, 5.0)?;
+        if let Some(r) = d.morphology_radius_m {
+            range(path, "detect.morphology_radius_m", r, 0.0, 100.0)?;
+        }
         range(path, "detect.min_area_m2", d.min_area_m2, 0.0, 1e7)?;
         range(
             path,

@@ -80,6 +80,7 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     let work = staging.path().join(".work");
     std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, "cannot create a work folder", e))?;
     let mut scene = Scene::open(&req.before, &req.after, bands.as_ref(), &model, &work)?;
+    scene.pixel_size_m = req.pixel_size;
     let t_open = started.elapsed().as_secs_f64();
     let calibration = scene.calibrate()?;
     let t_cal = started.elapsed().as_secs_f64();

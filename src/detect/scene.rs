@@ -117,6 +117,8 @@ pub struct Scene {
     pub norm: Normalisation,
     mask_clouds: bool,
     model: Model,
+    /// Pixel size given by the user for images without georeferencing.
+    pub pixel_size_m: Option<f64>,
 }
 
 impl Scene {
@@ -164,11 +166,22 @@ impl Scene {
             has_nir,
             mask_clouds,
             model: model.clone(),
+            pixel_size_m: None,
         })
     }
 
     pub fn model(&self) -> &Model {
         &self.model
+    }
+
+    /// Ground size of a pixel in metres: from a projected grid, else the `--pixel-size` given.
+    pub fn pixel_metres(&self) -> Option<f64> {
+        let projected = self.before.georef.as_ref().and_then(|g| {
+            let srs = gdal::spatial_ref::SpatialRef::from_wkt(&g.wkt).ok()?;
+            srs.is_projected()
+                .then(|| g.geo_transform[1].abs() * srs.linear_units())
+        });
+        projected.or(self.pixel_size_m)
     }
 
     pub fn width(&self) -> usize {

@@ -68,7 +68,8 @@ pub fn run(
 ) -> Result<PassStats> {
     let model = scene_model(scene);
     let bs = model.detect.block_size;
-    let halo = model.detect.match_radius + 2 * model.detect.morphology_radius + model.masks.cloud_buffer_px + 3;
+    let morph = model.detect.morphology_px(scene.pixel_metres());
+    let halo = model.detect.match_radius + 2 * morph + model.masks.cloud_buffer_px + 3;
     let blocks = block_grid(scene.width(), scene.height(), bs);
     // ZSTD compresses the mostly-constant class band well at a fraction of DEFLATE's cost; the
     // mask is a scratch file and stays uncompressed.
@@ -79,7 +80,7 @@ pub fn run(
     for (i, group) in blocks.chunks(chunk).enumerate() {
         let outs: Vec<BlockOut> = group
             .par_iter()
-            .map(|&w| process_block(scene, w, halo, threshold, model.detect.morphology_radius))
+            .map(|&w| process_block(scene, w, halo, threshold, morph))
             .collect::<Result<_>>()?;
         for out in outs {
             write_block(&mut change, &mut mask, &out, change_path)?;
