@@ -81,6 +81,13 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, "cannot create a work folder", e))?;
     let mut scene = Scene::open(&req.before, &req.after, bands.as_ref(), &model, &work)?;
     scene.pixel_size_m = req.pixel_size;
+    let bytes_per_sample = scene.before.data_type.bytes() as usize;
+    crate::io::size_block_cache(
+        scene.width(),
+        scene.before.band_count,
+        bytes_per_sample,
+        model.detect.block_size,
+    );
     let t_open = started.elapsed().as_secs_f64();
     let calibration = scene.calibrate()?;
     let t_cal = started.elapsed().as_secs_f64();

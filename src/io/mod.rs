@@ -24,7 +24,26 @@ pub fn init_gdal() {
                 _ => tracing::trace!(target: "gdal", code, "{msg}"),
             }
         });
-        // A bounded block cache keeps peak memory independent of image size.
-        let _ = gdal::config::set_config_option("GDAL_CACHEMAX", "256");
+        // A bounded block cache keeps peak memory independent of image size; an operator can
+        // still size it with the usual GDAL_CACHEMAX environment variable.
+        if std::env::var_os("GDAL_CACHEMAX").is_none() {
+            let _ = gdal::config::set_config_option("GDAL_CACHEMAX", "256");
+        }
     });
+}
+
+/// Sizes GDAL's block cache to hold about five block rows of both input images, so the halo
+/// reads of one block row never evict tiles the next row still needs (a smaller cache decodes
+/// each compressed tile several times). Memory then follows the image width, not its area.
+/// An explicit `GDAL_CACHEMAX` in the environment wins.
+pub fn size_block_cache(width: usize, bands: usize, bytes_per_sample: usize, block_rows_px: usize) {
+    if std::env::var_os("GDAL_CACHEMAX").is_some() {
+        return;
+    }
+    const MIB: usize = 1 << 20;
+    let working_set = 5 * block_rows_px * width * bands * bytes_per_sample * 2 + 64 * MIB;
+    let bytes = working_set.clamp(256 * MIB, 1536 * MIB);
+    // SAFETY: plain setter of a process-wide integer.
+    unsafe { gdal_sys::GDALSetCacheMax64(bytes as i64) };
+    tracing::debug!(cache_mib = bytes / MIB, "GDAL block cache sized");
 }

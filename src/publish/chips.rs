@@ -173,9 +173,11 @@ fn to_rgb(bands: &Array3<f32>, valid: &Array2<bool>, s: &Stretch, scale: f64) ->
     } else {
         (1, (1.0 / scale).round() as usize)
     };
-    let (ow, oh) = (w.div_ceil(down) * up, h.div_ceil(down) * up);
-    RgbImage::from_fn(ow as u32, oh as u32, |x, y| {
-        let (sx, sy) = ((x as usize / up) * down, (y as usize / up) * down);
+    // Colour each (box-reduced) source pixel once, then enlarge by replication: stretching
+    // every output pixel of an enlarged chip again would repeat the same work up² times.
+    let (sw, sh) = (w.div_ceil(down), h.div_ceil(down));
+    let small = RgbImage::from_fn(sw as u32, sh as u32, |x, y| {
+        let (sx, sy) = (x as usize * down, y as usize * down);
         let mut acc = [0.0f32; 3];
         let mut n = 0.0f32;
         for yy in sy..(sy + down).min(h) {
@@ -192,7 +194,16 @@ fn to_rgb(bands: &Array3<f32>, valid: &Array2<bool>, s: &Stretch, scale: f64) ->
             return NO_DATA;
         }
         Rgb([s.byte(0, acc[0] / n), s.byte(1, acc[1] / n), s.byte(2, acc[2] / n)])
-    })
+    });
+    if up == 1 {
+        return small;
+    }
+    let up = up as u32;
+    let mut out = RgbImage::new(small.width() * up, small.height() * up);
+    for (x, y, p) in out.enumerate_pixels_mut() {
+        *p = *small.get_pixel(x / up, y / up);
+    }
+    out
 }
 
 /// The patch's rings (exteriors and holes) in chip pixel coordinates.
