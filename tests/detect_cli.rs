@@ -20,6 +20,13 @@ fn detect(args: &[&str]) -> Output {
         .expect("run landwatch")
 }
 
+/// Runs `detect` from `before` to `after` into `out`, with extra arguments.
+fn detect_into(before: &Path, after: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["--before", s(before), "--after", s(after), "--out", s(out)];
+    args.extend_from_slice(extra);
+    detect(&args)
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
@@ -173,7 +180,7 @@ fn a_text_file_is_not_a_raster() {
     let good = tmp.path().join("good.tif");
     write_tif(&good, 64, 530_000.0, None, field);
     let out = tmp.path().join("out");
-    let r = detect(&["--before", s(&good), "--after", s(&txt), "--out", s(&out)]);
+    let r = detect_into(&good, &txt, &out, &[]);
     assert_bad_input(&r, "not a raster GDAL can read", &out);
 }
 
@@ -184,7 +191,7 @@ fn images_that_do_not_overlap() {
     write_tif(&a, 64, 530_000.0, None, field);
     write_tif(&b, 64, 600_000.0, None, field);
     let out = tmp.path().join("out");
-    let r = detect(&["--before", s(&a), "--after", s(&b), "--out", s(&out)]);
+    let r = detect_into(&a, &b, &out, &[]);
     assert_bad_input(&r, "does not overlap", &out);
 }
 
@@ -202,7 +209,7 @@ fn mismatched_band_counts() {
         .unwrap();
     drop(ds);
     let out = tmp.path().join("out");
-    let r = detect(&["--before", s(&a), "--after", s(&b), "--out", s(&out)]);
+    let r = detect_into(&a, &b, &out, &[]);
     assert_bad_input(&r, "has 3 bands but the before image", &out);
 }
 
@@ -213,7 +220,7 @@ fn all_nodata_input() {
     write_tif(&a, 64, 530_000.0, Some(0.0), |_, _, _| 0);
     write_tif(&b, 64, 530_000.0, None, field);
     let out = tmp.path().join("out");
-    let r = detect(&["--before", s(&a), "--after", s(&b), "--out", s(&out)]);
+    let r = detect_into(&a, &b, &out, &[]);
     assert_bad_input(&r, "no pixel is observed on both dates", &out);
 }
 
@@ -223,43 +230,16 @@ fn unknown_model_file_and_typo_in_a_model_key() {
     let a = tmp.path().join("a.tif");
     write_tif(&a, 64, 530_000.0, None, field);
     let out = tmp.path().join("out");
-    let r = detect(&[
-        "--before",
-        s(&a),
-        "--after",
-        s(&a),
-        "--out",
-        s(&out),
-        "--model",
-        "/nonexistent/m.toml",
-    ]);
+    let r = detect_into(&a, &a, &out, &["--model", "/nonexistent/m.toml"]);
     assert_bad_input(&r, "model file not found", &out);
     let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/rules-v1.toml")).unwrap();
     let typo = tmp.path().join("typo.toml");
     std::fs::write(&typo, shipped.replace("block_size = 512", "blok_size = 512")).unwrap();
-    let r = detect(&[
-        "--before",
-        s(&a),
-        "--after",
-        s(&a),
-        "--out",
-        s(&out),
-        "--model",
-        s(&typo),
-    ]);
+    let r = detect_into(&a, &a, &out, &["--model", s(&typo)]);
     assert_bad_input(&r, "blok_size", &out);
     let range = tmp.path().join("range.toml");
     std::fs::write(&range, shipped.replace("min_area_m2 = 200.0", "min_area_m2 = -5.0")).unwrap();
-    let r = detect(&[
-        "--before",
-        s(&a),
-        "--after",
-        s(&a),
-        "--out",
-        s(&out),
-        "--model",
-        s(&range),
-    ]);
+    let r = detect_into(&a, &a, &out, &["--model", s(&range)]);
     assert_bad_input(&r, "detect.min_area_m2", &out);
 }
 
@@ -278,7 +258,7 @@ fn a_new_bright_roof_on_a_field_is_one_patch_across_block_edges() {
         }
     });
     let out = tmp.path().join("out");
-    let r = detect(&["--before", s(&a), "--after", s(&b), "--out", s(&out)]);
+    let r = detect_into(&a, &b, &out, &[]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let fc: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("patches.geojson")).unwrap()).unwrap();
     let feats = fc["features"].as_array().unwrap();
