@@ -101,6 +101,7 @@ pub fn properties(p: &Patch, centre: (f64, f64), run: &RunFacts) -> Map<String, 
         ("id", json!(p.id)),
         ("track_id", json!(p.id)),
         ("change_type", json!(p.change_type)),
+        ("type_code", json!(type_code(&p.change_type))),
         ("category", json!(p.category)),
         ("confidence", json!(p.confidence)),
         ("area_m2", json!(round2(p.area_m2))),
@@ -137,6 +138,19 @@ pub fn properties(p: &Patch, centre: (f64, f64), run: &RunFacts) -> Map<String, 
         m.insert(k.to_string(), v);
     }
     m
+}
+
+/// Numeric change type, the codes of `landwatch synth`'s truth rasters (and the peers' scorer):
+/// 1 building, 2 pond, 3 orchard/forest, 4 greenhouse, 5 hardened; 0 anything else.
+pub fn type_code(t: &str) -> u8 {
+    match t {
+        "building" => 1,
+        "pond" => 2,
+        "orchard_forest" => 3,
+        "greenhouse" => 4,
+        "hardened" => 5,
+        _ => 0,
+    }
 }
 
 /// The change type as county desks name it (TBLX).
