@@ -55,6 +55,9 @@ pub struct DetectParams {
     pub threshold_scale_rgb: f32,
     /// Weight of the vegetation/water index differences relative to reflectance differences.
     pub index_weight: f32,
+    /// Weight of the vegetation-index texture (3×3 standard deviation) in the evidence.
+    #[serde(default)]
+    pub texture_weight: f32,
     /// Radius (pixels) over which a pixel may match its counterpart on the other date, absorbing
     /// residual misregistration.
     pub match_radius: usize,
@@ -278,6 +281,7 @@ impl Model {
             10.0,
         )?;
         range(path, "detect.index_weight", d.index_weight as f64, 0.0, 10.0)?;
+        range(path, "detect.texture_weight", d.texture_weight as f64, 0.0, 10.0)?;
         range(path, "detect.match_radius", d.match_radius as f64, 0.0, 3.0)?;
         range(path, "detect.morphology_radius", d.morphology_radius as f64, 0.0, 5.0)?;
         if let Some(r) = d.morphology_radius_m {
