@@ -19,10 +19,11 @@ pub fn change_of_use(before: &Array3<f32>, after: &Array3<f32>, p: &GateParams) 
         tex_a.as_slice().unwrap_or(&[]),
         bright_b.as_slice().unwrap_or(&[]),
     );
+    let va = vi_a.as_slice().unwrap_or(&[]);
     let mut gate = vec![false; h * w];
     for_each_pixel(after, |i, px| {
         let bright = brightness(px);
-        let vi = vegetation(px);
+        let vi = va[i];
         let artificial = vi < p.artificial_max_vi && flatness(px) > p.artificial_min_flatness;
         let wet = water(px).is_some_and(|nd| nd > p.water_min_ndwi && bright < p.water_max_brightness);
         let textured = ta[i] > p.texture_min && ta[i] - tb[i] > p.texture_min_gain;

@@ -175,9 +175,7 @@ fn make_patches(
     let wkt = scene.before.georef.as_ref().map(|g| g.wkt.as_str());
     let areas = AreaCalc::new(wkt, req.pixel_size);
     let gt = vectorise::grid_transform(scene.before.georef.as_ref());
-    let px_grid = gt[1].abs() * gt[5].abs();
-    let sample = pixel_square(gt);
-    let px_m2 = areas.m2_per_grid_unit(&sample) * px_grid;
+    let px_m2 = pixel_area_m2(scene, &areas);
     let min_pixels = (model.detect.min_area_m2 / px_m2.max(1e-9)).ceil() as usize;
     vectorise::sieve(mask, min_pixels)?;
     let traced = vectorise::trace(mask, gt, wkt.unwrap_or(""), model.detect.simplify_px)?;
@@ -197,6 +195,12 @@ fn make_patches(
     Ok((patches, dropped, areas))
 }
 
+/// Ground area of one pixel in m² (at the grid origin for geographic grids).
+fn pixel_area_m2(scene: &Scene, areas: &AreaCalc) -> f64 {
+    let gt = vectorise::grid_transform(scene.before.georef.as_ref());
+    areas.m2_per_grid_unit(&pixel_square(gt)) * gt[1].abs() * gt[5].abs()
+}
+
 /// A one-pixel square at the grid origin, to convert pixel counts to m².
 fn pixel_square(gt: gdal::GeoTransform) -> geo::MultiPolygon<f64> {
     let (x0, y0, dx, dy) = (gt[0], gt[3], gt[1], gt[5]);
@@ -213,9 +217,7 @@ fn pixel_square(gt: gdal::GeoTransform) -> geo::MultiPolygon<f64> {
 }
 
 fn unobserved_area(scene: &Scene, areas: &AreaCalc, stats: &PassStats) -> f64 {
-    let gt = vectorise::grid_transform(scene.before.georef.as_ref());
-    let px = areas.m2_per_grid_unit(&pixel_square(gt)) * gt[1].abs() * gt[5].abs();
-    stats.unobserved as f64 * px
+    stats.unobserved as f64 * pixel_area_m2(scene, areas)
 }
 
 /// Each patch's outline in lon/lat (pixel coordinates for plain images) and its properties —

@@ -202,9 +202,7 @@ impl Scene {
         let mut valid = b.valid.clone();
         Zip::from(&mut valid).and(&a.valid).for_each(|v, &w| *v &= w);
         let mut after = a.bands;
-        for (k, mut band) in after.outer_iter_mut().enumerate() {
-            band.mapv_inplace(|v| self.norm.apply(k, v));
-        }
+        self.normalise_after(&mut after);
         let observed = self.observed(&b.bands, &after, &valid);
         Ok(PairWindow {
             before: b.bands,
@@ -212,6 +210,12 @@ impl Scene {
             observed,
             valid,
         })
+    }
+
+    fn normalise_after(&self, after: &mut Array3<f32>) {
+        for (k, mut band) in after.outer_iter_mut().enumerate() {
+            band.mapv_inplace(|v| self.norm.apply(k, v));
+        }
     }
 
     fn read_after_aligned(&self, win: Window, idx: &[usize]) -> Result<Pixels> {
@@ -262,8 +266,15 @@ impl Scene {
     pub fn calibrate(&mut self) -> Result<Calibration> {
         let wins = calibration_windows(self.width(), self.height(), &self.model);
         self.shift = self.estimate_shift(&wins)?;
-        self.norm = self.estimate_normalisation(&wins)?;
-        let hist = self.evidence_histogram(&wins)?;
+        // The windows are read once (shift applied, identity normalisation); the fitted
+        // normalisation is then applied to them in memory, exactly as `read_pair` would.
+        let mut pairs: Vec<PairWindow> = wins.par_iter().map(|&w| self.read_pair(w)).collect::<Result<_>>()?;
+        self.norm = self.estimate_normalisation(&pairs);
+        pairs.par_iter_mut().for_each(|p| {
+            self.normalise_after(&mut p.after);
+            p.observed = self.observed(&p.before, &p.after, &p.valid);
+        });
+        let hist = self.evidence_histogram(&pairs);
         if hist.total() == 0 {
             return Err(Error::input(
                 &self.before.path,
@@ -331,14 +342,11 @@ impl Scene {
         Ok(s)
     }
 
-    fn estimate_normalisation(&self, wins: &[Window]) -> Result<Normalisation> {
+    fn estimate_normalisation(&self, pairs: &[PairWindow]) -> Normalisation {
         let nb = self.bands.canonical().len();
-        let saved = self.norm.clone();
-        debug_assert_eq!(saved, Normalisation::identity(nb));
-        let pairs: Vec<PairWindow> = wins.par_iter().map(|&w| self.read_pair(w)).collect::<Result<_>>()?;
         let mut samples = Samples::new(nb);
         let (mut pb, mut pa) = (vec![0.0; nb], vec![0.0; nb]);
-        for p in &pairs {
+        for p in pairs {
             let (_, h, w) = p.before.dim();
             for y in (0..h).step_by(2) {
                 for x in (0..w).step_by(2) {
@@ -353,31 +361,30 @@ impl Scene {
                 }
             }
         }
-        Ok(normalise::fit(&samples, self.model.detect.invariant_fraction, 4))
+        normalise::fit(&samples, self.model.detect.invariant_fraction, 4)
     }
 
-    fn evidence_histogram(&self, wins: &[Window]) -> Result<threshold::Histogram> {
-        let hists: Vec<threshold::Histogram> = wins
+    fn evidence_histogram(&self, pairs: &[PairWindow]) -> threshold::Histogram {
+        let hists: Vec<threshold::Histogram> = pairs
             .par_iter()
-            .map(|&w| -> Result<threshold::Histogram> {
-                let pair = self.read_pair(w)?;
-                let e = self.evidence(&pair);
+            .map(|pair| {
+                let e = self.evidence(pair);
                 let mut h = threshold::Histogram::new(4000, 2.0);
                 Zip::from(&e).and(&pair.observed).for_each(|&v, &o| {
                     if o {
                         h.add(v)
                     }
                 });
-                Ok(h)
+                h
             })
-            .collect::<Result<_>>()?;
+            .collect();
         let mut total = threshold::Histogram::new(4000, 2.0);
         for h in hists {
             for (t, c) in total.counts.iter_mut().zip(h.counts) {
                 *t += c;
             }
         }
-        Ok(total)
+        total
     }
 }
 

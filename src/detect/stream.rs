@@ -66,7 +66,7 @@ pub fn run(
     mask_path: &Path,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<PassStats> {
-    let model = scene_model(scene);
+    let model = scene.model();
     let bs = model.detect.block_size;
     let morph = model.detect.morphology_px(scene.pixel_metres());
     let halo = model.detect.match_radius + 2 * morph + model.masks.cloud_buffer_px + 3;
@@ -96,10 +96,6 @@ pub fn run(
     mask.flush_cache()
         .map_err(|e| Error::gdal(mask_path, "cannot flush", e))?;
     Ok(total)
-}
-
-fn scene_model(scene: &Scene) -> &crate::model::Model {
-    scene.model()
 }
 
 fn set_band_descriptions(ds: &Dataset) {
