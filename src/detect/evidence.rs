@@ -28,37 +28,30 @@ pub fn neighbourhood_distance(a: &Array3<f32>, b: &Array3<f32>, valid: &Array2<b
     let mut ba = vec![f32::INFINITY; plane];
     let mut row = vec![0.0f32; w];
     let r = radius as isize;
-    for dy in -r..=r {
-        for dx in -r..=r {
-            let (y0, y1) = (0.max(-dy) as usize, (h as isize).min(h as isize - dy) as usize);
-            let (x0, x1) = (0.max(-dx) as usize, (w as isize).min(w as isize - dx) as usize);
-            if x1 <= x0 {
+    // Row by row, all offsets at once: the few rows of A and B involved stay in cache.
+    for y in 0..h {
+        for dy in -r..=r {
+            let qy = y as isize + dy;
+            if qy < 0 || qy >= h as isize {
                 continue;
             }
-            let n = x1 - x0;
-            for y in y0..y1 {
-                let qy = (y as isize + dy) as usize;
-                let (p0, q0) = (y * w + x0, qy * w + (x0 as isize + dx) as usize);
-                // Squared distance |A(p) − B(q)|² for the whole row, channel by channel, so the
-                // inner loop is a straight vectorisable pass over contiguous memory.
-                let dist = &mut row[..n];
-                dist.fill(0.0);
-                for c in 0..k {
-                    let ar = &av[c * plane + p0..c * plane + p0 + n];
-                    let br = &bv[c * plane + q0..c * plane + q0 + n];
-                    for ((d, &x), &y) in dist.iter_mut().zip(ar).zip(br) {
-                        let e = x - y;
-                        *d += e * e;
-                    }
+            for dx in -r..=r {
+                let (x0, x1) = (0.max(-dx) as usize, (w as isize).min(w as isize - dx) as usize);
+                if x1 <= x0 {
+                    continue;
                 }
-                // A candidate match for A(p), and for B(q) seen from A.
+                let n = x1 - x0;
+                let (p0, q0) = (y * w + x0, qy as usize * w + (x0 as isize + dx) as usize);
+                let dist = &mut row[..n];
+                squared_distances(dist, av, bv, k, plane, p0, q0);
+                // A candidate match for A(p), and for B(q) seen from A; a pair with an invalid
+                // end is no match (written branch-free so the loop vectorises).
                 let (vp, vq) = (&vv[p0..p0 + n], &vv[q0..q0 + n]);
-                for (j, &d) in dist.iter().enumerate() {
-                    if vp[j] && vq[j] {
-                        let (p, q) = (p0 + j, q0 + j);
-                        ab[p] = ab[p].min(d);
-                        ba[q] = ba[q].min(d);
-                    }
+                let (abr, bar) = (&mut ab[p0..p0 + n], &mut ba[q0..q0 + n]);
+                for j in 0..n {
+                    let d = if vp[j] & vq[j] { dist[j] } else { f32::INFINITY };
+                    abr[j] = abr[j].min(d);
+                    bar[j] = bar[j].min(d);
                 }
             }
         }
@@ -74,6 +67,21 @@ pub fn neighbourhood_distance(a: &Array3<f32>, b: &Array3<f32>, valid: &Array2<b
         })
         .collect();
     Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::zeros((h, w)))
+}
+
+/// `dist[j] = |A(p0 + j) − B(q0 + j)|²` over `k` channel planes, channel by channel, so each
+/// inner loop is a straight vectorisable pass over contiguous memory.
+fn squared_distances(dist: &mut [f32], av: &[f32], bv: &[f32], k: usize, plane: usize, p0: usize, q0: usize) {
+    let n = dist.len();
+    dist.fill(0.0);
+    for c in 0..k {
+        let ar = &av[c * plane + p0..c * plane + p0 + n];
+        let br = &bv[c * plane + q0..c * plane + q0 + n];
+        for ((d, &x), &y) in dist.iter_mut().zip(ar).zip(br) {
+            let e = x - y;
+            *d += e * e;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -129,23 +129,48 @@ pub fn local_std3(a: &Array2<f32>) -> Array2<f32> {
     let std = a.as_standard_layout();
     let v = std.as_slice().unwrap_or(&[]);
     let mut out = vec![0.0f32; h * w];
+    let (mut s, mut s2) = (vec![0.0f32; w], vec![0.0f32; w]);
     for y in 0..h {
-        let (ya, yb) = (y.saturating_sub(1), (y + 2).min(h));
-        for x in 0..w {
-            let (xa, xb) = (x.saturating_sub(1), (x + 2).min(w));
-            let (mut s, mut s2) = (0.0f32, 0.0f32);
-            for yy in ya..yb {
-                for &p in &v[yy * w + xa..yy * w + xb] {
-                    s += p;
-                    s2 += p * p;
+        let rows = y.saturating_sub(1)..(y + 2).min(h);
+        let n_rows = rows.len();
+        s.fill(0.0);
+        s2.fill(0.0);
+        // Each pixel adds its window row by row, left to right: the interior columns go
+        // through in one vectorisable sweep per window cell, the two edge columns alone.
+        for yy in rows {
+            let row = &v[yy * w..(yy + 1) * w];
+            if w >= 3 {
+                for dx in 0..3 {
+                    let src = &row[dx..w - 2 + dx];
+                    for ((a, b), &p) in s[1..w - 1].iter_mut().zip(&mut s2[1..w - 1]).zip(src) {
+                        *a += p;
+                        *b += p * p;
+                    }
                 }
             }
-            let n = ((yb - ya) * (xb - xa)) as f32;
-            let m = s / n;
-            out[y * w + x] = (s2 / n - m * m).max(0.0).sqrt();
+            for x in edge_columns(w) {
+                for &p in &row[x.saturating_sub(1)..(x + 2).min(w)] {
+                    s[x] += p;
+                    s2[x] += p * p;
+                }
+            }
+        }
+        for x in 0..w {
+            let n = (n_rows * ((x + 2).min(w) - x.saturating_sub(1))) as f32;
+            let m = s[x] / n;
+            out[y * w + x] = (s2[x] / n - m * m).max(0.0).sqrt();
         }
     }
     Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::zeros((h, w)))
+}
+
+/// Columns whose 3-wide window is clipped by the array edge (all of them when `w < 3`).
+fn edge_columns(w: usize) -> Vec<usize> {
+    if w < 3 {
+        (0..w).collect()
+    } else {
+        vec![0, w - 1]
+    }
 }
 
 #[cfg(test)]
@@ -173,6 +198,25 @@ mod tests {
         assert!(flatness(&[0.52, 0.545, 0.555, 0.565]) > 0.85);
         assert!(flatness(&[0.033, 0.068, 0.038, 0.43]) < 0.1);
         assert_eq!(flatness(&[0.0, 0.0, 0.0]), 0.0);
+    }
+
+    #[test]
+    fn local_std_is_the_windowed_standard_deviation() {
+        let a = Array2::from_shape_fn((5, 7), |(y, x)| ((y * 7 + x) as f32 * 0.37).sin());
+        let s = local_std3(&a);
+        for y in 0..5usize {
+            for x in 0..7usize {
+                let vals: Vec<f32> = (y.saturating_sub(1)..(y + 2).min(5))
+                    .flat_map(|yy| (x.saturating_sub(1)..(x + 2).min(7)).map(move |xx| (yy, xx)))
+                    .map(|p| a[p])
+                    .collect();
+                let n = vals.len() as f32;
+                let m = vals.iter().sum::<f32>() / n;
+                let var = vals.iter().map(|v| (v - m) * (v - m)).sum::<f32>() / n;
+                assert!((s[(y, x)] - var.sqrt()).abs() < 1e-4, "({y},{x})");
+            }
+        }
+        assert_eq!(local_std3(&Array2::from_elem((1, 2), 0.5))[(0, 1)], 0.0);
     }
 
     #[test]

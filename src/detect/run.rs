@@ -7,7 +7,7 @@ use super::scene::{BandMap, Calibration, Scene};
 use super::stream::{self, PassStats};
 use crate::io::atomic::{self, StagingDir};
 use crate::model::Model;
-use crate::patches::{self, area::AreaCalc, category, overlay, vectorise, Patch};
+use crate::patches::{self, area::AreaCalc, category, label::Labeller, overlay, vectorise, Patch};
 use crate::publish::{chips, exports, geojson, manifest};
 use crate::{Error, Result};
 use serde::Serialize;
@@ -67,6 +67,32 @@ pub struct DetectSummary {
     pub unobserved_area_m2: f64,
     pub seconds: f64,
     pub megapixels_per_second: f64,
+    /// Wall seconds of each stage, in run order.
+    pub stage_seconds: Vec<(&'static str, f64)>,
+}
+
+/// Wall time per stage, for the manifest and the log.
+struct Stages {
+    started: Instant,
+    last: f64,
+    laps: Vec<(&'static str, f64)>,
+}
+
+impl Stages {
+    fn new(started: Instant) -> Self {
+        Self {
+            started,
+            last: 0.0,
+            laps: Vec::new(),
+        }
+    }
+
+    /// Ends the stage `name` now.
+    fn lap(&mut self, name: &'static str) {
+        let now = self.started.elapsed().as_secs_f64();
+        self.laps.push((name, now - self.last));
+        self.last = now;
+    }
 }
 
 /// Runs detection; see the module docs.
@@ -88,9 +114,10 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
         bytes_per_sample,
         model.detect.block_size,
     );
-    let t_open = started.elapsed().as_secs_f64();
+    let mut stages = Stages::new(started);
+    stages.lap("open");
     let calibration = scene.calibrate()?;
-    let t_cal = started.elapsed().as_secs_f64();
+    stages.lap("calibrate");
     tracing::info!(
         dx = calibration.shift.dx,
         dy = calibration.shift.dy,
@@ -98,13 +125,13 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
         "calibrated"
     );
     let change_path = staging.path().join("change.tif");
-    let mask_path = work.join("mask.tif");
     let bar = progress_bar(req.progress);
+    let mut labeller = Labeller::new();
     let stats = stream::run(
         &scene,
         calibration.threshold,
         &change_path,
-        &mask_path,
+        &mut |row| labeller.push_row(row),
         &|done, total| {
             if let Some(b) = &bar {
                 b.set_length(total as u64);
@@ -115,10 +142,8 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let t_pass = started.elapsed().as_secs_f64();
-    let (mut patches, dropped, areas) = make_patches(&scene, &model, req, &mask_path)?;
-    let t_patch = started.elapsed().as_secs_f64();
-    tracing::info!(t_open, t_cal, t_pass, t_patch, "stage end times (s)");
+    stages.lap("pass");
+    let (mut patches, dropped, areas) = make_patches(&scene, &model, req, labeller, &mut stages)?;
     let unobserved_area_m2 = unobserved_area(&scene, &areas, &stats);
     let seconds = started.elapsed().as_secs_f64();
     let summary = DetectSummary {
@@ -130,14 +155,20 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
         pixels: stats,
         unobserved_area_m2,
         seconds,
+        stage_seconds: stages.laps.clone(),
     };
     if !req.no_chips {
         chips::write_all(staging.path(), &scene, &mut patches, &areas)?;
+        stages.lap("chips");
     }
     let published = publishable(&scene, &patches, &model, req)?;
     write_patches(staging.path(), &published)?;
     write_exports(staging.path(), &scene, &patches, &published, req)?;
+    stages.lap("write");
     write_manifest(staging.path(), req, &model, &scene, &summary)?;
+    stages.lap("manifest");
+    let laps: Vec<String> = stages.laps.iter().map(|(n, t)| format!("{n} {t:.2}")).collect();
+    tracing::info!(stages = laps.join(", "), "stage seconds");
     std::fs::remove_dir_all(&work).map_err(|e| Error::io(&work, "cannot remove the work folder", e))?;
     staging.commit()?;
     Ok(summary)
@@ -170,16 +201,20 @@ fn make_patches(
     scene: &Scene,
     model: &Model,
     req: &DetectRequest,
-    mask: &Path,
+    labeller: Labeller,
+    stages: &mut Stages,
 ) -> Result<(Vec<Patch>, usize, AreaCalc)> {
     let wkt = scene.before.georef.as_ref().map(|g| g.wkt.as_str());
     let areas = AreaCalc::new(wkt, req.pixel_size);
     let gt = vectorise::grid_transform(scene.before.georef.as_ref());
     let px_m2 = pixel_area_m2(scene, &areas);
     let min_pixels = (model.detect.min_area_m2 / px_m2.max(1e-9)).ceil() as usize;
-    vectorise::sieve(mask, min_pixels)?;
-    let traced = vectorise::trace(mask, gt, wkt.unwrap_or(""), model.detect.simplify_px)?;
+    let components = labeller.finish(min_pixels);
+    stages.lap("label");
+    let traced = vectorise::trace(components, gt, wkt.unwrap_or(""), model.detect.simplify_px)?;
+    stages.lap("trace");
     let mut patches = patches::build(scene, traced, model, &areas, model.detect.min_area_m2)?;
+    stages.lap("features");
     let before = patches.len();
     let keep = |t: &str| match t {
         "crop_cycle" => req.keep_all || model.typing.keep_crop_cycle,
@@ -189,6 +224,7 @@ fn make_patches(
     patches.retain(|p| keep(&p.change_type));
     let dropped = before - patches.len();
     enforce(scene, model, req, &areas, &mut patches)?;
+    stages.lap("overlay");
     for (i, p) in patches.iter_mut().enumerate() {
         p.id = format!("P{:05}", i + 1);
     }
@@ -293,7 +329,11 @@ fn write_manifest(dir: &Path, req: &DetectRequest, model: &Model, scene: &Scene,
         "unobserved_area_m2": s.unobserved_area_m2,
         "patches": s.patches,
         "dropped_unrecognised": s.dropped_unrecognised,
-        "timing": {"seconds": s.seconds, "megapixels_per_second": s.megapixels_per_second},
+        "timing": {
+            "seconds": s.seconds,
+            "megapixels_per_second": s.megapixels_per_second,
+            "stage_seconds": s.stage_seconds.iter().map(|(n, t)| (n.to_string(), json!(t))).collect::<serde_json::Map<_, _>>(),
+        },
     });
     let text =
         serde_json::to_string_pretty(&m).map_err(|e| Error::Other(format!("cannot serialise the manifest: {e}")))?;

@@ -6,7 +6,7 @@ use crate::align::normalise::{self, Normalisation, Samples};
 use crate::align::shift::{self, Shift};
 use crate::align::warp;
 use crate::detect::{evidence, indices, masks, threshold};
-use crate::io::raster::{self, DatasetPool, Pixels, RasterInfo, Window};
+use crate::io::raster::{self, DatasetPool, HeldPixels, Pixels, RasterInfo, Window};
 use crate::model::{MaskMode, Model};
 use crate::{Error, Result};
 use ndarray::{s, Array2, Array3, Axis, Zip};
@@ -92,6 +92,12 @@ pub struct PairWindow {
     pub observed: Array2<bool>,
     /// Inside both images and not nodata (clouds and shadows included).
     pub valid: Array2<bool>,
+}
+
+/// Both dates over a rectangle held in memory (see [`Scene::hold`]).
+pub struct HeldPair {
+    before: HeldPixels,
+    after: HeldPixels,
 }
 
 /// What calibration found, reported in the run manifest.
@@ -198,18 +204,64 @@ impl Scene {
         let b = self
             .before_pool
             .with(|ds| raster::read_window(ds, &self.before, &idx, win, self.scale_before))?;
-        let a = self.read_after_aligned(win, &idx)?;
+        let a = self
+            .after_pool
+            .with(|ds| raster::read_window(ds, &self.after, &idx, self.after_window(win), self.scale_after))?;
+        Ok(self.assemble(b, a, win))
+    }
+
+    /// Reads a large rectangle of both dates into memory (see [`HeldPixels`]); windows inside it
+    /// are then cut with [`Scene::read_pair_held`].
+    pub fn hold(&self, win: Window) -> Result<HeldPair> {
+        let idx = self.bands.canonical();
+        let (before, after) = rayon::join(
+            || {
+                self.before_pool
+                    .with(|ds| HeldPixels::read(ds, &self.before, &idx, win, self.scale_before))
+            },
+            || {
+                self.after_pool
+                    .with(|ds| HeldPixels::read(ds, &self.after, &idx, self.after_window(win), self.scale_after))
+            },
+        );
+        Ok(HeldPair {
+            before: before?,
+            after: after?,
+        })
+    }
+
+    /// [`Scene::read_pair`] over a window of a held rectangle, without touching the files.
+    pub fn read_pair_held(&self, held: &HeldPair, win: Window) -> Result<PairWindow> {
+        let outside = || Error::Other(format!("internal: window {win:?} is not inside the held rectangle"));
+        let b = held.before.window(win).ok_or_else(outside)?;
+        let a = held.after.window(self.after_window(win)).ok_or_else(outside)?;
+        Ok(self.assemble(b, a, win))
+    }
+
+    /// The after-image window that, once shifted, covers `win`.
+    fn after_window(&self, win: Window) -> Window {
+        let (dx, dy) = (self.shift.dx, self.shift.dy);
+        if dx == 0.0 && dy == 0.0 {
+            win
+        } else {
+            win.grow(shift_pad(dx, dy))
+        }
+    }
+
+    /// Shifts the after pixels onto the before grid, normalises them and adds the masks.
+    fn assemble(&self, b: Pixels, after_raw: Pixels, win: Window) -> PairWindow {
+        let a = self.align_after(after_raw, win);
         let mut valid = b.valid.clone();
         Zip::from(&mut valid).and(&a.valid).for_each(|v, &w| *v &= w);
         let mut after = a.bands;
         self.normalise_after(&mut after);
         let observed = self.observed(&b.bands, &after, &valid);
-        Ok(PairWindow {
+        PairWindow {
             before: b.bands,
             after,
             observed,
             valid,
-        })
+        }
     }
 
     fn normalise_after(&self, after: &mut Array3<f32>) {
@@ -218,23 +270,18 @@ impl Scene {
         }
     }
 
-    fn read_after_aligned(&self, win: Window, idx: &[usize]) -> Result<Pixels> {
+    fn align_after(&self, big: Pixels, win: Window) -> Pixels {
         let (dx, dy) = (self.shift.dx, self.shift.dy);
         if dx == 0.0 && dy == 0.0 {
-            return self
-                .after_pool
-                .with(|ds| raster::read_window(ds, &self.after, idx, win, self.scale_after));
+            return big;
         }
-        let pad = dx.abs().max(dy.abs()).ceil() as usize + 1;
-        let big = self
-            .after_pool
-            .with(|ds| raster::read_window(ds, &self.after, idx, win.grow(pad), self.scale_after))?;
+        let pad = shift_pad(dx, dy);
         let (shifted, ok) = shift::apply_shift(&big.bands, &big.valid, dx, dy);
         let (h, w) = (win.h, win.w);
-        Ok(Pixels {
+        Pixels {
             bands: shifted.slice(s![.., pad..pad + h, pad..pad + w]).to_owned(),
             valid: ok.slice(s![pad..pad + h, pad..pad + w]).to_owned(),
-        })
+        }
     }
 
     fn observed(&self, before: &Array3<f32>, after: &Array3<f32>, valid: &Array2<bool>) -> Array2<bool> {
@@ -386,6 +433,11 @@ impl Scene {
         }
         total
     }
+}
+
+/// Margin (px) read around a window so that shifting the after image by `(dx, dy)` fills it.
+fn shift_pad(dx: f64, dy: f64) -> usize {
+    dx.abs().max(dy.abs()).ceil() as usize + 1
 }
 
 /// Appends the 3×3 texture of the vegetation index, scaled by `weight`, to an evidence stack:

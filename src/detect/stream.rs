@@ -2,7 +2,7 @@
 //! neighbourhood operations see across block edges), processed in parallel, cropped back and
 //! written. Peak memory depends on the block size and thread count, not on the image size.
 
-use super::scene::Scene;
+use super::scene::{HeldPair, Scene};
 use super::{gate, morphology};
 use crate::io::raster::Window;
 use crate::{Error, Result};
@@ -58,12 +58,13 @@ pub fn create_grid_tiff(scene: &Scene, path: &Path, bands: usize, extra: &[&str]
 }
 
 /// Runs detection over every block; writes `change.tif` (band 1 class, band 2 evidence as a
-/// percentage of the threshold, capped at 255) and a binary change mask for vectorising.
+/// percentage of the threshold, capped at 255) and hands each row of the binary change mask
+/// (class "change of use"), top to bottom, to `mask_row`.
 pub fn run(
     scene: &Scene,
     threshold: f32,
     change_path: &Path,
-    mask_path: &Path,
+    mask_row: &mut dyn FnMut(&[bool]),
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<PassStats> {
     let model = scene.model();
@@ -71,30 +72,33 @@ pub fn run(
     let morph = model.detect.morphology_px(scene.pixel_metres());
     let halo = model.detect.match_radius + 2 * morph + model.masks.cloud_buffer_px + 3;
     let blocks = block_grid(scene.width(), scene.height(), bs);
-    // ZSTD compresses the mostly-constant class band well at a fraction of DEFLATE's cost; the
-    // mask is a scratch file and stays uncompressed.
+    // ZSTD compresses the mostly-constant class band well at a fraction of DEFLATE's cost.
     let mut change = create_grid_tiff(scene, change_path, 2, &["COMPRESS=ZSTD", "ZSTD_LEVEL=3"])?;
-    let mut mask = create_grid_tiff(scene, mask_path, 1, &["COMPRESS=NONE"])?;
+    let mut row = vec![false; scene.width()];
     let mut total = PassStats::default();
-    let chunk = (rayon::current_num_threads() * 2).max(2);
-    for (i, group) in blocks.chunks(chunk).enumerate() {
-        let outs: Vec<BlockOut> = group
+    let strips = strip_rows(&blocks);
+    let mut done = 0;
+    for strip in strips {
+        // One read per strip decodes each input tile once; its blocks are then cut from memory.
+        let held = scene.hold(strip_window(strip).grow(halo))?;
+        let outs: Vec<BlockOut> = strip
             .par_iter()
-            .map(|&w| process_block(scene, w, halo, threshold, morph))
+            .map(|&w| process_block(scene, &held, w, halo, threshold, morph))
             .collect::<Result<_>>()?;
-        for out in outs {
-            write_block(&mut change, &mut mask, &out, change_path)?;
+        drop(held);
+        for out in &outs {
+            write_block(&mut change, out, change_path)?;
             add_stats(&mut total, &out.stats);
         }
-        progress(((i + 1) * chunk).min(blocks.len()), blocks.len());
+        hand_over_mask_rows(&outs, &mut row, mask_row);
+        done += strip.len();
+        progress(done, blocks.len());
     }
     total.blocks = blocks.len();
     set_band_descriptions(&change);
     change
         .flush_cache()
         .map_err(|e| Error::gdal(change_path, "cannot flush", e))?;
-    mask.flush_cache()
-        .map_err(|e| Error::gdal(mask_path, "cannot flush", e))?;
     Ok(total)
 }
 
@@ -125,8 +129,26 @@ pub fn block_grid(width: usize, height: usize, bs: usize) -> Vec<Window> {
     v
 }
 
-fn process_block(scene: &Scene, win: Window, halo: usize, threshold: f32, morph_r: usize) -> Result<BlockOut> {
-    let pair = scene.read_pair(win.grow(halo))?;
+/// The blocks of `blocks` (row-major) grouped by the row of blocks they sit in.
+fn strip_rows(blocks: &[Window]) -> Vec<&[Window]> {
+    blocks.chunk_by(|a, b| a.y == b.y).collect()
+}
+
+/// The rectangle a strip of blocks covers.
+fn strip_window(strip: &[Window]) -> Window {
+    let (first, last) = (strip[0], strip[strip.len() - 1]);
+    Window::new(first.x, first.y, (last.x + last.w as isize - first.x) as usize, first.h)
+}
+
+fn process_block(
+    scene: &Scene,
+    held: &HeldPair,
+    win: Window,
+    halo: usize,
+    threshold: f32,
+    morph_r: usize,
+) -> Result<BlockOut> {
+    let pair = scene.read_pair_held(held, win.grow(halo))?;
     let e = scene.evidence(&pair);
     let mut changed = Array2::from_elem(e.raw_dim(), false);
     Zip::from(&mut changed)
@@ -182,15 +204,25 @@ fn process_block(scene: &Scene, win: Window, halo: usize, threshold: f32, morph_
     })
 }
 
-fn write_block(change: &mut Dataset, mask: &mut Dataset, out: &BlockOut, path: &Path) -> Result<()> {
+/// The strip's mask rows, assembled across its blocks (which come left to right).
+fn hand_over_mask_rows(strip: &[BlockOut], row: &mut [bool], mask_row: &mut dyn FnMut(&[bool])) {
+    let Some(first) = strip.first() else { return };
+    for y in 0..first.win.h {
+        for out in strip {
+            let x0 = (out.win.x - first.win.x) as usize;
+            let dst = &mut row[x0..x0 + out.win.w];
+            for (d, &c) in dst.iter_mut().zip(out.class.row(y)) {
+                *d = c == CLASS_CHANGED;
+            }
+        }
+        mask_row(row);
+    }
+}
+
+fn write_block(change: &mut Dataset, out: &BlockOut, path: &Path) -> Result<()> {
     let pos = (out.win.x, out.win.y);
     let size = (out.win.w, out.win.h);
-    let binary = out.class.mapv(|c| u8::from(c == CLASS_CHANGED));
-    for (ds, band, arr) in [
-        (&*change, 1, &out.class),
-        (&*change, 2, &out.magnitude),
-        (&*mask, 1, &binary),
-    ] {
+    for (ds, band, arr) in [(&*change, 1, &out.class), (&*change, 2, &out.magnitude)] {
         let mut buf: Buffer<u8> = arr.clone().into();
         ds.rasterband(band)
             .and_then(|mut b| b.write(pos, size, &mut buf))

@@ -29,6 +29,12 @@ pub fn init_gdal() {
         if std::env::var_os("GDAL_CACHEMAX").is_none() {
             let _ = gdal::config::set_config_option("GDAL_CACHEMAX", "256");
         }
+        // GDAL ≥ 3.6 decodes the tiles of one large read in parallel when this is set; the
+        // streaming pass reads a whole strip of tiles at a time to use it.
+        if std::env::var_os("GDAL_NUM_THREADS").is_none() {
+            let n = rayon::current_num_threads().to_string();
+            let _ = gdal::config::set_config_option("GDAL_NUM_THREADS", &n);
+        }
     });
 }
 

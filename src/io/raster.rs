@@ -203,6 +203,39 @@ pub fn read_window(ds: &Dataset, info: &RasterInfo, bands: &[usize], win: Window
     Ok(Pixels { bands: out, valid })
 }
 
+/// A rectangle of pixels read into memory with one request per band, so that GDAL decodes each
+/// compressed tile of it once (in parallel when `GDAL_NUM_THREADS` is set) however many
+/// overlapping windows are later cut from it.
+pub struct HeldPixels {
+    pub win: Window,
+    pub px: Pixels,
+}
+
+impl HeldPixels {
+    pub fn read(ds: &Dataset, info: &RasterInfo, bands: &[usize], win: Window, scale: f32) -> Result<Self> {
+        Ok(Self {
+            win,
+            px: read_window(ds, info, bands, win, scale)?,
+        })
+    }
+
+    /// `win` copied out of the held rectangle: the same arrays [`read_window`] would return.
+    /// `None` when `win` is not wholly inside it.
+    pub fn window(&self, win: Window) -> Option<Pixels> {
+        let (ox, oy) = (win.x - self.win.x, win.y - self.win.y);
+        let inside = ox >= 0 && oy >= 0 && ox as usize + win.w <= self.win.w && oy as usize + win.h <= self.win.h;
+        if !inside {
+            return None;
+        }
+        let (ox, oy) = (ox as usize, oy as usize);
+        let (rows, cols) = (oy..oy + win.h, ox..ox + win.w);
+        Some(Pixels {
+            bands: self.px.bands.slice(s![.., rows.clone(), cols.clone()]).to_owned(),
+            valid: self.px.valid.slice(s![rows, cols]).to_owned(),
+        })
+    }
+}
+
 /// The part of `win` inside a `width` × `height` raster, or `None` if they do not meet.
 pub fn clip(win: Window, width: usize, height: usize) -> Option<Window> {
     let x0 = win.x.max(0);

@@ -5,6 +5,7 @@ pub mod area;
 pub mod category;
 pub mod dlbm;
 pub mod features;
+pub mod label;
 pub mod layer;
 pub mod overlay;
 pub mod typing;
@@ -108,7 +109,10 @@ pub fn build(
 fn describe(scene: &Scene, t: &Traced, gt: gdal::GeoTransform, area_m2: f64) -> Result<Features> {
     let win = t.pixel_box.grow(2);
     let pair = scene.read_pair(win)?;
-    let inside = membership(&t.shape, win, gt)?;
+    let inside = match &t.pixels {
+        Some((at, px)) => place(px, *at, win),
+        None => membership(&t.shape, win, gt)?,
+    };
     let perimeter: f64 = t.shape.0.iter().map(|p| Euclidean.length(p.exterior())).sum();
     let compactness = if perimeter > 0.0 {
         4.0 * std::f64::consts::PI * t.shape.unsigned_area() / (perimeter * perimeter)
@@ -116,6 +120,14 @@ fn describe(scene: &Scene, t: &Traced, gt: gdal::GeoTransform, area_m2: f64) -> 
         0.0
     };
     Ok(features::summarise(&pair, &inside, area_m2, compactness))
+}
+
+/// `pixels` (covering `at`) as seen through the window `win`; outside `at` is unset.
+fn place(pixels: &Array2<bool>, at: Window, win: Window) -> Array2<bool> {
+    Array2::from_shape_fn((win.h, win.w), |(y, x)| {
+        let (ay, ax) = (win.y + y as isize - at.y, win.x + x as isize - at.x);
+        ay >= 0 && ax >= 0 && pixels.get((ay as usize, ax as usize)).copied().unwrap_or(false)
+    })
 }
 
 /// Which pixels of `win` have their centre inside `shape` (GDAL's rasteriser).

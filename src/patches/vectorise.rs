@@ -1,15 +1,18 @@
-//! From the binary change mask to polygons: GDAL's sieve filter enforces the minimum mapping
-//! unit, GDAL's polygoniser traces 8-connected components (it works over the whole raster, so a
-//! patch that straddles processing blocks comes out as one polygon, holes kept), and GEOS
-//! simplifies the staircase outlines without creating self-intersections.
+//! From change components to polygons: the components come from the streaming labeller (see
+//! [`super::label`], which also applies the minimum mapping unit, so a patch that straddles
+//! processing blocks is one component), GDAL's polygoniser traces each one (8-connected, holes
+//! kept), and GEOS simplifies the staircase outlines without creating self-intersections.
 
+use super::label::Component;
 use crate::io::raster::Window;
 use crate::{Error, Result};
 use gdal::cpl::CslStringList;
+use gdal::raster::Buffer;
 use gdal::spatial_ref::{AxisMappingStrategy, SpatialRef};
 use gdal::vector::{Geometry, LayerAccess, LayerOptions, OGRFieldType, OGRwkbGeometryType};
-use gdal::{Dataset, DatasetOptions, DriverManager, GdalOpenFlags, GeoTransform};
+use gdal::{DriverManager, GeoTransform};
 use geo::{Area, BoundingRect};
+use rayon::prelude::*;
 use std::path::Path;
 
 /// A traced change component before typing.
@@ -20,6 +23,8 @@ pub struct Traced {
     pub grid_area: f64,
     /// Pixel window enclosing the component.
     pub pixel_box: Window,
+    /// The component's pixels (holes under the mapping unit filled) and the window they cover.
+    pub pixels: Option<(Window, ndarray::Array2<bool>)>,
 }
 
 /// The geotransform used for vectors: the raster's, or identity for plain images.
@@ -29,67 +34,58 @@ pub fn grid_transform(georef: Option<&crate::io::raster::Georef>) -> GeoTransfor
         .unwrap_or([0.0, 1.0, 0.0, 0.0, 0.0, 1.0])
 }
 
-/// Removes components smaller than `min_pixels` (8-connected) from the mask, in place.
-pub fn sieve(mask_path: &Path, min_pixels: usize) -> Result<()> {
-    if min_pixels <= 1 {
-        return Ok(());
-    }
-    let ds = Dataset::open_ex(
-        mask_path,
-        DatasetOptions {
-            open_flags: GdalOpenFlags::GDAL_OF_UPDATE | GdalOpenFlags::GDAL_OF_RASTER,
-            ..Default::default()
-        },
-    )
-    .map_err(|e| Error::gdal(mask_path, "cannot reopen the change mask", e))?;
-    let band = ds.rasterband(1).map_err(|e| Error::gdal(mask_path, "band 1", e))?;
-    // SAFETY: source and destination are the same valid band (GDAL allows in-place sieving);
-    // no mask band, no progress callback.
-    let rv = unsafe {
-        let h = band.c_rasterband();
-        gdal_sys::GDALSieveFilter(
-            h,
-            std::ptr::null_mut(),
-            h,
-            min_pixels as i32,
-            8,
-            std::ptr::null_mut(),
-            None,
-            std::ptr::null_mut(),
-        )
-    };
-    if rv != gdal_sys::CPLErr::CE_None {
-        return Err(Error::Other(format!(
-            "{}: GDAL sieve filter failed",
-            mask_path.display()
-        )));
-    }
-    Ok(())
+/// Traces each component into its outline (GDAL's polygoniser on a scratch raster of the
+/// component's box, 8-connected, holes kept), simplified by `simplify_px` pixels. Components
+/// are traced in parallel; the output keeps their order.
+pub fn trace(components: Vec<Component>, gt: GeoTransform, wkt: &str, simplify_px: f64) -> Result<Vec<Traced>> {
+    let tol = simplify_px * gt[1].abs();
+    let traced: Vec<Vec<Traced>> = components
+        .into_par_iter()
+        .map(|c| trace_one(c, gt, wkt, tol))
+        .collect::<Result<_>>()?;
+    Ok(traced.into_iter().flatten().collect())
 }
 
-/// Traces the set pixels of the mask into polygons.
-pub fn trace(mask_path: &Path, gt: GeoTransform, wkt: &str, simplify_px: f64) -> Result<Vec<Traced>> {
-    let ds = Dataset::open(mask_path).map_err(|e| Error::gdal(mask_path, "cannot reopen the change mask", e))?;
-    let band = ds.rasterband(1).map_err(|e| Error::gdal(mask_path, "band 1", e))?;
-    let drv = DriverManager::get_driver_by_name("Memory").map_err(|e| Error::gdal(mask_path, "Memory driver", e))?;
-    let mut mem = drv
+fn trace_one(c: Component, gt: GeoTransform, wkt: &str, tol: f64) -> Result<Vec<Traced>> {
+    let here = Path::new("<change mask>");
+    let (h, w) = c.pixels.dim();
+    let mem = DriverManager::get_driver_by_name("MEM").map_err(|e| Error::gdal(here, "MEM driver", e))?;
+    let mut ds = mem
+        .create_with_band_type::<u8, _>("", w, h, 1)
+        .map_err(|e| Error::gdal(here, "scratch raster", e))?;
+    let win = c.window;
+    ds.set_geo_transform(&[
+        gt[0] + win.x as f64 * gt[1] + win.y as f64 * gt[2],
+        gt[1],
+        gt[2],
+        gt[3] + win.x as f64 * gt[4] + win.y as f64 * gt[5],
+        gt[4],
+        gt[5],
+    ])
+    .map_err(|e| Error::gdal(here, "scratch geotransform", e))?;
+    let mut buf = Buffer::new((w, h), c.pixels.iter().map(|&v| u8::from(v)).collect());
+    let mut band = ds.rasterband(1).map_err(|e| Error::gdal(here, "band 1", e))?;
+    band.write((0, 0), (w, h), &mut buf)
+        .map_err(|e| Error::gdal(here, "scratch write", e))?;
+    let vec_drv = DriverManager::get_driver_by_name("Memory").map_err(|e| Error::gdal(here, "Memory driver", e))?;
+    let mut vds = vec_drv
         .create_vector_only("")
-        .map_err(|e| Error::gdal(mask_path, "vector scratch", e))?;
+        .map_err(|e| Error::gdal(here, "vector scratch", e))?;
     let srs = srs_from_wkt(wkt);
-    let layer = mem
+    let layer = vds
         .create_layer(LayerOptions {
             name: "changes",
             srs: srs.as_ref(),
             ty: OGRwkbGeometryType::wkbPolygon,
             options: None,
         })
-        .map_err(|e| Error::gdal(mask_path, "vector layer", e))?;
+        .map_err(|e| Error::gdal(here, "vector layer", e))?;
     layer
         .create_defn_fields(&[("DN", OGRFieldType::OFTInteger)])
-        .map_err(|e| Error::gdal(mask_path, "field", e))?;
+        .map_err(|e| Error::gdal(here, "field", e))?;
     let mut opts = CslStringList::new();
     opts.set_name_value("8CONNECTED", "8")
-        .map_err(|e| Error::gdal(mask_path, "option", e))?;
+        .map_err(|e| Error::gdal(here, "option", e))?;
     // SAFETY: band and layer are alive for the call; the band masks itself (0 = skipped).
     let rv = unsafe {
         gdal_sys::GDALPolygonize(
@@ -103,14 +99,15 @@ pub fn trace(mask_path: &Path, gt: GeoTransform, wkt: &str, simplify_px: f64) ->
         )
     };
     if rv != gdal_sys::CPLErr::CE_None {
-        return Err(Error::Other(format!("{}: GDAL polygonize failed", mask_path.display())));
+        return Err(Error::Other("GDAL polygonize failed on a change component".into()));
     }
-    let tol = simplify_px * gt[1].abs();
-    let mut layer = mem.layer(0).map_err(|e| Error::gdal(mask_path, "vector layer", e))?;
+    let mut layer = vds.layer(0).map_err(|e| Error::gdal(here, "vector layer", e))?;
     let mut out = Vec::new();
     for f in layer.features() {
         let Some(g) = f.geometry() else { continue };
-        out.push(to_traced(g, gt, tol, mask_path)?);
+        let mut t = to_traced(g, gt, tol, here)?;
+        t.pixels = Some((win, c.pixels.clone()));
+        out.push(t);
     }
     Ok(out)
 }
@@ -150,6 +147,7 @@ fn to_traced(g: &Geometry, gt: GeoTransform, tol: f64, path: &Path) -> Result<Tr
         shape,
         grid_area,
         pixel_box,
+        pixels: None,
     })
 }
 
