@@ -164,6 +164,23 @@ pub fn local_std3(a: &Array2<f32>) -> Array2<f32> {
     Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::zeros((h, w)))
 }
 
+/// The 3×3 standard deviation of plane `v` (`h` × `w`, row-major) at one pixel, summed in the
+/// same order as [`local_std3`] so both give the same bits.
+pub fn std3_at(v: &[f32], h: usize, w: usize, y: usize, x: usize) -> f32 {
+    let (mut s, mut s2) = (0.0f32, 0.0f32);
+    let (ya, yb) = (y.saturating_sub(1), (y + 2).min(h));
+    let (xa, xb) = (x.saturating_sub(1), (x + 2).min(w));
+    for yy in ya..yb {
+        for &p in &v[yy * w + xa..yy * w + xb] {
+            s += p;
+            s2 += p * p;
+        }
+    }
+    let n = ((yb - ya) * (xb - xa)) as f32;
+    let m = s / n;
+    (s2 / n - m * m).max(0.0).sqrt()
+}
+
 /// Columns whose 3-wide window is clipped by the array edge (all of them when `w < 3`).
 fn edge_columns(w: usize) -> Vec<usize> {
     if w < 3 {
@@ -217,6 +234,10 @@ mod tests {
             }
         }
         assert_eq!(local_std3(&Array2::from_elem((1, 2), 0.5))[(0, 1)], 0.0);
+        let v = a.as_slice().unwrap();
+        for (y, x) in [(0, 0), (2, 3), (4, 6)] {
+            assert_eq!(std3_at(v, 5, 7, y, x), s[(y, x)], "same bits at ({y},{x})");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::publish::{chips, exports, geojson, manifest};
 use crate::{Error, Result};
 use serde::Serialize;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -114,6 +115,7 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
         bytes_per_sample,
         model.detect.block_size,
     );
+    let checksums = checksum_inputs(req);
     let mut stages = Stages::new(started);
     stages.lap("open");
     let calibration = scene.calibrate()?;
@@ -131,7 +133,7 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
         &scene,
         calibration.threshold,
         &change_path,
-        &mut |row| labeller.push_row(row),
+        &mut |row, values| labeller.push_row(row, values),
         &|done, total| {
             if let Some(b) = &bar {
                 b.set_length(total as u64);
@@ -165,7 +167,10 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     write_patches(staging.path(), &published)?;
     write_exports(staging.path(), &scene, &patches, &published, req)?;
     stages.lap("write");
-    write_manifest(staging.path(), req, &model, &scene, &summary)?;
+    let checksums = checksums
+        .join()
+        .unwrap_or_else(|_| Err(Error::Other("the checksum thread stopped unexpectedly".into())))?;
+    write_manifest(staging.path(), req, &model, &scene, &summary, &checksums)?;
     stages.lap("manifest");
     let laps: Vec<String> = stages.laps.iter().map(|(n, t)| format!("{n} {t:.2}")).collect();
     tracing::info!(stages = laps.join(", "), "stage seconds");
@@ -300,9 +305,47 @@ fn write_patches(dir: &Path, published: &Published) -> Result<()> {
     atomic::write_file(&dir.join("patches.geojson"), text.as_bytes())
 }
 
-fn write_manifest(dir: &Path, req: &DetectRequest, model: &Model, scene: &Scene, s: &DetectSummary) -> Result<()> {
+/// The request's input files (images and layers), in a fixed order.
+fn input_files(req: &DetectRequest) -> Vec<PathBuf> {
+    let layers = [
+        &req.landuse,
+        &req.basic_farmland,
+        &req.approved,
+        &req.counties,
+        &req.red_line,
+    ];
+    [req.before.clone(), req.after.clone()]
+        .into_iter()
+        .chain(layers.into_iter().flatten().cloned())
+        .collect()
+}
+
+/// SHA-256 of every input, computed on a thread of its own while detection runs (reading two
+/// large images again costs a noticeable share of a run otherwise).
+fn checksum_inputs(req: &DetectRequest) -> std::thread::JoinHandle<Result<BTreeMap<PathBuf, String>>> {
+    let files = input_files(req);
+    std::thread::spawn(move || {
+        files
+            .into_iter()
+            .map(|p| manifest::sha256_file(&p).map(|h| (p, h)))
+            .collect()
+    })
+}
+
+fn write_manifest(
+    dir: &Path,
+    req: &DetectRequest,
+    model: &Model,
+    scene: &Scene,
+    s: &DetectSummary,
+    checksums: &BTreeMap<PathBuf, String>,
+) -> Result<()> {
     let input = |p: &Path| -> Result<serde_json::Value> {
-        Ok(json!({"path": p.display().to_string(), "sha256": manifest::sha256_file(p)?}))
+        let sum = match checksums.get(p) {
+            Some(h) => h.clone(),
+            None => manifest::sha256_file(p)?,
+        };
+        Ok(json!({"path": p.display().to_string(), "sha256": sum}))
     };
     let mut layers = serde_json::Map::new();
     for (k, v) in [

@@ -2,13 +2,15 @@
 //! neighbourhood operations see across block edges), processed in parallel, cropped back and
 //! written. Peak memory depends on the block size and thread count, not on the image size.
 
-use super::scene::{HeldPair, Scene};
-use super::{gate, morphology};
+use super::gate::{self, BlockLayers};
+use super::scene::{HeldPair, PairWindow, Scene};
+use super::{indices, morphology};
 use crate::io::raster::Window;
+use crate::patches::features::{self, PIXEL_VALUES};
 use crate::{Error, Result};
 use gdal::raster::{Buffer, RasterCreationOptions};
 use gdal::{Dataset, DriverManager, Metadata};
-use ndarray::{s, Array2, Zip};
+use ndarray::{s, Array2, Axis, Zip};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::path::Path;
@@ -19,6 +21,9 @@ pub const CLASS_CHANGED: u8 = 1;
 /// Changed, but the after state looks like a crop cycle (see [`super::gate`]).
 pub const CLASS_CROP_CYCLE: u8 = 2;
 pub const CLASS_UNOBSERVED: u8 = 255;
+
+/// Receives each row of the change mask with the feature values of its set pixels.
+pub type MaskRowSink<'a> = dyn FnMut(&[bool], &[[f32; PIXEL_VALUES]]) + Send + 'a;
 
 /// Pixel counts from the streaming pass.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -32,6 +37,8 @@ pub struct PassStats {
 
 struct BlockOut {
     win: Window,
+    /// Feature values of the changed pixels, in row-major order.
+    values: Vec<[f32; PIXEL_VALUES]>,
     class: Array2<u8>,
     magnitude: Array2<u8>,
     stats: PassStats,
@@ -59,12 +66,13 @@ pub fn create_grid_tiff(scene: &Scene, path: &Path, bands: usize, extra: &[&str]
 
 /// Runs detection over every block; writes `change.tif` (band 1 class, band 2 evidence as a
 /// percentage of the threshold, capped at 255) and hands each row of the binary change mask
-/// (class "change of use"), top to bottom, to `mask_row`.
+/// (class "change of use"), top to bottom, with the feature values of its set pixels, to
+/// `mask_row`.
 pub fn run(
     scene: &Scene,
     threshold: f32,
     change_path: &Path,
-    mask_row: &mut dyn FnMut(&[bool]),
+    mask_row: &mut MaskRowSink<'_>,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<PassStats> {
     let model = scene.model();
@@ -73,28 +81,82 @@ pub fn run(
     let halo = model.detect.match_radius + 2 * morph + model.masks.cloud_buffer_px + 3;
     let blocks = block_grid(scene.width(), scene.height(), bs);
     // ZSTD compresses the mostly-constant class band well at a fraction of DEFLATE's cost.
-    let mut change = create_grid_tiff(scene, change_path, 2, &["COMPRESS=ZSTD", "ZSTD_LEVEL=3"])?;
-    let mut row = vec![false; scene.width()];
-    let mut total = PassStats::default();
+    let change = create_grid_tiff(scene, change_path, 2, &["COMPRESS=ZSTD", "ZSTD_LEVEL=3"])?;
     let strips = strip_rows(&blocks);
-    let mut done = 0;
+    // Three stages overlap: a reader decodes the next strip, the rayon pool processes this one,
+    // a writer compresses and labels the previous one. Rendezvous channels keep at most one
+    // strip waiting at each hand-over, so memory stays a few strips.
+    let (to_compute, from_reader) = std::sync::mpsc::sync_channel::<Result<HeldPair>>(0);
+    let (to_writer, from_compute) = std::sync::mpsc::sync_channel::<Vec<BlockOut>>(0);
+    let total_blocks = blocks.len();
+    std::thread::scope(|sc| {
+        let strips_r = strips.clone();
+        let reader = sc.spawn(move || {
+            for strip in strips_r {
+                let held = scene.hold(strip_window(strip).grow(halo));
+                let failed = held.is_err();
+                if to_compute.send(held).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let writer =
+            sc.spawn(move || write_strips(change, change_path, from_compute, mask_row, progress, total_blocks));
+        let computed = compute_strips(scene, &strips, from_reader, to_writer, halo, threshold, morph);
+        let _ = reader.join();
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(Error::Other("the change writer stopped unexpectedly".into())));
+        computed.and(written)
+    })
+}
+
+/// The middle stage of [`run`]: each held strip's blocks, in parallel.
+fn compute_strips(
+    scene: &Scene,
+    strips: &[&[Window]],
+    held: std::sync::mpsc::Receiver<Result<HeldPair>>,
+    out: std::sync::mpsc::SyncSender<Vec<BlockOut>>,
+    halo: usize,
+    threshold: f32,
+    morph: usize,
+) -> Result<()> {
     for strip in strips {
-        // One read per strip decodes each input tile once; its blocks are then cut from memory.
-        let held = scene.hold(strip_window(strip).grow(halo))?;
+        let pair = held
+            .recv()
+            .map_err(|_| Error::Other("the strip reader stopped unexpectedly".into()))??;
         let outs: Vec<BlockOut> = strip
             .par_iter()
-            .map(|&w| process_block(scene, &held, w, halo, threshold, morph))
+            .map(|&w| process_block(scene, &pair, w, halo, threshold, morph))
             .collect::<Result<_>>()?;
-        drop(held);
+        drop(pair);
+        if out.send(outs).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The last stage of [`run`]: writes each strip's blocks and hands its mask rows over.
+fn write_strips(
+    mut change: Dataset,
+    change_path: &Path,
+    strips: std::sync::mpsc::Receiver<Vec<BlockOut>>,
+    mask_row: &mut MaskRowSink<'_>,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    total_blocks: usize,
+) -> Result<PassStats> {
+    let mut total = PassStats::default();
+    let mut row = vec![false; change.raster_size().0];
+    for outs in strips {
         for out in &outs {
             write_block(&mut change, out, change_path)?;
             add_stats(&mut total, &out.stats);
         }
         hand_over_mask_rows(&outs, &mut row, mask_row);
-        done += strip.len();
-        progress(done, blocks.len());
+        total.blocks += outs.len();
+        progress(total.blocks, total_blocks);
     }
-    total.blocks = blocks.len();
     set_band_descriptions(&change);
     change
         .flush_cache()
@@ -157,8 +219,9 @@ fn process_block(
         .for_each(|c, &v, &o| *c = o && v > threshold);
     let cleaned = morphology::close(&morphology::open(&changed, morph_r), morph_r);
     let gate_p = &scene.model().detect.gate;
+    let layers = BlockLayers::new(&pair.before, &pair.after);
     let of_use = if gate_p.enabled {
-        let g = gate::change_of_use(&pair.before, &pair.after, gate_p);
+        let g = gate::change_of_use(&pair.after, &layers, gate_p);
         let mut m = cleaned.clone();
         Zip::from(&mut m).and(&g).for_each(|c, &g| *c &= g);
         morphology::open(&m, morph_r)
@@ -196,26 +259,69 @@ fn process_block(
     stats.observed = observed.iter().filter(|&&o| o).count() as u64;
     stats.unobserved = stats.pixels - stats.observed;
     stats.changed = class.iter().filter(|&&c| c == CLASS_CHANGED).count() as u64;
+    let values = changed_pixel_values(&pair, &layers, &class, halo);
     Ok(BlockOut {
         win,
+        values,
         class,
         magnitude,
         stats,
     })
 }
 
-/// The strip's mask rows, assembled across its blocks (which come left to right).
-fn hand_over_mask_rows(strip: &[BlockOut], row: &mut [bool], mask_row: &mut dyn FnMut(&[bool])) {
+/// The feature values (see [`features::pixel_values`]) of the block's changed pixels; the
+/// block arrays carry a `halo`, `class` does not.
+fn changed_pixel_values(
+    pair: &PairWindow,
+    l: &BlockLayers,
+    class: &Array2<u8>,
+    halo: usize,
+) -> Vec<[f32; PIXEL_VALUES]> {
+    let (_, h, w) = pair.before.dim();
+    let (bright_b, bright_a) = (flat(&l.bright_before), flat(&l.bright_after));
+    let bands = pair.before.len_of(Axis(0));
+    let (mut pb, mut pa) = ([0.0f32; 16], [0.0f32; 16]);
+    let mut out = Vec::new();
+    for ((y, x), _) in class.indexed_iter().filter(|(_, &c)| c == CLASS_CHANGED) {
+        let (yy, xx) = (y + halo, x + halo);
+        for k in 0..bands.min(16) {
+            pb[k] = pair.before[(k, yy, xx)];
+            pa[k] = pair.after[(k, yy, xx)];
+        }
+        let vtex = (l.vtex_before[(yy, xx)], l.vtex_after[(yy, xx)]);
+        let btex = (
+            indices::std3_at(bright_b, h, w, yy, xx),
+            indices::std3_at(bright_a, h, w, yy, xx),
+        );
+        out.push(features::pixel_values(&pb[..bands], &pa[..bands], vtex, btex));
+    }
+    out
+}
+
+fn flat(a: &Array2<f32>) -> &[f32] {
+    a.as_slice().unwrap_or(&[])
+}
+
+/// The strip's mask rows, assembled across its blocks (which come left to right), with the
+/// feature values of their set pixels.
+fn hand_over_mask_rows(strip: &[BlockOut], row: &mut [bool], mask_row: &mut MaskRowSink) {
     let Some(first) = strip.first() else { return };
+    let mut cursor = vec![0usize; strip.len()];
+    let mut values = Vec::new();
     for y in 0..first.win.h {
-        for out in strip {
+        values.clear();
+        for (out, at) in strip.iter().zip(cursor.iter_mut()) {
             let x0 = (out.win.x - first.win.x) as usize;
             let dst = &mut row[x0..x0 + out.win.w];
+            let mut n = 0;
             for (d, &c) in dst.iter_mut().zip(out.class.row(y)) {
                 *d = c == CLASS_CHANGED;
+                n += usize::from(*d);
             }
+            values.extend_from_slice(&out.values[*at..*at + n]);
+            *at += n;
         }
-        mask_row(row);
+        mask_row(row, &values);
     }
 }
 

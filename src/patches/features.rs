@@ -1,10 +1,8 @@
 //! Per-patch features: what the ground looked like inside a patch before and after, summarised
-//! as a few numbers the typing model decides on. Means are taken over the patch's pixels that
-//! were observed on both dates.
+//! as a few numbers the typing model decides on. Means are taken over the patch's changed
+//! pixels (all observed on both dates), summed during the streaming pass.
 
 use crate::detect::indices::{brightness, flatness, vegetation, water, BLUE, RED};
-use crate::detect::scene::PairWindow;
-use ndarray::{Array2, Axis};
 use std::collections::BTreeMap;
 
 /// Every feature a model rule may name.
@@ -36,93 +34,92 @@ pub const FEATURE_NAMES: [&str; 22] = [
 /// Named feature values; absent names (e.g. NDWI without NIR) are simply missing.
 pub type Features = BTreeMap<String, f64>;
 
-/// Per-pixel layers of one date used for the summaries.
-struct DateLayers {
-    vi: Array2<f32>,
-    ndwi: Option<Array2<f32>>,
-    bright: Array2<f32>,
-    flat: Array2<f32>,
-    blue_red: Array2<f32>,
+/// How many per-pixel values [`pixel_values`] gives.
+pub const PIXEL_VALUES: usize = 14;
+
+/// The values of one patch pixel whose means make the patch's features: vegetation index,
+/// brightness, flatness and NDWI before and after, open water after, blue/red after, and the
+/// 3×3 texture of the vegetation index and of brightness before and after. `b` and `a` are the
+/// pixel's band vectors; NDWI entries are 0 without NIR.
+pub fn pixel_values(b: &[f32], a: &[f32], vtex: (f32, f32), btex: (f32, f32)) -> [f32; PIXEL_VALUES] {
+    let ndwi_a = water(a).unwrap_or(0.0);
+    [
+        vegetation(b),
+        vegetation(a),
+        brightness(b),
+        brightness(a),
+        flatness(b),
+        flatness(a),
+        water(b).unwrap_or(0.0),
+        ndwi_a,
+        if ndwi_a > 0.1 { 1.0 } else { 0.0 },
+        crate::detect::indices::nd(a[BLUE], a[RED]),
+        vtex.0,
+        vtex.1,
+        btex.0,
+        btex.1,
+    ]
 }
 
-fn layers(bands: &ndarray::Array3<f32>) -> DateLayers {
-    let (_, h, w) = bands.dim();
-    let has_nir = bands.len_of(Axis(0)) > 3;
-    let mut l = DateLayers {
-        vi: Array2::zeros((h, w)),
-        ndwi: has_nir.then(|| Array2::zeros((h, w))),
-        bright: Array2::zeros((h, w)),
-        flat: Array2::zeros((h, w)),
-        blue_red: Array2::zeros((h, w)),
-    };
-    crate::detect::indices::for_each_pixel(bands, |i, px| {
-        let (y, x) = (i / w, i % w);
-        l.vi[(y, x)] = vegetation(px);
-        if let (Some(nd), Some(v)) = (l.ndwi.as_mut(), water(px)) {
-            nd[(y, x)] = v;
+/// Sums of [`pixel_values`] over a patch's pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PixelSums {
+    pub pixels: usize,
+    pub sums: [f64; PIXEL_VALUES],
+}
+
+impl Default for PixelSums {
+    fn default() -> Self {
+        Self {
+            pixels: 0,
+            sums: [0.0; PIXEL_VALUES],
         }
-        l.bright[(y, x)] = brightness(px);
-        l.flat[(y, x)] = flatness(px);
-        l.blue_red[(y, x)] = crate::detect::indices::nd(px[BLUE], px[RED]);
-    });
-    l
+    }
 }
 
-use crate::detect::indices::local_std3 as local_std;
-
-fn masked_mean(a: &Array2<f32>, m: &Array2<bool>) -> f64 {
-    let (mut s, mut n) = (0.0f64, 0usize);
-    for (v, &k) in a.iter().zip(m.iter()) {
-        if k {
-            s += *v as f64;
-            n += 1;
+impl PixelSums {
+    pub fn add(&mut self, v: &[f32; PIXEL_VALUES]) {
+        self.pixels += 1;
+        for (s, &x) in self.sums.iter_mut().zip(v) {
+            *s += x as f64;
         }
     }
-    if n == 0 {
-        0.0
-    } else {
-        s / n as f64
+
+    pub fn merge(&mut self, o: &PixelSums) {
+        self.pixels += o.pixels;
+        for (s, &x) in self.sums.iter_mut().zip(&o.sums) {
+            *s += x;
+        }
     }
 }
 
-/// Summarises a patch. `inside` marks the patch's pixels within the pair window.
-pub fn summarise(pair: &PairWindow, inside: &Array2<bool>, area_m2: f64, compactness: f64) -> Features {
-    let mut m = inside.clone();
-    ndarray::Zip::from(&mut m).and(&pair.valid).for_each(|a, &v| *a &= v);
-    if !m.iter().any(|&v| v) {
-        m = inside.clone();
-    }
-    let (b, a) = (layers(&pair.before), layers(&pair.after));
+/// A patch's features from the sums over its pixels (observed on both dates), its area and
+/// shape compactness. NDWI features are left out without NIR.
+pub fn summarise(s: &PixelSums, has_nir: bool, area_m2: f64, compactness: f64) -> Features {
+    let n = s.pixels.max(1) as f64;
+    let mean = |i: usize| s.sums[i] / n;
     let mut f = Features::new();
     let mut put = |name: &str, v: f64| {
         f.insert(name.to_string(), round6(v));
     };
-    let pairs = [
-        ("vi", &b.vi, &a.vi),
-        ("bright", &b.bright, &a.bright),
-        ("flat", &b.flat, &a.flat),
-    ];
-    for (name, lb, la) in pairs {
-        let (vb, va) = (masked_mean(lb, &m), masked_mean(la, &m));
+    let mut before_after = |name: &str, i: usize| {
+        let (vb, va) = (mean(i), mean(i + 1));
         put(&format!("{name}_before"), vb);
         put(&format!("{name}_after"), va);
         put(&format!("d_{name}"), va - vb);
+    };
+    before_after("vi", 0);
+    before_after("bright", 2);
+    before_after("flat", 4);
+    if has_nir {
+        before_after("ndwi", 6);
     }
-    if let (Some(nb), Some(na)) = (&b.ndwi, &a.ndwi) {
-        let (vb, va) = (masked_mean(nb, &m), masked_mean(na, &m));
-        put("ndwi_before", vb);
-        put("ndwi_after", va);
-        put("d_ndwi", va - vb);
-        let wet = na.mapv(|v| if v > 0.1 { 1.0 } else { 0.0 });
-        put("water_frac_after", masked_mean(&wet, &m));
+    before_after("vtex", 10);
+    before_after("btex", 12);
+    if has_nir {
+        put("water_frac_after", mean(8));
     }
-    put("blue_red_after", masked_mean(&a.blue_red, &m));
-    for (name, lb, la) in [("vtex", &b.vi, &a.vi), ("btex", &b.bright, &a.bright)] {
-        let (tb, ta) = (masked_mean(&local_std(lb), &m), masked_mean(&local_std(la), &m));
-        put(&format!("{name}_before"), tb);
-        put(&format!("{name}_after"), ta);
-        put(&format!("d_{name}"), ta - tb);
-    }
+    put("blue_red_after", mean(9));
     put("compactness", compactness.clamp(0.0, 1.0));
     put("area_m2", area_m2);
     f
@@ -136,35 +133,45 @@ fn round6(v: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::Array3;
 
     #[test]
     fn a_new_roof_on_a_field_reads_as_brighter_flatter_and_less_green() {
         let field = [0.033f32, 0.068, 0.038, 0.43];
         let roof = [0.23f32, 0.205, 0.15, 0.165];
-        let before = Array3::from_shape_fn((4, 6, 6), |(k, _, _)| field[k]);
-        let after = Array3::from_shape_fn((4, 6, 6), |(k, y, x)| {
-            if (1..5).contains(&y) && (1..5).contains(&x) {
-                roof[k]
-            } else {
-                field[k]
-            }
-        });
-        let inside = Array2::from_shape_fn((6, 6), |(y, x)| (1..5).contains(&y) && (1..5).contains(&x));
-        let valid = Array2::from_elem((6, 6), true);
-        let pair = PairWindow {
-            before,
-            after,
-            observed: valid.clone(),
-            valid,
-        };
-        let f = summarise(&pair, &inside, 64.0, std::f64::consts::PI / 4.0);
+        let mut sums = PixelSums::default();
+        for _ in 0..16 {
+            sums.add(&pixel_values(&field, &roof, (0.01, 0.01), (0.0, 0.02)));
+        }
+        let f = summarise(&sums, true, 64.0, std::f64::consts::PI / 4.0);
         assert!(f["d_vi"] < -0.5 && f["d_bright"] > 0.03, "{f:?}");
         assert!(f["blue_red_after"] > 0.1, "blue steel roof");
+        assert!((f["d_btex"] - 0.02).abs() < 1e-6);
         assert!(f.contains_key("ndwi_after"));
         assert!((f["compactness"] - std::f64::consts::PI / 4.0).abs() < 1e-6);
         for name in f.keys() {
             assert!(FEATURE_NAMES.contains(&name.as_str()), "{name} not declared");
         }
+        let rgb = summarise(&sums, false, 64.0, 0.5);
+        assert!(!rgb.contains_key("ndwi_after") && !rgb.contains_key("water_frac_after"));
+    }
+
+    #[test]
+    fn merged_sums_give_the_mean_of_all_pixels() {
+        let (mut a, mut b) = (PixelSums::default(), PixelSums::default());
+        a.add(&pixel_values(
+            &[0.1, 0.1, 0.1, 0.5],
+            &[0.1, 0.1, 0.1, 0.5],
+            (0.0, 0.0),
+            (0.0, 0.0),
+        ));
+        b.add(&pixel_values(
+            &[0.3, 0.3, 0.3, 0.3],
+            &[0.3, 0.3, 0.3, 0.3],
+            (0.0, 0.0),
+            (0.0, 0.0),
+        ));
+        a.merge(&b);
+        let f = summarise(&a, true, 1.0, 1.0);
+        assert!((f["bright_before"] - 0.25).abs() < 1e-6);
     }
 }

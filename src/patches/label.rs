@@ -9,6 +9,7 @@
 //! The minimum mapping unit then works like GDAL's sieve filter on a binary mask: components
 //! under `min_pixels` are dropped, and holes under `min_pixels` inside a component are filled.
 
+use super::features::{PixelSums, PIXEL_VALUES};
 use crate::io::raster::Window;
 use ndarray::Array2;
 
@@ -25,6 +26,8 @@ struct Run {
 #[derive(Debug, Default)]
 pub struct Labeller {
     runs: Vec<Run>,
+    /// The per-pixel feature values summed over each run.
+    sums: Vec<PixelSums>,
     /// Index in `runs` where the last pushed row's runs begin.
     row_start: usize,
     parent: Vec<u32>,
@@ -40,6 +43,8 @@ pub struct Component {
     pub pixels: Array2<bool>,
     /// Set pixels before holes were filled.
     pub count: usize,
+    /// Feature values summed over those pixels.
+    pub sums: PixelSums,
 }
 
 impl Labeller {
@@ -47,14 +52,15 @@ impl Labeller {
         Self::default()
     }
 
-    /// Adds the next row of the mask (rows come top to bottom, all of the same width).
-    pub fn push_row(&mut self, row: &[bool]) {
+    /// Adds the next row of the mask (rows come top to bottom, all of the same width), with
+    /// the feature values of its set pixels, left to right.
+    pub fn push_row(&mut self, row: &[bool], values: &[[f32; PIXEL_VALUES]]) {
         let y = self.rows;
         self.rows += 1;
         let prev_end = self.runs.len();
         let mut above = self.row_start;
         self.row_start = prev_end;
-        let mut x = 0;
+        let (mut x, mut used) = (0, 0);
         while let Some(start) = row[x..].iter().position(|&v| v) {
             let x0 = x + start;
             let x1 = row[x0..].iter().position(|&v| !v).map_or(row.len(), |n| x0 + n);
@@ -71,6 +77,12 @@ impl Labeller {
                 self.union(label, other);
                 k += 1;
             }
+            let mut sums = PixelSums::default();
+            for v in values.get(used..used + (x1 - x0)).unwrap_or(&[]) {
+                sums.add(v);
+            }
+            used += x1 - x0;
+            self.sums.push(sums);
             self.runs.push(Run {
                 y,
                 x0: x0 as u32,
@@ -110,18 +122,24 @@ impl Labeller {
         order.sort_by_key(|&i| roots[i]);
         order
             .chunk_by(|&a, &b| roots[a] == roots[b])
-            .map(|group| group.iter().map(|&i| self.runs[i]).collect::<Vec<Run>>())
-            .filter(|runs| pixel_count(runs) >= min_pixels.max(1))
-            .map(|runs| component(&runs, min_pixels))
+            .filter(|group| group.iter().map(|&i| self.runs[i].len()).sum::<usize>() >= min_pixels.max(1))
+            .map(|group| {
+                let runs: Vec<Run> = group.iter().map(|&i| self.runs[i]).collect();
+                let mut sums = PixelSums::default();
+                group.iter().for_each(|&i| sums.merge(&self.sums[i]));
+                component(&runs, sums, min_pixels)
+            })
             .collect()
     }
 }
 
-fn pixel_count(runs: &[Run]) -> usize {
-    runs.iter().map(|r| (r.x1 - r.x0) as usize).sum()
+impl Run {
+    fn len(&self) -> usize {
+        (self.x1 - self.x0) as usize
+    }
 }
 
-fn component(runs: &[Run], min_pixels: usize) -> Component {
+fn component(runs: &[Run], sums: PixelSums, min_pixels: usize) -> Component {
     let x0 = runs.iter().map(|r| r.x0).min().unwrap_or(0) as usize;
     let x1 = runs.iter().map(|r| r.x1).max().unwrap_or(0) as usize;
     let (y0, y1) = (runs[0].y as usize, runs[runs.len() - 1].y as usize + 1);
@@ -136,7 +154,8 @@ fn component(runs: &[Run], min_pixels: usize) -> Component {
     Component {
         window: Window::new(x0 as isize, y0 as isize, x1 - x0, y1 - y0),
         pixels,
-        count: pixel_count(runs),
+        count: runs.iter().map(Run::len).sum(),
+        sums,
     }
 }
 
@@ -183,7 +202,16 @@ mod tests {
         let mut l = Labeller::new();
         for r in rows {
             let row: Vec<bool> = r.bytes().map(|b| b == b'#').collect();
-            l.push_row(&row);
+            // Each set pixel carries its column as its first value.
+            let values: Vec<[f32; PIXEL_VALUES]> = (0..row.len())
+                .filter(|&x| row[x])
+                .map(|x| {
+                    let mut v = [0.0; PIXEL_VALUES];
+                    v[0] = x as f32;
+                    v
+                })
+                .collect();
+            l.push_row(&row, &values);
         }
         l.finish(min_pixels)
     }
@@ -195,6 +223,8 @@ mod tests {
         assert_eq!(c[0].count, 4);
         assert_eq!(c[0].window, Window::new(0, 0, 4, 3));
         assert_eq!(c[1].window, Window::new(0, 4, 1, 1));
+        assert_eq!(c[0].sums.pixels, 4);
+        assert_eq!(c[0].sums.sums[0], 6.0, "values follow their pixels (columns 0 to 3)");
     }
 
     #[test]
@@ -223,7 +253,9 @@ mod tests {
         let m = Array2::from_shape_fn((h, w), |_| rng.random_bool(0.45));
         let mut l = Labeller::new();
         for row in m.rows() {
-            l.push_row(&row.to_vec());
+            let row = row.to_vec();
+            let n = row.iter().filter(|&&v| v).count();
+            l.push_row(&row, &vec![[0.0; PIXEL_VALUES]; n]);
         }
         let got: Vec<usize> = l.finish(1).iter().map(|c| c.count).collect();
         // Reference: flood fill in raster order of first pixel.

@@ -14,14 +14,10 @@ pub mod vectorise;
 use crate::detect::scene::Scene;
 use crate::io::raster::Window;
 use crate::model::Model;
-use crate::{Error, Result};
+use crate::Result;
 use area::AreaCalc;
 use features::Features;
-use gdal::raster::Buffer;
-use gdal::vector::ToGdal;
-use gdal::DriverManager;
 use geo::{Area, Euclidean, Length};
-use ndarray::Array2;
 use rayon::prelude::*;
 use serde::Serialize;
 use vectorise::Traced;
@@ -83,11 +79,10 @@ pub fn build(
             .cmp(&(b.pixel_box.y, b.pixel_box.x, b.pixel_box.h, b.pixel_box.w))
             .then(aa.total_cmp(ba))
     });
-    let gt = vectorise::grid_transform(scene.before.georef.as_ref());
     kept.into_par_iter()
         .enumerate()
-        .map(|(i, (t, area_m2))| {
-            let features = describe(scene, &t, gt, area_m2)?;
+        .map(|(i, (t, area_m2))| -> Result<Patch> {
+            let features = describe(scene, &t, area_m2);
             let typed = typing::classify(&model.typing, &features);
             Ok(Patch {
                 id: format!("P{:05}", i + 1),
@@ -105,56 +100,13 @@ pub fn build(
         .collect()
 }
 
-/// Reads the patch's window and summarises it.
-fn describe(scene: &Scene, t: &Traced, gt: gdal::GeoTransform, area_m2: f64) -> Result<Features> {
-    let win = t.pixel_box.grow(2);
-    let pair = scene.read_pair(win)?;
-    let inside = match &t.pixels {
-        Some((at, px)) => place(px, *at, win),
-        None => membership(&t.shape, win, gt)?,
-    };
+/// Summarises a patch from the sums the streaming pass gathered over its pixels.
+fn describe(scene: &Scene, t: &Traced, area_m2: f64) -> Features {
     let perimeter: f64 = t.shape.0.iter().map(|p| Euclidean.length(p.exterior())).sum();
     let compactness = if perimeter > 0.0 {
         4.0 * std::f64::consts::PI * t.shape.unsigned_area() / (perimeter * perimeter)
     } else {
         0.0
     };
-    Ok(features::summarise(&pair, &inside, area_m2, compactness))
-}
-
-/// `pixels` (covering `at`) as seen through the window `win`; outside `at` is unset.
-fn place(pixels: &Array2<bool>, at: Window, win: Window) -> Array2<bool> {
-    Array2::from_shape_fn((win.h, win.w), |(y, x)| {
-        let (ay, ax) = (win.y + y as isize - at.y, win.x + x as isize - at.x);
-        ay >= 0 && ax >= 0 && pixels.get((ay as usize, ax as usize)).copied().unwrap_or(false)
-    })
-}
-
-/// Which pixels of `win` have their centre inside `shape` (GDAL's rasteriser).
-pub fn membership(shape: &geo::MultiPolygon<f64>, win: Window, gt: gdal::GeoTransform) -> Result<Array2<bool>> {
-    let here = std::path::Path::new("<memory>");
-    let drv = DriverManager::get_driver_by_name("MEM").map_err(|e| Error::gdal(here, "MEM driver", e))?;
-    let mut ds = drv
-        .create_with_band_type::<u8, _>("", win.w, win.h, 1)
-        .map_err(|e| Error::gdal(here, "scratch raster", e))?;
-    let wgt = [
-        gt[0] + win.x as f64 * gt[1],
-        gt[1],
-        0.0,
-        gt[3] + win.y as f64 * gt[5],
-        0.0,
-        gt[5],
-    ];
-    ds.set_geo_transform(&wgt)
-        .map_err(|e| Error::gdal(here, "scratch geotransform", e))?;
-    let geom = shape
-        .to_gdal()
-        .map_err(|e| Error::gdal(here, "geometry conversion", e))?;
-    gdal::raster::rasterize(&mut ds, &[1], &[geom], &[1.0], None).map_err(|e| Error::gdal(here, "rasterize", e))?;
-    let buf: Buffer<u8> = ds
-        .rasterband(1)
-        .and_then(|b| b.read_as::<u8>((0, 0), (win.w, win.h), (win.w, win.h), None))
-        .map_err(|e| Error::gdal(here, "read back", e))?;
-    let arr = buf.to_array().map_err(|e| Error::gdal(here, "shape", e))?;
-    Ok(arr.mapv(|v| v > 0))
+    features::summarise(&t.sums, scene.has_nir, area_m2, compactness)
 }

@@ -3,6 +3,7 @@
 //! processing blocks is one component), GDAL's polygoniser traces each one (8-connected, holes
 //! kept), and GEOS simplifies the staircase outlines without creating self-intersections.
 
+use super::features::PixelSums;
 use super::label::Component;
 use crate::io::raster::Window;
 use crate::{Error, Result};
@@ -23,8 +24,8 @@ pub struct Traced {
     pub grid_area: f64,
     /// Pixel window enclosing the component.
     pub pixel_box: Window,
-    /// The component's pixels (holes under the mapping unit filled) and the window they cover.
-    pub pixels: Option<(Window, ndarray::Array2<bool>)>,
+    /// Feature values summed over the component's pixels.
+    pub sums: PixelSums,
 }
 
 /// The geotransform used for vectors: the raster's, or identity for plain images.
@@ -106,7 +107,7 @@ fn trace_one(c: Component, gt: GeoTransform, wkt: &str, tol: f64) -> Result<Vec<
     for f in layer.features() {
         let Some(g) = f.geometry() else { continue };
         let mut t = to_traced(g, gt, tol, here)?;
-        t.pixels = Some((win, c.pixels.clone()));
+        t.sums = c.sums;
         out.push(t);
     }
     Ok(out)
@@ -147,7 +148,7 @@ fn to_traced(g: &Geometry, gt: GeoTransform, tol: f64, path: &Path) -> Result<Tr
         shape,
         grid_area,
         pixel_box,
-        pixels: None,
+        sums: PixelSums::default(),
     })
 }
 
