@@ -5,6 +5,7 @@ use landwatch::cli::{dispatch, Cli};
 use std::io::IsTerminal;
 
 fn main() {
+    keep_freed_memory();
     let cli = Cli::parse();
     init_logging(cli.log_json, cli.verbose);
     let code = match dispatch(cli) {
@@ -15,6 +16,20 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// glibc hands every freed buffer over 128 KiB–32 MiB straight back to the kernel, so the
+/// streaming pass, which allocates and frees the same few hundred MiB of block and strip arrays
+/// over and over, spent a quarter of its CPU time in page faults and page zeroing. Raising the
+/// thresholds keeps that memory in the process for reuse; peak RSS does not grow, as the same
+/// sizes come back.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called first thing, before any thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 512 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
 }
 
 fn init_logging(json: bool, verbose: u8) {

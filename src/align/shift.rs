@@ -135,26 +135,29 @@ pub fn apply_shift(after: &Array3<f32>, valid: &Array2<bool>, dx: f64, dy: f64) 
     let (ix, iy) = (dx.floor() as isize, dy.floor() as isize);
     let (fx, fy) = ((dx - dx.floor()) as f32, (dy - dy.floor()) as f32);
     let weights = [(1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy];
+    // Output columns whose four taps lie inside the array.
+    let (xa, xb) = ((-ix).max(0) as usize, ((w as isize - 1 - ix).max(0) as usize).min(w));
     for y in 0..h {
         let y0 = y as isize + iy;
-        if y0 < 0 || y0 + 1 >= h as isize {
+        if y0 < 0 || y0 + 1 >= h as isize || xb <= xa {
             continue;
         }
-        for x in 0..w {
-            let x0 = x as isize + ix;
-            if x0 < 0 || x0 + 1 >= w as isize {
-                continue;
-            }
-            let p00 = y0 as usize * w + x0 as usize;
-            let taps = [p00, p00 + 1, p00 + w, p00 + w + 1];
-            if !taps.iter().all(|&t| vs[t]) {
-                continue;
-            }
-            let o = y * w + x;
-            ok[o] = true;
-            for k in 0..c {
-                let base = k * plane;
-                out[base + o] = taps.iter().zip(weights).map(|(&t, wt)| src[base + t] * wt).sum();
+        let o = y * w + xa;
+        let n = xb - xa;
+        let p00 = (y0 * w as isize + xa as isize + ix) as usize;
+        let (top, bottom) = (&vs[p00..p00 + n + 1], &vs[p00 + w..p00 + w + n + 1]);
+        for (j, ok) in ok[o..o + n].iter_mut().enumerate() {
+            *ok = top[j] & top[j + 1] & bottom[j] & bottom[j + 1];
+        }
+        // Row by row and band by band, in the same order of operations per pixel as a sum over
+        // the four taps, so the loop vectorises and the values do not change.
+        for k in 0..c {
+            let s = &src[k * plane..(k + 1) * plane];
+            let (t, b) = (&s[p00..p00 + n + 1], &s[p00 + w..p00 + w + n + 1]);
+            let dst = &mut out[k * plane + o..k * plane + o + n];
+            for (j, d) in dst.iter_mut().enumerate() {
+                let v = t[j] * weights[0] + t[j + 1] * weights[1] + b[j] * weights[2] + b[j + 1] * weights[3];
+                *d = if ok[o + j] { v } else { 0.0 };
             }
         }
     }

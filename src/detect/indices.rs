@@ -87,23 +87,63 @@ pub fn per_pixel(bands: &Array3<f32>, f: impl Fn(&[f32]) -> f32) -> Array2<f32> 
     Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::zeros((h, w)))
 }
 
+/// Plane `k` of a band-major buffer of `n`-pixel planes.
+fn plane(all: &[f32], n: usize, k: usize) -> &[f32] {
+    all.get(k * n..(k + 1) * n).unwrap_or(&[])
+}
+
+/// `f` of two band planes, element by element, as a 2-D array. Whole-plane loops vectorise;
+/// gathering each pixel's band vector does not.
+fn zip_planes(bands: &Array3<f32>, a: usize, b: usize, f: impl Fn(f32, f32) -> f32) -> Array2<f32> {
+    let (_, h, w) = bands.dim();
+    let bands = bands.as_standard_layout();
+    let all = bands.as_slice().unwrap_or(&[]);
+    let (pa, pb) = (plane(all, h * w, a), plane(all, h * w, b));
+    let out: Vec<f32> = pa.iter().zip(pb).map(|(&x, &y)| f(x, y)).collect();
+    Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::zeros((h, w)))
+}
+
+/// [`vegetation`] of every pixel.
+pub fn vegetation_plane(bands: &Array3<f32>) -> Array2<f32> {
+    if bands.len_of(ndarray::Axis(0)) > NIR {
+        zip_planes(bands, NIR, RED, nd)
+    } else {
+        let red_blue = zip_planes(bands, RED, BLUE, |r, b| r + b);
+        let green = bands.index_axis(ndarray::Axis(0), GREEN);
+        let mut out = red_blue;
+        Zip::from(&mut out).and(&green).for_each(|o, &g| *o = nd(2.0 * g, *o));
+        out
+    }
+}
+
+/// [`water`] of every pixel (needs NIR).
+pub fn water_plane(bands: &Array3<f32>) -> Option<Array2<f32>> {
+    (bands.len_of(ndarray::Axis(0)) > NIR).then(|| zip_planes(bands, GREEN, NIR, nd))
+}
+
+/// [`brightness`] of every pixel, bands added in the same order.
+pub fn brightness_plane(bands: &Array3<f32>) -> Array2<f32> {
+    let (c, h, w) = bands.dim();
+    let mut sum = Array2::<f32>::zeros((h, w));
+    for band in bands.outer_iter() {
+        Zip::from(&mut sum).and(&band).for_each(|s, &v| *s += v);
+    }
+    sum.mapv_inplace(|s| s / c as f32);
+    sum
+}
+
 /// The feature stack used for change evidence: the bands, then the vegetation index and (with
 /// NIR) NDWI, each scaled by `index_weight` so they weigh like reflectance differences.
 pub fn evidence_stack(bands: &Array3<f32>, index_weight: f32) -> Array3<f32> {
     let (c, h, w) = bands.dim();
-    let extra = if c > NIR { 2 } else { 1 };
-    let plane = h * w;
-    let mut out = vec![0.0f32; (c + extra) * plane];
-    for_each_pixel(bands, |i, px| {
-        for (k, &v) in px.iter().enumerate() {
-            out[k * plane + i] = v;
-        }
-        out[c * plane + i] = index_weight * vegetation(px);
-        if let Some(wi) = water(px) {
-            out[(c + 1) * plane + i] = index_weight * wi;
-        }
-    });
-    Array3::from_shape_vec((c + extra, h, w), out).unwrap_or_else(|_| Array3::zeros((c + extra, h, w)))
+    let std = bands.as_standard_layout();
+    let mut out: Vec<f32> = std.as_slice().map(<[f32]>::to_vec).unwrap_or_default();
+    out.extend(vegetation_plane(bands).iter().map(|&v| index_weight * v));
+    if let Some(wi) = water_plane(bands) {
+        out.extend(wi.iter().map(|&v| index_weight * v));
+    }
+    let layers = out.len() / (h * w).max(1);
+    Array3::from_shape_vec((layers, h, w), out).unwrap_or_else(|_| Array3::zeros((c, h, w)))
 }
 
 /// Mean of each band over the pixels where `mask` holds.

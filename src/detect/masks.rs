@@ -6,10 +6,10 @@
 //! * Shadow: a pixel much darker on one date than on the other *with the same spectral shape*
 //!   (small spectral angle) — the ground did not change, the light did.
 
-use super::indices::{brightness, flatness, for_each_pixel, BLUE};
+use super::indices::{brightness, brightness_plane, flatness, BLUE};
 use super::morphology::dilate;
 use crate::model::MaskParams;
-use ndarray::{Array2, Array3, Zip};
+use ndarray::{Array2, Array3, Axis, Zip};
 
 /// Cloud mask of one date.
 pub fn clouds(bands: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Array2<bool> {
@@ -18,14 +18,23 @@ pub fn clouds(bands: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Arra
     let mut core = vec![false; vs.len()];
     let mut edge = vec![false; vs.len()];
     let mut any = false;
-    for_each_pixel(bands, |i, px| {
-        if vs[i] && px[BLUE] > p.cloud_edge_brightness.min(p.cloud_blue) {
-            let flat = flatness(px);
-            core[i] = px[BLUE] > p.cloud_blue && flat > 0.75;
-            edge[i] = brightness(px) > p.cloud_edge_brightness && flat > 0.5;
-            any |= core[i];
+    let bands = bands.as_standard_layout();
+    let all = bands.as_slice().unwrap_or(&[]);
+    let (c, n) = (bands.len_of(Axis(0)).min(16), vs.len());
+    let blue = all.get(BLUE * n..(BLUE + 1) * n).unwrap_or(&[]);
+    let mut px = [0.0f32; 16];
+    let bright_enough = p.cloud_edge_brightness.min(p.cloud_blue);
+    // Only pixels with a bright blue band can be cloud; their spectra are gathered.
+    for i in (0..blue.len()).filter(|&i| vs[i] && blue[i] > bright_enough) {
+        for (k, v) in px.iter_mut().take(c).enumerate() {
+            *v = all[k * n + i];
         }
-    });
+        let px = &px[..c];
+        let flat = flatness(px);
+        core[i] = px[BLUE] > p.cloud_blue && flat > 0.75;
+        edge[i] = brightness(px) > p.cloud_edge_brightness && flat > 0.5;
+        any |= core[i];
+    }
     let shape = valid.raw_dim();
     let core = Array2::from_shape_vec(shape, core).unwrap_or_else(|_| Array2::from_elem(shape, false));
     if !any {
@@ -47,23 +56,25 @@ pub fn clouds(bands: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Arra
 pub fn shadows(a: &Array3<f32>, b: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Array2<bool> {
     let valid = valid.as_standard_layout();
     let vs = valid.as_slice().unwrap_or(&[]);
-    let b = b.as_standard_layout();
-    let bs = b.as_slice().unwrap_or(&[]);
-    let plane = vs.len();
-    let mut out = vec![false; plane];
-    let mut pb = [0.0f32; 16];
-    for_each_pixel(a, |i, pa| {
-        if !vs[i] {
-            return;
+    let (bright_a, bright_b) = (brightness_plane(a), brightness_plane(b));
+    let (a, b) = (a.as_standard_layout(), b.as_standard_layout());
+    let (asl, bsl) = (a.as_slice().unwrap_or(&[]), b.as_slice().unwrap_or(&[]));
+    let (ba, bb) = (bright_a.as_slice().unwrap_or(&[]), bright_b.as_slice().unwrap_or(&[]));
+    let (c, n) = (a.len_of(Axis(0)).min(16), vs.len());
+    let mut out = vec![false; n];
+    let (mut pa, mut pb) = ([0.0f32; 16], [0.0f32; 16]);
+    for (i, o) in out.iter_mut().enumerate() {
+        let darker = ba[i] < p.shadow_ratio * bb[i] || bb[i] < p.shadow_ratio * ba[i];
+        if !vs[i] || !darker {
+            continue;
         }
-        for (k, v) in pb.iter_mut().take(pa.len()).enumerate() {
-            *v = bs[k * plane + i];
+        // The spectral angle needs both spectra: gathered only for the darker pixels.
+        for k in 0..c {
+            pa[k] = asl[k * n + i];
+            pb[k] = bsl[k * n + i];
         }
-        let pb = &pb[..pa.len()];
-        let (ba, bb) = (brightness(pa), brightness(pb));
-        let darker = ba < p.shadow_ratio * bb || bb < p.shadow_ratio * ba;
-        out[i] = darker && spectral_angle(pa, pb) < p.shadow_max_angle;
-    });
+        *o = spectral_angle(&pa[..c], &pb[..c]) < p.shadow_max_angle;
+    }
     Array2::from_shape_vec(valid.raw_dim(), out).unwrap_or_else(|_| Array2::from_elem(valid.raw_dim(), false))
 }
 

@@ -13,6 +13,7 @@ use ndarray::{s, Array2, Array3, Axis, Zip};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Correlation peaks below this are noise (repetitive field patterns give weak false peaks).
 const MIN_SHIFT_PEAK: f64 = 0.12;
@@ -94,10 +95,93 @@ pub struct PairWindow {
     pub valid: Array2<bool>,
 }
 
-/// Both dates over a rectangle held in memory (see [`Scene::hold`]).
+/// Both dates over a rectangle held in memory, possibly in pieces
+/// (row bands shared with the [`StripReader`]).
 pub struct HeldPair {
-    before: HeldPixels,
-    after: HeldPixels,
+    before: Vec<Arc<HeldPixels>>,
+    after: Vec<Arc<HeldPixels>>,
+}
+
+/// Reads the pair strip by strip for the streaming pass, each input row of tiles exactly once:
+/// rows are read in bands of the strip height (aligned with the tiles of the usual tiled
+/// GeoTIFF), and a strip with its halo is assembled from the band it lies in and its
+/// neighbours. (GDAL's multi-threaded decoding bypasses its block cache, so reading the halo
+/// rows from the file again would decode their tiles again.)
+pub struct StripReader<'a> {
+    scene: &'a Scene,
+    halo: usize,
+    band_h: usize,
+    /// Row bands read so far and still needed: (before, after) over the same rows.
+    bands: std::collections::VecDeque<(Arc<HeldPixels>, Arc<HeldPixels>)>,
+    next_band: usize,
+}
+
+impl<'a> StripReader<'a> {
+    pub fn new(scene: &'a Scene, halo: usize, band_h: usize) -> Self {
+        Self {
+            scene,
+            halo,
+            band_h: band_h.max(1),
+            bands: Default::default(),
+            next_band: 0,
+        }
+    }
+
+    /// Both dates over `strip` grown by the halo (strips must come top to bottom).
+    pub fn hold(&mut self, strip: Window) -> Result<HeldPair> {
+        let sc = self.scene;
+        let before_win = strip.grow(self.halo);
+        let after_win = sc.after_window(before_win);
+        let need_end = (after_win.y + after_win.h as isize).max(0) as usize;
+        let (margin, w) = (after_win.w.saturating_sub(strip.w) / 2, sc.width());
+        while self.next_band * self.band_h < need_end.min(sc.height()) {
+            let rows = Window::new(
+                -(margin as isize),
+                (self.next_band * self.band_h) as isize,
+                w + 2 * margin,
+                self.band_h.min(sc.height() - self.next_band * self.band_h),
+            );
+            let idx = sc.bands.canonical();
+            let b = sc
+                .before_pool
+                .with(|ds| HeldPixels::read(ds, &sc.before, &idx, rows, sc.scale_before))?;
+            let a = sc
+                .after_pool
+                .with(|ds| HeldPixels::read(ds, &sc.after, &idx, rows, sc.scale_after))?;
+            self.bands.push_back((Arc::new(b), Arc::new(a)));
+            self.next_band += 1;
+        }
+        while self
+            .bands
+            .front()
+            .is_some_and(|(b, _)| b.win.y + (b.win.h as isize) <= after_win.y.min(before_win.y))
+        {
+            self.bands.pop_front();
+        }
+        let held = HeldPair {
+            before: self.bands.iter().map(|(b, _)| Arc::clone(b)).collect(),
+            after: self.bands.iter().map(|(_, a)| Arc::clone(a)).collect(),
+        };
+        // The next strip needs only the last rows of this one's bands: keep a copy of those,
+        // so a whole band is not held twice while the next one is read.
+        let next_top = after_win.y.min(before_win.y) + strip.h as isize;
+        for (b, a) in self.bands.iter_mut() {
+            if b.win.y < next_top && b.win.y + (b.win.h as isize) > next_top {
+                let keep = |p: &HeldPixels| {
+                    let rows = Window::new(
+                        p.win.x,
+                        next_top,
+                        p.win.w,
+                        (p.win.y + p.win.h as isize - next_top) as usize,
+                    );
+                    Arc::new(HeldPixels::assemble(&[p], rows))
+                };
+                *b = keep(b);
+                *a = keep(a);
+            }
+        }
+        Ok(held)
+    }
 }
 
 /// What calibration found, reported in the run manifest.
@@ -210,31 +294,10 @@ impl Scene {
         Ok(self.assemble(b, a, win))
     }
 
-    /// Reads a large rectangle of both dates into memory (see [`HeldPixels`]); windows inside it
-    /// are then cut with [`Scene::read_pair_held`].
-    pub fn hold(&self, win: Window) -> Result<HeldPair> {
-        let idx = self.bands.canonical();
-        let (before, after) = rayon::join(
-            || {
-                self.before_pool
-                    .with(|ds| HeldPixels::read(ds, &self.before, &idx, win, self.scale_before))
-            },
-            || {
-                self.after_pool
-                    .with(|ds| HeldPixels::read(ds, &self.after, &idx, self.after_window(win), self.scale_after))
-            },
-        );
-        Ok(HeldPair {
-            before: before?,
-            after: after?,
-        })
-    }
-
     /// [`Scene::read_pair`] over a window of a held rectangle, without touching the files.
     pub fn read_pair_held(&self, held: &HeldPair, win: Window) -> Result<PairWindow> {
-        let outside = || Error::Other(format!("internal: window {win:?} is not inside the held rectangle"));
-        let b = held.before.window(win).ok_or_else(outside)?;
-        let a = held.after.window(self.after_window(win)).ok_or_else(outside)?;
+        let b = piece_window(&held.before, win);
+        let a = piece_window(&held.after, self.after_window(win));
         Ok(self.assemble(b, a, win))
     }
 
@@ -279,8 +342,8 @@ impl Scene {
         let (shifted, ok) = shift::apply_shift(&big.bands, &big.valid, dx, dy);
         let (h, w) = (win.h, win.w);
         Pixels {
-            bands: shifted.slice(s![.., pad..pad + h, pad..pad + w]).to_owned(),
-            valid: ok.slice(s![pad..pad + h, pad..pad + w]).to_owned(),
+            bands: raster::copy3(shifted.slice(s![.., pad..pad + h, pad..pad + w])),
+            valid: raster::copy2(ok.slice(s![pad..pad + h, pad..pad + w])),
         }
     }
 
@@ -433,6 +496,15 @@ impl Scene {
         }
         total
     }
+}
+
+/// `win` cut from held pieces: a plain copy when one piece holds it all.
+fn piece_window(pieces: &[Arc<HeldPixels>], win: Window) -> Pixels {
+    if let Some(px) = pieces.iter().find_map(|p| p.window(win)) {
+        return px;
+    }
+    let refs: Vec<&HeldPixels> = pieces.iter().map(|p| p.as_ref()).collect();
+    HeldPixels::assemble(&refs, win).px
 }
 
 /// Margin (px) read around a window so that shifting the after image by `(dx, dy)` fills it.

@@ -38,18 +38,18 @@ pub fn init_gdal() {
     });
 }
 
-/// Sizes GDAL's block cache to hold about four block rows of both input images: a strip read
-/// (block rows plus halo) touches three rows of tiles, two of which the next strip reads again,
-/// and a smaller cache would decode those twice. Memory then follows the image width, not its
-/// area.
+/// Sizes GDAL's block cache to hold about one block row of both input images. The streaming
+/// pass reads each row of tiles once with multi-threaded decoding, which bypasses this cache;
+/// calibration windows and chips (read in raster order) still use it. Memory then follows the
+/// image width, not its area.
 /// An explicit `GDAL_CACHEMAX` in the environment wins.
 pub fn size_block_cache(width: usize, bands: usize, bytes_per_sample: usize, block_rows_px: usize) {
     if std::env::var_os("GDAL_CACHEMAX").is_some() {
         return;
     }
     const MIB: usize = 1 << 20;
-    let working_set = 4 * block_rows_px * width * bands * bytes_per_sample * 2 + 64 * MIB;
-    let bytes = working_set.clamp(256 * MIB, 1536 * MIB);
+    let working_set = block_rows_px * width * bands * bytes_per_sample * 2 + 64 * MIB;
+    let bytes = working_set.clamp(128 * MIB, 1024 * MIB);
     // SAFETY: plain setter of a process-wide integer.
     unsafe { gdal_sys::GDALSetCacheMax64(bytes as i64) };
     tracing::debug!(cache_mib = bytes / MIB, "GDAL block cache sized");

@@ -4,7 +4,7 @@
 use crate::{Error, Result};
 use gdal::raster::GdalDataType;
 use gdal::{Dataset, GeoTransform};
-use ndarray::{s, Array2, Array3};
+use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -170,37 +170,97 @@ pub struct Pixels {
 
 /// Reads `bands` (1-based GDAL band numbers, in the order wanted) over `win`, scaled by `scale`.
 pub fn read_window(ds: &Dataset, info: &RasterInfo, bands: &[usize], win: Window, scale: f32) -> Result<Pixels> {
-    let mut out = Array3::<f32>::zeros((bands.len(), win.h, win.w));
-    let mut valid = Array2::<bool>::from_elem((win.h, win.w), false);
     let Some(inner) = clip(win, info.width, info.height) else {
-        return Ok(Pixels { bands: out, valid });
+        return Ok(Pixels {
+            bands: Array3::zeros((bands.len(), win.h, win.w)),
+            valid: Array2::from_elem((win.h, win.w), false),
+        });
     };
-    let (ox, oy) = ((inner.x - win.x) as usize, (inner.y - win.y) as usize);
-    valid.slice_mut(s![oy..oy + inner.h, ox..ox + inner.w]).fill(true);
-    for (i, &b) in bands.iter().enumerate() {
-        let band = ds
-            .rasterband(b)
-            .map_err(|e| Error::gdal(&info.path, format!("cannot open band {b}"), e))?;
-        let buf = band
-            .read_as::<f32>((inner.x, inner.y), (inner.w, inner.h), (inner.w, inner.h), None)
-            .map_err(|e| Error::gdal(&info.path, format!("cannot read band {b}"), e))?;
-        let arr = buf
-            .to_array()
-            .map_err(|e| Error::gdal(&info.path, "unexpected buffer shape", e))?;
-        let nodata = info.nodata.get(b - 1).copied().flatten();
-        let mut dst = out.slice_mut(s![i, oy..oy + inner.h, ox..ox + inner.w]);
-        let mut vmask = valid.slice_mut(s![oy..oy + inner.h, ox..ox + inner.w]);
-        ndarray::Zip::from(&mut dst)
-            .and(&mut vmask)
-            .and(&arr)
-            .for_each(|d, v, &x| {
-                if !x.is_finite() || nodata.is_some_and(|nd| (x as f64 - nd).abs() < 1e-9) {
+    let raw = read_bands(ds, info, bands, inner)?;
+    let mut raw = Array3::from_shape_vec((bands.len(), inner.h, inner.w), raw)
+        .map_err(|e| Error::Other(format!("{}: unexpected buffer shape: {e}", info.path.display())))?;
+    let mut inner_valid = Array2::from_elem((inner.h, inner.w), true);
+    let nodata: Vec<Option<f64>> = bands
+        .iter()
+        .map(|&b| info.nodata.get(b - 1).copied().flatten())
+        .collect();
+    let is_float = matches!(info.data_type, GdalDataType::Float32 | GdalDataType::Float64);
+    // Integer pixels are always finite: without nodata there is nothing to check.
+    if is_float || nodata.iter().any(Option::is_some) {
+        for (band, nd) in raw.outer_iter().zip(&nodata) {
+            ndarray::Zip::from(&mut inner_valid).and(&band).for_each(|v, &x| {
+                if !x.is_finite() || nd.is_some_and(|nd| (x as f64 - nd).abs() < 1e-9) {
                     *v = false;
                 }
-                *d = x * scale;
             });
+        }
     }
+    raw.mapv_inplace(|v| v * scale);
+    if inner == win {
+        return Ok(Pixels {
+            bands: raw,
+            valid: inner_valid,
+        });
+    }
+    let (ox, oy) = ((inner.x - win.x) as usize, (inner.y - win.y) as usize);
+    let mut out = Array3::<f32>::zeros((bands.len(), win.h, win.w));
+    let mut valid = Array2::<bool>::from_elem((win.h, win.w), false);
+    out.slice_mut(s![.., oy..oy + inner.h, ox..ox + inner.w]).assign(&raw);
+    valid
+        .slice_mut(s![oy..oy + inner.h, ox..ox + inner.w])
+        .assign(&inner_valid);
     Ok(Pixels { bands: out, valid })
+}
+
+/// All `bands` over `win` (inside the raster) in one dataset-level request, band-sequential
+/// `f32`: GDAL then decodes each pixel-interleaved tile once for all bands, and with
+/// `GDAL_NUM_THREADS` set it decodes the tiles of a large request in parallel.
+fn read_bands(ds: &Dataset, info: &RasterInfo, bands: &[usize], win: Window) -> Result<Vec<f32>> {
+    let mut buf = vec![0.0f32; bands.len() * win.w * win.h];
+    let mut band_map: Vec<i32> = bands.iter().map(|&b| b as i32).collect();
+    // SAFETY: `buf` holds exactly bands × w × h floats, the layout GDAL writes with zero
+    // spacings (packed, band-sequential); `band_map` lists `bands.len()` valid band numbers
+    // (checked when the band map was chosen); the dataset handle is alive for the call.
+    let rv = unsafe {
+        gdal_sys::GDALDatasetRasterIO(
+            ds.c_dataset(),
+            gdal_sys::GDALRWFlag::GF_Read,
+            win.x as i32,
+            win.y as i32,
+            win.w as i32,
+            win.h as i32,
+            buf.as_mut_ptr().cast(),
+            win.w as i32,
+            win.h as i32,
+            gdal_sys::GDALDataType::GDT_Float32,
+            band_map.len() as i32,
+            band_map.as_mut_ptr(),
+            0,
+            0,
+            0,
+        )
+    };
+    if rv != gdal_sys::CPLErr::CE_None {
+        return Err(Error::input(
+            &info.path,
+            format!("cannot read pixels {win:?}: {}", gdal_last_error()),
+        ));
+    }
+    Ok(buf)
+}
+
+/// GDAL's last error message (empty when it left none).
+fn gdal_last_error() -> String {
+    // SAFETY: returns a pointer to a thread-local string owned by GDAL, valid until the next
+    // GDAL call on this thread; it is copied at once.
+    unsafe {
+        let p = gdal_sys::CPLGetLastErrorMsg();
+        if p.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    }
 }
 
 /// A rectangle of pixels read into memory with one request per band, so that GDAL decodes each
@@ -230,10 +290,74 @@ impl HeldPixels {
         let (ox, oy) = (ox as usize, oy as usize);
         let (rows, cols) = (oy..oy + win.h, ox..ox + win.w);
         Some(Pixels {
-            bands: self.px.bands.slice(s![.., rows.clone(), cols.clone()]).to_owned(),
-            valid: self.px.valid.slice(s![rows, cols]).to_owned(),
+            bands: copy3(self.px.bands.slice(s![.., rows.clone(), cols.clone()])),
+            valid: copy2(self.px.valid.slice(s![rows, cols])),
         })
     }
+}
+
+impl HeldPixels {
+    /// `win` assembled from pieces read earlier (row bands of the image, say): each pixel of
+    /// `win` comes from the piece that holds it; pixels no piece holds are unset.
+    pub fn assemble(pieces: &[&HeldPixels], win: Window) -> HeldPixels {
+        let c = pieces.first().map_or(0, |p| p.px.bands.len_of(ndarray::Axis(0)));
+        let mut bands = Array3::<f32>::zeros((c, win.h, win.w));
+        let mut valid = Array2::<bool>::from_elem((win.h, win.w), false);
+        for p in pieces {
+            let Some(common) = intersect(p.win, win) else { continue };
+            let (sy, sx) = ((common.y - p.win.y) as usize, (common.x - p.win.x) as usize);
+            let (dy, dx) = ((common.y - win.y) as usize, (common.x - win.x) as usize);
+            let (src_rows, src_cols) = (sy..sy + common.h, sx..sx + common.w);
+            let (dst_rows, dst_cols) = (dy..dy + common.h, dx..dx + common.w);
+            bands
+                .slice_mut(s![.., dst_rows.clone(), dst_cols.clone()])
+                .assign(&p.px.bands.slice(s![.., src_rows.clone(), src_cols.clone()]));
+            valid
+                .slice_mut(s![dst_rows, dst_cols])
+                .assign(&p.px.valid.slice(s![src_rows, src_cols]));
+        }
+        HeldPixels {
+            win,
+            px: Pixels { bands, valid },
+        }
+    }
+}
+
+/// The overlap of two windows, if any.
+pub fn intersect(a: Window, b: Window) -> Option<Window> {
+    let (x0, y0) = (a.x.max(b.x), a.y.max(b.y));
+    let x1 = (a.x + a.w as isize).min(b.x + b.w as isize);
+    let y1 = (a.y + a.h as isize).min(b.y + b.h as isize);
+    (x1 > x0 && y1 > y0).then(|| Window::new(x0, y0, (x1 - x0) as usize, (y1 - y0) as usize))
+}
+
+/// An owned copy of a 2-D view, row by row (`to_owned` on a strided view goes element by
+/// element, which shows in profiles of the block loop).
+pub fn copy2<T: Copy + Default>(v: ArrayView2<T>) -> Array2<T> {
+    let (h, w) = v.dim();
+    let mut out = Vec::with_capacity(h * w);
+    for row in v.rows() {
+        match row.as_slice() {
+            Some(r) => out.extend_from_slice(r),
+            None => out.extend(row.iter().copied()),
+        }
+    }
+    Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::default((h, w)))
+}
+
+/// [`copy2`] for each band of a band-major 3-D view.
+pub fn copy3<T: Copy + Default>(v: ArrayView3<T>) -> Array3<T> {
+    let (c, h, w) = v.dim();
+    let mut out = Vec::with_capacity(c * h * w);
+    for band in v.outer_iter() {
+        for row in band.rows() {
+            match row.as_slice() {
+                Some(r) => out.extend_from_slice(r),
+                None => out.extend(row.iter().copied()),
+            }
+        }
+    }
+    Array3::from_shape_vec((c, h, w), out).unwrap_or_else(|_| Array3::default((c, h, w)))
 }
 
 /// The part of `win` inside a `width` × `height` raster, or `None` if they do not meet.
