@@ -375,10 +375,19 @@ impl Scene {
     /// Estimates shift, normalisation and threshold from windows spread over the image.
     pub fn calibrate(&mut self) -> Result<Calibration> {
         let wins = calibration_windows(self.width(), self.height(), &self.model);
-        self.shift = self.estimate_shift(&wins)?;
-        // The windows are read once (shift applied, identity normalisation); the fitted
-        // normalisation is then applied to them in memory, exactly as `read_pair` would.
-        let mut pairs: Vec<PairWindow> = wins.par_iter().map(|&w| self.read_pair(w)).collect::<Result<_>>()?;
+        // Each window is read once, the after image with room for any accepted shift: the
+        // shift is estimated on them, then they are aligned (identity normalisation), the
+        // normalisation fitted, and applied in memory, exactly as `read_pair` would.
+        let raw = self.read_calibration_windows(&wins)?;
+        self.shift = self.estimate_shift(&wins, &raw);
+        let mut pairs: Vec<PairWindow> = raw
+            .into_par_iter()
+            .zip(wins.par_iter())
+            .map(|((b, a), &w)| match a.window(self.after_window(w)) {
+                Some(a) => Ok(self.assemble(b, a, w)),
+                None => self.read_pair(w),
+            })
+            .collect::<Result<_>>()?;
         self.norm = self.estimate_normalisation(&pairs);
         pairs.par_iter_mut().for_each(|p| {
             self.normalise_after(&mut p.after);
@@ -412,29 +421,37 @@ impl Scene {
         })
     }
 
-    fn estimate_shift(&self, wins: &[Window]) -> Result<Shift> {
+    fn read_calibration_windows(&self, wins: &[Window]) -> Result<Vec<(Pixels, HeldPixels)>> {
         let idx = self.bands.canonical();
-        let estimates: Vec<Shift> = wins
-            .par_iter()
-            .map(|&w| -> Result<Option<Shift>> {
+        let margin = MAX_SHIFT_PX.ceil() as usize + 1;
+        wins.par_iter()
+            .map(|&w| {
                 let b = self
                     .before_pool
                     .with(|ds| raster::read_window(ds, &self.before, &idx, w, self.scale_before))?;
                 let a = self
                     .after_pool
-                    .with(|ds| raster::read_window(ds, &self.after, &idx, w, self.scale_after))?;
+                    .with(|ds| HeldPixels::read(ds, &self.after, &idx, w.grow(margin), self.scale_after))?;
+                Ok((b, a))
+            })
+            .collect()
+    }
+
+    fn estimate_shift(&self, wins: &[Window], raw: &[(Pixels, HeldPixels)]) -> Shift {
+        let estimates: Vec<Shift> = wins
+            .par_iter()
+            .zip(raw.par_iter())
+            .filter_map(|(&w, (b, a))| {
+                let a = a.window(w)?;
                 let frac = b.valid.iter().zip(a.valid.iter()).filter(|(x, y)| **x && **y).count() as f64
                     / b.valid.len().max(1) as f64;
                 if frac < 0.9 {
-                    return Ok(None);
+                    return None;
                 }
                 let bb = b.bands.mean_axis(Axis(0)).unwrap_or_else(|| Array2::zeros((w.h, w.w)));
                 let ab = a.bands.mean_axis(Axis(0)).unwrap_or_else(|| Array2::zeros((w.h, w.w)));
-                Ok(Some(shift::phase_correlation(&bb, &ab)))
+                Some(shift::phase_correlation(&bb, &ab))
             })
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .flatten()
             .collect();
         let s = shift::combine(&estimates, MIN_SHIFT_PEAK);
         if s.dx.abs().max(s.dy.abs()) > MAX_SHIFT_PX {
@@ -443,13 +460,13 @@ impl Scene {
                 dy = s.dy,
                 "residual shift estimate too large to trust after warping; not applied"
             );
-            return Ok(Shift {
+            return Shift {
                 dx: 0.0,
                 dy: 0.0,
                 peak: s.peak,
-            });
+            };
         }
-        Ok(s)
+        s
     }
 
     fn estimate_normalisation(&self, pairs: &[PairWindow]) -> Normalisation {
