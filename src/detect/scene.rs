@@ -167,14 +167,14 @@ impl<'a> StripReader<'a> {
         let next_top = after_win.y.min(before_win.y) + strip.h as isize;
         for (b, a) in self.bands.iter_mut() {
             if b.win.y < next_top && b.win.y + (b.win.h as isize) > next_top {
-                let keep = |p: &HeldPixels| {
+                let keep = |p: &Arc<HeldPixels>| {
                     let rows = Window::new(
                         p.win.x,
                         next_top,
                         p.win.w,
                         (p.win.y + p.win.h as isize - next_top) as usize,
                     );
-                    Arc::new(HeldPixels::assemble(&[p], rows))
+                    p.crop(rows).map(Arc::new).unwrap_or_else(|| Arc::clone(p))
                 };
                 *b = keep(b);
                 *a = keep(a);
@@ -521,7 +521,7 @@ fn piece_window(pieces: &[Arc<HeldPixels>], win: Window) -> Pixels {
         return px;
     }
     let refs: Vec<&HeldPixels> = pieces.iter().map(|p| p.as_ref()).collect();
-    HeldPixels::assemble(&refs, win).px
+    HeldPixels::cut(&refs, win)
 }
 
 /// Margin (px) read around a window so that shifting the after image by `(dx, dy)` fills it.

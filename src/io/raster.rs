@@ -217,10 +217,38 @@ pub fn read_window(ds: &Dataset, info: &RasterInfo, bands: &[usize], win: Window
 /// `GDAL_NUM_THREADS` set it decodes the tiles of a large request in parallel.
 fn read_bands(ds: &Dataset, info: &RasterInfo, bands: &[usize], win: Window) -> Result<Vec<f32>> {
     let mut buf = vec![0.0f32; bands.len() * win.w * win.h];
+    raster_io(ds, info, bands, win, &mut buf, gdal_sys::GDALDataType::GDT_Float32)?;
+    Ok(buf)
+}
+
+/// [`read_bands`] as unsigned 16-bit samples (for 8- and 16-bit images).
+fn read_bands_u16(ds: &Dataset, info: &RasterInfo, bands: &[usize], win: Window) -> Result<Vec<u16>> {
+    let mut buf = vec![0u16; bands.len() * win.w * win.h];
+    raster_io(ds, info, bands, win, &mut buf, gdal_sys::GDALDataType::GDT_UInt16)?;
+    Ok(buf)
+}
+
+/// One dataset-level read of `bands` over `win` into `buf`, band-sequential, as `ty` (which
+/// must be the GDAL type of `T`).
+fn raster_io<T: Copy>(
+    ds: &Dataset,
+    info: &RasterInfo,
+    bands: &[usize],
+    win: Window,
+    buf: &mut [T],
+    ty: gdal_sys::GDALDataType::Type,
+) -> Result<()> {
+    if buf.len() != bands.len() * win.w * win.h {
+        return Err(Error::Other(format!(
+            "{}: read buffer of the wrong size",
+            info.path.display()
+        )));
+    }
     let mut band_map: Vec<i32> = bands.iter().map(|&b| b as i32).collect();
-    // SAFETY: `buf` holds exactly bands × w × h floats, the layout GDAL writes with zero
-    // spacings (packed, band-sequential); `band_map` lists `bands.len()` valid band numbers
-    // (checked when the band map was chosen); the dataset handle is alive for the call.
+    // SAFETY: `buf` holds exactly bands × w × h samples of type `ty` (checked above; callers
+    // pass the matching type), the layout GDAL writes with zero spacings (packed,
+    // band-sequential); `band_map` lists `bands.len()` valid band numbers (checked when the band
+    // map was chosen); the dataset handle is alive for the call.
     let rv = unsafe {
         gdal_sys::GDALDatasetRasterIO(
             ds.c_dataset(),
@@ -232,7 +260,7 @@ fn read_bands(ds: &Dataset, info: &RasterInfo, bands: &[usize], win: Window) -> 
             buf.as_mut_ptr().cast(),
             win.w as i32,
             win.h as i32,
-            gdal_sys::GDALDataType::GDT_Float32,
+            ty,
             band_map.len() as i32,
             band_map.as_mut_ptr(),
             0,
@@ -246,7 +274,7 @@ fn read_bands(ds: &Dataset, info: &RasterInfo, bands: &[usize], win: Window) -> 
             format!("cannot read pixels {win:?}: {}", gdal_last_error()),
         ));
     }
-    Ok(buf)
+    Ok(())
 }
 
 /// GDAL's last error message (empty when it left none).
@@ -263,64 +291,150 @@ fn gdal_last_error() -> String {
     }
 }
 
-/// A rectangle of pixels read into memory with one request per band, so that GDAL decodes each
+/// A rectangle of pixels read into memory with one request, so that GDAL decodes each
 /// compressed tile of it once (in parallel when `GDAL_NUM_THREADS` is set) however many
-/// overlapping windows are later cut from it.
+/// overlapping windows are later cut from it. 8- and 16-bit images are held as stored, at half
+/// the memory of `f32`, and scaled when a window is cut.
 pub struct HeldPixels {
     pub win: Window,
-    pub px: Pixels,
+    samples: Samples,
+    valid: Array2<bool>,
+    scale: f32,
+}
+
+/// Band-major samples as held.
+enum Samples {
+    U16(Array3<u16>),
+    F32(Array3<f32>),
 }
 
 impl HeldPixels {
     pub fn read(ds: &Dataset, info: &RasterInfo, bands: &[usize], win: Window, scale: f32) -> Result<Self> {
+        if !matches!(info.data_type, GdalDataType::UInt8 | GdalDataType::UInt16) {
+            let px = read_window(ds, info, bands, win, scale)?;
+            return Ok(Self {
+                win,
+                samples: Samples::F32(px.bands),
+                valid: px.valid,
+                scale: 1.0,
+            });
+        }
+        let mut samples = Array3::<u16>::zeros((bands.len(), win.h, win.w));
+        let mut valid = Array2::from_elem((win.h, win.w), false);
+        if let Some(inner) = clip(win, info.width, info.height) {
+            let raw = read_bands_u16(ds, info, bands, inner)?;
+            let raw = Array3::from_shape_vec((bands.len(), inner.h, inner.w), raw)
+                .map_err(|e| Error::Other(format!("{}: unexpected buffer shape: {e}", info.path.display())))?;
+            let (ox, oy) = ((inner.x - win.x) as usize, (inner.y - win.y) as usize);
+            let (rows, cols) = (oy..oy + inner.h, ox..ox + inner.w);
+            let mut inner_valid = valid.slice_mut(s![rows.clone(), cols.clone()]);
+            inner_valid.fill(true);
+            for (&b, band) in bands.iter().zip(raw.outer_iter()) {
+                if let Some(nd) = info.nodata.get(b - 1).copied().flatten() {
+                    ndarray::Zip::from(&mut inner_valid).and(&band).for_each(|v, &x| {
+                        if (x as f64 - nd).abs() < 1e-9 {
+                            *v = false;
+                        }
+                    });
+                }
+            }
+            samples.slice_mut(s![.., rows, cols]).assign(&raw);
+        }
         Ok(Self {
             win,
-            px: read_window(ds, info, bands, win, scale)?,
+            samples: Samples::U16(samples),
+            valid,
+            scale,
         })
     }
 
-    /// `win` copied out of the held rectangle: the same arrays [`read_window`] would return.
-    /// `None` when `win` is not wholly inside it.
+    /// `win` copied out of the held rectangle in reflectance units: the same arrays
+    /// [`read_window`] would return. `None` when `win` is not wholly inside it.
     pub fn window(&self, win: Window) -> Option<Pixels> {
-        let (ox, oy) = (win.x - self.win.x, win.y - self.win.y);
-        let inside = ox >= 0 && oy >= 0 && ox as usize + win.w <= self.win.w && oy as usize + win.h <= self.win.h;
-        if !inside {
-            return None;
-        }
-        let (ox, oy) = (ox as usize, oy as usize);
-        let (rows, cols) = (oy..oy + win.h, ox..ox + win.w);
-        Some(Pixels {
-            bands: copy3(self.px.bands.slice(s![.., rows.clone(), cols.clone()])),
-            valid: copy2(self.px.valid.slice(s![rows, cols])),
-        })
+        let inside = intersect(self.win, win) == Some(win);
+        inside.then(|| Self::cut(&[self], win))
     }
-}
 
-impl HeldPixels {
-    /// `win` assembled from pieces read earlier (row bands of the image, say): each pixel of
-    /// `win` comes from the piece that holds it; pixels no piece holds are unset.
-    pub fn assemble(pieces: &[&HeldPixels], win: Window) -> HeldPixels {
-        let c = pieces.first().map_or(0, |p| p.px.bands.len_of(ndarray::Axis(0)));
+    /// `win` in reflectance units, assembled from pieces read earlier (row bands of the image,
+    /// say): each pixel comes from the piece that holds it; pixels no piece holds are unset.
+    pub fn cut(pieces: &[&HeldPixels], win: Window) -> Pixels {
+        let c = pieces.first().map_or(0, |p| p.band_count());
         let mut bands = Array3::<f32>::zeros((c, win.h, win.w));
         let mut valid = Array2::<bool>::from_elem((win.h, win.w), false);
         for p in pieces {
-            let Some(common) = intersect(p.win, win) else { continue };
-            let (sy, sx) = ((common.y - p.win.y) as usize, (common.x - p.win.x) as usize);
-            let (dy, dx) = ((common.y - win.y) as usize, (common.x - win.x) as usize);
-            let (src_rows, src_cols) = (sy..sy + common.h, sx..sx + common.w);
-            let (dst_rows, dst_cols) = (dy..dy + common.h, dx..dx + common.w);
-            bands
-                .slice_mut(s![.., dst_rows.clone(), dst_cols.clone()])
-                .assign(&p.px.bands.slice(s![.., src_rows.clone(), src_cols.clone()]));
-            valid
-                .slice_mut(s![dst_rows, dst_cols])
-                .assign(&p.px.valid.slice(s![src_rows, src_cols]));
+            let Some((src, dst)) = overlap(p.win, win) else {
+                continue;
+            };
+            match &p.samples {
+                Samples::U16(a) => {
+                    let scale = p.scale;
+                    ndarray::Zip::from(bands.slice_mut(dst.bands()))
+                        .and(a.slice(src.bands()))
+                        .for_each(|d, &x| *d = x as f32 * scale);
+                }
+                Samples::F32(a) => bands.slice_mut(dst.bands()).assign(&a.slice(src.bands())),
+            }
+            valid.slice_mut(dst.plane()).assign(&p.valid.slice(src.plane()));
         }
-        HeldPixels {
-            win,
-            px: Pixels { bands, valid },
+        Pixels { bands, valid }
+    }
+
+    /// The rows and columns of this rectangle inside `win`, held the same way.
+    pub fn crop(&self, win: Window) -> Option<HeldPixels> {
+        let (src, _) = overlap(self.win, win)?;
+        let common = intersect(self.win, win)?;
+        let samples = match &self.samples {
+            Samples::U16(a) => Samples::U16(a.slice(src.bands()).to_owned()),
+            Samples::F32(a) => Samples::F32(a.slice(src.bands()).to_owned()),
+        };
+        Some(HeldPixels {
+            win: common,
+            samples,
+            valid: self.valid.slice(src.plane()).to_owned(),
+            scale: self.scale,
+        })
+    }
+
+    fn band_count(&self) -> usize {
+        match &self.samples {
+            Samples::U16(a) => a.len_of(ndarray::Axis(0)),
+            Samples::F32(a) => a.len_of(ndarray::Axis(0)),
         }
     }
+}
+
+/// Row and column ranges of an array.
+#[derive(Clone)]
+struct Span {
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+}
+
+impl Span {
+    fn bands(&self) -> ndarray::SliceInfo<[ndarray::SliceInfoElem; 3], ndarray::Ix3, ndarray::Ix3> {
+        s![.., self.rows.clone(), self.cols.clone()]
+    }
+
+    fn plane(&self) -> ndarray::SliceInfo<[ndarray::SliceInfoElem; 2], ndarray::Ix2, ndarray::Ix2> {
+        s![self.rows.clone(), self.cols.clone()]
+    }
+}
+
+/// Where the overlap of `held` and `win` lies in each: (in `held`, in `win`).
+fn overlap(held: Window, win: Window) -> Option<(Span, Span)> {
+    let c = intersect(held, win)?;
+    let (sy, sx) = ((c.y - held.y) as usize, (c.x - held.x) as usize);
+    let (dy, dx) = ((c.y - win.y) as usize, (c.x - win.x) as usize);
+    Some((
+        Span {
+            rows: sy..sy + c.h,
+            cols: sx..sx + c.w,
+        },
+        Span {
+            rows: dy..dy + c.h,
+            cols: dx..dx + c.w,
+        },
+    ))
 }
 
 /// The overlap of two windows, if any.
