@@ -114,6 +114,10 @@ pub enum MaskMode {
     Off,
 }
 
+fn default_shadow_min_ratio() -> f32 {
+    0.0
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaskParams {
@@ -129,6 +133,11 @@ pub struct MaskParams {
     pub shadow_ratio: f32,
     /// Largest spectral-angle change (radians) still counted as "same material, only darker".
     pub shadow_max_angle: f32,
+    /// The darker date keeps at least this share of the brighter one's brightness: diffuse
+    /// skylight still lights a cloud shadow, while dark water covered by bright plastic film
+    /// (a greenhouse on a flooded paddy) drops far lower and is change, not shadow.
+    #[serde(default = "default_shadow_min_ratio")]
+    pub shadow_min_ratio: f32,
 }
 
 /// A condition on one patch feature: `feature op value`, softened over `scale` so that the
@@ -330,6 +339,13 @@ impl Model {
         range(path, "masks.cloud_buffer_px", m.cloud_buffer_px as f64, 0.0, 64.0)?;
         range(path, "masks.shadow_ratio", m.shadow_ratio as f64, 0.0, 1.0)?;
         range(path, "masks.shadow_max_angle", m.shadow_max_angle as f64, 0.0, 1.6)?;
+        range(
+            path,
+            "masks.shadow_min_ratio",
+            m.shadow_min_ratio as f64,
+            0.0,
+            m.shadow_ratio as f64,
+        )?;
         range(path, "typing.min_score", self.typing.min_score, 0.0, 1.0)?;
         let c = &self.categories;
         range(

@@ -51,8 +51,9 @@ pub fn clouds(bands: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Arra
     dilate(&out, 1)
 }
 
-/// Shadow on either date: one date is darker than `shadow_ratio` of the other in brightness
-/// while the spectral angle between the dates stays under `shadow_max_angle`.
+/// Shadow on either date: one date is darker than `shadow_ratio` of the other in brightness (but
+/// not darker than `shadow_min_ratio` of it) while the spectral angle between the dates stays
+/// under `shadow_max_angle`.
 pub fn shadows(a: &Array3<f32>, b: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Array2<bool> {
     let valid = valid.as_standard_layout();
     let vs = valid.as_slice().unwrap_or(&[]);
@@ -64,7 +65,8 @@ pub fn shadows(a: &Array3<f32>, b: &Array3<f32>, valid: &Array2<bool>, p: &MaskP
     let mut out = vec![false; n];
     let (mut pa, mut pb) = ([0.0f32; 16], [0.0f32; 16]);
     for (i, o) in out.iter_mut().enumerate() {
-        let darker = ba[i] < p.shadow_ratio * bb[i] || bb[i] < p.shadow_ratio * ba[i];
+        let (lo, hi) = (ba[i].min(bb[i]), ba[i].max(bb[i]));
+        let darker = lo < p.shadow_ratio * hi && lo >= p.shadow_min_ratio * hi;
         if !vs[i] || !darker {
             continue;
         }
@@ -102,6 +104,7 @@ mod tests {
             cloud_buffer_px: 2,
             shadow_ratio: 0.6,
             shadow_max_angle: 0.12,
+            shadow_min_ratio: 0.25,
         }
     }
 
@@ -136,5 +139,13 @@ mod tests {
         assert!(shadows(&a, &b, &valid, &params())[(4, 4)]);
         assert!(!shadows(&a, &c, &valid, &params())[(4, 4)]);
         assert!(!shadows(&a, &b, &valid, &params())[(0, 0)]);
+        // Flooded paddy covered by plastic film: both spectra flat, but far too bright a change.
+        let mut water = a.clone();
+        let mut film = a.clone();
+        for k in 0..4 {
+            water[(k, 4, 4)] = [0.068, 0.083, 0.071, 0.088][k];
+            film[(k, 4, 4)] = [0.411, 0.423, 0.387, 0.373][k];
+        }
+        assert!(!shadows(&water, &film, &valid, &params())[(4, 4)]);
     }
 }
