@@ -27,6 +27,20 @@ use ndarray::{Array2, Zip};
 /// Window sums along one row: `out[x] = Σ row[x − r ..= x + r]` over the in-row neighbours,
 /// as `2r + 1` shifted slice additions (vectorisable).
 fn row_sums(row: &[f32], r: usize, out: &mut [f32]) {
+    let w = row.len();
+    if r == 2 && w >= 5 {
+        // The default window: one fused pass over the interior, the four edge pixels apart.
+        let n = w - 4;
+        let (a, b, c, d, e) = (&row[..n], &row[1..n + 1], &row[2..n + 2], &row[3..n + 3], &row[4..]);
+        for (((((o, &a), &b), &c), &d), &e) in out[2..w - 2].iter_mut().zip(a).zip(b).zip(c).zip(d).zip(e) {
+            *o = a + b + c + d + e;
+        }
+        out[0] = row[0] + row[1] + row[2];
+        out[1] = out[0] + row[3];
+        out[w - 1] = row[w - 1] + row[w - 2] + row[w - 3];
+        out[w - 2] = out[w - 1] + row[w - 4];
+        return;
+    }
     out.fill(0.0);
     let w = row.len() as isize;
     let ri = r as isize;
@@ -85,6 +99,9 @@ pub fn box_mean(a: &Array2<f32>, r: usize) -> Array2<f32> {
     Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::zeros((h, w)))
 }
 
+/// Running column sums are recomputed from scratch every this many rows.
+const RESUM: usize = 32;
+
 /// The four directions `(dy, dx)` of the second differences: along rows, along columns, both
 /// diagonals.
 const DIRECTIONS: [(usize, isize); 4] = [(0, 1), (1, 0), (1, 1), (1, -1)];
@@ -124,8 +141,24 @@ pub fn crown_texture(v: &Array2<f32>, r: usize) -> Array2<f32> {
             }
             row_sums(&sq, r, out);
         }
+        // Window sums down the columns, kept running (add the row entering the window, drop the
+        // one leaving it) and summed afresh every RESUM rows so rounding cannot drift.
         for (y, b) in best.chunks_exact_mut(w).enumerate() {
-            col_sums(&rows, w, y, r, &mut col);
+            if y % RESUM == 0 {
+                col_sums(&rows, w, y, r, &mut col);
+            } else {
+                if y + r < h {
+                    for (c, &v) in col.iter_mut().zip(&rows[(y + r) * w..(y + r + 1) * w]) {
+                        *c += v;
+                    }
+                }
+                if y > r {
+                    let out = y - r - 1;
+                    for (c, &v) in col.iter_mut().zip(&rows[out * w..(out + 1) * w]) {
+                        *c -= v;
+                    }
+                }
+            }
             for (b, &c) in b.iter_mut().zip(&col) {
                 *b = b.min(c);
             }
@@ -269,14 +302,17 @@ mod tests {
 
     #[test]
     fn box_mean_matches_the_naive_window_mean_including_edges() {
-        let a = Array2::from_shape_fn((7, 9), |(y, x)| ((y * 31 + x * 17) % 11) as f32 / 10.0);
-        for r in 0..4 {
-            let fast = box_mean(&a, r);
-            let slow = naive_mean(&a, r);
-            for (f, s) in fast.iter().zip(&slow) {
-                assert!((f - s).abs() < 1e-5, "r={r}: {f} vs {s}");
+        for (h, w) in [(7, 9), (6, 5), (3, 4), (1, 1)] {
+            let a = Array2::from_shape_fn((h, w), |(y, x)| ((y * 31 + x * 17) % 11) as f32 / 10.0);
+            for r in 0..4 {
+                let fast = box_mean(&a, r);
+                let slow = naive_mean(&a, r);
+                for (f, s) in fast.iter().zip(&slow) {
+                    assert!((f - s).abs() < 1e-5, "{h}x{w} r={r}: {f} vs {s}");
+                }
             }
         }
+        let a = Array2::from_shape_fn((7, 9), |(y, x)| ((y * 31 + x * 17) % 11) as f32 / 10.0);
         // Wider than the array: every pixel sees the whole array.
         let m = box_mean(&a, 20);
         let mean = a.sum() / a.len() as f32;
@@ -295,6 +331,53 @@ mod tests {
             "crown grid texture {} vs {want}",
             t[(6, 6)]
         );
+    }
+
+    /// Naive reference for [`crown_texture`]: per pixel, per direction, the in-array window mean.
+    fn naive_crown(v: &Array2<f32>, r: usize) -> Array2<f32> {
+        let (h, w) = v.dim();
+        let (hi, wi) = (h as isize, w as isize);
+        let sq = |y: isize, x: isize, dy: isize, dx: isize| -> f32 {
+            let inside = |y: isize, x: isize| y >= 0 && y < hi && x >= 0 && x < wi;
+            if !inside(y - dy, x - dx) || !inside(y + dy, x + dx) {
+                return 0.0;
+            }
+            let at = |y: isize, x: isize| v[(y as usize, x as usize)];
+            let d = at(y, x) - 0.5 * (at(y - dy, x - dx) + at(y + dy, x + dx));
+            d * d
+        };
+        Array2::from_shape_fn((h, w), |(y, x)| {
+            let (ya, yb) = (y.saturating_sub(r), (y + r + 1).min(h));
+            let (xa, xb) = (x.saturating_sub(r), (x + r + 1).min(w));
+            let n = ((yb - ya) * (xb - xa)) as f32;
+            let mut best = f32::INFINITY;
+            for (dy, dx) in DIRECTIONS {
+                let mut s = 0.0;
+                for yy in ya..yb {
+                    for xx in xa..xb {
+                        s += sq(yy as isize, xx as isize, dy as isize, dx);
+                    }
+                }
+                best = best.min(s / n);
+            }
+            best.sqrt()
+        })
+    }
+
+    #[test]
+    fn crown_texture_matches_the_naive_definition() {
+        // Taller than the running column sums' resum period, so their bookkeeping is exercised.
+        let v = Array2::from_shape_fn((83, 41), |(y, x)| ((y * 37 + x * 11 + y * x * 3) % 17) as f32 / 17.0);
+        for r in 1..=3 {
+            let (fast, slow) = (crown_texture(&v, r), naive_crown(&v, r));
+            for ((y, x), f) in fast.indexed_iter() {
+                assert!(
+                    (f - slow[(y, x)]).abs() < 1e-4,
+                    "r={r} at ({y},{x}): {f} vs {}",
+                    slow[(y, x)]
+                );
+            }
+        }
     }
 
     #[test]
