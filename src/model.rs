@@ -79,6 +79,49 @@ pub struct DetectParams {
     pub simplify_px: f64,
     /// Per-pixel gate that separates changes of use from crop cycles before components form.
     pub gate: GateParams,
+    /// Texture appearance (tree planting), a change-of-use path beside the evidence; off when
+    /// the section is absent.
+    #[serde(default)]
+    pub texture: TextureParams,
+}
+
+/// Newly planted trees (orchards, eucalyptus) are a grid of crowns: the crowns match the green
+/// crop before in the evidence and only the gaps change, so the evidence finds plantings in
+/// fragments. This path flags pixels whose vegetation index gained crown texture (second
+/// differences in every direction, over a `(2·radius+1)²` window: spots, not field edges or
+/// ridges) in a vegetated neighbourhood, cleans the mask with its own closing and opening, and
+/// counts it as change of use (see [`crate::detect::texture`]). Pixel units: tuned on 2 m imagery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextureParams {
+    pub enabled: bool,
+    /// Window radius (px) of the texture RMS.
+    pub radius: usize,
+    /// Texture after above this …
+    pub min_after: f32,
+    /// … and above the texture before by more than this …
+    pub min_gain: f32,
+    /// … with the 3×3 mean vegetation index after above this.
+    pub min_vi_after: f32,
+    /// Closing radius (px) that joins the crowns of a planting, then the opening radius (px)
+    /// that drops what is narrower than a planting (field edges, ridges).
+    pub close_px: usize,
+    pub open_px: usize,
+}
+
+/// Off, with the shipped thresholds (what a model without a `[detect.texture]` section gets).
+impl Default for TextureParams {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            radius: 2,
+            min_after: 0.06,
+            min_gain: 0.045,
+            min_vi_after: 0.15,
+            close_px: 1,
+            open_px: 2,
+        }
+    }
 }
 
 /// A changed pixel counts as a candidate change of use only when its after state looks like
@@ -327,6 +370,13 @@ impl Model {
             0.0,
             1.0,
         )?;
+        let t = &d.texture;
+        range(path, "detect.texture.radius", t.radius as f64, 1.0, 3.0)?;
+        range(path, "detect.texture.min_after", t.min_after as f64, 0.0, 1.0)?;
+        range(path, "detect.texture.min_gain", t.min_gain as f64, 0.0, 1.0)?;
+        range(path, "detect.texture.min_vi_after", t.min_vi_after as f64, -1.0, 1.0)?;
+        range(path, "detect.texture.close_px", t.close_px as f64, 0.0, 3.0)?;
+        range(path, "detect.texture.open_px", t.open_px as f64, 0.0, 3.0)?;
         let m = &self.masks;
         range(path, "masks.cloud_blue", m.cloud_blue as f64, 0.0, 2.0)?;
         range(

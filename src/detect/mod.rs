@@ -11,6 +11,7 @@ pub mod morphology;
 pub mod run;
 pub mod scene;
 pub mod stream;
+pub mod texture;
 pub mod threshold;
 
 pub use run::{run, DetectRequest, DetectSummary};

@@ -4,6 +4,7 @@
 
 use super::gate::{self, BlockLayers};
 use super::scene::{HeldPair, PairWindow, Scene, StripReader};
+use super::texture::{self, CrownLayers};
 use super::{indices, morphology};
 use crate::io::raster::Window;
 use crate::patches::features::{self, PIXEL_VALUES};
@@ -79,6 +80,7 @@ pub fn run(
     let bs = model.detect.block_size;
     let morph = model.detect.morphology_px(scene.pixel_metres());
     let halo = model.detect.match_radius + 2 * morph + model.masks.cloud_buffer_px + 3;
+    let halo = halo.max(texture::halo(&model.detect.texture));
     let blocks = block_grid(scene.width(), scene.height(), bs);
     // ZSTD compresses the mostly-constant class band well at a fraction of DEFLATE's cost;
     // level 1 is within a few per cent of level 3 in size here, and faster.
@@ -222,6 +224,8 @@ fn process_block(
     let cleaned = morphology::close(&morphology::open(&changed, morph_r), morph_r);
     let gate_p = &scene.model().detect.gate;
     let layers = BlockLayers::new(&pair.before, &pair.after);
+    let tex_p = &scene.model().detect.texture;
+    let crowns = CrownLayers::new(&layers.vi_before, &layers.vi_after, tex_p.radius);
     let of_use = if gate_p.enabled {
         let g = gate::change_of_use(&pair.after, &layers, gate_p);
         let mut m = cleaned.clone();
@@ -230,6 +234,12 @@ fn process_block(
     } else {
         cleaned.clone()
     };
+    // Texture appearance (tree planting) is change of use, whatever the evidence and the gate say.
+    let tex = texture::appeared_in(&crowns, &layers.vi_after, &pair.observed, tex_p);
+    let (cleaned, of_use) = (
+        texture::union(cleaned, tex.as_ref()),
+        texture::union(of_use, tex.as_ref()),
+    );
     let inner = s![halo..halo + win.h, halo..halo + win.w];
     let (cleaned, of_use, observed, e) = (
         cleaned.slice(inner),
@@ -261,7 +271,7 @@ fn process_block(
     stats.observed = observed.iter().filter(|&&o| o).count() as u64;
     stats.unobserved = stats.pixels - stats.observed;
     stats.changed = class.iter().filter(|&&c| c == CLASS_CHANGED).count() as u64;
-    let values = changed_pixel_values(&pair, &layers, &class, halo);
+    let values = changed_pixel_values(&pair, &layers, &crowns, &class, halo);
     Ok(BlockOut {
         win,
         values,
@@ -276,6 +286,7 @@ fn process_block(
 fn changed_pixel_values(
     pair: &PairWindow,
     l: &BlockLayers,
+    crowns: &CrownLayers,
     class: &Array2<u8>,
     halo: usize,
 ) -> Vec<[f32; PIXEL_VALUES]> {
@@ -295,7 +306,8 @@ fn changed_pixel_values(
             indices::std3_at(bright_b, h, w, yy, xx),
             indices::std3_at(bright_a, h, w, yy, xx),
         );
-        out.push(features::pixel_values(&pb[..bands], &pa[..bands], vtex, btex));
+        let ctex = (crowns.before[(yy, xx)], crowns.after[(yy, xx)]);
+        out.push(features::pixel_values(&pb[..bands], &pa[..bands], vtex, btex, ctex));
     }
     out
 }

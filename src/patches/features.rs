@@ -6,7 +6,7 @@ use crate::detect::indices::{brightness, flatness, vegetation, water, BLUE, RED}
 use std::collections::BTreeMap;
 
 /// Every feature a model rule may name.
-pub const FEATURE_NAMES: [&str; 22] = [
+pub const FEATURE_NAMES: [&str; 25] = [
     "vi_before",
     "vi_after",
     "d_vi",
@@ -26,6 +26,9 @@ pub const FEATURE_NAMES: [&str; 22] = [
     "btex_before",
     "btex_after",
     "d_btex",
+    "ctex_before",
+    "ctex_after",
+    "d_ctex",
     "water_frac_after",
     "compactness",
     "area_m2",
@@ -35,13 +38,15 @@ pub const FEATURE_NAMES: [&str; 22] = [
 pub type Features = BTreeMap<String, f64>;
 
 /// How many per-pixel values [`pixel_values`] gives.
-pub const PIXEL_VALUES: usize = 14;
+pub const PIXEL_VALUES: usize = 16;
 
 /// The values of one patch pixel whose means make the patch's features: vegetation index,
 /// brightness, flatness and NDWI before and after, open water after, blue/red after, and the
-/// 3×3 texture of the vegetation index and of brightness before and after. `b` and `a` are the
-/// pixel's band vectors; NDWI entries are 0 without NIR.
-pub fn pixel_values(b: &[f32], a: &[f32], vtex: (f32, f32), btex: (f32, f32)) -> [f32; PIXEL_VALUES] {
+/// 3×3 texture of the vegetation index and of brightness before and after, and the crown texture
+/// of the vegetation index before and after (tree crowns, not field edges or ridges; see
+/// [`crate::detect::texture`]). `b` and `a` are the pixel's band vectors; NDWI entries are 0
+/// without NIR.
+pub fn pixel_values(b: &[f32], a: &[f32], vtex: (f32, f32), btex: (f32, f32), ctex: (f32, f32)) -> [f32; PIXEL_VALUES] {
     let ndwi_a = water(a).unwrap_or(0.0);
     [
         vegetation(b),
@@ -58,6 +63,8 @@ pub fn pixel_values(b: &[f32], a: &[f32], vtex: (f32, f32), btex: (f32, f32)) ->
         vtex.1,
         btex.0,
         btex.1,
+        ctex.0,
+        ctex.1,
     ]
 }
 
@@ -116,6 +123,7 @@ pub fn summarise(s: &PixelSums, has_nir: bool, area_m2: f64, compactness: f64) -
     }
     before_after("vtex", 10);
     before_after("btex", 12);
+    before_after("ctex", 14);
     if has_nir {
         put("water_frac_after", mean(8));
     }
@@ -140,12 +148,13 @@ mod tests {
         let roof = [0.23f32, 0.205, 0.15, 0.165];
         let mut sums = PixelSums::default();
         for _ in 0..16 {
-            sums.add(&pixel_values(&field, &roof, (0.01, 0.01), (0.0, 0.02)));
+            sums.add(&pixel_values(&field, &roof, (0.01, 0.01), (0.0, 0.02), (0.0, 0.0)));
         }
         let f = summarise(&sums, true, 64.0, std::f64::consts::PI / 4.0);
         assert!(f["d_vi"] < -0.5 && f["d_bright"] > 0.03, "{f:?}");
         assert!(f["blue_red_after"] > 0.1, "blue steel roof");
         assert!((f["d_btex"] - 0.02).abs() < 1e-6);
+        assert!(f["d_ctex"].abs() < 1e-6);
         assert!(f.contains_key("ndwi_after"));
         assert!((f["compactness"] - std::f64::consts::PI / 4.0).abs() < 1e-6);
         for name in f.keys() {
@@ -163,15 +172,47 @@ mod tests {
             &[0.1, 0.1, 0.1, 0.5],
             (0.0, 0.0),
             (0.0, 0.0),
+            (0.0, 0.0),
         ));
         b.add(&pixel_values(
             &[0.3, 0.3, 0.3, 0.3],
             &[0.3, 0.3, 0.3, 0.3],
             (0.0, 0.0),
             (0.0, 0.0),
+            (0.0, 0.0),
         ));
         a.merge(&b);
         let f = summarise(&a, true, 1.0, 1.0);
         assert!((f["bright_before"] - 0.25).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_new_planting_gains_crown_texture_and_a_field_edge_does_not() {
+        use crate::detect::texture::CrownLayers;
+        use ndarray::Array2;
+        let (soil, crown, green) = (
+            [0.11f32, 0.13, 0.19, 0.24],
+            [0.03f32, 0.06, 0.03, 0.38],
+            [0.04f32, 0.07, 0.05, 0.4],
+        );
+        let n = 16;
+        let planted = |y: usize, x: usize| if y % 3 == 1 && x % 3 == 1 { crown } else { soil };
+        let half_green = |_: usize, x: usize| if x >= n / 2 { green } else { soil };
+        let patch = |after: &dyn Fn(usize, usize) -> [f32; 4]| {
+            let vi_b = Array2::from_elem((n, n), vegetation(&soil));
+            let vi_a = Array2::from_shape_fn((n, n), |(y, x)| vegetation(&after(y, x)));
+            let c = CrownLayers::new(&vi_b, &vi_a, 2);
+            let mut sums = PixelSums::default();
+            for y in 2..n - 2 {
+                for x in 2..n - 2 {
+                    let ctex = (c.before[(y, x)], c.after[(y, x)]);
+                    sums.add(&pixel_values(&soil, &after(y, x), (0.0, 0.0), (0.0, 0.0), ctex));
+                }
+            }
+            summarise(&sums, true, 576.0, 0.8)
+        };
+        let (p, e) = (patch(&planted), patch(&half_green));
+        assert!(p["d_ctex"] > 0.1 && p["ctex_before"] < 1e-4, "{p:?}");
+        assert!(e["d_ctex"] < 0.01, "field edge {}", e["d_ctex"]);
     }
 }
