@@ -6,7 +6,7 @@ use crate::detect::indices::{brightness, flatness, vegetation, water, BLUE, RED}
 use std::collections::BTreeMap;
 
 /// Every feature a model rule may name.
-pub const FEATURE_NAMES: [&str; 25] = [
+pub const FEATURE_NAMES: [&str; 26] = [
     "vi_before",
     "vi_after",
     "d_vi",
@@ -30,6 +30,7 @@ pub const FEATURE_NAMES: [&str; 25] = [
     "ctex_after",
     "d_ctex",
     "water_frac_after",
+    "film_frac_after",
     "compactness",
     "area_m2",
 ];
@@ -38,7 +39,7 @@ pub const FEATURE_NAMES: [&str; 25] = [
 pub type Features = BTreeMap<String, f64>;
 
 /// How many per-pixel values [`pixel_values`] gives.
-pub const PIXEL_VALUES: usize = 16;
+pub const PIXEL_VALUES: usize = 17;
 
 /// The values of one patch pixel whose means make the patch's features: vegetation index,
 /// brightness, flatness and NDWI before and after, open water after, blue/red after, and the
@@ -48,13 +49,14 @@ pub const PIXEL_VALUES: usize = 16;
 /// without NIR.
 pub fn pixel_values(b: &[f32], a: &[f32], vtex: (f32, f32), btex: (f32, f32), ctex: (f32, f32)) -> [f32; PIXEL_VALUES] {
     let ndwi_a = water(a).unwrap_or(0.0);
+    let (bright_b, bright_a, flat_a) = (brightness(b), brightness(a), flatness(a));
     [
         vegetation(b),
         vegetation(a),
-        brightness(b),
-        brightness(a),
+        bright_b,
+        bright_a,
         flatness(b),
-        flatness(a),
+        flat_a,
         water(b).unwrap_or(0.0),
         ndwi_a,
         if ndwi_a > 0.1 { 1.0 } else { 0.0 },
@@ -65,8 +67,18 @@ pub fn pixel_values(b: &[f32], a: &[f32], vtex: (f32, f32), btex: (f32, f32), ct
         btex.1,
         ctex.0,
         ctex.1,
+        if bright_a - bright_b > FILM_MIN_BRIGHTENING && flat_a > FILM_MIN_FLATNESS {
+            1.0
+        } else {
+            0.0
+        },
     ]
 }
+
+/// A pixel that turned much brighter and spectrally flat (white-grey), as plastic film over a
+/// field does, counts towards `film_frac_after`.
+const FILM_MIN_BRIGHTENING: f32 = 0.2;
+const FILM_MIN_FLATNESS: f32 = 0.75;
 
 /// Sums of [`pixel_values`] over a patch's pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -128,6 +140,7 @@ pub fn summarise(s: &PixelSums, has_nir: bool, area_m2: f64, compactness: f64) -
         put("water_frac_after", mean(8));
     }
     put("blue_red_after", mean(9));
+    put("film_frac_after", mean(16));
     put("compactness", compactness.clamp(0.0, 1.0));
     put("area_m2", area_m2);
     f
