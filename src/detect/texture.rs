@@ -262,12 +262,7 @@ mod tests {
     fn params() -> TextureParams {
         TextureParams {
             enabled: true,
-            radius: 2,
-            min_after: 0.06,
-            min_gain: 0.045,
-            min_vi_after: 0.15,
-            close_px: 1,
-            open_px: 2,
+            ..Default::default()
         }
     }
 
