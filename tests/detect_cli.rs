@@ -267,3 +267,58 @@ fn a_new_bright_roof_on_a_field_is_one_patch_across_block_edges() {
     assert!((area - 35.0 * 35.0 * 4.0).abs() < 0.1 * 4900.0, "area {area}");
     assert_eq!(feats[0]["properties"]["change_type"], "hardened");
 }
+
+/// Rewrites a GeoTIFF with other creation options (layout only; the pixels stay the same).
+fn relayout(src: &Path, dst: &Path, options: &[&str]) {
+    let ds = gdal::Dataset::open(src).expect("open seed");
+    let drv = gdal::DriverManager::get_driver_by_name("GTiff").expect("GTiff driver");
+    let co = gdal::raster::RasterCreationOptions::from_iter(options.iter().copied());
+    ds.create_copy(&drv, dst, &co).expect("copy");
+}
+
+#[test]
+fn the_file_layout_does_not_change_the_result() {
+    // The pass reads whole rows of tiles at once with GDAL's multi-threaded decoding: band- or
+    // pixel-interleaved, tiled at another size or stored in strips, the answer must be the same.
+    let tmp = tempfile::tempdir().unwrap();
+    let sd = seeds();
+    let reference = tmp.path().join("ref");
+    let out = detect_into(
+        &sd.join("before.tif"),
+        &sd.join("after.tif"),
+        &reference,
+        &["--no-chips"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let layouts: [(&str, &[&str]); 2] = [
+        (
+            "band",
+            &[
+                "TILED=YES",
+                "INTERLEAVE=BAND",
+                "COMPRESS=DEFLATE",
+                "BLOCKXSIZE=256",
+                "BLOCKYSIZE=256",
+            ],
+        ),
+        ("strips", &["COMPRESS=LZW", "INTERLEAVE=PIXEL"]),
+    ];
+    for (name, options) in layouts {
+        let (b, a) = (
+            tmp.path().join(format!("{name}_b.tif")),
+            tmp.path().join(format!("{name}_a.tif")),
+        );
+        relayout(&sd.join("before.tif"), &b, options);
+        relayout(&sd.join("after.tif"), &a, options);
+        let o = tmp.path().join(name);
+        let out = detect_into(&b, &a, &o, &["--no-chips"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        for file in ["patches.geojson", "change.tif"] {
+            assert_eq!(
+                std::fs::read(reference.join(file)).unwrap(),
+                std::fs::read(o.join(file)).unwrap(),
+                "{name}: {file} differs"
+            );
+        }
+    }
+}
