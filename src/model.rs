@@ -83,6 +83,41 @@ pub struct DetectParams {
     /// the section is absent.
     #[serde(default)]
     pub texture: TextureParams,
+    /// Film appearance (greenhouses), a change-of-use path beside the evidence; off when the
+    /// section is absent.
+    #[serde(default)]
+    pub film: FilmParams,
+}
+
+/// Plastic greenhouse tunnels are often only a few pixels wide: the evidence finds them, but the
+/// opening of the change-of-use mask cuts them below half their area. This path flags pixels that
+/// turned much brighter and white-grey (spectrally flat), cleans them with its own small closing
+/// and opening, and counts them as change of use (see `film_appeared` in
+/// [`crate::detect::stream`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilmParams {
+    pub enabled: bool,
+    /// Mean reflectance gain above this …
+    pub min_brightening: f32,
+    /// … with the after spectrum flatter than this (1 = white-grey).
+    pub min_flatness: f32,
+    /// Closing then opening radius (px).
+    pub close_px: usize,
+    pub open_px: usize,
+}
+
+/// Off, with the shipped thresholds (what a model without a `[detect.film]` section gets).
+impl Default for FilmParams {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            min_brightening: 0.2,
+            min_flatness: 0.75,
+            close_px: 1,
+            open_px: 1,
+        }
+    }
 }
 
 /// Newly planted trees (orchards, eucalyptus) are a grid of crowns: the crowns match the green
@@ -377,6 +412,11 @@ impl Model {
         range(path, "detect.texture.min_vi_after", t.min_vi_after as f64, -1.0, 1.0)?;
         range(path, "detect.texture.close_px", t.close_px as f64, 0.0, 3.0)?;
         range(path, "detect.texture.open_px", t.open_px as f64, 0.0, 3.0)?;
+        let f = &d.film;
+        range(path, "detect.film.min_brightening", f.min_brightening as f64, 0.0, 1.0)?;
+        range(path, "detect.film.min_flatness", f.min_flatness as f64, 0.0, 1.0)?;
+        range(path, "detect.film.close_px", f.close_px as f64, 0.0, 3.0)?;
+        range(path, "detect.film.open_px", f.open_px as f64, 0.0, 3.0)?;
         let m = &self.masks;
         range(path, "masks.cloud_blue", m.cloud_blue as f64, 0.0, 2.0)?;
         range(

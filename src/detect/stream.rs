@@ -7,6 +7,7 @@ use super::scene::{HeldPair, PairWindow, Scene, StripReader};
 use super::texture::{self, CrownLayers};
 use super::{indices, morphology};
 use crate::io::raster::Window;
+use crate::model::FilmParams;
 use crate::patches::features::{self, PIXEL_VALUES};
 use crate::{Error, Result};
 use gdal::raster::{Buffer, RasterCreationOptions};
@@ -236,9 +237,15 @@ fn process_block(
     };
     // Texture appearance (tree planting) is change of use, whatever the evidence and the gate say.
     let tex = texture::appeared_in(&crowns, &layers.vi_after, &pair.observed, tex_p);
+    // So is plastic film appearing (greenhouses), kept with a smaller opening than the gate's.
+    let film = film_appeared(&pair, &layers, &scene.model().detect.film);
+    let extra = match (tex, film) {
+        (Some(t), f) => Some(texture::union(t, f.as_ref())),
+        (None, f) => f,
+    };
     let (cleaned, of_use) = (
-        texture::union(cleaned, tex.as_ref()),
-        texture::union(of_use, tex.as_ref()),
+        texture::union(cleaned, extra.as_ref()),
+        texture::union(of_use, extra.as_ref()),
     );
     let inner = s![halo..halo + win.h, halo..halo + win.w];
     let (cleaned, of_use, observed, e) = (
@@ -279,6 +286,27 @@ fn process_block(
         magnitude,
         stats,
     })
+}
+
+/// Plastic film appearing: much brighter and white-grey after, observed on both dates, cleaned
+/// with the path's own closing and opening (see [`FilmParams`]). `None` when the path is off.
+fn film_appeared(pair: &PairWindow, l: &BlockLayers, p: &FilmParams) -> Option<Array2<bool>> {
+    if !p.enabled {
+        return None;
+    }
+    let (_, h, w) = pair.after.dim();
+    let mut px = [0.0f32; 16];
+    let c = pair.after.len_of(Axis(0)).min(16);
+    let m = Array2::from_shape_fn((h, w), |(y, x)| {
+        if !pair.observed[(y, x)] || l.bright_after[(y, x)] - l.bright_before[(y, x)] <= p.min_brightening {
+            return false;
+        }
+        for (k, v) in px.iter_mut().take(c).enumerate() {
+            *v = pair.after[(k, y, x)];
+        }
+        indices::flatness(&px[..c]) > p.min_flatness
+    });
+    Some(morphology::open(&morphology::close(&m, p.close_px), p.open_px))
 }
 
 /// The feature values (see [`features::pixel_values`]) of the block's changed pixels; the
