@@ -295,17 +295,24 @@ fn film_appeared(pair: &PairWindow, l: &BlockLayers, p: &FilmParams) -> Option<A
         return None;
     }
     let (_, h, w) = pair.after.dim();
-    let mut px = [0.0f32; 16];
+    let after = pair.after.as_standard_layout();
+    let bands = after.as_slice().unwrap_or(&[]);
     let c = pair.after.len_of(Axis(0)).min(16);
-    let m = Array2::from_shape_fn((h, w), |(y, x)| {
-        if !pair.observed[(y, x)] || l.bright_after[(y, x)] - l.bright_before[(y, x)] <= p.min_brightening {
-            return false;
+    let (bb, ba) = (flat(&l.bright_before), flat(&l.bright_after));
+    let observed = pair.observed.as_standard_layout();
+    let obs = observed.as_slice().unwrap_or(&[]);
+    let mut px = [0.0f32; 16];
+    let mut m = vec![false; h * w];
+    // Brightening first (whole planes); the spectrum is gathered only for those few pixels.
+    for (i, v) in m.iter_mut().enumerate() {
+        if obs[i] && ba[i] - bb[i] > p.min_brightening {
+            for (k, x) in px.iter_mut().take(c).enumerate() {
+                *x = bands[k * h * w + i];
+            }
+            *v = indices::flatness(&px[..c]) > p.min_flatness;
         }
-        for (k, v) in px.iter_mut().take(c).enumerate() {
-            *v = pair.after[(k, y, x)];
-        }
-        indices::flatness(&px[..c]) > p.min_flatness
-    });
+    }
+    let m = Array2::from_shape_vec((h, w), m).unwrap_or_else(|_| Array2::from_elem((h, w), false));
     Some(morphology::open(&morphology::close(&m, p.close_px), p.open_px))
 }
 
