@@ -62,20 +62,33 @@ pub fn flatness(px: &[f32]) -> f32 {
     }
 }
 
+/// Most bands a pixel spectrum is gathered for.
+pub const MAX_BANDS: usize = 16;
+
+/// The band vector of pixel `i` from a band-major buffer of `n`-pixel planes, gathered into `px`.
+#[inline]
+pub fn spectrum<'a>(all: &[f32], n: usize, i: usize, px: &'a mut [f32; MAX_BANDS]) -> &'a [f32] {
+    let c = (all.len() / n.max(1)).min(MAX_BANDS);
+    for (k, v) in px.iter_mut().take(c).enumerate() {
+        *v = all[k * n + i];
+    }
+    &px[..c]
+}
+
+/// A 2-D layer as one slice (the layers here are built contiguous).
+pub fn as_flat(a: &Array2<f32>) -> &[f32] {
+    a.as_slice().unwrap_or(&[])
+}
+
 /// Calls `f(i, pixel)` for every pixel `i` (row-major index) with the pixel's band vector,
-/// without allocating: the hot loop of every per-pixel kernel.
+/// without allocating.
 pub fn for_each_pixel(bands: &Array3<f32>, mut f: impl FnMut(usize, &[f32])) {
-    let (c, h, w) = bands.dim();
+    let (_, h, w) = bands.dim();
     let std = bands.as_standard_layout();
     let data = std.as_slice().unwrap_or(&[]);
-    let plane = h * w;
-    let mut px = [0.0f32; 16];
-    let c = c.min(16);
-    for i in 0..plane {
-        for (k, v) in px.iter_mut().take(c).enumerate() {
-            *v = data[k * plane + i];
-        }
-        f(i, &px[..c]);
+    let mut px = [0.0f32; MAX_BANDS];
+    for i in 0..h * w {
+        f(i, spectrum(data, h * w, i, &mut px));
     }
 }
 
@@ -130,6 +143,30 @@ pub fn brightness_plane(bands: &Array3<f32>) -> Array2<f32> {
     }
     sum.mapv_inplace(|s| s / c as f32);
     sum
+}
+
+/// [`flatness`] of every pixel, given its [`brightness_plane`] (the mean), in the same order of
+/// operations.
+pub fn flatness_plane(bands: &Array3<f32>, bright: &Array2<f32>) -> Array2<f32> {
+    let (_, h, w) = bands.dim();
+    let (mut lo, mut hi) = (
+        Array2::from_elem((h, w), f32::INFINITY),
+        Array2::from_elem((h, w), f32::NEG_INFINITY),
+    );
+    for band in bands.outer_iter() {
+        Zip::from(&mut lo).and(&mut hi).and(&band).for_each(|l, h, &v| {
+            *l = l.min(v);
+            *h = h.max(v);
+        });
+    }
+    Zip::from(&mut lo).and(&hi).and(bright).for_each(|l, &h, &mean| {
+        *l = if mean <= EPS {
+            0.0
+        } else {
+            (1.0 - (h - *l) / mean).clamp(0.0, 1.0)
+        };
+    });
+    lo
 }
 
 /// The feature stack used for change evidence: the bands, then the vegetation index and (with

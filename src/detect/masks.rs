@@ -6,10 +6,10 @@
 //! * Shadow: a pixel much darker on one date than on the other *with the same spectral shape*
 //!   (small spectral angle) — the ground did not change, the light did.
 
-use super::indices::{brightness, brightness_plane, flatness, BLUE};
+use super::indices::{brightness, brightness_plane, flatness, spectrum, BLUE, MAX_BANDS};
 use super::morphology::dilate;
 use crate::model::MaskParams;
-use ndarray::{Array2, Array3, Axis, Zip};
+use ndarray::{Array2, Array3, Zip};
 
 /// Cloud mask of one date.
 pub fn clouds(bands: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Array2<bool> {
@@ -20,16 +20,13 @@ pub fn clouds(bands: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Arra
     let mut any = false;
     let bands = bands.as_standard_layout();
     let all = bands.as_slice().unwrap_or(&[]);
-    let (c, n) = (bands.len_of(Axis(0)).min(16), vs.len());
+    let n = vs.len();
     let blue = all.get(BLUE * n..(BLUE + 1) * n).unwrap_or(&[]);
-    let mut px = [0.0f32; 16];
+    let mut px = [0.0f32; MAX_BANDS];
     let bright_enough = p.cloud_edge_brightness.min(p.cloud_blue);
     // Only pixels with a bright blue band can be cloud; their spectra are gathered.
     for i in (0..blue.len()).filter(|&i| vs[i] && blue[i] > bright_enough) {
-        for (k, v) in px.iter_mut().take(c).enumerate() {
-            *v = all[k * n + i];
-        }
-        let px = &px[..c];
+        let px = spectrum(all, n, i, &mut px);
         let flat = flatness(px);
         core[i] = px[BLUE] > p.cloud_blue && flat > 0.75;
         edge[i] = brightness(px) > p.cloud_edge_brightness && flat > 0.5;
@@ -61,9 +58,9 @@ pub fn shadows(a: &Array3<f32>, b: &Array3<f32>, valid: &Array2<bool>, p: &MaskP
     let (a, b) = (a.as_standard_layout(), b.as_standard_layout());
     let (asl, bsl) = (a.as_slice().unwrap_or(&[]), b.as_slice().unwrap_or(&[]));
     let (ba, bb) = (bright_a.as_slice().unwrap_or(&[]), bright_b.as_slice().unwrap_or(&[]));
-    let (c, n) = (a.len_of(Axis(0)).min(16), vs.len());
+    let n = vs.len();
     let mut out = vec![false; n];
-    let (mut pa, mut pb) = ([0.0f32; 16], [0.0f32; 16]);
+    let (mut pa, mut pb) = ([0.0f32; MAX_BANDS], [0.0f32; MAX_BANDS]);
     for (i, o) in out.iter_mut().enumerate() {
         let (lo, hi) = (ba[i].min(bb[i]), ba[i].max(bb[i]));
         let darker = lo < p.shadow_ratio * hi && lo >= p.shadow_min_ratio * hi;
@@ -71,11 +68,7 @@ pub fn shadows(a: &Array3<f32>, b: &Array3<f32>, valid: &Array2<bool>, p: &MaskP
             continue;
         }
         // The spectral angle needs both spectra: gathered only for the darker pixels.
-        for k in 0..c {
-            pa[k] = asl[k * n + i];
-            pb[k] = bsl[k * n + i];
-        }
-        *o = spectral_angle(&pa[..c], &pb[..c]) < p.shadow_max_angle;
+        *o = spectral_angle(spectrum(asl, n, i, &mut pa), spectrum(bsl, n, i, &mut pb)) < p.shadow_max_angle;
     }
     Array2::from_shape_vec(valid.raw_dim(), out).unwrap_or_else(|_| Array2::from_elem(valid.raw_dim(), false))
 }

@@ -295,10 +295,10 @@ impl Scene {
     }
 
     /// [`Scene::read_pair`] over a window of a held rectangle, without touching the files.
-    pub fn read_pair_held(&self, held: &HeldPair, win: Window) -> Result<PairWindow> {
+    pub fn read_pair_held(&self, held: &HeldPair, win: Window) -> PairWindow {
         let b = piece_window(&held.before, win);
         let a = piece_window(&held.after, self.after_window(win));
-        Ok(self.assemble(b, a, win))
+        self.assemble(b, a, win)
     }
 
     /// The after-image window that, once shifted, covers `win`.
@@ -515,11 +515,8 @@ impl Scene {
     }
 }
 
-/// `win` cut from held pieces: a plain copy when one piece holds it all.
+/// `win` cut from held pieces.
 fn piece_window(pieces: &[Arc<HeldPixels>], win: Window) -> Pixels {
-    if let Some(px) = pieces.iter().find_map(|p| p.window(win)) {
-        return px;
-    }
     let refs: Vec<&HeldPixels> = pieces.iter().map(|p| p.as_ref()).collect();
     HeldPixels::cut(&refs, win)
 }

@@ -3,16 +3,17 @@
 //! written. Peak memory depends on the block size and thread count, not on the image size.
 
 use super::gate::{self, BlockLayers};
+use super::indices::{self, as_flat, spectrum, MAX_BANDS};
+use super::morphology;
 use super::scene::{HeldPair, PairWindow, Scene, StripReader};
 use super::texture::{self, CrownLayers};
-use super::{indices, morphology};
 use crate::io::raster::Window;
 use crate::model::FilmParams;
 use crate::patches::features::{self, PIXEL_VALUES};
 use crate::{Error, Result};
 use gdal::raster::{Buffer, RasterCreationOptions};
 use gdal::{Dataset, DriverManager, Metadata};
-use ndarray::{s, Array2, Axis, Zip};
+use ndarray::{s, Array2, Zip};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::path::Path;
@@ -215,7 +216,7 @@ fn process_block(
     threshold: f32,
     morph_r: usize,
 ) -> Result<BlockOut> {
-    let pair = scene.read_pair_held(held, win.grow(halo))?;
+    let pair = scene.read_pair_held(held, win.grow(halo));
     let e = scene.evidence(&pair);
     let mut changed = Array2::from_elem(e.raw_dim(), false);
     Zip::from(&mut changed)
@@ -240,12 +241,12 @@ fn process_block(
     // So is plastic film appearing (greenhouses), kept with a smaller opening than the gate's.
     let film = film_appeared(&pair, &layers, &scene.model().detect.film);
     let extra = match (tex, film) {
-        (Some(t), f) => Some(texture::union(t, f.as_ref())),
+        (Some(t), f) => Some(morphology::union(t, f.as_ref())),
         (None, f) => f,
     };
     let (cleaned, of_use) = (
-        texture::union(cleaned, extra.as_ref()),
-        texture::union(of_use, extra.as_ref()),
+        morphology::union(cleaned, extra.as_ref()),
+        morphology::union(of_use, extra.as_ref()),
     );
     let inner = s![halo..halo + win.h, halo..halo + win.w];
     let (cleaned, of_use, observed, e) = (
@@ -294,26 +295,13 @@ fn film_appeared(pair: &PairWindow, l: &BlockLayers, p: &FilmParams) -> Option<A
     if !p.enabled {
         return None;
     }
-    let (_, h, w) = pair.after.dim();
-    let after = pair.after.as_standard_layout();
-    let bands = after.as_slice().unwrap_or(&[]);
-    let c = pair.after.len_of(Axis(0)).min(16);
-    let (bb, ba) = (flat(&l.bright_before), flat(&l.bright_after));
-    let observed = pair.observed.as_standard_layout();
-    let obs = observed.as_slice().unwrap_or(&[]);
-    let mut px = [0.0f32; 16];
-    let mut m = vec![false; h * w];
-    // Brightening first (whole planes); the spectrum is gathered only for those few pixels.
-    for (i, v) in m.iter_mut().enumerate() {
-        if obs[i] && ba[i] - bb[i] > p.min_brightening {
-            for (k, x) in px.iter_mut().take(c).enumerate() {
-                *x = bands[k * h * w + i];
-            }
-            *v = indices::flatness(&px[..c]) > p.min_flatness;
-        }
-    }
-    let m = Array2::from_shape_vec((h, w), m).unwrap_or_else(|_| Array2::from_elem((h, w), false));
-    Some(morphology::open(&morphology::close(&m, p.close_px), p.open_px))
+    let mut m = pair.observed.clone();
+    Zip::from(&mut m)
+        .and(&l.bright_before)
+        .and(&l.bright_after)
+        .and(&l.flat_after)
+        .for_each(|m, &bb, &ba, &fa| *m &= ba - bb > p.min_brightening && fa > p.min_flatness);
+    Some(morphology::close_open(&m, p.close_px, p.open_px))
 }
 
 /// The feature values (see [`features::pixel_values`]) of the block's changed pixels; the
@@ -326,29 +314,29 @@ fn changed_pixel_values(
     halo: usize,
 ) -> Vec<[f32; PIXEL_VALUES]> {
     let (_, h, w) = pair.before.dim();
-    let (bright_b, bright_a) = (flat(&l.bright_before), flat(&l.bright_after));
-    let bands = pair.before.len_of(Axis(0));
-    let (mut pb, mut pa) = ([0.0f32; 16], [0.0f32; 16]);
+    let (bright_b, bright_a) = (as_flat(&l.bright_before), as_flat(&l.bright_after));
+    let (before, after) = (pair.before.as_standard_layout(), pair.after.as_standard_layout());
+    let (before, after) = (before.as_slice().unwrap_or(&[]), after.as_slice().unwrap_or(&[]));
+    let (mut pb, mut pa) = ([0.0f32; MAX_BANDS], [0.0f32; MAX_BANDS]);
     let mut out = Vec::new();
     for ((y, x), _) in class.indexed_iter().filter(|(_, &c)| c == CLASS_CHANGED) {
         let (yy, xx) = (y + halo, x + halo);
-        for k in 0..bands.min(16) {
-            pb[k] = pair.before[(k, yy, xx)];
-            pa[k] = pair.after[(k, yy, xx)];
-        }
+        let i = yy * w + xx;
         let vtex = (l.vtex_before[(yy, xx)], l.vtex_after[(yy, xx)]);
         let btex = (
             indices::std3_at(bright_b, h, w, yy, xx),
             indices::std3_at(bright_a, h, w, yy, xx),
         );
         let ctex = (crowns.before[(yy, xx)], crowns.after[(yy, xx)]);
-        out.push(features::pixel_values(&pb[..bands], &pa[..bands], vtex, btex, ctex));
+        out.push(features::pixel_values(
+            spectrum(before, h * w, i, &mut pb),
+            spectrum(after, h * w, i, &mut pa),
+            vtex,
+            btex,
+            ctex,
+        ));
     }
     out
-}
-
-fn flat(a: &Array2<f32>) -> &[f32] {
-    a.as_slice().unwrap_or(&[])
 }
 
 /// The strip's mask rows, assembled across its blocks (which come left to right), with the

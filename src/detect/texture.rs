@@ -20,7 +20,7 @@
 //! Everything here runs over whole rows as slices (separable box sums, shifted-row differences),
 //! with no per-pixel window loops.
 
-use super::morphology::{dilate, erode};
+use super::morphology::close_open;
 use crate::model::TextureParams;
 use ndarray::{Array2, Zip};
 
@@ -214,13 +214,7 @@ pub fn raw_appeared(
 
 /// The cleaned texture-appeared mask: [`raw_appeared`], closed by `close_px`, opened by `open_px`.
 pub fn appeared(c: &CrownLayers, vi_after: &Array2<f32>, observed: &Array2<bool>, p: &TextureParams) -> Array2<bool> {
-    let raw = raw_appeared(c, vi_after, observed, p);
-    if !raw.iter().any(|&v| v) {
-        return raw;
-    }
-    // open(close(m, c), o) = dilate(erode(erode(dilate(m, c), c), o), o), and two square
-    // erosions are one of the summed radius: three running-window operations instead of four.
-    dilate(&erode(&dilate(&raw, p.close_px), p.close_px + p.open_px), p.open_px)
+    close_open(&raw_appeared(c, vi_after, observed, p), p.close_px, p.open_px)
 }
 
 /// The texture-appeared mask of a block, or `None` when the path is off.
@@ -242,17 +236,10 @@ pub fn halo(p: &TextureParams) -> usize {
     }
 }
 
-/// `m` with the pixels of `extra` (if any) set.
-pub fn union(mut m: Array2<bool>, extra: Option<&Array2<bool>>) -> Array2<bool> {
-    if let Some(x) = extra {
-        Zip::from(&mut m).and(x).for_each(|m, &x| *m |= x);
-    }
-    m
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::morphology::{dilate, erode, union};
 
     /// The cleaned mask straight from two vegetation-index layers.
     fn appeared(vb: &Array2<f32>, va: &Array2<f32>, observed: &Array2<bool>, p: &TextureParams) -> Array2<bool> {

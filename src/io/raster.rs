@@ -476,11 +476,7 @@ pub fn copy3<T: Copy + Default>(v: ArrayView3<T>) -> Array3<T> {
 
 /// The part of `win` inside a `width` × `height` raster, or `None` if they do not meet.
 pub fn clip(win: Window, width: usize, height: usize) -> Option<Window> {
-    let x0 = win.x.max(0);
-    let y0 = win.y.max(0);
-    let x1 = (win.x + win.w as isize).min(width as isize);
-    let y1 = (win.y + win.h as isize).min(height as isize);
-    (x1 > x0 && y1 > y0).then(|| Window::new(x0, y0, (x1 - x0) as usize, (y1 - y0) as usize))
+    intersect(win, Window::new(0, 0, width, height))
 }
 
 /// One open `Dataset` per rayon worker: GDAL datasets are `Send` but not `Sync`, and rayon's
