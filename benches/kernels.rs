@@ -20,13 +20,17 @@ fn block(seed: u64) -> Array3<f32> {
 fn kernels(c: &mut Criterion) {
     let (a, b) = (block(1), block(2));
     let valid = Array2::from_elem((N, N), true);
-    let sa = indices::evidence_stack(&a, 0.1);
-    let sb = indices::evidence_stack(&b, 0.1);
-    c.bench_function("evidence_stack 512x512x4", |bch| {
-        bch.iter(|| indices::evidence_stack(black_box(&a), 0.1))
+    let (ia, ib) = (indices::DateIndices::of(&a), indices::DateIndices::of(&b));
+    c.bench_function("indices + evidence planes 512x512x4", |bch| {
+        bch.iter(|| indices::evidence_planes(black_box(&a), &indices::DateIndices::of(black_box(&a)), 0.1, 0.0))
     });
+    let (sa, sb) = (
+        indices::evidence_planes(&a, &ia, 0.1, 0.0),
+        indices::evidence_planes(&b, &ib, 0.1, 0.0),
+    );
+    let (sa, sb): (Vec<&[f32]>, Vec<&[f32]>) = (sa.iter().map(|p| &**p).collect(), sb.iter().map(|p| &**p).collect());
     c.bench_function("neighbourhood_distance r=1 512x512x6", |bch| {
-        bch.iter(|| evidence::neighbourhood_distance(black_box(&sa), black_box(&sb), &valid, 1))
+        bch.iter(|| evidence::distance_of_planes(black_box(&sa), black_box(&sb), &valid, 1))
     });
     let mask = a.index_axis(ndarray::Axis(0), 0).mapv(|v| v > 0.2);
     c.bench_function("open+close r=1 512x512", |bch| {

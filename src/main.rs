@@ -5,6 +5,7 @@ use landwatch::cli::{dispatch, Cli};
 use std::io::IsTerminal;
 
 fn main() {
+    require_cpu_features();
     keep_freed_memory();
     let cli = Cli::parse();
     init_logging(cli.log_json, cli.verbose);
@@ -29,6 +30,19 @@ fn keep_freed_memory() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 512 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
+/// The build targets x86-64-v3 (see `.cargo/config.toml`); on an older CPU say so plainly
+/// instead of dying of an illegal instruction somewhere in a kernel.
+fn require_cpu_features() {
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    if !std::arch::is_x86_feature_detected!("avx2") || !std::arch::is_x86_feature_detected!("fma") {
+        eprintln!(
+            "landwatch: error: this build needs an x86-64-v3 CPU (AVX2, FMA); \
+             rebuild without the target-cpu line of .cargo/config.toml for this machine"
+        );
+        std::process::exit(2);
     }
 }
 

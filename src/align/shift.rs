@@ -4,7 +4,7 @@
 //! Orbit/ortho errors of 2–3 m products leave shifts of a fraction of a pixel to a few pixels
 //! after warping; uncorrected, every field edge becomes a stripe of false change.
 
-use ndarray::{Array2, Array3};
+use ndarray::{s, Array2, Array3};
 use rustfft::num_complex::Complex32;
 use rustfft::FftPlanner;
 
@@ -120,31 +120,49 @@ fn fft2_vec(mut data: Vec<Complex32>, h: usize, w: usize, inverse: bool) -> Vec<
 /// Resamples `after` so it lines up with the before image: output pixel `(x, y)` takes the value
 /// at `(x + dx, y + dy)` (bilinear). Pixels whose source falls outside become invalid.
 pub fn apply_shift(after: &Array3<f32>, valid: &Array2<bool>, dx: f64, dy: f64) -> (Array3<f32>, Array2<bool>) {
-    if dx == 0.0 && dy == 0.0 {
-        return (after.clone(), valid.clone());
-    }
+    shift_cropped(after, valid, dx, dy, 0)
+}
+
+/// [`apply_shift`] with `crop` pixels left off each side of the output, written straight into
+/// the smaller array (the after window is read with a margin for the shift; this drops it).
+pub fn shift_cropped(
+    after: &Array3<f32>,
+    valid: &Array2<bool>,
+    dx: f64,
+    dy: f64,
+    crop: usize,
+) -> (Array3<f32>, Array2<bool>) {
     let (c, h, w) = after.dim();
+    let (oh, ow) = (h.saturating_sub(2 * crop), w.saturating_sub(2 * crop));
+    if dx == 0.0 && dy == 0.0 {
+        let inner = s![.., crop..crop + oh, crop..crop + ow];
+        return (
+            after.slice(inner).to_owned(),
+            valid.slice(s![crop..crop + oh, crop..crop + ow]).to_owned(),
+        );
+    }
     let src = after.as_standard_layout();
     let src = src.as_slice().unwrap_or(&[]);
     let vstd = valid.as_standard_layout();
     let vs = vstd.as_slice().unwrap_or(&[]);
-    let plane = h * w;
-    let mut out = vec![0.0f32; c * plane];
-    let mut ok = vec![false; plane];
+    let (plane, out_plane) = (h * w, oh * ow);
+    let mut out = vec![0.0f32; c * out_plane];
+    let mut ok = vec![false; out_plane];
     // The shift is the same for every pixel, so the integer part and the weights are too.
     let (ix, iy) = (dx.floor() as isize, dy.floor() as isize);
     let (fx, fy) = ((dx - dx.floor()) as f32, (dy - dy.floor()) as f32);
     let weights = [(1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy];
-    // Output columns whose four taps lie inside the array.
+    // Input columns whose four taps lie inside the array, then the output columns they give.
     let (xa, xb) = ((-ix).max(0) as usize, ((w as isize - 1 - ix).max(0) as usize).min(w));
-    for y in 0..h {
-        let y0 = y as isize + iy;
+    let (xa, xb) = (xa.max(crop) - crop, (xb.max(crop) - crop).min(ow));
+    for y in 0..oh {
+        let y0 = (y + crop) as isize + iy;
         if y0 < 0 || y0 + 1 >= h as isize || xb <= xa {
             continue;
         }
-        let o = y * w + xa;
+        let o = y * ow + xa;
         let n = xb - xa;
-        let p00 = (y0 * w as isize + xa as isize + ix) as usize;
+        let p00 = (y0 * w as isize + (xa + crop) as isize + ix) as usize;
         let (top, bottom) = (&vs[p00..p00 + n + 1], &vs[p00 + w..p00 + w + n + 1]);
         for (j, ok) in ok[o..o + n].iter_mut().enumerate() {
             *ok = top[j] & top[j + 1] & bottom[j] & bottom[j + 1];
@@ -154,15 +172,15 @@ pub fn apply_shift(after: &Array3<f32>, valid: &Array2<bool>, dx: f64, dy: f64) 
         for k in 0..c {
             let s = &src[k * plane..(k + 1) * plane];
             let (t, b) = (&s[p00..p00 + n + 1], &s[p00 + w..p00 + w + n + 1]);
-            let dst = &mut out[k * plane + o..k * plane + o + n];
+            let dst = &mut out[k * out_plane + o..k * out_plane + o + n];
             for (j, d) in dst.iter_mut().enumerate() {
                 let v = t[j] * weights[0] + t[j + 1] * weights[1] + b[j] * weights[2] + b[j + 1] * weights[3];
                 *d = if ok[o + j] { v } else { 0.0 };
             }
         }
     }
-    let bands = Array3::from_shape_vec((c, h, w), out).unwrap_or_else(|_| Array3::zeros((c, h, w)));
-    let ok = Array2::from_shape_vec((h, w), ok).unwrap_or_else(|_| Array2::from_elem((h, w), false));
+    let bands = Array3::from_shape_vec((c, oh, ow), out).unwrap_or_else(|_| Array3::zeros((c, oh, ow)));
+    let ok = Array2::from_shape_vec((oh, ow), ok).unwrap_or_else(|_| Array2::from_elem((oh, ow), false));
     (bands, ok)
 }
 
@@ -252,6 +270,34 @@ mod tests {
             }
         }
         assert!(n > 2500 && err / (n as f32) < 0.05, "mean error {}", err / n as f32);
+    }
+
+    #[test]
+    fn a_cropped_shift_is_the_shift_cropped() {
+        let a = Array3::from_shape_fn((2, 23, 31), |(k, y, x)| ((k * 7 + y * 31 + x * 3) % 17) as f32 * 0.1);
+        let mut valid = Array2::from_elem((23, 31), true);
+        valid[(9, 12)] = false;
+        for &(dx, dy, crop) in &[
+            (1.5, -0.5, 3),
+            (-2.25, 1.75, 4),
+            (0.0, 0.0, 2),
+            (0.3, 0.0, 0),
+            (2.5, 2.5, 3),
+        ] {
+            let (full, ok) = apply_shift(&a, &valid, dx, dy);
+            let (cut, cut_ok) = shift_cropped(&a, &valid, dx, dy, crop);
+            let (h, w) = (23 - 2 * crop, 31 - 2 * crop);
+            assert_eq!(
+                cut,
+                full.slice(s![.., crop..crop + h, crop..crop + w]),
+                "({dx}, {dy}) crop {crop}"
+            );
+            assert_eq!(
+                cut_ok,
+                ok.slice(s![crop..crop + h, crop..crop + w]),
+                "({dx}, {dy}) crop {crop}"
+            );
+        }
     }
 
     #[test]

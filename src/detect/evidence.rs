@@ -9,29 +9,38 @@
 //!
 //! An edge that merely moved finds its match in both directions (small `e`); a new object has
 //! no counterpart in either (large `e`). Vectors are the normalised bands plus scaled index
-//! layers (see [`super::indices::evidence_stack`]).
+//! layers (see [`super::indices::evidence_planes`]).
 
 use ndarray::{Array2, Array3};
 
 /// Neighbourhood-aware change magnitude between two feature stacks of equal shape.
 /// Pixels where `valid` is false are never used as matches; their own evidence is 0.
 pub fn neighbourhood_distance(a: &Array3<f32>, b: &Array3<f32>, valid: &Array2<bool>, radius: usize) -> Array2<f32> {
-    let (k, h, w) = a.dim();
     assert_eq!(a.dim(), b.dim(), "feature stacks must match");
-    let a = a.as_standard_layout();
-    let b = b.as_standard_layout();
-    let (av, bv) = (a.as_slice().unwrap_or(&[]), b.as_slice().unwrap_or(&[]));
+    let (a, b) = (a.as_standard_layout(), b.as_standard_layout());
+    let plane = valid.len().max(1);
+    let pa: Vec<&[f32]> = a.as_slice().unwrap_or(&[]).chunks_exact(plane).collect();
+    let pb: Vec<&[f32]> = b.as_slice().unwrap_or(&[]).chunks_exact(plane).collect();
+    distance_of_planes(&pa, &pb, valid, radius)
+}
+
+/// [`neighbourhood_distance`] of two stacks given as planes (each `h × w`, row-major, the shape
+/// of `valid`), so a stack can borrow the bands it starts with instead of copying them.
+pub fn distance_of_planes(a: &[&[f32]], b: &[&[f32]], valid: &Array2<bool>, radius: usize) -> Array2<f32> {
+    let (h, w) = valid.dim();
+    let plane = h * w;
+    assert!(
+        a.len() == b.len() && a.iter().chain(b).all(|p| p.len() == plane),
+        "feature stacks must match"
+    );
     let valid = valid.as_standard_layout();
     let vv = valid.as_slice().unwrap_or(&[]);
-    let plane = h * w;
     let mut ab = vec![f32::INFINITY; plane];
     let mut ba = vec![f32::INFINITY; plane];
     let m = Matches {
-        av,
-        bv,
+        av: a,
+        bv: b,
         vv,
-        k,
-        h,
         w,
         radius,
     };
@@ -57,13 +66,12 @@ pub fn neighbourhood_distance(a: &Array3<f32>, b: &Array3<f32>, valid: &Array2<b
     Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::zeros((h, w)))
 }
 
-/// The inputs of the best-match search, as flat slices.
+/// The inputs of the best-match search: the planes of both stacks and the valid mask, as flat
+/// slices of `w`-pixel rows.
 struct Matches<'a> {
-    av: &'a [f32],
-    bv: &'a [f32],
+    av: &'a [&'a [f32]],
+    bv: &'a [&'a [f32]],
     vv: &'a [bool],
-    k: usize,
-    h: usize,
     w: usize,
     radius: usize,
 }
@@ -80,16 +88,8 @@ impl Matches<'_> {
     /// `ab[p]` = min over valid matches of |A(p) − B(q)|², `ba[q]` the same seen from B.
     #[inline(always)]
     fn best_matches(&self, ab: &mut [f32], ba: &mut [f32]) {
-        let &Matches {
-            av,
-            bv,
-            vv,
-            k,
-            h,
-            w,
-            radius,
-        } = self;
-        let plane = h * w;
+        let &Matches { av, bv, vv, w, radius } = self;
+        let h = vv.len() / w.max(1);
         let mut row = vec![0.0f32; w];
         let r = radius as isize;
         // Row by row, all offsets at once: the few rows of A and B involved stay in cache.
@@ -107,7 +107,7 @@ impl Matches<'_> {
                     let n = x1 - x0;
                     let (p0, q0) = (y * w + x0, qy as usize * w + (x0 as isize + dx) as usize);
                     let dist = &mut row[..n];
-                    squared_distances(dist, av, bv, k, plane, p0, q0);
+                    squared_distances(dist, av, bv, p0, q0);
                     // A candidate match for A(p), and for B(q) seen from A; a pair with an invalid
                     // end is no match (written branch-free so the loop vectorises).
                     let (vp, vq) = (&vv[p0..p0 + n], &vv[q0..q0 + n]);
@@ -123,15 +123,15 @@ impl Matches<'_> {
     }
 }
 
-/// `dist[j] = |A(p0 + j) − B(q0 + j)|²` over `k` channel planes, channel by channel, so each
+/// `dist[j] = |A(p0 + j) − B(q0 + j)|²` over the channel planes, channel by channel, so each
 /// inner loop is a straight vectorisable pass over contiguous memory.
 #[inline(always)]
-fn squared_distances(dist: &mut [f32], av: &[f32], bv: &[f32], k: usize, plane: usize, p0: usize, q0: usize) {
+fn squared_distances(dist: &mut [f32], av: &[&[f32]], bv: &[&[f32]], p0: usize, q0: usize) {
     let n = dist.len();
     dist.fill(0.0);
-    for c in 0..k {
-        let ar = &av[c * plane + p0..c * plane + p0 + n];
-        let br = &bv[c * plane + q0..c * plane + q0 + n];
+    for (a, b) in av.iter().zip(bv) {
+        let ar = &a[p0..p0 + n];
+        let br = &b[q0..q0 + n];
         for ((d, &x), &y) in dist.iter_mut().zip(ar).zip(br) {
             let e = x - y;
             *d += e * e;
@@ -180,12 +180,11 @@ mod tests {
         let av: Vec<f32> = (0..k * h * w).map(|_| rng.random_range(0.0..1.0)).collect();
         let bv: Vec<f32> = (0..k * h * w).map(|_| rng.random_range(0.0..1.0)).collect();
         let vv: Vec<bool> = (0..h * w).map(|_| rng.random_bool(0.9)).collect();
+        let (pa, pb): (Vec<&[f32]>, Vec<&[f32]>) = (av.chunks_exact(h * w).collect(), bv.chunks_exact(h * w).collect());
         let m = Matches {
-            av: &av,
-            bv: &bv,
+            av: &pa,
+            bv: &pb,
             vv: &vv,
-            k,
-            h,
             w,
             radius: 1,
         };

@@ -1,15 +1,16 @@
 //! The change-of-use gate: which changed pixels look like something crops never are.
 //! See [`crate::model::GateParams`] for the reasoning and the thresholds.
 
-use super::indices::{as_flat, brightness_plane, flatness_plane, local_std3, vegetation_plane, water_plane};
+use super::indices::{as_flat, brightness_plane, flatness_plane, local_std3, DateIndices};
 use super::morphology::dilate;
 use crate::model::GateParams;
 use ndarray::{Array2, Array3};
 
 /// Per-pixel layers of a block that the gate and the patch features both read.
 pub struct BlockLayers {
-    pub vi_before: Array2<f32>,
-    pub vi_after: Array2<f32>,
+    /// Vegetation index and NDWI of each date.
+    pub before: DateIndices,
+    pub after: DateIndices,
     /// 3×3 standard deviation of the vegetation index (texture).
     pub vtex_before: Array2<f32>,
     pub vtex_after: Array2<f32>,
@@ -21,14 +22,13 @@ pub struct BlockLayers {
 
 impl BlockLayers {
     pub fn new(before: &Array3<f32>, after: &Array3<f32>) -> Self {
-        let vi_before = vegetation_plane(before);
-        let vi_after = vegetation_plane(after);
+        let (ib, ia) = (DateIndices::of(before), DateIndices::of(after));
         let bright_after = brightness_plane(after);
         Self {
-            vtex_before: local_std3(&vi_before),
-            vtex_after: local_std3(&vi_after),
-            vi_before,
-            vi_after,
+            vtex_before: local_std3(&ib.vi),
+            vtex_after: local_std3(&ia.vi),
+            before: ib,
+            after: ia,
             bright_before: brightness_plane(before),
             flat_after: flatness_plane(after, &bright_after),
             bright_after,
@@ -45,11 +45,10 @@ pub fn change_of_use(after: &Array3<f32>, l: &BlockLayers, p: &GateParams) -> Ar
         as_flat(&l.vtex_after),
         as_flat(&l.bright_before),
         as_flat(&l.bright_after),
-        as_flat(&l.vi_after),
+        as_flat(&l.after.vi),
         as_flat(&l.flat_after),
     );
-    let ndwi = water_plane(after);
-    let ndwi = ndwi.as_ref().map(as_flat);
+    let ndwi = l.after.wi.as_ref().map(as_flat);
     let mut gate = vec![false; h * w];
     for (i, g) in gate.iter_mut().enumerate() {
         let bright = ba[i];

@@ -4,6 +4,7 @@
 //! indices here are the ones 4-band (and 3-band RGB) imagery supports.
 
 use ndarray::{Array2, Array3, Zip};
+use std::borrow::Cow;
 
 const EPS: f32 = 1e-6;
 
@@ -137,50 +138,84 @@ pub fn water_plane(bands: &Array3<f32>) -> Option<Array2<f32>> {
 /// [`brightness`] of every pixel, bands added in the same order.
 pub fn brightness_plane(bands: &Array3<f32>) -> Array2<f32> {
     let (c, h, w) = bands.dim();
-    let mut sum = Array2::<f32>::zeros((h, w));
-    for band in bands.outer_iter() {
-        Zip::from(&mut sum).and(&band).for_each(|s, &v| *s += v);
+    let std = bands.as_standard_layout();
+    let all = std.as_slice().unwrap_or(&[]);
+    let mut sum = vec![0.0f32; h * w];
+    for k in 0..c {
+        sum.iter_mut().zip(plane(all, h * w, k)).for_each(|(s, &v)| *s += v);
     }
-    sum.mapv_inplace(|s| s / c as f32);
-    sum
+    sum.iter_mut().for_each(|s| *s /= c as f32);
+    Array2::from_shape_vec((h, w), sum).unwrap_or_else(|_| Array2::zeros((h, w)))
 }
 
 /// [`flatness`] of every pixel, given its [`brightness_plane`] (the mean), in the same order of
 /// operations.
 pub fn flatness_plane(bands: &Array3<f32>, bright: &Array2<f32>) -> Array2<f32> {
-    let (_, h, w) = bands.dim();
-    let (mut lo, mut hi) = (
-        Array2::from_elem((h, w), f32::INFINITY),
-        Array2::from_elem((h, w), f32::NEG_INFINITY),
-    );
-    for band in bands.outer_iter() {
-        Zip::from(&mut lo).and(&mut hi).and(&band).for_each(|l, h, &v| {
+    let (c, h, w) = bands.dim();
+    let std = bands.as_standard_layout();
+    let all = std.as_slice().unwrap_or(&[]);
+    let (mut lo, mut hi) = (vec![f32::INFINITY; h * w], vec![f32::NEG_INFINITY; h * w]);
+    for k in 0..c {
+        for ((l, u), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(plane(all, h * w, k)) {
             *l = l.min(v);
-            *h = h.max(v);
-        });
+            *u = u.max(v);
+        }
     }
-    Zip::from(&mut lo).and(&hi).and(bright).for_each(|l, &h, &mean| {
+    let bright = bright.as_standard_layout();
+    for ((l, &u), &mean) in lo.iter_mut().zip(&hi).zip(bright.iter()) {
         *l = if mean <= EPS {
             0.0
         } else {
-            (1.0 - (h - *l) / mean).clamp(0.0, 1.0)
+            (1.0 - (u - *l) / mean).clamp(0.0, 1.0)
         };
-    });
-    lo
+    }
+    Array2::from_shape_vec((h, w), lo).unwrap_or_else(|_| Array2::zeros((h, w)))
 }
 
-/// The feature stack used for change evidence: the bands, then the vegetation index and (with
-/// NIR) NDWI, each scaled by `index_weight` so they weigh like reflectance differences.
-pub fn evidence_stack(bands: &Array3<f32>, index_weight: f32) -> Array3<f32> {
-    let (c, h, w) = bands.dim();
-    let std = bands.as_standard_layout();
-    let mut out: Vec<f32> = std.as_slice().map(<[f32]>::to_vec).unwrap_or_default();
-    out.extend(vegetation_plane(bands).iter().map(|&v| index_weight * v));
-    if let Some(wi) = water_plane(bands) {
-        out.extend(wi.iter().map(|&v| index_weight * v));
+/// The vegetation index and (with NIR) NDWI of one date, computed once per window and shared
+/// by the change evidence, the gate, the texture paths and the patch features.
+pub struct DateIndices {
+    pub vi: Array2<f32>,
+    pub wi: Option<Array2<f32>>,
+}
+
+impl DateIndices {
+    pub fn of(bands: &Array3<f32>) -> Self {
+        Self {
+            vi: vegetation_plane(bands),
+            wi: water_plane(bands),
+        }
     }
-    let layers = out.len() / (h * w).max(1);
-    Array3::from_shape_vec((layers, h, w), out).unwrap_or_else(|_| Array3::zeros((c, h, w)))
+}
+
+/// The feature stack used for change evidence, as planes of the window: the bands (borrowed,
+/// not copied), then the vegetation index, (with NIR) NDWI and, when `texture_weight` is
+/// positive, the 3×3 texture of the vegetation index, each scaled by its weight so it weighs
+/// like a reflectance difference.
+pub fn evidence_planes<'a>(
+    bands: &'a Array3<f32>,
+    ix: &DateIndices,
+    index_weight: f32,
+    texture_weight: f32,
+) -> Vec<Cow<'a, [f32]>> {
+    let scaled = |a: &Array2<f32>, k: f32| Cow::Owned(as_flat(a).iter().map(|&v| k * v).collect());
+    let mut planes: Vec<Cow<'a, [f32]>> = match bands.as_slice() {
+        Some(all) => all.chunks_exact(ix.vi.len().max(1)).map(Cow::Borrowed).collect(),
+        None => bands
+            .outer_iter()
+            .map(|p| Cow::Owned(p.iter().copied().collect()))
+            .collect(),
+    };
+    planes.push(scaled(&ix.vi, index_weight));
+    if let Some(wi) = &ix.wi {
+        planes.push(scaled(wi, index_weight));
+    }
+    // Tree crowns planted in rows on a field change the texture more than the mean colour;
+    // without this layer an orchard is found only between its crowns, in fragments.
+    if texture_weight > 0.0 {
+        planes.push(scaled(&local_std3(&ix.vi), texture_weight));
+    }
+    planes
 }
 
 /// Mean of each band over the pixels where `mask` holds.
@@ -318,11 +353,13 @@ mod tests {
     }
 
     #[test]
-    fn evidence_stack_appends_scaled_indices() {
+    fn evidence_planes_append_scaled_indices() {
         let b = Array3::from_shape_vec((4, 1, 1), vec![0.03, 0.07, 0.04, 0.43]).unwrap();
-        let s = evidence_stack(&b, 0.5);
-        assert_eq!(s.dim(), (6, 1, 1));
-        assert!((s[(4, 0, 0)] - 0.5 * nd(0.43, 0.04)).abs() < 1e-6);
-        assert!((s[(5, 0, 0)] - 0.5 * nd(0.07, 0.43)).abs() < 1e-6);
+        let s = evidence_planes(&b, &DateIndices::of(&b), 0.5, 0.0);
+        assert_eq!(s.len(), 6);
+        assert_eq!(s[3][0], 0.43);
+        assert!((s[4][0] - 0.5 * nd(0.43, 0.04)).abs() < 1e-6);
+        assert!((s[5][0] - 0.5 * nd(0.07, 0.43)).abs() < 1e-6);
+        assert_eq!(evidence_planes(&b, &DateIndices::of(&b), 0.5, 1.0).len(), 7);
     }
 }

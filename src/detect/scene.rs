@@ -5,11 +5,12 @@
 use crate::align::normalise::{self, Normalisation, Samples};
 use crate::align::shift::{self, Shift};
 use crate::align::warp;
+use crate::detect::indices::DateIndices;
 use crate::detect::{evidence, indices, masks, threshold};
 use crate::io::raster::{self, DatasetPool, HeldPixels, Pixels, RasterInfo, Window};
 use crate::model::{MaskMode, Model};
 use crate::{Error, Result};
-use ndarray::{s, Array2, Array3, Axis, Zip};
+use ndarray::{Array2, Array3, Axis, Zip};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -339,12 +340,9 @@ impl Scene {
             return big;
         }
         let pad = shift_pad(dx, dy);
-        let (shifted, ok) = shift::apply_shift(&big.bands, &big.valid, dx, dy);
-        let (h, w) = (win.h, win.w);
-        Pixels {
-            bands: raster::copy3(shifted.slice(s![.., pad..pad + h, pad..pad + w])),
-            valid: raster::copy2(ok.slice(s![pad..pad + h, pad..pad + w])),
-        }
+        let (bands, valid) = shift::shift_cropped(&big.bands, &big.valid, dx, dy, pad);
+        debug_assert_eq!(valid.dim(), (win.h, win.w));
+        Pixels { bands, valid }
     }
 
     fn observed(&self, before: &Array3<f32>, after: &Array3<f32>, valid: &Array2<bool>) -> Array2<bool> {
@@ -365,11 +363,13 @@ impl Scene {
     }
 
     /// Change evidence over a window (see [`evidence`]).
-    pub fn evidence(&self, pair: &PairWindow) -> Array2<f32> {
+    pub fn evidence(&self, pair: &PairWindow, before: &DateIndices, after: &DateIndices) -> Array2<f32> {
         let (w, tw) = (self.model.detect.index_weight, self.model.detect.texture_weight);
-        let sb = with_texture(indices::evidence_stack(&pair.before, w), &pair.before, tw);
-        let sa = with_texture(indices::evidence_stack(&pair.after, w), &pair.after, tw);
-        evidence::neighbourhood_distance(&sb, &sa, &pair.observed, self.model.detect.match_radius)
+        let sb = indices::evidence_planes(&pair.before, before, w, tw);
+        let sa = indices::evidence_planes(&pair.after, after, w, tw);
+        let (sb, sa): (Vec<&[f32]>, Vec<&[f32]>) =
+            (sb.iter().map(|p| &**p).collect(), sa.iter().map(|p| &**p).collect());
+        evidence::distance_of_planes(&sb, &sa, &pair.observed, self.model.detect.match_radius)
     }
 
     /// Estimates shift, normalisation and threshold from windows spread over the image.
@@ -495,7 +495,7 @@ impl Scene {
         let hists: Vec<threshold::Histogram> = pairs
             .par_iter()
             .map(|pair| {
-                let e = self.evidence(pair);
+                let e = self.evidence(pair, &DateIndices::of(&pair.before), &DateIndices::of(&pair.after));
                 let mut h = threshold::Histogram::new(4000, 2.0);
                 Zip::from(&e).and(&pair.observed).for_each(|&v, &o| {
                     if o {
@@ -524,21 +524,6 @@ fn piece_window(pieces: &[Arc<HeldPixels>], win: Window) -> Pixels {
 /// Margin (px) read around a window so that shifting the after image by `(dx, dy)` fills it.
 fn shift_pad(dx: f64, dy: f64) -> usize {
     dx.abs().max(dy.abs()).ceil() as usize + 1
-}
-
-/// Appends the 3×3 texture of the vegetation index, scaled by `weight`, to an evidence stack:
-/// tree crowns planted in rows on a field change the texture more than the mean colour, and
-/// without this layer an orchard is found only between its crowns, in fragments.
-fn with_texture(stack: Array3<f32>, bands: &Array3<f32>, weight: f32) -> Array3<f32> {
-    if weight <= 0.0 {
-        return stack;
-    }
-    let tex = indices::local_std3(&indices::per_pixel(bands, indices::vegetation)).mapv(|v| v * weight);
-    let mut out = stack;
-    if let Err(e) = out.push(Axis(0), tex.view()) {
-        tracing::debug!("texture layer not added: {e}");
-    }
-    out
 }
 
 fn choose_bands(before: &RasterInfo, after: &RasterInfo, bands: Option<&BandMap>) -> Result<BandMap> {

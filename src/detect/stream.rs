@@ -217,7 +217,8 @@ fn process_block(
     morph_r: usize,
 ) -> Result<BlockOut> {
     let pair = scene.read_pair_held(held, win.grow(halo));
-    let e = scene.evidence(&pair);
+    let layers = BlockLayers::new(&pair.before, &pair.after);
+    let e = scene.evidence(&pair, &layers.before, &layers.after);
     let mut changed = Array2::from_elem(e.raw_dim(), false);
     Zip::from(&mut changed)
         .and(&e)
@@ -225,9 +226,8 @@ fn process_block(
         .for_each(|c, &v, &o| *c = o && v > threshold);
     let cleaned = morphology::close(&morphology::open(&changed, morph_r), morph_r);
     let gate_p = &scene.model().detect.gate;
-    let layers = BlockLayers::new(&pair.before, &pair.after);
     let tex_p = &scene.model().detect.texture;
-    let crowns = CrownLayers::new(&layers.vi_before, &layers.vi_after, tex_p.radius);
+    let crowns = CrownLayers::new(&layers.before.vi, &layers.after.vi, tex_p.radius);
     let of_use = if gate_p.enabled {
         let g = gate::change_of_use(&pair.after, &layers, gate_p);
         let mut m = cleaned.clone();
@@ -237,7 +237,7 @@ fn process_block(
         cleaned.clone()
     };
     // Texture appearance (tree planting) is change of use, whatever the evidence and the gate say.
-    let tex = texture::appeared_in(&crowns, &layers.vi_after, &pair.observed, tex_p);
+    let tex = texture::appeared_in(&crowns, &layers.after.vi, &pair.observed, tex_p);
     // So is plastic film appearing (greenhouses), kept with a smaller opening than the gate's.
     let film = film_appeared(&pair, &layers, &scene.model().detect.film);
     let extra = match (tex, film) {

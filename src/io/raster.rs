@@ -366,12 +366,7 @@ impl HeldPixels {
                 continue;
             };
             match &p.samples {
-                Samples::U16(a) => {
-                    let scale = p.scale;
-                    ndarray::Zip::from(bands.slice_mut(dst.bands()))
-                        .and(a.slice(src.bands()))
-                        .for_each(|d, &x| *d = x as f32 * scale);
-                }
+                Samples::U16(a) => scale_rows(bands.slice_mut(dst.bands()), a.slice(src.bands()), p.scale),
                 Samples::F32(a) => bands.slice_mut(dst.bands()).assign(&a.slice(src.bands())),
             }
             valid.slice_mut(dst.plane()).assign(&p.valid.slice(src.plane()));
@@ -399,6 +394,21 @@ impl HeldPixels {
         match &self.samples {
             Samples::U16(a) => a.len_of(ndarray::Axis(0)),
             Samples::F32(a) => a.len_of(ndarray::Axis(0)),
+        }
+    }
+}
+
+/// `dst = src × scale`, row by row: each row is a contiguous run in both arrays, so the
+/// conversion is one vectorised loop per row instead of a strided three-axis walk.
+fn scale_rows(mut dst: ndarray::ArrayViewMut3<f32>, src: ndarray::ArrayView3<u16>, scale: f32) {
+    for (mut d_band, s_band) in dst.outer_iter_mut().zip(src.outer_iter()) {
+        for (mut d, s) in d_band.rows_mut().into_iter().zip(s_band.rows()) {
+            match (d.as_slice_mut(), s.as_slice()) {
+                (Some(d), Some(s)) => d.iter_mut().zip(s).for_each(|(d, &x)| *d = x as f32 * scale),
+                _ => ndarray::Zip::from(&mut d)
+                    .and(&s)
+                    .for_each(|d, &x| *d = x as f32 * scale),
+            }
         }
     }
 }
