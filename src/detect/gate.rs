@@ -1,7 +1,7 @@
 //! The change-of-use gate: which changed pixels look like something crops never are.
 //! See [`crate::model::GateParams`] for the reasoning and the thresholds.
 
-use super::indices::{as_flat, brightness_plane, flatness_plane, local_std3, DateIndices};
+use super::indices::{as_flat, local_std3, DateIndices, DateLayers};
 use super::morphology::dilate;
 use crate::model::GateParams;
 use ndarray::{Array2, Array3};
@@ -22,16 +22,15 @@ pub struct BlockLayers {
 
 impl BlockLayers {
     pub fn new(before: &Array3<f32>, after: &Array3<f32>) -> Self {
-        let (ib, ia) = (DateIndices::of(before), DateIndices::of(after));
-        let bright_after = brightness_plane(after);
+        let (b, a) = (DateLayers::of(before, false), DateLayers::of(after, true));
         Self {
-            vtex_before: local_std3(&ib.vi),
-            vtex_after: local_std3(&ia.vi),
-            before: ib,
-            after: ia,
-            bright_before: brightness_plane(before),
-            flat_after: flatness_plane(after, &bright_after),
-            bright_after,
+            vtex_before: local_std3(&b.ix.vi),
+            vtex_after: local_std3(&a.ix.vi),
+            before: b.ix,
+            after: a.ix,
+            bright_before: b.bright,
+            flat_after: a.flat.unwrap_or_else(|| Array2::zeros(a.bright.raw_dim())),
+            bright_after: a.bright,
         }
     }
 }

@@ -188,6 +188,77 @@ impl DateIndices {
     }
 }
 
+/// The per-pixel layers of one date: its indices, brightness and (when asked) flatness.
+pub struct DateLayers {
+    pub ix: DateIndices,
+    pub bright: Array2<f32>,
+    pub flat: Option<Array2<f32>>,
+}
+
+impl DateLayers {
+    /// All layers in one sweep over the bands, row by row, so each band row is read from
+    /// memory once while the layers are made from it in cache. Values are those of
+    /// [`vegetation_plane`], [`water_plane`], [`brightness_plane`] and [`flatness_plane`], bit
+    /// for bit (same operations in the same order).
+    pub fn of(bands: &Array3<f32>, with_flatness: bool) -> Self {
+        let (c, h, w) = bands.dim();
+        let std = bands.as_standard_layout();
+        let all = std.as_slice().unwrap_or(&[]);
+        let n = h * w;
+        let nir = c > NIR;
+        let (mut vi, mut wi, mut bright) = (vec![0.0f32; n], vec![0.0f32; if nir { n } else { 0 }], vec![0.0f32; n]);
+        let mut flat = vec![0.0f32; if with_flatness { n } else { 0 }];
+        let (mut lo, mut hi) = (vec![0.0f32; w], vec![0.0f32; w]);
+        for y in 0..h {
+            let at = y * w..(y + 1) * w;
+            let row = |k: usize| &plane(all, n, k)[at.clone()];
+            if nir {
+                zip_rows(&mut vi[at.clone()], row(NIR), row(RED), nd);
+                zip_rows(&mut wi[at.clone()], row(GREEN), row(NIR), nd);
+            } else {
+                let v = &mut vi[at.clone()];
+                zip_rows(v, row(RED), row(BLUE), |r, b| r + b);
+                v.iter_mut().zip(row(GREEN)).for_each(|(o, &g)| *o = nd(2.0 * g, *o));
+            }
+            let b = &mut bright[at.clone()];
+            for k in 0..c {
+                b.iter_mut().zip(row(k)).for_each(|(s, &v)| *s += v);
+            }
+            b.iter_mut().for_each(|s| *s /= c as f32);
+            if with_flatness {
+                lo.fill(f32::INFINITY);
+                hi.fill(f32::NEG_INFINITY);
+                for k in 0..c {
+                    for ((l, u), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(row(k)) {
+                        *l = l.min(v);
+                        *u = u.max(v);
+                    }
+                }
+                for (((f, &l), &u), &mean) in flat[at.clone()].iter_mut().zip(&lo).zip(&hi).zip(&*b) {
+                    *f = if mean <= EPS {
+                        0.0
+                    } else {
+                        (1.0 - (u - l) / mean).clamp(0.0, 1.0)
+                    };
+                }
+            }
+        }
+        let plane2 = |v: Vec<f32>| Array2::from_shape_vec((h, w), v).unwrap_or_else(|_| Array2::zeros((h, w)));
+        Self {
+            ix: DateIndices {
+                vi: plane2(vi),
+                wi: nir.then(|| plane2(wi)),
+            },
+            bright: plane2(bright),
+            flat: with_flatness.then(|| plane2(flat)),
+        }
+    }
+}
+
+fn zip_rows(out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
+    out.iter_mut().zip(a).zip(b).for_each(|((o, &x), &y)| *o = f(x, y));
+}
+
 /// The feature stack used for change evidence, as planes of the window: the bands (borrowed,
 /// not copied), then the vegetation index, (with NIR) NDWI and, when `texture_weight` is
 /// positive, the 3×3 texture of the vegetation index, each scaled by its weight so it weighs
@@ -349,6 +420,21 @@ mod tests {
         let v = a.as_slice().unwrap();
         for (y, x) in [(0, 0), (2, 3), (4, 6)] {
             assert_eq!(std3_at(v, 5, 7, y, x), s[(y, x)], "same bits at ({y},{x})");
+        }
+    }
+
+    #[test]
+    fn one_sweep_layers_equal_the_plane_functions() {
+        let bands =
+            |c: usize| Array3::from_shape_fn((c, 7, 9), |(k, y, x)| ((k * 13 + y * 7 + x * 3) % 11) as f32 * 0.037);
+        for c in [3, 4] {
+            let b = bands(c);
+            let l = DateLayers::of(&b, true);
+            assert_eq!(l.ix.vi, vegetation_plane(&b));
+            assert_eq!(l.ix.wi, water_plane(&b));
+            assert_eq!(l.bright, brightness_plane(&b));
+            assert_eq!(l.flat, Some(flatness_plane(&b, &l.bright)));
+            assert!(DateLayers::of(&b, false).flat.is_none());
         }
     }
 

@@ -8,6 +8,7 @@ pub mod gate;
 pub mod indices;
 pub mod masks;
 pub mod morphology;
+pub mod reuse;
 pub mod run;
 pub mod scene;
 pub mod stream;

@@ -108,14 +108,9 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, "cannot create a work folder", e))?;
     let mut scene = Scene::open(&req.before, &req.after, bands.as_ref(), &model, &work)?;
     scene.pixel_size_m = req.pixel_size;
-    let bytes_per_sample = scene.before.data_type.bytes() as usize;
-    crate::io::size_block_cache(
-        scene.width(),
-        scene.before.band_count,
-        bytes_per_sample,
-        model.detect.block_size,
-    );
+    crate::io::size_block_cache_for_pass();
     let checksums = checksum_inputs(req);
+    let layers = start_loading_layers(&scene, req)?;
     let mut stages = Stages::new(started);
     stages.lap("open");
     let calibration = scene.calibrate()?;
@@ -145,7 +140,7 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
         b.finish_and_clear();
     }
     stages.lap("pass");
-    let (mut patches, dropped, areas) = make_patches(&scene, &model, req, labeller, &mut stages)?;
+    let (mut patches, dropped, areas) = make_patches(&scene, &model, req, labeller, layers, &mut stages)?;
     let unobserved_area_m2 = unobserved_area(&scene, &areas, &stats);
     let seconds = started.elapsed().as_secs_f64();
     let summary = DetectSummary {
@@ -160,6 +155,12 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
         stage_seconds: stages.laps.clone(),
     };
     if !req.no_chips {
+        crate::io::size_block_cache(
+            scene.width(),
+            scene.before.band_count,
+            scene.before.data_type.bytes() as usize,
+            model.detect.block_size,
+        );
         chips::write_all(staging.path(), &scene, &mut patches, &areas)?;
         stages.lap("chips");
     }
@@ -207,6 +208,7 @@ fn make_patches(
     model: &Model,
     req: &DetectRequest,
     labeller: Labeller,
+    layers: LayersLoading,
     stages: &mut Stages,
 ) -> Result<(Vec<Patch>, usize, AreaCalc)> {
     let wkt = scene.before.georef.as_ref().map(|g| g.wkt.as_str());
@@ -228,7 +230,7 @@ fn make_patches(
     };
     patches.retain(|p| keep(&p.change_type));
     let dropped = before - patches.len();
-    enforce(scene, model, req, &areas, &mut patches)?;
+    enforce(model, req, &areas, &mut patches, layers)?;
     stages.lap("overlay");
     for (i, p) in patches.iter_mut().enumerate() {
         p.id = format!("P{:05}", i + 1);
@@ -386,15 +388,13 @@ fn write_manifest(
 // ---- Enforcement: land-use overlay, category, chips and exports
 // ---- (src/patches/{overlay,category}.rs, src/publish/{chips,exports}.rs).
 
-/// Fills each patch's land use from the layers (when any is given), sets its category and
-/// drops off-cropland changes in no category.
-fn enforce(
-    scene: &Scene,
-    model: &Model,
-    req: &DetectRequest,
-    areas: &AreaCalc,
-    patches: &mut Vec<Patch>,
-) -> Result<()> {
+/// The land-use and other layers, loading on their own thread while the images are processed
+/// (the overlay needs them only once the patches exist). `None` when no layer was given.
+type LayersLoading = Option<std::thread::JoinHandle<Result<overlay::Overlay>>>;
+
+/// Starts loading the request's layers onto the scene's grid. A bad county-fields option is
+/// reported here, before any image work; a bad layer file when the overlay needs it.
+fn start_loading_layers(scene: &Scene, req: &DetectRequest) -> Result<LayersLoading> {
     let paths = overlay::LayerPaths {
         landuse: req.landuse.clone(),
         basic_farmland: req.basic_farmland.clone(),
@@ -402,15 +402,36 @@ fn enforce(
         counties: req.counties.clone(),
         red_line: req.red_line.clone(),
     };
-    if paths.any() {
-        let fields = req
-            .county_fields
-            .as_deref()
-            .map(overlay::CountyFields::parse)
-            .transpose()?
-            .unwrap_or_default();
-        let wkt = scene.before.georef.as_ref().map(|g| g.wkt.as_str()).unwrap_or("");
-        let ov = overlay::Overlay::load(&paths, &fields, wkt, grid_bounds(scene))?;
+    if !paths.any() {
+        return Ok(None);
+    }
+    let fields = req
+        .county_fields
+        .as_deref()
+        .map(overlay::CountyFields::parse)
+        .transpose()?
+        .unwrap_or_default();
+    let wkt = scene.before.georef.as_ref().map(|g| g.wkt.clone()).unwrap_or_default();
+    overlay::Overlay::check_grid(&paths, &wkt)?;
+    let bounds = grid_bounds(scene);
+    Ok(Some(std::thread::spawn(move || {
+        overlay::Overlay::load(&paths, &fields, &wkt, bounds)
+    })))
+}
+
+/// Fills each patch's land use from the layers (when any was given), sets its category and
+/// drops off-cropland changes in no category.
+fn enforce(
+    model: &Model,
+    req: &DetectRequest,
+    areas: &AreaCalc,
+    patches: &mut Vec<Patch>,
+    layers: LayersLoading,
+) -> Result<()> {
+    if let Some(loading) = layers {
+        let ov = loading
+            .join()
+            .unwrap_or_else(|_| Err(Error::Other("the layer loader stopped unexpectedly".into())))?;
         ov.apply(patches, areas, model.categories.village_distance_m);
     }
     let counts = category::assign(patches, &model.categories, req.keep_all, areas);

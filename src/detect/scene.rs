@@ -6,6 +6,7 @@ use crate::align::normalise::{self, Normalisation, Samples};
 use crate::align::shift::{self, Shift};
 use crate::align::warp;
 use crate::detect::indices::DateIndices;
+use crate::detect::reuse::{KeptTiles, TileGrid};
 use crate::detect::{evidence, indices, masks, threshold};
 use crate::io::raster::{self, DatasetPool, HeldPixels, Pixels, RasterInfo, Window};
 use crate::model::{MaskMode, Model};
@@ -112,19 +113,34 @@ pub struct StripReader<'a> {
     scene: &'a Scene,
     halo: usize,
     band_h: usize,
-    /// Row bands read so far and still needed: (before, after) over the same rows.
-    bands: std::collections::VecDeque<(Arc<HeldPixels>, Arc<HeldPixels>)>,
+    /// Row bands read so far and still needed.
+    bands: std::collections::VecDeque<RowBand>,
     next_band: usize,
+    /// Tiles calibration decoded, used instead of reading them again.
+    kept: (KeptTiles, KeptTiles),
+}
+
+/// Both dates over the same rows, each as pieces (see [`KeptTiles::band`]).
+struct RowBand {
+    rows: Window,
+    before: Vec<Arc<HeldPixels>>,
+    after: Vec<Arc<HeldPixels>>,
 }
 
 impl<'a> StripReader<'a> {
     pub fn new(scene: &'a Scene, halo: usize, band_h: usize) -> Self {
+        let kept = scene
+            .kept
+            .lock()
+            .map(|mut k| std::mem::take(&mut *k))
+            .unwrap_or_default();
         Self {
             scene,
             halo,
             band_h: band_h.max(1),
             bands: Default::default(),
             next_band: 0,
+            kept,
         }
     }
 
@@ -143,46 +159,58 @@ impl<'a> StripReader<'a> {
                 self.band_h.min(sc.height() - self.next_band * self.band_h),
             );
             let idx = sc.bands.canonical();
-            let b = sc
-                .before_pool
-                .with(|ds| HeldPixels::read(ds, &sc.before, &idx, rows, sc.scale_before))?;
-            let a = sc
-                .after_pool
-                .with(|ds| HeldPixels::read(ds, &sc.after, &idx, rows, sc.scale_after))?;
-            self.bands.push_back((Arc::new(b), Arc::new(a)));
+            let before = self.kept.0.band(rows, |win| {
+                sc.before_pool
+                    .with(|ds| HeldPixels::read(ds, &sc.before, &idx, win, sc.scale_before))
+            })?;
+            let after = self.kept.1.band(rows, |win| {
+                sc.after_pool
+                    .with(|ds| HeldPixels::read(ds, &sc.after, &idx, win, sc.scale_after))
+            })?;
+            self.bands.push_back(RowBand { rows, before, after });
             self.next_band += 1;
         }
+        let top = after_win.y.min(before_win.y);
         while self
             .bands
             .front()
-            .is_some_and(|(b, _)| b.win.y + (b.win.h as isize) <= after_win.y.min(before_win.y))
+            .is_some_and(|b| b.rows.y + (b.rows.h as isize) <= top)
         {
             self.bands.pop_front();
         }
         let held = HeldPair {
-            before: self.bands.iter().map(|(b, _)| Arc::clone(b)).collect(),
-            after: self.bands.iter().map(|(_, a)| Arc::clone(a)).collect(),
+            before: self.bands.iter().flat_map(|b| b.before.iter().cloned()).collect(),
+            after: self.bands.iter().flat_map(|b| b.after.iter().cloned()).collect(),
         };
         // The next strip needs only the last rows of this one's bands: keep a copy of those,
         // so a whole band is not held twice while the next one is read.
-        let next_top = after_win.y.min(before_win.y) + strip.h as isize;
-        for (b, a) in self.bands.iter_mut() {
-            if b.win.y < next_top && b.win.y + (b.win.h as isize) > next_top {
-                let keep = |p: &Arc<HeldPixels>| {
-                    let rows = Window::new(
-                        p.win.x,
-                        next_top,
-                        p.win.w,
-                        (p.win.y + p.win.h as isize - next_top) as usize,
-                    );
-                    p.crop(rows).map(Arc::new).unwrap_or_else(|| Arc::clone(p))
-                };
-                *b = keep(b);
-                *a = keep(a);
+        let next_top = top + strip.h as isize;
+        for band in self.bands.iter_mut() {
+            if band.rows.y < next_top && band.rows.y + (band.rows.h as isize) > next_top {
+                band.before = rows_from(&band.before, next_top);
+                band.after = rows_from(&band.after, next_top);
             }
         }
         Ok(held)
     }
+}
+
+/// The rows from `top` down of each piece (pieces wholly above it are dropped).
+fn rows_from(pieces: &[Arc<HeldPixels>], top: isize) -> Vec<Arc<HeldPixels>> {
+    pieces
+        .iter()
+        .filter_map(|p| {
+            let bottom = p.win.y + p.win.h as isize;
+            if bottom <= top {
+                None
+            } else if p.win.y >= top {
+                Some(Arc::clone(p))
+            } else {
+                let rows = Window::new(p.win.x, top, p.win.w, (bottom - top) as usize);
+                Some(p.crop(rows).map(Arc::new).unwrap_or_else(|| Arc::clone(p)))
+            }
+        })
+        .collect()
 }
 
 /// What calibration found, reported in the run manifest.
@@ -210,6 +238,10 @@ pub struct Scene {
     model: Model,
     /// Pixel size given by the user for images without georeferencing.
     pub pixel_size_m: Option<f64>,
+    /// Tile layouts of the files read (before, after), when small enough to keep tiles.
+    grids: (Option<TileGrid>, Option<TileGrid>),
+    /// Tiles decoded by calibration, for the first strip reader to take.
+    kept: std::sync::Mutex<(KeptTiles, KeptTiles)>,
 }
 
 impl Scene {
@@ -227,12 +259,14 @@ impl Scene {
         let mut after = raster::describe(&after_ds, after_path)?;
         let bands = choose_bands(&before, &after, bands)?;
         let after_read_path = align_grid(&before, &after, &after_ds, work_dir)?;
+        let mut after_grid = TileGrid::of(&after_ds);
         if after_read_path != after.path {
             let ds = raster::open(&after_read_path)?;
             after = RasterInfo {
                 path: after_read_path.clone(),
                 ..raster::describe(&ds, &after_read_path)?
             };
+            after_grid = TileGrid::of(&ds);
         }
         let has_nir = bands.nir.is_some();
         let mask_clouds = match model.masks.clouds {
@@ -258,6 +292,8 @@ impl Scene {
             mask_clouds,
             model: model.clone(),
             pixel_size_m: None,
+            grids: (TileGrid::of(&before_ds), after_grid),
+            kept: Default::default(),
         })
     }
 
@@ -421,23 +457,43 @@ impl Scene {
         })
     }
 
-    fn read_calibration_windows(&self, wins: &[Window]) -> Result<Vec<(Pixels, HeldPixels)>> {
+    /// Each window's pixels (before) and a held rectangle around it with room for the shift
+    /// (after). Both are read as the whole tiles they touch, which are kept for the pass.
+    fn read_calibration_windows(&self, wins: &[Window]) -> Result<Vec<(Pixels, Arc<HeldPixels>)>> {
         let idx = self.bands.canonical();
         let margin = MAX_SHIFT_PX.ceil() as usize + 1;
-        wins.par_iter()
+        let mut kept = (KeptTiles::new(self.grids.0), KeptTiles::new(self.grids.1));
+        let read: Vec<(Arc<HeldPixels>, Arc<HeldPixels>)> = wins
+            .par_iter()
             .map(|&w| {
                 let b = self
                     .before_pool
-                    .with(|ds| raster::read_window(ds, &self.before, &idx, w, self.scale_before))?;
-                let a = self
-                    .after_pool
-                    .with(|ds| HeldPixels::read(ds, &self.after, &idx, w.grow(margin), self.scale_after))?;
-                Ok((b, a))
+                    .with(|ds| HeldPixels::read(ds, &self.before, &idx, kept.0.rect_for(w), self.scale_before))?;
+                let a = self.after_pool.with(|ds| {
+                    HeldPixels::read(ds, &self.after, &idx, kept.1.rect_for(w.grow(margin)), self.scale_after)
+                })?;
+                Ok((Arc::new(b), Arc::new(a)))
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        let mut out = Vec::with_capacity(wins.len());
+        for (&w, (b, a)) in wins.iter().zip(read) {
+            let px = match b.window(w) {
+                Some(px) => px,
+                None => self
+                    .before_pool
+                    .with(|ds| raster::read_window(ds, &self.before, &idx, w, self.scale_before))?,
+            };
+            kept.0.keep(b);
+            kept.1.keep(Arc::clone(&a));
+            out.push((px, a));
+        }
+        if let Ok(mut k) = self.kept.lock() {
+            *k = kept;
+        }
+        Ok(out)
     }
 
-    fn estimate_shift(&self, wins: &[Window], raw: &[(Pixels, HeldPixels)]) -> Shift {
+    fn estimate_shift(&self, wins: &[Window], raw: &[(Pixels, Arc<HeldPixels>)]) -> Shift {
         let estimates: Vec<Shift> = wins
             .par_iter()
             .zip(raw.par_iter())

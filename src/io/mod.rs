@@ -38,19 +38,27 @@ pub fn init_gdal() {
     });
 }
 
-/// Sizes GDAL's block cache to hold about one block row of both input images. The streaming
-/// pass reads each row of tiles once with multi-threaded decoding, which bypasses this cache;
-/// calibration windows and chips (read in raster order) still use it. Memory then follows the
-/// image width, not its area.
+/// Sizes GDAL's block cache to hold about five block rows of both input images, for reads in
+/// raster order through the cache (chips). Memory then follows the image width, not its area.
 /// An explicit `GDAL_CACHEMAX` in the environment wins.
 pub fn size_block_cache(width: usize, bands: usize, bytes_per_sample: usize, block_rows_px: usize) {
+    const MIB: usize = 1 << 20;
+    let working_set = block_rows_px * width * bands * bytes_per_sample * 2 + 64 * MIB;
+    set_block_cache(working_set.clamp(128 * MIB, 1024 * MIB));
+}
+
+/// A small block cache for the streaming pass: its input reads decode tiles in parallel and
+/// bypass the cache, so the cache only buffers `change.tif`'s blocks, and a small one makes
+/// GDAL compress them as the pass goes (on the writer thread) instead of all at the end.
+pub fn size_block_cache_for_pass() {
+    set_block_cache(64 << 20);
+}
+
+fn set_block_cache(bytes: usize) {
     if std::env::var_os("GDAL_CACHEMAX").is_some() {
         return;
     }
-    const MIB: usize = 1 << 20;
-    let working_set = block_rows_px * width * bands * bytes_per_sample * 2 + 64 * MIB;
-    let bytes = working_set.clamp(128 * MIB, 1024 * MIB);
     // SAFETY: plain setter of a process-wide integer.
     unsafe { gdal_sys::GDALSetCacheMax64(bytes as i64) };
-    tracing::debug!(cache_mib = bytes / MIB, "GDAL block cache sized");
+    tracing::debug!(cache_mib = bytes >> 20, "GDAL block cache sized");
 }

@@ -221,13 +221,6 @@ fn read_bands(ds: &Dataset, info: &RasterInfo, bands: &[usize], win: Window) -> 
     Ok(buf)
 }
 
-/// [`read_bands`] as unsigned 16-bit samples (for 8- and 16-bit images).
-fn read_bands_u16(ds: &Dataset, info: &RasterInfo, bands: &[usize], win: Window) -> Result<Vec<u16>> {
-    let mut buf = vec![0u16; bands.len() * win.w * win.h];
-    raster_io(ds, info, bands, win, &mut buf, gdal_sys::GDALDataType::GDT_UInt16)?;
-    Ok(buf)
-}
-
 /// One dataset-level read of `bands` over `win` into `buf`, band-sequential, as `ty` (which
 /// must be the GDAL type of `T`).
 fn raster_io<T: Copy>(
@@ -238,34 +231,52 @@ fn raster_io<T: Copy>(
     buf: &mut [T],
     ty: gdal_sys::GDALDataType::Type,
 ) -> Result<()> {
-    if buf.len() != bands.len() * win.w * win.h {
+    raster_io_into(ds, info, bands, win, (buf, win.w, win.h), (0, 0), ty)
+}
+
+/// [`raster_io`] into a larger band-sequential buffer of `buf_w × buf_h` planes, the window's
+/// upper-left pixel landing at `at` (column, row): GDAL writes each row in place, no copy.
+fn raster_io_into<T: Copy>(
+    ds: &Dataset,
+    info: &RasterInfo,
+    bands: &[usize],
+    win: Window,
+    (buf, buf_w, buf_h): (&mut [T], usize, usize),
+    at: (usize, usize),
+    ty: gdal_sys::GDALDataType::Type,
+) -> Result<()> {
+    let fits = at.0 + win.w <= buf_w && at.1 + win.h <= buf_h;
+    if !fits || buf.len() != bands.len() * buf_w * buf_h {
         return Err(Error::Other(format!(
             "{}: read buffer of the wrong size",
             info.path.display()
         )));
     }
     let mut band_map: Vec<i32> = bands.iter().map(|&b| b as i32).collect();
-    // SAFETY: `buf` holds exactly bands × w × h samples of type `ty` (checked above; callers
-    // pass the matching type), the layout GDAL writes with zero spacings (packed,
-    // band-sequential); `band_map` lists `bands.len()` valid band numbers (checked when the band
-    // map was chosen); the dataset handle is alive for the call.
+    let size = std::mem::size_of::<T>();
+    // SAFETY: `buf` holds `bands × buf_h × buf_w` samples of type `ty` (checked above; callers
+    // pass the matching type); GDAL writes sample (band k, row r, column c) of the window at
+    // offset `k·buf_w·buf_h + (at.1 + r)·buf_w + at.0 + c`, inside `buf` since the window fits
+    // at `at` (checked above); `band_map` lists `bands.len()` valid band numbers (checked when
+    // the band map was chosen); the dataset handle is alive for the call.
     let rv = unsafe {
-        gdal_sys::GDALDatasetRasterIO(
+        gdal_sys::GDALDatasetRasterIOEx(
             ds.c_dataset(),
             gdal_sys::GDALRWFlag::GF_Read,
             win.x as i32,
             win.y as i32,
             win.w as i32,
             win.h as i32,
-            buf.as_mut_ptr().cast(),
+            buf.as_mut_ptr().add(at.1 * buf_w + at.0).cast(),
             win.w as i32,
             win.h as i32,
             ty,
             band_map.len() as i32,
             band_map.as_mut_ptr(),
-            0,
-            0,
-            0,
+            size as i64,
+            (size * buf_w) as i64,
+            (size * buf_w * buf_h) as i64,
+            std::ptr::null_mut(),
         )
     };
     if rv != gdal_sys::CPLErr::CE_None {
@@ -309,6 +320,16 @@ enum Samples {
 }
 
 impl HeldPixels {
+    /// Pixels held as stored (8/16-bit), `scale` times them in reflectance units.
+    pub fn from_u16(win: Window, samples: Array3<u16>, valid: Array2<bool>, scale: f32) -> Self {
+        Self {
+            win,
+            samples: Samples::U16(samples),
+            valid,
+            scale,
+        }
+    }
+
     pub fn read(ds: &Dataset, info: &RasterInfo, bands: &[usize], win: Window, scale: f32) -> Result<Self> {
         if !matches!(info.data_type, GdalDataType::UInt8 | GdalDataType::UInt16) {
             let px = read_window(ds, info, bands, win, scale)?;
@@ -322,23 +343,14 @@ impl HeldPixels {
         let mut samples = Array3::<u16>::zeros((bands.len(), win.h, win.w));
         let mut valid = Array2::from_elem((win.h, win.w), false);
         if let Some(inner) = clip(win, info.width, info.height) {
-            let raw = read_bands_u16(ds, info, bands, inner)?;
-            let raw = Array3::from_shape_vec((bands.len(), inner.h, inner.w), raw)
-                .map_err(|e| Error::Other(format!("{}: unexpected buffer shape: {e}", info.path.display())))?;
             let (ox, oy) = ((inner.x - win.x) as usize, (inner.y - win.y) as usize);
+            let buf = samples.as_slice_mut().unwrap_or(&mut []);
+            let ty = gdal_sys::GDALDataType::GDT_UInt16;
+            raster_io_into(ds, info, bands, inner, (buf, win.w, win.h), (ox, oy), ty)?;
             let (rows, cols) = (oy..oy + inner.h, ox..ox + inner.w);
             let mut inner_valid = valid.slice_mut(s![rows.clone(), cols.clone()]);
             inner_valid.fill(true);
-            for (&b, band) in bands.iter().zip(raw.outer_iter()) {
-                if let Some(nd) = info.nodata.get(b - 1).copied().flatten() {
-                    ndarray::Zip::from(&mut inner_valid).and(&band).for_each(|v, &x| {
-                        if (x as f64 - nd).abs() < 1e-9 {
-                            *v = false;
-                        }
-                    });
-                }
-            }
-            samples.slice_mut(s![.., rows, cols]).assign(&raw);
+            mark_nodata(inner_valid, samples.slice(s![.., rows, cols]), info, bands);
         }
         Ok(Self {
             win,
@@ -394,6 +406,19 @@ impl HeldPixels {
         match &self.samples {
             Samples::U16(a) => a.len_of(ndarray::Axis(0)),
             Samples::F32(a) => a.len_of(ndarray::Axis(0)),
+        }
+    }
+}
+
+/// Clears `valid` where any band of `raw` holds its band's nodata value.
+fn mark_nodata(mut valid: ndarray::ArrayViewMut2<bool>, raw: ArrayView3<u16>, info: &RasterInfo, bands: &[usize]) {
+    for (&b, band) in bands.iter().zip(raw.outer_iter()) {
+        if let Some(nd) = info.nodata.get(b - 1).copied().flatten() {
+            ndarray::Zip::from(&mut valid).and(&band).for_each(|v, &x| {
+                if (x as f64 - nd).abs() < 1e-9 {
+                    *v = false;
+                }
+            });
         }
     }
 }

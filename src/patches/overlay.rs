@@ -91,13 +91,7 @@ pub struct Overlay {
 impl Overlay {
     /// Loads every given layer onto the grid (CRS `grid_wkt`, extent `bounds`).
     pub fn load(paths: &LayerPaths, county_fields: &CountyFields, grid_wkt: &str, bounds: [f64; 4]) -> Result<Self> {
-        if grid_wkt.is_empty() {
-            let p = paths.landuse.clone().or(paths.counties.clone()).unwrap_or_default();
-            return Err(Error::input(
-                p,
-                "land-use layers need georeferenced images (the before image has no CRS), so the layers cannot be placed",
-            ));
-        }
+        Self::check_grid(paths, grid_wkt)?;
         let grid = GridFrame::new(grid_wkt, bounds)?;
         Ok(Self {
             landuse: paths.landuse.as_deref().map(|p| load_landuse(p, &grid)).transpose()?,
@@ -122,6 +116,18 @@ impl Overlay {
                 .map(|p| load_plain(p, "red line", &grid))
                 .transpose()?,
         })
+    }
+
+    /// Layers can be placed only on a georeferenced grid (`grid_wkt` not empty).
+    pub fn check_grid(paths: &LayerPaths, grid_wkt: &str) -> Result<()> {
+        if grid_wkt.is_empty() {
+            let p = paths.landuse.clone().or(paths.counties.clone()).unwrap_or_default();
+            return Err(Error::input(
+                p,
+                "land-use layers need georeferenced images (the before image has no CRS), so the layers cannot be placed",
+            ));
+        }
+        Ok(())
     }
 
     /// Load statistics of the land-use layer, if one was given.
