@@ -111,14 +111,16 @@ impl KeptTiles {
             _ => return Ok(vec![Arc::new(read(band)?)]),
         };
         let mut pieces = Vec::new();
-        for (g0, g1, covered) in self.row_groups(grid, y0, y1) {
+        for (g0, g1, holders) in self.row_groups(grid, y0, y1) {
             let rows = Window::new(band.x, g0 as isize, band.w, g1 - g0);
-            for rect in self.rects.iter().filter(|r| covers_rows(r.win, g0, g1)) {
+            let mut covered = Vec::new();
+            for rect in holders.iter().map(|&i| &self.rects[i]) {
                 if let Some(p) = rect.crop(Window::new(rect.win.x, g0 as isize, rect.win.w, g1 - g0)) {
                     pieces.push(Arc::new(p));
                 }
+                covered.push((rect.win.x, rect.win.x + rect.win.w as isize));
             }
-            for gap in gaps(rows, &covered) {
+            for gap in gaps(rows, &merged(covered)) {
                 pieces.push(Arc::new(read(gap)?));
             }
         }
@@ -126,23 +128,19 @@ impl KeptTiles {
         Ok(pieces)
     }
 
-    /// Rows `y0..y1` in runs of tile rows that the kept rectangles cover alike, each with the
-    /// merged column ranges covered.
-    fn row_groups(&self, grid: TileGrid, y0: usize, y1: usize) -> Vec<(usize, usize, Vec<(isize, isize)>)> {
-        let mut groups: Vec<(usize, usize, Vec<(isize, isize)>)> = Vec::new();
+    /// Rows `y0..y1` in runs of tile rows held by the same kept rectangles, each with the
+    /// indices of those rectangles (each covers the whole run).
+    fn row_groups(&self, grid: TileGrid, y0: usize, y1: usize) -> Vec<(usize, usize, Vec<usize>)> {
+        let mut groups: Vec<(usize, usize, Vec<usize>)> = Vec::new();
         let mut ty = y0;
         while ty < y1 {
             let te = (ty + grid.tile_h).min(y1);
-            let covered = merged(
-                self.rects
-                    .iter()
-                    .filter(|r| covers_rows(r.win, ty, te))
-                    .map(|r| (r.win.x, r.win.x + r.win.w as isize))
-                    .collect(),
-            );
+            let holders: Vec<usize> = (0..self.rects.len())
+                .filter(|&i| covers_rows(self.rects[i].win, ty, te))
+                .collect();
             match groups.last_mut() {
-                Some(last) if last.1 == ty && last.2 == covered => last.1 = te,
-                _ => groups.push((ty, te, covered)),
+                Some(last) if last.1 == ty && last.2 == holders => last.1 = te,
+                _ => groups.push((ty, te, holders)),
             }
             ty = te;
         }
@@ -257,6 +255,26 @@ mod tests {
         }
         assert_eq!(read_px, 3 * 24 * 4 - (4 * 4 + 4 * 8), "kept tiles are not read again");
         assert!(kept.rects.is_empty(), "tiles are let go once the reader is past them");
+    }
+
+    #[test]
+    fn overlapping_rectangles_of_a_striped_image_give_every_row() {
+        let strips = TileGrid {
+            tile_w: 20,
+            tile_h: 1,
+            ..GRID
+        };
+        let mut kept = KeptTiles::new(Some(strips));
+        for w in [Window::new(2, 1, 3, 5), Window::new(9, 4, 3, 6)] {
+            kept.keep(Arc::new(image_rect(kept.rect_for(w))));
+        }
+        let band = Window::new(-1, 0, 22, 12);
+        let pieces = kept.band(band, |w| Ok(image_rect(w))).unwrap();
+        let refs: Vec<&HeldPixels> = pieces.iter().map(|p| p.as_ref()).collect();
+        let got = HeldPixels::cut(&refs, band);
+        let want = HeldPixels::cut(&[&image_rect(band)], band);
+        assert_eq!(got.bands, want.bands);
+        assert_eq!(got.valid, want.valid);
     }
 
     #[test]
