@@ -155,7 +155,7 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
         stage_seconds: stages.laps.clone(),
     };
     if !req.no_chips {
-        crate::io::size_block_cache(
+        crate::io::size_block_cache_for_chips(
             scene.width(),
             scene.before.band_count,
             scene.before.data_type.bytes() as usize,

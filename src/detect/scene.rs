@@ -146,11 +146,29 @@ impl<'a> StripReader<'a> {
 
     /// Both dates over `strip` grown by the halo (strips must come top to bottom).
     pub fn hold(&mut self, strip: Window) -> Result<HeldPair> {
-        let sc = self.scene;
         let before_win = strip.grow(self.halo);
+        let held = self.hold_rows(before_win)?;
+        // The next strip needs only the last rows of this one's bands: keep a copy of those,
+        // so a whole band is not held twice while the next one is read.
+        let top = self.scene.after_window(before_win).y.min(before_win.y);
+        let next_top = top + strip.h as isize;
+        for band in self.bands.iter_mut() {
+            if band.rows.y < next_top && band.rows.y + (band.rows.h as isize) > next_top {
+                band.before = rows_from(&band.before, next_top);
+                band.after = rows_from(&band.after, next_top);
+            }
+        }
+        Ok(held)
+    }
+
+    /// Both dates over the rows of `win` (and the after image's shift margin), the whole width;
+    /// rows above `win` are let go, so windows must come in order of their top row.
+    pub fn hold_rows(&mut self, win: Window) -> Result<HeldPair> {
+        let sc = self.scene;
+        let before_win = Window::new(0, win.y, sc.width(), win.h);
         let after_win = sc.after_window(before_win);
         let need_end = (after_win.y + after_win.h as isize).max(0) as usize;
-        let (margin, w) = (after_win.w.saturating_sub(strip.w) / 2, sc.width());
+        let (margin, w) = (after_win.w.saturating_sub(before_win.w) / 2, sc.width());
         while self.next_band * self.band_h < need_end.min(sc.height()) {
             let rows = Window::new(
                 -(margin as isize),
@@ -178,20 +196,10 @@ impl<'a> StripReader<'a> {
         {
             self.bands.pop_front();
         }
-        let held = HeldPair {
+        Ok(HeldPair {
             before: self.bands.iter().flat_map(|b| b.before.iter().cloned()).collect(),
             after: self.bands.iter().flat_map(|b| b.after.iter().cloned()).collect(),
-        };
-        // The next strip needs only the last rows of this one's bands: keep a copy of those,
-        // so a whole band is not held twice while the next one is read.
-        let next_top = top + strip.h as isize;
-        for band in self.bands.iter_mut() {
-            if band.rows.y < next_top && band.rows.y + (band.rows.h as isize) > next_top {
-                band.before = rows_from(&band.before, next_top);
-                band.after = rows_from(&band.after, next_top);
-            }
-        }
-        Ok(held)
+        })
     }
 }
 

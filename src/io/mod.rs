@@ -38,20 +38,20 @@ pub fn init_gdal() {
     });
 }
 
-/// Sizes GDAL's block cache to hold about five block rows of both input images, for reads in
-/// raster order through the cache (chips). Memory then follows the image width, not its area.
-/// An explicit `GDAL_CACHEMAX` in the environment wins.
-pub fn size_block_cache(width: usize, bands: usize, bytes_per_sample: usize, block_rows_px: usize) {
+/// A small GDAL block cache for the streaming pass: its image reads decode whole tiles in
+/// parallel with dataset-level reads that bypass the cache, so the cache only buffers
+/// `change.tif`'s blocks, and a small one makes GDAL compress them as the pass goes (on the
+/// writer thread) instead of all at the end. An explicit `GDAL_CACHEMAX` in the environment wins.
+pub fn size_block_cache_for_pass() {
+    set_block_cache(64 << 20);
+}
+
+/// A block cache of about five block rows of both images for the chips, which read many
+/// small overlapping windows (measured 10-15 % faster at 8192 than with the pass's cache).
+pub fn size_block_cache_for_chips(width: usize, bands: usize, bytes_per_sample: usize, block_rows_px: usize) {
     const MIB: usize = 1 << 20;
     let working_set = block_rows_px * width * bands * bytes_per_sample * 2 + 64 * MIB;
     set_block_cache(working_set.clamp(128 * MIB, 1024 * MIB));
-}
-
-/// A small block cache for the streaming pass: its input reads decode tiles in parallel and
-/// bypass the cache, so the cache only buffers `change.tif`'s blocks, and a small one makes
-/// GDAL compress them as the pass goes (on the writer thread) instead of all at the end.
-pub fn size_block_cache_for_pass() {
-    set_block_cache(64 << 20);
 }
 
 fn set_block_cache(bytes: usize) {

@@ -11,7 +11,7 @@
 //! The patch outline is drawn in yellow, and a scale bar with its length (digits in a built-in
 //! 3×5 bitmap font) sits bottom-left.
 
-use crate::detect::scene::{PairWindow, Scene};
+use crate::detect::scene::{PairWindow, Scene, StripReader};
 use crate::io::atomic;
 use crate::io::raster::Window;
 use crate::patches::{area::AreaCalc, vectorise, Patch};
@@ -32,7 +32,7 @@ pub const MAX_OUTPUT_PX: usize = 512;
 const OUTLINE: Rgb<u8> = Rgb([255, 230, 0]);
 const NO_DATA: Rgb<u8> = Rgb([40, 40, 40]);
 
-/// Writes `dir/chips/<id>_before.png` and `_after.png` for every patch and sets `Patch.chips`
+/// Writes `dir/chips/<id>_before.png` and `_after.png` (`dir` being a [`atomic::StagingDir`]) for every patch and sets `Patch.chips`
 /// to those paths relative to `dir`. Returns how many pairs were written.
 pub fn write_all(dir: &Path, scene: &Scene, patches: &mut [Patch], areas: &AreaCalc) -> Result<usize> {
     let chips = dir.join("chips");
@@ -47,21 +47,66 @@ pub fn write_all(dir: &Path, scene: &Scene, patches: &mut [Patch], areas: &AreaC
                 .then(|| areas.m2_per_grid_unit(&p.shape).sqrt() * gt[1].abs())
         })
         .collect();
-    patches
-        .par_iter_mut()
-        .zip(metres)
-        .try_for_each(|(p, m)| -> Result<()> {
-            let (before, after) = render_pair(scene, p, gt, m)?;
-            let rel = (
+    let wins: Vec<Window> = patches.iter().map(|p| chip_window(p.pixel_box)).collect();
+    let names: Vec<(String, String)> = patches
+        .iter()
+        .map(|p| {
+            (
                 format!("chips/{}_before.png", p.id),
                 format!("chips/{}_after.png", p.id),
-            );
-            write_png(&dir.join(&rel.0), &before)?;
-            write_png(&dir.join(&rel.1), &after)?;
-            p.chips = Some(rel);
-            Ok(())
-        })?;
+            )
+        })
+        .collect();
+    render_in_row_order(scene, patches, &wins, gt, &metres, &|i, (before, after)| {
+        write_png(&dir.join(&names[i].0), &before)?;
+        write_png(&dir.join(&names[i].1), &after)
+    })?;
+    for (p, rel) in patches.iter_mut().zip(names) {
+        p.chips = Some(rel);
+    }
     Ok(patches.len())
+}
+
+/// Chips whose window is taller than this many block rows are read on their own.
+const MAX_HELD_ROWS: usize = 4;
+
+/// Renders every patch's chips and hands each pair to `emit` (with the patch's index), reading
+/// the images once, top to bottom: chip windows are taken in order of their top row, a batch
+/// per block row, from row bands held by a [`StripReader`], so each tile is decoded once
+/// however many chips overlap it, and each batch is rendered in parallel. A window taller than
+/// [`MAX_HELD_ROWS`] block rows is read on its own (holding that many rows of the whole width
+/// would cost more memory than decoding its tiles again).
+fn render_in_row_order(
+    scene: &Scene,
+    patches: &[Patch],
+    wins: &[Window],
+    gt: gdal::GeoTransform,
+    metres: &[Option<f64>],
+    emit: &(dyn Fn(usize, (RgbImage, RgbImage)) -> Result<()> + Sync),
+) -> Result<()> {
+    let bs = scene.model().detect.block_size.max(1);
+    let mut order: Vec<usize> = (0..patches.len()).collect();
+    order.sort_by_key(|&i| (wins[i].y, i));
+    let (tall, held): (Vec<usize>, Vec<usize>) = order.into_iter().partition(|&i| wins[i].h > MAX_HELD_ROWS * bs);
+    let block_row = |i: usize| wins[i].y.div_euclid(bs as isize);
+    let mut reader = StripReader::new(scene, 0, bs);
+    for batch in held.chunk_by(|&a, &b| block_row(a) == block_row(b)) {
+        let top = wins[batch[0]].y;
+        let bottom = batch
+            .iter()
+            .map(|&i| wins[i].y + wins[i].h as isize)
+            .max()
+            .unwrap_or(top);
+        let rows = reader.hold_rows(Window::new(0, top, scene.width(), (bottom - top).max(0) as usize))?;
+        batch.par_iter().try_for_each(|&i| {
+            let pair = scene.read_pair_held(&rows, wins[i]);
+            emit(i, render_pair(&pair, &patches[i], wins[i], gt, metres[i]))
+        })?;
+    }
+    tall.par_iter().try_for_each(|&i| {
+        let pair = scene.read_pair(wins[i])?;
+        emit(i, render_pair(&pair, &patches[i], wins[i], gt, metres[i]))
+    })
 }
 
 /// The square window read around a patch's pixel box.
@@ -83,17 +128,16 @@ pub fn chip_scale(window_px: usize) -> f64 {
     }
 }
 
-/// Renders both chips of one patch.
+/// Renders both chips of one patch from its window `win` of the pair.
 pub fn render_pair(
-    scene: &Scene,
+    pair: &PairWindow,
     p: &Patch,
+    win: Window,
     gt: gdal::GeoTransform,
     m_per_px: Option<f64>,
-) -> Result<(RgbImage, RgbImage)> {
-    let win = chip_window(p.pixel_box);
-    let pair = scene.read_pair(win)?;
+) -> (RgbImage, RgbImage) {
     let scale = chip_scale(win.w);
-    let stretch = Stretch::from_pair(&pair);
+    let stretch = Stretch::from_pair(pair);
     let ring_px = outline_in_chip(&p.shape, gt, win, scale);
     let mut out = Vec::with_capacity(2);
     for bands in [&pair.before, &pair.after] {
@@ -106,7 +150,7 @@ pub fn render_pair(
     }
     let after = out.pop().unwrap_or_default();
     let before = out.pop().unwrap_or_default();
-    Ok((before, after))
+    (before, after)
 }
 
 /// Per-channel 2nd and 98th percentiles of R, G, B over the valid pixels of both dates.
@@ -355,7 +399,7 @@ pub fn write_png(path: &Path, img: &RgbImage) -> Result<()> {
     image::codecs::png::PngEncoder::new(&mut bytes)
         .write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)
         .map_err(|e| Error::Other(format!("{}: cannot encode PNG: {e}", path.display())))?;
-    atomic::write_file(path, &bytes)
+    atomic::write_staged(path, &bytes)
 }
 
 #[cfg(test)]
