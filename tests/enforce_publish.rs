@@ -58,14 +58,13 @@ fn export(dir: &Path, grid_epsg: u32, enc: DbfEncoding) {
         after_date: Some("2024-09-01".into()),
     };
     let props = geojson::properties(&p, (108.3, 22.9), &facts);
-    let crs = ExportCrs::for_grid(Some(&wkt(grid_epsg))).unwrap();
     exports::write_all(
         dir,
         &[Row {
             patch: &p,
             properties: &props,
         }],
-        &crs,
+        Some(&wkt(grid_epsg)),
         enc,
     )
     .unwrap();
@@ -148,7 +147,7 @@ fn utf8_shapefile_and_non_cgcs_grid_goes_to_4490() {
             patch: &utm,
             properties: &props,
         }],
-        &crs,
+        Some(&wkt(32649)),
         DbfEncoding::Utf8,
     )
     .unwrap();

@@ -165,8 +165,15 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
         stages.lap("chips");
     }
     let published = publishable(&scene, &patches, &model, req)?;
-    write_patches(staging.path(), &published)?;
-    write_exports(staging.path(), &scene, &patches, &published, req)?;
+    // GeoJSON on its own thread beside the GIS exports.
+    std::thread::scope(|sc| {
+        let geojson = sc.spawn(|| write_patches(staging.path(), &published));
+        let exports = write_exports(staging.path(), &scene, &patches, &published, req);
+        let geojson = geojson
+            .join()
+            .unwrap_or_else(|_| Err(Error::Other("the GeoJSON writer stopped unexpectedly".into())));
+        geojson.and(exports)
+    })?;
     stages.lap("write");
     let checksums = checksums
         .join()
@@ -464,7 +471,7 @@ fn write_exports(
         .map(|(patch, properties)| exports::Row { patch, properties })
         .collect();
     let crs = exports::ExportCrs::for_grid(wkt)?;
-    exports::write_all(dir, &rows, &crs, req.dbf_encoding)?;
+    exports::write_all(dir, &rows, wkt, req.dbf_encoding)?;
     tracing::info!(crs = %crs.label, "wrote patches.gpkg and patches_shp/");
     Ok(())
 }
