@@ -89,10 +89,10 @@ pub fn run(
     let change = create_grid_tiff(scene, change_path, 2, &["COMPRESS=ZSTD", "ZSTD_LEVEL=1"])?;
     let strips = strip_rows(&blocks);
     // Three stages overlap: a reader decodes the next strip, the rayon pool processes this one,
-    // a writer compresses and labels the previous one. Rendezvous channels keep at most one
-    // strip waiting at each hand-over, so memory stays a few strips.
-    let (to_compute, from_reader) = std::sync::mpsc::sync_channel::<Result<HeldPair>>(0);
-    let (to_writer, from_compute) = std::sync::mpsc::sync_channel::<Vec<BlockOut>>(0);
+    // a writer compresses and labels the previous one. Each hand-over holds at most one strip
+    // waiting (a little slack for uneven strips), so memory stays a few strips.
+    let (to_compute, from_reader) = std::sync::mpsc::sync_channel::<Result<HeldPair>>(1);
+    let (to_writer, from_compute) = std::sync::mpsc::sync_channel::<Vec<BlockOut>>(1);
     let total_blocks = blocks.len();
     std::thread::scope(|sc| {
         let strips_r = strips.clone();

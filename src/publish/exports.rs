@@ -193,10 +193,20 @@ pub fn is_cgcs2000_projected(srs: &SpatialRef) -> bool {
 /// Writes `dir/patches.gpkg` (layer `patches`) and `dir/patches_shp/patches.shp`.
 /// The GeoPackage is written on its own thread beside the shapefile (each with its own CRS
 /// objects: GDAL's are not shared between threads).
-pub fn write_all(dir: &Path, rows: &[Row], grid_wkt: Option<&str>, encoding: DbfEncoding) -> Result<(PathBuf, PathBuf)> {
+pub fn write_all(
+    dir: &Path,
+    rows: &[Row],
+    grid_wkt: Option<&str>,
+    encoding: DbfEncoding,
+) -> Result<(PathBuf, PathBuf)> {
     let (gpkg, shp) = std::thread::scope(|sc| {
         let gpkg = sc.spawn(|| write_gpkg(&dir.join("patches.gpkg"), rows, &ExportCrs::for_grid(grid_wkt)?));
-        let shp = write_shapefile(&dir.join("patches_shp"), rows, &ExportCrs::for_grid(grid_wkt)?, encoding);
+        let shp = write_shapefile(
+            &dir.join("patches_shp"),
+            rows,
+            &ExportCrs::for_grid(grid_wkt)?,
+            encoding,
+        );
         let gpkg = gpkg
             .join()
             .unwrap_or_else(|_| Err(Error::Other("the GeoPackage writer stopped unexpectedly".into())));
