@@ -98,7 +98,8 @@ pub struct DetectParams {
 #[serde(deny_unknown_fields)]
 pub struct FilmParams {
     pub enabled: bool,
-    /// Mean reflectance gain above this …
+    /// Mean reflectance gain above this … (these two thresholds also decide, path on or off,
+    /// which pixels count towards the `film_frac_after` feature)
     pub min_brightening: f32,
     /// … with the after spectrum flatter than this (1 = white-grey).
     pub min_flatness: f32,

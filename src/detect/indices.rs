@@ -106,35 +106,6 @@ fn plane(all: &[f32], n: usize, k: usize) -> &[f32] {
     all.get(k * n..(k + 1) * n).unwrap_or(&[])
 }
 
-/// `f` of two band planes, element by element, as a 2-D array. Whole-plane loops vectorise;
-/// gathering each pixel's band vector does not.
-fn zip_planes(bands: &Array3<f32>, a: usize, b: usize, f: impl Fn(f32, f32) -> f32) -> Array2<f32> {
-    let (_, h, w) = bands.dim();
-    let bands = bands.as_standard_layout();
-    let all = bands.as_slice().unwrap_or(&[]);
-    let (pa, pb) = (plane(all, h * w, a), plane(all, h * w, b));
-    let out: Vec<f32> = pa.iter().zip(pb).map(|(&x, &y)| f(x, y)).collect();
-    Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::zeros((h, w)))
-}
-
-/// [`vegetation`] of every pixel.
-pub fn vegetation_plane(bands: &Array3<f32>) -> Array2<f32> {
-    if bands.len_of(ndarray::Axis(0)) > NIR {
-        zip_planes(bands, NIR, RED, nd)
-    } else {
-        let red_blue = zip_planes(bands, RED, BLUE, |r, b| r + b);
-        let green = bands.index_axis(ndarray::Axis(0), GREEN);
-        let mut out = red_blue;
-        Zip::from(&mut out).and(&green).for_each(|o, &g| *o = nd(2.0 * g, *o));
-        out
-    }
-}
-
-/// [`water`] of every pixel (needs NIR).
-pub fn water_plane(bands: &Array3<f32>) -> Option<Array2<f32>> {
-    (bands.len_of(ndarray::Axis(0)) > NIR).then(|| zip_planes(bands, GREEN, NIR, nd))
-}
-
 /// [`brightness`] of every pixel, bands added in the same order.
 pub fn brightness_plane(bands: &Array3<f32>) -> Array2<f32> {
     let (c, h, w) = bands.dim();
@@ -148,30 +119,6 @@ pub fn brightness_plane(bands: &Array3<f32>) -> Array2<f32> {
     Array2::from_shape_vec((h, w), sum).unwrap_or_else(|_| Array2::zeros((h, w)))
 }
 
-/// [`flatness`] of every pixel, given its [`brightness_plane`] (the mean), in the same order of
-/// operations.
-pub fn flatness_plane(bands: &Array3<f32>, bright: &Array2<f32>) -> Array2<f32> {
-    let (c, h, w) = bands.dim();
-    let std = bands.as_standard_layout();
-    let all = std.as_slice().unwrap_or(&[]);
-    let (mut lo, mut hi) = (vec![f32::INFINITY; h * w], vec![f32::NEG_INFINITY; h * w]);
-    for k in 0..c {
-        for ((l, u), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(plane(all, h * w, k)) {
-            *l = l.min(v);
-            *u = u.max(v);
-        }
-    }
-    let bright = bright.as_standard_layout();
-    for ((l, &u), &mean) in lo.iter_mut().zip(&hi).zip(bright.iter()) {
-        *l = if mean <= EPS {
-            0.0
-        } else {
-            (1.0 - (u - *l) / mean).clamp(0.0, 1.0)
-        };
-    }
-    Array2::from_shape_vec((h, w), lo).unwrap_or_else(|_| Array2::zeros((h, w)))
-}
-
 /// The vegetation index and (with NIR) NDWI of one date, computed once per window and shared
 /// by the change evidence, the gate, the texture paths and the patch features.
 pub struct DateIndices {
@@ -181,10 +128,7 @@ pub struct DateIndices {
 
 impl DateIndices {
     pub fn of(bands: &Array3<f32>) -> Self {
-        Self {
-            vi: vegetation_plane(bands),
-            wi: water_plane(bands),
-        }
+        DateLayers::of(bands, false).ix
     }
 }
 
@@ -198,8 +142,8 @@ pub struct DateLayers {
 impl DateLayers {
     /// All layers in one sweep over the bands, row by row, so each band row is read from
     /// memory once while the layers are made from it in cache. Values are those of
-    /// [`vegetation_plane`], [`water_plane`], [`brightness_plane`] and [`flatness_plane`], bit
-    /// for bit (same operations in the same order).
+    /// [`vegetation`], [`water`], [`brightness_plane`] and [`flatness`] of each pixel, bit for bit
+    /// (same operations in the same order; the tests hold them to plane-wise references).
     pub fn of(bands: &Array3<f32>, with_flatness: bool) -> Self {
         let (c, h, w) = bands.dim();
         let std = bands.as_standard_layout();
@@ -439,6 +383,60 @@ mod tests {
                 assert_eq!(std3_at(a.as_slice().unwrap(), h, w, y, x), got, "{h}x{w} at ({y},{x})");
             }
         }
+    }
+
+    // Plane-wise reference implementations of the per-pixel indices, for the one-sweep layers.
+
+    /// `f` of two band planes, element by element, as a 2-D array.
+    fn zip_planes(bands: &Array3<f32>, a: usize, b: usize, f: impl Fn(f32, f32) -> f32) -> Array2<f32> {
+        let (_, h, w) = bands.dim();
+        let bands = bands.as_standard_layout();
+        let all = bands.as_slice().unwrap_or(&[]);
+        let (pa, pb) = (plane(all, h * w, a), plane(all, h * w, b));
+        let out: Vec<f32> = pa.iter().zip(pb).map(|(&x, &y)| f(x, y)).collect();
+        Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::zeros((h, w)))
+    }
+
+    /// [`vegetation`] of every pixel.
+    fn vegetation_plane(bands: &Array3<f32>) -> Array2<f32> {
+        if bands.len_of(ndarray::Axis(0)) > NIR {
+            zip_planes(bands, NIR, RED, nd)
+        } else {
+            let red_blue = zip_planes(bands, RED, BLUE, |r, b| r + b);
+            let green = bands.index_axis(ndarray::Axis(0), GREEN);
+            let mut out = red_blue;
+            Zip::from(&mut out).and(&green).for_each(|o, &g| *o = nd(2.0 * g, *o));
+            out
+        }
+    }
+
+    /// [`water`] of every pixel (needs NIR).
+    fn water_plane(bands: &Array3<f32>) -> Option<Array2<f32>> {
+        (bands.len_of(ndarray::Axis(0)) > NIR).then(|| zip_planes(bands, GREEN, NIR, nd))
+    }
+
+    /// [`flatness`] of every pixel, given its [`brightness_plane`] (the mean), in the same order of
+    /// operations.
+    fn flatness_plane(bands: &Array3<f32>, bright: &Array2<f32>) -> Array2<f32> {
+        let (c, h, w) = bands.dim();
+        let std = bands.as_standard_layout();
+        let all = std.as_slice().unwrap_or(&[]);
+        let (mut lo, mut hi) = (vec![f32::INFINITY; h * w], vec![f32::NEG_INFINITY; h * w]);
+        for k in 0..c {
+            for ((l, u), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(plane(all, h * w, k)) {
+                *l = l.min(v);
+                *u = u.max(v);
+            }
+        }
+        let bright = bright.as_standard_layout();
+        for ((l, &u), &mean) in lo.iter_mut().zip(&hi).zip(bright.iter()) {
+            *l = if mean <= EPS {
+                0.0
+            } else {
+                (1.0 - (u - *l) / mean).clamp(0.0, 1.0)
+            };
+        }
+        Array2::from_shape_vec((h, w), lo).unwrap_or_else(|_| Array2::zeros((h, w)))
     }
 
     #[test]

@@ -485,12 +485,8 @@ impl Scene {
             .collect::<Result<_>>()?;
         let mut out = Vec::with_capacity(wins.len());
         for (&w, (b, a)) in wins.iter().zip(read) {
-            let px = match b.window(w) {
-                Some(px) => px,
-                None => self
-                    .before_pool
-                    .with(|ds| raster::read_window(ds, &self.before, &idx, w, self.scale_before))?,
-            };
+            // The rectangle read holds `w` (see `rect_for`).
+            let px = HeldPixels::cut(&[&b], w);
             kept.0.keep(b);
             kept.1.keep(Arc::clone(&a));
             out.push((px, a));

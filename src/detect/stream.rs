@@ -279,7 +279,7 @@ fn process_block(
     stats.observed = observed.iter().filter(|&&o| o).count() as u64;
     stats.unobserved = stats.pixels - stats.observed;
     stats.changed = class.iter().filter(|&&c| c == CLASS_CHANGED).count() as u64;
-    let values = changed_pixel_values(&pair, &layers, &crowns, &class, halo);
+    let values = changed_pixel_values(&pair, &layers, &crowns, &class, halo, &scene.model().detect.film);
     Ok(BlockOut {
         win,
         values,
@@ -312,6 +312,7 @@ fn changed_pixel_values(
     crowns: &CrownLayers,
     class: &Array2<u8>,
     halo: usize,
+    film: &FilmParams,
 ) -> Vec<[f32; PIXEL_VALUES]> {
     let (_, h, w) = pair.before.dim();
     let (bright_b, bright_a) = (as_flat(&l.bright_before), as_flat(&l.bright_after));
@@ -334,6 +335,7 @@ fn changed_pixel_values(
             vtex,
             btex,
             ctex,
+            film,
         ));
     }
     out

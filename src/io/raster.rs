@@ -4,7 +4,7 @@
 use crate::{Error, Result};
 use gdal::raster::GdalDataType;
 use gdal::{Dataset, GeoTransform};
-use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3};
+use ndarray::{s, Array2, Array3, ArrayView3};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -170,72 +170,39 @@ pub struct Pixels {
 
 /// Reads `bands` (1-based GDAL band numbers, in the order wanted) over `win`, scaled by `scale`.
 pub fn read_window(ds: &Dataset, info: &RasterInfo, bands: &[usize], win: Window, scale: f32) -> Result<Pixels> {
-    let Some(inner) = clip(win, info.width, info.height) else {
-        return Ok(Pixels {
-            bands: Array3::zeros((bands.len(), win.h, win.w)),
-            valid: Array2::from_elem((win.h, win.w), false),
-        });
-    };
-    let raw = read_bands(ds, info, bands, inner)?;
-    let mut raw = Array3::from_shape_vec((bands.len(), inner.h, inner.w), raw)
-        .map_err(|e| Error::Other(format!("{}: unexpected buffer shape: {e}", info.path.display())))?;
-    let mut inner_valid = Array2::from_elem((inner.h, inner.w), true);
-    let nodata: Vec<Option<f64>> = bands
-        .iter()
-        .map(|&b| info.nodata.get(b - 1).copied().flatten())
-        .collect();
-    let is_float = matches!(info.data_type, GdalDataType::Float32 | GdalDataType::Float64);
-    // Integer pixels are always finite: without nodata there is nothing to check.
-    if is_float || nodata.iter().any(Option::is_some) {
-        for (band, nd) in raw.outer_iter().zip(&nodata) {
-            ndarray::Zip::from(&mut inner_valid).and(&band).for_each(|v, &x| {
-                if !x.is_finite() || nd.is_some_and(|nd| (x as f64 - nd).abs() < 1e-9) {
-                    *v = false;
-                }
-            });
-        }
-    }
-    raw.mapv_inplace(|v| v * scale);
-    if inner == win {
-        return Ok(Pixels {
-            bands: raw,
-            valid: inner_valid,
-        });
-    }
-    let (ox, oy) = ((inner.x - win.x) as usize, (inner.y - win.y) as usize);
-    let mut out = Array3::<f32>::zeros((bands.len(), win.h, win.w));
-    let mut valid = Array2::<bool>::from_elem((win.h, win.w), false);
-    out.slice_mut(s![.., oy..oy + inner.h, ox..ox + inner.w]).assign(&raw);
-    valid
-        .slice_mut(s![oy..oy + inner.h, ox..ox + inner.w])
-        .assign(&inner_valid);
+    let (mut out, valid) = read_padded::<f32>(ds, info, bands, win, gdal_sys::GDALDataType::GDT_Float32)?;
+    out.mapv_inplace(|v| v * scale);
     Ok(Pixels { bands: out, valid })
 }
 
-/// All `bands` over `win` (inside the raster) in one dataset-level request, band-sequential
-/// `f32`: GDAL then decodes each pixel-interleaved tile once for all bands, and with
-/// `GDAL_NUM_THREADS` set it decodes the tiles of a large request in parallel.
-fn read_bands(ds: &Dataset, info: &RasterInfo, bands: &[usize], win: Window) -> Result<Vec<f32>> {
-    let mut buf = vec![0.0f32; bands.len() * win.w * win.h];
-    raster_io(ds, info, bands, win, &mut buf, gdal_sys::GDALDataType::GDT_Float32)?;
-    Ok(buf)
-}
-
-/// One dataset-level read of `bands` over `win` into `buf`, band-sequential, as `ty` (which
-/// must be the GDAL type of `T`).
-fn raster_io<T: Copy>(
+/// `bands` over `win` as stored in type `T` (GDAL type `ty`), band-sequential, with the valid
+/// mask: pixels outside the raster are 0 and not valid, nodata (and non-finite floats) not valid.
+fn read_padded<T: Copy + Default + Into<f64>>(
     ds: &Dataset,
     info: &RasterInfo,
     bands: &[usize],
     win: Window,
-    buf: &mut [T],
     ty: gdal_sys::GDALDataType::Type,
-) -> Result<()> {
-    raster_io_into(ds, info, bands, win, (buf, win.w, win.h), (0, 0), ty)
+) -> Result<(Array3<T>, Array2<bool>)> {
+    let mut out = Array3::<T>::default((bands.len(), win.h, win.w));
+    let mut valid = Array2::<bool>::from_elem((win.h, win.w), false);
+    if let Some(inner) = clip(win, info.width, info.height) {
+        let (ox, oy) = ((inner.x - win.x) as usize, (inner.y - win.y) as usize);
+        let buf = out.as_slice_mut().unwrap_or(&mut []);
+        raster_io_into(ds, info, bands, inner, (buf, win.w, win.h), (ox, oy), ty)?;
+        let (rows, cols) = (oy..oy + inner.h, ox..ox + inner.w);
+        let mut inner_valid = valid.slice_mut(s![rows.clone(), cols.clone()]);
+        inner_valid.fill(true);
+        mark_invalid(inner_valid, out.slice(s![.., rows, cols]), info, bands);
+    }
+    Ok((out, valid))
 }
 
-/// [`raster_io`] into a larger band-sequential buffer of `buf_w × buf_h` planes, the window's
-/// upper-left pixel landing at `at` (column, row): GDAL writes each row in place, no copy.
+/// One dataset-level read of `bands` over `win` (inside the raster), as `ty` (which must be the
+/// GDAL type of `T`), into a band-sequential buffer of `buf_w × buf_h` planes, the window's
+/// upper-left pixel landing at `at` (column, row): GDAL writes each row in place, no copy. GDAL
+/// then decodes each pixel-interleaved tile once for all bands, and with `GDAL_NUM_THREADS` set
+/// it decodes the tiles of a large request in parallel.
 fn raster_io_into<T: Copy>(
     ds: &Dataset,
     info: &RasterInfo,
@@ -340,18 +307,7 @@ impl HeldPixels {
                 scale: 1.0,
             });
         }
-        let mut samples = Array3::<u16>::zeros((bands.len(), win.h, win.w));
-        let mut valid = Array2::from_elem((win.h, win.w), false);
-        if let Some(inner) = clip(win, info.width, info.height) {
-            let (ox, oy) = ((inner.x - win.x) as usize, (inner.y - win.y) as usize);
-            let buf = samples.as_slice_mut().unwrap_or(&mut []);
-            let ty = gdal_sys::GDALDataType::GDT_UInt16;
-            raster_io_into(ds, info, bands, inner, (buf, win.w, win.h), (ox, oy), ty)?;
-            let (rows, cols) = (oy..oy + inner.h, ox..ox + inner.w);
-            let mut inner_valid = valid.slice_mut(s![rows.clone(), cols.clone()]);
-            inner_valid.fill(true);
-            mark_nodata(inner_valid, samples.slice(s![.., rows, cols]), info, bands);
-        }
+        let (samples, valid) = read_padded::<u16>(ds, info, bands, win, gdal_sys::GDALDataType::GDT_UInt16)?;
         Ok(Self {
             win,
             samples: Samples::U16(samples),
@@ -410,16 +366,27 @@ impl HeldPixels {
     }
 }
 
-/// Clears `valid` where any band of `raw` holds its band's nodata value.
-fn mark_nodata(mut valid: ndarray::ArrayViewMut2<bool>, raw: ArrayView3<u16>, info: &RasterInfo, bands: &[usize]) {
+/// Clears `valid` where any band of `raw` holds its band's nodata value or, for floating-point
+/// images, a value that is not finite (integer samples always are: without nodata there is
+/// nothing to check).
+fn mark_invalid<T: Copy + Into<f64>>(
+    mut valid: ndarray::ArrayViewMut2<bool>,
+    raw: ArrayView3<T>,
+    info: &RasterInfo,
+    bands: &[usize],
+) {
+    let is_float = matches!(info.data_type, GdalDataType::Float32 | GdalDataType::Float64);
     for (&b, band) in bands.iter().zip(raw.outer_iter()) {
-        if let Some(nd) = info.nodata.get(b - 1).copied().flatten() {
-            ndarray::Zip::from(&mut valid).and(&band).for_each(|v, &x| {
-                if (x as f64 - nd).abs() < 1e-9 {
-                    *v = false;
-                }
-            });
+        let nodata = info.nodata.get(b - 1).copied().flatten();
+        if nodata.is_none() && !is_float {
+            continue;
         }
+        ndarray::Zip::from(&mut valid).and(&band).for_each(|v, &x| {
+            let x: f64 = x.into();
+            if !x.is_finite() || nodata.is_some_and(|nd| (x - nd).abs() < 1e-9) {
+                *v = false;
+            }
+        });
     }
 }
 
@@ -478,35 +445,6 @@ pub fn intersect(a: Window, b: Window) -> Option<Window> {
     let x1 = (a.x + a.w as isize).min(b.x + b.w as isize);
     let y1 = (a.y + a.h as isize).min(b.y + b.h as isize);
     (x1 > x0 && y1 > y0).then(|| Window::new(x0, y0, (x1 - x0) as usize, (y1 - y0) as usize))
-}
-
-/// An owned copy of a 2-D view, row by row (`to_owned` on a strided view goes element by
-/// element, which shows in profiles of the block loop).
-pub fn copy2<T: Copy + Default>(v: ArrayView2<T>) -> Array2<T> {
-    let (h, w) = v.dim();
-    let mut out = Vec::with_capacity(h * w);
-    for row in v.rows() {
-        match row.as_slice() {
-            Some(r) => out.extend_from_slice(r),
-            None => out.extend(row.iter().copied()),
-        }
-    }
-    Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::default((h, w)))
-}
-
-/// [`copy2`] for each band of a band-major 3-D view.
-pub fn copy3<T: Copy + Default>(v: ArrayView3<T>) -> Array3<T> {
-    let (c, h, w) = v.dim();
-    let mut out = Vec::with_capacity(c * h * w);
-    for band in v.outer_iter() {
-        for row in band.rows() {
-            match row.as_slice() {
-                Some(r) => out.extend_from_slice(r),
-                None => out.extend(row.iter().copied()),
-            }
-        }
-    }
-    Array3::from_shape_vec((c, h, w), out).unwrap_or_else(|_| Array3::default((c, h, w)))
 }
 
 /// The part of `win` inside a `width` × `height` raster, or `None` if they do not meet.

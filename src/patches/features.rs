@@ -3,6 +3,7 @@
 //! pixels (all observed on both dates), summed during the streaming pass.
 
 use crate::detect::indices::{brightness, flatness, vegetation, water, BLUE, RED};
+use crate::model::FilmParams;
 use std::collections::BTreeMap;
 
 /// Every feature a model rule may name.
@@ -45,9 +46,17 @@ pub const PIXEL_VALUES: usize = 17;
 /// brightness, flatness and NDWI before and after, open water after, blue/red after, and the
 /// 3×3 texture of the vegetation index and of brightness before and after, and the crown texture
 /// of the vegetation index before and after (tree crowns, not field edges or ridges; see
-/// [`crate::detect::texture`]). `b` and `a` are the pixel's band vectors; NDWI entries are 0
-/// without NIR.
-pub fn pixel_values(b: &[f32], a: &[f32], vtex: (f32, f32), btex: (f32, f32), ctex: (f32, f32)) -> [f32; PIXEL_VALUES] {
+/// [`crate::detect::texture`]), and whether the pixel turned to plastic film by the film path's
+/// thresholds (`film`; counts towards `film_frac_after`). `b` and `a` are the pixel's band
+/// vectors; NDWI entries are 0 without NIR.
+pub fn pixel_values(
+    b: &[f32],
+    a: &[f32],
+    vtex: (f32, f32),
+    btex: (f32, f32),
+    ctex: (f32, f32),
+    film: &FilmParams,
+) -> [f32; PIXEL_VALUES] {
     let ndwi_a = water(a).unwrap_or(0.0);
     let (bright_b, bright_a, flat_a) = (brightness(b), brightness(a), flatness(a));
     [
@@ -67,18 +76,13 @@ pub fn pixel_values(b: &[f32], a: &[f32], vtex: (f32, f32), btex: (f32, f32), ct
         btex.1,
         ctex.0,
         ctex.1,
-        if bright_a - bright_b > FILM_MIN_BRIGHTENING && flat_a > FILM_MIN_FLATNESS {
+        if bright_a - bright_b > film.min_brightening && flat_a > film.min_flatness {
             1.0
         } else {
             0.0
         },
     ]
 }
-
-/// A pixel that turned much brighter and spectrally flat (white-grey), as plastic film over a
-/// field does, counts towards `film_frac_after`.
-const FILM_MIN_BRIGHTENING: f32 = 0.2;
-const FILM_MIN_FLATNESS: f32 = 0.75;
 
 /// Sums of [`pixel_values`] over a patch's pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -161,7 +165,14 @@ mod tests {
         let roof = [0.23f32, 0.205, 0.15, 0.165];
         let mut sums = PixelSums::default();
         for _ in 0..16 {
-            sums.add(&pixel_values(&field, &roof, (0.01, 0.01), (0.0, 0.02), (0.0, 0.0)));
+            sums.add(&pixel_values(
+                &field,
+                &roof,
+                (0.01, 0.01),
+                (0.0, 0.02),
+                (0.0, 0.0),
+                &FilmParams::default(),
+            ));
         }
         let f = summarise(&sums, true, 64.0, std::f64::consts::PI / 4.0);
         assert!(f["d_vi"] < -0.5 && f["d_bright"] > 0.03, "{f:?}");
@@ -186,6 +197,7 @@ mod tests {
             (0.0, 0.0),
             (0.0, 0.0),
             (0.0, 0.0),
+            &FilmParams::default(),
         ));
         b.add(&pixel_values(
             &[0.3, 0.3, 0.3, 0.3],
@@ -193,6 +205,7 @@ mod tests {
             (0.0, 0.0),
             (0.0, 0.0),
             (0.0, 0.0),
+            &FilmParams::default(),
         ));
         a.merge(&b);
         let f = summarise(&a, true, 1.0, 1.0);
@@ -219,7 +232,14 @@ mod tests {
             for y in 2..n - 2 {
                 for x in 2..n - 2 {
                     let ctex = (c.before[(y, x)], c.after[(y, x)]);
-                    sums.add(&pixel_values(&soil, &after(y, x), (0.0, 0.0), (0.0, 0.0), ctex));
+                    sums.add(&pixel_values(
+                        &soil,
+                        &after(y, x),
+                        (0.0, 0.0),
+                        (0.0, 0.0),
+                        ctex,
+                        &FilmParams::default(),
+                    ));
                 }
             }
             summarise(&sums, true, 576.0, 0.8)

@@ -32,8 +32,9 @@ pub const MAX_OUTPUT_PX: usize = 512;
 const OUTLINE: Rgb<u8> = Rgb([255, 230, 0]);
 const NO_DATA: Rgb<u8> = Rgb([40, 40, 40]);
 
-/// Writes `dir/chips/<id>_before.png` and `_after.png` (`dir` being a [`atomic::StagingDir`]) for every patch and sets `Patch.chips`
-/// to those paths relative to `dir`. Returns how many pairs were written.
+/// Writes `dir/chips/<id>_before.png` and `_after.png` for every patch (`dir` being a
+/// [`atomic::StagingDir`]) and sets `Patch.chips` to those paths relative to `dir`. Returns
+/// how many pairs were written.
 pub fn write_all(dir: &Path, scene: &Scene, patches: &mut [Patch], areas: &AreaCalc) -> Result<usize> {
     let chips = dir.join("chips");
     std::fs::create_dir_all(&chips).map_err(|e| Error::io(&chips, "cannot create the chips folder", e))?;
