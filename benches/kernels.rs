@@ -32,6 +32,20 @@ fn kernels(c: &mut Criterion) {
     c.bench_function("neighbourhood_distance r=1 512x512x6", |bch| {
         bch.iter(|| evidence::distance_of_planes(black_box(&sa), black_box(&sb), &valid, 1))
     });
+    c.bench_function("local_std3 512x512", |bch| {
+        bch.iter(|| indices::local_std3(black_box(&ia.vi)))
+    });
+    c.bench_function("date layers 512x512x4", |bch| {
+        bch.iter(|| indices::DateLayers::of(black_box(&a), true))
+    });
+    let model = landwatch::model::Model::load_or_builtin(None).expect("built-in model");
+    let layers = landwatch::detect::gate::BlockLayers::new(&a, &b);
+    c.bench_function("block layers 512x512x4", |bch| {
+        bch.iter(|| landwatch::detect::gate::BlockLayers::new(black_box(&a), black_box(&b)))
+    });
+    c.bench_function("change-of-use gate 512x512", |bch| {
+        bch.iter(|| landwatch::detect::gate::change_of_use(black_box(&b), &layers, &model.detect.gate))
+    });
     let mask = a.index_axis(ndarray::Axis(0), 0).mapv(|v| v > 0.2);
     c.bench_function("open+close r=1 512x512", |bch| {
         bch.iter(|| morphology::close(&morphology::open(black_box(&mask), 1), 1))

@@ -146,8 +146,6 @@ pub fn shift_cropped(
     let vstd = valid.as_standard_layout();
     let vs = vstd.as_slice().unwrap_or(&[]);
     let (plane, out_plane) = (h * w, oh * ow);
-    let mut out = vec![0.0f32; c * out_plane];
-    let mut ok = vec![false; out_plane];
     // The shift is the same for every pixel, so the integer part and the weights are too.
     let (ix, iy) = (dx.floor() as isize, dy.floor() as isize);
     let (fx, fy) = ((dx - dx.floor()) as f32, (dy - dy.floor()) as f32);
@@ -155,28 +153,46 @@ pub fn shift_cropped(
     // Input columns whose four taps lie inside the array, then the output columns they give.
     let (xa, xb) = ((-ix).max(0) as usize, ((w as isize - 1 - ix).max(0) as usize).min(w));
     let (xa, xb) = (xa.max(crop) - crop, (xb.max(crop) - crop).min(ow));
-    for y in 0..oh {
+    let n = xb.saturating_sub(xa);
+    // Per output row: the input offset of its top-left tap, when the row has taps inside.
+    let tap_of = |y: usize| {
         let y0 = (y + crop) as isize + iy;
-        if y0 < 0 || y0 + 1 >= h as isize || xb <= xa {
-            continue;
-        }
-        let o = y * ow + xa;
-        let n = xb - xa;
-        let p00 = (y0 * w as isize + (xa + crop) as isize + ix) as usize;
-        let (top, bottom) = (&vs[p00..p00 + n + 1], &vs[p00 + w..p00 + w + n + 1]);
-        for (j, ok) in ok[o..o + n].iter_mut().enumerate() {
-            *ok = top[j] & top[j + 1] & bottom[j] & bottom[j + 1];
-        }
-        // Row by row and band by band, in the same order of operations per pixel as a sum over
-        // the four taps, so the loop vectorises and the values do not change.
-        for k in 0..c {
-            let s = &src[k * plane..(k + 1) * plane];
-            let (t, b) = (&s[p00..p00 + n + 1], &s[p00 + w..p00 + w + n + 1]);
-            let dst = &mut out[k * out_plane + o..k * out_plane + o + n];
-            for (j, d) in dst.iter_mut().enumerate() {
-                let v = t[j] * weights[0] + t[j + 1] * weights[1] + b[j] * weights[2] + b[j + 1] * weights[3];
-                *d = if ok[o + j] { v } else { 0.0 };
+        (y0 >= 0 && y0 + 1 < h as isize && n > 0).then(|| (y0 * w as isize + (xa + crop) as isize + ix) as usize)
+    };
+    let mut ok = vec![false; out_plane];
+    for y in 0..oh {
+        if let Some(p00) = tap_of(y) {
+            let (top, bottom) = (&vs[p00..p00 + n + 1], &vs[p00 + w..p00 + w + n + 1]);
+            for (j, ok) in ok[y * ow + xa..y * ow + xb].iter_mut().enumerate() {
+                *ok = top[j] & top[j + 1] & bottom[j] & bottom[j + 1];
             }
+        }
+    }
+    // Band by band and row by row, appended (no zeroing pass first), in the same order of
+    // operations per pixel as a sum over the four taps, so the loop vectorises and the values
+    // do not change.
+    let mut out = Vec::with_capacity(c * out_plane);
+    for k in 0..c {
+        let s = &src[k * plane..(k + 1) * plane];
+        for y in 0..oh {
+            let Some(p00) = tap_of(y) else {
+                out.extend(std::iter::repeat_n(0.0f32, ow));
+                continue;
+            };
+            let (t, b) = (&s[p00..p00 + n + 1], &s[p00 + w..p00 + w + n + 1]);
+            let okr = &ok[y * ow + xa..y * ow + xb];
+            out.extend(std::iter::repeat_n(0.0f32, xa));
+            out.extend(t[..n].iter().zip(&t[1..]).zip(b[..n].iter().zip(&b[1..])).zip(okr).map(
+                |(((&t0, &t1), (&b0, &b1)), &ok)| {
+                    let v = t0 * weights[0] + t1 * weights[1] + b0 * weights[2] + b1 * weights[3];
+                    if ok {
+                        v
+                    } else {
+                        0.0
+                    }
+                },
+            ));
+            out.extend(std::iter::repeat_n(0.0f32, ow - xb));
         }
     }
     let bands = Array3::from_shape_vec((c, oh, ow), out).unwrap_or_else(|_| Array3::zeros((c, oh, ow)));
@@ -297,6 +313,52 @@ mod tests {
                 ok.slice(s![crop..crop + h, crop..crop + w]),
                 "({dx}, {dy}) crop {crop}"
             );
+        }
+    }
+
+    /// The shifted value at one output pixel, written out tap by tap: the four bilinear taps
+    /// (in the order the kernel sums them), or 0 with `false` when a tap is outside or invalid.
+    fn bilinear_at(
+        a: &Array3<f32>,
+        valid: &Array2<bool>,
+        k: usize,
+        y: usize,
+        x: usize,
+        dx: f64,
+        dy: f64,
+    ) -> (f32, bool) {
+        let (_, h, w) = a.dim();
+        let (x0, y0) = (x as isize + dx.floor() as isize, y as isize + dy.floor() as isize);
+        if x0 < 0 || y0 < 0 || x0 + 1 >= w as isize || y0 + 1 >= h as isize {
+            return (0.0, false);
+        }
+        let (x0, y0) = (x0 as usize, y0 as usize);
+        let taps = [(y0, x0), (y0, x0 + 1), (y0 + 1, x0), (y0 + 1, x0 + 1)];
+        if !taps.iter().all(|&t| valid[t]) {
+            return (0.0, false);
+        }
+        let (fx, fy) = ((dx - dx.floor()) as f32, (dy - dy.floor()) as f32);
+        let wts = [(1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy];
+        let v = a[(k, taps[0].0, taps[0].1)] * wts[0]
+            + a[(k, taps[1].0, taps[1].1)] * wts[1]
+            + a[(k, taps[2].0, taps[2].1)] * wts[2]
+            + a[(k, taps[3].0, taps[3].1)] * wts[3];
+        (v, true)
+    }
+
+    #[test]
+    fn the_shift_is_bilinear_at_every_pixel_and_zero_without_its_taps() {
+        let a = Array3::from_shape_fn((3, 19, 26), |(k, y, x)| ((k * 5 + y * 13 + x * 7) % 23) as f32 * 0.037);
+        let mut valid = Array2::from_elem((19, 26), true);
+        valid[(7, 11)] = false;
+        valid[(0, 3)] = false;
+        for &(dx, dy) in &[(1.5, -0.5), (-2.25, 1.75), (0.3, 0.0), (-0.6, -3.2), (30.0, 0.5)] {
+            let (out, ok) = apply_shift(&a, &valid, dx, dy);
+            for ((k, y, x), &v) in out.indexed_iter() {
+                let (want, want_ok) = bilinear_at(&a, &valid, k, y, x, dx, dy);
+                assert_eq!(v.to_bits(), want.to_bits(), "({dx}, {dy}) at {k},{y},{x}");
+                assert_eq!(ok[(y, x)], want_ok, "({dx}, {dy}) at {y},{x}");
+            }
         }
     }
 

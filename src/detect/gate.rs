@@ -39,24 +39,29 @@ impl BlockLayers {
 /// `grow_px`.
 pub fn change_of_use(after: &Array3<f32>, l: &BlockLayers, p: &GateParams) -> Array2<bool> {
     let (_, h, w) = after.dim();
+    let n = h * w;
     let (tb, ta, bb, ba, va, fa) = (
-        as_flat(&l.vtex_before),
-        as_flat(&l.vtex_after),
-        as_flat(&l.bright_before),
-        as_flat(&l.bright_after),
-        as_flat(&l.after.vi),
-        as_flat(&l.flat_after),
+        &as_flat(&l.vtex_before)[..n],
+        &as_flat(&l.vtex_after)[..n],
+        &as_flat(&l.bright_before)[..n],
+        &as_flat(&l.bright_after)[..n],
+        &as_flat(&l.after.vi)[..n],
+        &as_flat(&l.flat_after)[..n],
     );
-    let ndwi = l.after.wi.as_ref().map(as_flat);
-    let mut gate = vec![false; h * w];
-    for (i, g) in gate.iter_mut().enumerate() {
-        let bright = ba[i];
-        let artificial = va[i] < p.artificial_max_vi && fa[i] > p.artificial_min_flatness;
-        let wet = ndwi.is_some_and(|nd| nd[i] > p.water_min_ndwi && bright < p.water_max_brightness);
-        let textured = ta[i] > p.texture_min && ta[i] - tb[i] > p.texture_min_gain;
-        let brighter = bright - bb[i] > p.brighten_min;
-        *g = artificial || wet || textured || brighter;
-    }
+    // Non-short-circuit `&` / `|` and the NDWI test hoisted out of the loop, so the sweep
+    // vectorises (same truth values as the plain boolean formula).
+    let dry = |i: usize| {
+        let artificial = (va[i] < p.artificial_max_vi) & (fa[i] > p.artificial_min_flatness);
+        let textured = (ta[i] > p.texture_min) & (ta[i] - tb[i] > p.texture_min_gain);
+        let brighter = ba[i] - bb[i] > p.brighten_min;
+        artificial | textured | brighter
+    };
+    let gate: Vec<bool> = match l.after.wi.as_ref().map(|wi| &as_flat(wi)[..n]) {
+        Some(nd) => (0..n)
+            .map(|i| dry(i) | ((nd[i] > p.water_min_ndwi) & (ba[i] < p.water_max_brightness)))
+            .collect(),
+        None => (0..n).map(dry).collect(),
+    };
     let gate = Array2::from_shape_vec((h, w), gate).unwrap_or_else(|_| Array2::from_elem((h, w), false));
     dilate(&gate, p.grow_px)
 }

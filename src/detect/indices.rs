@@ -150,22 +150,26 @@ impl DateLayers {
         let all = std.as_slice().unwrap_or(&[]);
         let n = h * w;
         let nir = c > NIR;
-        let (mut vi, mut wi, mut bright) = (vec![0.0f32; n], vec![0.0f32; if nir { n } else { 0 }], vec![0.0f32; n]);
-        let mut flat = vec![0.0f32; if with_flatness { n } else { 0 }];
+        // Filled by appending row after row (no zeroing pass over memory about to be written).
+        let (mut vi, mut wi) = (Vec::with_capacity(n), Vec::with_capacity(if nir { n } else { 0 }));
+        let mut bright = Vec::with_capacity(n);
+        let mut flat = Vec::with_capacity(if with_flatness { n } else { 0 });
         let (mut lo, mut hi) = (vec![0.0f32; w], vec![0.0f32; w]);
         for y in 0..h {
             let at = y * w..(y + 1) * w;
             let row = |k: usize| &plane(all, n, k)[at.clone()];
             if nir {
-                zip_rows(&mut vi[at.clone()], row(NIR), row(RED), nd);
-                zip_rows(&mut wi[at.clone()], row(GREEN), row(NIR), nd);
+                vi.extend(row(NIR).iter().zip(row(RED)).map(|(&a, &b)| nd(a, b)));
+                wi.extend(row(GREEN).iter().zip(row(NIR)).map(|(&a, &b)| nd(a, b)));
             } else {
-                let v = &mut vi[at.clone()];
-                zip_rows(v, row(RED), row(BLUE), |r, b| r + b);
-                v.iter_mut().zip(row(GREEN)).for_each(|(o, &g)| *o = nd(2.0 * g, *o));
+                let (r, b, g) = (row(RED), row(BLUE), row(GREEN));
+                vi.extend(r.iter().zip(b).zip(g).map(|((&r, &b), &g)| nd(2.0 * g, r + b)));
             }
+            // The band sum starts from 0.0 as [`brightness`] does (0.0 + v, not v: same bits
+            // for a negative zero too).
+            bright.extend(row(0).iter().map(|&v| 0.0 + v));
             let b = &mut bright[at.clone()];
-            for k in 0..c {
+            for k in 1..c {
                 b.iter_mut().zip(row(k)).for_each(|(s, &v)| *s += v);
             }
             b.iter_mut().for_each(|s| *s /= c as f32);
@@ -178,13 +182,13 @@ impl DateLayers {
                         *u = u.max(v);
                     }
                 }
-                for (((f, &l), &u), &mean) in flat[at.clone()].iter_mut().zip(&lo).zip(&hi).zip(&*b) {
-                    *f = if mean <= EPS {
+                flat.extend(lo.iter().zip(&hi).zip(&*b).map(|((&l, &u), &mean)| {
+                    if mean <= EPS {
                         0.0
                     } else {
                         (1.0 - (u - l) / mean).clamp(0.0, 1.0)
-                    };
-                }
+                    }
+                }));
             }
         }
         let plane2 = |v: Vec<f32>| Array2::from_shape_vec((h, w), v).unwrap_or_else(|_| Array2::zeros((h, w)));
@@ -197,10 +201,6 @@ impl DateLayers {
             flat: with_flatness.then(|| plane2(flat)),
         }
     }
-}
-
-fn zip_rows(out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
-    out.iter_mut().zip(a).zip(b).for_each(|((o, &x), &y)| *o = f(x, y));
 }
 
 /// The feature stack used for change evidence, as planes of the window: the bands (borrowed,
@@ -255,7 +255,7 @@ pub fn local_std3(a: &Array2<f32>) -> Array2<f32> {
     let (h, w) = a.dim();
     let std = a.as_standard_layout();
     let v = std.as_slice().unwrap_or(&[]);
-    let mut out = vec![0.0f32; h * w];
+    let mut out = Vec::with_capacity(h * w);
     let (mut s, mut s2) = (vec![0.0f32; w], vec![0.0f32; w]);
     let mut edges = [0usize; 2];
     for y in 0..h {
@@ -284,21 +284,19 @@ pub fn local_std3(a: &Array2<f32>) -> Array2<f32> {
             }
         }
         // The interior has 3 columns in every window, so one count and a vectorised loop; the
-        // edge columns have fewer.
+        // edge columns have fewer. The row is appended to `out` (no zeroing pass first).
         let std_of = |s: f32, s2: f32, n: f32| {
             let m = s / n;
             (s2 / n - m * m).max(0.0).sqrt()
         };
-        let row_out = &mut out[y * w..(y + 1) * w];
+        let count = |x: usize| (n_rows * ((x + 2).min(w) - x.saturating_sub(1))) as f32;
         if w >= 3 {
-            let n = (n_rows * 3) as f32;
-            for ((o, &a), &b) in row_out[1..w - 1].iter_mut().zip(&s[1..w - 1]).zip(&s2[1..w - 1]) {
-                *o = std_of(a, b, n);
-            }
-        }
-        for &x in edge_columns(w, &mut edges) {
-            let n = (n_rows * ((x + 2).min(w) - x.saturating_sub(1))) as f32;
-            row_out[x] = std_of(s[x], s2[x], n);
+            out.push(std_of(s[0], s2[0], count(0)));
+            let n = count(1);
+            out.extend(s[1..w - 1].iter().zip(&s2[1..w - 1]).map(|(&a, &b)| std_of(a, b, n)));
+            out.push(std_of(s[w - 1], s2[w - 1], count(w - 1)));
+        } else {
+            out.extend((0..w).map(|x| std_of(s[x], s2[x], count(x))));
         }
     }
     Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::zeros((h, w)))

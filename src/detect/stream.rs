@@ -13,7 +13,7 @@ use crate::patches::features::{self, PIXEL_VALUES};
 use crate::{Error, Result};
 use gdal::raster::{Buffer, RasterCreationOptions};
 use gdal::{Dataset, DriverManager, Metadata};
-use ndarray::{s, Array2, Zip};
+use ndarray::{s, Array2, ArrayView1, ArrayView2, Zip};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::path::Path;
@@ -256,36 +256,21 @@ fn process_block(
         morphology::union(of_use, extra.as_ref()),
     );
     let inner = s![halo..halo + win.h, halo..halo + win.w];
-    let (cleaned, of_use, observed, e) = (
+    let (class, magnitude) = classify(
         cleaned.slice(inner),
         of_use.slice(inner),
         pair.observed.slice(inner),
         e.slice(inner),
+        threshold,
     );
-    let mut class = Array2::<u8>::zeros((win.h, win.w));
-    let mut magnitude = Array2::<u8>::zeros((win.h, win.w));
-    let mut stats = PassStats {
+    let observed = class.iter().filter(|&&c| c != CLASS_UNOBSERVED).count() as u64;
+    let stats = PassStats {
         pixels: (win.w * win.h) as u64,
+        observed,
+        unobserved: (win.w * win.h) as u64 - observed,
+        changed: class.iter().filter(|&&c| c == CLASS_CHANGED).count() as u64,
         ..Default::default()
     };
-    Zip::from(&mut class)
-        .and(&mut magnitude)
-        .and(&cleaned)
-        .and(&of_use)
-        .and(&observed)
-        .and(&e)
-        .for_each(|c, m, &ch, &u, &ob, &ev| {
-            *m = (100.0 * ev / threshold).round().clamp(0.0, 255.0) as u8;
-            *c = match (ob, ch, u) {
-                (false, _, _) => CLASS_UNOBSERVED,
-                (true, true, true) => CLASS_CHANGED,
-                (true, true, false) => CLASS_CROP_CYCLE,
-                _ => CLASS_UNCHANGED,
-            };
-        });
-    stats.observed = observed.iter().filter(|&&o| o).count() as u64;
-    stats.unobserved = stats.pixels - stats.observed;
-    stats.changed = class.iter().filter(|&&c| c == CLASS_CHANGED).count() as u64;
     let values = changed_pixel_values(&pair, &layers, &crowns, &class, halo, &scene.model().detect.film);
     Ok(BlockOut {
         win,
@@ -294,6 +279,61 @@ fn process_block(
         magnitude,
         stats,
     })
+}
+
+/// The class of each pixel of a block and its evidence as a percentage of the threshold,
+/// row by row (the rows of the block's inner part are contiguous runs, so the loops vectorise).
+fn classify(
+    cleaned: ArrayView2<bool>,
+    of_use: ArrayView2<bool>,
+    observed: ArrayView2<bool>,
+    e: ArrayView2<f32>,
+    threshold: f32,
+) -> (Array2<u8>, Array2<u8>) {
+    let (h, w) = e.dim();
+    let (mut class, mut magnitude) = (Vec::with_capacity(h * w), Vec::with_capacity(h * w));
+    for (((ch, u), ob), ev) in cleaned
+        .rows()
+        .into_iter()
+        .zip(of_use.rows())
+        .zip(observed.rows())
+        .zip(e.rows())
+    {
+        let (ch, u, ob, ev) = (contiguous(ch), contiguous(u), contiguous(ob), contiguous(ev));
+        magnitude.extend(ev.iter().map(|&v| percent_of(v, threshold)));
+        class.extend(
+            ch.iter()
+                .zip(u.iter())
+                .zip(ob.iter())
+                .map(|((&ch, &u), &ob)| match (ob, ch, u) {
+                    (false, _, _) => CLASS_UNOBSERVED,
+                    (true, true, true) => CLASS_CHANGED,
+                    (true, true, false) => CLASS_CROP_CYCLE,
+                    _ => CLASS_UNCHANGED,
+                }),
+        );
+    }
+    let plane = |v: Vec<u8>| Array2::from_shape_vec((h, w), v).unwrap_or_else(|_| Array2::zeros((h, w)));
+    (plane(class), plane(magnitude))
+}
+
+/// A row as a slice: borrowed when it is one contiguous run (rows of a block always are).
+fn contiguous<T: Clone>(row: ArrayView1<'_, T>) -> std::borrow::Cow<'_, [T]> {
+    match row.to_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(row.to_vec()),
+    }
+}
+
+/// `100 · v / threshold` rounded half away from zero and saturated to 0..=255: the same bytes
+/// as `f32::round`, written with `trunc` so the loop vectorises (there is no vector instruction
+/// for `round`'s tie rule). Evidence is never negative; a negative or NaN value gives 0 both ways.
+#[inline]
+fn percent_of(v: f32, threshold: f32) -> u8 {
+    let x = 100.0 * v / threshold;
+    let t = x.trunc();
+    let r = if x - t >= 0.5 { t + 1.0 } else { t };
+    r.clamp(0.0, 255.0) as u8
 }
 
 /// Plastic film appearing: much brighter and white-grey after, observed on both dates, cleaned
@@ -393,6 +433,31 @@ fn add_stats(t: &mut PassStats, s: &PassStats) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_of_threshold_rounds_like_f32_round() {
+        let reference = |v: f32, t: f32| (100.0 * v / t).round().clamp(0.0, 255.0) as u8;
+        let mut v = 0.0f32;
+        while v < 3.0 {
+            assert_eq!(percent_of(v, 0.0956), reference(v, 0.0956), "v = {v}");
+            v = f32::from_bits(v.to_bits() + 997);
+        }
+        // Ties, the float just below a tie, and values off either end.
+        for x in [
+            0.5f32,
+            1.5,
+            2.5,
+            254.5,
+            255.5,
+            0.49999997,
+            2.4999998,
+            -0.7,
+            1e9,
+            f32::NAN,
+        ] {
+            assert_eq!(percent_of(x, 100.0), reference(x, 100.0), "x = {x}");
+        }
+    }
 
     #[test]
     fn blocks_cover_the_image_exactly_once() {
