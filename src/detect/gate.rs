@@ -48,20 +48,65 @@ pub fn change_of_use(after: &Array3<f32>, l: &BlockLayers, p: &GateParams) -> Ar
         &as_flat(&l.after.vi)[..n],
         &as_flat(&l.flat_after)[..n],
     );
-    // Non-short-circuit `&` / `|` and the NDWI test hoisted out of the loop, so the sweep
-    // vectorises (same truth values as the plain boolean formula).
-    let dry = |i: usize| {
-        let artificial = (va[i] < p.artificial_max_vi) & (fa[i] > p.artificial_min_flatness);
-        let textured = (ta[i] > p.texture_min) & (ta[i] - tb[i] > p.texture_min_gain);
-        let brighter = ba[i] - bb[i] > p.brighten_min;
-        artificial | textured | brighter
-    };
+    // Non-short-circuit `&` / `|`, zipped slices and the NDWI test hoisted out of the loop, so
+    // the sweep vectorises (same truth values as the plain boolean formula).
+    let dry = va.iter().zip(fa).zip(ta.iter().zip(tb)).zip(ba.iter().zip(bb)).map(
+        |(((&vi, &flat), (&tex, &tex_before)), (&bright, &bright_before))| {
+            let artificial = (vi < p.artificial_max_vi) & (flat > p.artificial_min_flatness);
+            let textured = (tex > p.texture_min) & (tex - tex_before > p.texture_min_gain);
+            artificial | textured | (bright - bright_before > p.brighten_min)
+        },
+    );
     let gate: Vec<bool> = match l.after.wi.as_ref().map(|wi| &as_flat(wi)[..n]) {
-        Some(nd) => (0..n)
-            .map(|i| dry(i) | ((nd[i] > p.water_min_ndwi) & (ba[i] < p.water_max_brightness)))
+        Some(nd) => dry
+            .zip(nd.iter().zip(ba))
+            .map(|(dry, (&ndwi, &bright))| dry | ((ndwi > p.water_min_ndwi) & (bright < p.water_max_brightness)))
             .collect(),
-        None => (0..n).map(dry).collect(),
+        None => dry.collect(),
     };
     let gate = Array2::from_shape_vec((h, w), gate).unwrap_or_else(|_| Array2::from_elem((h, w), false));
     dilate(&gate, p.grow_px)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::indices::{brightness, flatness, local_std3, spectrum, vegetation, water, MAX_BANDS};
+    use rand::{Rng, SeedableRng};
+
+    /// The gate at one pixel, written as the plain boolean formula.
+    fn gate_at(b: &Array3<f32>, a: &Array3<f32>, vtex: (&Array2<f32>, &Array2<f32>), i: usize, p: &GateParams) -> bool {
+        let (_, h, w) = a.dim();
+        let (sb, sa) = (b.as_slice().unwrap_or(&[]), a.as_slice().unwrap_or(&[]));
+        let (mut pb, mut pa) = ([0.0f32; MAX_BANDS], [0.0f32; MAX_BANDS]);
+        let (pb, pa) = (spectrum(sb, h * w, i, &mut pb), spectrum(sa, h * w, i, &mut pa));
+        let (tb, ta) = (vtex.0.as_slice().unwrap_or(&[])[i], vtex.1.as_slice().unwrap_or(&[])[i]);
+        let artificial = vegetation(pa) < p.artificial_max_vi && flatness(pa) > p.artificial_min_flatness;
+        let wet = water(pa).is_some_and(|nd| nd > p.water_min_ndwi && brightness(pa) < p.water_max_brightness);
+        let textured = ta > p.texture_min && ta - tb > p.texture_min_gain;
+        let brighter = brightness(pa) - brightness(pb) > p.brighten_min;
+        artificial || wet || textured || brighter
+    }
+
+    #[test]
+    fn the_gate_is_the_boolean_formula_at_every_pixel_with_and_without_nir() {
+        let p = crate::model::Model::builtin().expect("built-in model").detect.gate;
+        let p = GateParams { grow_px: 0, ..p };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for bands in [4, 3] {
+            let mut img = || Array3::from_shape_fn((bands, 23, 29), |_| rng.random_range(0.0f32..0.5));
+            let (b, a) = (img(), img());
+            let l = BlockLayers::new(&b, &a);
+            let (vb, va) = (local_std3(&l.before.vi), local_std3(&l.after.vi));
+            let g = change_of_use(&a, &l, &p);
+            let set = g.iter().filter(|&&v| v).count();
+            assert!(
+                set > 0 && set < g.len(),
+                "{bands} bands: a gate of all or nothing tests little"
+            );
+            for (i, &v) in g.iter().enumerate() {
+                assert_eq!(v, gate_at(&b, &a, (&vb, &va), i, &p), "{bands} bands, pixel {i}");
+            }
+        }
+    }
 }

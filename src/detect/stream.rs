@@ -333,7 +333,9 @@ fn percent_of(v: f32, threshold: f32) -> u8 {
     let x = 100.0 * v / threshold;
     let t = x.trunc();
     let r = if x - t >= 0.5 { t + 1.0 } else { t };
-    r.clamp(0.0, 255.0) as u8
+    // In 0..=255 after the clamp, so through i32 (a NaN gives 0 either way): that conversion
+    // has a vector instruction, the direct one to u8 does not.
+    r.clamp(0.0, 255.0) as i32 as u8
 }
 
 /// Plastic film appearing: much brighter and white-grey after, observed on both dates, cleaned
@@ -367,8 +369,15 @@ fn changed_pixel_values(
     let (before, after) = (before.as_slice().unwrap_or(&[]), after.as_slice().unwrap_or(&[]));
     let (mut pb, mut pa) = ([0.0f32; MAX_BANDS], [0.0f32; MAX_BANDS]);
     let mut out = Vec::new();
-    for ((y, x), _) in class.indexed_iter().filter(|(_, &c)| c == CLASS_CHANGED) {
-        let (yy, xx) = (y + halo, x + halo);
+    let cw = class.ncols().max(1);
+    let changed = class
+        .as_slice()
+        .unwrap_or(&[])
+        .iter()
+        .enumerate()
+        .filter(|(_, &c)| c == CLASS_CHANGED);
+    for (k, _) in changed {
+        let (yy, xx) = (k / cw + halo, k % cw + halo);
         let i = yy * w + xx;
         let vtex = (l.vtex_before[(yy, xx)], l.vtex_after[(yy, xx)]);
         let btex = (
