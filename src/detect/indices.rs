@@ -106,19 +106,6 @@ fn plane(all: &[f32], n: usize, k: usize) -> &[f32] {
     all.get(k * n..(k + 1) * n).unwrap_or(&[])
 }
 
-/// [`brightness`] of every pixel, bands added in the same order.
-pub fn brightness_plane(bands: &Array3<f32>) -> Array2<f32> {
-    let (c, h, w) = bands.dim();
-    let std = bands.as_standard_layout();
-    let all = std.as_slice().unwrap_or(&[]);
-    let mut sum = vec![0.0f32; h * w];
-    for k in 0..c {
-        sum.iter_mut().zip(plane(all, h * w, k)).for_each(|(s, &v)| *s += v);
-    }
-    sum.iter_mut().for_each(|s| *s /= c as f32);
-    Array2::from_shape_vec((h, w), sum).unwrap_or_else(|_| Array2::zeros((h, w)))
-}
-
 /// The vegetation index and (with NIR) NDWI of one date, computed once per window and shared
 /// by the change evidence, the gate, the texture paths and the patch features.
 pub struct DateIndices {
@@ -142,7 +129,7 @@ pub struct DateLayers {
 impl DateLayers {
     /// All layers in one sweep over the bands, row by row, so each band row is read from
     /// memory once while the layers are made from it in cache. Values are those of
-    /// [`vegetation`], [`water`], [`brightness_plane`] and [`flatness`] of each pixel, bit for bit
+    /// [`vegetation`], [`water`], [`brightness`] and [`flatness`] of each pixel, bit for bit
     /// (same operations in the same order; the tests hold them to plane-wise references).
     pub fn of(bands: &Array3<f32>, with_flatness: bool) -> Self {
         let (c, h, w) = bands.dim();
@@ -329,6 +316,19 @@ fn edge_columns(w: usize, buf: &mut [usize; 2]) -> &[usize] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`brightness`] of every pixel, bands added in the same order.
+    fn brightness_plane(bands: &Array3<f32>) -> Array2<f32> {
+        let (c, h, w) = bands.dim();
+        let std = bands.as_standard_layout();
+        let all = std.as_slice().unwrap_or(&[]);
+        let mut sum = vec![0.0f32; h * w];
+        for k in 0..c {
+            sum.iter_mut().zip(plane(all, h * w, k)).for_each(|(s, &v)| *s += v);
+        }
+        sum.iter_mut().for_each(|s| *s /= c as f32);
+        Array2::from_shape_vec((h, w), sum).unwrap_or_else(|_| Array2::zeros((h, w)))
+    }
 
     #[test]
     fn vegetation_is_high_for_plants_and_low_for_concrete() {

@@ -6,7 +6,7 @@
 //! * Shadow: a pixel much darker on one date than on the other *with the same spectral shape*
 //!   (small spectral angle) — the ground did not change, the light did.
 
-use super::indices::{brightness, brightness_plane, flatness, spectrum, BLUE, MAX_BANDS};
+use super::indices::{brightness, flatness, spectrum, BLUE, MAX_BANDS};
 use super::morphology::dilate;
 use crate::model::MaskParams;
 use ndarray::{Array2, Array3, Zip};
@@ -54,23 +54,40 @@ pub fn clouds(bands: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Arra
 pub fn shadows(a: &Array3<f32>, b: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Array2<bool> {
     let valid = valid.as_standard_layout();
     let vs = valid.as_slice().unwrap_or(&[]);
-    let (bright_a, bright_b) = (brightness_plane(a), brightness_plane(b));
+    let (c, h, w) = a.dim();
     let (a, b) = (a.as_standard_layout(), b.as_standard_layout());
     let (asl, bsl) = (a.as_slice().unwrap_or(&[]), b.as_slice().unwrap_or(&[]));
-    let (ba, bb) = (bright_a.as_slice().unwrap_or(&[]), bright_b.as_slice().unwrap_or(&[]));
     let n = vs.len();
-    let mut out = vec![false; n];
+    let mut out = Vec::with_capacity(n);
     let (mut pa, mut pb) = ([0.0f32; MAX_BANDS], [0.0f32; MAX_BANDS]);
-    for (i, o) in out.iter_mut().enumerate() {
-        let (lo, hi) = (ba[i].min(bb[i]), ba[i].max(bb[i]));
-        let darker = lo < p.shadow_ratio * hi && lo >= p.shadow_min_ratio * hi;
-        if !vs[i] || !darker {
-            continue;
+    let (mut ba, mut bb) = (vec![0.0f32; w], vec![0.0f32; w]);
+    // Row by row: the brightness of both dates and the "darker" test in vectorised sweeps; the
+    // spectral angle, which needs both spectra, only for the darker pixels.
+    for y in 0..h {
+        let at = y * w..(y + 1) * w;
+        row_brightness(asl, n, c, at.clone(), &mut ba);
+        row_brightness(bsl, n, c, at.clone(), &mut bb);
+        out.extend(ba.iter().zip(&bb).zip(&vs[at.clone()]).map(|((&ba, &bb), &v)| {
+            let (lo, hi) = (ba.min(bb), ba.max(bb));
+            v & (lo < p.shadow_ratio * hi) & (lo >= p.shadow_min_ratio * hi)
+        }));
+        for (i, o) in out[at].iter_mut().enumerate().filter(|(_, o)| **o) {
+            let i = y * w + i;
+            *o = spectral_angle(spectrum(asl, n, i, &mut pa), spectrum(bsl, n, i, &mut pb)) < p.shadow_max_angle;
         }
-        // The spectral angle needs both spectra: gathered only for the darker pixels.
-        *o = spectral_angle(spectrum(asl, n, i, &mut pa), spectrum(bsl, n, i, &mut pb)) < p.shadow_max_angle;
     }
     Array2::from_shape_vec(valid.raw_dim(), out).unwrap_or_else(|_| Array2::from_elem(valid.raw_dim(), false))
+}
+
+/// [`brightness`] of the pixels `at` of band-major planes of `n` pixels (`c` bands), into `out`:
+/// bands added in order from 0.0, as [`brightness`] does.
+fn row_brightness(all: &[f32], n: usize, c: usize, at: std::ops::Range<usize>, out: &mut [f32]) {
+    out.fill(0.0);
+    for k in 0..c {
+        let band = &all[k * n..(k + 1) * n][at.clone()];
+        out.iter_mut().zip(band).for_each(|(s, &v)| *s += v);
+    }
+    out.iter_mut().for_each(|s| *s /= c as f32);
 }
 
 /// Angle (radians) between two spectra; 0 for the same shape at any brightness.
@@ -140,5 +157,41 @@ mod tests {
             film[(k, 4, 4)] = [0.411, 0.423, 0.387, 0.373][k];
         }
         assert!(!shadows(&water, &film, &valid, &params())[(4, 4)]);
+    }
+
+    #[test]
+    fn the_shadow_mask_is_its_formula_at_every_pixel() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let a = Array3::from_shape_fn((4, 17, 21), |_| rng.random_range(0.02f32..0.4));
+        // The other date: the same spectrum at a random fraction of its light, or a new one.
+        let light = Array2::from_shape_fn((17, 21), |_| rng.random_range(0.1f32..1.2));
+        let b = Array3::from_shape_fn((4, 17, 21), |(k, y, x)| {
+            if (y + x) % 3 == 0 {
+                rng.random_range(0.02f32..0.4)
+            } else {
+                a[(k, y, x)] * light[(y, x)]
+            }
+        });
+        let mut valid = Array2::from_elem((17, 21), true);
+        valid[(3, 4)] = false;
+        let p = params();
+        let got = shadows(&a, &b, &valid, &p);
+        let (mut pa, mut pb) = ([0.0f32; MAX_BANDS], [0.0f32; MAX_BANDS]);
+        let (sa, sb) = (a.as_slice().unwrap_or(&[]), b.as_slice().unwrap_or(&[]));
+        for (i, &g) in got.iter().enumerate() {
+            let (xa, xb) = (spectrum(sa, 17 * 21, i, &mut pa), spectrum(sb, 17 * 21, i, &mut pb));
+            let (lo, hi) = (brightness(xa).min(brightness(xb)), brightness(xa).max(brightness(xb)));
+            let want = valid.as_slice().unwrap_or(&[])[i]
+                && lo < p.shadow_ratio * hi
+                && lo >= p.shadow_min_ratio * hi
+                && spectral_angle(xa, xb) < p.shadow_max_angle;
+            assert_eq!(g, want, "pixel {i}");
+        }
+        let set = got.iter().filter(|&&v| v).count();
+        assert!(
+            set > 10 && set < got.len() / 2,
+            "{set} shadow pixels: the test must see both kinds"
+        );
     }
 }

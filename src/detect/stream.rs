@@ -349,7 +349,7 @@ fn film_appeared(pair: &PairWindow, l: &BlockLayers, p: &FilmParams) -> Option<A
         .and(&l.bright_before)
         .and(&l.bright_after)
         .and(&l.flat_after)
-        .for_each(|m, &bb, &ba, &fa| *m &= ba - bb > p.min_brightening && fa > p.min_flatness);
+        .for_each(|m, &bb, &ba, &fa| *m &= (ba - bb > p.min_brightening) & (fa > p.min_flatness));
     Some(morphology::close_open(&m, p.close_px, p.open_px))
 }
 

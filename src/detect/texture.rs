@@ -207,7 +207,7 @@ pub fn raw_appeared(
         .and(&ma)
         .and(observed)
         .for_each(|m, &ta, &tb, &ma, &o| {
-            *m = o && ta > p.min_after && ta - tb > p.min_gain && ma > p.min_vi_after;
+            *m = o & (ta > p.min_after) & (ta - tb > p.min_gain) & (ma > p.min_vi_after);
         });
     m
 }
