@@ -45,10 +45,14 @@ pub fn distance_of_planes(a: &[&[f32]], b: &[&[f32]], valid: &Array2<bool>, radi
         radius,
     };
     m.best_matches(&mut ab, &mut ba);
-    let out: Vec<f32> = (0..plane)
-        .map(|p| {
-            let m = ab[p].max(ba[p]);
-            if vv[p] && m.is_finite() {
+    // Zipped slices and a non-short-circuit test, so the sweep vectorises.
+    let out: Vec<f32> = ab
+        .iter()
+        .zip(&ba)
+        .zip(&vv[..plane])
+        .map(|((&x, &y), &v)| {
+            let m = x.max(y);
+            if v & m.is_finite() {
                 m.sqrt()
             } else {
                 0.0
