@@ -46,6 +46,17 @@ fn kernels(c: &mut Criterion) {
     c.bench_function("change-of-use gate 512x512", |bch| {
         bch.iter(|| landwatch::detect::gate::change_of_use(black_box(&b), &layers, &model.detect.gate))
     });
+    // A block window with its halo cut from two row bands, as the strip reader holds them.
+    let band = |y: isize, h: usize| {
+        let win = landwatch::io::raster::Window::new(0, y, 2048, h);
+        let samples = ndarray::Array3::from_shape_fn((4, h, 2048), |(k, r, c)| ((k * 7 + r * 13 + c) % 4096) as u16);
+        landwatch::io::raster::HeldPixels::from_u16(win, samples, Array2::from_elem((h, 2048), true), 1e-4)
+    };
+    let (upper, lower) = (band(0, 540), band(540, 540));
+    let win = landwatch::io::raster::Window::new(500, 526, 540, 540);
+    c.bench_function("cut 540x540x4 from two row bands", |bch| {
+        bch.iter(|| landwatch::io::raster::HeldPixels::cut(black_box(&[&upper, &lower]), win))
+    });
     let mask = a.index_axis(ndarray::Axis(0), 0).mapv(|v| v > 0.2);
     c.bench_function("open+close r=1 512x512", |bch| {
         bch.iter(|| morphology::close(&morphology::open(black_box(&mask), 1), 1))
