@@ -32,6 +32,9 @@ fn kernels(c: &mut Criterion) {
     c.bench_function("neighbourhood_distance r=1 512x512x6", |bch| {
         bch.iter(|| evidence::distance_of_planes(black_box(&sa), black_box(&sb), &valid, 1))
     });
+    c.bench_function("crown texture r=2 512x512", |bch| {
+        bch.iter(|| landwatch::detect::texture::crown_texture(black_box(&ia.vi), 2))
+    });
     c.bench_function("local_std3 512x512", |bch| {
         bch.iter(|| indices::local_std3(black_box(&ia.vi)))
     });

@@ -120,43 +120,34 @@ pub fn crown_texture(v: &Array2<f32>, r: usize) -> Array2<f32> {
     let src = v.as_standard_layout();
     let s = src.as_slice().unwrap_or(&[]);
     let mut best = vec![f32::INFINITY; h * w];
-    let mut rows = vec![0.0f32; h * w];
+    // Row sums are needed only while the column window passes over them: a ring of the last
+    // 2r + 2 rows (those entering and leaving the window) instead of a whole plane.
+    let k = 2 * r + 2;
+    let mut ring = vec![0.0f32; k * w];
     let (mut sq, mut col) = (vec![0.0f32; w], vec![0.0f32; w]);
-    for (dy, dx) in DIRECTIONS {
-        let (x0, x1) = (dx.unsigned_abs(), w.saturating_sub(dx.unsigned_abs()));
-        for (y, out) in rows.chunks_exact_mut(w).enumerate() {
-            sq.fill(0.0);
-            if y >= dy && y + dy < h && x1 > x0 {
-                let n = x1 - x0;
-                let c0 = y * w + x0;
-                let (p0, q0) = (
-                    ((y - dy) * w + x0).wrapping_add_signed(-dx),
-                    ((y + dy) * w + x0).wrapping_add_signed(dx),
-                );
-                let (cur, prev, next) = (&s[c0..c0 + n], &s[p0..p0 + n], &s[q0..q0 + n]);
-                for (((o, &c), &p), &q) in sq[x0..x1].iter_mut().zip(cur).zip(prev).zip(next) {
-                    let d = c - 0.5 * (p + q);
-                    *o = d * d;
-                }
-            }
-            row_sums(&sq, r, out);
-        }
-        // Window sums down the columns, kept running (add the row entering the window, drop the
-        // one leaving it) and summed afresh every RESUM rows so rounding cannot drift.
+    for dir in DIRECTIONS {
+        let mut next = 0;
         for (y, b) in best.chunks_exact_mut(w).enumerate() {
+            while next <= (y + r).min(h - 1) {
+                let slot = next % k;
+                second_difference_row(s, w, next, dir, &mut sq);
+                row_sums(&sq, r, &mut ring[slot * w..(slot + 1) * w]);
+                next += 1;
+            }
+            let row = |j: usize| &ring[(j % k) * w..(j % k + 1) * w];
+            // Window sums down the columns, kept running (add the row entering the window, drop
+            // the one leaving it) and summed afresh every RESUM rows so rounding cannot drift.
             if y % RESUM == 0 {
-                col_sums(&rows, w, y, r, &mut col);
+                col.fill(0.0);
+                for j in y.saturating_sub(r)..(y + r + 1).min(h) {
+                    col.iter_mut().zip(row(j)).for_each(|(c, &v)| *c += v);
+                }
             } else {
                 if y + r < h {
-                    for (c, &v) in col.iter_mut().zip(&rows[(y + r) * w..(y + r + 1) * w]) {
-                        *c += v;
-                    }
+                    col.iter_mut().zip(row(y + r)).for_each(|(c, &v)| *c += v);
                 }
                 if y > r {
-                    let out = y - r - 1;
-                    for (c, &v) in col.iter_mut().zip(&rows[out * w..(out + 1) * w]) {
-                        *c -= v;
-                    }
+                    col.iter_mut().zip(row(y - r - 1)).for_each(|(c, &v)| *c -= v);
                 }
             }
             for (b, &c) in b.iter_mut().zip(&col) {
@@ -171,6 +162,27 @@ pub fn crown_texture(v: &Array2<f32>, r: usize) -> Array2<f32> {
         }
     }
     Array2::from_shape_vec((h, w), best).unwrap_or_else(|_| Array2::zeros((h, w)))
+}
+
+/// Squared second differences of row `y` of `s` (width `w`) in direction `(dy, dx)`, into `sq`;
+/// 0 where a neighbour falls outside the array.
+fn second_difference_row(s: &[f32], w: usize, y: usize, (dy, dx): (usize, isize), sq: &mut [f32]) {
+    let h = s.len() / w.max(1);
+    let (x0, x1) = (dx.unsigned_abs(), w.saturating_sub(dx.unsigned_abs()));
+    sq.fill(0.0);
+    if y >= dy && y + dy < h && x1 > x0 {
+        let n = x1 - x0;
+        let c0 = y * w + x0;
+        let (p0, q0) = (
+            ((y - dy) * w + x0).wrapping_add_signed(-dx),
+            ((y + dy) * w + x0).wrapping_add_signed(dx),
+        );
+        let (cur, prev, next) = (&s[c0..c0 + n], &s[p0..p0 + n], &s[q0..q0 + n]);
+        for (((o, &c), &p), &q) in sq[x0..x1].iter_mut().zip(cur).zip(prev).zip(next) {
+            let d = c - 0.5 * (p + q);
+            *o = d * d;
+        }
+    }
 }
 
 /// Crown texture of a block's vegetation index on both dates (window radius of the model's
