@@ -137,7 +137,7 @@ impl DateLayers {
         let all = std.as_slice().unwrap_or(&[]);
         let n = h * w;
         let nir = c > NIR;
-        // Filled by appending row after row (no zeroing pass over memory about to be written).
+        // Filled row after row (no zeroing pass over whole planes about to be written).
         let (mut vi, mut wi) = (Vec::with_capacity(n), Vec::with_capacity(if nir { n } else { 0 }));
         let mut bright = Vec::with_capacity(n);
         let mut flat = Vec::with_capacity(if with_flatness { n } else { 0 });
@@ -152,14 +152,9 @@ impl DateLayers {
                 let (r, b, g) = (row(RED), row(BLUE), row(GREEN));
                 vi.extend(r.iter().zip(b).zip(g).map(|((&r, &b), &g)| nd(2.0 * g, r + b)));
             }
-            // The band sum starts from 0.0 as [`brightness`] does (0.0 + v, not v: same bits
-            // for a negative zero too).
-            bright.extend(row(0).iter().map(|&v| 0.0 + v));
+            bright.resize(at.end, 0.0);
             let b = &mut bright[at.clone()];
-            for k in 1..c {
-                b.iter_mut().zip(row(k)).for_each(|(s, &v)| *s += v);
-            }
-            b.iter_mut().for_each(|s| *s /= c as f32);
+            row_brightness(all, n, c, at.clone(), b);
             if with_flatness {
                 lo.fill(f32::INFINITY);
                 hi.fill(f32::NEG_INFINITY);
@@ -188,6 +183,18 @@ impl DateLayers {
             flat: with_flatness.then(|| plane2(flat)),
         }
     }
+}
+
+/// [`brightness`] of the pixels `at` of band-major planes of `n` pixels (`c` bands), into `out`:
+/// bands added in order from 0.0, as [`brightness`] does, so the values are the same bits.
+pub fn row_brightness(all: &[f32], n: usize, c: usize, at: std::ops::Range<usize>, out: &mut [f32]) {
+    out.fill(0.0);
+    for k in 0..c {
+        out.iter_mut()
+            .zip(&plane(all, n, k)[at.clone()])
+            .for_each(|(s, &v)| *s += v);
+    }
+    out.iter_mut().for_each(|s| *s /= c as f32);
 }
 
 /// The feature stack used for change evidence, as planes of the window: the bands (borrowed,

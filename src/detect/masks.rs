@@ -6,7 +6,7 @@
 //! * Shadow: a pixel much darker on one date than on the other *with the same spectral shape*
 //!   (small spectral angle) — the ground did not change, the light did.
 
-use super::indices::{brightness, flatness, spectrum, BLUE, MAX_BANDS};
+use super::indices::{brightness, flatness, row_brightness, spectrum, BLUE, MAX_BANDS};
 use super::morphology::dilate;
 use crate::model::MaskParams;
 use ndarray::{Array2, Array3, Zip};
@@ -77,17 +77,6 @@ pub fn shadows(a: &Array3<f32>, b: &Array3<f32>, valid: &Array2<bool>, p: &MaskP
         }
     }
     Array2::from_shape_vec(valid.raw_dim(), out).unwrap_or_else(|_| Array2::from_elem(valid.raw_dim(), false))
-}
-
-/// [`brightness`] of the pixels `at` of band-major planes of `n` pixels (`c` bands), into `out`:
-/// bands added in order from 0.0, as [`brightness`] does.
-fn row_brightness(all: &[f32], n: usize, c: usize, at: std::ops::Range<usize>, out: &mut [f32]) {
-    out.fill(0.0);
-    for k in 0..c {
-        let band = &all[k * n..(k + 1) * n][at.clone()];
-        out.iter_mut().zip(band).for_each(|(s, &v)| *s += v);
-    }
-    out.iter_mut().for_each(|s| *s /= c as f32);
 }
 
 /// Angle (radians) between two spectra; 0 for the same shape at any brightness.

@@ -326,9 +326,6 @@ impl HeldPixels {
     /// `win` in reflectance units, assembled from pieces read earlier (row bands of the image,
     /// say): each pixel comes from the piece that holds it; pixels no piece holds are unset.
     pub fn cut(pieces: &[&HeldPixels], win: Window) -> Pixels {
-        if let Some(whole) = pieces.iter().find(|p| intersect(p.win, win) == Some(win)) {
-            return whole.cut_inside(win);
-        }
         let c = pieces.first().map_or(0, |p| p.band_count());
         let mut bands = Array3::<f32>::zeros((c, win.h, win.w));
         let mut valid = Array2::<bool>::from_elem((win.h, win.w), false);
@@ -343,35 +340,6 @@ impl HeldPixels {
             valid.slice_mut(dst.plane()).assign(&p.valid.slice(src.plane()));
         }
         Pixels { bands, valid }
-    }
-
-    /// [`HeldPixels::cut`] of a window this piece holds entirely: converted row by row into a
-    /// fresh array, without first zeroing it.
-    fn cut_inside(&self, win: Window) -> Pixels {
-        let Some((src, _)) = overlap(self.win, win) else {
-            return Pixels {
-                bands: Array3::zeros((self.band_count(), win.h, win.w)),
-                valid: Array2::from_elem((win.h, win.w), false),
-            };
-        };
-        let mut out = Vec::with_capacity(self.band_count() * win.h * win.w);
-        match &self.samples {
-            Samples::U16(a) => {
-                let scale = |&x: &u16| x as f32 * self.scale;
-                for row in a.slice(src.bands()).rows() {
-                    match row.as_slice() {
-                        Some(r) => out.extend(r.iter().map(scale)),
-                        None => out.extend(row.iter().map(scale)),
-                    }
-                }
-            }
-            Samples::F32(a) => out.extend(a.slice(src.bands()).iter().copied()),
-        }
-        let shape = (self.band_count(), win.h, win.w);
-        Pixels {
-            bands: Array3::from_shape_vec(shape, out).unwrap_or_else(|_| Array3::zeros(shape)),
-            valid: self.valid.slice(src.plane()).to_owned(),
-        }
     }
 
     /// The rows and columns of this rectangle inside `win`, held the same way.

@@ -90,6 +90,7 @@ fn render_in_row_order(
     order.sort_by_key(|&i| (wins[i].y, i));
     let (tall, held): (Vec<usize>, Vec<usize>) = order.into_iter().partition(|&i| wins[i].h > MAX_HELD_ROWS * bs);
     let block_row = |i: usize| wins[i].y.div_euclid(bs as isize);
+    let render = |i: usize, pair: PairWindow| emit(i, render_pair(&pair, &patches[i], wins[i], gt, metres[i]));
     let mut reader = StripReader::new(scene, 0, bs);
     for batch in held.chunk_by(|&a, &b| block_row(a) == block_row(b)) {
         let top = wins[batch[0]].y;
@@ -99,15 +100,11 @@ fn render_in_row_order(
             .max()
             .unwrap_or(top);
         let rows = reader.hold_rows(Window::new(0, top, scene.width(), (bottom - top).max(0) as usize))?;
-        batch.par_iter().try_for_each(|&i| {
-            let pair = scene.read_pair_held(&rows, wins[i]);
-            emit(i, render_pair(&pair, &patches[i], wins[i], gt, metres[i]))
-        })?;
+        batch
+            .par_iter()
+            .try_for_each(|&i| render(i, scene.read_pair_held(&rows, wins[i])))?;
     }
-    tall.par_iter().try_for_each(|&i| {
-        let pair = scene.read_pair(wins[i])?;
-        emit(i, render_pair(&pair, &patches[i], wins[i], gt, metres[i]))
-    })
+    tall.par_iter().try_for_each(|&i| render(i, scene.read_pair(wins[i])?))
 }
 
 /// The square window read around a patch's pixel box.
