@@ -76,7 +76,7 @@ impl Matches<'_> {
     /// `ab[p]` = min over valid matches of |A(p) − B(q)|², `ba[q]` the same seen from B. (The
     /// build targets AVX2, see `.cargo/config.toml`, so these loops vectorise eight wide.)
     fn best_matches(&self, ab: &mut [f32], ba: &mut [f32]) {
-        let &Matches { av, bv, vv, w, radius } = self;
+        let &Matches { vv, w, radius, .. } = self;
         let h = vv.len() / w.max(1);
         let mut row = vec![0.0f32; w];
         let r = radius as isize;
