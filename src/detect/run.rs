@@ -10,6 +10,7 @@ use crate::model::Model;
 use crate::patches::{self, area::AreaCalc, category, label::Labeller, overlay, vectorise, Patch};
 use crate::publish::{chips, exports, geojson, manifest};
 use crate::{Error, Result};
+use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -103,7 +104,7 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     let model = Model::load_or_builtin(req.model_path.as_ref())?;
     check_dates(req)?;
     let bands = req.bands.as_deref().map(BandMap::parse).transpose()?;
-    let staging = StagingDir::new(&req.out_dir)?;
+    let mut staging = StagingDir::new(&req.out_dir)?;
     let work = staging.path().join(".work");
     std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, "cannot create a work folder", e))?;
     let mut scene = Scene::open(&req.before, &req.after, bands.as_ref(), &model, &work)?;
@@ -139,6 +140,7 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    staging.flush_early(&change_path);
     stages.lap("pass");
     let (mut patches, dropped, areas) = make_patches(&scene, &model, req, labeller, layers, &mut stages)?;
     let unobserved_area_m2 = unobserved_area(&scene, &areas, &stats);
@@ -278,28 +280,41 @@ struct Published {
     pixel: bool,
 }
 
+/// One patch's outline in lon/lat and its properties.
+type PublishedPatch = (geo::MultiPolygon<f64>, serde_json::Map<String, serde_json::Value>);
+
 fn publishable(scene: &Scene, patches: &[Patch], model: &Model, req: &DetectRequest) -> Result<Published> {
     let wkt = scene.before.georef.as_ref().map(|g| g.wkt.as_str());
-    let to_ll = geojson::ToLonLat::new(wkt, &scene.before.path)?;
+    let pixel = geojson::ToLonLat::new(wkt, &scene.before.path)?.is_pixel();
     let facts = geojson::RunFacts {
         model: model.id(),
         before_date: req.before_date.clone(),
         after_date: req.after_date.clone(),
     };
-    let mut out = Published {
-        outlines: Vec::new(),
-        properties: Vec::new(),
-        pixel: to_ll.is_pixel(),
-    };
-    for p in patches {
-        let ll = to_ll.shape(&p.shape)?;
-        let c = geo::Centroid::centroid(&ll)
-            .map(|c| (c.x(), c.y()))
-            .unwrap_or((0.0, 0.0));
-        out.properties.push(geojson::properties(p, c, &facts));
-        out.outlines.push(ll);
-    }
-    Ok(out)
+    // A chunk of patches per thread, each with its own transform (a GDAL transform is not
+    // Sync); the chunks come back in order.
+    let chunk = patches.len().div_ceil(rayon::current_num_threads()).max(1);
+    let chunks: Vec<Vec<PublishedPatch>> = patches
+        .par_chunks(chunk)
+        .map(|ps| {
+            let to_ll = geojson::ToLonLat::new(wkt, &scene.before.path)?;
+            ps.iter()
+                .map(|p| {
+                    let ll = to_ll.shape(&p.shape)?;
+                    let c = geo::Centroid::centroid(&ll)
+                        .map(|c| (c.x(), c.y()))
+                        .unwrap_or((0.0, 0.0));
+                    Ok((ll, geojson::properties(p, c, &facts)))
+                })
+                .collect()
+        })
+        .collect::<Result<_>>()?;
+    let (outlines, properties) = chunks.into_iter().flatten().unzip();
+    Ok(Published {
+        outlines,
+        properties,
+        pixel,
+    })
 }
 
 fn write_patches(dir: &Path, published: &Published) -> Result<()> {
@@ -311,7 +326,7 @@ fn write_patches(dir: &Path, published: &Published) -> Result<()> {
         .collect();
     let fc = geojson::collection(feats, published.pixel);
     let text = serde_json::to_string_pretty(&fc).map_err(|e| Error::Other(format!("cannot serialise patches: {e}")))?;
-    atomic::write_file(&dir.join("patches.geojson"), text.as_bytes())
+    atomic::write_staged(&dir.join("patches.geojson"), text.as_bytes())
 }
 
 /// The request's input files (images and layers), in a fixed order.
@@ -389,7 +404,7 @@ fn write_manifest(
     });
     let text =
         serde_json::to_string_pretty(&m).map_err(|e| Error::Other(format!("cannot serialise the manifest: {e}")))?;
-    atomic::write_file(&dir.join("run.json"), text.as_bytes())
+    atomic::write_staged(&dir.join("run.json"), text.as_bytes())
 }
 
 // ---- Enforcement: land-use overlay, category, chips and exports

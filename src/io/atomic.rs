@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 pub struct StagingDir {
     staging: Option<tempfile::TempDir>,
     final_dir: PathBuf,
+    /// Files already being flushed to disk (see [`StagingDir::flush_early`]).
+    flushing: Vec<std::thread::JoinHandle<Result<()>>>,
 }
 
 impl StagingDir {
@@ -28,7 +30,19 @@ impl StagingDir {
         Ok(Self {
             staging: Some(staging),
             final_dir: final_dir.to_path_buf(),
+            flushing: Vec::new(),
         })
+    }
+
+    /// Starts writing a finished staged file to disk on a thread of its own, so that the
+    /// commit's sync does not wait for a large file written long before it.
+    pub fn flush_early(&mut self, path: &Path) {
+        let path = path.to_path_buf();
+        self.flushing.push(std::thread::spawn(move || {
+            std::fs::File::open(&path)
+                .and_then(|f| f.sync_data())
+                .map_err(|e| Error::io(&path, "cannot write to disk", e))
+        }));
     }
 
     /// The folder to write into.
@@ -41,6 +55,10 @@ impl StagingDir {
         let Some(staging) = self.staging.take() else {
             return Ok(self.final_dir.clone());
         };
+        for f in self.flushing.drain(..) {
+            f.join()
+                .unwrap_or_else(|_| Err(Error::Other("a disk flush stopped unexpectedly".into())))?;
+        }
         let staged = staging.keep();
         sync_tree(&staged)?;
         replace_dir(&staged, &self.final_dir)?;

@@ -12,6 +12,7 @@
 use super::features::{PixelSums, PIXEL_VALUES};
 use crate::io::raster::Window;
 use ndarray::Array2;
+use rayon::prelude::*;
 
 /// One horizontal run of set pixels `[x0, x1)` on row `y`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,9 +121,13 @@ impl Labeller {
         let mut order: Vec<usize> = (0..self.runs.len()).collect();
         // Stable: within a component the runs stay in raster order.
         order.sort_by_key(|&i| roots[i]);
-        order
+        let groups: Vec<&[usize]> = order
             .chunk_by(|&a, &b| roots[a] == roots[b])
             .filter(|group| group.iter().map(|&i| self.runs[i].len()).sum::<usize>() >= min_pixels.max(1))
+            .collect();
+        // Hole filling floods each component's box: in parallel, in the same order.
+        groups
+            .into_par_iter()
             .map(|group| {
                 let runs: Vec<Run> = group.iter().map(|&i| self.runs[i]).collect();
                 let mut sums = PixelSums::default();

@@ -15,6 +15,7 @@ use super::{LandUse, Patch};
 use crate::{Error, Result};
 use gdal::vector::LayerAccess;
 use geo::{Area, BooleanOps, BoundingRect, Distance, Euclidean, Intersects};
+use rayon::prelude::*;
 use rstar::AABB;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -137,12 +138,16 @@ impl Overlay {
 
     /// Fills `land` of every patch. `village_distance_m`: how near a village parcel must be.
     pub fn apply(&self, patches: &mut [Patch], areas: &AreaCalc, village_distance_m: f64) {
-        // Sequential: `AreaCalc` holds a GDAL SpatialRef, which is not Sync. The overlay is cheap
-        // next to reading the pixels.
-        for p in patches.iter_mut() {
-            let m_per_unit = areas.m2_per_grid_unit(&p.shape).sqrt();
-            p.land = self.land_use(&p.shape, p.area_m2, village_distance_m / m_per_unit.max(1e-12));
-        }
+        // The scales first, in order: `AreaCalc` holds a GDAL SpatialRef, which is not Sync. The
+        // overlays themselves (geometry only) run in parallel.
+        let village_dist: Vec<f64> = patches
+            .iter()
+            .map(|p| village_distance_m / areas.m2_per_grid_unit(&p.shape).sqrt().max(1e-12))
+            .collect();
+        patches
+            .par_iter_mut()
+            .zip(village_dist)
+            .for_each(|(p, d)| p.land = self.land_use(&p.shape, p.area_m2, d));
     }
 
     /// What the layers say about one outline (grid CRS) of `area_m2`; `village_dist` is in grid units.

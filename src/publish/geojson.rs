@@ -6,7 +6,7 @@ use crate::patches::Patch;
 use crate::{Error, Result};
 use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
 use geo::orient::{Direction, Orient};
-use geo::MapCoords;
+use geo::CoordsIter;
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
@@ -40,13 +40,22 @@ impl ToLonLat {
         let Some(ct) = &self.ct else {
             return Ok(shape.clone());
         };
-        shape
-            .try_map_coords(|c| {
-                let (mut x, mut y, mut z) = ([c.x], [c.y], [0.0]);
-                ct.transform_coords(&mut x, &mut y, &mut z)
-                    .map(|_| geo::coord! { x: x[0], y: y[0] })
+        // All vertices in one call: PROJ's per-call set-up costs more than a point.
+        let (mut xs, mut ys): (Vec<f64>, Vec<f64>) = shape.coords_iter().map(|c| (c.x, c.y)).unzip();
+        let mut zs = vec![0.0; xs.len()];
+        ct.transform_coords(&mut xs, &mut ys, &mut zs)
+            .map_err(|e| Error::Other(format!("cannot transform a patch outline to EPSG:4326: {e}")))?;
+        let mut out = xs.into_iter().zip(ys).map(|(x, y)| geo::coord! { x: x, y: y });
+        let mut ring = |r: &geo::LineString<f64>| geo::LineString(out.by_ref().take(r.0.len()).collect());
+        let polygons = shape
+            .0
+            .iter()
+            .map(|p| {
+                let exterior = ring(p.exterior());
+                geo::Polygon::new(exterior, p.interiors().iter().map(&mut ring).collect())
             })
-            .map_err(|e| Error::Other(format!("cannot transform a patch outline to EPSG:4326: {e}")))
+            .collect();
+        Ok(geo::MultiPolygon(polygons))
     }
 }
 
@@ -200,5 +209,39 @@ mod tests {
         let signed: f64 = pts.windows(2).map(|w| w[0].0 * w[1].1 - w[1].0 * w[0].1).sum();
         assert!(signed > 0.0, "exterior ring must be counter-clockwise");
         assert_eq!(g["type"], "Polygon");
+    }
+
+    #[test]
+    fn every_vertex_lands_where_a_single_point_transform_puts_it() {
+        crate::io::init_gdal();
+        let utm = SpatialRef::from_epsg(32649).unwrap().to_wkt().unwrap();
+        let ring = |x0: f64, y0: f64, d: f64| {
+            geo::LineString::from(vec![(x0, y0), (x0 + d, y0), (x0 + d, y0 + d), (x0, y0 + d), (x0, y0)])
+        };
+        let shape = geo::MultiPolygon(vec![
+            geo::Polygon::new(
+                ring(500_000.0, 2_500_000.0, 90.0),
+                vec![ring(500_010.0, 2_500_010.0, 5.0), ring(500_050.0, 2_500_050.0, 7.0)],
+            ),
+            geo::Polygon::new(ring(501_000.0, 2_501_000.0, 30.0), vec![]),
+        ]);
+        let got = ToLonLat::new(Some(&utm), Path::new("test.tif"))
+            .unwrap()
+            .shape(&shape)
+            .unwrap();
+        let mut src = SpatialRef::from_wkt(&utm).unwrap();
+        src.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+        let mut dst = SpatialRef::from_epsg(4326).unwrap();
+        dst.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+        let ct = CoordTransform::new(&src, &dst).unwrap();
+        let (before, after): (Vec<_>, Vec<_>) = (shape.coords_iter().collect(), got.coords_iter().collect());
+        assert_eq!(before.len(), after.len());
+        assert_eq!(got.0[0].interiors().len(), 2, "holes stay with their polygon");
+        for (c, g) in before.iter().zip(&after) {
+            let (mut x, mut y, mut z) = ([c.x], [c.y], [0.0]);
+            ct.transform_coords(&mut x, &mut y, &mut z).unwrap();
+            assert_eq!((x[0].to_bits(), y[0].to_bits()), (g.x.to_bits(), g.y.to_bits()));
+            assert!((108.0..112.0).contains(&g.x) && (22.0..23.0).contains(&g.y), "{g:?}");
+        }
     }
 }
