@@ -349,6 +349,7 @@ fn input_files(req: &DetectRequest) -> Vec<PathBuf> {
 fn checksum_inputs(req: &DetectRequest) -> std::thread::JoinHandle<Result<BTreeMap<PathBuf, String>>> {
     let files = input_files(req);
     std::thread::spawn(move || {
+        crate::io::yield_to_critical_path();
         files
             .into_iter()
             .map(|p| manifest::sha256_file(&p).map(|h| (p, h)))
@@ -437,6 +438,7 @@ fn start_loading_layers(scene: &Scene, req: &DetectRequest) -> Result<LayersLoad
     overlay::Overlay::check_grid(&paths, &wkt)?;
     let bounds = grid_bounds(scene);
     Ok(Some(std::thread::spawn(move || {
+        crate::io::yield_to_critical_path();
         overlay::Overlay::load(&paths, &fields, &wkt, bounds)
     })))
 }
