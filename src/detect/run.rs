@@ -110,6 +110,9 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     let mut scene = Scene::open(&req.before, &req.after, bands.as_ref(), &model, &work)?;
     scene.pixel_size_m = req.pixel_size;
     crate::io::size_block_cache_for_pass();
+    // Threads inherit their creator's nice value and the two background threads below lower
+    // theirs: the rayon pool must not be born on one of them, so it starts here.
+    let _ = rayon::current_num_threads();
     let checksums = checksum_inputs(req);
     let layers = start_loading_layers(&scene, req)?;
     let mut stages = Stages::new(started);

@@ -67,7 +67,8 @@ fn set_block_cache(bytes: usize) {
 /// end (input checksums, loading land-use layers), which then mostly runs when the pass leaves
 /// a core idle instead of taking it from the pass (8192 px: ~0.2 s of a 5.3 s run). Not the
 /// lowest nice: on a server loaded with other work, a nice-19 thread gets ~1 % of a core and
-/// the run would wait for it at the end; at 10 it keeps ~10 %.
+/// the run would wait for it at the end; at 10 it keeps ~10 %. Threads started from such a
+/// thread inherit its nice value, so it must not be the first to use a thread pool.
 pub fn yield_to_critical_path() {
     #[cfg(target_os = "linux")]
     // SAFETY: gettid and setpriority only read their arguments; on Linux a thread id given as
