@@ -22,11 +22,15 @@ fn kernels(c: &mut Criterion) {
     let valid = Array2::from_elem((N, N), true);
     let (ia, ib) = (indices::DateIndices::of(&a), indices::DateIndices::of(&b));
     c.bench_function("indices + evidence planes 512x512x4", |bch| {
-        bch.iter(|| indices::evidence_planes(black_box(&a), &indices::DateIndices::of(black_box(&a)), 0.1, 0.0))
+        bch.iter(|| {
+            let ix = indices::DateIndices::of(black_box(&a));
+            let vtex = indices::local_std3(&ix.vi);
+            indices::evidence_planes(black_box(&a), &ix, &vtex, 0.1, 1.0)
+        })
     });
     let (sa, sb) = (
-        indices::evidence_planes(&a, &ia, 0.1, 0.0),
-        indices::evidence_planes(&b, &ib, 0.1, 0.0),
+        indices::evidence_planes(&a, &ia, &indices::local_std3(&ia.vi), 0.1, 0.0),
+        indices::evidence_planes(&b, &ib, &indices::local_std3(&ib.vi), 0.1, 0.0),
     );
     let (sa, sb): (Vec<&[f32]>, Vec<&[f32]>) = (sa.iter().map(|p| &**p).collect(), sb.iter().map(|p| &**p).collect());
     c.bench_function("neighbourhood_distance r=1 512x512x6", |bch| {

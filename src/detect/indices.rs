@@ -199,11 +199,13 @@ pub fn row_brightness(all: &[f32], n: usize, c: usize, at: std::ops::Range<usize
 
 /// The feature stack used for change evidence, as planes of the window: the bands (borrowed,
 /// not copied), then the vegetation index, (with NIR) NDWI and, when `texture_weight` is
-/// positive, the 3×3 texture of the vegetation index, each scaled by its weight so it weighs
-/// like a reflectance difference.
+/// positive, `vtex` (the 3×3 texture of the vegetation index, [`local_std3`] of `ix.vi`, which
+/// the gate computes anyway), each scaled by its weight so it weighs like a reflectance
+/// difference.
 pub fn evidence_planes<'a>(
     bands: &'a Array3<f32>,
     ix: &DateIndices,
+    vtex: &Array2<f32>,
     index_weight: f32,
     texture_weight: f32,
 ) -> Vec<Cow<'a, [f32]>> {
@@ -222,7 +224,7 @@ pub fn evidence_planes<'a>(
     // Tree crowns planted in rows on a field change the texture more than the mean colour;
     // without this layer an orchard is found only between its crowns, in fragments.
     if texture_weight > 0.0 {
-        planes.push(scaled(&local_std3(&ix.vi), texture_weight));
+        planes.push(scaled(vtex, texture_weight));
     }
     planes
 }
@@ -462,11 +464,15 @@ mod tests {
     #[test]
     fn evidence_planes_append_scaled_indices() {
         let b = Array3::from_shape_vec((4, 1, 1), vec![0.03, 0.07, 0.04, 0.43]).unwrap();
-        let s = evidence_planes(&b, &DateIndices::of(&b), 0.5, 0.0);
+        let ix = DateIndices::of(&b);
+        let vtex = local_std3(&ix.vi);
+        let s = evidence_planes(&b, &ix, &vtex, 0.5, 0.0);
         assert_eq!(s.len(), 6);
         assert_eq!(s[3][0], 0.43);
         assert!((s[4][0] - 0.5 * nd(0.43, 0.04)).abs() < 1e-6);
         assert!((s[5][0] - 0.5 * nd(0.07, 0.43)).abs() < 1e-6);
-        assert_eq!(evidence_planes(&b, &DateIndices::of(&b), 0.5, 1.0).len(), 7);
+        let t = evidence_planes(&b, &ix, &vtex, 0.5, 1.0);
+        assert_eq!(t.len(), 7);
+        assert_eq!(t[6][0], vtex[(0, 0)]);
     }
 }

@@ -5,7 +5,7 @@
 use crate::align::normalise::{self, Normalisation, Samples};
 use crate::align::shift::{self, Shift};
 use crate::align::warp;
-use crate::detect::indices::DateIndices;
+use crate::detect::gate::BlockLayers;
 use crate::detect::reuse::{KeptTiles, TileGrid};
 use crate::detect::{evidence, indices, masks, threshold};
 use crate::io::raster::{self, DatasetPool, HeldPixels, Pixels, RasterInfo, Window};
@@ -407,10 +407,10 @@ impl Scene {
     }
 
     /// Change evidence over a window (see [`evidence`]).
-    pub fn evidence(&self, pair: &PairWindow, before: &DateIndices, after: &DateIndices) -> Array2<f32> {
+    pub fn evidence(&self, pair: &PairWindow, l: &BlockLayers) -> Array2<f32> {
         let (w, tw) = (self.model.detect.index_weight, self.model.detect.texture_weight);
-        let sb = indices::evidence_planes(&pair.before, before, w, tw);
-        let sa = indices::evidence_planes(&pair.after, after, w, tw);
+        let sb = indices::evidence_planes(&pair.before, &l.before, &l.vtex_before, w, tw);
+        let sa = indices::evidence_planes(&pair.after, &l.after, &l.vtex_after, w, tw);
         let (sb, sa): (Vec<&[f32]>, Vec<&[f32]>) =
             (sb.iter().map(|p| &**p).collect(), sa.iter().map(|p| &**p).collect());
         evidence::distance_of_planes(&sb, &sa, &pair.observed, self.model.detect.match_radius)
@@ -555,7 +555,7 @@ impl Scene {
         let hists: Vec<threshold::Histogram> = pairs
             .par_iter()
             .map(|pair| {
-                let e = self.evidence(pair, &DateIndices::of(&pair.before), &DateIndices::of(&pair.after));
+                let e = self.evidence(pair, &BlockLayers::new(&pair.before, &pair.after));
                 let mut h = threshold::Histogram::new(4000, 2.0);
                 Zip::from(&e).and(&pair.observed).for_each(|&v, &o| {
                     if o {

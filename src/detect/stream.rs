@@ -225,7 +225,7 @@ fn process_block(
 ) -> Result<BlockOut> {
     let pair = scene.read_pair_held(held, win.grow(halo));
     let layers = BlockLayers::new(&pair.before, &pair.after);
-    let e = scene.evidence(&pair, &layers.before, &layers.after);
+    let e = scene.evidence(&pair, &layers);
     let mut changed = Array2::from_elem(e.raw_dim(), false);
     Zip::from(&mut changed)
         .and(&e)
