@@ -53,7 +53,8 @@ pub fn close(m: &Array2<bool>, r: usize) -> Array2<bool> {
     erode(&dilate(m, r), r)
 }
 
-/// Dilation (`any`) or erosion: a pass along rows, then one across them.
+/// Dilation (`any`) or erosion: a pass along rows, then one across them, each row built in
+/// place (no whole-plane copies first).
 fn separable(m: &Array2<bool>, r: usize, any: bool) -> Array2<bool> {
     if r == 0 {
         return m.clone();
@@ -61,18 +62,26 @@ fn separable(m: &Array2<bool>, r: usize, any: bool) -> Array2<bool> {
     let (h, w) = m.dim();
     let src = m.as_standard_layout();
     let src = src.as_slice().unwrap_or(&[]);
-    let mut rows = src.to_vec();
-    for (s, d) in src.chunks_exact(w).zip(rows.chunks_exact_mut(w)) {
-        combine_shifted(s, d, r, any);
+    let mut rows = Vec::with_capacity(h * w);
+    for s in src.chunks_exact(w) {
+        let start = rows.len();
+        rows.extend_from_slice(s);
+        combine_shifted(s, &mut rows[start..], r, any);
     }
-    let mut out = rows.clone();
+    // Each output row: its first two rows in reach combined as it is appended, then the rest.
+    // Rows outside the array count as unset for dilation and set for erosion: skipped.
+    let row = |y: usize| &rows[y * w..(y + 1) * w];
+    let mut out = Vec::with_capacity(h * w);
     for y in 0..h {
-        let dst = &mut out[y * w..(y + 1) * w];
-        // Rows outside the array count as unset for dilation and set for erosion: skipped.
-        for yy in y.saturating_sub(r)..(y + r + 1).min(h) {
-            if yy != y {
-                combine(dst, &rows[yy * w..(yy + 1) * w], any);
-            }
+        let (lo, hi) = (y.saturating_sub(r), (y + r + 1).min(h));
+        let start = out.len();
+        match (hi - lo >= 2, any) {
+            (false, _) => out.extend_from_slice(row(lo)),
+            (true, true) => out.extend(row(lo).iter().zip(row(lo + 1)).map(|(&a, &b)| a | b)),
+            (true, false) => out.extend(row(lo).iter().zip(row(lo + 1)).map(|(&a, &b)| a & b)),
+        }
+        for yy in lo + 2..hi {
+            combine(&mut out[start..], row(yy), any);
         }
     }
     Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| m.clone())
