@@ -24,8 +24,15 @@ pub fn clouds(bands: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Arra
     let blue = all.get(BLUE * n..(BLUE + 1) * n).unwrap_or(&[]);
     let mut px = [0.0f32; MAX_BANDS];
     let bright_enough = p.cloud_edge_brightness.min(p.cloud_blue);
-    // Only pixels with a bright blue band can be cloud; their spectra are gathered.
-    for i in (0..blue.len()).filter(|&i| vs[i] && blue[i] > bright_enough) {
+    // Only pixels with a bright blue band can be cloud; their spectra are gathered. The scan
+    // for them goes 64 pixels at a time into a bit set (vectorised), most runs having none.
+    let candidates = blue.chunks(64).zip(vs.chunks(64)).enumerate().flat_map(|(c, (b, v))| {
+        let bits = b.iter().zip(v).enumerate().fold(0u64, |bits, (k, (&b, &v))| {
+            bits | (((b > bright_enough) & v) as u64) << k
+        });
+        BitIndices { bits, base: c * 64 }
+    });
+    for i in candidates {
         let px = spectrum(all, n, i, &mut px);
         let flat = flatness(px);
         core[i] = px[BLUE] > p.cloud_blue && flat > 0.75;
@@ -46,6 +53,25 @@ pub fn clouds(bands: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Arra
             *o |= n && e;
         });
     dilate(&out, 1)
+}
+
+/// The positions of the set bits of `bits`, lowest first, plus `base`.
+struct BitIndices {
+    bits: u64,
+    base: usize,
+}
+
+impl Iterator for BitIndices {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        if self.bits == 0 {
+            return None;
+        }
+        let k = self.bits.trailing_zeros() as usize;
+        self.bits &= self.bits - 1;
+        Some(self.base + k)
+    }
 }
 
 /// Shadow on either date: one date is darker than `shadow_ratio` of the other in brightness (but
@@ -123,6 +149,28 @@ mod tests {
         let m = clouds(&b, &valid, &params());
         assert!(m[(2, 2)] && m[(2, 3)]);
         assert!(!m[(6, 6)], "greenhouse taken for cloud");
+    }
+
+    #[test]
+    fn clouds_are_found_anywhere_in_a_large_window() {
+        // Past the first 64 pixels and across run boundaries of the candidate scan.
+        let mut b = Array3::from_shape_fn((4, 20, 21), |(k, _, _)| [0.033, 0.068, 0.038, 0.43][k]);
+        let cores = [(3, 1), (6, 20), (15, 17), (19, 0)];
+        for &(y, x) in &cores {
+            for k in 0..4 {
+                b[(k, y, x)] = [0.83, 0.825, 0.81, 0.79][k];
+            }
+        }
+        let valid = Array2::from_elem((20, 21), true);
+        let m = clouds(&b, &valid, &params());
+        for &(y, x) in &cores {
+            assert!(m[(y, x)], "cloud core at ({y}, {x}) missed");
+        }
+        // The buffer is one pixel: nothing farther than that from a core is masked.
+        for ((y, x), &v) in m.indexed_iter() {
+            let near = cores.iter().any(|&(cy, cx)| y.abs_diff(cy) <= 1 && x.abs_diff(cx) <= 1);
+            assert_eq!(v, near, "({y}, {x})");
+        }
     }
 
     #[test]

@@ -402,7 +402,7 @@ impl Scene {
             .and(&cb)
             .and(&ca)
             .and(&sh)
-            .for_each(|o, &x, &y, &z| *o &= !(x || y || z));
+            .for_each(|o, &x, &y, &z| *o &= !(x | y | z));
         obs
     }
 

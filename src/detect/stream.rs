@@ -230,7 +230,7 @@ fn process_block(
     Zip::from(&mut changed)
         .and(&e)
         .and(&pair.observed)
-        .for_each(|c, &v, &o| *c = o && v > threshold);
+        .for_each(|c, &v, &o| *c = o & (v > threshold));
     let cleaned = morphology::close(&morphology::open(&changed, morph_r), morph_r);
     let gate_p = &scene.model().detect.gate;
     let tex_p = &scene.model().detect.texture;
