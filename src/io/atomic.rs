@@ -84,21 +84,56 @@ fn replace_dir(staged: &Path, target: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Makes everything written under `dir` durable before it is renamed into place: one
-/// `syncfs` for the whole staged tree instead of an fsync per file (a run writes thousands of
-/// chips).
+/// Makes everything written under `dir` durable before it is renamed into place. A run that
+/// wrote a few files (no chips) syncs each of them and each folder; one that wrote many (a
+/// run writes thousands of chips) uses one `syncfs` for the whole file system instead, which
+/// also waits for whatever else is being written there (measured: a 0.7 s run at 2048 px
+/// waited 2.4 s for another folder being deleted), so it is kept for when it pays.
 fn sync_tree(dir: &Path) -> Result<()> {
+    const MAX_ONE_BY_ONE: usize = 256;
+    let mut entries = Vec::new();
+    list_tree(dir, &mut entries, MAX_ONE_BY_ONE + 1)?;
     #[cfg(target_os = "linux")]
-    {
+    if entries.len() > MAX_ONE_BY_ONE {
         use std::os::fd::AsRawFd;
         let f = std::fs::File::open(dir).map_err(|e| Error::io(dir, "cannot open to sync", e))?;
         // SAFETY: `syncfs` only reads the descriptor, which `f` keeps open for the call.
         if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
             return Err(Error::io(dir, "cannot sync", std::io::Error::last_os_error()));
         }
+        return Ok(());
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = dir;
+    // In parallel, so the file system can commit them together; all are synced before the
+    // folder is renamed into place, so their order does not matter.
+    use rayon::prelude::*;
+    entries.par_iter().try_for_each(|p| {
+        std::fs::File::open(p)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(p, "cannot write to disk", e))
+    })
+}
+
+/// The files and folders under `dir` (folders after their contents, `dir` last); stops
+/// listing past `limit` entries.
+fn list_tree(dir: &Path, out: &mut Vec<PathBuf>, limit: usize) -> Result<()> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "cannot list to sync", e))?;
+    for entry in rd {
+        if out.len() > limit {
+            break;
+        }
+        let entry = entry.map_err(|e| Error::io(dir, "cannot list to sync", e))?;
+        let path = entry.path();
+        let is_dir = entry
+            .file_type()
+            .map_err(|e| Error::io(&path, "cannot list to sync", e))?
+            .is_dir();
+        if is_dir {
+            list_tree(&path, out, limit)?;
+        } else {
+            out.push(path);
+        }
+    }
+    out.push(dir.to_path_buf());
     Ok(())
 }
 
@@ -126,5 +161,44 @@ fn parent_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Commits a staged folder of `n` files in a subfolder; both ways of syncing end with
+    /// every file in place.
+    fn commit_with(n: usize) {
+        let root = tempfile::tempdir().unwrap();
+        let out = root.path().join("out");
+        let staging = StagingDir::new(&out).unwrap();
+        let sub = staging.path().join("chips");
+        std::fs::create_dir_all(&sub).unwrap();
+        for i in 0..n {
+            write_staged(&sub.join(format!("{i}.txt")), i.to_string().as_bytes()).unwrap();
+        }
+        let mut listed = Vec::new();
+        list_tree(staging.path(), &mut listed, usize::MAX).unwrap();
+        assert_eq!(listed.len(), n + 2, "files, their folder and the staged folder");
+        assert_eq!(listed.last().map(PathBuf::as_path), Some(staging.path()));
+        staging.commit().unwrap();
+        for i in 0..n {
+            assert_eq!(
+                std::fs::read_to_string(out.join("chips").join(format!("{i}.txt"))).unwrap(),
+                i.to_string()
+            );
+        }
+    }
+
+    #[test]
+    fn a_few_files_are_synced_one_by_one_and_committed() {
+        commit_with(3);
+    }
+
+    #[test]
+    fn many_files_are_synced_at_once_and_committed() {
+        commit_with(300);
     }
 }
