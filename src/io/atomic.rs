@@ -91,16 +91,16 @@ fn replace_dir(staged: &Path, target: &Path) -> Result<()> {
 /// waited 2.4 s for another folder being deleted), so it is kept for when it pays.
 fn sync_tree(dir: &Path) -> Result<()> {
     const MAX_ONE_BY_ONE: usize = 256;
+    // Where `syncfs` exists the listing can stop as soon as it is clearly many; elsewhere every
+    // entry is synced one by one, so all of them are listed.
+    let limit = if cfg!(target_os = "linux") {
+        MAX_ONE_BY_ONE + 1
+    } else {
+        usize::MAX
+    };
     let mut entries = Vec::new();
-    list_tree(dir, &mut entries, MAX_ONE_BY_ONE + 1)?;
-    #[cfg(target_os = "linux")]
-    if entries.len() > MAX_ONE_BY_ONE {
-        use std::os::fd::AsRawFd;
-        let f = std::fs::File::open(dir).map_err(|e| Error::io(dir, "cannot open to sync", e))?;
-        // SAFETY: `syncfs` only reads the descriptor, which `f` keeps open for the call.
-        if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
-            return Err(Error::io(dir, "cannot sync", std::io::Error::last_os_error()));
-        }
+    list_tree(dir, &mut entries, limit)?;
+    if entries.len() > MAX_ONE_BY_ONE && sync_file_system(dir)? {
         return Ok(());
     }
     // In parallel, so the file system can commit them together; all are synced before the
@@ -111,6 +111,25 @@ fn sync_tree(dir: &Path) -> Result<()> {
             .and_then(|f| f.sync_all())
             .map_err(|e| Error::io(p, "cannot write to disk", e))
     })
+}
+
+/// `syncfs` on the file system holding `dir`; `false` where there is no such call.
+fn sync_file_system(dir: &Path) -> Result<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(dir).map_err(|e| Error::io(dir, "cannot open to sync", e))?;
+        // SAFETY: `syncfs` only reads the descriptor, which `f` keeps open for the call.
+        if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+            return Err(Error::io(dir, "cannot sync", std::io::Error::last_os_error()));
+        }
+        Ok(true)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        Ok(false)
+    }
 }
 
 /// The files and folders under `dir` (folders after their contents, `dir` last); stops
