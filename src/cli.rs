@@ -87,6 +87,10 @@ pub struct DetectArgs {
     /// Keep crop-cycle changes and changes off cropland.
     #[arg(long)]
     pub keep_all: bool,
+    /// Accept a land-use layer with no parcel over the image (refused otherwise: every patch
+    /// would be dropped as off cropland).
+    #[arg(long)]
+    pub allow_empty_landuse: bool,
     /// County layer fields holding the code and the name, e.g. XZQDM,XZQMC (default: tries
     /// XZQDM/XZQMC, code/name, PAC/NAME_CN).
     #[arg(long, value_name = "CODE,NAME")]
@@ -116,6 +120,7 @@ impl DetectArgs {
             before_date: self.before_date.clone(),
             after_date: self.after_date.clone(),
             keep_all: self.keep_all,
+            allow_empty_landuse: self.allow_empty_landuse,
             progress: true,
             county_fields: self.county_fields.clone(),
             dbf_encoding: self.dbf_encoding,

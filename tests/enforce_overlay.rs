@@ -297,6 +297,7 @@ fn optional_layers_county_approval_farmland_red_line() {
         approved: Some(d.join("pz.gpkg")),
         counties: Some(d.join("xzq.geojson")),
         red_line: Some(d.join("hx.gpkg")),
+        allow_empty_landuse: false,
     };
     let ov = load(&paths).unwrap();
     // Patch x 70..110: 10 m on farmland (70..80), 10 m approved (100..110), touches red line at 109.
@@ -321,4 +322,124 @@ fn optional_layers_county_approval_farmland_red_line() {
         .err()
         .expect("must fail");
     assert!(err.to_string().contains("code, name"), "{err}");
+}
+
+/// A land-use layer whose DLBM field holds integers, as after a spreadsheet round trip.
+fn write_numeric_dlbm(path: &Path, feats: &[(String, i64)]) {
+    let drv = DriverManager::get_driver_by_name("GPKG").unwrap();
+    let mut ds = drv.create_vector_only(path).unwrap();
+    let layer = ds
+        .create_layer(LayerOptions {
+            name: "dltb",
+            srs: Some(&srs(4545)),
+            ty: OGRwkbGeometryType::wkbPolygon,
+            options: None,
+        })
+        .unwrap();
+    FieldDefn::new("DLBM", OGRFieldType::OFTInteger)
+        .unwrap()
+        .add_to_layer(&layer)
+        .unwrap();
+    for (wkt, code) in feats {
+        let mut feat = Feature::new(layer.defn()).unwrap();
+        feat.set_field_integer64(0, *code).unwrap();
+        feat.set_geometry(Geometry::from_wkt(wkt).unwrap()).unwrap();
+        feat.create(&layer).unwrap();
+    }
+}
+
+#[test]
+fn dlbm_stored_as_integers_gets_its_leading_zeros_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("numeric.gpkg");
+    let feats: Vec<(String, i64)> = landuse_feats()
+        .into_iter()
+        .map(|(wkt, v)| (wkt, v[0].parse().unwrap()))
+        .collect();
+    write_numeric_dlbm(&p, &feats);
+    let ov = load(&landuse_only(p)).unwrap();
+    let land = ov.land_use(&rect(70.0, 500.0, 110.0, 510.0), 400.0, 50.0);
+    assert_eq!((land.dlbm.as_str(), land.dlmc.as_str()), ("0103", "旱地"));
+    assert!(
+        (land.cropland_area_m2 - 300.0).abs() < 1e-6,
+        "{}",
+        land.cropland_area_m2
+    );
+    assert!(
+        ov.land_use(&rect(310.0, 500.0, 320.0, 510.0), 100.0, 50.0).near_village,
+        "0702 read as village"
+    );
+}
+
+#[test]
+fn dlbm_text_that_lost_its_zeros_is_read_as_the_san_diao_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("lost.gpkg");
+    let feats = vec![
+        (rect_wkt(0.0, 0.0, 100.0, 1000.0), vec!["103"]),
+        (rect_wkt(100.0, 0.0, 300.0, 1000.0), vec!["1006"]),
+    ];
+    write_layer(&p, "GPKG", Some(4545), &["DLBM"], &feats, &[]);
+    let land = load(&landuse_only(p))
+        .unwrap()
+        .land_use(&rect(10.0, 500.0, 20.0, 510.0), 100.0, 0.0);
+    assert_eq!(land.dlbm, "0103");
+    assert!(land.cropland_area_m2 > 99.0);
+}
+
+#[test]
+fn er_diao_codes_stored_as_integers_are_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("erdiao.gpkg");
+    // 二调 011 水田, 021 果园 as integers: no 三调 code whichever way they are padded.
+    write_numeric_dlbm(
+        &p,
+        &[
+            (rect_wkt(0.0, 0.0, 100.0, 1000.0), 11),
+            (rect_wkt(100.0, 0.0, 300.0, 1000.0), 21),
+        ],
+    );
+    let err = load(&landuse_only(p)).err().expect("must fail");
+    assert!(matches!(err, Error::Config { .. }), "{err}");
+    assert!(
+        err.to_string().contains("DLBM") && err.to_string().contains("erdiao.gpkg"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_layer_without_crs_is_refused_not_guessed() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("nocrs.shp");
+    write_layer(&p, "ESRI Shapefile", None, &["DLBM"], &landuse_feats(), &[]);
+    let err = load(&landuse_only(p)).err().expect("must fail");
+    assert_eq!(err.exit_code(), 2, "{err}");
+    assert!(
+        err.to_string().contains("nocrs.shp") && err.to_string().contains("no CRS"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_land_use_layer_with_nothing_over_the_image_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let far = dir.path().join("far.gpkg");
+    // 50 km east of the image.
+    let elsewhere = vec![(rect_wkt(50_000.0, 0.0, 50_100.0, 1000.0), vec!["0103"])];
+    write_layer(&far, "GPKG", Some(4545), &["DLBM"], &elsewhere, &[]);
+    let empty = dir.path().join("empty.gpkg");
+    write_layer(&empty, "GPKG", Some(4545), &["DLBM"], &[], &[]);
+    for p in [far, empty] {
+        let err = load(&landuse_only(p.clone())).err().expect("must fail");
+        assert_eq!(err.exit_code(), 2, "{err}");
+        assert!(err.to_string().contains("no parcel lies over the image"), "{err}");
+        let allowed = LayerPaths {
+            allow_empty_landuse: true,
+            ..landuse_only(p)
+        };
+        let land = load(&allowed)
+            .unwrap()
+            .land_use(&rect(0.0, 0.0, 10.0, 10.0), 100.0, 0.0);
+        assert_eq!((land.dlbm.as_str(), land.cropland_area_m2), ("", 0.0));
+    }
 }

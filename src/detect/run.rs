@@ -37,6 +37,8 @@ pub struct DetectRequest {
     pub after_date: Option<String>,
     /// Keep crop-cycle and off-cropland patches (for evaluation against plain change labels).
     pub keep_all: bool,
+    /// Accept a land-use layer with no parcel over the image.
+    pub allow_empty_landuse: bool,
     /// Show progress bars (terminal only).
     pub progress: bool,
     /// County layer fields as `CODE,NAME` (default: XZQDM/XZQMC, code/name, …).
@@ -48,6 +50,22 @@ pub struct DetectRequest {
 }
 
 impl DetectRequest {
+    /// Every file the run reads: the output folder must not hold any of them.
+    pub fn inputs(&self) -> Vec<&Path> {
+        let layers = [
+            &self.model_path,
+            &self.landuse,
+            &self.basic_farmland,
+            &self.approved,
+            &self.counties,
+            &self.red_line,
+        ];
+        [self.before.as_path(), self.after.as_path()]
+            .into_iter()
+            .chain(layers.into_iter().filter_map(|p| p.as_deref()))
+            .collect()
+    }
+
     pub fn new(before: impl Into<PathBuf>, after: impl Into<PathBuf>, out_dir: impl Into<PathBuf>) -> Self {
         Self {
             before: before.into(),
@@ -104,7 +122,7 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     let model = Model::load_or_builtin(req.model_path.as_ref())?;
     check_dates(req)?;
     let bands = req.bands.as_deref().map(BandMap::parse).transpose()?;
-    let mut staging = StagingDir::new(&req.out_dir)?;
+    let mut staging = StagingDir::new(&req.out_dir, &req.inputs())?;
     let work = staging.path().join(".work");
     std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, "cannot create a work folder", e))?;
     let mut scene = Scene::open(&req.before, &req.after, bands.as_ref(), &model, &work)?;
@@ -427,6 +445,7 @@ fn start_loading_layers(scene: &Scene, req: &DetectRequest) -> Result<LayersLoad
         approved: req.approved.clone(),
         counties: req.counties.clone(),
         red_line: req.red_line.clone(),
+        allow_empty_landuse: req.allow_empty_landuse,
     };
     if !paths.any() {
         return Ok(None);

@@ -2,20 +2,29 @@
 //! place and renamed into place only when complete, so a crash never leaves a half-written
 //! result that looks finished.
 
+use super::ownership::{self, parent_of};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// A staging folder next to `final_dir` that becomes `final_dir` on [`StagingDir::commit`].
-/// Dropped without commit, it is removed.
+/// Dropped without commit, it is removed. Only a folder landwatch wrote is ever replaced (see
+/// [`ownership`]).
 pub struct StagingDir {
     staging: Option<tempfile::TempDir>,
     final_dir: PathBuf,
+    /// The staged folder's marker, locked while this run lives.
+    _claim: std::fs::File,
+    /// The run's inputs, which the replaced folder must not hold.
+    inputs: Vec<PathBuf>,
     /// Files already being flushed to disk (see [`StagingDir::flush_early`]).
     flushing: Vec<std::thread::JoinHandle<Result<()>>>,
 }
 
 impl StagingDir {
-    pub fn new(final_dir: &Path) -> Result<Self> {
+    /// Checks that `final_dir` may be replaced (it is new, empty or landwatch's own output and
+    /// holds none of `inputs`), removes what killed runs to it left behind, and stages beside it.
+    pub fn new(final_dir: &Path, inputs: &[&Path]) -> Result<Self> {
+        ownership::check_replaceable(final_dir, inputs)?;
         let parent = parent_of(final_dir);
         std::fs::create_dir_all(&parent)
             .map_err(|e| Error::io(&parent, "cannot create the output's parent folder", e))?;
@@ -27,9 +36,13 @@ impl StagingDir {
             .prefix(&format!(".{name}.staging-"))
             .tempdir_in(&parent)
             .map_err(|e| Error::io(&parent, "cannot create a staging folder", e))?;
+        let claim = ownership::claim(staging.path())?;
+        ownership::remove_leftovers(final_dir)?;
         Ok(Self {
             staging: Some(staging),
             final_dir: final_dir.to_path_buf(),
+            _claim: claim,
+            inputs: inputs.iter().map(|p| p.to_path_buf()).collect(),
             flushing: Vec::new(),
         })
     }
@@ -59,6 +72,10 @@ impl StagingDir {
             f.join()
                 .unwrap_or_else(|_| Err(Error::Other("a disk flush stopped unexpectedly".into())))?;
         }
+        ownership::seal(staging.path())?;
+        // The folder may have changed since the run started: look again right before replacing.
+        let inputs: Vec<&Path> = self.inputs.iter().map(PathBuf::as_path).collect();
+        ownership::check_replaceable(&self.final_dir, &inputs)?;
         let staged = staging.keep();
         sync_tree(&staged)?;
         replace_dir(&staged, &self.final_dir)?;
@@ -66,22 +83,77 @@ impl StagingDir {
     }
 }
 
-/// Renames `staged` onto `target`; an existing `target` is moved aside first and removed after.
+/// Puts `staged` in `target`'s place. Where the file system can swap two folders in one step
+/// (Linux `renameat2(RENAME_EXCHANGE)`), `target` is never missing, not even for a moment;
+/// elsewhere the old folder is moved aside first. The old folder, now at `staged`'s name and
+/// still carrying the marker checked before the swap, is removed after; if the run is killed
+/// before that, the next run to `target` removes it as a leftover.
 fn replace_dir(staged: &Path, target: &Path) -> Result<()> {
-    let old = target.with_file_name(format!(
-        ".{}.old-{}",
-        target.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
-        std::process::id()
-    ));
-    let had_old = target.exists();
-    if had_old {
-        std::fs::rename(target, &old).map_err(|e| Error::io(target, "cannot move the previous output aside", e))?;
+    if target.exists() && swap_dirs(staged, target)? {
+        sync_parent(target)?;
+        return std::fs::remove_dir_all(staged).map_err(|e| Error::io(staged, "cannot remove the previous output", e));
+    }
+    if target.exists() {
+        // An empty folder or one that cannot be swapped: a rename replaces an empty folder in
+        // one step; a non-empty one is moved aside to the staging name first.
+        if std::fs::rename(staged, target).is_ok() {
+            return sync_parent(target);
+        }
+        let mut aside_name = staged.file_name().unwrap_or_default().to_os_string();
+        aside_name.push("-old");
+        let aside = staged.with_file_name(aside_name);
+        std::fs::rename(target, &aside).map_err(|e| Error::io(target, "cannot move the previous output aside", e))?;
+        std::fs::rename(staged, target)
+            .map_err(|e| Error::io(target, "cannot move the finished output into place", e))?;
+        sync_parent(target)?;
+        return std::fs::remove_dir_all(&aside).map_err(|e| Error::io(&aside, "cannot remove the previous output", e));
     }
     std::fs::rename(staged, target).map_err(|e| Error::io(target, "cannot move the finished output into place", e))?;
-    if had_old {
-        let _ = std::fs::remove_dir_all(&old);
+    sync_parent(target)
+}
+
+/// Swaps two folders atomically; `false` where the system or file system cannot.
+fn swap_dirs(a: &Path, b: &Path) -> Result<bool> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| {
+            std::ffi::CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| Error::input(p, "the path contains a NUL byte"))
+        };
+        let (ca, cb) = (c(a)?, c(b)?);
+        // SAFETY: both paths are valid NUL-terminated strings that outlive the call.
+        let rc = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                ca.as_ptr(),
+                libc::AT_FDCWD,
+                cb.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let err = std::io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::ENOTSUP) => Ok(false),
+            _ => Err(Error::io(b, "cannot move the finished output into place", err)),
+        };
     }
-    Ok(())
+    #[allow(unreachable_code)]
+    {
+        let _ = (a, b);
+        Ok(false)
+    }
+}
+
+/// Makes the rename itself durable: the entry lives in the parent folder.
+fn sync_parent(target: &Path) -> Result<()> {
+    let parent = parent_of(target);
+    std::fs::File::open(&parent)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(&parent, "cannot write to disk", e))
 }
 
 /// Makes everything written under `dir` durable before it is renamed into place. A run that
@@ -176,13 +248,6 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn parent_of(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,7 +257,7 @@ mod tests {
     fn commit_with(n: usize) {
         let root = tempfile::tempdir().unwrap();
         let out = root.path().join("out");
-        let staging = StagingDir::new(&out).unwrap();
+        let staging = StagingDir::new(&out, &[]).unwrap();
         let sub = staging.path().join("chips");
         std::fs::create_dir_all(&sub).unwrap();
         for i in 0..n {
@@ -200,9 +265,14 @@ mod tests {
         }
         let mut listed = Vec::new();
         list_tree(staging.path(), &mut listed, usize::MAX).unwrap();
-        assert_eq!(listed.len(), n + 2, "files, their folder and the staged folder");
+        assert_eq!(
+            listed.len(),
+            n + 3,
+            "files, their folder, the marker and the staged folder"
+        );
         assert_eq!(listed.last().map(PathBuf::as_path), Some(staging.path()));
         staging.commit().unwrap();
+        assert!(out.join(ownership::OUTPUT_MARKER).exists());
         for i in 0..n {
             assert_eq!(
                 std::fs::read_to_string(out.join("chips").join(format!("{i}.txt"))).unwrap(),

@@ -5,6 +5,7 @@
 //! `ndarray` arrays in reflectance units.
 
 pub mod atomic;
+pub mod ownership;
 pub mod raster;
 
 use std::sync::Once;

@@ -100,9 +100,68 @@ pub fn looks_like_code(code: &str) -> bool {
     (2..=6).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
+/// Whether a layer's DLBM values lost their leading zeros: stored as numbers (a spreadsheet
+/// round trip turns `0101` into `101`), or as text without them. 三调 codes made of digits
+/// alone have four digits (or are `09`), so a three-digit value can only be a damaged 三调 code
+/// or an old 二调 code such as `011`; 二调 text keeps its own leading zeros, so a text layer
+/// whose three-digit values all start with another digit lost them.
+pub fn lost_leading_zeros(stored_as_number: bool, codes: &[&str]) -> bool {
+    if stored_as_number {
+        return true;
+    }
+    let three_digits = || codes.iter().filter(|c| c.len() == 3 && is_digits(c));
+    three_digits().next().is_some() && three_digits().all(|c| !c.starts_with('0'))
+}
+
+/// A DLBM value as the 三调 code it stands for: trimmed; when the layer lost its leading zeros
+/// (see [`lost_leading_zeros`]), a number (`101`, `101.0`, `9`) zero-padded back to `0101`,
+/// `09`. Anything else is returned trimmed, as is.
+pub fn normalise(raw: &str, lost_zeros: bool) -> String {
+    let code = raw.trim();
+    let code = code.strip_suffix(".0").filter(|c| is_digits(c)).unwrap_or(code);
+    if !lost_zeros || !is_digits(code) || name_of(code).is_some() {
+        return code.to_string();
+    }
+    let padded = match code.len() {
+        1 => format!("0{code}"),
+        2 | 3 => format!("{code:0>4}"),
+        _ => return code.to_string(),
+    };
+    if name_of(&padded).is_some() {
+        padded
+    } else {
+        code.to_string()
+    }
+}
+
+fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_stored_as_numbers_get_their_zeros_back() {
+        assert_eq!(normalise("101", true), "0101");
+        assert_eq!(normalise(" 103.0 ", true), "0103");
+        assert_eq!(normalise("9", true), "09");
+        assert_eq!(normalise("1203", true), "1203");
+        assert_eq!(normalise("05H1", true), "05H1");
+        // Not a 三调 code once padded either: left for the caller to report.
+        assert_eq!(normalise("11", true), "11");
+        assert_eq!(normalise("101", false), "101");
+    }
+
+    #[test]
+    fn which_layers_lost_their_zeros() {
+        assert!(lost_leading_zeros(true, &["0101"]));
+        assert!(lost_leading_zeros(false, &["101", "1001", "0301"]));
+        // 二调 text keeps its zeros: 011 水田, 101 铁路用地.
+        assert!(!lost_leading_zeros(false, &["011", "101"]));
+        assert!(!lost_leading_zeros(false, &["0101", "1203"]));
+    }
 
     #[test]
     fn cropland_village_and_names() {

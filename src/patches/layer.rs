@@ -41,8 +41,6 @@ pub struct LoadStats {
     pub read_as_gbk: bool,
     /// Text values that were not valid UTF-8 before recoding.
     pub non_utf8_values: usize,
-    /// Whether the layer had no CRS and was taken to be in the grid's CRS.
-    pub assumed_grid_crs: bool,
 }
 
 /// The CRS and extent of the grid the patches live on.
@@ -195,6 +193,16 @@ pub fn require_field(path: &Path, layer: &str, names: &[String], candidates: &[&
     })
 }
 
+/// Whether field `idx` holds numbers (integer or real) rather than text.
+pub fn is_numeric_field(layer: &Layer, idx: usize) -> bool {
+    layer.defn().fields().nth(idx).is_some_and(|f| {
+        matches!(
+            f.field_type(),
+            OGRFieldType::OFTInteger | OGRFieldType::OFTInteger64 | OGRFieldType::OFTReal
+        )
+    })
+}
+
 /// A string field's value, trimmed; empty when null.
 pub fn text(f: &Feature, idx: usize) -> String {
     f.field_as_string(idx)
@@ -214,7 +222,7 @@ pub fn read_polygons<T>(
     mut stats: LoadStats,
     mut attr: impl FnMut(&Feature) -> Option<T>,
 ) -> Result<PolygonLayer<T>> {
-    let ct = to_grid(path, layer, what, grid, &mut stats)?;
+    let ct = to_grid(path, layer, what, grid)?;
     let mut attrs = Vec::new();
     let mut items = Vec::new();
     for f in layer.features() {
@@ -247,17 +255,14 @@ pub fn read_polygons<T>(
 
 /// The transform from the layer CRS to the grid CRS (`None`: same CRS), and a spatial filter
 /// on the layer to the grid's extent so a province-wide layer does not load entirely.
-fn to_grid(
-    path: &Path,
-    layer: &mut Layer,
-    what: &str,
-    grid: &GridFrame,
-    stats: &mut LoadStats,
-) -> Result<Option<CoordTransform>> {
+fn to_grid(path: &Path, layer: &mut Layer, what: &str, grid: &GridFrame) -> Result<Option<CoordTransform>> {
     let Some(mut srs) = layer.spatial_ref() else {
-        stats.assumed_grid_crs = true;
-        set_filter(layer, grid.bounds);
-        return Ok(None);
+        // Taking it to be in the image's CRS would overlay it wherever its numbers happen to
+        // fall, and a layer in lon/lat would then cover nothing: never a quiet guess.
+        return Err(Error::input(
+            path,
+            format!("{what} layer has no CRS (a Shapefile without its .prj?), so it cannot be placed on the image; add it, e.g. `ogr2ogr -a_srs EPSG:4545 fixed.gpkg {}`", path.display()),
+        ));
     };
     srs.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
     if srs == grid.srs {
@@ -342,8 +347,5 @@ fn report(path: &Path, what: &str, s: &LoadStats) {
             "{what}: repaired {} invalid geometries, skipped {} features without a usable polygon, rejected {} features with unusable attributes",
             s.repaired, s.skipped, s.rejected
         );
-    }
-    if s.assumed_grid_crs {
-        tracing::warn!(file = %path.display(), "{what}: the layer has no CRS (.prj); assuming it is in the image's CRS");
     }
 }

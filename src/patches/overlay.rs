@@ -28,6 +28,9 @@ pub struct LayerPaths {
     pub approved: Option<PathBuf>,
     pub counties: Option<PathBuf>,
     pub red_line: Option<PathBuf>,
+    /// Accept a land-use layer with no parcel over the image (otherwise refused: it would
+    /// drop every patch as off cropland).
+    pub allow_empty_landuse: bool,
 }
 
 impl LayerPaths {
@@ -95,7 +98,11 @@ impl Overlay {
         Self::check_grid(paths, grid_wkt)?;
         let grid = GridFrame::new(grid_wkt, bounds)?;
         Ok(Self {
-            landuse: paths.landuse.as_deref().map(|p| load_landuse(p, &grid)).transpose()?,
+            landuse: paths
+                .landuse
+                .as_deref()
+                .map(|p| load_landuse(p, &grid, paths.allow_empty_landuse))
+                .transpose()?,
             farmland: paths
                 .basic_farmland
                 .as_deref()
@@ -270,42 +277,77 @@ fn largest_overlap<T>(l: &PolygonLayer<T>, shape: &geo::MultiPolygon<f64>) -> Op
         .map(|(i, _)| i)
 }
 
-fn load_landuse(path: &Path, grid: &GridFrame) -> Result<PolygonLayer<Parcel>> {
+/// A parcel's fields as the layer stores them, before its codes are normalised.
+struct RawParcel {
+    code: String,
+    dlmc: String,
+    czcsxm: Option<String>,
+}
+
+fn load_landuse(path: &Path, grid: &GridFrame, allow_empty: bool) -> Result<PolygonLayer<Parcel>> {
     let what = "land-use";
     let mut stats = LoadStats::default();
     let ds = layer::open(path, what, &mut stats)?;
     let mut lyr = layer::pick_layer(&ds, path, what)?;
     let names = layer::field_names(&lyr);
     let code_idx = layer::require_field(path, &lyr.name(), &names, &["DLBM"], what)?;
+    let stored_as_number = layer::is_numeric_field(&lyr, code_idx);
     let name_idx = layer::find_field(&names, &["DLMC"]);
     let czc_idx = layer::find_field(&names, &["CZCSXM"]);
-    let mut bad_names = 0usize;
-    let loaded = layer::read_polygons(path, &mut lyr, what, grid, stats, |f| {
+    let raw = layer::read_polygons(path, &mut lyr, what, grid, stats, |f| {
         let code = layer::text(f, code_idx);
-        if !dlbm::looks_like_code(&code) {
+        // Numbers come back as `101` or `101.0`; the leading zeros are restored below, once
+        // the whole layer shows whether they were lost.
+        let as_code = code.strip_suffix(".0").unwrap_or(&code);
+        if !dlbm::looks_like_code(as_code) && !(stored_as_number && !as_code.is_empty()) {
             return None;
         }
-        let from_layer = name_idx.map(|i| layer::text(f, i)).unwrap_or_default();
-        let readable = !from_layer.is_empty() && !from_layer.contains(['\u{FFFD}', '?']);
-        bad_names += usize::from(!from_layer.is_empty() && !readable);
-        let dlmc = if readable {
-            from_layer
-        } else {
-            dlbm::name_of(&code).unwrap_or_default().to_string()
-        };
-        let village = dlbm::is_village(&code, czc_idx.map(|i| layer::text(f, i)).as_deref());
-        Some(Parcel {
-            dlbm: code,
-            dlmc,
-            village,
+        Some(RawParcel {
+            code,
+            dlmc: name_idx.map(|i| layer::text(f, i)).unwrap_or_default(),
+            czcsxm: czc_idx.map(|i| layer::text(f, i)),
         })
     })?;
-    check_landuse(path, &loaded, bad_names)?;
+    check_landuse_extent(path, &raw, allow_empty)?;
+    let codes: Vec<&str> = raw.attrs.iter().map(|p| p.code.as_str()).collect();
+    let lost_zeros = dlbm::lost_leading_zeros(stored_as_number, &codes);
+    let mut bad_names = 0usize;
+    let attrs = raw
+        .attrs
+        .iter()
+        .map(|p| parcel_of(p, lost_zeros, &mut bad_names))
+        .collect();
+    let loaded = PolygonLayer {
+        path: raw.path,
+        tree: raw.tree,
+        attrs,
+        stats: raw.stats,
+    };
+    check_landuse_codes(path, &loaded, bad_names, lost_zeros)?;
     Ok(loaded)
 }
 
-/// A land-use layer whose codes are all unreadable is a wrong field or file, not "no cropland".
-fn check_landuse(path: &Path, l: &PolygonLayer<Parcel>, bad_names: usize) -> Result<()> {
+/// A parcel with its code normalised and its name read or, when unreadable, built in.
+fn parcel_of(raw: &RawParcel, lost_zeros: bool, bad_names: &mut usize) -> Parcel {
+    let code = dlbm::normalise(&raw.code, lost_zeros);
+    let readable = !raw.dlmc.is_empty() && !raw.dlmc.contains(['\u{FFFD}', '?']);
+    *bad_names += usize::from(!raw.dlmc.is_empty() && !readable);
+    let dlmc = if readable {
+        raw.dlmc.clone()
+    } else {
+        dlbm::name_of(&code).unwrap_or_default().to_string()
+    };
+    Parcel {
+        village: dlbm::is_village(&code, raw.czcsxm.as_deref()),
+        dlbm: code,
+        dlmc,
+    }
+}
+
+/// A land-use layer with no parcel over the image (or none at all) would make every patch
+/// "not on cropland" and drop it: that is a wrong file or extent, not an answer, unless the
+/// operator said an empty layer is expected.
+fn check_landuse_extent<T>(path: &Path, l: &PolygonLayer<T>, allow_empty: bool) -> Result<()> {
     let s = &l.stats;
     if s.features > 0 && l.attrs.is_empty() && s.rejected == s.features {
         return Err(Error::config(
@@ -317,14 +359,47 @@ fn check_landuse(path: &Path, l: &PolygonLayer<Parcel>, bad_names: usize) -> Res
             ),
         ));
     }
+    if s.features == 0 && !allow_empty {
+        return Err(Error::input(
+            path,
+            "land-use layer: no parcel lies over the image (wrong file, wrong area, or an empty layer); every patch would be dropped as off cropland. Check the layer covers the image, or pass --allow-empty-landuse if that is expected",
+        ));
+    }
     if s.features == 0 {
         tracing::warn!(file = %path.display(), "land-use layer has no parcel over the image; every patch will have an empty DLBM");
     }
+    Ok(())
+}
+
+/// Codes that are not 三调 codes, even after restoring lost zeros, mean no parcel counts as
+/// cropland: refused when none is, reported when some are.
+fn check_landuse_codes(path: &Path, l: &PolygonLayer<Parcel>, bad_names: usize, lost_zeros: bool) -> Result<()> {
+    let unknown: Vec<&str> = l
+        .attrs
+        .iter()
+        .filter(|p| dlbm::name_of(&p.dlbm).is_none())
+        .map(|p| p.dlbm.as_str())
+        .collect();
+    if !l.attrs.is_empty() && unknown.len() == l.attrs.len() {
+        return Err(Error::config(
+            path,
+            "DLBM",
+            format!(
+                "none of the {} parcels over the image has a 三调 land-class code (TD/T 1055-2019, e.g. 0101 水田); found e.g. '{}'. Old 二调 codes are not mapped{}",
+                l.attrs.len(),
+                unknown[0],
+                if lost_zeros { "; the codes look stored as numbers, so store DLBM as text with its leading zeros" } else { "" }
+            ),
+        ));
+    }
+    if !unknown.is_empty() {
+        tracing::warn!(file = %path.display(), unknown = unknown.len(), example = unknown[0], "land-use: {} parcels have a DLBM that is not a 三调 code; they count as non-cropland", unknown.len());
+    }
+    if lost_zeros {
+        tracing::warn!(file = %path.display(), "land-use: DLBM values had lost their leading zeros (stored as numbers?); read e.g. 101 as 0101");
+    }
     if bad_names > 0 {
         tracing::warn!(file = %path.display(), bad_names, "land-use: {bad_names} DLMC values are unreadable (encoding); used the built-in 三调 names instead");
-    }
-    if !l.attrs.is_empty() && l.attrs.iter().all(|p| dlbm::name_of(&p.dlbm).is_none()) {
-        tracing::warn!(file = %path.display(), "land-use: no DLBM value is a 三调 code (old 二调 codes?); no parcel counts as cropland");
     }
     Ok(())
 }
