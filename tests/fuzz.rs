@@ -447,9 +447,12 @@ fn land_use_files_of_random_bytes() {
             .unwrap();
         let bounds = [404_000.0, 2_490_000.0, 406_000.0, 2_492_000.0];
         let shown = format!("{ext}: {} bytes", bytes.len());
-        no_panic("Overlay::load", &shown, || {
+        let loaded = no_panic("Overlay::load", &shown, || {
             Overlay::load(&paths, &CountyFields::default(), &wkt, bounds)
         })?;
+        if let Err(e) = loaded {
+            prop_assert_eq!(e.exit_code(), 2, "a broken layer file is bad input: {} ({})", e, shown);
+        }
         Ok(())
     });
     if let Err(e) = result {

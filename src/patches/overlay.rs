@@ -299,7 +299,9 @@ fn load_landuse(path: &Path, grid: &GridFrame, allow_empty: bool) -> Result<Poly
         // Numbers come back as `101` or `101.0`; the leading zeros are restored below, once
         // the whole layer shows whether they were lost.
         let as_code = code.strip_suffix(".0").unwrap_or(&code);
-        if !dlbm::looks_like_code(as_code) && !(stored_as_number && !as_code.is_empty()) {
+        // A number is worth keeping even when short (`9` is 特殊用地 `09`).
+        let usable = dlbm::looks_like_code(as_code) || (stored_as_number && !as_code.is_empty());
+        if !usable {
             return None;
         }
         Some(RawParcel {
