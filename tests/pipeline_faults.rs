@@ -419,3 +419,38 @@ fn two_pipelines_sharing_an_archive_never_collide() {
         }
     }
 }
+
+/// Remote images are checked against `[bands]` once fetched: every pair lacking the band is a
+/// configuration failure, so nothing is published and the run exits 2 naming the key.
+#[test]
+fn fetched_images_without_the_configured_band_fail_as_configuration() {
+    let d = tempfile::tempdir().unwrap();
+    let gen = d.path().join("gen");
+    std::fs::create_dir_all(&gen).unwrap();
+    let mut s = Server::default();
+    let mut entries = Vec::new();
+    for (date, bright) in [("2024-01-10", vec![]), ("2024-05-10", vec![(10, 40, 10, 40)])] {
+        let name = format!("g_{date}.tif");
+        s.files.insert(name.clone(), tile_bytes(&gen, &name, 0, &bright));
+        entries.push(serde_json::json!({"id": "g", "date": date, "url": format!("tiles/{name}")}));
+    }
+    s.index = serde_json::to_vec(&serde_json::json!({"tiles": entries})).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let base = serve(&rt, Arc::new(s));
+    let source =
+        format!("kind = \"http_index\"\nurl = \"{base}/index.json\"\n[bands]\nblue = 1\ngreen = 2\nred = 3\nnir = 6");
+    let p = config::load(&pipeline(d.path(), &source)).unwrap();
+    let report = run(&p, &RunOptions::default(), &BoxDetector { delay_ms: 0 }).unwrap();
+    assert_eq!(report.exit_code(), 2, "{:?}", report.failed);
+    assert!(
+        matches!(report.result, RunResult::AllFailed { .. }),
+        "{:?}",
+        report.result
+    );
+    let why = &report.failed[0].1;
+    assert!(
+        why.contains("bands.nir") && why.contains("line ") && why.contains("4 bands"),
+        "{why}"
+    );
+    assert!(!p.output.join("runs").exists());
+}

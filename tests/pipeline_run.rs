@@ -480,3 +480,30 @@ fn the_same_tile_and_date_in_two_files_is_reported() {
     assert_eq!(failed, ["t3@2024-05-10"], "{:?}", report.failed);
     assert!(report.failed[0].1.contains("listed 2 times"), "{:?}", report.failed);
 }
+
+/// Through the binary with the real engine: every pair failing (here: after images that do not
+/// overlap their before images) publishes nothing and says so on stderr.
+#[test]
+fn binary_says_loudly_that_nothing_was_published_when_every_pair_failed() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for (i, t) in ["a", "b"].iter().enumerate() {
+        make_tile(&src.join(format!("{t}_2024-01-10.tif")), i, &[]);
+        make_tile(&src.join(format!("{t}_2024-05-10.tif")), i + 5, &[]);
+    }
+    let file = local_pipeline(d.path(), &src, "");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_landwatch"))
+        .args(["run", file.to_str().unwrap()])
+        .env("LANDWATCH_LOG", "off")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("NOTHING PUBLISHED"), "{stderr}");
+    assert!(
+        stderr.contains("FAILED a@2024-05-10") && stderr.contains("does not overlap"),
+        "{stderr}"
+    );
+    assert!(tracking_runs(&d.path().join("out")).is_empty());
+}
