@@ -180,23 +180,330 @@ impl landwatch::pipeline::TileDetector for Broken {
     }
 }
 
+/// Fails the pairs of one tile, detects the others.
+struct FailsOn(&'static str);
+
+impl landwatch::pipeline::TileDetector for FailsOn {
+    fn detect(&self, job: &landwatch::pipeline::TileJob) -> landwatch::Result<()> {
+        if job.out_dir.to_string_lossy().contains(self.0) {
+            return Err(landwatch::Error::Other("engine exploded".into()));
+        }
+        DET.detect(job)
+    }
+}
+
+/// Writes part of its output, then the disk is full (ENOSPC) on the pair of tile `self.0`.
+struct DiskFullOn(&'static str);
+
+impl landwatch::pipeline::TileDetector for DiskFullOn {
+    fn detect(&self, job: &landwatch::pipeline::TileJob) -> landwatch::Result<()> {
+        if !job.out_dir.to_string_lossy().contains(self.0) {
+            return DET.detect(job);
+        }
+        std::fs::write(job.out_dir.join("change.tif"), b"half").unwrap();
+        let enospc = std::io::Error::from_raw_os_error(28);
+        Err(landwatch::Error::io(
+            job.out_dir.join("change.tif"),
+            "writing change.tif",
+            enospc,
+        ))
+    }
+}
+
+fn clean_run(root: &std::path::Path, src: &std::path::Path) -> (String, String) {
+    std::fs::create_dir_all(root).unwrap();
+    let p = config::load(&local_pipeline(root, src, "")).unwrap();
+    let (id, dir) = published(&run(&p, &RunOptions::default(), &DET).unwrap().result);
+    (id, read(&dir.join("patches.geojson")))
+}
+
 #[test]
-fn failed_pairs_are_named_and_retried_next_time_under_a_new_run_id() {
+fn failed_pairs_are_named_and_retried_next_time() {
     let d = tempfile::tempdir().unwrap();
     let src = d.path().join("src");
     standard_scene(&src, ["t0", "t1", "t2", "t3"]);
     let p = config::load(&local_pipeline(d.path(), &src, "")).unwrap();
+    let first = run(&p, &RunOptions::default(), &FailsOn("t2@")).unwrap();
+    assert_eq!(first.exit_code(), 1);
+    assert_eq!(first.failed.len(), 1, "{:?}", first.failed);
+    assert!(first.failed[0].0.starts_with("t2@") && first.failed[0].1.contains("engine exploded"));
+    let (id1, _) = published(&first.result);
+    let second = run(&p, &RunOptions::default(), &DET).unwrap();
+    assert_eq!(second.exit_code(), 0);
+    let (id2, dir2) = published(&second.result);
+    assert_ne!(id1, id2, "the retried pair is a new run");
+    assert_eq!(features(&dir2.join("patches.geojson")).len(), 1);
+}
+
+/// A run in which every pair failed publishes nothing (so a run with no result never hides
+/// the published history), exits non-zero, and the retry is the run a clean night would have
+/// published: same run id, same track ids, same bytes.
+#[test]
+fn every_pair_failing_publishes_nothing_and_the_retry_equals_a_clean_run() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    standard_scene(&src, ["t0", "t1", "t2", "t3"]);
+    let (clean_id, clean) = clean_run(&d.path().join("clean"), &src);
+    let root = d.path().join("retried");
+    std::fs::create_dir_all(&root).unwrap();
+    let p = config::load(&local_pipeline(&root, &src, "")).unwrap();
     let first = run(&p, &RunOptions::default(), &Broken).unwrap();
     assert_eq!(first.exit_code(), 1);
     assert_eq!(first.failed.len(), 4);
     assert!(first.failed.iter().all(|(_, why)| why.contains("engine exploded")));
-    let (id1, _) = published(&first.result);
-    let again = run(&p, &RunOptions::default(), &Broken).unwrap();
-    let (id1b, _) = published(&again.result);
-    assert_ne!(id1, id1b, "a retry of the same pairs is a new run");
-    let second = run(&p, &RunOptions::default(), &DET).unwrap();
-    assert_eq!(second.exit_code(), 0);
-    let (id2, dir2) = published(&second.result);
-    assert_ne!(id1, id2);
-    assert_eq!(features(&dir2.join("patches.geojson")).len(), 2);
+    assert!(
+        !matches!(first.result, RunResult::Published { .. }),
+        "{:?}",
+        first.result
+    );
+    assert!(tracking_runs(&p.output).is_empty(), "nothing published");
+    let (id, dir) = published(&run(&p, &RunOptions::default(), &DET).unwrap().result);
+    assert_eq!(id, clean_id);
+    assert_eq!(read(&dir.join("patches.geojson")), clean);
+}
+
+fn tracking_runs(output: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(output.join("runs"))
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The disk filling up is not a tile's fault: exit 3, nothing published, and the next run
+/// resumes into exactly the clean result.
+#[test]
+fn disk_full_while_detecting_is_exit_3_publishes_nothing_and_resumes_to_the_clean_result() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    standard_scene(&src, ["t0", "t1", "t2", "t3"]);
+    let (clean_id, clean) = clean_run(&d.path().join("clean"), &src);
+    let root = d.path().join("full");
+    std::fs::create_dir_all(&root).unwrap();
+    let p = config::load(&local_pipeline(&root, &src, "")).unwrap();
+    let e = run(&p, &RunOptions::default(), &DiskFullOn("t2@")).unwrap_err();
+    assert_eq!(e.exit_code(), 3, "{e}");
+    assert!(e.to_string().contains("No space left"), "{e}");
+    assert!(tracking_runs(&p.output).is_empty(), "nothing published");
+    let (id, dir) = published(&run(&p, &RunOptions::default(), &DET).unwrap().result);
+    assert_eq!(id, clean_id);
+    assert_eq!(read(&dir.join("patches.geojson")), clean);
+}
+
+/// The archive cannot be written (here: a file where a folder of the archive must go): exit 3,
+/// not a run published with "failed" tiles.
+#[test]
+fn archive_write_error_is_exit_3_and_publishes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    standard_scene(&src, ["t0", "t1", "t2", "t3"]);
+    let p = config::load(&local_pipeline(d.path(), &src, "")).unwrap();
+    let sha = landwatch::pipeline::archive::sha256_file(&src.join("t2_2024-05-10.tif")).unwrap();
+    std::fs::create_dir_all(p.archive.join("sha256")).unwrap();
+    std::fs::write(p.archive.join("sha256").join(&sha[..2]), b"in the way").unwrap();
+    let e = run(&p, &RunOptions::default(), &DET).unwrap_err();
+    assert_eq!(e.exit_code(), 3, "{e}");
+    assert!(tracking_runs(&p.output).is_empty(), "nothing published");
+}
+
+/// Band numbers the rasters do not have are a configuration error found before anything runs.
+#[test]
+fn band_numbers_missing_from_the_rasters_are_exit_2_before_the_run() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    standard_scene(&src, ["t0", "t1", "t2", "t3"]);
+    let bands = "[bands]\nblue = 1\ngreen = 2\nred = 3\nnir = 5\n";
+    let file = local_pipeline(d.path(), &src, "");
+    let text = read(&file).replace("\n[source]", &format!("\n{bands}\n[source]"));
+    std::fs::write(&file, text).unwrap();
+    let p = config::load(&file).unwrap();
+    for dry_run in [true, false] {
+        let opts = RunOptions {
+            dry_run,
+            ..Default::default()
+        };
+        let e = run(&p, &opts, &DET).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("bands.nir") && msg.contains("line ") && msg.contains("4 bands"),
+            "{msg}"
+        );
+    }
+    assert!(tracking_runs(&p.output).is_empty());
+    assert!(!p.archive.exists(), "nothing fetched");
+}
+
+/// Every file under `root`: path, size and modification time.
+fn snapshot(root: &std::path::Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&path).unwrap();
+            if m.is_dir() {
+                stack.push(path.clone());
+            }
+            out.push((path, m.len(), m.modified().unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn dry_run_writes_nothing_at_all() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    standard_scene(&src, ["t0", "t1", "t2", "t3"]);
+    let p = config::load(&local_pipeline(d.path(), &src, "")).unwrap();
+    let dry = RunOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    // Fresh: not even the output folder may appear.
+    let before = snapshot(d.path());
+    assert_eq!(run(&p, &dry, &DET).unwrap().result, RunResult::DryRun);
+    assert_eq!(snapshot(d.path()), before);
+    assert!(!p.output.exists());
+    // After a published run, with something new to do: the lock, archive and runs are untouched.
+    run(&p, &RunOptions::default(), &DET).unwrap();
+    make_tile(&src.join("t2_2024-06-10.tif"), 2, &[(30, 60, 30, 90)]);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let before = snapshot(d.path());
+    assert_eq!(run(&p, &dry, &DET).unwrap().result, RunResult::DryRun);
+    assert_eq!(snapshot(d.path()), before);
+}
+
+#[test]
+fn an_aoi_that_excludes_every_local_tile_is_exit_2_with_counts() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    standard_scene(&src, ["t0", "t1", "t2", "t3"]);
+    // The tiles lie near 108.0 E, 22.6 N; this box is in Hebei.
+    let p = config::load(&local_pipeline(
+        d.path(),
+        &src,
+        "[aoi]\nbbox = [115.0, 38.0, 116.0, 39.0]\n",
+    ))
+    .unwrap();
+    let e = run(&p, &RunOptions::default(), &DET).unwrap_err();
+    assert_eq!(e.exit_code(), 2, "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("aoi.bbox") && msg.contains("8 images listed, 0 inside"),
+        "{msg}"
+    );
+    // A box around tile t2 only keeps t2 (its footprint read from the raster).
+    let (w, s, e2, n) = tile_lonlat_bounds(2);
+    let aoi = format!(
+        "[aoi]\nbbox = [{}, {}, {}, {}]\n",
+        w + 1e-4,
+        s + 1e-4,
+        e2 - 1e-4,
+        n - 1e-4
+    );
+    let root = d.path().join("aoi2");
+    std::fs::create_dir_all(&root).unwrap();
+    let p = config::load(&local_pipeline(&root, &src, &aoi)).unwrap();
+    let report = run(&p, &RunOptions::default(), &DET).unwrap();
+    let (_, dir) = published(&report.result);
+    let m: serde_json::Value = serde_json::from_str(&read(&dir.join("manifest.json"))).unwrap();
+    let pairs: Vec<&str> = m["properties"]["tiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["pair"].as_str().unwrap())
+        .collect();
+    assert_eq!(pairs, ["t2@2024-05-10"]);
+}
+
+/// Lon/lat bounds of tile column `col` of the standard scene.
+fn tile_lonlat_bounds(col: usize) -> (f64, f64, f64, f64) {
+    use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
+    let mut src = SpatialRef::from_epsg(4545).unwrap();
+    src.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let mut dst = SpatialRef::from_epsg(4326).unwrap();
+    dst.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let ct = CoordTransform::new(&src, &dst).unwrap();
+    let x0 = X0 + (col * SIZE) as f64 * PX;
+    let x1 = x0 + SIZE as f64 * PX;
+    let y1 = Y0 - SIZE as f64 * PX;
+    let mut xs = [x0, x1, x1, x0];
+    let mut ys = [Y0, Y0, y1, y1];
+    ct.transform_coords(&mut xs, &mut ys, &mut []).unwrap();
+    let f = |v: &[f64], max: bool| {
+        v.iter().copied().fold(if max { f64::MIN } else { f64::MAX }, |a, b| {
+            if max {
+                a.max(b)
+            } else {
+                a.min(b)
+            }
+        })
+    };
+    (f(&xs, false), f(&ys, false), f(&xs, true), f(&ys, true))
+}
+
+/// Nothing processed because no image has a baseline is not "nothing new": the message says
+/// why, with counts, and exits 2 (the baseline date matches no image).
+#[test]
+fn no_baseline_for_any_image_is_exit_2_naming_the_baseline() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    standard_scene(&src, ["t0", "t1", "t2", "t3"]);
+    let file = local_pipeline(d.path(), &src, "");
+    std::fs::write(&file, read(&file).replace("2024-02-01", "2023-06-01")).unwrap();
+    let p = config::load(&file).unwrap();
+    let e = run(&p, &RunOptions::default(), &DET).unwrap_err();
+    assert_eq!(e.exit_code(), 2, "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("baseline.date") && msg.contains("8 images have no baseline image"),
+        "{msg}"
+    );
+    assert!(tracking_runs(&p.output).is_empty());
+}
+
+/// The same tile and date as two different files: both are reported, neither is used.
+#[test]
+fn the_same_tile_and_date_in_two_files_is_reported() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    standard_scene(&src, ["t0", "t1", "t2", "t3"]);
+    std::fs::copy(src.join("t3_2024-05-10.tif"), src.join("t3_2024-05-10.tiff")).unwrap();
+    let p = config::load(&local_pipeline(d.path(), &src, "")).unwrap();
+    let report = run(&p, &RunOptions::default(), &DET).unwrap();
+    assert_eq!(report.exit_code(), 1);
+    let failed: Vec<&str> = report.failed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(failed, ["t3@2024-05-10"], "{:?}", report.failed);
+    assert!(report.failed[0].1.contains("listed 2 times"), "{:?}", report.failed);
+}
+
+/// Through the binary with the real engine: every pair failing (here: after images that do not
+/// overlap their before images) publishes nothing and says so on stderr.
+#[test]
+fn binary_says_loudly_that_nothing_was_published_when_every_pair_failed() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for (i, t) in ["a", "b"].iter().enumerate() {
+        make_tile(&src.join(format!("{t}_2024-01-10.tif")), i, &[]);
+        make_tile(&src.join(format!("{t}_2024-05-10.tif")), i + 5, &[]);
+    }
+    let file = local_pipeline(d.path(), &src, "");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_landwatch"))
+        .args(["run", file.to_str().unwrap()])
+        .env("LANDWATCH_LOG", "off")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("NOTHING PUBLISHED"), "{stderr}");
+    assert!(
+        stderr.contains("FAILED a@2024-05-10") && stderr.contains("does not overlap"),
+        "{stderr}"
+    );
+    assert!(tracking_runs(&d.path().join("out")).is_empty());
 }

@@ -49,6 +49,14 @@ impl Archive {
         })
     }
 
+    /// The archive at `root` as it is, creating nothing (a dry run must not write): lookups in a
+    /// missing archive find nothing.
+    pub fn at(root: &Path) -> Self {
+        Archive {
+            root: root.to_path_buf(),
+        }
+    }
+
     /// Opens an existing archive without creating anything (reruns must not fetch or write).
     pub fn open_existing(root: &Path) -> Result<Self> {
         if root.join("catalogue").is_dir() {
@@ -75,11 +83,15 @@ impl Archive {
         self.root.join("tmp")
     }
 
-    /// Moves a verified temporary file into its content address (a no-op if already stored).
+    /// Moves a verified temporary file into its content address. The address already holding a
+    /// file of the same size is success, not a conflict: a blob only ever appears there by this
+    /// rename after its checksum was verified, so another pipeline sharing the archive stored the
+    /// same bytes first. (A different size there is damage, replaced by this rename.)
     pub fn store(&self, tmp: &Path, sha256: &str) -> Result<PathBuf> {
         let dest = self.blob_path(sha256);
-        if dest.is_file() {
-            let _ = std::fs::remove_file(tmp);
+        let size = |p: &Path| std::fs::metadata(p).ok().filter(|m| m.is_file()).map(|m| m.len());
+        if size(&dest).is_some() && size(&dest) == size(tmp) {
+            std::fs::remove_file(tmp).map_err(|e| Error::io(tmp, "removing a temporary file", e))?;
             return Ok(dest);
         }
         if let Some(parent) = dest.parent() {
@@ -219,6 +231,19 @@ pub fn verify_raster(path: &Path) -> Result<Option<serde_json::Value>> {
         }
     }
     Ok(footprint(&ds))
+}
+
+/// The lon/lat outline of a raster file (None when it cannot be opened or has no georeference).
+pub fn raster_footprint(path: &Path) -> Option<serde_json::Value> {
+    crate::io::init_gdal();
+    footprint(&gdal::Dataset::open(path).ok()?)
+}
+
+/// How many bands a raster file has (its header only is read).
+pub fn raster_band_count(path: &Path) -> Result<usize> {
+    crate::io::init_gdal();
+    let ds = gdal::Dataset::open(path).map_err(|e| Error::input(path, format!("not a readable raster: {e}")))?;
+    Ok(ds.raster_count())
 }
 
 /// The raster's outline as a lon/lat GeoJSON polygon (None without a georeference).

@@ -7,6 +7,7 @@
 //! Relative paths are resolved against the folder holding the pipeline file, so a run started by
 //! systemd or cron from any working directory sees the same files.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,32 @@ pub struct Pipeline {
     pub layers: Layers,
     pub detect: DetectParams,
     pub fetch: FetchParams,
+    /// Line of each key written in the file (`aoi.bbox`, `bands.nir`, `baseline.date` …), so a
+    /// problem found only after listing the source still points at the line to edit.
+    pub lines: BTreeMap<String, usize>,
+}
+
+impl Pipeline {
+    /// A configuration error (exit 2) about `key` of this pipeline file, with its line if written.
+    pub fn config_error(&self, key: &str, msg: impl std::fmt::Display) -> Error {
+        match self.lines.get(key) {
+            Some(line) => Error::config(&self.file, key, format!("line {line}: {msg}")),
+            None => Error::config(&self.file, key, msg.to_string()),
+        }
+    }
+}
+
+/// Largest sane values of the pipeline file's numbers (stated in the error messages).
+pub mod limits {
+    pub const CONCURRENCY: usize = 64;
+    pub const RETRIES: u32 = 20;
+    /// Also the cap of one exponential backoff step and of its jitter.
+    pub const BACKOFF_MS: u64 = 60_000;
+    pub const TIMEOUT_S: f64 = 3600.0;
+    pub const MIN_AREA_M2: f64 = 1_000_000.0;
+    pub const SEAM_TOLERANCE_M: f64 = 1000.0;
+    pub const BAND: u32 = 1000;
+    pub const STAC_LIMIT: usize = 10_000;
 }
 
 /// Where tiles come from.
@@ -167,7 +194,7 @@ struct RawPipeline {
     archive: Option<Spanned<PathBuf>>,
     aoi: Option<RawAoi>,
     source: Spanned<RawSource>,
-    bands: Option<Bands>,
+    bands: Option<RawBands>,
     baseline: Option<RawBaseline>,
     model: Option<RawModel>,
     layers: Option<RawLayers>,
@@ -179,6 +206,15 @@ struct RawPipeline {
 #[serde(deny_unknown_fields)]
 struct RawAoi {
     bbox: Spanned<[f64; 4]>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBands {
+    blue: Spanned<u32>,
+    green: Spanned<u32>,
+    red: Spanned<u32>,
+    nir: Spanned<u32>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -195,13 +231,13 @@ enum SourceKind {
 struct RawSource {
     kind: SourceKind,
     path: Option<Spanned<PathBuf>>,
-    url: Option<String>,
-    tiles: Option<Vec<LocalTile>>,
+    url: Option<Spanned<String>>,
+    tiles: Option<Vec<Spanned<LocalTile>>>,
     collections: Option<Vec<String>>,
     asset: Option<String>,
     datetime: Option<String>,
     tile_property: Option<String>,
-    limit: Option<usize>,
+    limit: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -239,8 +275,8 @@ struct RawDetect {
 #[serde(deny_unknown_fields)]
 struct RawFetch {
     concurrency: Option<Spanned<usize>>,
-    retries: Option<u32>,
-    backoff_ms: Option<u64>,
+    retries: Option<Spanned<u32>>,
+    backoff_ms: Option<Spanned<u64>>,
     timeout_s: Option<Spanned<f64>>,
 }
 
@@ -257,6 +293,7 @@ pub fn load(file: &Path) -> Result<Pipeline> {
         file,
         text: &text,
         base: file.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        lines: Default::default(),
     };
     build(&ctx, raw, crate::pipeline::archive::sha256_hex(&bytes))
 }
@@ -266,10 +303,14 @@ struct Ctx<'a> {
     file: &'a Path,
     text: &'a str,
     base: PathBuf,
+    /// Lines of the keys seen so far (see [`Pipeline::lines`]).
+    lines: std::cell::RefCell<BTreeMap<String, usize>>,
 }
 
+type Span = std::ops::Range<usize>;
+
 impl Ctx<'_> {
-    fn err(&self, key: &str, span: Option<std::ops::Range<usize>>, msg: &str) -> Error {
+    fn err(&self, key: &str, span: Option<Span>, msg: &str) -> Error {
         let msg = match span {
             Some(s) => {
                 let (line, col) = line_col(self.text, s.start);
@@ -278,6 +319,12 @@ impl Ctx<'_> {
             None => msg.to_string(),
         };
         Error::config(self.file, key, msg)
+    }
+
+    /// Remembers where `key` is written, for errors found after loading.
+    fn note(&self, key: &str, span: &Span) {
+        let (line, _) = line_col(self.text, span.start);
+        self.lines.borrow_mut().insert(key.to_string(), line);
     }
 
     /// Absolute, with `.` and `..` removed, so manifests and messages show plain paths.
@@ -303,6 +350,7 @@ impl Ctx<'_> {
 
     /// Resolves a path that must exist when the run starts.
     fn existing(&self, key: &str, p: &Spanned<PathBuf>) -> Result<PathBuf> {
+        self.note(key, &p.span());
         let resolved = self.resolve(p.get_ref());
         if resolved.exists() {
             Ok(resolved)
@@ -315,36 +363,43 @@ impl Ctx<'_> {
         }
     }
 
-    fn optional(&self, key: &str, p: &Option<Spanned<PathBuf>>) -> Result<Option<PathBuf>> {
-        p.as_ref().map(|p| self.existing(key, p)).transpose()
+    /// A number that must satisfy `ok`; `expected` says which values are (NaN never is).
+    fn number<T: Copy>(&self, key: &str, v: &Spanned<T>, ok: impl Fn(T) -> bool, expected: &str) -> Result<T> {
+        self.note(key, &v.span());
+        if ok(*v.get_ref()) {
+            Ok(*v.get_ref())
+        } else {
+            Err(self.err(key, Some(v.span()), &format!("must be {expected}")))
+        }
     }
 }
 
 fn build(ctx: &Ctx, raw: RawPipeline, file_sha256: String) -> Result<Pipeline> {
-    let output = ctx.resolve(raw.output.get_ref());
+    let output = output_folder(ctx, "output", &raw.output)?;
     let archive = match &raw.archive {
-        Some(a) => ctx.resolve(a.get_ref()),
+        Some(a) => output_folder(ctx, "archive", a)?,
         None => output.join("archive"),
     };
     let aoi_bbox = raw.aoi.map(|a| check_bbox(ctx, a.bbox)).transpose()?;
     let source = build_source(ctx, raw.source)?;
-    let bands = raw.bands.unwrap_or_default();
-    check_bands(ctx, &bands)?;
+    let bands = build_bands(ctx, raw.bands)?;
     let baseline = build_baseline(ctx, raw.baseline)?;
-    let model = match raw.model {
-        Some(m) => ctx.optional("model.path", &m.path)?,
+    let model = match raw.model.and_then(|m| m.path) {
+        Some(m) => Some(check_model(ctx, &m)?),
         None => None,
     };
     let layers = match raw.layers {
         Some(l) => Layers {
-            landuse: ctx.optional("layers.landuse", &l.landuse)?,
-            basic_farmland: ctx.optional("layers.basic_farmland", &l.basic_farmland)?,
-            approved: ctx.optional("layers.approved", &l.approved)?,
-            counties: ctx.optional("layers.counties", &l.counties)?,
-            red_line: ctx.optional("layers.red_line", &l.red_line)?,
+            landuse: layer(ctx, "layers.landuse", &l.landuse)?,
+            basic_farmland: layer(ctx, "layers.basic_farmland", &l.basic_farmland)?,
+            approved: layer(ctx, "layers.approved", &l.approved)?,
+            counties: layer(ctx, "layers.counties", &l.counties)?,
+            red_line: layer(ctx, "layers.red_line", &l.red_line)?,
         },
         None => Layers::default(),
     };
+    let detect = build_detect(ctx, raw.detect)?;
+    let fetch = build_fetch(ctx, raw.fetch)?;
     Ok(Pipeline {
         file: ctx.file.to_path_buf(),
         file_sha256,
@@ -357,47 +412,134 @@ fn build(ctx: &Ctx, raw: RawPipeline, file_sha256: String) -> Result<Pipeline> {
         baseline,
         model,
         layers,
-        detect: build_detect(ctx, raw.detect)?,
-        fetch: build_fetch(ctx, raw.fetch)?,
+        detect,
+        fetch,
+        lines: ctx.lines.take(),
     })
 }
 
+/// `output` / `archive`: a folder of its own, which may not exist yet. An existing file there, or
+/// the file system root, would have every run write next to unrelated files.
+fn output_folder(ctx: &Ctx, key: &str, p: &Spanned<PathBuf>) -> Result<PathBuf> {
+    ctx.note(key, &p.span());
+    let resolved = ctx.resolve(p.get_ref());
+    if resolved.parent().is_none() {
+        return Err(ctx.err(
+            key,
+            Some(p.span()),
+            &format!(
+                "`{}` is the file system root; give a folder of its own, e.g. /srv/landwatch/<name>",
+                resolved.display()
+            ),
+        ));
+    }
+    if resolved.exists() && !resolved.is_dir() {
+        return Err(ctx.err(
+            key,
+            Some(p.span()),
+            &format!(
+                "{} is a file, not a folder; give a folder (it is created if missing)",
+                resolved.display()
+            ),
+        ));
+    }
+    Ok(resolved)
+}
+
+/// The model file must be a readable, valid model now, not when the first tile is detected.
+fn check_model(ctx: &Ctx, p: &Spanned<PathBuf>) -> Result<PathBuf> {
+    let path = ctx.existing("model.path", p)?;
+    let bad = |msg: String| Err(ctx.err("model.path", Some(p.span()), &msg));
+    if !path.is_file() {
+        return bad(format!(
+            "{} is a folder; give the model file itself (e.g. models/rules-v1.toml)",
+            path.display()
+        ));
+    }
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, "reading the model file", e))?;
+    if std::str::from_utf8(&bytes).is_err() {
+        return bad(format!(
+            "{} is not UTF-8 text; a model file is TOML (see models/rules-v1.toml)",
+            path.display()
+        ));
+    }
+    crate::model::Model::load(&path)?;
+    Ok(path)
+}
+
+/// A layer must be a vector dataset GDAL reads (a file, or a folder such as a FileGDB).
+fn layer(ctx: &Ctx, key: &str, p: &Option<Spanned<PathBuf>>) -> Result<Option<PathBuf>> {
+    let Some(spanned) = p else { return Ok(None) };
+    let path = ctx.existing(key, spanned)?;
+    crate::io::init_gdal();
+    let opened = gdal::Dataset::open_ex(
+        &path,
+        gdal::DatasetOptions {
+            open_flags: gdal::GdalOpenFlags::GDAL_OF_VECTOR | gdal::GdalOpenFlags::GDAL_OF_READONLY,
+            ..Default::default()
+        },
+    );
+    let problem = match opened {
+        Err(_) => "is not a vector file GDAL can read (GeoPackage, Shapefile, GeoJSON …)",
+        Ok(ds) if ds.layer_count() == 0 => "has no vector layer",
+        Ok(_) => return Ok(Some(path)),
+    };
+    Err(ctx.err(key, Some(spanned.span()), &format!("{} {problem}", path.display())))
+}
+
 fn check_bbox(ctx: &Ctx, bbox: Spanned<[f64; 4]>) -> Result<[f64; 4]> {
+    ctx.note("aoi.bbox", &bbox.span());
     let [w, s, e, n] = *bbox.get_ref();
-    if w < e && s < n && (-180.0..=180.0).contains(&w) && (-90.0..=90.0).contains(&s) {
+    let lon = |v: f64| (-180.0..=180.0).contains(&v);
+    let lat = |v: f64| (-90.0..=90.0).contains(&v);
+    if w < e && s < n && lon(w) && lon(e) && lat(s) && lat(n) {
         Ok([w, s, e, n])
     } else {
         Err(ctx.err(
             "aoi.bbox",
             Some(bbox.span()),
-            "expected [west, south, east, north] in degrees with west < east and south < north",
+            "expected [west, south, east, north] in degrees (longitudes -180..180, latitudes -90..90) \
+             with west < east and south < north",
         ))
     }
 }
 
-fn check_bands(ctx: &Ctx, b: &Bands) -> Result<()> {
-    let all = [b.blue, b.green, b.red, b.nir];
-    let mut sorted = all;
+fn build_bands(ctx: &Ctx, raw: Option<RawBands>) -> Result<Bands> {
+    let Some(raw) = raw else {
+        return Ok(Bands::default());
+    };
+    let max = limits::BAND;
+    let expected = format!("a band number from 1 to {max}");
+    let band = |key: &str, v: &Spanned<u32>| ctx.number(key, v, |b| (1..=max).contains(&b), &expected);
+    let b = Bands {
+        blue: band("bands.blue", &raw.blue)?,
+        green: band("bands.green", &raw.green)?,
+        red: band("bands.red", &raw.red)?,
+        nir: band("bands.nir", &raw.nir)?,
+    };
+    let mut sorted = [b.blue, b.green, b.red, b.nir];
     sorted.sort_unstable();
-    let distinct = sorted.windows(2).all(|w| w[0] != w[1]);
-    if all.iter().all(|&n| n >= 1) && distinct {
-        Ok(())
+    if sorted.windows(2).all(|w| w[0] != w[1]) {
+        Ok(b)
     } else {
-        Err(ctx.err("bands", None, "band numbers must be distinct and start at 1"))
+        Err(ctx.err(
+            "bands",
+            Some(raw.blue.span()),
+            "band numbers must be distinct (blue, green, red and nir are different bands)",
+        ))
     }
 }
 
 fn build_source(ctx: &Ctx, raw: Spanned<RawSource>) -> Result<Source> {
     let span = raw.span();
     let raw = raw.into_inner();
-    let need_url = |what: &str| {
-        raw.url.clone().ok_or_else(|| {
-            ctx.err(
-                "source.url",
-                Some(span.clone()),
-                &format!("a {what} source needs `url`"),
-            )
-        })
+    let need_url = |what: &str| match &raw.url {
+        Some(u) => check_url(ctx, u),
+        None => Err(ctx.err(
+            "source.url",
+            Some(span.clone()),
+            &format!("a {what} source needs `url`"),
+        )),
     };
     let need_path = || {
         raw.path.as_ref().ok_or_else(|| {
@@ -411,17 +553,7 @@ fn build_source(ctx: &Ctx, raw: Spanned<RawSource>) -> Result<Source> {
     match raw.kind {
         SourceKind::Local => {
             let path = ctx.existing("source.path", need_path()?)?;
-            let tiles = raw.tiles.clone().unwrap_or_default();
-            for t in &tiles {
-                check_date(ctx, "source.tiles.date", &t.date, Some(span.clone()))?;
-                if !path.join(&t.file).is_file() {
-                    return Err(ctx.err(
-                        "source.tiles.file",
-                        Some(span.clone()),
-                        &format!("path does not exist: {}", path.join(&t.file).display()),
-                    ));
-                }
-            }
+            let tiles = local_tiles(ctx, &path, raw.tiles.as_deref().unwrap_or_default())?;
             Ok(Source::Local { path, tiles })
         }
         SourceKind::Archive => Ok(Source::Archive {
@@ -436,8 +568,61 @@ fn build_source(ctx: &Ctx, raw: Spanned<RawSource>) -> Result<Source> {
             asset: raw.asset.clone().unwrap_or_else(|| "image".into()),
             datetime: raw.datetime.clone(),
             tile_property: raw.tile_property.clone().unwrap_or_else(|| "grid:code".into()),
-            limit: raw.limit.unwrap_or(100),
+            limit: match &raw.limit {
+                Some(l) => ctx.number(
+                    "source.limit",
+                    l,
+                    |n| (1..=limits::STAC_LIMIT).contains(&n),
+                    &format!("from 1 to {} items per page", limits::STAC_LIMIT),
+                )?,
+                None => 100,
+            },
         }),
+    }
+}
+
+/// Tiles listed in the pipeline file: each file exists and each tile + date is listed once.
+fn local_tiles(ctx: &Ctx, dir: &Path, tiles: &[Spanned<LocalTile>]) -> Result<Vec<LocalTile>> {
+    let mut seen: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for t in tiles {
+        let (span, tile) = (t.span(), t.get_ref());
+        check_date(ctx, "source.tiles.date", &tile.date, Some(span.clone()))?;
+        let file = dir.join(&tile.file);
+        if !file.is_file() {
+            let msg = format!("path does not exist: {}", file.display());
+            return Err(ctx.err("source.tiles.file", Some(span), &msg));
+        }
+        if let Some(first) = seen.insert((&tile.tile, &tile.date), line_col(ctx.text, span.start).0) {
+            let msg = format!(
+                "tile `{}` on {} is listed twice (also on line {first}); keep one entry",
+                tile.tile, tile.date
+            );
+            return Err(ctx.err("source.tiles", Some(span), &msg));
+        }
+    }
+    Ok(tiles.iter().map(|t| t.get_ref().clone()).collect())
+}
+
+/// Index and STAC URLs are fetched over HTTP(S); anything else is refused now rather than
+/// failing five retries later.
+fn check_url(ctx: &Ctx, url: &Spanned<String>) -> Result<String> {
+    ctx.note("source.url", &url.span());
+    let bad = |msg: String| Err(ctx.err("source.url", Some(url.span()), &msg));
+    match reqwest::Url::parse(url.get_ref()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(url.get_ref().clone()),
+        Ok(u) if u.scheme() == "file" => bad(format!(
+            "`{}`: file URLs are not fetched; for a folder on this machine use kind = \"local\" and path = \"…\"",
+            url.get_ref()
+        )),
+        Ok(u) => bad(format!(
+            "`{}`: scheme `{}` is not supported; give an http:// or https:// URL",
+            url.get_ref(),
+            u.scheme()
+        )),
+        Err(e) => bad(format!(
+            "`{}` is not an absolute URL ({e}); give it with its scheme, e.g. https://host/index.json",
+            url.get_ref()
+        )),
     }
 }
 
@@ -448,6 +633,7 @@ fn build_baseline(ctx: &Ctx, raw: Option<RawBaseline>) -> Result<Baseline> {
     match (raw.date, raw.previous) {
         (Some(_), Some(true)) => Err(ctx.err("baseline", None, "give either `date` or `previous = true`, not both")),
         (Some(d), _) => {
+            ctx.note("baseline.date", &d.span());
             check_date(ctx, "baseline.date", d.get_ref(), Some(d.span()))?;
             Ok(Baseline::Date(d.into_inner()))
         }
@@ -461,49 +647,76 @@ fn build_detect(ctx: &Ctx, raw: Option<RawDetect>) -> Result<DetectParams> {
         seam_tolerance_m: None,
         track_overlap: None,
     });
-    let non_negative = |key: &str, v: &Option<Spanned<f64>>, default: f64| -> Result<f64> {
+    let between = |key: &str, v: &Option<Spanned<f64>>, max: f64, unit: &str, default: f64| -> Result<f64> {
         match v {
-            Some(s) if s.get_ref().is_nan() || *s.get_ref() < 0.0 => {
-                Err(ctx.err(key, Some(s.span()), "must be a number >= 0"))
-            }
-            Some(s) => Ok(*s.get_ref()),
+            Some(s) => ctx.number(
+                key,
+                s,
+                |x| (0.0..=max).contains(&x),
+                &format!("a number from 0 to {max}{unit}"),
+            ),
             None => Ok(default),
         }
     };
-    let track_overlap = non_negative("detect.track_overlap", &raw.track_overlap, 0.3)?;
-    if track_overlap > 1.0 {
-        return Err(ctx.err(
-            "detect.track_overlap",
-            raw.track_overlap.map(|s| s.span()),
-            "must be between 0 and 1",
-        ));
-    }
     Ok(DetectParams {
-        min_area_m2: non_negative("detect.min_area_m2", &raw.min_area_m2, 0.0)?,
-        seam_tolerance_m: non_negative("detect.seam_tolerance_m", &raw.seam_tolerance_m, 8.0)?,
-        track_overlap,
+        min_area_m2: between("detect.min_area_m2", &raw.min_area_m2, limits::MIN_AREA_M2, " m²", 0.0)?,
+        seam_tolerance_m: between(
+            "detect.seam_tolerance_m",
+            &raw.seam_tolerance_m,
+            limits::SEAM_TOLERANCE_M,
+            " m",
+            8.0,
+        )?,
+        track_overlap: between("detect.track_overlap", &raw.track_overlap, 1.0, "", 0.3)?,
     })
 }
 
 fn build_fetch(ctx: &Ctx, raw: Option<RawFetch>) -> Result<FetchParams> {
     let d = FetchParams::default();
     let Some(raw) = raw else { return Ok(d) };
-    let concurrency = match raw.concurrency {
-        Some(c) if *c.get_ref() == 0 => return Err(ctx.err("fetch.concurrency", Some(c.span()), "must be at least 1")),
-        Some(c) => c.into_inner(),
+    let concurrency = match &raw.concurrency {
+        Some(c) => ctx.number(
+            "fetch.concurrency",
+            c,
+            |n| (1..=limits::CONCURRENCY).contains(&n),
+            &format!("from 1 to {} downloads at a time", limits::CONCURRENCY),
+        )?,
         None => d.concurrency,
     };
-    let timeout_s = match raw.timeout_s {
-        Some(t) if t.get_ref().is_nan() || *t.get_ref() <= 0.0 => {
-            return Err(ctx.err("fetch.timeout_s", Some(t.span()), "must be > 0"))
-        }
-        Some(t) => t.into_inner(),
+    let retries = match &raw.retries {
+        Some(r) => ctx.number(
+            "fetch.retries",
+            r,
+            |n| n <= limits::RETRIES,
+            &format!("from 0 to {} retries", limits::RETRIES),
+        )?,
+        None => d.retries,
+    };
+    let backoff_ms = match &raw.backoff_ms {
+        Some(b) => ctx.number(
+            "fetch.backoff_ms",
+            b,
+            |n| n <= limits::BACKOFF_MS,
+            &format!(
+                "from 0 to {} ms (each retry waits at most that long plus as much jitter)",
+                limits::BACKOFF_MS
+            ),
+        )?,
+        None => d.backoff_ms,
+    };
+    let timeout_s = match &raw.timeout_s {
+        Some(t) => ctx.number(
+            "fetch.timeout_s",
+            t,
+            |x| x > 0.0 && x <= limits::TIMEOUT_S,
+            &format!("a number of seconds > 0 and at most {}", limits::TIMEOUT_S),
+        )?,
         None => d.timeout_s,
     };
     Ok(FetchParams {
         concurrency,
-        retries: raw.retries.unwrap_or(d.retries),
-        backoff_ms: raw.backoff_ms.unwrap_or(d.backoff_ms),
+        retries,
+        backoff_ms,
         timeout_s,
     })
 }

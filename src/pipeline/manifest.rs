@@ -36,6 +36,21 @@ pub struct TileOutcome {
     pub status: TileStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What kind of failure it was (not recorded): decides the exit code of a run in which every
+    /// pair failed.
+    #[serde(skip)]
+    pub failure: Option<FailureKind>,
+}
+
+/// Where a pair failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// An image could not be fetched (source unreachable, bad checksum, not a raster).
+    Fetch,
+    /// The inputs do not fit the configuration (e.g. a band number the image lacks).
+    Input,
+    /// The detector failed on the pair.
+    Detect,
 }
 
 /// A file a run depended on.

@@ -18,6 +18,7 @@ pub mod detector;
 pub mod fetch;
 pub mod lock;
 pub mod manifest;
+pub mod partial;
 pub mod patchset;
 pub mod rerun;
 pub mod run;
@@ -108,9 +109,14 @@ pub fn run_main(args: RunArgs) -> Result<i32> {
         RunResult::ShardWritten { run_id, dir } => {
             println!("shard of run {run_id} written -> {}", dir.display())
         }
+        RunResult::AllFailed { run_id, .. } => eprintln!(
+            "landwatch: error: NOTHING PUBLISHED: every pair of run {run_id} failed (listed below); \
+             the next run retries them as run {run_id}"
+        ),
         RunResult::NothingNew | RunResult::DryRun => {}
     }
-    Ok(report_failures(&report.failed))
+    report_failures(&report.failed);
+    Ok(report.exit_code())
 }
 
 /// Entry point of `landwatch rerun`.

@@ -174,8 +174,8 @@ fn from_range(p: &Pipeline, archive: &Archive, from: &str, to: &str, model: Opti
         }
     }
     let listing = list_archive(archive.root())?;
-    let (pairs, _) = plan_pairs(&listing.tiles, &p.baseline, &BTreeSet::new());
-    let pairs: Vec<PairPlan> = pairs
+    let pairs: Vec<PairPlan> = plan_pairs(&listing.tiles, &p.baseline, &BTreeSet::new())
+        .pairs
         .into_iter()
         .filter(|x| x.after.date.as_str() >= from && x.after.date.as_str() <= to)
         .collect();

@@ -16,15 +16,17 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::archive::{safe_name, sha256_hex, write_atomic, Archive, CatalogueEntry};
-use super::config::{Baseline, DetectParams, Pipeline, Source};
+use super::archive::{raster_band_count, safe_name, sha256_hex, write_atomic, Archive, CatalogueEntry};
+use super::config::{Bands, Baseline, DetectParams, Pipeline, Source};
 use super::detector::{TileDetector, TileJob};
+use super::fetch::FetchError;
 use super::manifest::{
-    acquisition_datetime, layer_refs, params, Manifest, ModelRef, PipelineRef, RunProperties, TileOutcome, TileStatus,
+    acquisition_datetime, layer_refs, params, FailureKind, Manifest, ModelRef, PipelineRef, RunProperties, TileOutcome,
+    TileStatus,
 };
 use super::patchset::{read_tile_patches, write_collection, Patch};
 use super::shard::Shard;
-use super::source::{self, Listing, TileRef};
+use super::source::{self, Listing, Location, TileRef};
 use super::{fetch, seams, tracking};
 use crate::{Error, Result};
 
@@ -54,6 +56,12 @@ pub enum RunResult {
         run_id: String,
         dir: PathBuf,
     },
+    /// Every pair failed: nothing was published (a run without a result must not stand in the
+    /// history, where it would change the next run's id), and the run exits non-zero.
+    AllFailed {
+        run_id: String,
+        exit_code: i32,
+    },
 }
 
 /// The run's result plus everything that went wrong, by name.
@@ -65,9 +73,13 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// 0 when everything went well, 1 when some tiles or listing entries failed.
+    /// 0 when everything went well, 1 when some tiles or listing entries failed; a run in which
+    /// every pair failed says itself (1 or 2, see [`RunResult::AllFailed`]).
     pub fn exit_code(&self) -> i32 {
-        i32::from(!self.failed.is_empty())
+        match self.result {
+            RunResult::AllFailed { exit_code, .. } => exit_code,
+            _ => i32::from(!self.failed.is_empty()),
+        }
     }
 }
 
@@ -89,18 +101,24 @@ pub fn pair_key(tile: &str, after_date: &str) -> String {
     format!("{}@{after_date}", safe_name(tile))
 }
 
-/// Pairs every not yet processed "after" image with its baseline. Returns the pairs (sorted by
-/// key) and the after images that have no baseline.
-pub fn plan_pairs(
-    tiles: &[TileRef],
-    baseline: &Baseline,
-    processed: &BTreeSet<String>,
-) -> (Vec<PairPlan>, Vec<TileRef>) {
+/// What planning made of the listed images.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Pairs to detect, sorted by key.
+    pub pairs: Vec<PairPlan>,
+    /// "After" images without a baseline image.
+    pub orphans: Vec<TileRef>,
+    /// Pairs an earlier run already published.
+    pub already_done: usize,
+}
+
+/// Pairs every not yet processed "after" image with its baseline.
+pub fn plan_pairs(tiles: &[TileRef], baseline: &Baseline, processed: &BTreeSet<String>) -> Plan {
     let mut by_tile: BTreeMap<&str, Vec<&TileRef>> = BTreeMap::new();
     for t in tiles {
         by_tile.entry(&t.tile).or_default().push(t);
     }
-    let (mut pairs, mut orphans) = (Vec::new(), Vec::new());
+    let (mut pairs, mut orphans, mut already_done) = (Vec::new(), Vec::new(), 0);
     for images in by_tile.values_mut() {
         images.sort_by(|a, b| a.date.cmp(&b.date));
         for (i, after) in images.iter().enumerate() {
@@ -111,6 +129,7 @@ pub fn plan_pairs(
                 Baseline::Previous => images.get(i - 1),
             };
             if processed.contains(&pair_key(&after.tile, &after.date)) {
+                already_done += 1;
                 continue;
             }
             match before {
@@ -123,7 +142,11 @@ pub fn plan_pairs(
         }
     }
     pairs.sort_by_key(PairPlan::key);
-    (pairs, orphans)
+    Plan {
+        pairs,
+        orphans,
+        already_done,
+    }
 }
 
 /// A run id that is the same for the same plan on top of the same published runs (so a resumed or
@@ -196,55 +219,48 @@ pub fn run(p: &Pipeline, opts: &RunOptions, detector: &dyn TileDetector) -> Resu
         Some(s) => format!("shard-{}-of-{}.lock", s.index, s.count),
         None => "run.lock".into(),
     };
-    let _lock = super::lock::RunLock::acquire(&p.output.join("state").join(lock_name))?;
+    // A dry run writes nothing, not even the lock: it changes nothing another run could trip on.
+    let _lock = match opts.dry_run {
+        true => None,
+        false => Some(super::lock::RunLock::acquire(&p.output.join("state").join(lock_name))?),
+    };
     let runs = tracking::published_runs(&p.output.join("runs"))?;
     let processed = processed_pairs(&runs)?;
     let client = fetch::client(&p.fetch)?;
     let rt = runtime()?;
     let listing = rt.block_on(source::list(p, &client))?;
     let listed_s = t0.elapsed().as_secs_f64();
-    let (all_pairs, orphans) = plan_pairs(&listing.tiles, &p.baseline, &processed);
+    check_aoi(p, &listing)?;
+    let plan = plan_pairs(&listing.tiles, &p.baseline, &processed);
+    check_local_bands(p, &plan.pairs)?;
     let mut failed: Vec<(String, String)> = listing.problems.clone();
     for (name, why) in &listing.problems {
         tracing::error!(entry = %name, reason = %why, "unusable source entry");
     }
-    for o in &orphans {
+    for o in &plan.orphans {
         tracing::warn!(tile = %o.key(), "no baseline image for this tile; skipped");
     }
-    if all_pairs.is_empty() {
-        tracing::info!(
-            last_run = runs.last().map_or("none", |r| r.0.as_str()),
-            listed = listing.tiles.len(),
-            "nothing new since the last successful run"
-        );
-        println!(
-            "nothing new: {} tiles listed, all already processed (last run: {})",
-            listing.tiles.len(),
-            runs.last().map_or("none", |r| r.0.as_str())
-        );
-        return Ok(RunReport {
-            result: RunResult::NothingNew,
-            failed,
-            patches: 0,
-        });
+    if plan.pairs.is_empty() {
+        return nothing_to_do(p, &listing, &plan, &runs, failed);
     }
-    let run_id = run_id_for(&all_pairs, &runs);
+    let run_id = run_id_for(&plan.pairs, &runs);
+    let orphans = plan.orphans;
     let pairs: Vec<PairPlan> = match &opts.shard {
-        Some(s) => all_pairs.into_iter().filter(|x| s.owns(&x.after.tile)).collect(),
-        None => all_pairs,
+        Some(s) => plan.pairs.into_iter().filter(|x| s.owns(&x.after.tile)).collect(),
+        None => plan.pairs,
     };
-    let archive = Archive::open(&p.archive)?;
     if opts.dry_run {
-        print_plan(&run_id, &pairs, &archive, &orphans);
+        print_plan(&run_id, &pairs, &Archive::at(&p.archive), &orphans);
         return Ok(RunReport {
             result: RunResult::DryRun,
             failed,
             patches: 0,
         });
     }
+    let archive = Archive::open(&p.archive)?;
     tracing::info!(run_id = %run_id, pairs = pairs.len(), "starting run");
     let tf = Instant::now();
-    let inputs = fetch_inputs(&rt, &client, &archive, p, &pairs, opts.progress);
+    let inputs = fetch_inputs(&rt, &client, &archive, p, &pairs, opts.progress)?;
     let fetch_s = tf.elapsed().as_secs_f64();
     let work = work_dir(p, &run_id, opts.shard.as_ref())?;
     let td = Instant::now();
@@ -259,6 +275,16 @@ pub fn run(p: &Pipeline, opts: &RunOptions, detector: &dyn TileDetector) -> Resu
     outcomes.sort_by(|a, b| a.pair.cmp(&b.pair));
     let detect_s = td.elapsed().as_secs_f64();
     failed.extend(failures(&outcomes));
+    if let Some(exit_code) = every_pair_failed(&outcomes) {
+        tracing::error!(run_id = %run_id, pairs = pairs.len(), "every pair failed; nothing published");
+        // No checkpoint in it (none succeeded): the retry starts the same run afresh.
+        let _ = std::fs::remove_dir_all(&work);
+        return Ok(RunReport {
+            result: RunResult::AllFailed { run_id, exit_code },
+            failed,
+            patches: 0,
+        });
+    }
     let mut timings = BTreeMap::from([
         ("listing".to_string(), listed_s),
         ("fetch".to_string(), fetch_s),
@@ -295,6 +321,134 @@ pub fn run(p: &Pipeline, opts: &RunOptions, detector: &dyn TileDetector) -> Resu
     })
 }
 
+/// An `[aoi]` that leaves out every listed image is a mistake in the file (swapped or wrong
+/// coordinates), not "nothing new".
+fn check_aoi(p: &Pipeline, listing: &Listing) -> Result<()> {
+    match p.aoi_bbox {
+        Some(b) if listing.tiles.is_empty() && listing.outside_aoi > 0 => Err(p.config_error(
+            "aoi.bbox",
+            format!(
+                "nothing to do: {} images listed, 0 inside the aoi [{}, {}, {}, {}] \
+                 (west, south, east, north in degrees); check the box",
+                listing.outside_aoi, b[0], b[1], b[2], b[3]
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The band the `[bands]` table needs most of, with its key: the highest number named, or B,G,R
+/// (three bands, read as R,G,B by the engine) when the table is left at its default.
+fn needed_bands(b: &Bands) -> (usize, &'static str) {
+    if b.is_identity() {
+        return (3, "bands");
+    }
+    let named = [
+        (b.blue, "bands.blue"),
+        (b.green, "bands.green"),
+        (b.red, "bands.red"),
+        (b.nir, "bands.nir"),
+    ];
+    let (n, key) = named.into_iter().max_by_key(|(n, _)| *n).unwrap_or((4, "bands"));
+    (n as usize, key)
+}
+
+/// The local images of the planned pairs have the bands the pipeline names (a wrong `[bands]`
+/// would otherwise fail every pair, one by one). Remote images are checked once fetched.
+fn check_local_bands(p: &Pipeline, pairs: &[PairPlan]) -> Result<()> {
+    let (need, key) = needed_bands(&p.bands);
+    let mut seen = BTreeSet::new();
+    let (mut short, mut example) = (0usize, None);
+    for t in pairs.iter().flat_map(|x| [&x.before, &x.after]) {
+        let Location::File(path) = &t.location else { continue };
+        if !seen.insert(path) {
+            continue;
+        }
+        // An unreadable image fails on its own when it is archived; the others go on.
+        let Ok(have) = raster_band_count(path) else { continue };
+        if have < need {
+            short += 1;
+            example.get_or_insert((t.key(), path.clone(), have));
+        }
+    }
+    match example {
+        None => Ok(()),
+        Some((name, path, have)) => Err(p.config_error(
+            key,
+            format!(
+                "{short} of {} images lack band {need}: {name} ({}) has {have} bands; \
+                 set [bands] to the images' band numbers",
+                seen.len(),
+                path.display()
+            ),
+        )),
+    }
+}
+
+/// No pair to detect: say why, with counts. When not one image could be paired with a baseline
+/// (and none ever was), the baseline setting matches no image: exit 2.
+fn nothing_to_do(
+    p: &Pipeline,
+    listing: &Listing,
+    plan: &Plan,
+    runs: &[(String, PathBuf)],
+    failed: Vec<(String, String)>,
+) -> Result<RunReport> {
+    let listed = listing.tiles.len();
+    let last = runs.last().map_or("none", |r| r.0.as_str());
+    let orphans = plan.orphans.len();
+    let no_baseline = match &p.baseline {
+        Baseline::Date(d) => format!("no baseline image (none on or before {d})"),
+        Baseline::Previous => "no baseline image".to_string(),
+    };
+    if orphans > 0 && plan.already_done == 0 {
+        let key = match p.baseline {
+            Baseline::Date(_) => "baseline.date",
+            Baseline::Previous => "baseline",
+        };
+        return Err(p.config_error(
+            key,
+            format!(
+                "nothing to do: {listed} images listed, {orphans} images have {no_baseline}, \
+                 0 pairs to detect; set the baseline to a date with images"
+            ),
+        ));
+    }
+    tracing::info!(
+        last_run = last,
+        listed,
+        orphans,
+        "nothing new since the last successful run"
+    );
+    if orphans == 0 {
+        println!("nothing new: {listed} tiles listed, all already processed (last run: {last})");
+    } else {
+        tracing::warn!(orphans, "{orphans} images have {no_baseline}; skipped");
+        println!(
+            "nothing new: {listed} tiles listed, {} pairs already processed, {orphans} images have \
+             {no_baseline} (last run: {last})",
+            plan.already_done
+        );
+    }
+    Ok(RunReport {
+        result: RunResult::NothingNew,
+        failed,
+        patches: 0,
+    })
+}
+
+/// The exit code of a run in which every detected pair failed (None when one succeeded or
+/// there was none): 2 when every failure is the configuration's (e.g. a band the images lack),
+/// else 1. (The archive or the disk failing stops the run earlier, with exit 3.)
+fn every_pair_failed(outcomes: &[TileOutcome]) -> Option<i32> {
+    let tried: Vec<&TileOutcome> = outcomes.iter().filter(|o| o.status != TileStatus::NoBaseline).collect();
+    if tried.is_empty() || tried.iter().any(|o| o.status != TileStatus::Failed) {
+        return None;
+    }
+    let all_input = tried.iter().all(|o| o.failure == Some(FailureKind::Input));
+    Some(if all_input { 2 } else { 1 })
+}
+
 fn orphan_outcome(t: &TileRef) -> TileOutcome {
     TileOutcome {
         pair: pair_key(&t.tile, &t.date),
@@ -305,6 +459,7 @@ fn orphan_outcome(t: &TileRef) -> TileOutcome {
         after_sha256: None,
         status: TileStatus::NoBaseline,
         reason: Some("no earlier image of this tile".into()),
+        failure: None,
     }
 }
 
@@ -335,6 +490,7 @@ fn print_plan(run_id: &str, pairs: &[PairPlan], archive: &Archive, orphans: &[Ti
 /// Inputs of each pair after fetching: both images archived, or why not.
 pub type PairInputs = Vec<(PairPlan, std::result::Result<(CatalogueEntry, CatalogueEntry), String>)>;
 
+/// Fetches the pairs' images. The archive failing to take a file stops the run (exit 3).
 fn fetch_inputs(
     rt: &tokio::runtime::Runtime,
     client: &reqwest::Client,
@@ -342,7 +498,7 @@ fn fetch_inputs(
     p: &Pipeline,
     pairs: &[PairPlan],
     progress: bool,
-) -> PairInputs {
+) -> Result<PairInputs> {
     let mut wanted: BTreeMap<String, TileRef> = BTreeMap::new();
     for x in pairs {
         wanted.entry(x.before.key()).or_insert_with(|| x.before.clone());
@@ -357,20 +513,27 @@ fn fetch_inputs(
         &bar,
     ));
     bar.finish_and_clear();
-    let got: BTreeMap<String, std::result::Result<CatalogueEntry, String>> =
-        fetched.into_iter().map(|(t, r)| (t.key(), r)).collect();
+    let mut got: BTreeMap<String, std::result::Result<CatalogueEntry, String>> = BTreeMap::new();
+    for (t, r) in fetched {
+        let r = match r {
+            Ok(e) => Ok(e),
+            Err(FetchError::Tile(why)) => Err(why),
+            Err(FetchError::Disk(e)) => return Err(e),
+        };
+        got.insert(t.key(), r);
+    }
     let lookup = |t: &TileRef| match got.get(&t.key()) {
         Some(Ok(e)) => Ok(e.clone()),
         Some(Err(why)) => Err(format!("{}: {why}", t.key())),
         None => Err(format!("{}: not fetched", t.key())),
     };
-    pairs
+    Ok(pairs
         .iter()
         .map(|x| {
             let r = lookup(&x.before).and_then(|b| lookup(&x.after).map(|a| (b, a)));
             (x.clone(), r)
         })
-        .collect()
+        .collect())
 }
 
 fn used_inputs(inputs: &PairInputs) -> Vec<CatalogueEntry> {
@@ -456,6 +619,7 @@ impl Exec<'_> {
             after_sha256: None,
             status: TileStatus::Failed,
             reason: None,
+            failure: Some(FailureKind::Fetch),
         };
         let (before, after) = match input {
             Ok(x) => x,
@@ -466,6 +630,12 @@ impl Exec<'_> {
         };
         outcome.before_sha256 = Some(before.sha256.clone());
         outcome.after_sha256 = Some(after.sha256.clone());
+        if let Err(why) = self.check_bands(plan, before, after) {
+            tracing::error!(pair = %plan.key(), error = %why, "images lack the configured bands");
+            outcome.reason = Some(why);
+            outcome.failure = Some(FailureKind::Input);
+            return Ok(outcome);
+        }
         let tmp = work.join("tiles").join(format!(".tmp-{}", plan.key()));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, "clearing leftover", e))?;
@@ -474,17 +644,47 @@ impl Exec<'_> {
         match self.run_detector(&tmp, before, after) {
             Ok(()) => {
                 outcome.status = TileStatus::Done;
+                outcome.failure = None;
                 write_checkpoint(&tmp, &outcome)?;
                 rename(&tmp, &work.join("tiles").join(plan.key()))?;
                 tracing::info!(pair = %plan.key(), "pair detected");
             }
-            Err(why) => {
+            Err(DetectFailure::Stop(e)) => {
+                tracing::error!(pair = %plan.key(), error = %e, "cannot write the results; stopping the run");
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+            Err(DetectFailure::Pair(why, kind)) => {
                 tracing::error!(pair = %plan.key(), error = %why, "detection failed");
                 outcome.reason = Some(why);
+                outcome.failure = Some(kind);
                 let _ = std::fs::remove_dir_all(&tmp);
             }
         }
         Ok(outcome)
+    }
+
+    /// Images fetched from elsewhere have the bands `[bands]` names (local ones were checked
+    /// before the run).
+    fn check_bands(
+        &self,
+        plan: &PairPlan,
+        before: &CatalogueEntry,
+        after: &CatalogueEntry,
+    ) -> std::result::Result<(), String> {
+        let (need, key) = needed_bands(&self.p.bands);
+        for (t, e) in [(&plan.before, before), (&plan.after, after)] {
+            let have = raster_band_count(&self.archive.blob_path(&e.sha256)).map_err(|e| e.to_string())?;
+            if have < need {
+                let line = self.p.lines.get(key).map_or(String::new(), |l| format!(" (line {l})"));
+                return Err(format!(
+                    "{} has {have} bands; {key}{line} of {} needs band {need}",
+                    t.key(),
+                    self.p.file.display()
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn run_detector(
@@ -492,7 +692,7 @@ impl Exec<'_> {
         out: &Path,
         before: &CatalogueEntry,
         after: &CatalogueEntry,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), DetectFailure> {
         let (b, a) = (
             self.archive.blob_path(&before.sha256),
             self.archive.blob_path(&after.sha256),
@@ -508,13 +708,38 @@ impl Exec<'_> {
             bands: &self.p.bands,
         };
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.detector.detect(&job)));
+        let pair = |why: String| DetectFailure::Pair(why, FailureKind::Detect);
         match r {
             Ok(Ok(())) if out.join("patches.geojson").is_file() => Ok(()),
-            Ok(Ok(())) => Err("the detector wrote no patches.geojson".into()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("the detector panicked".into()),
+            Ok(Ok(())) => Err(pair("the detector wrote no patches.geojson".into())),
+            Ok(Err(e)) if stops_the_run(&e) => Err(DetectFailure::Stop(e)),
+            Ok(Err(e)) if e.exit_code() == 2 => Err(DetectFailure::Pair(e.to_string(), FailureKind::Input)),
+            Ok(Err(e)) => Err(pair(e.to_string())),
+            Err(_) => Err(pair("the detector panicked".into())),
         }
     }
+}
+
+/// How detecting one pair went wrong.
+enum DetectFailure {
+    /// This pair failed (the reason, and its kind); the run goes on.
+    Pair(String, FailureKind),
+    /// The machine, not the pair: the run stops (exit 3) and publishes nothing.
+    Stop(Error),
+}
+
+/// Whether an error is the machine's rather than the pair's: the operating system refusing a
+/// read or write (disk full, quota, read-only, I/O error), or GDAL reporting one of those while
+/// writing. Every later pair would fail the same way, and a run published with those pairs
+/// "failed" would change the retry's run id; stopping keeps the checkpoints for the retry.
+fn stops_the_run(e: &Error) -> bool {
+    const DISK: [&str; 4] = [
+        "No space left on device",
+        "Disk quota exceeded",
+        "Read-only file system",
+        "Input/output error",
+    ];
+    matches!(e, Error::Io { .. }) || DISK.iter().any(|m| e.to_string().contains(m))
 }
 
 const CHECKPOINT: &str = "tile.json";

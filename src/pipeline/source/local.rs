@@ -26,7 +26,7 @@ pub fn list(dir: &Path, explicit: &[LocalTile]) -> Result<Listing> {
             .collect();
         return Ok(Listing {
             tiles,
-            problems: Vec::new(),
+            ..Default::default()
         });
     }
     let index = dir.join("index.json");
@@ -86,6 +86,6 @@ pub fn list_archive(root: &Path) -> Result<Listing> {
         .collect();
     Ok(Listing {
         tiles,
-        problems: Vec::new(),
+        ..Default::default()
     })
 }

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::archive::raster_footprint;
 use super::config::{Pipeline, Source};
 use crate::Result;
 
@@ -58,13 +59,41 @@ pub struct Listing {
     pub tiles: Vec<TileRef>,
     /// Entries that could not be used: (name, reason). They make the run exit 1.
     pub problems: Vec<(String, String)>,
+    /// Images left out because they lie wholly outside the pipeline's `[aoi]`.
+    pub outside_aoi: usize,
 }
 
 impl Listing {
-    /// Sorts tiles by (tile, date) and drops exact duplicates, so planning is deterministic.
+    /// Sorts tiles by (tile, date) so planning is deterministic. An image listed twice with the
+    /// same file is kept once (counted in a warning); the same tile and date listed with different
+    /// files is ambiguous, so none of them is used and the entry is reported.
     pub fn normalise(mut self) -> Self {
-        self.tiles.sort_by(|a, b| (&a.tile, &a.date).cmp(&(&b.tile, &b.date)));
-        self.tiles.dedup_by(|a, b| a.tile == b.tile && a.date == b.date);
+        self.tiles
+            .sort_by_cached_key(|t| (t.tile.clone(), t.date.clone(), t.location.describe()));
+        let mut kept: Vec<TileRef> = Vec::with_capacity(self.tiles.len());
+        let mut repeats = 0;
+        for group in self.tiles.chunk_by(|a, b| a.tile == b.tile && a.date == b.date) {
+            let mut files: Vec<String> = group.iter().map(|t| t.location.describe()).collect();
+            files.dedup();
+            repeats += group.len() - files.len();
+            if files.len() == 1 {
+                kept.push(group[0].clone());
+            } else {
+                let why = format!(
+                    "listed {} times with different files ({}); none is used until all but one are removed",
+                    files.len(),
+                    files.join(", ")
+                );
+                self.problems.push((group[0].key(), why));
+            }
+        }
+        if repeats > 0 {
+            tracing::warn!(
+                repeats,
+                "{repeats} repeated listing entries (same tile, date and file) ignored"
+            );
+        }
+        self.tiles = kept;
         self.problems.sort();
         self
     }
@@ -99,13 +128,34 @@ pub async fn list(p: &Pipeline, client: &reqwest::Client) -> Result<Listing> {
     Ok(filter_aoi(listing.normalise(), p.aoi_bbox))
 }
 
-/// Drops tiles whose footprint lies entirely outside the area of interest.
+/// Drops images whose footprint lies wholly outside the area of interest. Images listed without
+/// a footprint (local files) get theirs from the raster's georeference; an image without one
+/// cannot be judged and is kept.
 fn filter_aoi(mut l: Listing, bbox: Option<[f64; 4]>) -> Listing {
-    if let Some(b) = bbox {
-        l.tiles.retain(|t| match t.footprint.as_ref().and_then(footprint_bbox) {
-            Some(f) => f[0] <= b[2] && f[2] >= b[0] && f[1] <= b[3] && f[3] >= b[1],
-            None => true,
-        });
+    let Some(b) = bbox else { return l };
+    for t in l.tiles.iter_mut().filter(|t| t.footprint.is_none()) {
+        if let Location::File(path) = &t.location {
+            t.footprint = raster_footprint(path);
+        }
+    }
+    let listed = l.tiles.len();
+    let mut unknown = 0;
+    l.tiles.retain(|t| match t.footprint.as_ref().and_then(footprint_bbox) {
+        Some(f) => f[0] <= b[2] && f[2] >= b[0] && f[1] <= b[3] && f[3] >= b[1],
+        None => {
+            unknown += 1;
+            true
+        }
+    });
+    l.outside_aoi = listed - l.tiles.len();
+    if l.outside_aoi > 0 {
+        tracing::info!(listed, outside = l.outside_aoi, "images outside the aoi skipped");
+    }
+    if unknown > 0 {
+        tracing::warn!(
+            unknown,
+            "{unknown} images have no footprint (no georeference); kept whatever the aoi"
+        );
     }
     l
 }
