@@ -340,7 +340,10 @@ async fn host_guard(State(state): State<AppState>, req: Request, next: Next) -> 
             let shown = super::text::escape_for_log(h, 100);
             ApiError::new(
                 StatusCode::MISDIRECTED_REQUEST,
-                format!("host {shown:?} is not served here; use the address the server was set up with, or add it with --allowed-host"),
+                format!(
+                    "host \"{shown}\" is not served here; use the address the server was set up \
+                     with, or add it with --allowed-host"
+                ),
             )
             .into_response()
         }
