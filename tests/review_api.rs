@@ -105,6 +105,7 @@ async fn secure_cookie_and_public_origin_options() {
     let options = landwatch::review::web::ServeOptions {
         secure_cookie: true,
         public_origin: Some("https://review.example.gov.cn".into()),
+        ..Default::default()
     };
     let base = fx.start_server_with(options).await;
     // Behind a proxy only the public origin may post, not the raw Host.

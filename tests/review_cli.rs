@@ -126,3 +126,81 @@ fn migrations_are_numbered_and_a_newer_database_is_refused() {
     let err = landwatch::Error::from(Store::open(&junk).err().expect("junk refused"));
     assert_eq!(err.exit_code(), 2, "{err}");
 }
+
+/// The `serve` arguments of `args` (after `serve --db d --data d`).
+fn serve_args(args: &[&str]) -> Result<landwatch::review::ServeArgs, clap::Error> {
+    let base = ["landwatch-review", "serve", "--db", "r.sqlite", "--data", "data"];
+    let cli = Cli::try_parse_from(base.iter().chain(args.iter()).copied())?;
+    match cli.cmd {
+        ReviewCmd::Serve(a) => Ok(a),
+        _ => unreachable!("parsed a serve command"),
+    }
+}
+
+#[test]
+fn serve_flags_set_the_abuse_limits_and_bad_values_are_refused() {
+    use std::time::Duration;
+    let d = serve_args(&[]).unwrap().options();
+    assert_eq!(d.login_limits.max_failures_per_account, 5);
+    assert_eq!(d.login_limits.max_failures_per_address, 20);
+    assert_eq!(d.login_limits.lockout, Duration::from_secs(60));
+    assert_eq!(d.login_limits.lockout_max, Duration::from_secs(900));
+    assert_eq!(d.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(d.request_timeout, Duration::from_secs(60));
+
+    let o = serve_args(&[
+        "--login-max-failures",
+        "3",
+        "--login-max-failures-per-address",
+        "0",
+        "--login-window",
+        "120",
+        "--login-lockout",
+        "10",
+        "--login-lockout-max",
+        "40",
+        "--header-read-timeout",
+        "2",
+        "--request-timeout",
+        "30",
+        "--allowed-host",
+        "review-pc",
+        "--allowed-host",
+        "review-pc.lan:8080",
+    ])
+    .unwrap()
+    .options();
+    assert_eq!(o.login_limits.max_failures_per_account, 3);
+    assert_eq!(o.login_limits.max_failures_per_address, 0);
+    assert_eq!(o.login_limits.window, Duration::from_secs(120));
+    assert_eq!(o.login_limits.lockout, Duration::from_secs(10));
+    assert_eq!(o.login_limits.lockout_max, Duration::from_secs(40));
+    assert_eq!(o.header_read_timeout, Duration::from_secs(2));
+    assert_eq!(o.request_timeout, Duration::from_secs(30));
+    assert_eq!(o.allowed_hosts, ["review-pc", "review-pc.lan:8080"]);
+
+    for bad in [
+        &["--header-read-timeout", "0"][..],
+        &["--request-timeout", "-1"],
+        &["--login-lockout", "soon"],
+    ] {
+        assert!(serve_args(bad).is_err(), "{bad:?} accepted");
+    }
+
+    // A public origin or allowed host the Host check could not use is bad input (exit 2).
+    let tmp = tempfile::tempdir().unwrap();
+    for bad in [
+        &["--public-origin", "review.example.gov.cn"][..],
+        &["--public-origin", "https://review.example.gov.cn/app"],
+        &["--allowed-host", "http://review-pc/"],
+    ] {
+        let options = serve_args(bad).unwrap().options();
+        let store = Store::open(&tmp.path().join("r.sqlite")).unwrap();
+        let err = landwatch::review::web::AppState::new(store, tmp.path(), options)
+            .err()
+            .unwrap_or_else(|| panic!("{bad:?} accepted"));
+        let err = landwatch::Error::from(err);
+        assert_eq!(err.exit_code(), 2, "{err}");
+        assert!(err.to_string().contains(bad[0]), "{err}");
+    }
+}

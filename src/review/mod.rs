@@ -8,6 +8,7 @@
 //! * [`users`]: accounts (argon2), sessions, CSRF tokens;
 //! * [`verdicts`]: recording and reopening decisions, the filtered queue;
 //! * [`chips`]: serving chip images without ever leaving the data folder;
+//! * [`text`]: refusing control and text-direction characters in notes and names;
 //! * [`export`], [`export_ogr`]: verdicts as GeoJSON / CSV / GeoPackage / Shapefile with the
 //!   reviewer fields (NYQK/PDJG/BZ) filled;
 //! * [`web`]: the axum server and the embedded zh-CN/English page.
@@ -19,6 +20,7 @@ pub mod export;
 pub mod export_ogr;
 pub mod import;
 pub mod store;
+pub mod text;
 pub mod users;
 pub mod verdicts;
 pub mod web;
@@ -58,12 +60,60 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
-    /// Mark the session cookie Secure (when users reach the app over HTTPS).
+    /// Mark the session cookie Secure (when users reach the app over HTTPS; implied by an
+    /// https --public-origin).
     #[arg(long)]
     pub secure_cookie: bool,
     /// Public origin (e.g. https://review.example.gov.cn) when behind a reverse proxy.
     #[arg(long)]
     pub public_origin: Option<String>,
+    /// Another host name users reach the server by (besides localhost, IP addresses and the
+    /// public origin's host); requests naming any other host get 421. Repeatable.
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    pub allowed_hosts: Vec<String>,
+    /// Failed logins per account name within --login-window that lock it (0: no limit).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub login_max_failures: u32,
+    /// Failed logins per client address within --login-window that lock it (0: no limit;
+    /// behind a reverse proxy every client has the proxy's address).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub login_max_failures_per_address: u32,
+    /// Seconds over which failed logins are counted.
+    #[arg(long, default_value_t = 900, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub login_window: u64,
+    /// Seconds of the first lock-out; each further one doubles, up to --login-lockout-max.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub login_lockout: u64,
+    /// Longest lock-out in seconds.
+    #[arg(long, default_value_t = 900, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub login_lockout_max: u64,
+    /// Seconds a connection has to send a complete request head before it is closed.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout: u64,
+    /// Seconds a request has to be sent and answered before it gets 408.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout: u64,
+}
+
+impl ServeArgs {
+    /// The server options these arguments ask for.
+    pub fn options(&self) -> web::ServeOptions {
+        let secs = std::time::Duration::from_secs;
+        web::ServeOptions {
+            secure_cookie: self.secure_cookie,
+            public_origin: self.public_origin.clone(),
+            allowed_hosts: self.allowed_hosts.clone(),
+            login_limits: web::throttle::LoginLimits {
+                max_failures_per_account: self.login_max_failures,
+                max_failures_per_address: self.login_max_failures_per_address,
+                window: secs(self.login_window),
+                lockout: secs(self.login_lockout),
+                lockout_max: secs(self.login_lockout_max.max(self.login_lockout)),
+            },
+            header_read_timeout: secs(self.header_read_timeout),
+            request_timeout: secs(self.request_timeout),
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -128,11 +178,7 @@ pub fn cli_main(cmd: ReviewCmd) -> crate::Result<i32> {
 
 fn serve_cmd(a: ServeArgs) -> crate::Result<i32> {
     let store = Store::open(&a.db)?;
-    let options = web::ServeOptions {
-        secure_cookie: a.secure_cookie,
-        public_origin: a.public_origin,
-    };
-    let state = web::AppState::new(store, &a.data, options)?;
+    let state = web::AppState::new(store, &a.data, a.options())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

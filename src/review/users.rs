@@ -12,6 +12,7 @@ use rusqlite::params;
 use sha2::{Digest, Sha256};
 
 use super::store::{now_text, optional, ReviewError, ReviewResult, Store};
+use super::text::check_single_line;
 
 /// How long a login lasts before the user must log in again.
 pub const SESSION_HOURS: i64 = 12;
@@ -68,15 +69,16 @@ pub struct NewSession {
     pub csrf_token: String,
 }
 
-/// Checks a user name: 1–64 characters, no control characters or surrounding spaces.
+/// Checks a user name: 1–64 characters, no surrounding spaces, no control or
+/// text-direction characters (see [`crate::review::text`]).
 pub fn validate_name(name: &str) -> ReviewResult<()> {
     let n = name.chars().count();
-    if n == 0 || n > 64 || name.trim() != name || name.chars().any(char::is_control) {
+    if n == 0 || n > 64 || name.trim() != name {
         return Err(ReviewError::BadInput(
-            "user name must be 1–64 characters, without control characters or surrounding spaces".into(),
+            "name must be 1–64 characters, without surrounding spaces".into(),
         ));
     }
-    Ok(())
+    check_single_line("name", name)
 }
 
 /// Checks a new password: at least 8 and at most 1024 characters.
@@ -193,18 +195,35 @@ fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| hash_password(&random_hex(16)).unwrap_or_default())
 }
 
-/// Returns the user when the name and password are right and the account is enabled.
-pub fn check_login(store: &Store, name: &str, password: &str) -> ReviewResult<Option<User>> {
-    match user_by_name_with_hash(store, name)? {
+/// A login attempt's account as stored: the user and their password hash, or `None` for
+/// an unknown name. Looked up under the database lock; the slow password check is done
+/// afterwards, without it, by [`verify_login`].
+pub struct LoginCandidate(Option<(User, String)>);
+
+/// Looks up the account a login names (quick; no password check).
+pub fn login_candidate(store: &Store, name: &str) -> ReviewResult<LoginCandidate> {
+    Ok(LoginCandidate(user_by_name_with_hash(store, name)?))
+}
+
+/// Returns the user when the password is right and the account is enabled. For an unknown
+/// name a decoy hash is checked, so the answer takes as long either way. Slow (argon2):
+/// call it off the async runtime and outside the database lock.
+pub fn verify_login(candidate: LoginCandidate, password: &str) -> Option<User> {
+    match candidate.0 {
         Some((user, hash)) => {
             let ok = password_matches(password, &hash);
-            Ok((ok && !user.disabled).then_some(user))
+            (ok && !user.disabled).then_some(user)
         }
         None => {
             let _ = password_matches(password, decoy_hash());
-            Ok(None)
+            None
         }
     }
+}
+
+/// Returns the user when the name and password are right and the account is enabled.
+pub fn check_login(store: &Store, name: &str, password: &str) -> ReviewResult<Option<User>> {
+    Ok(verify_login(login_candidate(store, name)?, password))
 }
 
 /// `n` random bytes from the thread-local CSPRNG, hex-encoded.

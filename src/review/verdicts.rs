@@ -10,6 +10,7 @@
 use rusqlite::{params, params_from_iter, types::Value};
 
 use super::store::{now_text, optional, ReviewError, ReviewResult, Store};
+use super::text::check_multi_line;
 use super::users::{Role, User};
 
 /// The review state of a patch.
@@ -127,12 +128,18 @@ pub fn validate(input: &VerdictInput) -> ReviewResult<()> {
             allowed
         )));
     }
-    if input.note.chars().count() > MAX_NOTE_CHARS {
+    validate_note(&input.note)
+}
+
+/// Checks a note: at most [`MAX_NOTE_CHARS`], no control or text-direction characters
+/// (newlines and tabs are fine).
+pub fn validate_note(note: &str) -> ReviewResult<()> {
+    if note.chars().count() > MAX_NOTE_CHARS {
         return Err(ReviewError::BadInput(format!(
             "note is longer than {MAX_NOTE_CHARS} characters"
         )));
     }
-    Ok(())
+    check_multi_line("note", note)
 }
 
 /// The current verdict of patch `patch` (its latest audit row).
@@ -215,11 +222,7 @@ pub fn reopen(store: &mut Store, patch: i64, user: &User, note: &str) -> ReviewR
     if user.role != Role::Admin {
         return Err(ReviewError::Forbidden("only an admin can reopen a decision".into()));
     }
-    if note.chars().count() > MAX_NOTE_CHARS {
-        return Err(ReviewError::BadInput(format!(
-            "note is longer than {MAX_NOTE_CHARS} characters"
-        )));
-    }
+    validate_note(note)?;
     ensure_patch(store, patch)?;
     if current(store, patch)?.status == Status::Unreviewed {
         return Err(ReviewError::Conflict(format!("patch {patch} is not decided")));

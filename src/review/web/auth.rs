@@ -7,16 +7,24 @@
 //!   form itself — it must carry the session's CSRF token in the `X-CSRF-Token` header
 //!   (the synchroniser-token pattern; the page gets the token from `/api/me`).
 //! * Without a valid session the API answers 401 and pages redirect to `/login`.
+//! * Logins are throttled (see [`super::throttle`]): a locked account or address gets 429
+//!   with `Retry-After`. Every failed login is logged (name escaped, address; never the
+//!   password), and a lock-out at warn level.
 
-use axum::extract::{FromRequestParts, Request, State};
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::{header, request::Parts, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 
 use super::error::{ApiError, ApiForm};
+use super::throttle::{Lockout, Scope};
 use super::AppState;
-use crate::review::users::{self, constant_time_eq, Role, SessionUser};
+use crate::review::text::escape_for_log;
+use crate::review::users::{self, constant_time_eq, NewSession, Role, SessionUser};
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "lw_session";
@@ -137,29 +145,131 @@ fn session_cookie(state: &AppState, value: &str, max_age_s: i64) -> Result<Heade
     .map_err(ApiError::internal)
 }
 
+/// The address a request came from (unspecified when the server did not record it).
+pub struct PeerIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip().to_canonical());
+        Ok(PeerIp(ip))
+    }
+}
+
+/// Characters of a login name written to the log.
+const LOGGED_NAME_CHARS: usize = 64;
+
 /// `POST /login`: checks the password and starts a session (303 to `/`), or 303 back to
-/// the form with `?error=1` after a short delay that slows down password guessing.
-pub async fn login(State(state): State<AppState>, ApiForm(form): ApiForm<LoginForm>) -> Response {
-    let result = state
-        .db(move |s| {
-            let Some(user) = users::check_login(s, &form.name, &form.password)? else {
-                return Ok(None);
-            };
-            Ok(Some(users::create_session(s, user.id)?))
-        })
-        .await;
-    match result {
-        Ok(Some(session)) => match session_cookie(&state, &session.token, users::SESSION_HOURS * 3600) {
-            Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response(),
-            Err(e) => e.into_response(),
-        },
+/// the form with `?error=1` after a short delay that slows down password guessing; 429
+/// while the account or address is locked out.
+pub async fn login(
+    State(state): State<AppState>,
+    PeerIp(ip): PeerIp,
+    headers: HeaderMap,
+    ApiForm(form): ApiForm<LoginForm>,
+) -> Response {
+    let attempt = match state.login_begin(&form.name, ip) {
+        Ok(attempt) => attempt,
+        Err(lockout) => {
+            tracing::debug!(
+                user = %quoted_for_log(&form.name),
+                address = %ip,
+                "login refused: {} locked",
+                lockout.scope.as_str()
+            );
+            return locked_response(&headers, lockout);
+        }
+    };
+    match start_session(&state, &form).await {
+        Ok(Some(session)) => {
+            state.login_succeeded(attempt);
+            match session_cookie(&state, &session.token, users::SESSION_HOURS * 3600) {
+                Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response(),
+                Err(e) => e.into_response(),
+            }
+        }
         Ok(None) => {
+            log_failure(state.login_failed(attempt), &form.name, ip);
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
             Redirect::to("/login?error=1").into_response()
         }
-        Err(e) => e.into_response(),
+        Err(e) => {
+            // Not a wrong password, but the attempt stays counted: errors are no way around the limit.
+            let _ = state.login_failed(attempt);
+            e.into_response()
+        }
     }
 }
+
+/// Checks the form's password (outside the database lock) and, when right, starts a session.
+async fn start_session(state: &AppState, form: &LoginForm) -> Result<Option<NewSession>, ApiError> {
+    let name = form.name.clone();
+    let candidate = state.db(move |s| users::login_candidate(s, &name)).await?;
+    let Some(user) = state.verify_password(candidate, form.password.clone()).await? else {
+        return Ok(None);
+    };
+    let session = state.db(move |s| users::create_session(s, user.id)).await?;
+    Ok(Some(session))
+}
+
+/// A user-supplied name for the log: quoted, escaped and cut short.
+fn quoted_for_log(name: &str) -> String {
+    format!("\"{}\"", escape_for_log(name, LOGGED_NAME_CHARS))
+}
+
+/// Logs a failed login (never the password) and, at warn, the lock-outs it started.
+fn log_failure(started: Vec<Lockout>, name: &str, ip: IpAddr) {
+    let user = quoted_for_log(name);
+    tracing::info!(user = %user, address = %ip, "failed login");
+    for lockout in started {
+        let what = match lockout.scope {
+            Scope::Account => format!("account {user}"),
+            Scope::Address => format!("address {ip}"),
+        };
+        tracing::warn!(
+            user = %user,
+            address = %ip,
+            "login locked: {what} locked for {} s after repeated failed logins",
+            lockout.retry_after_secs()
+        );
+    }
+}
+
+/// The answer to a login while locked out: 429 with `Retry-After`; a short page in both
+/// languages for a browser's form post, else a JSON error.
+fn locked_response(headers: &HeaderMap, lockout: Lockout) -> Response {
+    let secs = lockout.retry_after_secs();
+    let retry_after = [(header::RETRY_AFTER, secs.to_string())];
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if wants_html {
+        let page = LOCKED_HTML.replace("{secs}", &secs.to_string());
+        let ctype = [(header::CONTENT_TYPE, "text/html; charset=utf-8")];
+        return (StatusCode::TOO_MANY_REQUESTS, retry_after, ctype, page).into_response();
+    }
+    let what = match lockout.scope {
+        Scope::Account => "this account",
+        Scope::Address => "your address",
+    };
+    let message = format!("too many failed logins for {what}; try again in {secs} s");
+    (retry_after, ApiError::new(StatusCode::TOO_MANY_REQUESTS, message)).into_response()
+}
+
+const LOCKED_HTML: &str = r#"<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>登录已暂时锁定 / Login locked</title>
+<link rel="stylesheet" href="/static/app.css"></head>
+<body class="login-page"><main class="login-box">
+<p>登录失败次数过多，请 {secs} 秒后再试。</p>
+<p lang="en">Too many failed logins; try again in {secs} s.</p>
+<p><a href="/login">返回登录 / Back to login</a></p>
+</main></body></html>
+"#;
 
 /// `POST /logout`: ends the session and clears the cookie.
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {

@@ -17,33 +17,148 @@
 //! | `GET /api/overview` | user | every outline, for the SVG overview |
 //! | `GET /api/export?format=geojson\|csv` | user | download the verdicts |
 //! | `GET/POST /api/admin/users`, `POST /api/admin/users/{id}/disabled` | admin | manage users |
+//!
+//! Against abuse: logins are throttled per account and per address ([`throttle`]) and their
+//! passwords checked outside the database lock, a few at a time; a request must name an
+//! allowed `Host` (DNS-rebinding protection); bodies are limited to [`MAX_BODY_BYTES`]; a
+//! connection must send its request head within the header-read timeout and every request
+//! must finish within the request timeout (408).
 
 mod api;
 pub mod auth;
 pub mod error;
+pub mod throttle;
 
-use std::net::SocketAddr;
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tower_http::timeout::TimeoutLayer;
 
-use super::store::{ReviewResult, Store};
+use super::store::{ReviewError, ReviewResult, Store};
+use super::users::{self, LoginCandidate, User};
 use error::ApiError;
+use throttle::{Attempt, Lockout, LoginLimits, LoginThrottle};
+
+/// Largest request body accepted (bigger ones get 413). The largest real one, a verdict
+/// with a 2000-character note, is well under 16 KiB.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Default time a connection has to send a complete request head (`--header-read-timeout`).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a request has to be read and answered (`--request-timeout`).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long shutdown waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Server options beyond the database and data folder.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Mark the session cookie `Secure` (set when served over HTTPS, e.g. behind a proxy).
+    /// An `https://` public origin implies it.
     pub secure_cookie: bool,
     /// The public origin (`https://review.example.gov.cn`) when behind a proxy that
     /// rewrites `Host`; state changes from any other origin are refused.
     pub public_origin: Option<String>,
+    /// Host names, besides `localhost` and the public origin's, that requests may name in
+    /// `Host`. IP addresses are always accepted (DNS rebinding needs a name).
+    pub allowed_hosts: Vec<String>,
+    /// Login throttling.
+    pub login_limits: LoginLimits,
+    /// Time a connection has to send a complete request head before it is closed.
+    pub header_read_timeout: Duration,
+    /// Time a request has to be read and answered before it gets 408.
+    pub request_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        ServeOptions {
+            secure_cookie: false,
+            public_origin: None,
+            allowed_hosts: Vec::new(),
+            login_limits: LoginLimits::default(),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// Splits an `https://host[:port]` origin into (is https, lower-case host name).
+fn parse_public_origin(origin: &str) -> ReviewResult<(bool, String)> {
+    let bad = || {
+        ReviewError::BadInput(format!(
+            "--public-origin must be a scheme and host with an optional port, like \
+             https://review.example.gov.cn — got {origin:?}"
+        ))
+    };
+    let (https, rest) = if let Some(rest) = origin.strip_prefix("https://") {
+        (true, rest)
+    } else if let Some(rest) = origin.strip_prefix("http://") {
+        (false, rest)
+    } else {
+        return Err(bad());
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+        return Err(bad());
+    }
+    let host = host_name(authority).ok_or_else(bad)?;
+    Ok((https, host))
+}
+
+/// The host name of a `Host` value (`name`, `name:port`, `[v6]:port`), lower case and
+/// without a trailing dot; `None` when it is malformed.
+fn host_name(host: &str) -> Option<String> {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        inside
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return None,
+            None => host,
+        }
+    };
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    let well_formed = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':'));
+    well_formed.then_some(name)
+}
+
+fn is_port(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The host names requests may name: `localhost`, the public origin's host and `extra`.
+fn allowed_host_names(public_host: Option<&str>, extra: &[String]) -> ReviewResult<HashSet<String>> {
+    let mut names: HashSet<String> = ["localhost".to_string()].into();
+    names.extend(public_host.map(str::to_string));
+    for h in extra {
+        let name = host_name(h.trim()).ok_or_else(|| {
+            ReviewError::BadInput(format!(
+                "--allowed-host {h:?} is not a host name (like review.example.gov.cn or review-pc:8080)"
+            ))
+        })?;
+        names.insert(name);
+    }
+    Ok(names)
 }
 
 /// Shared state of the server: the database (one connection behind a mutex; SQLite
@@ -57,18 +172,32 @@ struct Inner {
     store: Mutex<Store>,
     data_root: PathBuf,
     options: ServeOptions,
+    /// The public origin is https: cookies are `Secure` whatever `secure_cookie` says.
+    public_https: bool,
+    allowed_hosts: HashSet<String>,
+    throttle: Mutex<LoginThrottle>,
+    /// Password checks running at once (each argon2 check takes ~19 MiB and a core).
+    password_checks: tokio::sync::Semaphore,
 }
 
 impl AppState {
-    /// Builds the state; `data_root` must exist (it is canonicalised once, here).
+    /// Builds the state; `data_root` must exist (it is canonicalised once, here). Fails
+    /// (exit 2) on a malformed public origin or allowed host.
     pub fn new(store: Store, data_root: &Path, options: ServeOptions) -> ReviewResult<AppState> {
         let data_root = data_root
             .canonicalize()
             .map_err(|e| crate::Error::input(data_root, format!("data folder not found: {e}")))?;
+        let public = options.public_origin.as_deref().map(parse_public_origin).transpose()?;
+        let allowed_hosts = allowed_host_names(public.as_ref().map(|p| p.1.as_str()), &options.allowed_hosts)?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(AppState {
             inner: Arc::new(Inner {
                 store: Mutex::new(store),
                 data_root,
+                public_https: public.is_some_and(|p| p.0),
+                allowed_hosts,
+                throttle: Mutex::new(LoginThrottle::new(options.login_limits.clone())),
+                password_checks: tokio::sync::Semaphore::new(cores),
                 options,
             }),
         })
@@ -96,8 +225,49 @@ impl AppState {
         &self.inner.data_root
     }
 
+    /// Whether cookies get `Secure`: asked for, or implied by an https public origin.
     pub fn secure_cookie(&self) -> bool {
-        self.inner.options.secure_cookie
+        self.inner.options.secure_cookie || self.inner.public_https
+    }
+
+    /// Checks a login's password in the blocking pool, outside the database lock and at
+    /// most one per core at a time, so a flood of logins neither stalls the runtime nor
+    /// keeps other users' requests from the database.
+    pub async fn verify_password(&self, candidate: LoginCandidate, password: String) -> Result<Option<User>, ApiError> {
+        let _permit = self.inner.password_checks.acquire().await.map_err(ApiError::internal)?;
+        tokio::task::spawn_blocking(move || users::verify_login(candidate, &password))
+            .await
+            .map_err(ApiError::internal)
+    }
+
+    fn throttle(&self) -> std::sync::MutexGuard<'_, LoginThrottle> {
+        // The throttle holds no invariant a panic could break half-way; keep using it.
+        self.inner.throttle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lets a login for `name` from `ip` go on to its password check, or refuses it with
+    /// the lock-out in force.
+    pub fn login_begin(&self, name: &str, ip: IpAddr) -> Result<Attempt, Lockout> {
+        self.throttle().begin(name, ip, Instant::now())
+    }
+
+    /// Ends a login attempt that had the right password.
+    pub fn login_succeeded(&self, attempt: Attempt) {
+        self.throttle().succeeded(attempt);
+    }
+
+    /// Ends a failed login attempt; returns the lock-outs it started.
+    pub fn login_failed(&self, attempt: Attempt) -> Vec<Lockout> {
+        self.throttle().failed(attempt)
+    }
+
+    /// Whether a request's `Host` value names this server: any IP address, `localhost`,
+    /// the public origin's host or an `--allowed-host`.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        match host_name(host) {
+            Some(name) => name.parse::<IpAddr>().is_ok() || self.inner.allowed_hosts.contains(&name),
+            None => false,
+        }
     }
 
     /// True when `origin` is this server: the configured public origin, or else the
@@ -146,8 +316,39 @@ pub fn router(state: AppState) -> Router {
         .nest("/api", api)
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
         .layer(middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
+        .layer(middleware::from_fn_with_state(state.clone(), host_guard))
         .layer(middleware::from_fn(security_headers))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.inner.options.request_timeout,
+        ))
         .with_state(state)
+}
+
+/// Refuses (421) requests whose `Host` is not a name of this server, so a page on another
+/// site whose name was made to resolve to this server (DNS rebinding) cannot use it.
+async fn host_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    match host {
+        Some(h) if state.host_allowed(h) => next.run(req).await,
+        Some(h) => {
+            let shown = super::text::escape_for_log(h, 100);
+            ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "host \"{shown}\" is not served here; use the address the server was set up \
+                     with, or add it with --allowed-host"
+                ),
+            )
+            .into_response()
+        }
+        None => ApiError::new(StatusCode::BAD_REQUEST, "the request has no Host header").into_response(),
+    }
 }
 
 /// Headers on every response: a strict CSP (only our own scripts, styles and images), no
@@ -230,15 +431,56 @@ pub async fn serve(state: AppState, bind: SocketAddr) -> crate::Result<()> {
         "landwatch review: serving http://{addr}/ (data folder {})",
         state.data_root().display()
     );
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .map_err(|e| crate::Error::Other(format!("review server stopped: {e}")))
+    serve_until(state, listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
+    Ok(())
 }
 
 /// State for an already open listener; used by tests to serve on an ephemeral port.
 pub async fn serve_on(state: AppState, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).await
+    serve_until(state, listener, std::future::pending()).await;
+    Ok(())
+}
+
+/// Accepts HTTP/1.1 connections until `shutdown`, then lets requests in flight finish (for
+/// a while). Served with hyper directly rather than `axum::serve`, which has no
+/// header-read timeout: a connection that does not send a complete request head within
+/// the timeout (idle keep-alive connections included) is closed.
+async fn serve_until(state: AppState, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()>) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(state.inner.options.header_read_timeout);
+    let app = router(state);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!("review server: cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let with_peer = tower::ServiceExt::map_request(app.clone(), move |mut req: Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(remote));
+            req
+        });
+        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(with_peer));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("review server: connection from {remote}: {e}");
+            }
+        });
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!("review server: requests still running after {SHUTDOWN_GRACE:?}; stopping anyway");
+    }
 }
