@@ -31,10 +31,12 @@ pub enum Error {
     Locked { path: PathBuf, msg: String },
 
     /// GDAL failed on a file for a reason that is not the input's fault (exit 3).
-    #[error("{}: {context}: {source}", path.display())]
+    #[error("{}: {context}: {reason}", path.display())]
     Gdal {
         path: PathBuf,
         context: String,
+        /// What failed, in words, with GDAL's own message when it left one.
+        reason: String,
         #[source]
         source: gdal::errors::GdalError,
     },
@@ -81,6 +83,7 @@ impl Error {
         Error::Gdal {
             path: path.as_ref().to_path_buf(),
             context: context.into(),
+            reason: crate::io::raster::gdal_reason(&source),
             source,
         }
     }

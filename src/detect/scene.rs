@@ -7,7 +7,7 @@ use crate::align::shift::{self, Shift};
 use crate::align::warp;
 use crate::detect::gate::BlockLayers;
 use crate::detect::reuse::{KeptTiles, TileGrid};
-use crate::detect::{evidence, indices, masks, threshold};
+use crate::detect::{budget, evidence, indices, masks, threshold};
 use crate::io::raster::{self, DatasetPool, HeldPixels, Pixels, RasterInfo, Window};
 use crate::model::{MaskMode, Model};
 use crate::{Error, Result};
@@ -80,10 +80,6 @@ impl BandMap {
         let mut v = vec![self.blue, self.green, self.red];
         v.extend(self.nir);
         v
-    }
-
-    fn highest(&self) -> usize {
-        self.canonical().into_iter().max().unwrap_or(0)
     }
 }
 
@@ -254,18 +250,22 @@ pub struct Scene {
 
 impl Scene {
     /// Opens and checks the pair; warps the after image into `work_dir` if its grid differs.
+    /// The before image's grid, which detection runs on, must fit `memory_budget` bytes
+    /// (checked before any pixel is read or warped).
     pub fn open(
         before_path: &Path,
         after_path: &Path,
         bands: Option<&BandMap>,
         model: &Model,
         work_dir: &Path,
+        memory_budget: u64,
     ) -> Result<Self> {
         let before_ds = raster::open(before_path)?;
         let before = raster::describe(&before_ds, before_path)?;
         let after_ds = raster::open(after_path)?;
         let mut after = raster::describe(&after_ds, after_path)?;
         let bands = choose_bands(&before, &after, bands)?;
+        budget::check_image(&before, bands.canonical().len(), model, memory_budget)?;
         let after_read_path = align_grid(&before, &after, &after_ds, work_dir)?;
         let mut after_grid = TileGrid::of(&after_ds);
         if after_read_path != after.path {
@@ -610,17 +610,30 @@ fn choose_bands(before: &RasterInfo, after: &RasterInfo, bands: Option<&BandMap>
             )
         })?,
     };
-    if map.highest() > before.band_count {
-        return Err(Error::input(
-            &before.path,
-            format!(
-                "has {} bands but --bands asks for band {}",
-                before.band_count,
-                map.highest()
-            ),
-        ));
-    }
+    check_band_numbers(&map, before)?;
     Ok(map)
+}
+
+/// Every band `map` names must exist in the image (both dates have the same band count).
+fn check_band_numbers(map: &BandMap, image: &RasterInfo) -> Result<()> {
+    let named = [
+        ("B", Some(map.blue)),
+        ("G", Some(map.green)),
+        ("R", Some(map.red)),
+        ("NIR", map.nir),
+    ];
+    for (name, band) in named {
+        if let Some(b) = band.filter(|&b| b == 0 || b > image.band_count) {
+            return Err(Error::input(
+                &image.path,
+                format!(
+                    "has {} bands but --bands puts {name} at band {b}; give one name per band of the file, e.g. B,G,R,NIR",
+                    image.band_count
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Returns the path to read the after image from: itself when it shares the before grid, else
