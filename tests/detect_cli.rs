@@ -506,3 +506,74 @@ fn paths_that_are_not_utf8_are_refused_with_a_readable_name() {
         .unwrap();
     assert_bad_input(&r, "caf\u{fffd}.tif: --before: the path is not valid UTF-8", &out);
 }
+
+/// The demo image `name` as Float32 reflectance, NaN in the columns `nan(col)` says.
+fn float_demo(name: &str, dst: &Path, nan: impl Fn(usize) -> bool) {
+    let src = gdal::Dataset::open(seeds().join(name)).unwrap();
+    let (w, h) = src.raster_size();
+    let drv = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
+    let mut ds = drv.create_with_band_type::<f32, _>(dst, w, h, 4).unwrap();
+    ds.set_geo_transform(&src.geo_transform().unwrap()).unwrap();
+    ds.set_projection(&src.projection()).unwrap();
+    for b in 1..=4 {
+        let px = src
+            .rasterband(b)
+            .unwrap()
+            .read_as::<u16>((0, 0), (w, h), (w, h), None)
+            .unwrap();
+        let data: Vec<f32> = px
+            .data()
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| if nan(i % w) { f32::NAN } else { v as f32 / 10000.0 })
+            .collect();
+        let mut buf = gdal::raster::Buffer::new((w, h), data);
+        ds.rasterband(b).unwrap().write((0, 0), (w, h), &mut buf).unwrap();
+    }
+}
+
+fn manifest(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn the_shift_is_estimated_from_valid_windows_when_a_third_of_the_image_is_nan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (b, a) = (tmp.path().join("b.tif"), tmp.path().join("a.tif"));
+    float_demo("before.tif", &b, |_| false);
+    float_demo("after.tif", &a, |_| false);
+    let clean = tmp.path().join("clean");
+    let r = detect_into(&b, &a, &clean, &["--no-chips"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let want = manifest(&clean)["calibration"]["shift"].clone();
+    assert_eq!(want["windows_skipped"], 0, "{want}");
+    // The middle third of the after image is NaN: every planned window touches it.
+    let holed = tmp.path().join("a_nan.tif");
+    float_demo("after.tif", &holed, |c| (171..342).contains(&c));
+    let out = tmp.path().join("nan");
+    let r = detect_into(&b, &holed, &out, &["--no-chips"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let got = manifest(&out)["calibration"]["shift"].clone();
+    assert!(got["windows_skipped"].as_u64().unwrap() > 0, "{got}");
+    assert!(got["windows_used"].as_u64().unwrap() > 0, "{got}");
+    for k in ["dx", "dy"] {
+        let (g, w) = (got[k].as_f64().unwrap(), want[k].as_f64().unwrap());
+        assert!((g - w).abs() < 0.2, "{k}: {g} with NaN, {w} without ({got})");
+    }
+    // Only a 50 px wide stripe valid: no window to estimate the shift from; said so.
+    let stripe = tmp.path().join("a_stripe.tif");
+    float_demo("after.tif", &stripe, |c| !(60..110).contains(&c));
+    let out = tmp.path().join("stripe");
+    let r = detect_into(&b, &stripe, &out, &["--no-chips"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let m = manifest(&out);
+    assert_eq!(m["calibration"]["shift"]["windows_used"], 0, "{m}");
+    let warnings = m["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("shift could not be estimated")),
+        "{m}"
+    );
+    assert!(String::from_utf8_lossy(&r.stderr).contains("shift could not be estimated"));
+}

@@ -450,6 +450,7 @@ fn write_manifest(
         "grid": {"width": scene.width(), "height": scene.height(),
                   "georeferenced": scene.before.georef.is_some(), "pixel_size_m": req.pixel_size},
         "calibration": s.calibration,
+        "warnings": s.calibration.warnings,
         "pixels": s.pixels,
         "unobserved_area_m2": s.unobserved_area_m2,
         "patches": s.patches,
