@@ -502,16 +502,14 @@ const MAX_CONDITION: f64 = 1e9;
 struct Keys<'a> {
     path: &'a Path,
     text: &'a str,
-    doc: Option<toml::Spanned<toml::de::DeTable<'a>>>,
+    /// Every key written in the file with the byte span of its value.
+    spans: Vec<(String, std::ops::Range<usize>)>,
 }
 
 impl<'a> Keys<'a> {
     fn new(path: &'a Path, text: &'a str) -> Self {
-        Self {
-            path,
-            text,
-            doc: toml::de::DeTable::parse(text).ok(),
-        }
+        let spans = toml::de::DeTable::parse(text).map(value_keys).unwrap_or_default();
+        Self { path, text, spans }
     }
 
     /// `v` must be finite and within `lo..=hi`.
@@ -526,33 +524,16 @@ impl<'a> Keys<'a> {
     /// An error about `key` (a dotted path such as `typing.rules[2].conditions[0].value`),
     /// naming its line when the key is written in the file (not a default).
     fn error(&self, key: &str, msg: impl Into<String>) -> Error {
-        let field = match self.line_of(key) {
+        let line = self
+            .spans
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, span)| line_at(self.text, span.start));
+        let field = match line {
             Some(line) => format!("{key} (line {line})"),
             None => key.to_string(),
         };
         Error::config(self.path, field, msg)
-    }
-
-    /// The 1-based line of `key`'s value.
-    fn line_of(&self, key: &str) -> Option<usize> {
-        let mut table = self.doc.as_ref()?.get_ref();
-        let mut span = None;
-        let mut segments = key.split('.').peekable();
-        while let Some(segment) = segments.next() {
-            let (name, index) = match segment.split_once('[') {
-                Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
-                None => (segment, None),
-            };
-            let (_, mut value) = table.iter().find(|(k, _)| k.get_ref().as_ref() == name)?;
-            if let Some(i) = index {
-                value = value.get_ref().as_array()?.iter().nth(i)?;
-            }
-            span = Some(value.span());
-            if segments.peek().is_some() {
-                table = value.get_ref().as_table()?;
-            }
-        }
-        Some(line_at(self.text, span?.start))
     }
 }
 

@@ -687,21 +687,28 @@ fn fill_invalid(img: &mut Array2<f32>, valid: &Array2<bool>) {
 
 /// Logs and lists what weakened the shift estimate.
 fn warn_about_shift(s: &Shift, planned: usize, warnings: &mut Vec<String>) {
-    let msg = if s.windows_used == 0 {
-        format!(
-            "the residual shift could not be estimated ({} of {planned} calibration windows had too few valid pixels \
-             on both dates, {} replacement(s) found, no trusted correlation peak); the after image is not shifted",
-            s.windows_skipped, s.windows_added
-        )
+    let head = if s.windows_used == 0 {
+        "the residual shift could not be estimated, the after image is not shifted".to_string()
     } else if s.windows_used < (planned / 4).max(FEW_SHIFT_WINDOWS).min(planned) {
-        format!(
-            "the residual shift rests on only {} window(s) ({} of {planned} calibration windows had too few valid \
-             pixels on both dates, {} replacement(s) found)",
-            s.windows_used, s.windows_skipped, s.windows_added
-        )
+        format!("the residual shift rests on only {} window(s)", s.windows_used)
     } else {
         return;
     };
+    let weak = (planned - s.windows_skipped + s.windows_added).saturating_sub(s.windows_used);
+    let mut why = Vec::new();
+    if s.windows_skipped > 0 {
+        why.push(format!(
+            "{} of {planned} calibration windows had too few valid pixels on both dates (nodata, NaN, \
+             outside the after image) and {} could be replaced from elsewhere",
+            s.windows_skipped, s.windows_added
+        ));
+    }
+    if weak > 0 {
+        why.push(format!(
+            "{weak} window(s) gave no clear correlation peak (featureless or much changed)"
+        ));
+    }
+    let msg = format!("{head}: {}", why.join("; "));
     tracing::warn!(
         windows_used = s.windows_used,
         windows_skipped = s.windows_skipped,
