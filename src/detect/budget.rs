@@ -34,6 +34,14 @@ const FIXED_BYTES: u64 = 384 << 20;
 /// Largest opening/closing radius a model can ask for (see `DetectParams::morphology_px`).
 const MAX_MORPHOLOGY_PX: usize = 5;
 
+/// The memory a run may use, and whether it writes chips (whose GDAL block cache is sized
+/// from the width too, see [`crate::io::size_block_cache_for_chips`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub bytes: u64,
+    pub chips: bool,
+}
+
 /// What a run over one grid is estimated to need, in bytes, and what it follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Need {
@@ -43,14 +51,14 @@ pub struct Need {
 }
 
 /// Estimates the peak memory of detection on a `width` × `height` grid, reading `bands`
-/// bands stored as `data_type`, with `threads` worker threads.
+/// bands stored as `data_type`, with `threads` worker threads, and writing chips or not.
 pub fn estimate(
     width: usize,
     height: usize,
     bands: usize,
     data_type: GdalDataType,
     model: &Model,
-    threads: usize,
+    (threads, chips): (usize, bool),
 ) -> Need {
     let d = &model.detect;
     let halo = (d.match_radius + 2 * MAX_MORPHOLOGY_PX + model.masks.cloud_buffer_px + 3)
@@ -69,11 +77,19 @@ pub fn estimate(
     let outputs = w * bs * 2;
     let block = (bs + 2 * halo).pow(2) * BLOCK_BYTES_PER_PX;
     let block_list = w.div_ceil(bs) * h.div_ceil(bs) * std::mem::size_of::<crate::io::raster::Window>() as u64;
+    // The chips' block cache comes on top of what the pass leaves allocated (glibc keeps it).
+    let chips_cache = if chips {
+        let rows = bs * w * nb * data_type.bytes() as u64 * 2 + (64 << 20);
+        rows.clamp(128 << 20, 1 << 30)
+    } else {
+        0
+    };
     let total = STRIPS_HELD
         .saturating_mul(strip)
         .saturating_add(OUTPUT_STRIPS.saturating_mul(outputs))
         .saturating_add((threads as u64).saturating_mul(block))
         .saturating_add(block_list)
+        .saturating_add(chips_cache)
         .saturating_add(FIXED_BYTES);
     Need {
         total,
@@ -82,8 +98,8 @@ pub fn estimate(
 }
 
 /// Refuses an image (the grid detection runs on) that is too small to calibrate or needs more
-/// memory than `budget` bytes, before anything is read from it.
-pub fn check_image(info: &RasterInfo, bands: usize, model: &Model, budget: u64) -> Result<()> {
+/// memory than the budget, before anything is read from it.
+pub fn check_image(info: &RasterInfo, bands: usize, model: &Model, budget: Budget) -> Result<()> {
     if info.width < MIN_SIDE || info.height < MIN_SIDE {
         return Err(Error::input(
             &info.path,
@@ -99,9 +115,9 @@ pub fn check_image(info: &RasterInfo, bands: usize, model: &Model, budget: u64) 
         bands,
         info.data_type,
         model,
-        rayon::current_num_threads(),
+        (rayon::current_num_threads(), budget.chips),
     );
-    if need.total <= budget {
+    if need.total <= budget.bytes {
         return Ok(());
     }
     Err(Error::input(
@@ -117,7 +133,7 @@ pub fn check_image(info: &RasterInfo, bands: usize, model: &Model, budget: u64) 
             human(need.total),
             info.width,
             need.strip_rows,
-            human(budget),
+            human(budget.bytes),
         ),
     ))
 }
@@ -125,15 +141,16 @@ pub fn check_image(info: &RasterInfo, bands: usize, model: &Model, budget: u64) 
 /// The budget in bytes: the one given (`--memory-budget`), else `LANDWATCH_MEMORY_BUDGET`,
 /// else three quarters of the memory this process may use (the machine's, or its cgroup's
 /// limit when lower), else [`FALLBACK_BUDGET`].
-pub fn resolve(given: Option<u64>) -> Result<u64> {
-    if let Some(b) = given {
-        return Ok(b);
-    }
-    if let Some(v) = std::env::var_os(BUDGET_ENV) {
-        let text = v.to_string_lossy();
-        return parse_size(&text).map_err(|e| Error::Usage(format!("{BUDGET_ENV}={text}: {e}")));
-    }
-    Ok(usable_memory().map_or(FALLBACK_BUDGET, |m| m / 4 * 3))
+pub fn resolve(given: Option<u64>, chips: bool) -> Result<Budget> {
+    let bytes = match (given, std::env::var_os(BUDGET_ENV)) {
+        (Some(b), _) => b,
+        (None, Some(v)) => {
+            let text = v.to_string_lossy();
+            parse_size(&text).map_err(|e| Error::Usage(format!("{BUDGET_ENV}={text}: {e}")))?
+        }
+        (None, None) => usable_memory().map_or(FALLBACK_BUDGET, |m| m / 4 * 3),
+    };
+    Ok(Budget { bytes, chips })
 }
 
 /// Parses a memory size such as `4G`, `512M`, `1.5GiB` or `8000000000` (bytes); units are
@@ -231,21 +248,26 @@ mod tests {
     #[test]
     fn the_estimate_follows_the_width_not_the_height() {
         let m = model();
-        let tall = estimate(1024, 1 << 20, 4, GdalDataType::UInt16, &m, 2).total;
-        let square = estimate(1024, 1024, 4, GdalDataType::UInt16, &m, 2).total;
+        let tall = estimate(1024, 1 << 20, 4, GdalDataType::UInt16, &m, (2, false)).total;
+        let square = estimate(1024, 1024, 4, GdalDataType::UInt16, &m, (2, false)).total;
         // The block list is all that grows with the height: 32 bytes per 512² block.
         assert!(tall - square < 1 << 20, "{tall} vs {square}");
-        let wide = estimate(1 << 20, 1024, 4, GdalDataType::UInt16, &m, 2).total;
+        let wide = estimate(1 << 20, 1024, 4, GdalDataType::UInt16, &m, (2, false)).total;
         assert!(wide > 10 * square, "{wide} vs {square}");
+        // Chips add their block cache (at least 128 MiB); every thread its block.
+        let chips = estimate(1024, 1024, 4, GdalDataType::UInt16, &m, (2, true)).total;
+        assert!(chips >= square + (128 << 20), "{chips} vs {square}");
+        let threads = estimate(1024, 1024, 4, GdalDataType::UInt16, &m, (3, false)).total;
+        assert!(threads > square + (64 << 20), "{threads} vs {square}");
     }
 
     #[test]
     fn the_readme_pairs_fit_a_few_gib_and_a_two_million_px_wide_image_does_not() {
         let m = model();
         // README: 16384² 4-band UInt16 measured 1229 MiB peak (2 threads, no chips).
-        let readme = estimate(16384, 16384, 4, GdalDataType::UInt16, &m, 2).total;
+        let readme = estimate(16384, 16384, 4, GdalDataType::UInt16, &m, (2, false)).total;
         assert!(readme > 1100 << 20 && readme < 2 << 30, "{}", human(readme));
-        let huge = estimate(2_000_000, 2_000_000, 4, GdalDataType::UInt16, &m, 2).total;
+        let huge = estimate(2_000_000, 2_000_000, 4, GdalDataType::UInt16, &m, (2, true)).total;
         assert!(huge > 64 << 30, "{}", human(huge));
     }
 }

@@ -109,7 +109,7 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     check_dates(req)?;
     check_pixel_size(req.pixel_size)?;
     check_paths_are_utf8(req)?;
-    let memory_budget = budget::resolve(req.memory_budget)?;
+    let memory_budget = budget::resolve(req.memory_budget, !req.no_chips)?;
     let bands = req.bands.as_deref().map(BandMap::parse).transpose()?;
     let mut staging = StagingDir::new(&req.out_dir)?;
     let work = staging.path().join(".work");

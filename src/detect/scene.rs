@@ -261,15 +261,15 @@ pub struct Scene {
 
 impl Scene {
     /// Opens and checks the pair; warps the after image into `work_dir` if its grid differs.
-    /// The before image's grid, which detection runs on, must fit `memory_budget` bytes
-    /// (checked before any pixel is read or warped).
+    /// The before image's grid, which detection runs on, must fit the memory budget (checked
+    /// before any pixel is read or warped).
     pub fn open(
         before_path: &Path,
         after_path: &Path,
         bands: Option<&BandMap>,
         model: &Model,
         work_dir: &Path,
-        memory_budget: u64,
+        memory_budget: budget::Budget,
     ) -> Result<Self> {
         let before_ds = raster::open(before_path)?;
         let before = raster::describe(&before_ds, before_path)?;
