@@ -101,6 +101,10 @@ pub struct DetectArgs {
     /// Do not write before/after PNG chips.
     #[arg(long)]
     pub no_chips: bool,
+    /// Memory the run may use, e.g. 8G or 512M (default: LANDWATCH_MEMORY_BUDGET, else three
+    /// quarters of the machine's memory); a larger image is refused before it is read.
+    #[arg(long, value_name = "SIZE", value_parser = detect::budget::parse_size)]
+    pub memory_budget: Option<u64>,
 }
 
 impl DetectArgs {
@@ -125,6 +129,7 @@ impl DetectArgs {
             county_fields: self.county_fields.clone(),
             dbf_encoding: self.dbf_encoding,
             no_chips: self.no_chips,
+            memory_budget: self.memory_budget,
         }
     }
 }

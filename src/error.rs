@@ -30,8 +30,9 @@ pub enum Error {
     #[error("{}: {msg}", path.display())]
     Locked { path: PathBuf, msg: String },
 
-    /// GDAL failed on a file for a reason that is not the input's fault (exit 3).
-    #[error("{}: {context}: {source}", path.display())]
+    /// GDAL failed on a file for a reason that is not the input's fault (exit 3). `context`
+    /// ends with what failed in words (see [`crate::io::raster::gdal_reason`]).
+    #[error("{}: {context}", path.display())]
     Gdal {
         path: PathBuf,
         context: String,
@@ -80,7 +81,7 @@ impl Error {
     pub fn gdal(path: impl AsRef<Path>, context: impl Into<String>, source: gdal::errors::GdalError) -> Self {
         Error::Gdal {
             path: path.as_ref().to_path_buf(),
-            context: context.into(),
+            context: format!("{}: {}", context.into(), crate::io::raster::gdal_reason(&source)),
             source,
         }
     }

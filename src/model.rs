@@ -331,7 +331,22 @@ impl Model {
                 "model file not found; see models/ for the shipped models",
             ));
         }
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, "cannot read the model file", e))?;
+        if path.is_dir() {
+            return Err(Error::input(
+                path,
+                "is a folder; --model takes a model file such as models/rules-v1.toml",
+            ));
+        }
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read the model file", e))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            Error::input(
+                path,
+                format!(
+                    "is not UTF-8 text (invalid byte at offset {}); a model is a TOML file, see models/rules-v1.toml",
+                    e.utf8_error().valid_up_to()
+                ),
+            )
+        })?;
         Self::parse(&text, path)
     }
 
@@ -345,7 +360,7 @@ impl Model {
 
     fn parse(text: &str, path: &Path) -> Result<Self> {
         let mut model: Model = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
-        model.validate(path)?;
+        model.validate(&Keys::new(path, text))?;
         model.sha256 = crate::publish::manifest::sha256_hex(text.as_bytes());
         model.source = path.display().to_string();
         Ok(model)
@@ -356,141 +371,99 @@ impl Model {
         format!("{}@{}", self.name, self.version)
     }
 
-    fn validate(&self, path: &Path) -> Result<()> {
+    fn validate(&self, k: &Keys) -> Result<()> {
         let d = &self.detect;
-        range(path, "detect.block_size", d.block_size as f64, 64.0, 8192.0)?;
-        range(path, "detect.threshold_floor", d.threshold_floor as f64, 0.0, 10.0)?;
-        range(path, "detect.threshold_scale", d.threshold_scale as f64, 0.1, 10.0)?;
-        range(
-            path,
-            "detect.threshold_scale_rgb",
-            d.threshold_scale_rgb as f64,
-            0.1,
-            10.0,
-        )?;
-        range(path, "detect.index_weight", d.index_weight as f64, 0.0, 10.0)?;
-        range(path, "detect.texture_weight", d.texture_weight as f64, 0.0, 10.0)?;
-        range(path, "detect.match_radius", d.match_radius as f64, 0.0, 3.0)?;
-        range(path, "detect.morphology_radius", d.morphology_radius as f64, 0.0, 5.0)?;
+        k.range("detect.block_size", d.block_size as f64, 64.0, 8192.0)?;
+        k.range("detect.threshold_floor", d.threshold_floor as f64, 0.0, 10.0)?;
+        k.range("detect.threshold_scale", d.threshold_scale as f64, 0.1, 10.0)?;
+        k.range("detect.threshold_scale_rgb", d.threshold_scale_rgb as f64, 0.1, 10.0)?;
+        k.range("detect.index_weight", d.index_weight as f64, 0.0, 10.0)?;
+        k.range("detect.texture_weight", d.texture_weight as f64, 0.0, 10.0)?;
+        k.range("detect.match_radius", d.match_radius as f64, 0.0, 3.0)?;
+        k.range("detect.morphology_radius", d.morphology_radius as f64, 0.0, 5.0)?;
         if let Some(r) = d.morphology_radius_m {
-            range(path, "detect.morphology_radius_m", r, 0.0, 100.0)?;
+            k.range("detect.morphology_radius_m", r, 0.0, 100.0)?;
         }
-        range(path, "detect.min_area_m2", d.min_area_m2, 0.0, 1e7)?;
-        range(
-            path,
-            "detect.calibration_window",
-            d.calibration_window as f64,
-            32.0,
-            2048.0,
-        )?;
-        range(
-            path,
-            "detect.calibration_windows",
-            d.calibration_windows as f64,
-            1.0,
-            1024.0,
-        )?;
-        range(
-            path,
-            "detect.invariant_fraction",
-            d.invariant_fraction as f64,
-            0.05,
-            0.95,
-        )?;
-        range(path, "detect.simplify_px", d.simplify_px, 0.0, 10.0)?;
-        range(path, "detect.gate.grow_px", d.gate.grow_px as f64, 0.0, 8.0)?;
-        range(
-            path,
+        k.range("detect.min_area_m2", d.min_area_m2, 0.0, 1e7)?;
+        k.range("detect.calibration_window", d.calibration_window as f64, 32.0, 2048.0)?;
+        k.range("detect.calibration_windows", d.calibration_windows as f64, 1.0, 1024.0)?;
+        k.range("detect.invariant_fraction", d.invariant_fraction as f64, 0.05, 0.95)?;
+        k.range("detect.simplify_px", d.simplify_px, 0.0, 10.0)?;
+        k.range("detect.gate.grow_px", d.gate.grow_px as f64, 0.0, 8.0)?;
+        k.range(
             "detect.gate.artificial_min_flatness",
             d.gate.artificial_min_flatness as f64,
             0.0,
             1.0,
         )?;
-        let t = &d.texture;
-        range(path, "detect.texture.radius", t.radius as f64, 1.0, 3.0)?;
-        range(path, "detect.texture.min_after", t.min_after as f64, 0.0, 1.0)?;
-        range(path, "detect.texture.min_gain", t.min_gain as f64, 0.0, 1.0)?;
-        range(path, "detect.texture.min_vi_after", t.min_vi_after as f64, -1.0, 1.0)?;
-        range(path, "detect.texture.close_px", t.close_px as f64, 0.0, 3.0)?;
-        range(path, "detect.texture.open_px", t.open_px as f64, 0.0, 3.0)?;
-        let f = &d.film;
-        range(path, "detect.film.min_brightening", f.min_brightening as f64, 0.0, 1.0)?;
-        range(path, "detect.film.min_flatness", f.min_flatness as f64, 0.0, 1.0)?;
-        range(path, "detect.film.close_px", f.close_px as f64, 0.0, 3.0)?;
-        range(path, "detect.film.open_px", f.open_px as f64, 0.0, 3.0)?;
-        let m = &self.masks;
-        range(path, "masks.cloud_blue", m.cloud_blue as f64, 0.0, 2.0)?;
-        range(
-            path,
-            "masks.cloud_edge_brightness",
-            m.cloud_edge_brightness as f64,
+        let g = &d.gate;
+        k.range("detect.gate.artificial_max_vi", g.artificial_max_vi as f64, -1.0, 1.0)?;
+        k.range("detect.gate.water_min_ndwi", g.water_min_ndwi as f64, -1.0, 1.0)?;
+        k.range(
+            "detect.gate.water_max_brightness",
+            g.water_max_brightness as f64,
             0.0,
             2.0,
         )?;
-        range(path, "masks.cloud_buffer_px", m.cloud_buffer_px as f64, 0.0, 64.0)?;
-        range(path, "masks.shadow_ratio", m.shadow_ratio as f64, 0.0, 1.0)?;
-        range(path, "masks.shadow_max_angle", m.shadow_max_angle as f64, 0.0, 1.6)?;
-        range(
-            path,
+        k.range("detect.gate.texture_min", g.texture_min as f64, 0.0, 1.0)?;
+        k.range("detect.gate.texture_min_gain", g.texture_min_gain as f64, -1.0, 1.0)?;
+        k.range("detect.gate.brighten_min", g.brighten_min as f64, -2.0, 2.0)?;
+        let t = &d.texture;
+        k.range("detect.texture.radius", t.radius as f64, 1.0, 3.0)?;
+        k.range("detect.texture.min_after", t.min_after as f64, 0.0, 1.0)?;
+        k.range("detect.texture.min_gain", t.min_gain as f64, 0.0, 1.0)?;
+        k.range("detect.texture.min_vi_after", t.min_vi_after as f64, -1.0, 1.0)?;
+        k.range("detect.texture.close_px", t.close_px as f64, 0.0, 3.0)?;
+        k.range("detect.texture.open_px", t.open_px as f64, 0.0, 3.0)?;
+        let f = &d.film;
+        k.range("detect.film.min_brightening", f.min_brightening as f64, 0.0, 1.0)?;
+        k.range("detect.film.min_flatness", f.min_flatness as f64, 0.0, 1.0)?;
+        k.range("detect.film.close_px", f.close_px as f64, 0.0, 3.0)?;
+        k.range("detect.film.open_px", f.open_px as f64, 0.0, 3.0)?;
+        let m = &self.masks;
+        k.range("masks.cloud_blue", m.cloud_blue as f64, 0.0, 2.0)?;
+        k.range("masks.cloud_edge_brightness", m.cloud_edge_brightness as f64, 0.0, 2.0)?;
+        k.range("masks.cloud_buffer_px", m.cloud_buffer_px as f64, 0.0, 64.0)?;
+        k.range("masks.shadow_ratio", m.shadow_ratio as f64, 0.0, 1.0)?;
+        k.range("masks.shadow_max_angle", m.shadow_max_angle as f64, 0.0, 1.6)?;
+        k.range(
             "masks.shadow_min_ratio",
             m.shadow_min_ratio as f64,
             0.0,
             m.shadow_ratio as f64,
         )?;
-        range(path, "typing.min_score", self.typing.min_score, 0.0, 1.0)?;
+        k.range("typing.min_score", self.typing.min_score, 0.0, 1.0)?;
         let c = &self.categories;
-        range(
-            path,
-            "categories.cropland_min_fraction",
-            c.cropland_min_fraction,
-            0.0,
-            1.0,
-        )?;
-        range(
-            path,
-            "categories.village_distance_m",
-            c.village_distance_m,
-            0.0,
-            10000.0,
-        )?;
-        range(
-            path,
-            "categories.approved_min_fraction",
-            c.approved_min_fraction,
-            0.0,
-            1.0,
-        )?;
-        range(
-            path,
+        k.range("categories.cropland_min_fraction", c.cropland_min_fraction, 0.0, 1.0)?;
+        k.range("categories.village_distance_m", c.village_distance_m, 0.0, 10000.0)?;
+        k.range("categories.approved_min_fraction", c.approved_min_fraction, 0.0, 1.0)?;
+        k.range(
             "categories.greenhouse_house_btex_min",
             c.greenhouse_house_btex_min,
             0.0,
             1.0,
         )?;
-        range(
-            path,
+        k.range(
             "categories.greenhouse_house_flat_max",
             c.greenhouse_house_flat_max,
             0.0,
             1.0,
         )?;
-        range(
-            path,
+        k.range(
             "categories.greenhouse_house_neighbour_m",
             c.greenhouse_house_neighbour_m,
             0.0,
             1000.0,
         )?;
-        self.validate_rules(path)
+        self.validate_rules(k)
     }
 
-    fn validate_rules(&self, path: &Path) -> Result<()> {
+    fn validate_rules(&self, k: &Keys) -> Result<()> {
         for (i, rule) in self.typing.rules.iter().enumerate() {
             let field = format!("typing.rules[{i}]");
             if !CHANGE_TYPES.contains(&rule.change_type.as_str()) {
-                return Err(Error::config(
-                    path,
-                    format!("{field}.change_type"),
+                return Err(k.error(
+                    &format!("{field}.change_type"),
                     format!(
                         "unknown change type '{}'; expected one of {}",
                         rule.change_type,
@@ -500,9 +473,8 @@ impl Model {
             }
             for (j, c) in rule.conditions.iter().enumerate() {
                 if !crate::patches::features::FEATURE_NAMES.contains(&c.feature.as_str()) {
-                    return Err(Error::config(
-                        path,
-                        format!("{field}.conditions[{j}].feature"),
+                    return Err(k.error(
+                        &format!("{field}.conditions[{j}].feature"),
                         format!(
                             "unknown feature '{}'; expected one of {}",
                             c.feature,
@@ -510,40 +482,167 @@ impl Model {
                         ),
                     ));
                 }
-                if c.scale <= 0.0 || !c.scale.is_finite() || !c.value.is_finite() {
-                    return Err(Error::config(
-                        path,
-                        format!("{field}.conditions[{j}]"),
-                        "value must be finite and scale > 0",
-                    ));
+                let cond = format!("{field}.conditions[{j}]");
+                k.range(&format!("{cond}.value"), c.value, -MAX_CONDITION, MAX_CONDITION)?;
+                if c.scale <= 0.0 {
+                    return Err(k.error(&format!("{cond}.scale"), format!("value {} must be > 0", c.scale)));
                 }
+                k.range(&format!("{cond}.scale"), c.scale, 0.0, MAX_CONDITION)?;
             }
         }
         Ok(())
     }
 }
 
-fn range(path: &Path, field: &str, v: f64, lo: f64, hi: f64) -> Result<()> {
-    if v.is_finite() && v >= lo && v <= hi {
-        Ok(())
-    } else {
-        Err(Error::config(
-            path,
-            field,
-            format!("value {v} is out of range; expected {lo} to {hi}"),
-        ))
+/// Condition values and scales beyond this are typos (features are reflectances, indices,
+/// ratios and areas in m²).
+const MAX_CONDITION: f64 = 1e9;
+
+/// Where the keys of a model file are, for errors that name the file, the key and its line.
+struct Keys<'a> {
+    path: &'a Path,
+    text: &'a str,
+    /// Every key written in the file with the byte span of its value.
+    spans: Vec<(String, std::ops::Range<usize>)>,
+}
+
+impl<'a> Keys<'a> {
+    fn new(path: &'a Path, text: &'a str) -> Self {
+        let spans = toml::de::DeTable::parse(text).map(value_keys).unwrap_or_default();
+        Self { path, text, spans }
+    }
+
+    /// `v` must be finite and within `lo..=hi`.
+    fn range(&self, key: &str, v: f64, lo: f64, hi: f64) -> Result<()> {
+        if v.is_finite() && v >= lo && v <= hi {
+            Ok(())
+        } else {
+            Err(self.error(key, format!("value {v} is out of range; expected {lo} to {hi}")))
+        }
+    }
+
+    /// An error about `key` (a dotted path such as `typing.rules[2].conditions[0].value`),
+    /// naming its line when the key is written in the file (not a default).
+    fn error(&self, key: &str, msg: impl Into<String>) -> Error {
+        let line = self
+            .spans
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, span)| line_at(self.text, span.start));
+        let field = match line {
+            Some(line) => format!("{key} (line {line})"),
+            None => key.to_string(),
+        };
+        Error::config(self.path, field, msg)
     }
 }
 
-/// Turns a TOML error into one line naming the file, the key and the line.
+/// The 1-based line holding byte `offset` of `text`.
+fn line_at(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Turns a TOML error into one line naming the file, the key (when the error is about a
+/// value, e.g. of the wrong type) and the line.
 fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
-    let line = e
-        .span()
-        .map(|sp| text[..sp.start.min(text.len())].lines().count().max(1));
     let msg = e.message().trim().replace('\n', " ");
-    let field = match line {
-        Some(l) => format!("line {l}"),
-        None => "file".to_string(),
+    let Some(span) = e.span() else {
+        return Error::config(path, "file", msg);
+    };
+    let line = line_at(text, span.start);
+    let key = toml::de::DeTable::parse(text)
+        .ok()
+        .and_then(|doc| key_at(&value_keys(doc), span.start));
+    let field = match key {
+        Some(key) => format!("{key} (line {line})"),
+        None => format!("line {line}"),
     };
     Error::config(path, field, msg)
+}
+
+/// Every value of a parsed document with its dotted key (`typing.rules[2].conditions[0]`)
+/// and byte span, tables and arrays included.
+fn value_keys(doc: toml::Spanned<toml::de::DeTable>) -> Vec<(String, std::ops::Range<usize>)> {
+    fn walk(key: &str, v: &toml::Spanned<toml::de::DeValue>, out: &mut Vec<(String, std::ops::Range<usize>)>) {
+        out.push((key.to_string(), v.span()));
+        match v.get_ref() {
+            toml::de::DeValue::Table(t) => {
+                for (k, v) in t.iter() {
+                    let sub = if key.is_empty() {
+                        k.get_ref().to_string()
+                    } else {
+                        format!("{key}.{}", k.get_ref())
+                    };
+                    walk(&sub, v, out);
+                }
+            }
+            toml::de::DeValue::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    walk(&format!("{key}[{i}]"), v, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let root = toml::Spanned::new(doc.span(), toml::de::DeValue::Table(doc.into_inner()));
+    let mut out = Vec::new();
+    walk("", &root, &mut out);
+    out
+}
+
+/// The innermost key whose value holds byte `offset`.
+fn key_at(keys: &[(String, std::ops::Range<usize>)], offset: usize) -> Option<String> {
+    keys.iter()
+        .filter(|(k, span)| !k.is_empty() && span.contains(&offset))
+        .min_by_key(|(_, span)| span.len())
+        .map(|(k, _)| k.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use toml::de::DeTable;
+
+    /// Every numeric value of the shipped model, as (dotted key, byte span of the value).
+    fn numeric_keys(text: &str) -> Vec<(String, std::ops::Range<usize>)> {
+        let numeric = |span: &std::ops::Range<usize>| text[span.clone()].trim().parse::<f64>().is_ok();
+        let doc = DeTable::parse(text).expect("shipped model parses");
+        value_keys(doc).into_iter().filter(|(_, span)| numeric(span)).collect()
+    }
+
+    #[test]
+    fn every_numeric_key_refuses_nan_infinities_and_absurd_values_naming_key_and_line() {
+        let text = BUILTIN_MODEL;
+        let keys = numeric_keys(text);
+        assert!(keys.len() > 60, "found only {} numeric keys", keys.len());
+        let path = Path::new("m.toml");
+        for (key, span) in keys {
+            let line = line_at(text, span.start);
+            for bad in ["nan", "inf", "-inf", "1e300", "-1e300", "-4000000000", "4000000000"] {
+                let edited = format!("{}{bad}{}", &text[..span.start], &text[span.end..]);
+                let err = match Model::parse(&edited, path) {
+                    Ok(_) => panic!("{key} = {bad} was accepted"),
+                    Err(e) => e,
+                };
+                let msg = err.to_string();
+                assert_eq!(err.exit_code(), 2, "{key} = {bad}: {msg}");
+                assert!(
+                    msg.contains(&format!("line {line}")),
+                    "{key} = {bad}: no line {line} in: {msg}"
+                );
+                let leaf = key.rsplit('.').next().unwrap_or(&key);
+                let leaf = leaf.split('[').next().unwrap_or(leaf);
+                assert!(msg.contains(leaf), "{key} = {bad}: key not named in: {msg}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_shipped_model_is_valid() {
+        Model::builtin().expect("the built-in model loads");
+    }
 }

@@ -343,3 +343,237 @@ fn the_file_layout_does_not_change_the_result() {
         }
     }
 }
+
+/// A VRT of `w` × `h` px whose four bands all point at band 1 of `src`: opening it reads no
+/// pixel, so it stands in for an image too large for the machine.
+fn huge_vrt(path: &Path, src: &Path, w: usize, h: usize) {
+    let bands: String = (1..=4)
+        .map(|b| {
+            format!(
+                r#"<VRTRasterBand dataType="UInt16" band="{b}"><SimpleSource><SourceFilename relativeToVRT="0">{}</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>"#,
+                src.display()
+            )
+        })
+        .collect();
+    let vrt = format!(r#"<VRTDataset rasterXSize="{w}" rasterYSize="{h}">{bands}</VRTDataset>"#);
+    std::fs::write(path, vrt).unwrap();
+}
+
+#[test]
+fn an_image_too_large_for_the_memory_budget_is_refused_before_it_is_read_naming_the_before_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let small = tmp.path().join("after.tif");
+    write_tif(&small, 64, 530_000.0, None, field);
+    let huge = tmp.path().join("before.vrt");
+    huge_vrt(&huge, &small, 2_000_000, 2_000_000);
+    let out = tmp.path().join("out");
+    let r = detect_into(&huge, &small, &out, &["--memory-budget", "4G"]);
+    assert_bad_input(&r, &format!("{}: image is 2000000 × 2000000 px", huge.display()), &out);
+    assert_bad_input(&r, "more than the memory budget of 4.0 GiB", &out);
+    // The budget from the environment; memory follows the width, so 100000 px wide is too much.
+    let wide = tmp.path().join("wide.vrt");
+    huge_vrt(&wide, &small, 100_000, 100_000);
+    let r = Command::new(bin())
+        .args(["detect", "--before", s(&wide), "--after", s(&small), "--out", s(&out)])
+        .env("LANDWATCH_MEMORY_BUDGET", "4G")
+        .output()
+        .unwrap();
+    assert_bad_input(&r, &format!("{}: image is 100000 × 100000 px", wide.display()), &out);
+    // A budget too small for the demo pair names it too; the README's sizes fit a few GiB.
+    let sd = seeds();
+    let (b, a) = (sd.join("before.tif"), sd.join("after.tif"));
+    let r = detect_into(&b, &a, &out, &["--memory-budget", "128M", "--no-chips"]);
+    assert_bad_input(&r, &format!("{}: image is 512 × 512 px", b.display()), &out);
+    let r = detect_into(&b, &a, &out, &["--memory-budget", "2G", "--no-chips"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+}
+
+#[test]
+fn images_too_small_to_calibrate_are_refused_with_their_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    for size in [1, 3, 31] {
+        let (a, b) = (
+            tmp.path().join(format!("a{size}.tif")),
+            tmp.path().join(format!("b{size}.tif")),
+        );
+        write_tif(&a, size, 530_000.0, None, field);
+        write_tif(&b, size, 530_000.0, None, field);
+        let out = tmp.path().join("out");
+        let r = detect_into(&a, &b, &out, &[]);
+        assert_bad_input(
+            &r,
+            &format!("image is {size} × {size} px; landwatch needs at least 32 × 32 px"),
+            &out,
+        );
+    }
+}
+
+#[test]
+fn pixel_sizes_that_are_not_positive_and_finite_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a.tif");
+    write_tif(&a, 64, 530_000.0, None, field);
+    let out = tmp.path().join("out");
+    for bad in [
+        "--pixel-size=0",
+        "--pixel-size=-2",
+        "--pixel-size=NaN",
+        "--pixel-size=inf",
+    ] {
+        let r = detect_into(&a, &a, &out, &[bad]);
+        assert_bad_input(&r, "--pixel-size", &out);
+    }
+}
+
+#[test]
+fn a_before_date_later_than_the_after_date_is_refused_naming_both() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a.tif");
+    write_tif(&a, 64, 530_000.0, None, field);
+    let out = tmp.path().join("out");
+    let r = detect_into(
+        &a,
+        &a,
+        &out,
+        &["--before-date", "2024-08-01", "--after-date", "2024-01-05"],
+    );
+    assert_bad_input(
+        &r,
+        "--before-date 2024-08-01 is later than --after-date 2024-01-05",
+        &out,
+    );
+}
+
+#[test]
+fn a_model_path_that_is_a_folder_or_not_text_is_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a.tif");
+    write_tif(&a, 64, 530_000.0, None, field);
+    let out = tmp.path().join("out");
+    let r = detect_into(&a, &a, &out, &["--model", s(tmp.path())]);
+    assert_bad_input(&r, "is a folder; --model takes a model file", &out);
+    let binary = tmp.path().join("model.toml");
+    std::fs::write(&binary, [0xffu8, 0xfe, 0x00, 0x41]).unwrap();
+    let r = detect_into(&a, &a, &out, &["--model", s(&binary)]);
+    assert_bad_input(&r, "is not UTF-8 text", &out);
+}
+
+#[test]
+fn a_band_past_the_band_count_names_the_file_and_the_band() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a.tif");
+    write_tif(&a, 64, 530_000.0, None, field);
+    let out = tmp.path().join("out");
+    let r = detect_into(&a, &a, &out, &["--bands", "B,G,R,_,NIR"]);
+    assert_bad_input(
+        &r,
+        &format!("{}: has 4 bands but --bands puts NIR at band 5", a.display()),
+        &out,
+    );
+}
+
+#[test]
+fn a_truncated_image_says_which_pixels_could_not_be_read_and_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a.tif"), tmp.path().join("b.tif"));
+    write_tif(&a, 256, 530_000.0, None, field);
+    write_tif(&b, 256, 530_000.0, None, field);
+    let bytes = std::fs::read(&b).unwrap();
+    std::fs::write(&b, &bytes[..bytes.len() / 2]).unwrap();
+    let out = tmp.path().join("out");
+    let r = detect_into(&a, &b, &out, &[]);
+    assert_bad_input(&r, &format!("{}: cannot read the pixels of columns", b.display()), &out);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!err.contains("Window {"), "{err}");
+    assert!(!err.trim_end().ends_with(':'), "no reason given: {err}");
+}
+
+#[test]
+fn paths_that_are_not_utf8_are_refused_with_a_readable_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("good.tif");
+    write_tif(&good, 64, 530_000.0, None, field);
+    let odd = tmp.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9.tif"));
+    std::fs::copy(&good, &odd).unwrap();
+    let out = tmp.path().join("out");
+    let r = Command::new(bin())
+        .arg("detect")
+        .arg("--before")
+        .arg(&odd)
+        .args(["--after", s(&good), "--out", s(&out)])
+        .output()
+        .unwrap();
+    assert_bad_input(&r, "caf\u{fffd}.tif: --before: the path is not valid UTF-8", &out);
+}
+
+/// The demo image `name` as Float32 reflectance, NaN in the columns `nan(col)` says.
+fn float_demo(name: &str, dst: &Path, nan: impl Fn(usize) -> bool) {
+    let src = gdal::Dataset::open(seeds().join(name)).unwrap();
+    let (w, h) = src.raster_size();
+    let drv = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
+    let mut ds = drv.create_with_band_type::<f32, _>(dst, w, h, 4).unwrap();
+    ds.set_geo_transform(&src.geo_transform().unwrap()).unwrap();
+    ds.set_projection(&src.projection()).unwrap();
+    for b in 1..=4 {
+        let px = src
+            .rasterband(b)
+            .unwrap()
+            .read_as::<u16>((0, 0), (w, h), (w, h), None)
+            .unwrap();
+        let data: Vec<f32> = px
+            .data()
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| if nan(i % w) { f32::NAN } else { v as f32 / 10000.0 })
+            .collect();
+        let mut buf = gdal::raster::Buffer::new((w, h), data);
+        ds.rasterband(b).unwrap().write((0, 0), (w, h), &mut buf).unwrap();
+    }
+}
+
+fn manifest(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn the_shift_is_estimated_from_valid_windows_when_a_third_of_the_image_is_nan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (b, a) = (tmp.path().join("b.tif"), tmp.path().join("a.tif"));
+    float_demo("before.tif", &b, |_| false);
+    float_demo("after.tif", &a, |_| false);
+    let clean = tmp.path().join("clean");
+    let r = detect_into(&b, &a, &clean, &["--no-chips"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let want = manifest(&clean)["calibration"]["shift"].clone();
+    assert_eq!(want["windows_skipped"], 0, "{want}");
+    // The middle third of the after image is NaN: every planned window touches it.
+    let holed = tmp.path().join("a_nan.tif");
+    float_demo("after.tif", &holed, |c| (171..342).contains(&c));
+    let out = tmp.path().join("nan");
+    let r = detect_into(&b, &holed, &out, &["--no-chips"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let got = manifest(&out)["calibration"]["shift"].clone();
+    assert!(got["windows_skipped"].as_u64().unwrap() > 0, "{got}");
+    assert!(got["windows_used"].as_u64().unwrap() > 0, "{got}");
+    for k in ["dx", "dy"] {
+        let (g, w) = (got[k].as_f64().unwrap(), want[k].as_f64().unwrap());
+        assert!((g - w).abs() < 0.2, "{k}: {g} with NaN, {w} without ({got})");
+    }
+    // Only a 50 px wide stripe valid: no window to estimate the shift from; said so.
+    let stripe = tmp.path().join("a_stripe.tif");
+    float_demo("after.tif", &stripe, |c| !(60..110).contains(&c));
+    let out = tmp.path().join("stripe");
+    let r = detect_into(&b, &stripe, &out, &["--no-chips"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let m = manifest(&out);
+    assert_eq!(m["calibration"]["shift"]["windows_used"], 0, "{m}");
+    let warnings = m["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("shift could not be estimated, the after image is not shifted: 4 of 4 calibration windows had too few valid pixels")),
+        "{m}"
+    );
+    assert!(String::from_utf8_lossy(&r.stderr).contains("shift could not be estimated, the after image is not shifted: 4 of 4 calibration windows had too few valid pixels"));
+}

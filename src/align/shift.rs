@@ -9,12 +9,19 @@ use rustfft::num_complex::Complex32;
 use rustfft::FftPlanner;
 
 /// A shift estimate: `after(x, y) ≈ before(x − dx, y − dy)`.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Shift {
     pub dx: f64,
     pub dy: f64,
     /// Height of the correlation peak in 0..1 (1 = perfect match); low values are unreliable.
     pub peak: f64,
+    /// Windows whose trusted correlation peak the estimate rests on.
+    pub windows_used: usize,
+    /// Calibration windows left out for having too few pixels valid on both dates
+    /// (nodata, NaN, outside the after image).
+    pub windows_skipped: usize,
+    /// Windows taken from valid parts of the image in place of skipped ones.
+    pub windows_added: usize,
 }
 
 /// Phase correlation of two equally sized single-band images.
@@ -64,6 +71,8 @@ pub fn phase_correlation(before: &Array2<f32>, after: &Array2<f32>) -> Shift {
         dx: wrap(px, w) + sub_x,
         dy: wrap(py, h) + sub_y,
         peak: best as f64,
+        windows_used: 1,
+        ..Default::default()
     }
 }
 
@@ -200,15 +209,12 @@ pub fn shift_cropped(
     (bands, ok)
 }
 
-/// Combines per-window estimates: the median of the windows whose peak is trustworthy.
+/// Combines per-window estimates: the median of the windows whose peak is trustworthy (all
+/// zero, with no window used, when none is).
 pub fn combine(estimates: &[Shift], min_peak: f64) -> Shift {
     let good: Vec<&Shift> = estimates.iter().filter(|s| s.peak >= min_peak).collect();
     if good.is_empty() {
-        return Shift {
-            dx: 0.0,
-            dy: 0.0,
-            peak: 0.0,
-        };
+        return Shift::default();
     }
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -218,6 +224,8 @@ pub fn combine(estimates: &[Shift], min_peak: f64) -> Shift {
         dx: median(good.iter().map(|s| s.dx).collect()),
         dy: median(good.iter().map(|s| s.dy).collect()),
         peak: median(good.iter().map(|s| s.peak).collect()),
+        windows_used: good.len(),
+        ..Default::default()
     }
 }
 
@@ -370,16 +378,19 @@ mod tests {
                     dx: 1.0,
                     dy: 0.5,
                     peak: 0.5,
+                    ..Default::default()
                 },
                 Shift {
                     dx: 1.2,
                     dy: 0.4,
                     peak: 0.4,
+                    ..Default::default()
                 },
                 Shift {
                     dx: 9.0,
                     dy: 9.0,
                     peak: 0.01,
+                    ..Default::default()
                 },
             ],
             0.05,

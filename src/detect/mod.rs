@@ -3,6 +3,7 @@
 //! [`run`] is the entry point: it opens a pair as a [`scene::Scene`] (aligned, normalised),
 //! calibrates thresholds, streams every block through masks → evidence → threshold →
 //! morphology ([`stream`]), then hands the change mask to [`crate::patches`].
+pub mod budget;
 pub mod evidence;
 pub mod gate;
 pub mod indices;

@@ -3,6 +3,7 @@
 //! The output folder is built in a staging folder beside it and renamed into place at the end,
 //! so it either holds a complete result or nothing new.
 
+use super::budget;
 use super::scene::{BandMap, Calibration, Scene};
 use super::stream::{self, PassStats};
 use crate::io::atomic::{self, StagingDir};
@@ -47,6 +48,9 @@ pub struct DetectRequest {
     pub dbf_encoding: exports::DbfEncoding,
     /// Skip the before/after PNG chips.
     pub no_chips: bool,
+    /// Memory budget in bytes (`None`: `LANDWATCH_MEMORY_BUDGET`, else from the machine's
+    /// memory; see [`super::budget::resolve`]).
+    pub memory_budget: Option<u64>,
 }
 
 impl DetectRequest {
@@ -121,11 +125,14 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     let started = Instant::now();
     let model = Model::load_or_builtin(req.model_path.as_ref())?;
     check_dates(req)?;
+    check_pixel_size(req.pixel_size)?;
+    check_paths_are_utf8(req)?;
+    let memory_budget = budget::resolve(req.memory_budget, !req.no_chips)?;
     let bands = req.bands.as_deref().map(BandMap::parse).transpose()?;
     let mut staging = StagingDir::new(&req.out_dir, &req.inputs())?;
     let work = staging.path().join(".work");
     std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, "cannot create a work folder", e))?;
-    let mut scene = Scene::open(&req.before, &req.after, bands.as_ref(), &model, &work)?;
+    let mut scene = Scene::open(&req.before, &req.after, bands.as_ref(), &model, &work, memory_budget)?;
     scene.pixel_size_m = req.pixel_size;
     crate::io::size_block_cache_for_pass();
     // Threads inherit their creator's nice value and the two background threads below lower
@@ -210,15 +217,62 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     Ok(summary)
 }
 
+/// Both dates must be dates, and the before image must not be the later one.
 fn check_dates(req: &DetectRequest) -> Result<()> {
-    for (name, d) in [("--before-date", &req.before_date), ("--after-date", &req.after_date)] {
-        if let Some(d) = d {
-            if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err() {
-                return Err(Error::Usage(format!("{name} '{d}': expected a date as YYYY-MM-DD")));
-            }
+    let parse = |name: &str, d: &Option<String>| -> Result<Option<chrono::NaiveDate>> {
+        d.as_deref()
+            .map(|d| {
+                chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                    .map_err(|_| Error::Usage(format!("{name} '{d}': expected a date as YYYY-MM-DD")))
+            })
+            .transpose()
+    };
+    let before = parse("--before-date", &req.before_date)?;
+    let after = parse("--after-date", &req.after_date)?;
+    if let (Some(b), Some(a)) = (before, after) {
+        if b > a {
+            return Err(Error::Usage(format!(
+                "--before-date {b} is later than --after-date {a}; the before image must be the earlier one \
+                 (swap --before/--after and their dates)"
+            )));
         }
     }
     Ok(())
+}
+
+/// GDAL takes file names as UTF-8 text (the gdal crate converts others lossily, so it would
+/// open or create another name): refuse such paths with their lossy spelling instead.
+fn check_paths_are_utf8(req: &DetectRequest) -> Result<()> {
+    let paths = [
+        ("--before", Some(&req.before)),
+        ("--after", Some(&req.after)),
+        ("--out", Some(&req.out_dir)),
+        ("--landuse", req.landuse.as_ref()),
+        ("--basic-farmland", req.basic_farmland.as_ref()),
+        ("--approved", req.approved.as_ref()),
+        ("--counties", req.counties.as_ref()),
+        ("--red-line", req.red_line.as_ref()),
+    ];
+    match paths.into_iter().find(|(_, p)| p.is_some_and(|p| p.to_str().is_none())) {
+        Some((flag, Some(p))) => Err(Error::input(
+            p,
+            format!("{flag}: the path is not valid UTF-8 (shown with � for the bad bytes), which GDAL cannot open; rename it"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Largest pixel size accepted, in metres (coarser than any land-use imagery).
+const MAX_PIXEL_SIZE_M: f64 = 10_000.0;
+
+fn check_pixel_size(size: Option<f64>) -> Result<()> {
+    match size {
+        Some(p) if !(p > 0.0 && p <= MAX_PIXEL_SIZE_M) => Err(Error::Usage(format!(
+            "--pixel-size {p}: expected the ground size of a pixel in metres, greater than 0 and at most \
+             {MAX_PIXEL_SIZE_M}, e.g. 2"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn progress_bar(show: bool) -> Option<indicatif::ProgressBar> {
@@ -414,6 +468,7 @@ fn write_manifest(
         "grid": {"width": scene.width(), "height": scene.height(),
                   "georeferenced": scene.before.georef.is_some(), "pixel_size_m": req.pixel_size},
         "calibration": s.calibration,
+        "warnings": s.calibration.warnings,
         "pixels": s.pixels,
         "unobserved_area_m2": s.unobserved_area_m2,
         "patches": s.patches,

@@ -7,7 +7,7 @@ use crate::align::shift::{self, Shift};
 use crate::align::warp;
 use crate::detect::gate::BlockLayers;
 use crate::detect::reuse::{KeptTiles, TileGrid};
-use crate::detect::{evidence, indices, masks, threshold};
+use crate::detect::{budget, evidence, indices, masks, threshold};
 use crate::io::raster::{self, DatasetPool, HeldPixels, Pixels, RasterInfo, Window};
 use crate::model::{MaskMode, Model};
 use crate::{Error, Result};
@@ -21,6 +21,13 @@ use std::sync::Arc;
 const MIN_SHIFT_PEAK: f64 = 0.12;
 /// After warping, a residual shift larger than this (px) means a wrong peak, not a real offset.
 const MAX_SHIFT_PX: f64 = 3.0;
+/// Share of a window's pixels that must be valid on both dates for it to estimate the shift.
+const MIN_SHIFT_VALID: f64 = 0.9;
+/// Smallest window a replacement for a skipped shift window may have (px).
+const MIN_SHIFT_WINDOW: usize = 64;
+/// A shift resting on fewer windows than this, or than a quarter of those planned (when more
+/// were planned), is reported as weak.
+const FEW_SHIFT_WINDOWS: usize = 2;
 
 /// Which input band holds blue, green, red and (optionally) NIR, 1-based.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -80,10 +87,6 @@ impl BandMap {
         let mut v = vec![self.blue, self.green, self.red];
         v.extend(self.nir);
         v
-    }
-
-    fn highest(&self) -> usize {
-        self.canonical().into_iter().max().unwrap_or(0)
     }
 }
 
@@ -229,6 +232,10 @@ pub struct Calibration {
     pub threshold: f32,
     pub threshold_auto: Option<f32>,
     pub windows: usize,
+    /// What calibration could not do as planned (logged, and listed in `run.json` as the
+    /// run's `warnings`).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 pub struct Scene {
@@ -254,18 +261,22 @@ pub struct Scene {
 
 impl Scene {
     /// Opens and checks the pair; warps the after image into `work_dir` if its grid differs.
+    /// The before image's grid, which detection runs on, must fit the memory budget (checked
+    /// before any pixel is read or warped).
     pub fn open(
         before_path: &Path,
         after_path: &Path,
         bands: Option<&BandMap>,
         model: &Model,
         work_dir: &Path,
+        memory_budget: budget::Budget,
     ) -> Result<Self> {
         let before_ds = raster::open(before_path)?;
         let before = raster::describe(&before_ds, before_path)?;
         let after_ds = raster::open(after_path)?;
         let mut after = raster::describe(&after_ds, after_path)?;
         let bands = choose_bands(&before, &after, bands)?;
+        budget::check_image(&before, bands.canonical().len(), model, memory_budget)?;
         let after_read_path = align_grid(&before, &after, &after_ds, work_dir)?;
         let mut after_grid = TileGrid::of(&after_ds);
         if after_read_path != after.path {
@@ -288,11 +299,7 @@ impl Scene {
             before_pool: DatasetPool::new(&before.path),
             after_pool: DatasetPool::new(&after_read_path),
             norm: Normalisation::identity(bands.canonical().len()),
-            shift: Shift {
-                dx: 0.0,
-                dy: 0.0,
-                peak: 0.0,
-            },
+            shift: Shift::default(),
             before,
             after,
             bands,
@@ -423,7 +430,9 @@ impl Scene {
         // shift is estimated on them, then they are aligned (identity normalisation), the
         // normalisation fitted, and applied in memory, exactly as `read_pair` would.
         let raw = self.read_calibration_windows(&wins)?;
-        self.shift = self.estimate_shift(&wins, &raw);
+        let mut warnings = Vec::new();
+        let added;
+        (self.shift, added) = self.estimate_shift(&wins, &raw, &mut warnings)?;
         let mut pairs: Vec<PairWindow> = raw
             .into_par_iter()
             .zip(wins.par_iter())
@@ -432,6 +441,10 @@ impl Scene {
                 None => self.read_pair(w),
             })
             .collect::<Result<_>>()?;
+        // Windows that replaced skipped ones for the shift sample the valid parts of the image
+        // for the normalisation and the threshold too.
+        let extra: Vec<PairWindow> = added.par_iter().map(|&w| self.read_pair(w)).collect::<Result<_>>()?;
+        pairs.extend(extra);
         self.norm = self.estimate_normalisation(&pairs);
         pairs.par_iter_mut().for_each(|p| {
             self.normalise_after(&mut p.after);
@@ -461,7 +474,8 @@ impl Scene {
             normalisation: self.norm.clone(),
             threshold: t,
             threshold_auto: auto,
-            windows: wins.len(),
+            windows: pairs.len(),
+            warnings,
         })
     }
 
@@ -497,36 +511,98 @@ impl Scene {
         Ok(out)
     }
 
-    fn estimate_shift(&self, wins: &[Window], raw: &[(Pixels, Arc<HeldPixels>)]) -> Shift {
-        let estimates: Vec<Shift> = wins
+    /// The residual shift: the median over the calibration windows with enough valid pixels on
+    /// both dates; skipped windows are replaced by windows from valid parts of the image (also
+    /// returned). What could not be done as planned is added to `warnings`.
+    fn estimate_shift(
+        &self,
+        wins: &[Window],
+        raw: &[(Pixels, Arc<HeldPixels>)],
+        warnings: &mut Vec<String>,
+    ) -> Result<(Shift, Vec<Window>)> {
+        let planned: Vec<Option<Shift>> = wins
             .par_iter()
             .zip(raw.par_iter())
-            .filter_map(|(&w, (b, a))| {
-                let a = a.window(w)?;
-                let frac = b.valid.iter().zip(a.valid.iter()).filter(|(x, y)| **x && **y).count() as f64
-                    / b.valid.len().max(1) as f64;
-                if frac < 0.9 {
-                    return None;
-                }
-                let bb = b.bands.mean_axis(Axis(0)).unwrap_or_else(|| Array2::zeros((w.h, w.w)));
-                let ab = a.bands.mean_axis(Axis(0)).unwrap_or_else(|| Array2::zeros((w.h, w.w)));
-                Some(shift::phase_correlation(&bb, &ab))
-            })
+            .map(|(&w, (b, a))| a.window(w).and_then(|a| correlate_valid(b, &a)))
             .collect();
-        let s = shift::combine(&estimates, MIN_SHIFT_PEAK);
+        let skipped: Vec<Window> = wins
+            .iter()
+            .zip(&planned)
+            .filter(|(_, e)| e.is_none())
+            .map(|(w, _)| *w)
+            .collect();
+        let mut estimates: Vec<Shift> = planned.into_iter().flatten().collect();
+        let added = if skipped.is_empty() {
+            Vec::new()
+        } else {
+            let kept: Vec<Window> = wins.iter().filter(|w| !skipped.contains(w)).copied().collect();
+            self.replacement_estimates(&kept, &skipped)?
+        };
+        estimates.extend(added.iter().map(|(_, e)| *e));
+        let added: Vec<Window> = added.into_iter().map(|(w, _)| w).collect();
+        let mut s = shift::combine(&estimates, MIN_SHIFT_PEAK);
+        s.windows_skipped = skipped.len();
+        s.windows_added = added.len();
+        warn_about_shift(&s, wins.len(), warnings);
         if s.dx.abs().max(s.dy.abs()) > MAX_SHIFT_PX {
-            tracing::warn!(
-                dx = s.dx,
-                dy = s.dy,
-                "residual shift estimate too large to trust after warping; not applied"
+            let msg = format!(
+                "residual shift estimate dx={:+.2} dy={:+.2} px is too large to trust after warping; not applied",
+                s.dx, s.dy
             );
-            return Shift {
-                dx: 0.0,
-                dy: 0.0,
-                peak: s.peak,
-            };
+            tracing::warn!(dx = s.dx, dy = s.dy, "{msg}");
+            warnings.push(msg);
+            return Ok((Shift { dx: 0.0, dy: 0.0, ..s }, added));
         }
-        s
+        Ok((s, added))
+    }
+
+    /// Shift estimates from windows elsewhere in the image, one in place of each skipped
+    /// window (the nearest with enough valid pixels and a trusted peak), away from the
+    /// windows `kept`; windows of the planned size first, then of half of it.
+    fn replacement_estimates(&self, kept: &[Window], skipped: &[Window]) -> Result<Vec<(Window, Shift)>> {
+        let mut taken: Vec<Window> = kept.to_vec();
+        let mut missing: Vec<Window> = skipped.to_vec();
+        let mut out = Vec::new();
+        let mut size = skipped[0].w.min(skipped[0].h);
+        while !missing.is_empty() && size >= MIN_SHIFT_WINDOW.min(self.width()).min(self.height()) {
+            let found = self.trusted_estimates(&candidate_windows(self.width(), self.height(), size, &taken))?;
+            for target in std::mem::take(&mut missing) {
+                let nearest = found
+                    .iter()
+                    .filter(|(c, _)| !taken.iter().any(|t| overlaps_much(*c, *t)))
+                    .min_by_key(|(c, _)| centre_distance2(*c, target));
+                match nearest {
+                    Some(&(c, e)) => {
+                        taken.push(c);
+                        out.push((c, e));
+                    }
+                    None => missing.push(target),
+                }
+            }
+            size /= 2;
+        }
+        Ok(out)
+    }
+
+    /// The candidates with enough valid pixels on both dates and a trusted peak, with their
+    /// estimates, in the candidates' order.
+    fn trusted_estimates(&self, candidates: &[Window]) -> Result<Vec<(Window, Shift)>> {
+        let idx = self.bands.canonical();
+        let found: Vec<Option<(Window, Shift)>> = candidates
+            .par_iter()
+            .map(|&c| {
+                let b = self
+                    .before_pool
+                    .with(|ds| raster::read_window(ds, &self.before, &idx, c, self.scale_before))?;
+                let a = self
+                    .after_pool
+                    .with(|ds| raster::read_window(ds, &self.after, &idx, c, self.scale_after))?;
+                Ok(correlate_valid(&b, &a)
+                    .filter(|e| e.peak >= MIN_SHIFT_PEAK)
+                    .map(|e| (c, e)))
+            })
+            .collect::<Result<_>>()?;
+        Ok(found.into_iter().flatten().collect())
     }
 
     fn estimate_normalisation(&self, pairs: &[PairWindow]) -> Normalisation {
@@ -575,6 +651,105 @@ impl Scene {
     }
 }
 
+/// Phase correlation of the band means of one window, when at least [`MIN_SHIFT_VALID`] of
+/// its pixels are valid on both dates; the invalid ones (nodata, NaN) are set to the mean of
+/// the valid ones so they neither poison the transform nor add edges of their own.
+fn correlate_valid(b: &Pixels, a: &Pixels) -> Option<Shift> {
+    let both = Zip::from(&b.valid).and(&a.valid).map_collect(|&x, &y| x & y);
+    let valid = both.iter().filter(|&&v| v).count();
+    if (valid as f64) < MIN_SHIFT_VALID * both.len().max(1) as f64 {
+        return None;
+    }
+    let (_, h, w) = b.bands.dim();
+    let mean_of = |p: &Pixels| {
+        let mut m = p.bands.mean_axis(Axis(0)).unwrap_or_else(|| Array2::zeros((h, w)));
+        if valid < both.len() {
+            fill_invalid(&mut m, &both);
+        }
+        m
+    };
+    Some(shift::phase_correlation(&mean_of(b), &mean_of(a)))
+}
+
+/// Sets the pixels of `img` that are not `valid` to the mean of those that are.
+fn fill_invalid(img: &mut Array2<f32>, valid: &Array2<bool>) {
+    let (sum, n) = Zip::from(&*img).and(valid).fold(
+        (0.0f64, 0usize),
+        |(s, n), &v, &ok| if ok { (s + v as f64, n + 1) } else { (s, n) },
+    );
+    let mean = (sum / n.max(1) as f64) as f32;
+    Zip::from(img).and(valid).for_each(|v, &ok| {
+        if !ok {
+            *v = mean;
+        }
+    });
+}
+
+/// Logs and lists what weakened the shift estimate.
+fn warn_about_shift(s: &Shift, planned: usize, warnings: &mut Vec<String>) {
+    let head = if s.windows_used == 0 {
+        "the residual shift could not be estimated, the after image is not shifted".to_string()
+    } else if s.windows_used < (planned / 4).max(FEW_SHIFT_WINDOWS).min(planned) {
+        format!("the residual shift rests on only {} window(s)", s.windows_used)
+    } else {
+        return;
+    };
+    let weak = (planned - s.windows_skipped + s.windows_added).saturating_sub(s.windows_used);
+    let mut why = Vec::new();
+    if s.windows_skipped > 0 {
+        why.push(format!(
+            "{} of {planned} calibration windows had too few valid pixels on both dates (nodata, NaN, \
+             outside the after image) and {} could be replaced from elsewhere",
+            s.windows_skipped, s.windows_added
+        ));
+    }
+    if weak > 0 {
+        why.push(format!(
+            "{weak} window(s) gave no clear correlation peak (featureless or much changed)"
+        ));
+    }
+    let msg = format!("{head}: {}", why.join("; "));
+    tracing::warn!(
+        windows_used = s.windows_used,
+        windows_skipped = s.windows_skipped,
+        windows_added = s.windows_added,
+        "{msg}"
+    );
+    warnings.push(msg);
+}
+
+/// Windows of `size` px spread evenly over the image (a quarter window apart at most, up to
+/// nine per side), leaving out those that overlap a window in `taken` by much.
+fn candidate_windows(width: usize, height: usize, size: usize, taken: &[Window]) -> Vec<Window> {
+    let size = size.min(width).min(height);
+    let positions = |extent: usize| -> Vec<usize> {
+        let span = extent - size;
+        let n = (span / (size / 4).max(1) + 1).min(9);
+        if n < 2 {
+            vec![span / 2]
+        } else {
+            (0..n).map(|i| span * i / (n - 1)).collect()
+        }
+    };
+    let xs = positions(width);
+    positions(height)
+        .into_iter()
+        .flat_map(|y| xs.iter().map(move |&x| Window::new(x as isize, y as isize, size, size)))
+        .filter(|c| !taken.iter().any(|t| overlaps_much(*c, *t)))
+        .collect()
+}
+
+/// Whether `a` and `b` share more than a quarter of the smaller one's pixels.
+fn overlaps_much(a: Window, b: Window) -> bool {
+    raster::intersect(a, b).is_some_and(|c| 4 * c.w * c.h > (a.w * a.h).min(b.w * b.h))
+}
+
+fn centre_distance2(a: Window, b: Window) -> i64 {
+    let centre = |w: Window| (2 * w.x as i64 + w.w as i64, 2 * w.y as i64 + w.h as i64);
+    let ((ax, ay), (bx, by)) = (centre(a), centre(b));
+    (ax - bx).pow(2) + (ay - by).pow(2)
+}
+
 /// `win` cut from held pieces.
 fn piece_window(pieces: &[Arc<HeldPixels>], win: Window) -> Pixels {
     let refs: Vec<&HeldPixels> = pieces.iter().map(|p| p.as_ref()).collect();
@@ -610,17 +785,30 @@ fn choose_bands(before: &RasterInfo, after: &RasterInfo, bands: Option<&BandMap>
             )
         })?,
     };
-    if map.highest() > before.band_count {
-        return Err(Error::input(
-            &before.path,
-            format!(
-                "has {} bands but --bands asks for band {}",
-                before.band_count,
-                map.highest()
-            ),
-        ));
-    }
+    check_band_numbers(&map, before)?;
     Ok(map)
+}
+
+/// Every band `map` names must exist in the image (both dates have the same band count).
+fn check_band_numbers(map: &BandMap, image: &RasterInfo) -> Result<()> {
+    let named = [
+        ("B", Some(map.blue)),
+        ("G", Some(map.green)),
+        ("R", Some(map.red)),
+        ("NIR", map.nir),
+    ];
+    for (name, band) in named {
+        if let Some(b) = band.filter(|&b| b == 0 || b > image.band_count) {
+            return Err(Error::input(
+                &image.path,
+                format!(
+                    "has {} bands but --bands puts {name} at band {b}; give one name per band of the file, e.g. B,G,R,NIR",
+                    image.band_count
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Returns the path to read the after image from: itself when it shares the before grid, else

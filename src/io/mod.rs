@@ -19,6 +19,7 @@ pub fn init_gdal() {
             use gdal::errors::CplErrType;
             match class {
                 CplErrType::Failure | CplErrType::Fatal => {
+                    raster::remember_gdal_failure(msg);
                     tracing::debug!(target: "gdal", code, "{msg}")
                 }
                 CplErrType::Warning => tracing::debug!(target: "gdal", code, "{msg}"),
