@@ -6,6 +6,8 @@ use gdal::vector::{Feature, FieldDefn, Geometry, LayerAccess, LayerOptions, OGRF
 use gdal::DriverManager;
 use landwatch::patches::overlay::{CountyFields, LayerPaths, Overlay};
 use landwatch::Error;
+
+mod landuse_support;
 use std::path::{Path, PathBuf};
 
 const ORIGIN: (f64, f64) = (530_000.0, 2_535_000.0);
@@ -324,28 +326,12 @@ fn optional_layers_county_approval_farmland_red_line() {
     assert!(err.to_string().contains("code, name"), "{err}");
 }
 
-/// A land-use layer whose DLBM field holds integers, as after a spreadsheet round trip.
+/// A land-use layer whose DLBM field holds integers, in the grid CRS.
 fn write_numeric_dlbm(path: &Path, feats: &[(String, i64)]) {
-    let drv = DriverManager::get_driver_by_name("GPKG").unwrap();
-    let mut ds = drv.create_vector_only(path).unwrap();
-    let layer = ds
-        .create_layer(LayerOptions {
-            name: "dltb",
-            srs: Some(&srs(4545)),
-            ty: OGRwkbGeometryType::wkbPolygon,
-            options: None,
-        })
-        .unwrap();
-    FieldDefn::new("DLBM", OGRFieldType::OFTInteger)
-        .unwrap()
-        .add_to_layer(&layer)
-        .unwrap();
-    for (wkt, code) in feats {
-        let mut feat = Feature::new(layer.defn()).unwrap();
-        feat.set_field_integer64(0, *code).unwrap();
-        feat.set_geometry(Geometry::from_wkt(wkt).unwrap()).unwrap();
-        feat.create(&layer).unwrap();
-    }
+    let parcels = feats
+        .iter()
+        .map(|(wkt, code)| (Geometry::from_wkt(wkt).unwrap(), *code));
+    landuse_support::write_numeric_dlbm(path, &srs(4545), parcels);
 }
 
 #[test]

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod landuse_support;
+
 fn seeds() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds/demo")
 }
@@ -101,35 +103,21 @@ fn a_killed_runs_staging_folder_is_removed_by_the_next_run() {
     assert_eq!(names.len(), 2, "only the output and the lookalike remain: {names:?}");
 }
 
-/// The demo's land-use layer with DLBM stored as an integer (`0101` → `101`) and without DLMC,
-/// as a spreadsheet round trip leaves it.
+/// The demo's land-use layer with DLBM stored as an integer (`0101` → `101`) and without DLMC.
 fn numeric_landuse(path: &Path) {
-    use gdal::vector::{Feature, FieldDefn, LayerAccess, LayerOptions, OGRFieldType};
+    use gdal::vector::LayerAccess;
     let src = gdal::Dataset::open(seeds().join("landuse.gpkg")).unwrap();
-    let mut src_layer = src.layer_by_name("dltb").unwrap();
-    let srs = src_layer.spatial_ref().unwrap();
-    let drv = gdal::DriverManager::get_driver_by_name("GPKG").unwrap();
-    let mut ds = drv.create_vector_only(path).unwrap();
-    let layer = ds
-        .create_layer(LayerOptions {
-            name: "dltb",
-            srs: Some(&srs),
-            ty: gdal::vector::OGRwkbGeometryType::wkbPolygon,
-            options: None,
+    let mut layer = src.layer_by_name("dltb").unwrap();
+    let srs = layer.spatial_ref().unwrap();
+    let parcels: Vec<_> = layer
+        .features()
+        .map(|f| {
+            let idx = f.field_index("DLBM").unwrap();
+            let code: i64 = f.field_as_string(idx).unwrap().unwrap().parse().unwrap();
+            (f.geometry().unwrap().clone(), code)
         })
-        .unwrap();
-    FieldDefn::new("DLBM", OGRFieldType::OFTInteger)
-        .unwrap()
-        .add_to_layer(&layer)
-        .unwrap();
-    for f in src_layer.features() {
-        let idx = f.field_index("DLBM").unwrap();
-        let code: i64 = f.field_as_string(idx).unwrap().unwrap().parse().unwrap();
-        let mut out = Feature::new(layer.defn()).unwrap();
-        out.set_field_integer64(0, code).unwrap();
-        out.set_geometry(f.geometry().unwrap().clone()).unwrap();
-        out.create(&layer).unwrap();
-    }
+        .collect();
+    landuse_support::write_numeric_dlbm(path, &srs, parcels);
 }
 
 fn patch_count(out: &Path) -> usize {
