@@ -4,7 +4,9 @@
 //! images), the model given on the command line (or R's), and recognises earlier changes against
 //! the same runs R did. With the same model it therefore reproduces R's `patches.geojson` byte for
 //! byte — the check that a published result can be recomputed. Reruns go to
-//! `<output>/reruns/<id>/` and never touch the published runs or the archive.
+//! `<output>/reruns/<id>/` (or `--out`) and never touch the published runs or the archive. The
+//! output folder is replaced whole, so only one landwatch wrote (or a new or empty one) is
+//! accepted, before any work (see [`crate::io::ownership`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -714,10 +714,24 @@ impl Exec<'_> {
             Ok(Ok(())) if out.join("patches.geojson").is_file() => Ok(()),
             Ok(Ok(())) => Err(pair("the detector wrote no patches.geojson".into())),
             Ok(Err(e)) if stops_the_run(&e) => Err(DetectFailure::Stop(e)),
-            Ok(Err(e)) if e.exit_code() == 2 => Err(DetectFailure::Pair(e.to_string(), FailureKind::Input)),
+            Ok(Err(e)) if e.exit_code() == 2 => {
+                Err(DetectFailure::Pair(self.in_pipeline_terms(&e), FailureKind::Input))
+            }
             Ok(Err(e)) => Err(pair(e.to_string())),
             Err(_) => Err(pair("the detector panicked".into())),
         }
+    }
+
+    /// The engine's advice names its command-line flags; in a pipeline the same switch is a key
+    /// of the pipeline file.
+    fn in_pipeline_terms(&self, e: &Error) -> String {
+        e.to_string().replace(
+            "pass --allow-empty-landuse",
+            &format!(
+                "set allow_empty_landuse = true under [layers] in {}",
+                self.p.file.display()
+            ),
+        )
     }
 }
 
