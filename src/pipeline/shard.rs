@@ -112,7 +112,7 @@ pub fn merge(shard_dirs: &[PathBuf], out: Option<&Path>) -> Result<MergeReport> 
         }
         outcomes.extend(m.properties.tiles.iter().cloned());
     }
-    std::fs::create_dir_all(tmp.join("tiles")).map_err(|e| Error::io(&tmp, "creating", e))?;
+    std::fs::create_dir_all(tmp.join("tiles")).map_err(|e| Error::io(tmp, "creating", e))?;
     outcomes.sort_by(|a, b| a.pair.cmp(&b.pair));
     outcomes.dedup_by(|a, b| a.pair == b.pair);
     let runs_dir = output.join("runs");
@@ -123,7 +123,7 @@ pub fn merge(shard_dirs: &[PathBuf], out: Option<&Path>) -> Result<MergeReport> 
         .map(|id| (id.clone(), runs_dir.join(id)))
         .collect();
     let known = tracking::load_known(&previous)?;
-    let stats = finalize(&tmp, &outcomes, &run_id, &first.properties.detect_params()?, known)?;
+    let stats = finalize(tmp, &outcomes, &run_id, &first.properties.detect_params()?, known)?;
     let mut manifest = merged_manifest(&shards, outcomes.clone());
     stats.record(&mut manifest);
     // A published run carries no marker: it is never replaced, by a merge or anything else.
