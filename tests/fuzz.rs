@@ -187,6 +187,51 @@ enum FileCase {
     Edited(Vec<Edit>),
     Bytes(Vec<u8>),
     Truncated(usize),
+    /// Values replaced by hostile ones of the same type (see [`TypedEdit`]).
+    Typed(Vec<TypedEdit>),
+}
+
+/// One value (leaf) replaced by a hostile one of its own TOML type. The file still parses, so
+/// the value gets past the parser to the checks behind it, and, where those let it through,
+/// to the code that uses it.
+#[derive(Debug, Clone)]
+struct TypedEdit {
+    leaf: usize,
+    float: f64,
+    int: i64,
+    text: String,
+}
+
+fn typed_cases() -> impl Strategy<Value = FileCase> {
+    let edit = (any::<usize>(), hostile_float(), hostile_int(), hostile_string())
+        .prop_map(|(leaf, float, int, text)| TypedEdit { leaf, float, int, text });
+    prop::collection::vec(edit, 1..3).prop_map(FileCase::Typed)
+}
+
+/// Every value of a document that is not a table, array elements included.
+fn leaves(value: &mut toml::Value) -> Vec<&mut toml::Value> {
+    match value {
+        toml::Value::Table(t) => t.iter_mut().flat_map(|(_, v)| leaves(v)).collect(),
+        toml::Value::Array(a) => a.iter_mut().flat_map(leaves).collect(),
+        leaf => vec![leaf],
+    }
+}
+
+fn apply_typed(doc: &mut toml::Value, edit: &TypedEdit) {
+    let mut all = leaves(doc);
+    if all.is_empty() {
+        return;
+    }
+    let n = all.len();
+    let leaf = &mut *all[edit.leaf % n];
+    let hostile = match &*leaf {
+        toml::Value::Float(_) => toml::Value::Float(edit.float),
+        toml::Value::Integer(_) => toml::Value::Integer(edit.int),
+        toml::Value::String(_) => toml::Value::String(edit.text.clone()),
+        toml::Value::Boolean(b) => toml::Value::Boolean(!b),
+        other => other.clone(),
+    };
+    *leaf = hostile;
 }
 
 fn file_cases() -> impl Strategy<Value = FileCase> {
@@ -209,12 +254,32 @@ fn render(base: &toml::Table, case: &FileCase) -> Vec<u8> {
         }
         FileCase::Bytes(b) => b.clone(),
         FileCase::Truncated(n) => text.as_bytes()[..n % (text.len() + 1)].to_vec(),
+        FileCase::Typed(edits) => {
+            let mut doc = toml::Value::Table(base.clone());
+            for e in edits {
+                apply_typed(&mut doc, e);
+            }
+            toml::to_string(&doc).unwrap_or(text).into_bytes()
+        }
     }
 }
 
 /// Fuzzes `load` on files made from `base`; each case is written to `file`.
 fn fuzz_file<T>(what: &str, base: toml::Table, file: &Path, load: impl Fn(&Path) -> landwatch::Result<T>) {
-    let result = runner().run(&file_cases(), |case| {
+    fuzz_file_checked(what, base, file, (runner(), file_cases()), load, || Ok(()));
+}
+
+/// [`fuzz_file`] with a runner and cases of one's own, and `check` run after each case (e.g.
+/// that it wrote nothing).
+fn fuzz_file_checked<T>(
+    what: &str,
+    base: toml::Table,
+    file: &Path,
+    (mut runner, cases): (TestRunner, impl Strategy<Value = FileCase>),
+    load: impl Fn(&Path) -> landwatch::Result<T>,
+    check: impl Fn() -> Result<(), String>,
+) {
+    let result = runner.run(&cases, |case| {
         let bytes = render(&base, &case);
         std::fs::write(file, &bytes).expect("write case");
         let shown = String::from_utf8_lossy(&bytes).into_owned();
@@ -224,6 +289,9 @@ fn fuzz_file<T>(what: &str, base: toml::Table, file: &Path, load: impl Fn(&Path)
             prop_assert!(code == 2 || code == 3, "{what}: exit code {code} for: {e}\n{shown}");
             prop_assert!(!e.to_string().trim().is_empty(), "{what}: empty message for\n{shown}");
         }
+        if let Err(why) = check() {
+            return Err(TestCaseError::fail(format!("{what}: {why} on:\n{shown}")));
+        }
         Ok(())
     });
     if let Err(e) = result {
@@ -231,32 +299,146 @@ fn fuzz_file<T>(what: &str, base: toml::Table, file: &Path, load: impl Fn(&Path)
     }
 }
 
+/// Every file and folder under `root` but `skip`: path, size and modification time.
+fn snapshot(root: &Path, skip: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if path == skip {
+                continue;
+            }
+            if meta.is_dir() {
+                stack.push(path.clone());
+            }
+            out.push((path, meta.len(), meta.modified().unwrap_or(std::time::UNIX_EPOCH)));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// What `landwatch run --dry-run FILE` does before it would start: load the file, list the
+/// source, plan, and check everything a run checks first (the fetch settings included).
+fn load_and_dry_run(file: &Path) -> landwatch::Result<landwatch::pipeline::RunResult> {
+    dry_run(&landwatch::pipeline::config::load(file)?)
+}
+
+fn dry_run(p: &landwatch::pipeline::config::Pipeline) -> landwatch::Result<landwatch::pipeline::RunResult> {
+    let dry = landwatch::pipeline::RunOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    Ok(landwatch::pipeline::run::run(p, &dry, &landwatch::pipeline::EngineDetector)?.result)
+}
+
+/// Pipeline files that load are also dry-run: a value the loader lets through must not panic
+/// later, when the run uses it (`[fetch] timeout_s = inf` once did), and a dry run writes
+/// nothing, not even for a hostile file.
 #[test]
 fn pipeline_files() {
     let dir = tempfile::tempdir().unwrap();
+    let base = full_pipeline(dir.path());
+    let base_file = dir.path().join("base.toml");
+    std::fs::write(&base_file, toml::to_string(&base).unwrap()).unwrap();
+    assert_eq!(
+        load_and_dry_run(&base_file).expect("the base pipeline file is valid"),
+        landwatch::pipeline::RunResult::DryRun
+    );
+    let file = dir.path().join("p.toml");
+    let before = snapshot(dir.path(), &file);
+    let wrote_nothing = || match snapshot(dir.path(), &file) {
+        now if now == before => Ok(()),
+        now => Err(format!("the dry run wrote {:?}", diff(&before, &now))),
+    };
+    // Half the cases keep the file's shape (hostile values of the right types), so that many
+    // get past the loader to the dry run; enough must, or the dry run goes untested.
+    let strategy = prop_oneof![file_cases(), typed_cases()];
+    let dry_runs = std::sync::atomic::AtomicU32::new(0);
+    let load = |f: &Path| {
+        let loaded = landwatch::pipeline::config::load(f)?;
+        dry_runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        dry_run(&loaded)
+    };
+    fuzz_file_checked(
+        "pipeline load and dry run",
+        base,
+        &file,
+        (runner(), strategy),
+        load,
+        wrote_nothing,
+    );
+    let reached = dry_runs.into_inner();
+    assert!(
+        reached >= cases() / 20,
+        "only {reached} of {} cases got to the dry run",
+        cases()
+    );
+}
+
+/// The demo pipeline with every key written out at a valid value (so that each can be replaced
+/// by a hostile one) and absolute paths (so it works from `dir` and writes nothing in the repo).
+fn full_pipeline(dir: &Path) -> toml::Table {
     let text = std::fs::read_to_string(repo().join("pipelines/demo.toml")).unwrap();
     let mut base: toml::Table = toml::from_str(&text).unwrap();
-    // Absolute paths, so the file works from the temp folder and nothing is written in the repo.
     let seeds = repo().join("seeds/demo");
-    base.insert("output".into(), dir.path().join("out").display().to_string().into());
-    if let Some(src) = base.get_mut("source").and_then(toml::Value::as_table_mut) {
-        src.insert("path".into(), seeds.display().to_string().into());
+    let every_key = format!(
+        r#"
+        output = "{out}"
+        archive = "{archive}"
+        [aoi]
+        bbox = [108.2, 22.8, 108.4, 23.0]
+        [source]
+        path = "{seeds}"
+        [bands]
+        blue = 1
+        green = 2
+        red = 3
+        nir = 4
+        [model]
+        path = "{model}"
+        [layers]
+        landuse = "{landuse}"
+        allow_empty_landuse = false
+        [detect]
+        min_area_m2 = 200.0
+        seam_tolerance_m = 8.0
+        track_overlap = 0.3
+        [fetch]
+        concurrency = 2
+        retries = 4
+        backoff_ms = 500
+        timeout_s = 60.0
+        "#,
+        out = dir.join("out").display(),
+        archive = dir.join("archive").display(),
+        seeds = seeds.display(),
+        model = repo().join("models/rules-v1.toml").display(),
+        landuse = seeds.join("landuse.gpkg").display(),
+    );
+    merge_into(&mut base, toml::from_str(&every_key).unwrap());
+    base
+}
+
+/// Sets every key of `extra` in `base`, table by table.
+fn merge_into(base: &mut toml::Table, extra: toml::Table) {
+    for (key, value) in extra {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(t)), toml::Value::Table(v)) => merge_into(t, v),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
     }
-    if let Some(layers) = base.get_mut("layers").and_then(toml::Value::as_table_mut) {
-        layers.insert(
-            "landuse".into(),
-            seeds.join("landuse.gpkg").display().to_string().into(),
-        );
-    }
-    landwatch::pipeline::config::load(&{
-        let f = dir.path().join("base.toml");
-        std::fs::write(&f, toml::to_string(&base).unwrap()).unwrap();
-        f
-    })
-    .expect("the base pipeline file is valid");
-    fuzz_file("pipeline::config::load", base, &dir.path().join("p.toml"), |p| {
-        landwatch::pipeline::config::load(p)
-    });
+}
+
+/// Entries of `after` that are not in `before`, or changed.
+fn diff<T: PartialEq + Clone>(before: &[T], after: &[T]) -> Vec<T> {
+    after.iter().filter(|e| !before.contains(e)).cloned().collect()
 }
 
 #[test]

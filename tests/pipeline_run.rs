@@ -507,3 +507,144 @@ fn binary_says_loudly_that_nothing_was_published_when_every_pair_failed() {
     );
     assert!(tracking_runs(&d.path().join("out")).is_empty());
 }
+
+/// Runs the binary with logging off.
+fn landwatch(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_landwatch"))
+        .args(args)
+        .env("LANDWATCH_LOG", "off")
+        .output()
+        .unwrap()
+}
+
+/// Names in `dir` that start with `prefix` (leftover staging or work folders).
+fn names_starting(dir: &std::path::Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+/// Through the binary: `rerun --out` never deletes a folder landwatch did not write (exit 2
+/// before any work, the folder untouched), and replaces its own earlier output whole.
+#[test]
+fn rerun_out_replaces_only_a_folder_landwatch_wrote() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    standard_scene(&src, ["t0", "t1", "t2", "t3"]);
+    let file = local_pipeline(d.path(), &src, "");
+    let p = config::load(&file).unwrap();
+    let engine = landwatch::pipeline::EngineDetector;
+    let (run_id, dir) = published(&run(&p, &RunOptions::default(), &engine).unwrap().result);
+    let rerun_to = |out: &std::path::Path| {
+        landwatch(&[
+            "rerun".as_ref(),
+            file.as_ref(),
+            run_id.as_ref(),
+            "--out".as_ref(),
+            out.as_ref(),
+        ])
+    };
+
+    let theirs = d.path().join("v");
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::fs::write(theirs.join("important.txt"), b"keep me").unwrap();
+    let refused = rerun_to(&theirs);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("important.txt"), "{stderr}");
+    assert_eq!(read(&theirs.join("important.txt")), "keep me");
+    assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 1, "nothing added");
+    assert!(names_starting(d.path(), ".v").is_empty(), "no work left beside it");
+    assert!(names_starting(d.path(), ".work-").is_empty());
+
+    let ours = d.path().join("r");
+    let first = rerun_to(&ours);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(read(&ours.join("patches.geojson")), read(&dir.join("patches.geojson")));
+    // Its own output is replaced as a whole: a stale file of it is gone afterwards.
+    std::fs::write(ours.join("patches.geojson"), b"stale").unwrap();
+    let again = rerun_to(&ours);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(read(&ours.join("patches.geojson")), read(&dir.join("patches.geojson")));
+    assert!(
+        names_starting(d.path(), ".r").is_empty(),
+        "no staging folder left beside it"
+    );
+}
+
+/// A finished shard folder is never deleted to make room for another: when both it and an
+/// unfinished one exist (a folder restored by hand), the shard run refuses (exit 2) before
+/// any work and keeps both.
+#[test]
+fn a_shard_run_never_deletes_a_finished_shard_folder() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    standard_scene(&src, ["t0", "t1", "t2", "t3"]);
+    let p = config::load(&local_pipeline(d.path(), &src, "")).unwrap();
+    let opts = RunOptions {
+        shard: Some(Shard { index: 0, count: 2 }),
+        ..Default::default()
+    };
+    let done = match run(&p, &opts, &DET).unwrap().result {
+        RunResult::ShardWritten { dir, .. } => dir,
+        other => panic!("{other:?}"),
+    };
+    std::fs::write(done.join("notes.txt"), b"mine").unwrap();
+    let name = done.file_name().unwrap().to_string_lossy().into_owned();
+    let unfinished = done.with_file_name(format!(".work-{name}"));
+    std::fs::create_dir_all(unfinished.join("tiles")).unwrap();
+    let e = run(&p, &opts, &DET).unwrap_err();
+    assert_eq!(e.exit_code(), 2, "{e}");
+    assert!(e.to_string().contains(&name), "{e}");
+    assert_eq!(read(&done.join("notes.txt")), "mine");
+    assert!(unfinished.is_dir());
+}
+
+/// `merge --out` builds beside its target in a folder of its own: a folder there with the
+/// name older versions used is someone else's and kept.
+#[test]
+fn merge_keeps_foreign_folders_beside_its_output() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    standard_scene(&src, ["t0", "t1", "t2", "t3"]);
+    let p = config::load(&local_pipeline(d.path(), &src, "")).unwrap();
+    let mut run_id = String::new();
+    for i in 0..2 {
+        let opts = RunOptions {
+            shard: Some(Shard { index: i, count: 2 }),
+            ..Default::default()
+        };
+        match run(&p, &opts, &DET).unwrap().result {
+            RunResult::ShardWritten { run_id: id, .. } => run_id = id,
+            other => panic!("{other:?}"),
+        }
+    }
+    let beside = d.path().join("merged");
+    std::fs::create_dir_all(&beside).unwrap();
+    let foreign = beside.join(format!(".merge-{run_id}"));
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), b"mine").unwrap();
+    let merged = shard::merge(&[p.output.join("shards").join(&run_id)], Some(&beside.join("run"))).unwrap();
+    assert!(merged.failed.is_empty(), "{:?}", merged.failed);
+    assert_eq!(read(&foreign.join("notes.txt")), "mine");
+    assert_eq!(features(&merged.dir.join("patches.geojson")).len(), 2);
+    let mut left = names_starting(&beside, ".");
+    left.sort();
+    assert_eq!(
+        left,
+        [format!(".merge-{run_id}")],
+        "nothing of the merge left beside it"
+    );
+}

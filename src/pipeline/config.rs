@@ -150,6 +150,9 @@ pub struct Layers {
     pub counties: Option<PathBuf>,
     /// Ecological red line (生态保护红线).
     pub red_line: Option<PathBuf>,
+    /// Accept a land-use layer with no parcel over a tile (sea, a border): the engine refuses
+    /// one otherwise, as a wrong file or extent, and the pair fails.
+    pub allow_empty_landuse: bool,
 }
 
 /// Run-level detection parameters.
@@ -261,6 +264,7 @@ struct RawLayers {
     approved: Option<Spanned<PathBuf>>,
     counties: Option<Spanned<PathBuf>>,
     red_line: Option<Spanned<PathBuf>>,
+    allow_empty_landuse: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -395,6 +399,7 @@ fn build(ctx: &Ctx, raw: RawPipeline, file_sha256: String) -> Result<Pipeline> {
             approved: layer(ctx, "layers.approved", &l.approved)?,
             counties: layer(ctx, "layers.counties", &l.counties)?,
             red_line: layer(ctx, "layers.red_line", &l.red_line)?,
+            allow_empty_landuse: l.allow_empty_landuse.unwrap_or(false),
         },
         None => Layers::default(),
     };

@@ -46,6 +46,7 @@ impl TileDetector for EngineDetector {
             approved: l.approved.clone(),
             counties: l.counties.clone(),
             red_line: l.red_line.clone(),
+            allow_empty_landuse: l.allow_empty_landuse,
             before_date: Some(job.before_date.to_string()),
             after_date: Some(job.after_date.to_string()),
             ..DetectRequest::new(job.before, job.after, job.out_dir)

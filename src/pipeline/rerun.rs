@@ -4,7 +4,9 @@
 //! images), the model given on the command line (or R's), and recognises earlier changes against
 //! the same runs R did. With the same model it therefore reproduces R's `patches.geojson` byte for
 //! byte — the check that a published result can be recomputed. Reruns go to
-//! `<output>/reruns/<id>/` and never touch the published runs or the archive.
+//! `<output>/reruns/<id>/` (or `--out`) and never touch the published runs or the archive. The
+//! output folder is replaced whole, so only one landwatch wrote (or a new or empty one) is
+//! accepted, before any work (see [`crate::io::ownership`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use super::manifest::{
 use super::run::{finalize, plan_pairs, Exec, PairInputs, PairPlan};
 use super::source::{local::list_archive, Location, TileRef};
 use super::tracking;
+use crate::io::atomic::StagingDir;
 use crate::{Error, Result};
 
 /// What to recompute.
@@ -56,13 +59,12 @@ pub fn rerun(
         || p.output.join("reruns").join(format!("{run_id}-model-{tag}")),
         Path::to_path_buf,
     );
-    let work = dest.with_file_name(format!(
-        ".work-{}",
-        dest.file_name().and_then(|n| n.to_str()).unwrap_or("rerun")
-    ));
-    if work.exists() {
-        std::fs::remove_dir_all(&work).map_err(|e| Error::io(&work, "clearing leftover", e))?;
-    }
+    // Before any work: the folder is replaced as a whole, so it must be new, empty or an
+    // earlier output of landwatch's that holds none of the rerun's inputs (exit 2 otherwise).
+    let read_paths = inputs_read(p, &archive, what, &previous, model.as_deref());
+    let read_paths: Vec<&Path> = read_paths.iter().map(PathBuf::as_path).collect();
+    let staging = StagingDir::new(&dest, &read_paths)?;
+    let work = staging.path().to_path_buf();
     std::fs::create_dir_all(work.join("tiles")).map_err(|e| Error::io(&work, "creating", e))?;
     let exec = Exec {
         p,
@@ -96,11 +98,8 @@ pub fn rerun(
         .links
         .push(serde_json::json!({"rel": "derived_from", "href": format!("../../runs/{run_id}/manifest.json")}));
     stats.record(&mut manifest);
-    if dest.exists() {
-        // Reruns are reproducible, so replacing an older identical rerun loses nothing.
-        std::fs::remove_dir_all(&dest).map_err(|e| Error::io(&dest, "replacing old rerun", e))?;
-    }
-    let dir = super::run::publish(&work, &dest, &mut manifest)?;
+    super::run::write_manifest(&work, &mut manifest)?;
+    let dir = staging.commit()?;
     let failed = outcomes
         .iter()
         .filter(|o| o.status == TileStatus::Failed)
@@ -114,6 +113,32 @@ pub fn rerun(
 }
 
 type Plan = (String, PairInputs, Vec<String>, Option<PathBuf>);
+
+/// Everything a rerun reads, which its output folder must not hold: the archive, the published
+/// runs it recomputes and tracks against, the model, the layers and the pipeline file.
+fn inputs_read(
+    p: &Pipeline,
+    archive: &Archive,
+    what: &RerunWhat,
+    previous: &[String],
+    model: Option<&Path>,
+) -> Vec<PathBuf> {
+    let runs_dir = p.output.join("runs");
+    let mut read = vec![archive.root().to_path_buf(), p.file.clone()];
+    if let RerunWhat::Run(id) = what {
+        read.push(runs_dir.join(id));
+    }
+    read.extend(previous.iter().map(|id| runs_dir.join(id)));
+    read.extend(model.map(Path::to_path_buf));
+    let l = &p.layers;
+    read.extend(
+        [&l.landuse, &l.basic_farmland, &l.approved, &l.counties, &l.red_line]
+            .into_iter()
+            .flatten()
+            .cloned(),
+    );
+    read
+}
 
 /// The pairs of a published run, by checksum.
 fn from_run(p: &Pipeline, archive: &Archive, id: &str, model: Option<&Path>) -> Result<Plan> {

@@ -259,10 +259,10 @@ pub fn run(p: &Pipeline, opts: &RunOptions, detector: &dyn TileDetector) -> Resu
     }
     let archive = Archive::open(&p.archive)?;
     tracing::info!(run_id = %run_id, pairs = pairs.len(), "starting run");
+    let work = work_dir(p, &run_id, opts.shard.as_ref())?;
     let tf = Instant::now();
     let inputs = fetch_inputs(&rt, &client, &archive, p, &pairs, opts.progress)?;
     let fetch_s = tf.elapsed().as_secs_f64();
-    let work = work_dir(p, &run_id, opts.shard.as_ref())?;
     let td = Instant::now();
     let exec = Exec {
         p,
@@ -554,7 +554,8 @@ fn work_dir(p: &Pipeline, run_id: &str, shard: Option<&Shard>) -> Result<PathBuf
             let base = p.output.join("shards").join(run_id);
             let work = base.join(format!(".work-{}", s.dir_name()));
             let done = base.join(s.dir_name());
-            if done.is_dir() && !work.exists() {
+            super::shard::refuse_two_shard_folders(&done, &work)?;
+            if done.is_dir() {
                 rename(&done, &work)?;
             }
             work
@@ -713,10 +714,24 @@ impl Exec<'_> {
             Ok(Ok(())) if out.join("patches.geojson").is_file() => Ok(()),
             Ok(Ok(())) => Err(pair("the detector wrote no patches.geojson".into())),
             Ok(Err(e)) if stops_the_run(&e) => Err(DetectFailure::Stop(e)),
-            Ok(Err(e)) if e.exit_code() == 2 => Err(DetectFailure::Pair(e.to_string(), FailureKind::Input)),
+            Ok(Err(e)) if e.exit_code() == 2 => {
+                Err(DetectFailure::Pair(self.in_pipeline_terms(&e), FailureKind::Input))
+            }
             Ok(Err(e)) => Err(pair(e.to_string())),
             Err(_) => Err(pair("the detector panicked".into())),
         }
+    }
+
+    /// The engine's advice names its command-line flags; in a pipeline the same switch is a key
+    /// of the pipeline file.
+    fn in_pipeline_terms(&self, e: &Error) -> String {
+        e.to_string().replace(
+            "pass --allow-empty-landuse",
+            &format!(
+                "set allow_empty_landuse = true under [layers] in {}",
+                self.p.file.display()
+            ),
+        )
     }
 }
 
@@ -744,14 +759,15 @@ fn stops_the_run(e: &Error) -> bool {
 
 const CHECKPOINT: &str = "tile.json";
 
-/// Removes half-written pair folders (`.tmp-*`, the engine's `.*staging-*`) left by a crash.
+/// Removes half-written pair folders left by a crash: `.tmp-<pair>` and the engine's staging
+/// folders beside it, `..tmp-<pair>.staging-*`. Nothing else is landwatch's to remove.
 fn clear_leftovers(tiles: &Path) -> Result<()> {
     for entry in super::archive::sorted_dir(tiles)? {
-        let hidden = entry
+        let half_written = entry
             .file_name()
             .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with('.'));
-        if hidden && entry.is_dir() {
+            .is_some_and(|n| n.starts_with(".tmp-") || n.starts_with("..tmp-"));
+        if half_written && entry.is_dir() {
             std::fs::remove_dir_all(&entry).map_err(|e| Error::io(&entry, "removing a crashed run's leftover", e))?;
         }
     }
@@ -865,8 +881,7 @@ fn renumber(patches: &mut [Patch]) {
 
 /// Writes the manifest into the finished folder and renames it to `dest` in one step.
 pub fn publish(work: &Path, dest: &Path, manifest: &mut Manifest) -> Result<PathBuf> {
-    manifest.add_asset("patches", work, "patches.geojson", "application/geo+json")?;
-    manifest.write(&work.join("manifest.json"))?;
+    write_manifest(work, manifest)?;
     if let Some(parent) = dest.parent() {
         mkdir(parent)?;
     }
@@ -878,6 +893,12 @@ pub fn publish(work: &Path, dest: &Path, manifest: &mut Manifest) -> Result<Path
     }
     rename(work, dest)?;
     Ok(dest.to_path_buf())
+}
+
+/// Writes the manifest, with the patches as its asset, into a finished run folder.
+pub fn write_manifest(work: &Path, manifest: &mut Manifest) -> Result<()> {
+    manifest.add_asset("patches", work, "patches.geojson", "application/geo+json")?;
+    manifest.write(&work.join("manifest.json"))
 }
 
 /// The archive a pipeline reads tiles from without fetching (for reruns).

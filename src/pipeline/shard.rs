@@ -14,6 +14,7 @@ use super::config::Pipeline;
 use super::manifest::{Manifest, TileOutcome, TileStatus};
 use super::run::{finalize, publish};
 use super::tracking;
+use crate::io::ownership::{self, parent_of, OUTPUT_MARKER};
 use crate::{Error, Result};
 
 /// Shard `index` of `count` (0-based index, as Kubernetes and Slurm number them).
@@ -62,12 +63,26 @@ impl Shard {
 pub fn publish_shard(p: &Pipeline, run_id: &str, shard: &Shard, work: &Path, manifest: &Manifest) -> Result<PathBuf> {
     manifest.write(&work.join("shard.json"))?;
     let dest = p.output.join("shards").join(run_id).join(shard.dir_name());
-    if dest.exists() {
-        std::fs::remove_dir_all(&dest).map_err(|e| Error::io(&dest, "replacing old shard", e))?;
-    }
+    refuse_two_shard_folders(&dest, work)?;
     std::fs::rename(work, &dest).map_err(|e| Error::io(&dest, "renaming into place", e))?;
     tracing::info!(shard = %shard, dir = %dest.display(), "shard written");
     Ok(dest)
+}
+
+/// A shard run resumes its finished folder by moving it back to its work folder, so both exist
+/// only when one was put there by hand. Neither is deleted to make room for the other: which
+/// one to keep is the operator's call (exit 2).
+pub fn refuse_two_shard_folders(done: &Path, work: &Path) -> Result<()> {
+    if !done.exists() || !work.exists() {
+        return Ok(());
+    }
+    Err(Error::input(
+        done,
+        format!(
+            "this shard was already written, and an unfinished run of it is in {}; landwatch deletes neither: move one of them away and run the shard again",
+            work.display()
+        ),
+    ))
 }
 
 /// Result of a merge: where it went and what failed, by name.
@@ -86,12 +101,8 @@ pub fn merge(shard_dirs: &[PathBuf], out: Option<&Path>) -> Result<MergeReport> 
     let output = first.properties.pipeline.output.clone();
     let _lock = super::lock::RunLock::acquire(&output.join("state").join("run.lock"))?;
     let dest = out.map_or_else(|| output.join("runs").join(&run_id), Path::to_path_buf);
-    let parent = dest.parent().unwrap_or(Path::new(".")).to_path_buf();
-    std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, "creating folder", e))?;
-    let tmp = parent.join(format!(".merge-{run_id}"));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, "clearing leftover", e))?;
-    }
+    let (scratch, _claim) = scratch_beside(&dest)?;
+    let tmp = scratch.path();
     let mut outcomes: Vec<TileOutcome> = Vec::new();
     for (dir, m) in &shards {
         for o in &m.properties.tiles {
@@ -101,7 +112,7 @@ pub fn merge(shard_dirs: &[PathBuf], out: Option<&Path>) -> Result<MergeReport> 
         }
         outcomes.extend(m.properties.tiles.iter().cloned());
     }
-    std::fs::create_dir_all(tmp.join("tiles")).map_err(|e| Error::io(&tmp, "creating", e))?;
+    std::fs::create_dir_all(tmp.join("tiles")).map_err(|e| Error::io(tmp, "creating", e))?;
     outcomes.sort_by(|a, b| a.pair.cmp(&b.pair));
     outcomes.dedup_by(|a, b| a.pair == b.pair);
     let runs_dir = output.join("runs");
@@ -112,10 +123,14 @@ pub fn merge(shard_dirs: &[PathBuf], out: Option<&Path>) -> Result<MergeReport> 
         .map(|id| (id.clone(), runs_dir.join(id)))
         .collect();
     let known = tracking::load_known(&previous)?;
-    let stats = finalize(&tmp, &outcomes, &run_id, &first.properties.detect_params()?, known)?;
+    let stats = finalize(tmp, &outcomes, &run_id, &first.properties.detect_params()?, known)?;
     let mut manifest = merged_manifest(&shards, outcomes.clone());
     stats.record(&mut manifest);
-    let dir = publish(&tmp, &dest, &mut manifest)?;
+    // A published run carries no marker: it is never replaced, by a merge or anything else.
+    let marker = tmp.join(OUTPUT_MARKER);
+    std::fs::remove_file(&marker).map_err(|e| Error::io(&marker, "removing the staging marker", e))?;
+    let dir = publish(tmp, &dest, &mut manifest)?;
+    let _ = scratch.keep();
     let failed = outcomes
         .iter()
         .filter(|o| o.status == TileStatus::Failed)
@@ -127,6 +142,22 @@ pub fn merge(shard_dirs: &[PathBuf], out: Option<&Path>) -> Result<MergeReport> 
         patches: stats.patches,
         failed,
     })
+}
+
+/// A folder of its own beside `dest` to build the merged run in, marked as landwatch's and
+/// locked while this merge lives: a later merge to `dest` removes it if this one is killed, and
+/// nothing else beside `dest` is ever removed.
+fn scratch_beside(dest: &Path) -> Result<(tempfile::TempDir, std::fs::File)> {
+    let parent = parent_of(dest);
+    std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, "creating folder", e))?;
+    let name = dest.file_name().map_or("run".into(), |n| n.to_string_lossy());
+    let scratch = tempfile::Builder::new()
+        .prefix(&format!(".{name}.staging-"))
+        .tempdir_in(&parent)
+        .map_err(|e| Error::io(&parent, "creating a folder to merge in", e))?;
+    let claim = ownership::claim(scratch.path())?;
+    ownership::remove_leftovers(dest)?;
+    Ok((scratch, claim))
 }
 
 /// Reads and cross-checks the shards: one run id, one N, every index exactly once.
