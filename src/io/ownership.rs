@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 /// The marker file in every output folder landwatch writes.
 pub const OUTPUT_MARKER: &str = ".landwatch-output";
 
-/// What an output folder written before the marker existed could hold: such a folder is still
-/// recognised as landwatch's when it holds its manifest and nothing else than these.
+/// What an output folder written before the marker existed could hold (a `detect` output, or a
+/// `rerun` one): such a folder is still recognised as landwatch's when it holds one of
+/// [`LEGACY_MANIFESTS`] and nothing else than these.
 const LEGACY_OUTPUT_ENTRIES: &[&str] = &[
     "patches.geojson",
     "patches.gpkg",
@@ -26,7 +27,12 @@ const LEGACY_OUTPUT_ENTRIES: &[&str] = &[
     "chips",
     "change.tif",
     "run.json",
+    "manifest.json",
+    "tiles",
 ];
+
+/// The manifests of a `detect` and of a `rerun` output.
+const LEGACY_MANIFESTS: &[&str] = &["run.json", "manifest.json"];
 
 /// The marker's contents: who wrote the folder and which of its entries.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -178,7 +184,7 @@ fn refuse_foreign_entries(target: &Path, entries: &[String], written: &[String])
 
 fn refuse_unless_legacy_output(target: &Path, entries: &[String]) -> Result<()> {
     let only_outputs = entries.iter().all(|e| LEGACY_OUTPUT_ENTRIES.contains(&e.as_str()));
-    if only_outputs && entries.iter().any(|e| e == "run.json") {
+    if only_outputs && entries.iter().any(|e| LEGACY_MANIFESTS.contains(&e.as_str())) {
         return Ok(());
     }
     let shown: Vec<&str> = entries.iter().take(3).map(String::as_str).collect();
@@ -287,6 +293,7 @@ mod tests {
     #[test]
     fn an_output_written_before_the_marker_is_recognised_by_its_files_alone() {
         check_replaceable(folder_with(&["run.json", "patches.geojson", "change.tif"]).path(), &[]).unwrap();
+        check_replaceable(folder_with(&["manifest.json", "patches.geojson", "tiles"]).path(), &[]).unwrap();
         assert!(check_replaceable(folder_with(&["patches.geojson"]).path(), &[]).is_err());
         assert!(check_replaceable(folder_with(&["run.json", "thesis.docx"]).path(), &[]).is_err());
     }
