@@ -320,6 +320,12 @@ fn datasets_command_aggregates_and_writes_the_table() {
     assert!(v["skipped"][0].as_str().unwrap_or("").starts_with("mystery"), "{v}");
     let md = std::fs::read_to_string(out.join("accuracy.md")).unwrap();
     assert!(md.contains("| dsifn-cd | 1 |"), "{md}");
+    // The protocol is on the table: landwatch's figures in-sample, the baseline untuned.
+    assert!(md.contains("px F1¹") && md.contains("In-sample"), "{md}");
+    assert!(
+        md.contains("baseline² px P") && md.contains("no tuned parameters"),
+        "{md}"
+    );
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(out.join("accuracy.json")).unwrap()).unwrap();
     assert_eq!(saved["datasets"][0]["landwatch"], d["landwatch"]);
 }

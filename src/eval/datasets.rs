@@ -1,4 +1,4 @@
-//! `landwatch eval datasets`: landwatch and the CVA + Otsu baseline over every labelled pair in
+//! `landwatch eval datasets`: landwatch and the standardised CVA baseline over every labelled pair in
 //! `../shared/datasets/`, aggregated per dataset.
 //!
 //! Each dataset folder holds `A/` (before), `B/` (after) and `label/` with matching names. What
@@ -13,7 +13,6 @@
 use super::baseline;
 use super::inputs::{self, Label, LabelSpec};
 use super::metrics::{self, Counts, Scores};
-use crate::detect::scene::BandMap;
 use crate::detect::{self, DetectRequest};
 use crate::model::Model;
 use crate::{Error, Result};
@@ -356,8 +355,7 @@ fn run_pair(
     let summary = detect::run(&req)?;
     let pred = inputs::read_prediction(&out_dir, &label)?;
     let landwatch = counts(&pred.ids, pred.patches, &label)?;
-    let bands = profile.bands.map(BandMap::parse).transpose()?;
-    let base_mask = baseline::cva_otsu(before, &after, bands.as_ref())?;
+    let base_mask = baseline::standardised_cva(before, &after)?;
     let baseline = metrics::evaluate_mask(&base_mask, &label.truth).ok_or_else(|| shape_error(&label, &after))?;
     let s = &summary.calibration.shift;
     Ok(PairResult {
@@ -393,6 +391,7 @@ fn shape_error(label: &Label, other: &Path) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::scene::BandMap;
 
     #[test]
     fn every_profile_has_a_parseable_band_map_and_sane_values() {

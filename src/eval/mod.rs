@@ -3,7 +3,7 @@
 //! Two commands:
 //! * `landwatch eval --pred RUN_DIR|patches.geojson|MASK.tif --label LABEL` scores one
 //!   prediction against one label raster, at pixel and patch level ([`metrics`]);
-//! * `landwatch eval datasets` runs landwatch and a plain CVA + Otsu baseline ([`baseline`]) on
+//! * `landwatch eval datasets` runs landwatch and a plain standardised CVA baseline ([`baseline`]) on
 //!   every labelled pair under `../shared/datasets/` and prints the accuracy table that goes
 //!   into the README ([`datasets`], [`report`]).
 //!
@@ -49,7 +49,7 @@ pub struct EvalArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum EvalCommand {
-    /// Run landwatch and the CVA + Otsu baseline on every labelled dataset; print the table.
+    /// Run landwatch and the standardised CVA baseline on every labelled dataset; print the table.
     Datasets(DatasetsArgs),
 }
 
