@@ -363,6 +363,7 @@ async fn keyboard_triage_crosses_page_boundaries() {
     );
     b.press(&["j"]).await;
     b.wait_for(&is_current(ids[201]), "j still works after loading").await;
+    b.screenshot("5-paging").await;
 
     // A link to a patch on a later page opens that patch.
     b.goto(&format!("{base}/#patch={}", ids[420])).await;
@@ -543,6 +544,42 @@ async fn reviewer_triages_with_the_keyboard_in_a_real_browser() {
         "verdicts kept after re-import",
     )
     .await;
+    // T-B came back with a shifted outline (IoU ≈ 0.8 with the one judged): flagged for
+    // re-review, with a badge, and the filter finds it.
+    assert_eq!(report.flagged_for_rereview, 1);
+    assert_eq!(
+        b.js(&format!(
+            "return document.querySelector('#queue li[data-id=\"{b_id}\"] .badge.rereview').textContent"
+        ))
+        .await,
+        "需复核"
+    );
+    assert_eq!(
+        b.js("return document.querySelectorAll('#queue li[data-rereview]').length")
+            .await,
+        1
+    );
+    b.click("#f-needs_rereview").await;
+    b.click("#filters button[type=submit]").await;
+    b.wait_for(
+        &format!("{QUEUE_LEN} === 1 && {}", is_current(b_id)),
+        "only the flagged patch listed",
+    )
+    .await;
+    b.wait_for(
+        "!document.getElementById('patch-rereview').hidden",
+        "flag shown on the patch",
+    )
+    .await;
+    assert!(b
+        .js("return document.getElementById('history').textContent")
+        .await
+        .as_str()
+        .unwrap()
+        .contains("轮廓已变化"));
+    b.screenshot("3-rereview").await;
+    b.click("#f-reset").await;
+    b.wait_for(&format!("{QUEUE_LEN} === 4"), "filter reset").await;
 
     // Switch to English.
     b.js("const s = document.getElementById('lang-select'); s.value = 'en'; s.dispatchEvent(new Event('change'));")
@@ -556,7 +593,7 @@ async fn reviewer_triages_with_the_keyboard_in_a_real_browser() {
     b.press(&["s"]).await;
     b.wait_for("!document.getElementById('chips-swipe').hidden", "swipe view")
         .await;
-    b.screenshot("3-english-swipe").await;
+    b.screenshot("4-english-swipe").await;
 
     // Log out.
     b.click("#logout").await;

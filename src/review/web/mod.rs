@@ -8,15 +8,20 @@
 //! | `GET /`, `GET /login` | any | the app (redirects to `/login` without a session), the login form |
 //! | `POST /login`, `POST /logout` | any / user | start / end a session |
 //! | `GET /api/me` | user | name, role, CSRF token |
+//! | `POST /api/me/password` | user | change one's own password (with the current one) |
 //! | `GET /api/facets` | user | values for the filter drop-downs |
-//! | `GET /api/patches?…` | user | the filtered queue and its counts |
-//! | `GET /api/patches/{id}` | user | attributes, geometry, current verdict, history |
+//! | `GET /api/patches?…&limit=&after=` | user | one page of the filtered queue, its counts, total and next link |
+//! | `GET /api/patches/{id}` | user | attributes, geometry, current verdict, history, events |
 //! | `GET /api/patches/{id}/chip/{before,after}` | user | chip image |
 //! | `POST /api/patches/{id}/verdict` | user | record a verdict (admins may change one) |
 //! | `POST /api/patches/{id}/reopen` | admin | reopen a decided patch |
-//! | `GET /api/overview` | user | every outline, for the SVG overview |
+//! | `GET /api/overview?…&limit=&after=` | user | one page of outlines, for the SVG overview |
 //! | `GET /api/export?format=geojson\|csv` | user | download the verdicts |
 //! | `GET/POST /api/admin/users`, `POST /api/admin/users/{id}/disabled` | admin | manage users |
+//! | `POST /api/admin/users/{id}/password`, `DELETE /api/admin/users/{id}` | admin | reset a password, remove an account |
+//!
+//! Sessions end server-side after [`users::SessionLimits`] (idle time, lifetime). The
+//! server stops gracefully on SIGTERM or Ctrl-C ([`serve`]).
 //!
 //! Against abuse: logins are throttled per account and per address ([`throttle`]) and their
 //! passwords checked outside the database lock, a few at a time; a request must name an
