@@ -23,6 +23,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
 use geo::{Area, BooleanOps, BoundingRect};
+use rstar::primitives::{GeomWithData, Rectangle};
+use rstar::{RTree, AABB};
 use rusqlite::{params, Transaction};
 use serde_json::{Map, Value};
 
@@ -80,6 +82,7 @@ pub fn import_run(store: &mut Store, run_dir: &Path, data_root: Option<&Path>) -
         unsafe_chip_paths,
         flagged_for_rereview: 0,
     };
+    let existing_boxes = BboxIndex::load(&tx)?;
     let mut claimed = BTreeSet::new();
     for f in &features {
         let existing = match match_by_track(&tx, &f.track_id, &claimed)? {
@@ -88,7 +91,7 @@ pub fn import_run(store: &mut Store, run_dir: &Path, data_root: Option<&Path>) -
                 Some(id)
             }
             None => {
-                let hit = match_by_overlap(&tx, f, &claimed)?;
+                let hit = match_by_overlap(&tx, &existing_boxes, f, &claimed)?;
                 report.matched_by_overlap += usize::from(hit.is_some());
                 hit
             }
@@ -261,23 +264,52 @@ fn match_by_track(tx: &Transaction<'_>, track_id: &str, claimed: &BTreeSet<i64>)
     Ok(id.filter(|id| !claimed.contains(id)))
 }
 
-/// The unclaimed existing patch with the highest polygon IoU (at least [`MIN_IOU`]).
-fn match_by_overlap(tx: &Transaction<'_>, f: &Incoming, claimed: &BTreeSet<i64>) -> ReviewResult<Option<i64>> {
-    let [minx, miny, maxx, maxy] = f.bbox;
-    let mut stmt = tx.prepare(
-        "SELECT id, geometry FROM patches
-         WHERE maxx >= ?1 AND minx <= ?3 AND maxy >= ?2 AND miny <= ?4 ORDER BY id",
-    )?;
-    let candidates = stmt
-        .query_map(params![minx, miny, maxx, maxy], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+/// The bounding boxes of the patches stored before an import, so that finding the overlap
+/// candidates of a feature does not scan half the table each time (with tens of thousands
+/// of patches that made an import take minutes). Patches added by the import itself need
+/// not be in it: they are claimed, so never candidates.
+struct BboxIndex(RTree<GeomWithData<Rectangle<[f64; 2]>, i64>>);
+
+impl BboxIndex {
+    fn load(tx: &Transaction<'_>) -> ReviewResult<BboxIndex> {
+        let mut stmt = tx.prepare("SELECT id, minx, miny, maxx, maxy FROM patches")?;
+        let boxes = stmt
+            .query_map([], |r| {
+                let rect = Rectangle::from_corners([r.get(1)?, r.get(2)?], [r.get(3)?, r.get(4)?]);
+                Ok(GeomWithData::new(rect, r.get::<_, i64>(0)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(BboxIndex(RTree::bulk_load(boxes)))
+    }
+
+    /// Ids of the stored patches whose bounding box meets `bbox` (edges included), ascending.
+    fn candidates(&self, [minx, miny, maxx, maxy]: [f64; 4]) -> Vec<i64> {
+        let envelope = AABB::from_corners([minx, miny], [maxx, maxy]);
+        let mut ids: Vec<i64> = self
+            .0
+            .locate_in_envelope_intersecting(&envelope)
+            .map(|b| b.data)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
+/// The unclaimed existing patch with the highest polygon IoU (at least [`MIN_IOU`]); on a
+/// tie the lowest id.
+fn match_by_overlap(
+    tx: &Transaction<'_>,
+    boxes: &BboxIndex,
+    f: &Incoming,
+    claimed: &BTreeSet<i64>,
+) -> ReviewResult<Option<i64>> {
+    let mut geometry_of = tx.prepare_cached("SELECT geometry FROM patches WHERE id = ?1")?;
     let mut best: Option<(f64, i64)> = None;
-    for (id, geometry) in candidates {
+    for id in boxes.candidates(f.bbox) {
         if claimed.contains(&id) {
             continue;
         }
+        let geometry: String = geometry_of.query_row([id], |r| r.get(0))?;
         let Ok(value) = serde_json::from_str::<Value>(&geometry) else {
             continue;
         };
