@@ -71,38 +71,20 @@ impl HashCost {
     /// A cost of `memory_kib` KiB, `iterations` passes and `parallelism` lanes; refuses
     /// values below [`HashCost::MINIMUM`] or above the maximums, naming the flag.
     pub fn new(memory_kib: u32, iterations: u32, parallelism: u32) -> ReviewResult<HashCost> {
-        let check = |value: u32, min: u32, max: u32, flag: &str, unit: &str| {
+        let check = |value: u32, min: u32, max: u32, name: &str, unit: &str| {
             if (min..=max).contains(&value) {
-                Ok(())
-            } else {
-                Err(ReviewError::BadInput(format!(
-                    "--{flag} {value} is outside {min}–{max}{unit}: lower is not safe against \
-                     password cracking, higher makes every login too slow"
-                )))
+                return Ok(());
             }
+            let env = name.replace('-', "_").to_uppercase();
+            Err(ReviewError::BadInput(format!(
+                "--argon2-{name} (or LANDWATCH_ARGON2_{env}) {value} is outside {min}–{max}{unit}: \
+                 lower is not safe against password cracking, higher makes every login too slow"
+            )))
         };
         let min = HashCost::MINIMUM;
-        check(
-            memory_kib,
-            min.memory_kib,
-            Self::MAX_MEMORY_KIB,
-            "argon2-memory-kib",
-            " KiB",
-        )?;
-        check(
-            iterations,
-            min.iterations,
-            Self::MAX_ITERATIONS,
-            "argon2-iterations",
-            "",
-        )?;
-        check(
-            parallelism,
-            min.parallelism,
-            Self::MAX_PARALLELISM,
-            "argon2-parallelism",
-            "",
-        )?;
+        check(memory_kib, min.memory_kib, Self::MAX_MEMORY_KIB, "memory-kib", " KiB")?;
+        check(iterations, min.iterations, Self::MAX_ITERATIONS, "iterations", "")?;
+        check(parallelism, min.parallelism, Self::MAX_PARALLELISM, "parallelism", "")?;
         // Argon2 needs at least 8 KiB per lane.
         if memory_kib < 8 * parallelism {
             return Err(ReviewError::BadInput(format!(
