@@ -251,8 +251,9 @@ async fn wait_app_ready(b: &Browser) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn reviewer_triages_with_the_keyboard_in_a_real_browser() {
+/// chromedriver and chromium, or `None` (after saying the test `name` is SKIPPED) when
+/// chromedriver is missing and `CI` is not set.
+fn browser_tools(name: &str) -> Option<(PathBuf, PathBuf)> {
     let Some(driver) = find_exe("CHROMEDRIVER", &["chromedriver"]) else {
         if std::env::var_os("CI").is_some() {
             panic!("CI is set but chromedriver is missing: apt-get install -y chromium chromium-driver");
@@ -260,13 +261,123 @@ async fn reviewer_triages_with_the_keyboard_in_a_real_browser() {
         // Straight to stderr (not eprintln!), so the test harness does not swallow it.
         let _ = std::io::Write::write_all(
             &mut std::io::stderr(),
-            b"SKIPPED reviewer_triages_with_the_keyboard_in_a_real_browser: chromedriver not found \
-              (apt-get install -y chromium chromium-driver; with CI set this test fails instead)\n",
+            format!(
+                "SKIPPED {name}: chromedriver not found \
+                 (apt-get install -y chromium chromium-driver; with CI set this test fails instead)\n"
+            )
+            .as_bytes(),
         );
-        return;
+        return None;
     };
     let chrome = find_exe("CHROME_BIN", &["chromium", "chromium-browser", "google-chrome"])
         .expect("chromedriver is installed but no chromium binary found (set CHROME_BIN)");
+    Some((driver, chrome))
+}
+
+/// Logs `name` in through the login form and waits for the app.
+async fn log_in(b: &Browser, base: &str, name: &str) {
+    b.goto(&format!("{base}/login")).await;
+    b.type_into("#login-name", name).await;
+    b.type_into("#login-password", PASSWORD).await;
+    b.click("#login-submit").await;
+    wait_app_ready(b).await;
+}
+
+/// JS: true when the open patch is `id`.
+fn is_current(id: i64) -> String {
+    format!("(document.querySelector('#queue li.current') || {{dataset: {{}}}}).dataset.id === '{id}'")
+}
+
+const QUEUE_LEN: &str = "document.querySelectorAll('#queue li.q-item').length";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyboard_triage_crosses_page_boundaries() {
+    let Some((driver, chrome)) = browser_tools("keyboard_triage_crosses_page_boundaries") else {
+        return;
+    };
+    let fx = Fixture::with_first_run(&grid_specs(450));
+    let base = fx.start_server().await;
+    let ids: Vec<i64> = {
+        let c = Client::login(&base, "rev").await;
+        let q = c.get_json("/api/patches?limit=1000").await;
+        q["patches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids.len(), 450);
+    let b = Browser::start(&driver, &chrome).await;
+    log_in(&b, &base, "rev").await;
+
+    // One page of 200 at first, with a way to load more.
+    assert_eq!(b.js(&format!("return {QUEUE_LEN}")).await, 200);
+    assert_eq!(
+        b.js("return document.getElementById('queue-count').textContent").await,
+        "(450)"
+    );
+    assert_eq!(b.js("return !!document.getElementById('queue-more')").await, true);
+    assert_eq!(
+        b.js("return document.querySelectorAll('#overview svg path').length")
+            .await,
+        200
+    );
+
+    // j on the last loaded patch loads the next page and moves on; k comes back.
+    b.click(&format!("#queue li[data-id=\"{}\"]", ids[199])).await;
+    b.wait_for(&is_current(ids[199]), "last patch of page 1 open").await;
+    b.press(&["j"]).await;
+    b.wait_for(
+        &format!("{} && {QUEUE_LEN} === 400", is_current(ids[200])),
+        "j crosses into page 2",
+    )
+    .await;
+    b.press(&["k"]).await;
+    b.wait_for(&is_current(ids[199]), "k back to page 1").await;
+
+    // A verdict moves on without reloading (and losing) the pages already loaded.
+    b.press(&["2", ENTER]).await;
+    b.wait_for(&format!("{} === 'illegal'", queue_status(ids[199])), "judged")
+        .await;
+    b.wait_for(&is_current(ids[200]), "moved to the next patch").await;
+    assert_eq!(b.js(&format!("return {QUEUE_LEN}")).await, 400);
+    b.wait_for(
+        "document.querySelector('#counts .st-unreviewed').textContent === '未核 449'",
+        "counts refreshed",
+    )
+    .await;
+
+    // Scrolling to the end of the list loads the rest; then there is no more to load.
+    b.js("const q = document.getElementById('queue'); q.scrollTop = q.scrollHeight; q.dispatchEvent(new Event('scroll'));")
+        .await;
+    b.wait_for(
+        &format!("{QUEUE_LEN} === 450 && !document.getElementById('queue-more')"),
+        "all pages loaded",
+    )
+    .await;
+    assert_eq!(
+        b.js("return document.querySelectorAll('#overview svg path').length")
+            .await,
+        450
+    );
+    b.press(&["j"]).await;
+    b.wait_for(&is_current(ids[201]), "j still works after loading").await;
+    b.screenshot("5-paging").await;
+
+    // A link to a patch on a later page opens that patch.
+    b.goto(&format!("{base}/#patch={}", ids[420])).await;
+    b.refresh().await;
+    wait_app_ready(&b).await;
+    b.wait_for(&is_current(ids[420]), "linked patch on page 3 open").await;
+    b.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reviewer_triages_with_the_keyboard_in_a_real_browser() {
+    let Some((driver, chrome)) = browser_tools("reviewer_triages_with_the_keyboard_in_a_real_browser") else {
+        return;
+    };
 
     let fx = Fixture::new();
     let base = fx.start_server().await;
@@ -433,6 +544,42 @@ async fn reviewer_triages_with_the_keyboard_in_a_real_browser() {
         "verdicts kept after re-import",
     )
     .await;
+    // T-B came back with a shifted outline (IoU ≈ 0.8 with the one judged): flagged for
+    // re-review, with a badge, and the filter finds it.
+    assert_eq!(report.flagged_for_rereview, 1);
+    assert_eq!(
+        b.js(&format!(
+            "return document.querySelector('#queue li[data-id=\"{b_id}\"] .badge.rereview').textContent"
+        ))
+        .await,
+        "需复核"
+    );
+    assert_eq!(
+        b.js("return document.querySelectorAll('#queue li[data-rereview]').length")
+            .await,
+        1
+    );
+    b.click("#f-needs_rereview").await;
+    b.click("#filters button[type=submit]").await;
+    b.wait_for(
+        &format!("{QUEUE_LEN} === 1 && {}", is_current(b_id)),
+        "only the flagged patch listed",
+    )
+    .await;
+    b.wait_for(
+        "!document.getElementById('patch-rereview').hidden",
+        "flag shown on the patch",
+    )
+    .await;
+    assert!(b
+        .js("return document.getElementById('history').textContent")
+        .await
+        .as_str()
+        .unwrap()
+        .contains("轮廓已变化"));
+    b.screenshot("3-rereview").await;
+    b.click("#f-reset").await;
+    b.wait_for(&format!("{QUEUE_LEN} === 4"), "filter reset").await;
 
     // Switch to English.
     b.js("const s = document.getElementById('lang-select'); s.value = 'en'; s.dispatchEvent(new Event('change'));")
@@ -446,7 +593,7 @@ async fn reviewer_triages_with_the_keyboard_in_a_real_browser() {
     b.press(&["s"]).await;
     b.wait_for("!document.getElementById('chips-swipe').hidden", "swipe view")
         .await;
-    b.screenshot("3-english-swipe").await;
+    b.screenshot("4-english-swipe").await;
 
     // Log out.
     b.click("#logout").await;

@@ -140,7 +140,7 @@ fn serve_args(args: &[&str]) -> Result<landwatch::review::ServeArgs, clap::Error
 #[test]
 fn serve_flags_set_the_abuse_limits_and_bad_values_are_refused() {
     use std::time::Duration;
-    let d = serve_args(&[]).unwrap().options();
+    let d = serve_args(&[]).unwrap().options().unwrap();
     assert_eq!(d.login_limits.max_failures_per_account, 5);
     assert_eq!(d.login_limits.max_failures_per_address, 20);
     assert_eq!(d.login_limits.lockout, Duration::from_secs(60));
@@ -169,7 +169,8 @@ fn serve_flags_set_the_abuse_limits_and_bad_values_are_refused() {
         "review-pc.lan:8080",
     ])
     .unwrap()
-    .options();
+    .options()
+    .unwrap();
     assert_eq!(o.login_limits.max_failures_per_account, 3);
     assert_eq!(o.login_limits.max_failures_per_address, 0);
     assert_eq!(o.login_limits.window, Duration::from_secs(120));
@@ -194,7 +195,7 @@ fn serve_flags_set_the_abuse_limits_and_bad_values_are_refused() {
         &["--public-origin", "https://review.example.gov.cn/app"],
         &["--allowed-host", "http://review-pc/"],
     ] {
-        let options = serve_args(bad).unwrap().options();
+        let options = serve_args(bad).unwrap().options().unwrap();
         let store = Store::open(&tmp.path().join("r.sqlite")).unwrap();
         let err = landwatch::review::web::AppState::new(store, tmp.path(), options)
             .err()
@@ -202,5 +203,47 @@ fn serve_flags_set_the_abuse_limits_and_bad_values_are_refused() {
         let err = landwatch::Error::from(err);
         assert_eq!(err.exit_code(), 2, "{err}");
         assert!(err.to_string().contains(bad[0]), "{err}");
+    }
+}
+
+#[test]
+fn serve_flags_set_session_limits_and_the_argon2_cost() {
+    use landwatch::review::users::{HashCost, SessionLimits};
+    use std::time::Duration;
+    let d = serve_args(&[]).unwrap().options().unwrap();
+    assert_eq!(d.session_limits, SessionLimits::default());
+    assert_eq!(d.session_limits.idle, Duration::from_secs(8 * 3600));
+    assert_eq!(d.session_limits.max_lifetime, Duration::from_secs(12 * 3600));
+    assert_eq!(d.password_cost, HashCost::MINIMUM);
+
+    let o = serve_args(&[
+        "--session-idle-timeout",
+        "1800",
+        "--session-max-lifetime",
+        "36000",
+        "--argon2-memory-kib",
+        "65536",
+        "--argon2-iterations",
+        "3",
+        "--argon2-parallelism",
+        "4",
+    ])
+    .unwrap()
+    .options()
+    .unwrap();
+    assert_eq!(o.session_limits.idle, Duration::from_secs(1800));
+    assert_eq!(o.session_limits.max_lifetime, Duration::from_secs(36000));
+    assert_eq!(o.password_cost, HashCost::new(65536, 3, 4).unwrap());
+
+    assert!(serve_args(&["--session-idle-timeout", "0"]).is_err());
+    assert!(serve_args(&["--session-max-lifetime", "soon"]).is_err());
+    for (bad, named) in [
+        (&["--argon2-memory-kib", "4096"][..], "--argon2-memory-kib"),
+        (&["--argon2-iterations", "1"], "--argon2-iterations"),
+        (&["--argon2-parallelism", "1000"], "--argon2-parallelism"),
+    ] {
+        let err = serve_args(bad).unwrap().options().unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+        assert!(err.to_string().contains(named), "{err}");
     }
 }

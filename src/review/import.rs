@@ -9,11 +9,22 @@
 //! A matched patch keeps its row, verdict and history; its geometry, attributes and chip
 //! paths are replaced by the new run's. Each existing patch is matched at most once per
 //! import. The whole import is one transaction: it lands completely or not at all.
+//!
+//! A verdict is about an outline. When a matched patch is decided and its new outline
+//! differs materially from the one its verdict was made on — IoU below
+//! [`REREVIEW_MIN_IOU`] or area changed by more than [`REREVIEW_MAX_AREA_CHANGE`] — it is
+//! flagged `needs_rereview` and an `outline_changed` audit row (IoU, area change, run) is
+//! appended to `patch_events`; the verdict and its history stay. The flag stays until
+//! somebody decides the patch again (any reviewer may) or an admin reopens it. Comparing
+//! with the verdict's outline rather than the previous run's means slow drift over many
+//! runs is caught too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
 use geo::{Area, BooleanOps, BoundingRect};
+use rstar::primitives::{GeomWithData, Rectangle};
+use rstar::{RTree, AABB};
 use rusqlite::{params, Transaction};
 use serde_json::{Map, Value};
 
@@ -21,6 +32,12 @@ use super::store::{now_text, optional, ReviewError, ReviewResult, Store};
 
 /// Smallest intersection-over-union for two polygons to count as the same patch.
 pub const MIN_IOU: f64 = 0.5;
+/// A decided patch whose new outline has a lower IoU with its verdict's outline is
+/// flagged for re-review.
+pub const REREVIEW_MIN_IOU: f64 = 0.9;
+/// A decided patch whose area grew or shrank by more than this fraction of its verdict's
+/// outline's area is flagged for re-review.
+pub const REREVIEW_MAX_AREA_CHANGE: f64 = 0.10;
 
 /// What an import did.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -33,6 +50,8 @@ pub struct ImportReport {
     /// Features whose chip paths are absolute or leave the run folder; they are stored
     /// but the server will refuse to serve those chips.
     pub unsafe_chip_paths: usize,
+    /// Decided patches newly flagged for re-review because their outline changed.
+    pub flagged_for_rereview: usize,
 }
 
 /// One feature of `patches.geojson`, checked and ready to store.
@@ -61,7 +80,9 @@ pub fn import_run(store: &mut Store, run_dir: &Path, data_root: Option<&Path>) -
         matched_by_track: 0,
         matched_by_overlap: 0,
         unsafe_chip_paths,
+        flagged_for_rereview: 0,
     };
+    let existing_boxes = BboxIndex::load(&tx)?;
     let mut claimed = BTreeSet::new();
     for f in &features {
         let existing = match match_by_track(&tx, &f.track_id, &claimed)? {
@@ -70,13 +91,16 @@ pub fn import_run(store: &mut Store, run_dir: &Path, data_root: Option<&Path>) -
                 Some(id)
             }
             None => {
-                let hit = match_by_overlap(&tx, f, &claimed)?;
+                let hit = match_by_overlap(&tx, &existing_boxes, f, &claimed)?;
                 report.matched_by_overlap += usize::from(hit.is_some());
                 hit
             }
         };
         let id = match existing {
             Some(id) => {
+                if flag_if_outline_changed(&tx, id, run_id, f)? {
+                    report.flagged_for_rereview += 1;
+                }
                 update_patch(&tx, id, run_id, f)?;
                 id
             }
@@ -240,23 +264,52 @@ fn match_by_track(tx: &Transaction<'_>, track_id: &str, claimed: &BTreeSet<i64>)
     Ok(id.filter(|id| !claimed.contains(id)))
 }
 
-/// The unclaimed existing patch with the highest polygon IoU (at least [`MIN_IOU`]).
-fn match_by_overlap(tx: &Transaction<'_>, f: &Incoming, claimed: &BTreeSet<i64>) -> ReviewResult<Option<i64>> {
-    let [minx, miny, maxx, maxy] = f.bbox;
-    let mut stmt = tx.prepare(
-        "SELECT id, geometry FROM patches
-         WHERE maxx >= ?1 AND minx <= ?3 AND maxy >= ?2 AND miny <= ?4 ORDER BY id",
-    )?;
-    let candidates = stmt
-        .query_map(params![minx, miny, maxx, maxy], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+/// The bounding boxes of the patches stored before an import, so that finding the overlap
+/// candidates of a feature does not scan half the table each time (with tens of thousands
+/// of patches that made an import take minutes). Patches added by the import itself need
+/// not be in it: they are claimed, so never candidates.
+struct BboxIndex(RTree<GeomWithData<Rectangle<[f64; 2]>, i64>>);
+
+impl BboxIndex {
+    fn load(tx: &Transaction<'_>) -> ReviewResult<BboxIndex> {
+        let mut stmt = tx.prepare("SELECT id, minx, miny, maxx, maxy FROM patches")?;
+        let boxes = stmt
+            .query_map([], |r| {
+                let rect = Rectangle::from_corners([r.get(1)?, r.get(2)?], [r.get(3)?, r.get(4)?]);
+                Ok(GeomWithData::new(rect, r.get::<_, i64>(0)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(BboxIndex(RTree::bulk_load(boxes)))
+    }
+
+    /// Ids of the stored patches whose bounding box meets `bbox` (edges included), ascending.
+    fn candidates(&self, [minx, miny, maxx, maxy]: [f64; 4]) -> Vec<i64> {
+        let envelope = AABB::from_corners([minx, miny], [maxx, maxy]);
+        let mut ids: Vec<i64> = self
+            .0
+            .locate_in_envelope_intersecting(&envelope)
+            .map(|b| b.data)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
+/// The unclaimed existing patch with the highest polygon IoU (at least [`MIN_IOU`]); on a
+/// tie the lowest id.
+fn match_by_overlap(
+    tx: &Transaction<'_>,
+    boxes: &BboxIndex,
+    f: &Incoming,
+    claimed: &BTreeSet<i64>,
+) -> ReviewResult<Option<i64>> {
+    let mut geometry_of = tx.prepare_cached("SELECT geometry FROM patches WHERE id = ?1")?;
     let mut best: Option<(f64, i64)> = None;
-    for (id, geometry) in candidates {
+    for id in boxes.candidates(f.bbox) {
         if claimed.contains(&id) {
             continue;
         }
+        let geometry: String = geometry_of.query_row([id], |r| r.get(0))?;
         let Ok(value) = serde_json::from_str::<Value>(&geometry) else {
             continue;
         };
@@ -269,6 +322,100 @@ fn match_by_overlap(tx: &Transaction<'_>, f: &Incoming, claimed: &BTreeSet<i64>)
         }
     }
     Ok(best.map(|(_, id)| id))
+}
+
+/// How an outline changed since a verdict.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutlineChange {
+    /// Intersection over union of the verdict's outline and the new one.
+    pub iou: f64,
+    /// (new area − old area) / old area.
+    pub area_change: f64,
+}
+
+impl OutlineChange {
+    /// Measures the change from `old` to `new`.
+    pub fn between(old: &geo::MultiPolygon<f64>, new: &geo::MultiPolygon<f64>) -> OutlineChange {
+        let old_area = old.unsigned_area();
+        let area_change = if old_area > 0.0 {
+            (new.unsigned_area() - old_area) / old_area
+        } else {
+            f64::INFINITY
+        };
+        OutlineChange {
+            iou: iou(old, new),
+            area_change,
+        }
+    }
+
+    /// Whether the change is large enough that the verdict may no longer fit.
+    pub fn is_material(&self) -> bool {
+        self.iou < REREVIEW_MIN_IOU || self.area_change.abs() > REREVIEW_MAX_AREA_CHANGE
+    }
+}
+
+/// The outline (GeoJSON text) patch `id`'s current verdict was made on, or `None` when the
+/// patch is undecided. Verdicts recorded before outlines were kept with them fall back to
+/// the patch's stored outline (the one being replaced).
+fn decided_outline(tx: &Transaction<'_>, id: i64) -> ReviewResult<Option<String>> {
+    let latest: Option<(String, Option<String>)> = optional(tx.query_row(
+        "SELECT new_status, geometry FROM verdicts WHERE patch_id = ?1 ORDER BY id DESC LIMIT 1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    ))?;
+    match latest {
+        None => Ok(None),
+        Some((status, _)) if status == "unreviewed" => Ok(None),
+        Some((_, Some(geometry))) => Ok(Some(geometry)),
+        Some((_, None)) => Ok(Some(tx.query_row(
+            "SELECT geometry FROM patches WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )?)),
+    }
+}
+
+/// Flags decided patch `id` for re-review, with an audit row, when the incoming outline
+/// differs materially from its verdict's. Returns whether it was newly flagged; a patch
+/// already flagged stays so without another row.
+fn flag_if_outline_changed(tx: &Transaction<'_>, id: i64, run_id: i64, f: &Incoming) -> ReviewResult<bool> {
+    let flagged: bool = tx.query_row("SELECT needs_rereview <> 0 FROM patches WHERE id = ?1", [id], |r| {
+        r.get(0)
+    })?;
+    if flagged {
+        return Ok(false);
+    }
+    let Some(outline) = decided_outline(tx, id)? else {
+        return Ok(false);
+    };
+    let old = serde_json::from_str::<Value>(&outline)
+        .map_err(|e| e.to_string())
+        .and_then(|v| to_multipolygon(&v))
+        .map_err(|e| ReviewError::BadInput(format!("stored outline of patch {id}: {e}")))?;
+    let change = OutlineChange::between(&old, &f.shape);
+    if !change.is_material() {
+        return Ok(false);
+    }
+    tx.execute("UPDATE patches SET needs_rereview = 1 WHERE id = ?1", [id])?;
+    let detail = serde_json::json!({
+        "iou": round4(change.iou),
+        "area_change": if change.area_change.is_finite() { json_number(round4(change.area_change)) } else { Value::Null },
+        "min_iou": REREVIEW_MIN_IOU,
+        "max_area_change": REREVIEW_MAX_AREA_CHANGE,
+    });
+    tx.execute(
+        "INSERT INTO patch_events (patch_id, run_id, at, kind, detail) VALUES (?1, ?2, ?3, 'outline_changed', ?4)",
+        params![id, run_id, now_text(), detail.to_string()],
+    )?;
+    Ok(true)
+}
+
+fn round4(v: f64) -> f64 {
+    (v * 10_000.0).round() / 10_000.0
+}
+
+fn json_number(v: f64) -> Value {
+    serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)
 }
 
 /// Intersection over union of two polygon sets (0 when both are empty).
@@ -377,4 +524,39 @@ pub fn run_dirs(store: &Store) -> ReviewResult<BTreeMap<i64, PathBuf>> {
         .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows.into_iter().map(|(id, d)| (id, PathBuf::from(d))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn square(x: f64, y: f64, side: f64) -> geo::MultiPolygon<f64> {
+        let ring = vec![(x, y), (x + side, y), (x + side, y + side), (x, y + side), (x, y)];
+        geo::MultiPolygon(vec![geo::Polygon::new(geo::LineString::from(ring), vec![])])
+    }
+
+    #[test]
+    fn outline_changes_are_material_below_iou_0_9_or_beyond_10_percent_area() {
+        let old = square(0.0, 0.0, 10.0);
+        let same = OutlineChange::between(&old, &square(0.0, 0.0, 10.0));
+        assert!((same.iou - 1.0).abs() < 1e-9 && same.area_change.abs() < 1e-9);
+        assert!(!same.is_material());
+        // Shifted by 5 %: IoU 0.905, same area — not material.
+        let shifted = OutlineChange::between(&old, &square(0.5, 0.0, 10.0));
+        assert!(shifted.iou > 0.9 && !shifted.is_material(), "{shifted:?}");
+        // Shifted by 6 %: IoU 0.887 — material although the area is unchanged.
+        let moved = OutlineChange::between(&old, &square(0.6, 0.0, 10.0));
+        assert!(moved.iou < 0.9 && moved.is_material(), "{moved:?}");
+        // Grown by 10.25 % around the old outline: IoU 0.907 passes, the area rule flags it.
+        let grown = OutlineChange::between(&old, &square(0.0, 0.0, 10.5));
+        assert!(
+            grown.iou > 0.9 && grown.area_change > 0.1 && grown.is_material(),
+            "{grown:?}"
+        );
+        // Shrunk by 9.75 %: IoU 0.9025, area within 10 % — not material.
+        let shrunk = OutlineChange::between(&old, &square(0.0, 0.0, 9.5));
+        assert!(!shrunk.is_material(), "{shrunk:?}");
+        // From nothing to something is always material.
+        assert!(OutlineChange::between(&geo::MultiPolygon(vec![]), &old).is_material());
+    }
 }

@@ -13,7 +13,8 @@
 //!   reviewer fields (NYQK/PDJG/BZ) filled;
 //! * [`web`]: the axum server and the embedded zh-CN/English page.
 //!
-//! The CLI is `landwatch review serve|import|user add|export` ([`ReviewCmd`], [`cli_main`]).
+//! The CLI is `landwatch review serve|import|user add|passwd|remove|list|export`
+//! ([`ReviewCmd`], [`cli_main`]).
 
 pub mod chips;
 pub mod export;
@@ -33,6 +34,51 @@ pub use store::{ReviewError, Store};
 
 /// Name of the environment variable `user add` reads the password from.
 pub const PASSWORD_ENV: &str = "LANDWATCH_PASSWORD";
+/// Environment variables that set the argon2 cost when the flags are not given.
+pub const ARGON2_MEMORY_ENV: &str = "LANDWATCH_ARGON2_MEMORY_KIB";
+pub const ARGON2_ITERATIONS_ENV: &str = "LANDWATCH_ARGON2_ITERATIONS";
+pub const ARGON2_PARALLELISM_ENV: &str = "LANDWATCH_ARGON2_PARALLELISM";
+
+/// The cost of new password hashes: flag, else environment variable, else the minimum
+/// (which is also the default). Stored hashes keep verifying whatever is chosen here.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Argon2Args {
+    /// Memory per password hash in KiB (at least 19456; env LANDWATCH_ARGON2_MEMORY_KIB).
+    #[arg(long, value_name = "KIB")]
+    pub argon2_memory_kib: Option<u32>,
+    /// Passes per password hash (at least 2; env LANDWATCH_ARGON2_ITERATIONS).
+    #[arg(long, value_name = "N")]
+    pub argon2_iterations: Option<u32>,
+    /// Lanes per password hash (at least 1; env LANDWATCH_ARGON2_PARALLELISM).
+    #[arg(long, value_name = "N")]
+    pub argon2_parallelism: Option<u32>,
+}
+
+impl Argon2Args {
+    /// The cost asked for; refuses values below the safe minimum (exit 2, naming the flag
+    /// or variable).
+    pub fn cost(&self) -> crate::Result<users::HashCost> {
+        let min = users::HashCost::MINIMUM;
+        let memory = flag_or_env(self.argon2_memory_kib, ARGON2_MEMORY_ENV, min.memory_kib())?;
+        let iterations = flag_or_env(self.argon2_iterations, ARGON2_ITERATIONS_ENV, min.iterations())?;
+        let parallelism = flag_or_env(self.argon2_parallelism, ARGON2_PARALLELISM_ENV, min.parallelism())?;
+        Ok(users::HashCost::new(memory, iterations, parallelism)?)
+    }
+}
+
+/// `flag` when given, else the environment variable `env` (a whole number), else `default`.
+fn flag_or_env(flag: Option<u32>, env: &str, default: u32) -> crate::Result<u32> {
+    if let Some(v) = flag {
+        return Ok(v);
+    }
+    match std::env::var(env) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| crate::Error::Usage(format!("{env}={text:?} is not a whole number; unset it or fix it"))),
+        Err(_) => Ok(default),
+    }
+}
 
 /// `landwatch review ...`
 #[derive(Debug, clap::Subcommand)]
@@ -93,13 +139,21 @@ pub struct ServeArgs {
     /// Seconds a request has to be sent and answered before it gets 408.
     #[arg(long, default_value_t = 60, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout: u64,
+    /// Seconds a session may go unused before it ends (default 8 h).
+    #[arg(long, default_value_t = 8 * 3600, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(60..))]
+    pub session_idle_timeout: u64,
+    /// Seconds after login a session ends however busy (default 12 h).
+    #[arg(long, default_value_t = 12 * 3600, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(60..))]
+    pub session_max_lifetime: u64,
+    #[command(flatten)]
+    pub argon2: Argon2Args,
 }
 
 impl ServeArgs {
-    /// The server options these arguments ask for.
-    pub fn options(&self) -> web::ServeOptions {
+    /// The server options these arguments ask for; fails (exit 2) on an unsafe argon2 cost.
+    pub fn options(&self) -> crate::Result<web::ServeOptions> {
         let secs = std::time::Duration::from_secs;
-        web::ServeOptions {
+        Ok(web::ServeOptions {
             secure_cookie: self.secure_cookie,
             public_origin: self.public_origin.clone(),
             allowed_hosts: self.allowed_hosts.clone(),
@@ -112,7 +166,12 @@ impl ServeArgs {
             },
             header_read_timeout: secs(self.header_read_timeout),
             request_timeout: secs(self.request_timeout),
-        }
+            session_limits: users::SessionLimits {
+                idle: secs(self.session_idle_timeout),
+                max_lifetime: secs(self.session_max_lifetime),
+            },
+            password_cost: self.argon2.cost()?,
+        })
     }
 }
 
@@ -133,11 +192,33 @@ pub enum UserCmd {
     /// Add a user. The password is read from standard input (--password-stdin) or from
     /// the LANDWATCH_PASSWORD environment variable, never from the command line.
     Add(UserAddArgs),
-    /// List users.
+    /// Set a user's password (read like `add` reads it); ends all of the user's sessions.
+    Passwd(UserPasswdArgs),
+    /// Remove a user: no more logins, sessions ended; past verdicts keep the name.
+    Remove {
+        /// Login name.
+        name: String,
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// List users (id, name, role, active/disabled/removed).
     List {
         #[arg(long)]
         db: PathBuf,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UserPasswdArgs {
+    /// Login name.
+    pub name: String,
+    #[arg(long)]
+    pub db: PathBuf,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub argon2: Argon2Args,
 }
 
 #[derive(Debug, clap::Args)]
@@ -152,6 +233,8 @@ pub struct UserAddArgs {
     /// Read the password from the first line of standard input.
     #[arg(long)]
     pub password_stdin: bool,
+    #[command(flatten)]
+    pub argon2: Argon2Args,
 }
 
 #[derive(Debug, clap::Args)]
@@ -171,14 +254,17 @@ pub fn cli_main(cmd: ReviewCmd) -> crate::Result<i32> {
         ReviewCmd::Serve(a) => serve_cmd(a),
         ReviewCmd::Import(a) => import_cmd(a),
         ReviewCmd::User(UserCmd::Add(a)) => user_add_cmd(a),
+        ReviewCmd::User(UserCmd::Passwd(a)) => user_passwd_cmd(a),
+        ReviewCmd::User(UserCmd::Remove { name, db }) => user_remove_cmd(&name, db),
         ReviewCmd::User(UserCmd::List { db }) => user_list_cmd(db),
         ReviewCmd::Export(a) => export_cmd(a),
     }
 }
 
 fn serve_cmd(a: ServeArgs) -> crate::Result<i32> {
+    let options = a.options()?;
     let store = Store::open(&a.db)?;
-    let state = web::AppState::new(store, &a.data, a.options())?;
+    let state = web::AppState::new(store, &a.data, options)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -199,6 +285,12 @@ fn import_cmd(a: ImportArgs) -> crate::Result<i32> {
         r.matched_by_track,
         r.matched_by_overlap
     );
+    if r.flagged_for_rereview > 0 {
+        println!(
+            "{} decided patches changed outline since their verdict and are flagged for re-review",
+            r.flagged_for_rereview
+        );
+    }
     if r.unsafe_chip_paths > 0 {
         eprintln!(
             "warning: {} patches have chip paths outside the run folder; they will not be served",
@@ -226,17 +318,52 @@ fn read_password(from_stdin: bool) -> crate::Result<String> {
 }
 
 fn user_add_cmd(a: UserAddArgs) -> crate::Result<i32> {
+    let cost = a.argon2.cost()?;
     let password = read_password(a.password_stdin)?;
     let store = Store::open(&a.db)?;
-    let user = users::add_user(&store, &a.name, a.role, &password)?;
+    let user = users::add_user_with(&store, &a.name, a.role, &password, &cost)?;
     println!("added {} user {:?} (id {})", user.role.as_str(), user.name, user.id);
+    Ok(0)
+}
+
+/// The user named `name` in `store`, not removed; exit 2 otherwise.
+fn existing_user(store: &Store, name: &str) -> crate::Result<users::User> {
+    match users::user_by_name(store, name)? {
+        Some(u) if !u.removed => Ok(u),
+        Some(_) => Err(crate::Error::Usage(format!("user {name:?} was removed"))),
+        None => Err(crate::Error::Usage(format!(
+            "no user {name:?} in {}; `landwatch review user list` shows them",
+            store.path().display()
+        ))),
+    }
+}
+
+fn user_passwd_cmd(a: UserPasswdArgs) -> crate::Result<i32> {
+    let cost = a.argon2.cost()?;
+    let password = read_password(a.password_stdin)?;
+    let store = Store::open(&a.db)?;
+    let user = existing_user(&store, &a.name)?;
+    users::set_password(&store, user.id, &password, &cost)?;
+    println!("set the password of {:?}; their sessions have ended", user.name);
+    Ok(0)
+}
+
+fn user_remove_cmd(name: &str, db: PathBuf) -> crate::Result<i32> {
+    let store = Store::open(&db)?;
+    let user = existing_user(&store, name)?;
+    users::remove_user(&store, user.id)?;
+    println!("removed user {:?}; their verdicts keep the name", user.name);
     Ok(0)
 }
 
 fn user_list_cmd(db: PathBuf) -> crate::Result<i32> {
     let store = Store::open(&db)?;
     for u in users::list_users(&store)? {
-        let state = if u.disabled { "disabled" } else { "active" };
+        let state = match (u.removed, u.disabled) {
+            (true, _) => "removed",
+            (false, true) => "disabled",
+            (false, false) => "active",
+        };
         println!("{}\t{}\t{}\t{}", u.id, u.name, u.role.as_str(), state);
     }
     Ok(0)
@@ -246,5 +373,17 @@ fn export_cmd(a: ExportArgs) -> crate::Result<i32> {
     let store = Store::open(&a.db)?;
     let n = export::export(&store, a.format, &a.out)?;
     println!("exported {n} patches to {}", a.out.display());
+    let flagged: i64 = store
+        .conn()
+        .query_row("SELECT COUNT(*) FROM patches WHERE needs_rereview <> 0", [], |r| {
+            r.get(0)
+        })
+        .map_err(ReviewError::from)?;
+    if flagged > 0 {
+        eprintln!(
+            "warning: {flagged} exported patches are flagged for re-review: their outline changed \
+             since the verdict exported with them (filter the queue by 需复核 to decide them again)"
+        );
+    }
     Ok(0)
 }

@@ -52,7 +52,8 @@ pub type ReviewResult<T> = std::result::Result<T, ReviewError>;
 
 /// Schema migrations, applied in order; migration `i` brings `user_version` from `i` to `i+1`.
 /// Never edit a released migration: append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id            INTEGER PRIMARY KEY,
     name          TEXT NOT NULL UNIQUE,
@@ -121,7 +122,36 @@ BEGIN SELECT RAISE(ABORT, 'verdicts are append-only'); END;
 CREATE VIEW current_verdicts AS
 SELECT v.* FROM verdicts v
 WHERE v.id = (SELECT MAX(id) FROM verdicts w WHERE w.patch_id = v.patch_id);
-"#];
+"#,
+    r#"
+-- Removed accounts stay (their names are on verdicts); they can no longer log in.
+ALTER TABLE users ADD COLUMN removed_at TEXT;
+-- Sessions end after idling (last_seen_at) as well as after their lifetime (created_at).
+ALTER TABLE sessions ADD COLUMN last_seen_at TEXT NOT NULL DEFAULT '';
+UPDATE sessions SET last_seen_at = created_at;
+-- Set by an import when a decided patch's outline changed materially; cleared by the next
+-- verdict or reopening.
+ALTER TABLE patches ADD COLUMN needs_rereview INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX patches_needs_rereview ON patches (needs_rereview) WHERE needs_rereview = 1;
+-- The outline (GeoJSON) each decision was made on; NULL for rows from before this column.
+ALTER TABLE verdicts ADD COLUMN geometry TEXT;
+-- Audit rows of what happened to a patch other than verdicts (an import flagging it for
+-- re-review); append-only like the verdicts.
+CREATE TABLE patch_events (
+    id       INTEGER PRIMARY KEY,
+    patch_id INTEGER NOT NULL REFERENCES patches(id),
+    run_id   INTEGER REFERENCES runs(id),
+    at       TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    detail   TEXT NOT NULL
+);
+CREATE INDEX patch_events_by_patch ON patch_events (patch_id, id);
+CREATE TRIGGER patch_events_append_only_update BEFORE UPDATE ON patch_events
+BEGIN SELECT RAISE(ABORT, 'patch events are append-only'); END;
+CREATE TRIGGER patch_events_append_only_delete BEFORE DELETE ON patch_events
+BEGIN SELECT RAISE(ABORT, 'patch events are append-only'); END;
+"#,
+];
 
 /// An open review database.
 pub struct Store {
@@ -149,6 +179,13 @@ impl Store {
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Checkpoints the write-ahead log into the database file and closes it, so a stopped
+    /// server leaves one self-contained file behind.
+    pub fn close(self) -> ReviewResult<()> {
+        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        self.conn.close().map_err(|(_, e)| ReviewError::Db(e))
     }
 
     /// The database file this store was opened from.

@@ -6,6 +6,14 @@
 //!
 //! Rules: a reviewer may judge a patch that is undecided; once decided, only an admin may
 //! change the verdict or reopen it (back to 未核), so a decision cannot be silently replaced.
+//! The exception is a patch an import flagged for re-review (its outline changed since the
+//! decision, see [`super::import`]): any reviewer may decide it again. Every verdict row
+//! records the outline it was made on, and a verdict or reopening clears the flag.
+//!
+//! The queue and the overview come in pages of at most [`MAX_PAGE_SIZE`] patches in id
+//! order, continued after the last id of the previous page (a keyset cursor): recording
+//! verdicts between pages, which moves patches in or out of a status filter, never makes a
+//! later page repeat or skip one.
 
 use rusqlite::{params, params_from_iter, types::Value};
 
@@ -193,23 +201,27 @@ fn append(
         .map(Status::parse)
         .transpose()?
         .unwrap_or(Status::Unreviewed);
-    if old != Status::Unreviewed && !may_replace_decision {
+    let flagged: bool = tx.query_row("SELECT needs_rereview <> 0 FROM patches WHERE id = ?1", [patch], |r| {
+        r.get(0)
+    })?;
+    if old != Status::Unreviewed && !may_replace_decision && !flagged {
         return Err(ReviewError::Conflict(format!(
             "patch {patch} is already decided ({}); only an admin can change or reopen it",
             old.as_str()
         )));
     }
     tx.execute(
-        "INSERT INTO verdicts (patch_id, user_id, at, old_status, new_status, subtype, note)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO verdicts (patch_id, user_id, at, old_status, new_status, subtype, note, geometry)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT geometry FROM patches WHERE id = ?1))",
         params![patch, user.id, now_text(), old.as_str(), new.as_str(), subtype, note],
     )?;
+    tx.execute("UPDATE patches SET needs_rereview = 0 WHERE id = ?1", [patch])?;
     tx.commit()?;
     current(store, patch)
 }
 
-/// Records a verdict on a patch. Reviewers may only judge undecided patches; admins may
-/// also change a decision. Always appends an audit row.
+/// Records a verdict on a patch. Reviewers may only judge undecided patches and those
+/// flagged for re-review; admins may also change any decision. Always appends an audit row.
 pub fn record(store: &mut Store, patch: i64, user: &User, input: &VerdictInput) -> ReviewResult<Current> {
     validate(input)?;
     ensure_patch(store, patch)?;
@@ -264,7 +276,13 @@ pub fn history(store: &Store, patch: i64) -> ReviewResult<Vec<HistoryRow>> {
     Ok(out)
 }
 
-/// Queue filters; every field is optional and they combine with AND.
+/// Patches per page when the request names no `limit`.
+pub const DEFAULT_PAGE_SIZE: u32 = 200;
+/// Largest page a request may ask for.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// Queue filters; every field is optional and they combine with AND. `limit` and `after`
+/// choose the page (see [`Filter::page`]).
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
@@ -278,6 +296,57 @@ pub struct Filter {
     pub date_to: Option<String>,
     pub min_area: Option<f64>,
     pub max_area: Option<f64>,
+    /// `true`: only patches flagged for re-review; `false`: only those not flagged.
+    pub needs_rereview: Option<bool>,
+    /// Page size, 1 to [`MAX_PAGE_SIZE`] (default [`DEFAULT_PAGE_SIZE`]). Text, so that a
+    /// bad value gets an error naming the parameter.
+    pub limit: Option<String>,
+    /// Cursor: the page starts after this patch id (the previous page's `next_after`).
+    pub after: Option<String>,
+}
+
+/// Which page of a filtered list to return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub limit: u32,
+    /// Only patches with a larger id.
+    pub after: i64,
+}
+
+impl Filter {
+    /// The page the `limit` and `after` parameters ask for.
+    pub fn page(&self) -> ReviewResult<Page> {
+        let limit = match self.limit.as_deref().filter(|v| !v.is_empty()) {
+            None => DEFAULT_PAGE_SIZE,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+                .ok_or_else(|| {
+                    ReviewError::BadInput(format!(
+                        "limit must be a whole number from 1 to {MAX_PAGE_SIZE}, not {v:?}"
+                    ))
+                })?,
+        };
+        let after = match self.after.as_deref().filter(|v| !v.is_empty()) {
+            None => 0,
+            Some(v) => v.parse::<i64>().map_err(|_| {
+                ReviewError::BadInput(format!(
+                    "after must be a patch id (the next_after of the previous page), not {v:?}"
+                ))
+            })?,
+        };
+        Ok(Page { limit, after })
+    }
+
+    /// The status the filter asks for, if any.
+    fn wanted_status(&self) -> ReviewResult<Option<Status>> {
+        self.status
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(Status::parse)
+            .transpose()
+    }
 }
 
 /// One line of the queue.
@@ -297,15 +366,43 @@ pub struct QueueItem {
     pub area_mu: f64,
     pub status: Status,
     pub subtype: String,
+    /// The outline changed materially since the verdict: decide again.
+    pub needs_rereview: bool,
 }
 
-/// The queue: matching patches (in patch order) and per-status counts.
+/// One page of the queue with the counts of the whole filtered list.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Queue {
     pub patches: Vec<QueueItem>,
     /// Counts by status among patches matching every filter except `status`; keys in
-    /// `Status::ALL` order plus `total`.
+    /// `Status::ALL` order plus `total` and `needs_rereview`.
     pub counts: std::collections::BTreeMap<String, i64>,
+    /// Patches matching every filter, `status` included, over all pages.
+    pub total: i64,
+    /// The page size used.
+    pub limit: u32,
+    /// The cursor for the next page (`after=`), `None` on the last page.
+    pub next_after: Option<i64>,
+}
+
+/// One outline of the overview.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OverviewItem {
+    pub id: i64,
+    pub status: Status,
+    pub needs_rereview: bool,
+    pub geometry: serde_json::Value,
+}
+
+/// One page of the overview's outlines.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Overview {
+    /// `lonlat` or `pixel`: the coordinates of the latest run.
+    pub crs: String,
+    pub patches: Vec<OverviewItem>,
+    pub total: i64,
+    pub limit: u32,
+    pub next_after: Option<i64>,
 }
 
 /// The SQL `WHERE` clause (without status) and its parameters for a filter.
@@ -332,64 +429,208 @@ fn filter_sql(f: &Filter) -> ReviewResult<(String, Vec<Value>)> {
             values.push(Value::Real(v));
         }
     }
+    if let Some(flagged) = f.needs_rereview {
+        clauses.push("p.needs_rereview = ?".into());
+        values.push(Value::Integer(i64::from(flagged)));
+    }
     Ok((clauses.join(" AND "), values))
 }
 
-/// Lists the queue for a filter.
-pub fn queue(store: &Store, f: &Filter) -> ReviewResult<Queue> {
-    let wanted = f
-        .status
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .map(Status::parse)
-        .transpose()?;
-    let (where_sql, values) = filter_sql(f)?;
-    let sql = format!(
-        "SELECT p.id, p.track_id, p.patch_id, p.properties, p.xzqdm, p.category, p.change_type,
-                p.after_date, p.area_m2, COALESCE(c.new_status, 'unreviewed'), COALESCE(c.subtype, '')
+/// The filtered patches with their current status, as SQL for a `WITH q AS (…)` clause:
+/// columns `id`, `status`, `subtype`, `needs_rereview` and the patch row as `p_*`.
+fn filtered_sql(where_sql: &str) -> String {
+    format!(
+        "SELECT p.id AS id, COALESCE(c.new_status, 'unreviewed') AS status,
+                COALESCE(c.subtype, '') AS subtype, p.needs_rereview AS needs_rereview,
+                p.track_id AS p_track_id, p.patch_id AS p_patch_id, p.properties AS p_properties,
+                p.xzqdm AS p_xzqdm, p.category AS p_category, p.change_type AS p_change_type,
+                p.after_date AS p_after_date, p.area_m2 AS p_area_m2, p.geometry AS p_geometry
          FROM patches p LEFT JOIN current_verdicts c ON c.patch_id = p.id
-         WHERE {where_sql} ORDER BY p.patch_id, p.id"
-    );
-    let mut stmt = store.conn().prepare(&sql)?;
-    let items = stmt
-        .query_map(params_from_iter(values.iter()), queue_item)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut counts: std::collections::BTreeMap<String, i64> =
-        Status::ALL.iter().map(|s| (s.as_str().to_string(), 0)).collect();
-    counts.insert("total".into(), items.len() as i64);
-    for item in &items {
-        *counts.entry(item.status.as_str().to_string()).or_insert(0) += 1;
-    }
-    let patches = items
-        .into_iter()
-        .filter(|item| wanted.is_none_or(|w| w == item.status))
-        .collect();
-    Ok(Queue { patches, counts })
+         WHERE {where_sql}"
+    )
 }
 
-/// Builds a queue line from a row of the query in [`queue`]. The status column is
+/// Counts by status (every filter but `status` applied), plus `total` and `needs_rereview`.
+fn counts(store: &Store, where_sql: &str, values: &[Value]) -> ReviewResult<std::collections::BTreeMap<String, i64>> {
+    let sql = format!(
+        "WITH q AS ({}) SELECT status, COUNT(*), SUM(needs_rereview) FROM q GROUP BY status",
+        filtered_sql(where_sql)
+    );
+    let mut out: std::collections::BTreeMap<String, i64> =
+        Status::ALL.iter().map(|s| (s.as_str().to_string(), 0)).collect();
+    let (mut total, mut flagged) = (0, 0);
+    let mut stmt = store.conn().prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(values.iter()), |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    })?;
+    for row in rows {
+        let (status, n, n_flagged) = row?;
+        *out.entry(status).or_insert(0) += n;
+        total += n;
+        flagged += n_flagged;
+    }
+    out.insert("total".into(), total);
+    out.insert("needs_rereview".into(), flagged);
+    Ok(out)
+}
+
+/// A page of some list of patches, with what the whole list holds.
+struct PageOf<T> {
+    items: Vec<T>,
+    next_after: Option<i64>,
+    counts: std::collections::BTreeMap<String, i64>,
+    total: i64,
+    limit: u32,
+}
+
+/// One page of the filtered list: rows mapped by `row`, and the next page's cursor.
+fn page_of<T>(
+    store: &Store,
+    f: &Filter,
+    row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> ReviewResult<PageOf<T>> {
+    let page = f.page()?;
+    let wanted = f.wanted_status()?;
+    let (where_sql, mut values) = filter_sql(f)?;
+    let counts = counts(store, &where_sql, &values)?;
+    let total = match wanted {
+        Some(st) => counts.get(st.as_str()).copied().unwrap_or(0),
+        None => counts.get("total").copied().unwrap_or(0),
+    };
+    let status_sql = if let Some(st) = wanted {
+        values.push(Value::Text(st.as_str().to_string()));
+        "AND status = ?"
+    } else {
+        ""
+    };
+    values.push(Value::Integer(page.after));
+    values.push(Value::Integer(i64::from(page.limit) + 1));
+    let sql = format!(
+        "WITH q AS ({}) SELECT * FROM q WHERE 1 = 1 {status_sql} AND id > ? ORDER BY id LIMIT ?",
+        filtered_sql(&where_sql)
+    );
+    let mut stmt = store.conn().prepare(&sql)?;
+    let mut ids_and_items = stmt
+        .query_map(params_from_iter(values.iter()), |r| {
+            Ok((r.get::<_, i64>("id")?, row(r)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    // One row more than the page tells whether there is a next page.
+    let more = ids_and_items.len() > page.limit as usize;
+    ids_and_items.truncate(page.limit as usize);
+    let next_after = more.then(|| ids_and_items.last().map(|(id, _)| *id)).flatten();
+    let items = ids_and_items.into_iter().map(|(_, item)| item).collect();
+    Ok(PageOf {
+        items,
+        next_after,
+        counts,
+        total,
+        limit: page.limit,
+    })
+}
+
+/// One page of the queue for a filter, in id order, with the counts of the whole list.
+pub fn queue(store: &Store, f: &Filter) -> ReviewResult<Queue> {
+    let page = page_of(store, f, queue_item)?;
+    Ok(Queue {
+        patches: page.items,
+        counts: page.counts,
+        total: page.total,
+        limit: page.limit,
+        next_after: page.next_after,
+    })
+}
+
+/// One page of the overview's outlines for a filter (the same pages as [`queue`]).
+pub fn overview(store: &Store, f: &Filter) -> ReviewResult<Overview> {
+    let crs = optional(
+        store
+            .conn()
+            .query_row("SELECT crs FROM runs ORDER BY id DESC LIMIT 1", [], |r| {
+                r.get::<_, String>(0)
+            }),
+    )?
+    .unwrap_or_else(|| "lonlat".into());
+    let page = page_of(store, f, |r| {
+        let status: String = r.get("status")?;
+        let geometry: String = r.get("p_geometry")?;
+        Ok(OverviewItem {
+            id: r.get("id")?,
+            status: Status::parse(&status).unwrap_or(Status::Unreviewed),
+            needs_rereview: r.get::<_, i64>("needs_rereview")? != 0,
+            geometry: serde_json::from_str(&geometry).unwrap_or(serde_json::Value::Null),
+        })
+    })?;
+    Ok(Overview {
+        crs,
+        patches: page.items,
+        total: page.total,
+        limit: page.limit,
+        next_after: page.next_after,
+    })
+}
+
+/// Builds a queue line from a row of the query in [`page_of`]. The status column is
 /// constrained by the schema, so an unknown value cannot occur; it would read as 未核.
 fn queue_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueItem> {
     let props: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default();
+        serde_json::from_str(&r.get::<_, String>("p_properties")?).unwrap_or_default();
     let text = |k: &str| props.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-    let status: String = r.get(9)?;
+    let status: String = r.get("status")?;
     Ok(QueueItem {
-        id: r.get(0)?,
-        track_id: r.get(1)?,
-        patch_id: r.get(2)?,
+        id: r.get("id")?,
+        track_id: r.get("p_track_id")?,
+        patch_id: r.get("p_patch_id")?,
         jcbh: text("JCBH"),
-        xzqdm: r.get(4)?,
+        xzqdm: r.get("p_xzqdm")?,
         xzqmc: text("XZQMC"),
-        category: r.get(5)?,
-        change_type: r.get(6)?,
+        category: r.get("p_category")?,
+        change_type: r.get("p_change_type")?,
         tblx: text("TBLX"),
-        after_date: r.get(7)?,
-        area_m2: r.get(8)?,
+        after_date: r.get("p_after_date")?,
+        area_m2: r.get("p_area_m2")?,
         area_mu: props.get("area_mu").and_then(|v| v.as_f64()).unwrap_or(0.0),
         status: Status::parse(&status).unwrap_or(Status::Unreviewed),
-        subtype: r.get(10)?,
+        subtype: r.get("subtype")?,
+        needs_rereview: r.get::<_, i64>("needs_rereview")? != 0,
     })
+}
+
+/// Whether patch `patch` is flagged for re-review.
+pub fn needs_rereview(store: &Store, patch: i64) -> ReviewResult<bool> {
+    Ok(store
+        .conn()
+        .query_row("SELECT needs_rereview <> 0 FROM patches WHERE id = ?1", [patch], |r| {
+            r.get(0)
+        })?)
+}
+
+/// One audit row about a patch other than a verdict (e.g. an import flagging it).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PatchEvent {
+    pub id: i64,
+    pub at: String,
+    pub kind: String,
+    pub run_id: Option<i64>,
+    pub detail: serde_json::Value,
+}
+
+/// The events of a patch, oldest first.
+pub fn events(store: &Store, patch: i64) -> ReviewResult<Vec<PatchEvent>> {
+    let mut stmt = store
+        .conn()
+        .prepare("SELECT id, at, kind, run_id, detail FROM patch_events WHERE patch_id = ?1 ORDER BY id")?;
+    let rows = stmt.query_map([patch], |r| {
+        let detail: String = r.get(4)?;
+        Ok(PatchEvent {
+            id: r.get(0)?,
+            at: r.get(1)?,
+            kind: r.get(2)?,
+            run_id: r.get(3)?,
+            detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
 /// Distinct values of the filterable text columns, for the filter drop-downs.

@@ -16,8 +16,8 @@ pub const SCRIPT_NAME: &str = "<script>window.__pwned=1</script><img src=x onerr
 
 /// One patch of a generated run: a square of side `size` at (`x`, `y`) in lon/lat.
 pub struct PatchSpec {
-    pub id: &'static str,
-    pub track_id: &'static str,
+    pub id: String,
+    pub track_id: String,
     pub x: f64,
     pub y: f64,
     pub size: f64,
@@ -31,10 +31,13 @@ pub struct PatchSpec {
 }
 
 impl PatchSpec {
-    pub fn new(id: &'static str, track_id: &'static str, x: f64, y: f64) -> PatchSpec {
+    pub fn new(id: impl Into<String>, track_id: impl Into<String>, x: f64, y: f64) -> PatchSpec {
+        let id = id.into();
         PatchSpec {
+            chip_before: format!("chips/{id}_before.png"),
+            chip_after: format!("chips/{id}_after.png"),
             id,
-            track_id,
+            track_id: track_id.into(),
             x,
             y,
             size: 0.001,
@@ -43,8 +46,6 @@ impl PatchSpec {
             category: "非农化",
             change_type: "building",
             area_m2: 1200.0,
-            chip_before: format!("chips/{id}_before.png"),
-            chip_after: format!("chips/{id}_after.png"),
         }
     }
 }
@@ -123,6 +124,25 @@ pub fn rerun_specs() -> Vec<PatchSpec> {
     vec![a, b, d]
 }
 
+/// `n` patches P00001… (track ids G00001…) on a grid of 50 columns, without chips (so
+/// thousands of them are quick to write).
+pub fn grid_specs(n: usize) -> Vec<PatchSpec> {
+    (0..n)
+        .map(|i| {
+            let (col, row) = ((i % 50) as f64, (i / 50) as f64);
+            let mut s = PatchSpec::new(
+                format!("P{:05}", i + 1),
+                format!("G{:05}", i + 1),
+                108.0 + col * 0.002,
+                22.0 + row * 0.002,
+            );
+            s.chip_before = String::new();
+            s.chip_after = String::new();
+            s
+        })
+        .collect()
+}
+
 /// A temp folder with `data/run1` (first run), `data/run2` (rerun) and a database with
 /// users `rev` (reviewer) and `boss` (admin), the first run imported.
 pub struct Fixture {
@@ -135,11 +155,16 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new() -> Fixture {
+        Fixture::with_first_run(&first_run_specs())
+    }
+
+    /// Like [`Fixture::new`], with `first` as the first (imported) run.
+    pub fn with_first_run(first: &[PatchSpec]) -> Fixture {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data = tmp.path().join("data");
         let run1 = data.join("run1");
         let run2 = data.join("run2");
-        write_run(&run1, &first_run_specs());
+        write_run(&run1, first);
         write_run(&run2, &rerun_specs());
         let db = tmp.path().join("review.sqlite");
         let mut store = Store::open(&db).expect("open db");
@@ -215,7 +240,12 @@ pub async fn post_login(base: &str, name: &str, password: &str) -> reqwest::Resp
 
 impl Client {
     pub async fn login(base: &str, name: &str) -> Client {
-        let resp = post_login(base, name, PASSWORD).await;
+        Client::login_with(base, name, PASSWORD).await
+    }
+
+    /// Logs `name` in with `password`; panics unless that works.
+    pub async fn login_with(base: &str, name: &str, password: &str) -> Client {
+        let resp = post_login(base, name, password).await;
         assert_eq!(resp.status(), 303, "login of {name} should redirect");
         let cookie = resp
             .headers()
@@ -266,6 +296,18 @@ impl Client {
             body.to_string(),
         )
         .await
+    }
+
+    /// A same-origin DELETE with the right CSRF token.
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.http
+            .delete(format!("{}{}", self.base, path))
+            .header("Cookie", &self.cookie)
+            .header("Origin", &self.base)
+            .header("X-CSRF-Token", &self.csrf)
+            .send()
+            .await
+            .expect("DELETE")
     }
 
     /// A POST with full control over Origin, CSRF token, content type and body.

@@ -1,7 +1,7 @@
 //! JSON API handlers: the queue, patch details, chips, verdicts, overview, export and
 //! user management. Each handler does its database work through [`AppState::db`].
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -22,14 +22,38 @@ pub async fn facets(State(state): State<AppState>, _user: CurrentUser) -> Result
     Ok(Json(json!(f)))
 }
 
-/// `GET /api/patches?xzqdm=&category=&change_type=&status=&date_from=&date_to=&min_area=&max_area=`
+/// The link to the page after `next_after`: the request's own query with `limit` and
+/// `after` replaced, so every filter carries over.
+fn next_link(path: &str, raw_query: Option<&str>, limit: u32, next_after: Option<i64>) -> Option<String> {
+    let after = next_after?;
+    let mut pairs: Vec<&str> = raw_query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("limit=") && !p.starts_with("after="))
+        .collect();
+    let page = format!("limit={limit}&after={after}");
+    pairs.push(&page);
+    Some(format!("{path}?{}", pairs.join("&")))
+}
+
+/// Adds the `next` link to a page answer.
+fn with_next_link(mut page: Value, path: &str, raw_query: Option<&str>) -> Value {
+    let limit = page["limit"].as_u64().and_then(|l| u32::try_from(l).ok()).unwrap_or(0);
+    let next = next_link(path, raw_query, limit, page["next_after"].as_i64());
+    page["next"] = json!(next);
+    page
+}
+
+/// `GET /api/patches?xzqdm=&category=&change_type=&status=&date_from=&date_to=&min_area=&max_area=&needs_rereview=&limit=&after=`:
+/// one page of the queue (in id order), the counts, the total and the `next` page's link.
 pub async fn list_patches(
     State(state): State<AppState>,
     _user: CurrentUser,
+    RawQuery(raw): RawQuery,
     ApiQuery(filter): ApiQuery<Filter>,
 ) -> Result<Json<Value>, ApiError> {
     let q = state.db(move |s| verdicts::queue(s, &filter)).await?;
-    Ok(Json(json!(q)))
+    Ok(Json(with_next_link(json!(q), "/api/patches", raw.as_deref())))
 }
 
 /// A stored patch row as the detail view needs it.
@@ -102,7 +126,9 @@ pub async fn patch_detail(
                     "after": (!p.chip_after.is_empty()).then(|| format!("/api/patches/{id}/chip/after")),
                 },
                 "current": verdicts::current(s, id)?,
+                "needs_rereview": verdicts::needs_rereview(s, id)?,
                 "history": verdicts::history(s, id)?,
+                "events": verdicts::events(s, id)?,
             }))
         })
         .await?;
@@ -176,36 +202,16 @@ pub async fn reopen(
     Ok(Json(json!({ "id": id, "current": current })))
 }
 
-/// `GET /api/overview`: every patch's outline and status, for the SVG overview.
-pub async fn overview(State(state): State<AppState>, _user: CurrentUser) -> Result<Json<Value>, ApiError> {
-    let v = state
-        .db(|s| {
-            let crs = optional(
-                s.conn()
-                    .query_row("SELECT crs FROM runs ORDER BY id DESC LIMIT 1", [], |r| {
-                        r.get::<_, String>(0)
-                    }),
-            )?
-            .unwrap_or_else(|| "lonlat".into());
-            let mut stmt = s.conn().prepare(
-                "SELECT p.id, p.geometry, COALESCE(c.new_status, 'unreviewed')
-                 FROM patches p LEFT JOIN current_verdicts c ON c.patch_id = p.id
-                 ORDER BY p.patch_id, p.id",
-            )?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut patches = Vec::with_capacity(rows.len());
-            for (id, geometry, status) in rows {
-                let geometry = parse_json(&geometry, "geometry")?;
-                patches.push(json!({ "id": id, "status": status, "geometry": geometry }));
-            }
-            Ok(json!({ "crs": crs, "patches": patches }))
-        })
-        .await?;
-    Ok(Json(v))
+/// `GET /api/overview?<the queue's filters>&limit=&after=`: one page of outlines with
+/// their status, for the SVG overview; the same pages as the queue.
+pub async fn overview(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    RawQuery(raw): RawQuery,
+    ApiQuery(filter): ApiQuery<Filter>,
+) -> Result<Json<Value>, ApiError> {
+    let v = state.db(move |s| verdicts::overview(s, &filter)).await?;
+    Ok(Json(with_next_link(json!(v), "/api/overview", raw.as_deref())))
 }
 
 #[derive(serde::Deserialize)]
@@ -268,9 +274,11 @@ pub async fn add_user(
     ApiJson(new): ApiJson<NewUser>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     user.require_admin()?;
+    let cost = state.password_cost();
     let created = state
-        .db(move |s| users::add_user(s, &new.name, new.role, &new.password))
+        .db(move |s| users::add_user_with(s, &new.name, new.role, &new.password, &cost))
         .await?;
+    tracing::info!(admin = %user.0.user.name, user = %created.name, "user added");
     Ok((StatusCode::CREATED, Json(json!({ "user": created }))))
 }
 
@@ -296,4 +304,51 @@ pub async fn set_disabled(
     }
     state.db(move |s| users::set_disabled(s, id, input.disabled)).await?;
     Ok(Json(json!({ "id": id, "disabled": input.disabled })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordReset {
+    password: String,
+}
+
+/// `POST /api/admin/users/{id}/password` (admin) with `{"password"}`: sets another user's
+/// password and ends all of that user's sessions. Admins change their own password under
+/// `/api/me/password`, with the current one.
+pub async fn reset_password(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(input): ApiJson<PasswordReset>,
+) -> Result<Json<Value>, ApiError> {
+    user.require_admin()?;
+    if id == user.0.user.id {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "change your own password with your current password (POST /api/me/password)",
+        ));
+    }
+    let phc = state.hash_new_password(input.password).await?;
+    state.db(move |s| users::set_password_hash(s, id, &phc, None)).await?;
+    tracing::info!(admin = %user.0.user.name, user_id = id, "password reset by an admin");
+    Ok(Json(json!({ "id": id, "ok": true })))
+}
+
+/// `DELETE /api/admin/users/{id}` (admin): removes an account. It can no longer log in and
+/// its sessions end; its verdicts keep its name.
+pub async fn remove_user(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    user.require_admin()?;
+    if id == user.0.user.id {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "you cannot remove your own account",
+        ));
+    }
+    state.db(move |s| users::remove_user(s, id)).await?;
+    tracing::info!(admin = %user.0.user.name, user_id = id, "user removed");
+    Ok(Json(json!({ "id": id, "removed": true })))
 }

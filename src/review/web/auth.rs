@@ -20,7 +20,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 
-use super::error::{ApiError, ApiForm};
+use super::error::{ApiError, ApiForm, ApiJson};
 use super::throttle::{Lockout, Scope};
 use super::AppState;
 use crate::review::text::escape_for_log;
@@ -76,7 +76,8 @@ async fn load_session(state: &AppState, headers: &HeaderMap) -> Result<Option<Cu
     let Some(token) = session_token(headers) else {
         return Ok(None);
     };
-    let found = state.db(move |s| users::session_user(s, &token)).await?;
+    let limits = *state.session_limits();
+    let found = state.db(move |s| users::session_user(s, &token, &limits)).await?;
     Ok(found.map(CurrentUser))
 }
 
@@ -187,7 +188,8 @@ pub async fn login(
     match start_session(&state, &form).await {
         Ok(Some(session)) => {
             state.login_succeeded(attempt);
-            match session_cookie(&state, &session.token, users::SESSION_HOURS * 3600) {
+            let max_age = i64::try_from(state.session_limits().max_lifetime.as_secs()).unwrap_or(i64::MAX);
+            match session_cookie(&state, &session.token, max_age) {
                 Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response(),
                 Err(e) => e.into_response(),
             }
@@ -212,7 +214,8 @@ async fn start_session(state: &AppState, form: &LoginForm) -> Result<Option<NewS
     let Some(user) = state.verify_password(candidate, form.password.clone()).await? else {
         return Ok(None);
     };
-    let session = state.db(move |s| users::create_session(s, user.id)).await?;
+    let limits = *state.session_limits();
+    let session = state.db(move |s| users::create_session(s, user.id, &limits)).await?;
     Ok(Some(session))
 }
 
@@ -297,4 +300,65 @@ pub async fn me(CurrentUser(su): CurrentUser) -> Json<serde_json::Value> {
         "role": su.user.role,
         "csrf_token": su.csrf_token,
     }))
+}
+
+/// The body of `POST /api/me/password`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnPasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// `POST /api/me/password`: a user changes their own password, proving the current one.
+/// Every other session of the user ends; this one stays. Wrong current passwords count as
+/// failed logins of the account (so a stolen session cannot be used to guess it) and get
+/// 403; while locked out, 429.
+pub async fn change_own_password(
+    State(state): State<AppState>,
+    PeerIp(ip): PeerIp,
+    headers: HeaderMap,
+    CurrentUser(su): CurrentUser,
+    ApiJson(input): ApiJson<OwnPasswordChange>,
+) -> Response {
+    if let Err(e) = users::validate_password(&input.new_password) {
+        return ApiError::from(e).into_response();
+    }
+    let name = su.user.name.clone();
+    let attempt = match state.login_begin(&name, ip) {
+        Ok(attempt) => attempt,
+        Err(lockout) => return locked_response(&headers, lockout),
+    };
+    let lookup = name.clone();
+    let checked = match state.db(move |s| users::login_candidate(s, &lookup)).await {
+        Ok(candidate) => state.verify_password(candidate, input.current_password).await,
+        Err(e) => Err(e),
+    };
+    match checked {
+        Ok(Some(_)) => state.login_succeeded(attempt),
+        Ok(None) => {
+            log_failure(state.login_failed(attempt), &name, ip);
+            return ApiError::forbidden("the current password is wrong").into_response();
+        }
+        Err(e) => {
+            let _ = state.login_failed(attempt);
+            return e.into_response();
+        }
+    }
+    let result = async {
+        let phc = state.hash_new_password(input.new_password).await?;
+        let keep = session_token(&headers);
+        let id = su.user.id;
+        state
+            .db(move |s| users::set_password_hash(s, id, &phc, keep.as_deref()))
+            .await
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            tracing::info!(user = %quoted_for_log(&name), address = %ip, "password changed by its user");
+            Json(serde_json::json!({ "ok": true })).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
 }

@@ -8,15 +8,20 @@
 //! | `GET /`, `GET /login` | any | the app (redirects to `/login` without a session), the login form |
 //! | `POST /login`, `POST /logout` | any / user | start / end a session |
 //! | `GET /api/me` | user | name, role, CSRF token |
+//! | `POST /api/me/password` | user | change one's own password (with the current one) |
 //! | `GET /api/facets` | user | values for the filter drop-downs |
-//! | `GET /api/patches?…` | user | the filtered queue and its counts |
-//! | `GET /api/patches/{id}` | user | attributes, geometry, current verdict, history |
+//! | `GET /api/patches?…&limit=&after=` | user | one page of the filtered queue, its counts, total and next link |
+//! | `GET /api/patches/{id}` | user | attributes, geometry, current verdict, history, events |
 //! | `GET /api/patches/{id}/chip/{before,after}` | user | chip image |
 //! | `POST /api/patches/{id}/verdict` | user | record a verdict (admins may change one) |
 //! | `POST /api/patches/{id}/reopen` | admin | reopen a decided patch |
-//! | `GET /api/overview` | user | every outline, for the SVG overview |
+//! | `GET /api/overview?…&limit=&after=` | user | one page of outlines, for the SVG overview |
 //! | `GET /api/export?format=geojson\|csv` | user | download the verdicts |
 //! | `GET/POST /api/admin/users`, `POST /api/admin/users/{id}/disabled` | admin | manage users |
+//! | `POST /api/admin/users/{id}/password`, `DELETE /api/admin/users/{id}` | admin | reset a password, remove an account |
+//!
+//! Sessions end server-side after [`users::SessionLimits`] (idle time, lifetime). The
+//! server stops gracefully on SIGTERM or Ctrl-C ([`serve`]).
 //!
 //! Against abuse: logins are throttled per account and per address ([`throttle`]) and their
 //! passwords checked outside the database lock, a few at a time; a request must name an
@@ -48,7 +53,7 @@ use hyper_util::service::TowerToHyperService;
 use tower_http::timeout::TimeoutLayer;
 
 use super::store::{ReviewError, ReviewResult, Store};
-use super::users::{self, LoginCandidate, User};
+use super::users::{self, HashCost, LoginCandidate, SessionLimits, User};
 use error::ApiError;
 use throttle::{Attempt, Lockout, LoginLimits, LoginThrottle};
 
@@ -59,8 +64,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a request has to be read and answered (`--request-timeout`).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long shutdown waits for requests in flight.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long shutdown waits for requests in flight (systemd waits 90 s before SIGKILL).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Server options beyond the database and data folder.
 #[derive(Debug, Clone)]
@@ -80,6 +85,10 @@ pub struct ServeOptions {
     pub header_read_timeout: Duration,
     /// Time a request has to be read and answered before it gets 408.
     pub request_timeout: Duration,
+    /// When sessions end (idle time and lifetime).
+    pub session_limits: SessionLimits,
+    /// Cost of the password hashes the server makes (new users, password changes).
+    pub password_cost: HashCost,
 }
 
 impl Default for ServeOptions {
@@ -91,6 +100,8 @@ impl Default for ServeOptions {
             login_limits: LoginLimits::default(),
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            session_limits: SessionLimits::default(),
+            password_cost: HashCost::default(),
         }
     }
 }
@@ -162,22 +173,26 @@ fn allowed_host_names(public_host: Option<&str>, extra: &[String]) -> ReviewResu
 }
 
 /// Shared state of the server: the database (one connection behind a mutex; SQLite
-/// serialises writes anyway) and the canonical data folder chips are served from.
+/// serialises writes anyway; `None` once closed at shutdown) and the canonical data
+/// folder chips are served from.
 #[derive(Clone)]
 pub struct AppState {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    store: Mutex<Store>,
+    store: Mutex<Option<Store>>,
     data_root: PathBuf,
     options: ServeOptions,
     /// The public origin is https: cookies are `Secure` whatever `secure_cookie` says.
     public_https: bool,
     allowed_hosts: HashSet<String>,
     throttle: Mutex<LoginThrottle>,
-    /// Password checks running at once (each argon2 check takes ~19 MiB and a core).
+    /// Password checks and hashes running at once (each argon2 run takes ~19 MiB or more
+    /// and a core).
     password_checks: tokio::sync::Semaphore,
+    /// Checked for unknown login names, at the server's hash cost, so they take as long.
+    decoy_hash: String,
 }
 
 impl AppState {
@@ -190,9 +205,11 @@ impl AppState {
         let public = options.public_origin.as_deref().map(parse_public_origin).transpose()?;
         let allowed_hosts = allowed_host_names(public.as_ref().map(|p| p.1.as_str()), &options.allowed_hosts)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let decoy_hash = users::decoy_hash(&options.password_cost)?;
         Ok(AppState {
             inner: Arc::new(Inner {
-                store: Mutex::new(store),
+                store: Mutex::new(Some(store)),
+                decoy_hash,
                 data_root,
                 public_https: public.is_some_and(|p| p.0),
                 allowed_hosts,
@@ -211,18 +228,35 @@ impl AppState {
     {
         let inner = Arc::clone(&self.inner);
         let joined = tokio::task::spawn_blocking(move || {
-            let mut store = inner
+            let mut guard = inner
                 .store
                 .lock()
                 .map_err(|_| ApiError::internal("database lock poisoned"))?;
-            f(&mut store).map_err(ApiError::from)
+            let store = guard
+                .as_mut()
+                .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down"))?;
+            f(store).map_err(ApiError::from)
         })
         .await;
         joined.unwrap_or_else(|e| Err(ApiError::internal(e)))
     }
 
+    /// Closes the database (checkpointing its log); requests after this get 503.
+    pub fn close_store(&self) -> ReviewResult<()> {
+        let taken = match self.inner.store.lock() {
+            Ok(mut guard) => guard.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        taken.map_or(Ok(()), Store::close)
+    }
+
     pub fn data_root(&self) -> &Path {
         &self.inner.data_root
+    }
+
+    /// When sessions end.
+    pub fn session_limits(&self) -> &SessionLimits {
+        &self.inner.options.session_limits
     }
 
     /// Whether cookies get `Secure`: asked for, or implied by an https public origin.
@@ -235,9 +269,27 @@ impl AppState {
     /// keeps other users' requests from the database.
     pub async fn verify_password(&self, candidate: LoginCandidate, password: String) -> Result<Option<User>, ApiError> {
         let _permit = self.inner.password_checks.acquire().await.map_err(ApiError::internal)?;
-        tokio::task::spawn_blocking(move || users::verify_login(candidate, &password))
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || users::verify_login(candidate, &password, &inner.decoy_hash))
             .await
             .map_err(ApiError::internal)
+    }
+
+    /// Checks and hashes a new password at the server's cost, like [`Self::verify_password`]
+    /// in the blocking pool, outside the database lock, a few at a time.
+    pub async fn hash_new_password(&self, password: String) -> Result<String, ApiError> {
+        users::validate_password(&password)?;
+        let _permit = self.inner.password_checks.acquire().await.map_err(ApiError::internal)?;
+        let cost = self.inner.options.password_cost;
+        tokio::task::spawn_blocking(move || users::hash_password_with(&password, &cost))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::from)
+    }
+
+    /// Cost of the password hashes this server makes.
+    pub fn password_cost(&self) -> HashCost {
+        self.inner.options.password_cost
     }
 
     fn throttle(&self) -> std::sync::MutexGuard<'_, LoginThrottle> {
@@ -294,6 +346,7 @@ const APP_CSS: &str = include_str!("assets/app.css");
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/me", get(auth::me))
+        .route("/me/password", post(auth::change_own_password))
         .route("/facets", get(api::facets))
         .route("/patches", get(api::list_patches))
         .route("/patches/{id}", get(api::patch_detail))
@@ -303,7 +356,9 @@ pub fn router(state: AppState) -> Router {
         .route("/overview", get(api::overview))
         .route("/export", get(api::export))
         .route("/admin/users", get(api::list_users).post(api::add_user))
+        .route("/admin/users/{id}", axum::routing::delete(api::remove_user))
         .route("/admin/users/{id}/disabled", post(api::set_disabled))
+        .route("/admin/users/{id}/password", post(api::reset_password))
         .fallback(|| async { ApiError::not_found("no such API route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
@@ -419,8 +474,13 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
         .into_response()
 }
 
-/// Binds `bind` and serves until Ctrl-C. Prints the address it listens on.
+/// Binds `bind` and serves until SIGTERM (systemd stop) or Ctrl-C (SIGINT), then stops
+/// gracefully (see [`serve_until`]) and closes the database. Prints the address it listens
+/// on and each step of stopping.
 pub async fn serve(state: AppState, bind: SocketAddr) -> crate::Result<()> {
+    // Handlers first: a signal arriving once the address is printed must not kill the
+    // process outright.
+    let stop = stop_signal()?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .map_err(|e| crate::Error::Usage(format!("cannot listen on {bind}: {e}")))?;
@@ -431,11 +491,44 @@ pub async fn serve(state: AppState, bind: SocketAddr) -> crate::Result<()> {
         "landwatch review: serving http://{addr}/ (data folder {})",
         state.data_root().display()
     );
+    let closer = state.clone();
     serve_until(state, listener, async {
-        let _ = tokio::signal::ctrl_c().await;
+        let name = stop.await;
+        eprintln!("landwatch review: {name} received; stopping");
+        tracing::info!("review server: {name} received; stopping");
     })
     .await;
+    closer
+        .close_store()
+        .map_err(|e| crate::Error::Other(format!("closing the review database: {e}")))?;
+    eprintln!("landwatch review: stopped; database closed");
     Ok(())
+}
+
+/// A future that ends with the name of the first stop signal: SIGTERM or SIGINT (Ctrl-C)
+/// on Unix, Ctrl-C elsewhere. The handlers are installed before this returns.
+fn stop_signal() -> crate::Result<impl Future<Output = &'static str>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let install =
+            |kind, name: &str| signal(kind).map_err(|e| crate::Error::Other(format!("cannot handle {name}: {e}")));
+        let mut term = install(SignalKind::terminate(), "SIGTERM")?;
+        let mut int = install(SignalKind::interrupt(), "SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        })
+    }
 }
 
 /// State for an already open listener; used by tests to serve on an ephemeral port.
@@ -444,10 +537,12 @@ pub async fn serve_on(state: AppState, listener: tokio::net::TcpListener) -> std
     Ok(())
 }
 
-/// Accepts HTTP/1.1 connections until `shutdown`, then lets requests in flight finish (for
-/// a while). Served with hyper directly rather than `axum::serve`, which has no
-/// header-read timeout: a connection that does not send a complete request head within
-/// the timeout (idle keep-alive connections included) is closed.
+/// Accepts HTTP/1.1 connections until `shutdown`, then closes the listener (new
+/// connections are refused) and lets requests in flight finish, for at most
+/// [`SHUTDOWN_GRACE`]; idle keep-alive connections are closed at once. Served with hyper
+/// directly rather than `axum::serve`, which has no header-read timeout: a connection that
+/// does not send a complete request head within the timeout (idle keep-alive connections
+/// included) is closed.
 async fn serve_until(state: AppState, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()>) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -480,7 +575,16 @@ async fn serve_until(state: AppState, listener: tokio::net::TcpListener, shutdow
             }
         });
     }
+    drop(listener);
+    eprintln!(
+        "landwatch review: no longer accepting connections; waiting up to {} s for requests in flight",
+        SHUTDOWN_GRACE.as_secs()
+    );
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
         tracing::warn!("review server: requests still running after {SHUTDOWN_GRACE:?}; stopping anyway");
+        eprintln!(
+            "landwatch review: requests still running after {} s; stopping anyway",
+            SHUTDOWN_GRACE.as_secs()
+        );
     }
 }

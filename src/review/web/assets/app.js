@@ -8,10 +8,19 @@
   };
   var SUBTYPE_KEYS = ["a", "b", "c", "d", "e"];
   var STATUSES = ["unreviewed", "legal", "illegal", "other"];
+  // Queue lines (and outlines) per request; the server allows up to 1000.
+  var PAGE_SIZE = 200;
+  // Pages loaded at most while looking for a linked patch (#patch=ID) further down.
+  var MAX_SEEK_PAGES = 100;
 
+  // The queue is loaded a page at a time, in id order: `items` are the lines loaded so far,
+  // `nextAfter` the cursor of the next page (null: none), `query` the filter they were
+  // loaded with and `generation` counts filter changes, so a page that arrives after the
+  // filter changed is dropped. The overview shows the outlines of the loaded pages.
   var state = {
     me: null, items: [], index: -1, detail: null, facets: null, counts: {},
-    choice: null, subtype: "", overview: null, busy: false
+    choice: null, subtype: "", overview: { crs: "lonlat", patches: [] }, busy: false,
+    query: "", nextAfter: null, total: 0, loading: null, generation: 0
   };
 
   function $(id) { return document.getElementById(id); }
@@ -83,36 +92,147 @@
     box.appendChild(el("span", t("total") + " " + (counts.total || 0), "count"));
   }
 
+  function queueLine(item, i) {
+    var li = el("li", null, "q-item st-" + item.status + (i === state.index ? " current" : ""));
+    li.dataset.id = String(item.id);
+    li.dataset.status = item.status;
+    if (item.needs_rereview) li.dataset.rereview = "1";
+    li.appendChild(el("span", item.jcbh || item.patch_id, "q-title"));
+    li.appendChild(el("span", statusLabel(item.status), "badge st-" + item.status));
+    if (item.needs_rereview) li.appendChild(el("span", t("needs_rereview"), "badge rereview"));
+    var meta = [item.xzqmc || item.xzqdm, item.tblx || changeTypeLabel(item.change_type),
+      Math.round(item.area_m2) + " m²", item.after_date].filter(Boolean).join(" · ");
+    li.appendChild(el("div", meta, "q-meta"));
+    li.addEventListener("click", function () { select(i); });
+    return li;
+  }
+
+  // The line after the loaded ones: "load more" while there are further pages.
+  function renderMore() {
+    var old = $("queue-more-line");
+    if (old) old.parentNode.removeChild(old);
+    $("queue-count").textContent = "(" + state.total + ")";
+    var ul = $("queue");
+    if (state.items.length === 0) {
+      if (!ul.querySelector(".empty")) ul.appendChild(el("li", t("no_patches"), "empty"));
+      return;
+    }
+    if (state.nextAfter === null) return;
+    var li = el("li", null, "more");
+    li.id = "queue-more-line";
+    var b = el("button", t("load_more") + " (" + state.items.length + " / " + state.total + ")");
+    b.type = "button";
+    b.id = "queue-more";
+    b.addEventListener("click", function () { loadMore().catch(showLoadError); });
+    li.appendChild(b);
+    ul.appendChild(li);
+  }
+
   function renderQueue() {
     var ul = $("queue");
     clear(ul);
-    $("queue-count").textContent = "(" + state.items.length + ")";
-    if (state.items.length === 0) ul.appendChild(el("li", t("no_patches"), "empty"));
-    state.items.forEach(function (item, i) {
-      var li = el("li", null, "q-item st-" + item.status + (i === state.index ? " current" : ""));
-      li.dataset.id = String(item.id);
-      li.dataset.status = item.status;
-      li.appendChild(el("span", item.jcbh || item.patch_id, "q-title"));
-      li.appendChild(el("span", statusLabel(item.status), "badge st-" + item.status));
-      var meta = [item.xzqmc || item.xzqdm, item.tblx || changeTypeLabel(item.change_type),
-        Math.round(item.area_m2) + " m²", item.after_date].filter(Boolean).join(" · ");
-      li.appendChild(el("div", meta, "q-meta"));
-      li.addEventListener("click", function () { select(i); });
-      ul.appendChild(li);
-    });
+    appendQueueLines(0);
   }
 
+  function appendQueueLines(start) {
+    var ul = $("queue");
+    var empty = ul.querySelector(".empty");
+    if (empty) ul.removeChild(empty);
+    var more = $("queue-more-line");
+    if (more) ul.removeChild(more);
+    for (var i = start; i < state.items.length; i++) ul.appendChild(queueLine(state.items[i], i));
+    renderMore();
+  }
+
+  function showLoadError(e) { showMsg("verdict-msg", e.message, true); }
+
+  function pageQuery(after) {
+    return (state.query ? state.query + "&" : "") + "limit=" + PAGE_SIZE + (after ? "&after=" + after : "");
+  }
+
+  function addPage(q, o) {
+    var start = state.items.length;
+    state.items = state.items.concat(q.patches);
+    state.nextAfter = (q.next_after === null || q.next_after === undefined) ? null : q.next_after;
+    state.total = q.total;
+    renderCounts(q.counts);
+    state.overview.crs = o.crs;
+    state.overview.patches = state.overview.patches.concat(o.patches);
+    appendQueueLines(start);
+    renderOverview();
+  }
+
+  // Loads the next page of lines and outlines; resolves to whether one was added.
+  function loadMore() {
+    if (state.nextAfter === null) return Promise.resolve(false);
+    if (!state.loading) {
+      var generation = state.generation;
+      var query = pageQuery(state.nextAfter);
+      var loading = Promise.all([api("/api/patches?" + query), api("/api/overview?" + query)])
+        .then(function (r) {
+          if (generation !== state.generation) return false;
+          addPage(r[0], r[1]);
+          return true;
+        });
+      state.loading = loading;
+      var done = function () { if (state.loading === loading) state.loading = null; };
+      loading.then(done, done);
+    }
+    return state.loading;
+  }
+
+  // The index of patch `id`, loading further pages while it may lie on one of them.
+  function seek(id, pages) {
+    var idx = state.items.findIndex(function (it) { return it.id === id; });
+    var last = state.items.length ? state.items[state.items.length - 1].id : 0;
+    if (idx >= 0 || id === null || state.nextAfter === null || id < last || pages >= MAX_SEEK_PAGES) {
+      return Promise.resolve(idx);
+    }
+    return loadMore().then(function () { return seek(id, pages + 1); });
+  }
+
+  // (Re)loads the queue from its first page with the current filter; opens patch `keepId`
+  // when it is in the list, else the first.
   function loadQueue(keepId) {
-    return api("/api/patches?" + filterQuery()).then(function (q) {
-      state.items = q.patches;
-      renderCounts(q.counts);
-      var idx = state.items.findIndex(function (it) { return it.id === keepId; });
-      if (idx < 0 && state.items.length > 0) idx = Math.min(Math.max(state.index, 0), state.items.length - 1);
-      state.index = -1;
-      renderQueue();
+    state.generation += 1;
+    state.query = filterQuery();
+    state.items = [];
+    state.index = -1;
+    state.loading = null;
+    state.nextAfter = 0;
+    state.overview = { crs: state.overview.crs, patches: [] };
+    clear($("queue"));
+    return loadMore().then(function () { return seek(keepId, 0); }).then(function (idx) {
+      if (idx < 0 && state.items.length > 0) idx = 0;
       if (idx >= 0) return select(idx);
       showEmpty();
     });
+  }
+
+  // The counts (and total) again, after a verdict changed them.
+  function refreshCounts() {
+    var query = (state.query ? state.query + "&" : "") + "limit=1";
+    return api("/api/patches?" + query).then(function (q) {
+      state.total = q.total;
+      renderCounts(q.counts);
+      renderMore();
+    });
+  }
+
+  // Shows a new verdict of patch `id` in its queue line and outline, without reloading.
+  function markVerdict(id, current) {
+    state.items.forEach(function (item, i) {
+      if (item.id !== id) return;
+      item.status = current.status;
+      item.subtype = current.subtype;
+      item.needs_rereview = false;
+      var li = document.querySelector('#queue li[data-id="' + id + '"]');
+      if (li) li.parentNode.replaceChild(queueLine(item, i), li);
+    });
+    state.overview.patches.forEach(function (p) {
+      if (p.id === id) { p.status = current.status; p.needs_rereview = false; }
+    });
+    renderOverview();
   }
 
   // ---- patch view ---------------------------------------------------------------------
@@ -124,8 +244,14 @@
     renderOverview();
   }
 
+  // Opens line `i`; past the loaded lines, loads the next page first (so j keeps going).
   function select(i) {
-    if (i < 0 || i >= state.items.length) return Promise.resolve();
+    if (i < 0) return Promise.resolve();
+    if (i >= state.items.length) {
+      if (state.nextAfter === null) return Promise.resolve();
+      return loadMore().then(function (added) { return added && i < state.items.length ? select(i) : undefined; })
+        .catch(showLoadError);
+    }
     state.index = i;
     var id = state.items[i].id;
     history.replaceState(null, "", "#patch=" + id);
@@ -154,19 +280,20 @@
     badge.textContent = statusLabel(d.current.status) + (d.current.subtype ? " · " + subtypeLabel(d.current.subtype) : "");
     badge.className = "badge st-" + d.current.status;
     badge.dataset.status = d.current.status;
+    $("patch-rereview").hidden = !d.needs_rereview;
     ["before", "after"].forEach(function (w) {
       setChip($("chip-" + w), d.chips[w]);
       setChip($("swipe-" + w), d.chips[w]);
     });
     renderAttributes(d.properties);
-    renderHistory(d.history);
+    renderHistory(d.history, d.events || []);
     state.choice = null; state.subtype = "";
     $("note").value = d.current.status === "unreviewed" ? "" : d.current.note;
     renderChoice();
     var admin = state.me.role === "admin";
     $("reopen").hidden = !(admin && d.current.status !== "unreviewed");
     showMsg("verdict-msg", "");
-    renderOverview();
+    markOverviewCurrent();
   }
 
   function renderAttributes(props) {
@@ -184,15 +311,31 @@
     });
   }
 
-  function renderHistory(rows) {
+  function eventText(e) {
+    if (e.kind !== "outline_changed") return e.at + " · " + t("system") + " · " + e.kind;
+    var d = e.detail || {};
+    var parts = [];
+    if (typeof d.iou === "number") parts.push("IoU " + d.iou.toFixed(2));
+    if (typeof d.area_change === "number") {
+      parts.push(t("area") + " " + (d.area_change >= 0 ? "+" : "") + Math.round(d.area_change * 100) + "%");
+    }
+    return e.at + " · " + t("system") + " · " + t("ev_outline_changed") + (parts.length ? " (" + parts.join(", ") + ")" : "");
+  }
+
+  // Verdicts and events (re-review flags), newest first.
+  function renderHistory(rows, events) {
     var ol = $("history");
     clear(ol);
-    if (rows.length === 0) ol.appendChild(el("li", t("no_history"), "empty"));
-    rows.slice().reverse().forEach(function (h) {
-      var text = h.at + " · " + h.user + " · " + statusLabel(h.old_status) + " → " + statusLabel(h.new_status) +
-        (h.subtype ? " (" + subtypeLabel(h.subtype) + ")" : "") + (h.note ? " · " + h.note : "");
-      ol.appendChild(el("li", text));
-    });
+    var lines = rows.map(function (h) {
+      return { at: h.at, cls: "", text: h.at + " · " + h.user + " · " + statusLabel(h.old_status) + " → " +
+        statusLabel(h.new_status) + (h.subtype ? " (" + subtypeLabel(h.subtype) + ")" : "") + (h.note ? " · " + h.note : "") };
+    }).concat(events.map(function (e) { return { at: e.at, cls: "event", text: eventText(e) }; }));
+    if (lines.length === 0) ol.appendChild(el("li", t("no_history"), "empty"));
+    // Stable sort: same-second rows keep verdicts-then-events order, reversed below.
+    lines.map(function (l, i) { return [l, i]; })
+      .sort(function (a, b) { return a[0].at < b[0].at ? -1 : a[0].at > b[0].at ? 1 : a[1] - b[1]; })
+      .reverse()
+      .forEach(function (p) { ol.appendChild(el("li", p[0].text, p[0].cls || undefined)); });
   }
 
   // ---- verdicts -----------------------------------------------------------------------
@@ -242,13 +385,16 @@
     if (!state.detail || !state.choice || state.busy) return;
     if (SUBTYPES[state.choice] && !state.subtype) { showMsg("verdict-msg", t("choose_subtype"), true); return; }
     var id = state.detail.id;
-    var next = state.items[state.index + 1];
+    var index = state.index;
     state.busy = true;
     api("/api/patches/" + id + "/verdict", "POST",
       { status: state.choice, subtype: state.subtype, note: $("note").value })
-      .then(function () {
+      .then(function (r) {
         showMsg("verdict-msg", t("saved"));
-        return loadOverview().then(function () { return loadQueue(next ? next.id : id); });
+        markVerdict(id, r.current);
+        refreshCounts().catch(function () { /* counts catch up with the next page */ });
+        var hasNext = index + 1 < state.items.length || state.nextAfter !== null;
+        return select(hasNext ? index + 1 : index);
       })
       .catch(function (e) { showMsg("verdict-msg", e.message, true); })
       .then(function () { state.busy = false; });
@@ -259,7 +405,10 @@
     var id = state.detail.id;
     var note = window.prompt(t("reopen_note"), "") || "";
     api("/api/patches/" + id + "/reopen", "POST", { note: note })
-      .then(function () { return loadOverview().then(function () { return loadQueue(id); }); })
+      .then(function (r) {
+        markVerdict(id, r.current);
+        return refreshCounts().then(function () { return select(state.index); });
+      })
       .catch(function (e) { showMsg("verdict-msg", e.message, true); });
   }
 
@@ -279,10 +428,6 @@
 
   // ---- overview (SVG of every outline, no map tiles) ---------------------------------
 
-  function loadOverview() {
-    return api("/api/overview").then(function (o) { state.overview = o; renderOverview(); });
-  }
-
   function rings(geometry) {
     if (!geometry) return [];
     if (geometry.type === "Polygon") return geometry.coordinates;
@@ -294,7 +439,7 @@
     var box = $("overview");
     clear(box);
     var o = state.overview;
-    if (!o || o.patches.length === 0) return;
+    if (o.patches.length === 0) return;
     var minx = Infinity, miny = Infinity, maxx = -Infinity, maxy = -Infinity;
     o.patches.forEach(function (p) {
       rings(p.geometry).forEach(function (r) { r.forEach(function (c) {
@@ -315,12 +460,11 @@
     var svg = document.createElementNS(NS, "svg");
     svg.setAttribute("viewBox", "0 0 " + W + " " + H);
     svg.setAttribute("class", "overview-svg");
-    var currentId = state.detail ? state.detail.id : null;
     o.patches.forEach(function (p) {
       var d = rings(p.geometry).map(function (r) { return "M" + r.map(px).join("L") + "Z"; }).join("");
       var path = document.createElementNS(NS, "path");
       path.setAttribute("d", d);
-      path.setAttribute("class", "ov st-" + p.status + (p.id === currentId ? " current" : ""));
+      path.setAttribute("class", "ov st-" + p.status);
       path.dataset.id = String(p.id);
       var title = document.createElementNS(NS, "title");
       title.textContent = String(p.id);
@@ -332,7 +476,8 @@
         var xy = px(first[0]).split(",");
         dot.setAttribute("cx", xy[0]); dot.setAttribute("cy", xy[1]); dot.setAttribute("r", "3");
       }
-      dot.setAttribute("class", "ov-dot st-" + p.status + (p.id === currentId ? " current" : ""));
+      dot.setAttribute("class", "ov-dot st-" + p.status);
+      dot.dataset.id = String(p.id);
       [path, dot].forEach(function (shape) {
         shape.addEventListener("click", function () {
           var i = state.items.findIndex(function (it) { return it.id === p.id; });
@@ -342,9 +487,55 @@
       });
     });
     box.appendChild(svg);
+    markOverviewCurrent();
+  }
+
+  // Highlights the open patch's outline (cheaper than drawing them all again).
+  function markOverviewCurrent() {
+    document.querySelectorAll("#overview .current").forEach(function (n) { n.classList.remove("current"); });
+    if (!state.detail) return;
+    document.querySelectorAll('#overview [data-id="' + state.detail.id + '"]').forEach(function (n) {
+      n.classList.add("current");
+    });
   }
 
   // ---- admin --------------------------------------------------------------------------
+
+  function adminAction(promise) {
+    return promise.then(function () { showMsg("admin-msg", t("saved")); return loadUsers(); })
+      .catch(function (e) { showMsg("admin-msg", e.message, true); });
+  }
+
+  // The action buttons of another user's row: enable/disable, reset password, remove.
+  function userActions(u) {
+    var td = el("td");
+    var toggle = el("button", t(u.disabled ? "enable" : "disable"));
+    toggle.type = "button";
+    toggle.addEventListener("click", function () {
+      adminAction(api("/api/admin/users/" + u.id + "/disabled", "POST", { disabled: !u.disabled }));
+    });
+    var reset = el("button", t("reset_password"));
+    reset.type = "button";
+    var pw = el("input");
+    pw.type = "password";
+    pw.autocomplete = "new-password";
+    pw.minLength = 8;
+    pw.hidden = true;
+    pw.className = "reset-password";
+    pw.setAttribute("aria-label", t("new_password"));
+    reset.addEventListener("click", function () {
+      if (pw.hidden) { pw.hidden = false; pw.focus(); return; }
+      adminAction(api("/api/admin/users/" + u.id + "/password", "POST", { password: pw.value }));
+    });
+    var remove = el("button", t("remove"));
+    remove.type = "button";
+    remove.addEventListener("click", function () {
+      if (!window.confirm(t("confirm_remove").replace("{name}", u.name))) return;
+      adminAction(api("/api/admin/users/" + u.id, "DELETE"));
+    });
+    [toggle, reset, pw, remove].forEach(function (n) { td.appendChild(n); });
+    return td;
+  }
 
   function loadUsers() {
     return api("/api/admin/users").then(function (r) {
@@ -352,20 +543,11 @@
       clear(tbody);
       r.users.forEach(function (u) {
         var tr = el("tr");
+        tr.dataset.id = String(u.id);
         tr.appendChild(el("td", u.name));
         tr.appendChild(el("td", t(u.role === "admin" ? "admin_role" : "reviewer")));
-        tr.appendChild(el("td", t(u.disabled ? "disabled" : "active")));
-        var td = el("td");
-        if (u.id !== state.me.id) {
-          var b = el("button", t(u.disabled ? "enable" : "disable"));
-          b.type = "button";
-          b.addEventListener("click", function () {
-            api("/api/admin/users/" + u.id + "/disabled", "POST", { disabled: !u.disabled })
-              .then(loadUsers).catch(function (e) { showMsg("admin-msg", e.message, true); });
-          });
-          td.appendChild(b);
-        }
-        tr.appendChild(td);
+        tr.appendChild(el("td", t(u.removed ? "removed" : u.disabled ? "disabled" : "active")));
+        tr.appendChild(u.id !== state.me.id && !u.removed ? userActions(u) : el("td"));
         tbody.appendChild(tr);
       });
     }).catch(function (e) { showMsg("admin-msg", e.message, true); });
@@ -379,6 +561,15 @@
       showMsg("admin-msg", t("saved"));
       return loadUsers();
     }).catch(function (e) { showMsg("admin-msg", e.message, true); });
+  }
+
+  function changeOwnPassword(ev) {
+    ev.preventDefault();
+    var body = { current_password: $("current-password").value, new_password: $("new-password").value };
+    api("/api/me/password", "POST", body).then(function () {
+      $("change-password").reset();
+      showMsg("password-msg", t("password_changed"));
+    }).catch(function (e) { showMsg("password-msg", e.message, true); });
   }
 
   // ---- keyboard -----------------------------------------------------------------------
@@ -416,6 +607,7 @@
     renderFilters();
     renderCounts(state.counts);
     renderQueue();
+    renderOverview();
     if (state.detail) renderPatch();
   }
 
@@ -445,6 +637,16 @@
       if (!$("admin-panel").hidden) loadUsers();
     });
     $("add-user").addEventListener("submit", addUser);
+    $("password-toggle").addEventListener("click", function () {
+      $("password-panel").hidden = !$("password-panel").hidden;
+      if (!$("password-panel").hidden) $("current-password").focus();
+    });
+    $("change-password").addEventListener("submit", changeOwnPassword);
+    // Near the end of the loaded lines, load the next page.
+    $("queue").addEventListener("scroll", function () {
+      var q = $("queue");
+      if (q.scrollTop + q.clientHeight >= q.scrollHeight - 120) loadMore().catch(showLoadError);
+    });
     setView(false);
     updateSwipe();
     var m = /^#patch=(\d+)$/.exec(location.hash);
@@ -457,8 +659,8 @@
     }).then(function (f) {
       state.facets = f;
       renderFilters();
-      return loadOverview();
-    }).then(function () { return loadQueue(wanted); })
+      return loadQueue(wanted);
+    })
       .then(function () { document.body.dataset.ready = "1"; })
       .catch(function (e) { showMsg("verdict-msg", e.message, true); });
   }

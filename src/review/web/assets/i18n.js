@@ -21,7 +21,13 @@ var I18N = {
     k_next: "下一个", k_prev: "上一个", k_legal: "合法", k_illegal: "违法", k_other: "其他",
     k_subtype: "选择类型", k_note: "填写备注 (Esc 返回)", k_save: "保存并前往下一个", k_swipe: "并排/卷帘切换",
     ct_building: "新增建筑", ct_hardened: "推填土/硬化", ct_pond: "坑塘", ct_orchard_forest: "园地/林地",
-    ct_greenhouse: "大棚", ct_other: "其他"
+    ct_greenhouse: "大棚", ct_other: "其他",
+    load_more: "加载更多", needs_rereview: "需复核", only_rereview: "仅看需复核",
+    ev_outline_changed: "轮廓已变化，需复核", system: "系统", area: "面积",
+    change_password: "修改密码", current_password: "当前密码", new_password: "新密码",
+    save_password: "保存密码", password_changed: "密码已修改，其他登录已退出",
+    reset_password: "重置密码", remove: "删除", removed: "已删除",
+    confirm_remove: "删除用户 {name}？其审核记录会保留。"
   },
   "en": {
     app_title: "Patch review", user_name: "User name", password: "Password", log_in: "Log in", log_out: "Log out",
@@ -41,7 +47,13 @@ var I18N = {
     k_next: "next", k_prev: "previous", k_legal: "legal", k_illegal: "illegal", k_other: "other",
     k_subtype: "choose type", k_note: "write a note (Esc to leave)", k_save: "save and go to next", k_swipe: "side by side / swipe",
     ct_building: "new building", ct_hardened: "fill / hardened", ct_pond: "pond", ct_orchard_forest: "orchard / forest",
-    ct_greenhouse: "greenhouse", ct_other: "other"
+    ct_greenhouse: "greenhouse", ct_other: "other",
+    load_more: "Load more", needs_rereview: "Re-review", only_rereview: "Only needing re-review",
+    ev_outline_changed: "outline changed; decide again", system: "system", area: "area",
+    change_password: "Change password", current_password: "Current password", new_password: "New password",
+    save_password: "Save password", password_changed: "Password changed; your other sessions have ended",
+    reset_password: "Reset password", remove: "Remove", removed: "removed",
+    confirm_remove: "Remove user {name}? Their verdicts stay in the history."
   }
 };
 
