@@ -577,3 +577,36 @@ fn the_shift_is_estimated_from_valid_windows_when_a_third_of_the_image_is_nan() 
     );
     assert!(String::from_utf8_lossy(&r.stderr).contains("shift could not be estimated, the after image is not shifted: 4 of 4 calibration windows had too few valid pixels"));
 }
+
+#[test]
+fn an_image_stored_as_64_bit_integers_is_refused_naming_its_type_before_any_pixel_is_read() {
+    use gdal::raster::Buffer;
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a.tif"), tmp.path().join("b.tif"));
+    write_tif(&a, 256, 530_000.0, None, field);
+    let drv = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
+    let mut ds = drv.create_with_band_type::<i64, _>(&b, 256, 256, 4).unwrap();
+    ds.set_geo_transform(&[530_000.0, 2.0, 0.0, 2_535_000.0, 0.0, -2.0])
+        .unwrap();
+    ds.set_spatial_ref(&gdal::spatial_ref::SpatialRef::from_epsg(4545).unwrap())
+        .unwrap();
+    for band in 0..4 {
+        let data: Vec<i64> = (0..256 * 256).map(|i| field(band, i / 256, i % 256) as i64).collect();
+        let mut buf = Buffer::new((256, 256), data);
+        ds.rasterband(band + 1)
+            .unwrap()
+            .write((0, 0), (256, 256), &mut buf)
+            .unwrap();
+    }
+    drop(ds);
+    let out = tmp.path().join("out");
+    let r = detect_into(&a, &b, &out, &[]);
+    assert_bad_input(
+        &r,
+        &format!(
+            "{}: stores its pixels as Int64, which landwatch cannot read as reflectance",
+            b.display()
+        ),
+        &out,
+    );
+}

@@ -114,7 +114,9 @@ fn moment_match(s: &Samples) -> Normalisation {
 
 fn mean_std(v: &[f32]) -> (f32, f32) {
     let a = Array1::from_vec(v.to_vec());
-    let m = a.mean().unwrap_or(0.0);
+    let m = a
+        .mean()
+        .expect("fit() moment-matches only samples of at least 16 pixels");
     (m, a.std(0.0))
 }
 

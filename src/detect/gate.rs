@@ -2,6 +2,7 @@
 //! See [`crate::model::GateParams`] for the reasoning and the thresholds.
 
 use super::indices::{as_flat, local_std3, DateIndices, DateLayers};
+use super::layout::plane_of;
 use super::morphology::dilate;
 use crate::model::GateParams;
 use ndarray::{Array2, Array3};
@@ -29,7 +30,8 @@ impl BlockLayers {
             before: b.ix,
             after: a.ix,
             bright_before: b.bright,
-            flat_after: a.flat.unwrap_or_else(|| Array2::zeros(a.bright.raw_dim())),
+            // Made with `with_flatness` just above, so always there.
+            flat_after: a.flat.expect("the after date's layers are made with flatness"),
             bright_after: a.bright,
         }
     }
@@ -64,7 +66,7 @@ pub fn change_of_use(after: &Array3<f32>, l: &BlockLayers, p: &GateParams) -> Ar
             .collect(),
         None => dry.collect(),
     };
-    let gate = Array2::from_shape_vec((h, w), gate).unwrap_or_else(|_| Array2::from_elem((h, w), false));
+    let gate = plane_of((h, w), gate);
     dilate(&gate, p.grow_px)
 }
 

@@ -132,6 +132,8 @@ struct RowBand {
 
 impl<'a> StripReader<'a> {
     pub fn new(scene: &'a Scene, halo: usize, band_h: usize) -> Self {
+        // Kept tiles only save decoding: should calibration have panicked holding the lock,
+        // the reader decodes those tiles from the file instead (the same pixels).
         let kept = scene
             .kept
             .lock()
@@ -218,7 +220,11 @@ fn rows_from(pieces: &[Arc<HeldPixels>], top: isize) -> Vec<Arc<HeldPixels>> {
                 Some(Arc::clone(p))
             } else {
                 let rows = Window::new(p.win.x, top, p.win.w, (bottom - top) as usize);
-                Some(p.crop(rows).map(Arc::new).unwrap_or_else(|| Arc::clone(p)))
+                // `p` reaches past `top` on both sides, so the two overlap.
+                Some(Arc::new(
+                    p.crop(rows)
+                        .expect("a piece straddling `top` overlaps the rows from it"),
+                ))
             }
         })
         .collect()
@@ -276,6 +282,8 @@ impl Scene {
         let after_ds = raster::open(after_path)?;
         let mut after = raster::describe(&after_ds, after_path)?;
         let bands = choose_bands(&before, &after, bands)?;
+        // Refused before any pixel is warped or read; a warped copy keeps the after image's type.
+        let (scale_before, scale_after) = (before.reflectance_scale()?, after.reflectance_scale()?);
         budget::check_image(&before, bands.canonical().len(), model, memory_budget)?;
         let after_read_path = align_grid(&before, &after, &after_ds, work_dir)?;
         let mut after_grid = TileGrid::of(&after_ds);
@@ -294,8 +302,8 @@ impl Scene {
             MaskMode::Auto => has_nir,
         };
         Ok(Self {
-            scale_before: before.reflectance_scale(),
-            scale_after: after.reflectance_scale(),
+            scale_before,
+            scale_after,
             before_pool: DatasetPool::new(&before.path),
             after_pool: DatasetPool::new(&after_read_path),
             norm: Normalisation::identity(bands.canonical().len()),
@@ -467,6 +475,7 @@ impl Scene {
                     d.threshold_scale_rgb
                 }
             })
+            // `None` only for an empty histogram, refused just above.
             .unwrap_or(d.threshold_floor)
             .max(d.threshold_floor);
         Ok(Calibration {
@@ -660,9 +669,11 @@ fn correlate_valid(b: &Pixels, a: &Pixels) -> Option<Shift> {
     if (valid as f64) < MIN_SHIFT_VALID * both.len().max(1) as f64 {
         return None;
     }
-    let (_, h, w) = b.bands.dim();
     let mean_of = |p: &Pixels| {
-        let mut m = p.bands.mean_axis(Axis(0)).unwrap_or_else(|| Array2::zeros((h, w)));
+        let mut m = p
+            .bands
+            .mean_axis(Axis(0))
+            .expect("a pair window has at least three bands (every band map names B, G and R)");
         if valid < both.len() {
             fill_invalid(&mut m, &both);
         }

@@ -57,6 +57,8 @@ pub fn pixel_values(
     ctex: (f32, f32),
     film: &FilmParams,
 ) -> [f32; PIXEL_VALUES] {
+    // Without NIR there is no NDWI: its entries are 0 and `summarise` leaves the NDWI and
+    // open-water features out (a missing feature, not a value of 0 for the rules to read).
     let ndwi_a = water(a).unwrap_or(0.0);
     let (bright_b, bright_a, flat_a) = (brightness(b), brightness(a), flatness(a));
     [
