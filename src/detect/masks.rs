@@ -39,8 +39,8 @@ pub fn clouds(bands: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Arra
     for i in candidates {
         let px = spectrum(all, n, i, &mut px);
         let flat = flatness(px);
-        core[i] = px[BLUE] > p.cloud_blue && flat > 0.75;
-        edge[i] = brightness(px) > p.cloud_edge_brightness && flat > 0.5;
+        core[i] = px[BLUE] > p.cloud_blue && flat > p.cloud_core_min_flatness;
+        edge[i] = brightness(px) > p.cloud_edge_brightness && flat > p.cloud_edge_min_flatness;
         any |= core[i];
     }
     let core = plane_of(valid.dim(), core);
@@ -128,6 +128,8 @@ mod tests {
         MaskParams {
             clouds: MaskMode::On,
             cloud_blue: 0.6,
+            cloud_core_min_flatness: 0.75,
+            cloud_edge_min_flatness: 0.5,
             cloud_edge_brightness: 0.25,
             cloud_buffer_px: 2,
             shadow_ratio: 0.6,

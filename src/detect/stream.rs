@@ -9,7 +9,7 @@ use super::morphology;
 use super::scene::{HeldPair, PairWindow, Scene, StripReader};
 use super::texture::{self, CrownLayers};
 use crate::io::raster::Window;
-use crate::model::FilmParams;
+use crate::model::{FilmParams, Model};
 use crate::patches::features::{self, PIXEL_VALUES};
 use crate::{Error, Result};
 use gdal::raster::{Buffer, RasterCreationOptions};
@@ -272,7 +272,7 @@ fn process_block(
         changed: class.iter().filter(|&&c| c == CLASS_CHANGED).count() as u64,
         ..Default::default()
     };
-    let values = changed_pixel_values(&pair, &layers, &crowns, &class, halo, &scene.model().detect.film);
+    let values = changed_pixel_values(&pair, &layers, &crowns, &class, halo, scene.model());
     Ok(BlockOut {
         win,
         values,
@@ -362,7 +362,7 @@ fn changed_pixel_values(
     crowns: &CrownLayers,
     class: &Array2<u8>,
     halo: usize,
-    film: &FilmParams,
+    model: &Model,
 ) -> Vec<[f32; PIXEL_VALUES]> {
     let (_, h, w) = pair.before.dim();
     let (bright_b, bright_a) = (as_flat(&l.bright_before), as_flat(&l.bright_after));
@@ -392,7 +392,8 @@ fn changed_pixel_values(
             vtex,
             btex,
             ctex,
-            film,
+            &model.detect.film,
+            model.typing.water_frac_min_ndwi,
         ));
     }
     out
