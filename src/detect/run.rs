@@ -515,6 +515,7 @@ fn start_loading_layers(scene: &Scene, req: &DetectRequest) -> Result<LayersLoad
         .map(overlay::CountyFields::parse)
         .transpose()?
         .unwrap_or_default();
+    // Empty for a plain image, whose layers `check_grid` then refuses (they cannot be placed).
     let wkt = scene.before.georef.as_ref().map(|g| g.wkt.clone()).unwrap_or_default();
     overlay::Overlay::check_grid(&paths, &wkt)?;
     let bounds = grid_bounds(scene);

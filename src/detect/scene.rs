@@ -72,6 +72,7 @@ impl BandMap {
                 red: 3,
                 nir: Some(4),
             }),
+            // One or two bands: no default; `choose_bands` refuses the image.
             _ => None,
         }
     }

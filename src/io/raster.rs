@@ -307,6 +307,8 @@ pub(crate) fn gdal_last_error() -> String {
     if !here.trim().is_empty() {
         return here.trim().to_string();
     }
+    // Only the wording of an error: a lock poisoned by a panic elsewhere leaves it without
+    // GDAL's message (the caller then says GDAL gave no reason).
     LAST_FAILURE
         .lock()
         .map(|mut m| std::mem::take(&mut *m))
@@ -574,6 +576,7 @@ impl DatasetPool {
 
     /// Runs `f` with this worker's dataset, opening it on first use.
     pub fn with<T>(&self, f: impl FnOnce(&Dataset) -> Result<T>) -> Result<T> {
+        // Slot 0 is for threads outside the rayon pool.
         let idx = rayon::current_thread_index()
             .map(|i| i + 1)
             .unwrap_or(0)
