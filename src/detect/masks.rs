@@ -220,11 +220,11 @@ mod tests {
         let p = params();
         let got = shadows(&a, &b, &valid, &p);
         let (mut pa, mut pb) = ([0.0f32; MAX_BANDS], [0.0f32; MAX_BANDS]);
-        let (sa, sb) = (a.as_slice().unwrap_or(&[]), b.as_slice().unwrap_or(&[]));
+        let (sa, sb) = (a.as_slice().unwrap(), b.as_slice().unwrap());
         for (i, &g) in got.iter().enumerate() {
             let (xa, xb) = (spectrum(sa, 17 * 21, i, &mut pa), spectrum(sb, 17 * 21, i, &mut pb));
             let (lo, hi) = (brightness(xa).min(brightness(xb)), brightness(xa).max(brightness(xb)));
-            let want = valid.as_slice().unwrap_or(&[])[i]
+            let want = valid.as_slice().unwrap()[i]
                 && lo < p.shadow_ratio * hi
                 && lo >= p.shadow_min_ratio * hi
                 && spectral_angle(xa, xb) < p.shadow_max_angle;

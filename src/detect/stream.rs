@@ -117,6 +117,7 @@ pub fn run(
         let writer =
             sc.spawn(move || write_strips(change, change_path, from_compute, mask_row, progress, total_blocks));
         let computed = compute_strips(scene, &strips, from_reader, to_writer, halo, threshold, morph);
+        // A reader that died early dropped its sender: `compute_strips` reports that as an error.
         let _ = reader.join();
         let written = writer
             .join()

@@ -117,6 +117,8 @@ fn trace_one(c: Component, gt: GeoTransform, wkt: &str, tol: f64) -> Result<Vec<
     Ok(out)
 }
 
+/// The scratch layer's CRS. Only a label: the outlines are traced in grid coordinates either
+/// way, so a CRS GDAL cannot parse changes nothing.
 fn srs_from_wkt(wkt: &str) -> Option<SpatialRef> {
     if wkt.is_empty() {
         return None;
