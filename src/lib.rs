@@ -26,6 +26,7 @@ pub mod patches;
 pub mod pipeline;
 pub mod publish;
 pub mod synth;
+pub mod test_hooks;
 
 pub use error::{Error, Result};
 pub mod review;

@@ -75,6 +75,10 @@ pub struct DetectParams {
     pub calibration_windows: usize,
     /// Fraction of calibration pixels, least changed first, taken as pseudo-invariant.
     pub invariant_fraction: f32,
+    /// Below this mean correlation of the pseudo-invariant pixels the dates are too different
+    /// for a linear radiometric map to be trusted, and the after image is not normalised.
+    #[serde(default = "default_normalise_min_correlation")]
+    pub normalise_min_correlation: f64,
     /// Simplification tolerance in pixels (topology preserving).
     pub simplify_px: f64,
     /// Per-pixel gate that separates changes of use from crop cycles before components form.
@@ -87,6 +91,38 @@ pub struct DetectParams {
     /// section is absent.
     #[serde(default)]
     pub film: FilmParams,
+    /// Residual-shift estimation; the shipped values when the section is absent.
+    #[serde(default)]
+    pub shift: ShiftParams,
+}
+
+fn default_normalise_min_correlation() -> f64 {
+    0.8
+}
+
+/// The residual shift left after warping is estimated by phase correlation of calibration
+/// windows (see [`crate::align::shift`]); these decide which estimates are trusted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShiftParams {
+    /// Correlation peaks below this are noise (repetitive field patterns give weak false peaks).
+    pub min_peak: f64,
+    /// After warping, a residual shift larger than this (px) means a wrong peak, not a real
+    /// offset: it is reported and not applied. The after image is read this much wider.
+    pub max_px: f64,
+    /// Share of a window's pixels that must be valid on both dates for it to estimate the shift.
+    pub min_valid_fraction: f64,
+}
+
+/// The shipped values (what a model without a `[detect.shift]` section gets).
+impl Default for ShiftParams {
+    fn default() -> Self {
+        Self {
+            min_peak: 0.12,
+            max_px: 3.0,
+            min_valid_fraction: 0.9,
+        }
+    }
 }
 
 /// Plastic greenhouse tunnels are often only a few pixels wide: the evidence finds them, but the
@@ -197,14 +233,28 @@ fn default_shadow_min_ratio() -> f32 {
     0.0
 }
 
+fn default_cloud_core_min_flatness() -> f32 {
+    0.75
+}
+
+fn default_cloud_edge_min_flatness() -> f32 {
+    0.5
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaskParams {
     pub clouds: MaskMode,
-    /// Blue reflectance above which a flat-spectrum pixel is cloud core.
+    /// Blue reflectance above which a flat-spectrum pixel is cloud core …
     pub cloud_blue: f32,
-    /// Mean reflectance above which a flat pixel near a cloud core is cloud edge / haze.
+    /// … flat meaning a spectral flatness (see [`crate::detect::indices::flatness`]) above this.
+    #[serde(default = "default_cloud_core_min_flatness")]
+    pub cloud_core_min_flatness: f32,
+    /// Mean reflectance above which a flat pixel near a cloud core is cloud edge / haze …
     pub cloud_edge_brightness: f32,
+    /// … flat meaning a spectral flatness above this (haze lets some ground colour through).
+    #[serde(default = "default_cloud_edge_min_flatness")]
+    pub cloud_edge_min_flatness: f32,
     /// Pixels around cloud cores also masked (thin edges), pixels.
     pub cloud_buffer_px: usize,
     /// A pixel darker than this fraction of the other date in every band, with an unchanged
@@ -259,6 +309,14 @@ pub struct TypingParams {
     pub keep_crop_cycle: bool,
     /// Patches no rule recognises (`other`) are kept only when this is true.
     pub keep_other: bool,
+    /// A patch pixel counts towards the `water_frac_after` feature when its NDWI after is above
+    /// this (open water).
+    #[serde(default = "default_water_frac_min_ndwi")]
+    pub water_frac_min_ndwi: f32,
+}
+
+fn default_water_frac_min_ndwi() -> f32 {
+    0.1
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -388,6 +446,15 @@ impl Model {
         k.range("detect.calibration_window", d.calibration_window as f64, 32.0, 2048.0)?;
         k.range("detect.calibration_windows", d.calibration_windows as f64, 1.0, 1024.0)?;
         k.range("detect.invariant_fraction", d.invariant_fraction as f64, 0.05, 0.95)?;
+        k.range(
+            "detect.normalise_min_correlation",
+            d.normalise_min_correlation,
+            0.0,
+            1.0,
+        )?;
+        k.range("detect.shift.min_peak", d.shift.min_peak, 0.0, 1.0)?;
+        k.range("detect.shift.max_px", d.shift.max_px, 0.0, 16.0)?;
+        k.range("detect.shift.min_valid_fraction", d.shift.min_valid_fraction, 0.1, 1.0)?;
         k.range("detect.simplify_px", d.simplify_px, 0.0, 10.0)?;
         k.range("detect.gate.grow_px", d.gate.grow_px as f64, 0.0, 8.0)?;
         k.range(
@@ -422,6 +489,18 @@ impl Model {
         k.range("detect.film.open_px", f.open_px as f64, 0.0, 3.0)?;
         let m = &self.masks;
         k.range("masks.cloud_blue", m.cloud_blue as f64, 0.0, 2.0)?;
+        k.range(
+            "masks.cloud_core_min_flatness",
+            m.cloud_core_min_flatness as f64,
+            0.0,
+            1.0,
+        )?;
+        k.range(
+            "masks.cloud_edge_min_flatness",
+            m.cloud_edge_min_flatness as f64,
+            0.0,
+            1.0,
+        )?;
         k.range("masks.cloud_edge_brightness", m.cloud_edge_brightness as f64, 0.0, 2.0)?;
         k.range("masks.cloud_buffer_px", m.cloud_buffer_px as f64, 0.0, 64.0)?;
         k.range("masks.shadow_ratio", m.shadow_ratio as f64, 0.0, 1.0)?;
@@ -433,6 +512,12 @@ impl Model {
             m.shadow_ratio as f64,
         )?;
         k.range("typing.min_score", self.typing.min_score, 0.0, 1.0)?;
+        k.range(
+            "typing.water_frac_min_ndwi",
+            self.typing.water_frac_min_ndwi as f64,
+            -1.0,
+            1.0,
+        )?;
         let c = &self.categories;
         k.range("categories.cropland_min_fraction", c.cropland_min_fraction, 0.0, 1.0)?;
         k.range("categories.village_distance_m", c.village_distance_m, 0.0, 10000.0)?;
@@ -639,6 +724,34 @@ mod tests {
                 assert!(msg.contains(leaf), "{key} = {bad}: key not named in: {msg}");
             }
         }
+    }
+
+    #[test]
+    fn a_model_without_the_keys_for_the_once_built_in_numbers_gets_the_values_that_were_built_in() {
+        let added = [
+            "[detect.shift]",
+            "min_peak ",
+            "max_px ",
+            "min_valid_fraction ",
+            "normalise_min_correlation ",
+            "cloud_core_min_flatness ",
+            "cloud_edge_min_flatness ",
+            "water_frac_min_ndwi ",
+        ];
+        let older: Vec<&str> = BUILTIN_MODEL
+            .lines()
+            .filter(|l| !added.iter().any(|k| l.starts_with(k)))
+            .collect();
+        assert_eq!(
+            older.len() + added.len(),
+            BUILTIN_MODEL.lines().count(),
+            "each key once"
+        );
+        let older = Model::parse(&older.join("\n"), Path::new("older.toml")).expect("an older copy loads");
+        let shipped = Model::builtin().expect("the built-in model loads");
+        let json = |m: &Model| serde_json::to_value(m).expect("serialise");
+        assert_eq!(json(&older), json(&shipped));
+        assert_eq!(shipped.detect.shift.max_px, 3.0);
     }
 
     #[test]

@@ -577,3 +577,115 @@ fn the_shift_is_estimated_from_valid_windows_when_a_third_of_the_image_is_nan() 
     );
     assert!(String::from_utf8_lossy(&r.stderr).contains("shift could not be estimated, the after image is not shifted: 4 of 4 calibration windows had too few valid pixels"));
 }
+
+#[test]
+fn an_image_stored_as_64_bit_integers_is_refused_naming_its_type_before_any_pixel_is_read() {
+    use gdal::raster::Buffer;
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a.tif"), tmp.path().join("b.tif"));
+    write_tif(&a, 256, 530_000.0, None, field);
+    let drv = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
+    let mut ds = drv.create_with_band_type::<i64, _>(&b, 256, 256, 4).unwrap();
+    ds.set_geo_transform(&[530_000.0, 2.0, 0.0, 2_535_000.0, 0.0, -2.0])
+        .unwrap();
+    ds.set_spatial_ref(&gdal::spatial_ref::SpatialRef::from_epsg(4545).unwrap())
+        .unwrap();
+    for band in 0..4 {
+        let data: Vec<i64> = (0..256 * 256).map(|i| field(band, i / 256, i % 256) as i64).collect();
+        let mut buf = Buffer::new((256, 256), data);
+        ds.rasterband(band + 1)
+            .unwrap()
+            .write((0, 0), (256, 256), &mut buf)
+            .unwrap();
+    }
+    drop(ds);
+    let out = tmp.path().join("out");
+    let r = detect_into(&a, &b, &out, &[]);
+    assert_bad_input(
+        &r,
+        &format!(
+            "{}: stores its pixels as Int64, which landwatch cannot read as reflectance",
+            b.display()
+        ),
+        &out,
+    );
+}
+
+/// The shipped model with each `(from, to)` of `edits` replaced in its text, written to `path`.
+fn edited_model(path: &Path, edits: &[(&str, &str)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/rules-v1.toml")).unwrap();
+    for (from, to) in edits {
+        assert_eq!(text.matches(from).count(), 1, "{from}");
+        text = text.replace(from, to);
+    }
+    std::fs::write(path, text).unwrap();
+    path.to_path_buf()
+}
+
+/// `detect` on the demo pair with its land use and `extra` arguments; the run's manifest and
+/// patches.
+fn demo_run(out: &Path, extra: &[&str]) -> (serde_json::Value, serde_json::Value) {
+    let landuse = seeds().join("landuse.gpkg");
+    let mut args = vec!["--landuse", s(&landuse), "--no-chips"];
+    args.extend_from_slice(extra);
+    let r = detect_into(&seeds().join("before.tif"), &seeds().join("after.tif"), out, &args);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let patches = serde_json::from_slice(&std::fs::read(out.join("patches.geojson")).unwrap()).unwrap();
+    (manifest(out), patches)
+}
+
+#[test]
+fn the_shift_normalisation_cloud_and_open_water_numbers_are_read_from_the_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (shipped, shipped_patches) = demo_run(&tmp.path().join("shipped"), &[]);
+    let cal = &shipped["calibration"];
+    assert!(cal["shift"]["windows_used"].as_u64().unwrap() > 0, "{cal}");
+    assert!(cal["shift"]["peak"].as_f64().unwrap() < 0.5, "{cal}");
+    assert!(cal["shift"]["dx"].as_f64().unwrap().abs() > 0.5, "{cal}");
+    assert!(cal["normalisation"]["invariant_pixels"].as_u64().unwrap() > 0, "{cal}");
+    let water = |patches: &serde_json::Value| -> Vec<f64> {
+        let features = patches["features"].as_array().unwrap();
+        assert!(!features.is_empty(), "the demo has patches");
+        features
+            .iter()
+            .map(|f| f["properties"]["features"]["water_frac_after"].as_f64().unwrap())
+            .collect()
+    };
+    assert!(water(&shipped_patches).iter().all(|&w| w < 1.0));
+
+    let strict = edited_model(
+        &tmp.path().join("strict.toml"),
+        &[
+            ("min_peak = 0.12", "min_peak = 0.5"),
+            ("normalise_min_correlation = 0.8", "normalise_min_correlation = 1.0"),
+            ("cloud_core_min_flatness = 0.75", "cloud_core_min_flatness = 1.0"),
+            ("water_frac_min_ndwi = 0.1", "water_frac_min_ndwi = -1.0"),
+        ],
+    );
+    let (m, patches) = demo_run(&tmp.path().join("strict"), &["--model", s(&strict)]);
+    let cal = &m["calibration"];
+    assert_eq!(cal["shift"]["windows_used"], 0, "no peak is trusted: {cal}");
+    assert_eq!(cal["normalisation"]["invariant_pixels"], 0, "not normalised: {cal}");
+    assert!(
+        cal["normalisation"]["gain"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g == 1.0),
+        "{cal}"
+    );
+    let unobserved = |m: &serde_json::Value| m["unobserved_area_m2"].as_f64().unwrap();
+    assert!(unobserved(&m) < unobserved(&shipped), "no cloud core: less is masked");
+    assert!(water(&patches).iter().all(|&w| w == 1.0), "every pixel counts as water");
+
+    let capped = edited_model(&tmp.path().join("capped.toml"), &[("max_px = 3.0", "max_px = 0.5")]);
+    let (m, _) = demo_run(&tmp.path().join("capped"), &["--model", s(&capped)]);
+    assert_eq!(m["calibration"]["shift"]["dx"], 0.0, "{m}");
+    let warned = m["warnings"].as_array().unwrap().iter();
+    assert!(
+        warned
+            .map(|w| w.as_str().unwrap())
+            .any(|w| w.contains("too large to trust")),
+        "{m}"
+    );
+}

@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use landwatch::pipeline::config;
-use landwatch::pipeline::run::{run, RunOptions, RunResult, ABORT_HOOK_ENV};
+use landwatch::pipeline::run::{run, RunOptions, RunResult};
+use landwatch::test_hooks::ABORT_AFTER_PAIRS_ENV as ABORT_HOOK_ENV;
 use pipeline_common::*;
 
 const CHILD_ENV: &str = "LANDWATCH_TEST_CHILD_PIPELINE";

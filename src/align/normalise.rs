@@ -9,8 +9,9 @@
 //! The fit is a reduced-major-axis line (gain = ratio of standard deviations), not ordinary
 //! least squares: OLS of before on after shrinks the gain towards 0 whenever the two dates
 //! correlate imperfectly (regression dilution), which flattens the after image and hides real
-//! change. When even the invariant pixels correlate poorly (r below [`MIN_CORRELATION`]), the
-//! dates are too different for a linear map to be trusted and the identity is kept.
+//! change. When even the invariant pixels correlate poorly (r below the model's
+//! `detect.normalise_min_correlation`), the dates are too different for a linear map to be
+//! trusted and the identity is kept.
 
 use ndarray::Array1;
 use serde::Serialize;
@@ -70,11 +71,9 @@ impl Samples {
     }
 }
 
-/// Below this mean correlation of the invariant pixels the normalisation is not applied.
-pub const MIN_CORRELATION: f64 = 0.8;
-
-/// Fits the normalisation, keeping `keep` (0..1) of the pixels each round for `rounds` rounds.
-pub fn fit(samples: &Samples, keep: f32, rounds: usize) -> Normalisation {
+/// Fits the normalisation, keeping `keep` (0..1) of the pixels each round for `rounds` rounds;
+/// the identity when the kept pixels' mean correlation ends below `min_correlation`.
+pub fn fit(samples: &Samples, keep: f32, rounds: usize, min_correlation: f64) -> Normalisation {
     let bands = samples.before.len();
     let n = samples.len();
     if n < 16 {
@@ -87,7 +86,7 @@ pub fn fit(samples: &Samples, keep: f32, rounds: usize) -> Normalisation {
         chosen = least_changed(samples, &norm, keep);
         (norm, r) = reduced_major_axis(samples, &chosen, &norm);
     }
-    if r < MIN_CORRELATION {
+    if r < min_correlation {
         tracing::warn!(
             correlation = r,
             "the dates correlate too weakly for radiometric normalisation; skipped"
@@ -114,7 +113,9 @@ fn moment_match(s: &Samples) -> Normalisation {
 
 fn mean_std(v: &[f32]) -> (f32, f32) {
     let a = Array1::from_vec(v.to_vec());
-    let m = a.mean().unwrap_or(0.0);
+    let m = a
+        .mean()
+        .expect("fit() moment-matches only samples of at least 16 pixels");
     (m, a.std(0.0))
 }
 
@@ -189,7 +190,7 @@ mod tests {
             }
             s.push(&b, &a);
         }
-        let n = fit(&s, 0.5, 4);
+        let n = fit(&s, 0.5, 4, 0.8);
         assert!((n.gain[0] - 1.25).abs() < 0.02, "{n:?}");
         assert!((n.offset[0] - 0.02).abs() < 0.01, "{n:?}");
         assert!((n.gain[1] - 0.8).abs() < 0.02, "{n:?}");
@@ -208,7 +209,7 @@ mod tests {
             let a = (i.wrapping_mul(40503) % 997) as f32 / 997.0;
             s.push(&[b], &[a]);
         }
-        let n = fit(&s, 0.4, 4);
+        let n = fit(&s, 0.4, 4, 0.8);
         assert!((n.gain[0] - 1.0).abs() < 0.1 && n.offset[0].abs() < 0.05, "{n:?}");
     }
 
@@ -216,6 +217,6 @@ mod tests {
     fn too_few_samples_give_identity() {
         let mut s = Samples::new(3);
         s.push(&[0.1, 0.2, 0.3], &[0.2, 0.3, 0.4]);
-        assert_eq!(fit(&s, 0.5, 3), Normalisation::identity(3));
+        assert_eq!(fit(&s, 0.5, 3, 0.8), Normalisation::identity(3));
     }
 }

@@ -4,6 +4,7 @@
 //! Orbit/ortho errors of 2–3 m products leave shifts of a fraction of a pixel to a few pixels
 //! after warping; uncorrected, every field edge becomes a stripe of false change.
 
+use crate::detect::layout::{plane_of, row_major};
 use ndarray::{s, Array2, Array3};
 use rustfft::num_complex::Complex32;
 use rustfft::FftPlanner;
@@ -92,6 +93,7 @@ fn subpixel(left: f32, centre: f32, right: f32) -> f64 {
 /// Mean-removed image times a Hann window, so the image borders do not dominate the spectrum.
 fn windowed(img: &Array2<f32>) -> Array2<f32> {
     let (h, w) = img.dim();
+    // `None` only for an empty image, which has no pixel for the mean to be taken from.
     let mean = img.mean().unwrap_or(0.0);
     let hann = |i: usize, n: usize| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / (n.max(2) - 1) as f32).cos();
     Array2::from_shape_fn((h, w), |(y, x)| (img[(y, x)] - mean) * hann(y, h) * hann(x, w))
@@ -151,9 +153,9 @@ pub fn shift_cropped(
         );
     }
     let src = after.as_standard_layout();
-    let src = src.as_slice().unwrap_or(&[]);
+    let src = row_major(&src);
     let vstd = valid.as_standard_layout();
-    let vs = vstd.as_slice().unwrap_or(&[]);
+    let vs = row_major(&vstd);
     let (plane, out_plane) = (h * w, oh * ow);
     // The shift is the same for every pixel, so the integer part and the weights are too.
     let (ix, iy) = (dx.floor() as isize, dy.floor() as isize);
@@ -204,9 +206,8 @@ pub fn shift_cropped(
             out.extend(std::iter::repeat_n(0.0f32, ow - xb));
         }
     }
-    let bands = Array3::from_shape_vec((c, oh, ow), out).unwrap_or_else(|_| Array3::zeros((c, oh, ow)));
-    let ok = Array2::from_shape_vec((oh, ow), ok).unwrap_or_else(|_| Array2::from_elem((oh, ow), false));
-    (bands, ok)
+    let bands = Array3::from_shape_vec((c, oh, ow), out).expect("one value per band and output pixel");
+    (bands, plane_of((oh, ow), ok))
 }
 
 /// Combines per-window estimates: the median of the windows whose peak is trustworthy (all

@@ -11,6 +11,7 @@
 //! no counterpart in either (large `e`). Vectors are the normalised bands plus scaled index
 //! layers (see [`super::indices::evidence_planes`]).
 
+use super::layout::{plane_of, row_major};
 use ndarray::{Array2, Array3};
 
 /// Neighbourhood-aware change magnitude between two feature stacks of equal shape.
@@ -19,8 +20,8 @@ pub fn neighbourhood_distance(a: &Array3<f32>, b: &Array3<f32>, valid: &Array2<b
     assert_eq!(a.dim(), b.dim(), "feature stacks must match");
     let (a, b) = (a.as_standard_layout(), b.as_standard_layout());
     let plane = valid.len().max(1);
-    let pa: Vec<&[f32]> = a.as_slice().unwrap_or(&[]).chunks_exact(plane).collect();
-    let pb: Vec<&[f32]> = b.as_slice().unwrap_or(&[]).chunks_exact(plane).collect();
+    let pa: Vec<&[f32]> = row_major(&a).chunks_exact(plane).collect();
+    let pb: Vec<&[f32]> = row_major(&b).chunks_exact(plane).collect();
     distance_of_planes(&pa, &pb, valid, radius)
 }
 
@@ -34,7 +35,7 @@ pub fn distance_of_planes(a: &[&[f32]], b: &[&[f32]], valid: &Array2<bool>, radi
         "feature stacks must match"
     );
     let valid = valid.as_standard_layout();
-    let vv = valid.as_slice().unwrap_or(&[]);
+    let vv = row_major(&valid);
     let mut ab = vec![f32::INFINITY; plane];
     let mut ba = vec![f32::INFINITY; plane];
     let m = Matches {
@@ -59,7 +60,7 @@ pub fn distance_of_planes(a: &[&[f32]], b: &[&[f32]], valid: &Array2<bool>, radi
             }
         })
         .collect();
-    Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::zeros((h, w)))
+    plane_of((h, w), out)
 }
 
 /// The inputs of the best-match search: the planes of both stacks and the valid mask, as flat
@@ -112,6 +113,7 @@ impl Matches<'_> {
             5 => self.match_run_of::<5>(p0, q0, n, dist, ab, ba),
             6 => self.match_run_of::<6>(p0, q0, n, dist, ab, ba),
             7 => self.match_run_of::<7>(p0, q0, n, dist, ab, ba),
+            // Any other count: the general loop (the same sums, channel by channel).
             _ => self.match_run_of::<0>(p0, q0, n, dist, ab, ba),
         }
     }

@@ -2,6 +2,7 @@
 //! See [`crate::model::GateParams`] for the reasoning and the thresholds.
 
 use super::indices::{as_flat, local_std3, DateIndices, DateLayers};
+use super::layout::plane_of;
 use super::morphology::dilate;
 use crate::model::GateParams;
 use ndarray::{Array2, Array3};
@@ -29,7 +30,8 @@ impl BlockLayers {
             before: b.ix,
             after: a.ix,
             bright_before: b.bright,
-            flat_after: a.flat.unwrap_or_else(|| Array2::zeros(a.bright.raw_dim())),
+            // Made with `with_flatness` just above, so always there.
+            flat_after: a.flat.expect("the after date's layers are made with flatness"),
             bright_after: a.bright,
         }
     }
@@ -64,7 +66,7 @@ pub fn change_of_use(after: &Array3<f32>, l: &BlockLayers, p: &GateParams) -> Ar
             .collect(),
         None => dry.collect(),
     };
-    let gate = Array2::from_shape_vec((h, w), gate).unwrap_or_else(|_| Array2::from_elem((h, w), false));
+    let gate = plane_of((h, w), gate);
     dilate(&gate, p.grow_px)
 }
 
@@ -77,10 +79,10 @@ mod tests {
     /// The gate at one pixel, written as the plain boolean formula.
     fn gate_at(b: &Array3<f32>, a: &Array3<f32>, vtex: (&Array2<f32>, &Array2<f32>), i: usize, p: &GateParams) -> bool {
         let (_, h, w) = a.dim();
-        let (sb, sa) = (b.as_slice().unwrap_or(&[]), a.as_slice().unwrap_or(&[]));
+        let (sb, sa) = (b.as_slice().unwrap(), a.as_slice().unwrap());
         let (mut pb, mut pa) = ([0.0f32; MAX_BANDS], [0.0f32; MAX_BANDS]);
         let (pb, pa) = (spectrum(sb, h * w, i, &mut pb), spectrum(sa, h * w, i, &mut pa));
-        let (tb, ta) = (vtex.0.as_slice().unwrap_or(&[])[i], vtex.1.as_slice().unwrap_or(&[])[i]);
+        let (tb, ta) = (vtex.0.as_slice().unwrap()[i], vtex.1.as_slice().unwrap()[i]);
         let artificial = vegetation(pa) < p.artificial_max_vi && flatness(pa) > p.artificial_min_flatness;
         let wet = water(pa).is_some_and(|nd| nd > p.water_min_ndwi && brightness(pa) < p.water_max_brightness);
         let textured = ta > p.texture_min && ta - tb > p.texture_min_gain;

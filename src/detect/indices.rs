@@ -3,6 +3,7 @@
 //! GF-1/2/6 and ZY-3 have no SWIR, so built-up indices such as NDBI are out of reach; the
 //! indices here are the ones 4-band (and 3-band RGB) imagery supports.
 
+use super::layout::{plane_of, row_major};
 use ndarray::{Array2, Array3, Zip};
 use std::borrow::Cow;
 
@@ -76,9 +77,11 @@ pub fn spectrum<'a>(all: &[f32], n: usize, i: usize, px: &'a mut [f32; MAX_BANDS
     &px[..c]
 }
 
-/// A 2-D layer as one slice (the layers here are built contiguous).
+/// A 2-D layer as one slice. The layers are built row-major from vectors ([`plane_of`]) and
+/// never sliced, so they always are one slice.
 pub fn as_flat(a: &Array2<f32>) -> &[f32] {
-    a.as_slice().unwrap_or(&[])
+    a.as_slice()
+        .expect("per-pixel layers are built row-major and never sliced")
 }
 
 /// Calls `f(i, pixel)` for every pixel `i` (row-major index) with the pixel's band vector,
@@ -86,7 +89,7 @@ pub fn as_flat(a: &Array2<f32>) -> &[f32] {
 pub fn for_each_pixel(bands: &Array3<f32>, mut f: impl FnMut(usize, &[f32])) {
     let (_, h, w) = bands.dim();
     let std = bands.as_standard_layout();
-    let data = std.as_slice().unwrap_or(&[]);
+    let data = row_major(&std);
     let mut px = [0.0f32; MAX_BANDS];
     for i in 0..h * w {
         f(i, spectrum(data, h * w, i, &mut px));
@@ -98,12 +101,15 @@ pub fn per_pixel(bands: &Array3<f32>, f: impl Fn(&[f32]) -> f32) -> Array2<f32> 
     let (_, h, w) = bands.dim();
     let mut out = vec![0.0f32; h * w];
     for_each_pixel(bands, |i, px| out[i] = f(px));
-    Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::zeros((h, w)))
+    plane_of((h, w), out)
 }
 
-/// Plane `k` of a band-major buffer of `n`-pixel planes.
+/// Plane `k` of a band-major buffer of `n`-pixel planes. Callers ask only for the bands the
+/// buffer has: blue, green and red (every band map names them), NIR when there are more than
+/// three, or `k` below the band count.
 fn plane(all: &[f32], n: usize, k: usize) -> &[f32] {
-    all.get(k * n..(k + 1) * n).unwrap_or(&[])
+    all.get(k * n..(k + 1) * n)
+        .expect("only bands the buffer holds are asked for")
 }
 
 /// The vegetation index and (with NIR) NDWI of one date, computed once per window and shared
@@ -134,7 +140,7 @@ impl DateLayers {
     pub fn of(bands: &Array3<f32>, with_flatness: bool) -> Self {
         let (c, h, w) = bands.dim();
         let std = bands.as_standard_layout();
-        let all = std.as_slice().unwrap_or(&[]);
+        let all = row_major(&std);
         let n = h * w;
         let nir = c > NIR;
         // Filled row after row (no zeroing pass over whole planes about to be written).
@@ -173,7 +179,7 @@ impl DateLayers {
                 }));
             }
         }
-        let plane2 = |v: Vec<f32>| Array2::from_shape_vec((h, w), v).unwrap_or_else(|_| Array2::zeros((h, w)));
+        let plane2 = |v: Vec<f32>| plane_of((h, w), v);
         Self {
             ix: DateIndices {
                 vi: plane2(vi),
@@ -250,7 +256,7 @@ pub fn masked_means(bands: &Array3<f32>, mask: &Array2<bool>) -> Vec<f32> {
 pub fn local_std3(a: &Array2<f32>) -> Array2<f32> {
     let (h, w) = a.dim();
     let std = a.as_standard_layout();
-    let v = std.as_slice().unwrap_or(&[]);
+    let v = row_major(&std);
     let mut out = Vec::with_capacity(h * w);
     let (mut s, mut s2) = (vec![0.0f32; w], vec![0.0f32; w]);
     let mut edges = [0usize; 2];
@@ -295,7 +301,7 @@ pub fn local_std3(a: &Array2<f32>) -> Array2<f32> {
             out.extend((0..w).map(|x| std_of(s[x], s2[x], count(x))));
         }
     }
-    Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::zeros((h, w)))
+    plane_of((h, w), out)
 }
 
 /// The 3×3 standard deviation of plane `v` (`h` × `w`, row-major) at one pixel, summed in the
@@ -330,13 +336,13 @@ mod tests {
     fn brightness_plane(bands: &Array3<f32>) -> Array2<f32> {
         let (c, h, w) = bands.dim();
         let std = bands.as_standard_layout();
-        let all = std.as_slice().unwrap_or(&[]);
+        let all = row_major(&std);
         let mut sum = vec![0.0f32; h * w];
         for k in 0..c {
             sum.iter_mut().zip(plane(all, h * w, k)).for_each(|(s, &v)| *s += v);
         }
         sum.iter_mut().for_each(|s| *s /= c as f32);
-        Array2::from_shape_vec((h, w), sum).unwrap_or_else(|_| Array2::zeros((h, w)))
+        plane_of((h, w), sum)
     }
 
     #[test]
@@ -398,10 +404,10 @@ mod tests {
     fn zip_planes(bands: &Array3<f32>, a: usize, b: usize, f: impl Fn(f32, f32) -> f32) -> Array2<f32> {
         let (_, h, w) = bands.dim();
         let bands = bands.as_standard_layout();
-        let all = bands.as_slice().unwrap_or(&[]);
+        let all = row_major(&bands);
         let (pa, pb) = (plane(all, h * w, a), plane(all, h * w, b));
         let out: Vec<f32> = pa.iter().zip(pb).map(|(&x, &y)| f(x, y)).collect();
-        Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::zeros((h, w)))
+        plane_of((h, w), out)
     }
 
     /// [`vegetation`] of every pixel.
@@ -427,7 +433,7 @@ mod tests {
     fn flatness_plane(bands: &Array3<f32>, bright: &Array2<f32>) -> Array2<f32> {
         let (c, h, w) = bands.dim();
         let std = bands.as_standard_layout();
-        let all = std.as_slice().unwrap_or(&[]);
+        let all = row_major(&std);
         let (mut lo, mut hi) = (vec![f32::INFINITY; h * w], vec![f32::NEG_INFINITY; h * w]);
         for k in 0..c {
             for ((l, u), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(plane(all, h * w, k)) {
@@ -443,7 +449,7 @@ mod tests {
                 (1.0 - (u - *l) / mean).clamp(0.0, 1.0)
             };
         }
-        Array2::from_shape_vec((h, w), lo).unwrap_or_else(|_| Array2::zeros((h, w)))
+        plane_of((h, w), lo)
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //!   (small spectral angle) — the ground did not change, the light did.
 
 use super::indices::{brightness, flatness, row_brightness, spectrum, BLUE, MAX_BANDS};
+use super::layout::{plane_of, row_major};
 use super::morphology::dilate;
 use crate::model::MaskParams;
 use ndarray::{Array2, Array3, Zip};
@@ -14,14 +15,17 @@ use ndarray::{Array2, Array3, Zip};
 /// Cloud mask of one date.
 pub fn clouds(bands: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Array2<bool> {
     let valid = valid.as_standard_layout();
-    let vs = valid.as_slice().unwrap_or(&[]);
+    let vs = row_major(&valid);
     let mut core = vec![false; vs.len()];
     let mut edge = vec![false; vs.len()];
     let mut any = false;
     let bands = bands.as_standard_layout();
-    let all = bands.as_slice().unwrap_or(&[]);
+    let all = row_major(&bands);
     let n = vs.len();
-    let blue = all.get(BLUE * n..(BLUE + 1) * n).unwrap_or(&[]);
+    // Every band map names blue (`BandMap::parse` and `default_for` require it).
+    let blue = all
+        .get(BLUE * n..(BLUE + 1) * n)
+        .expect("the canonical bands start with blue");
     let mut px = [0.0f32; MAX_BANDS];
     let bright_enough = p.cloud_edge_brightness.min(p.cloud_blue);
     // Only pixels with a bright blue band can be cloud; their spectra are gathered. The scan
@@ -35,12 +39,11 @@ pub fn clouds(bands: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Arra
     for i in candidates {
         let px = spectrum(all, n, i, &mut px);
         let flat = flatness(px);
-        core[i] = px[BLUE] > p.cloud_blue && flat > 0.75;
-        edge[i] = brightness(px) > p.cloud_edge_brightness && flat > 0.5;
+        core[i] = px[BLUE] > p.cloud_blue && flat > p.cloud_core_min_flatness;
+        edge[i] = brightness(px) > p.cloud_edge_brightness && flat > p.cloud_edge_min_flatness;
         any |= core[i];
     }
-    let shape = valid.raw_dim();
-    let core = Array2::from_shape_vec(shape, core).unwrap_or_else(|_| Array2::from_elem(shape, false));
+    let core = plane_of(valid.dim(), core);
     if !any {
         return core;
     }
@@ -48,7 +51,7 @@ pub fn clouds(bands: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Arra
     let mut out = core;
     Zip::from(&mut out)
         .and(&near)
-        .and(&Array2::from_shape_vec(shape, edge).unwrap_or_else(|_| Array2::from_elem(shape, false)))
+        .and(&plane_of(valid.dim(), edge))
         .for_each(|o, &n, &e| {
             *o |= n && e;
         });
@@ -79,10 +82,10 @@ impl Iterator for BitIndices {
 /// under `shadow_max_angle`.
 pub fn shadows(a: &Array3<f32>, b: &Array3<f32>, valid: &Array2<bool>, p: &MaskParams) -> Array2<bool> {
     let valid = valid.as_standard_layout();
-    let vs = valid.as_slice().unwrap_or(&[]);
+    let vs = row_major(&valid);
     let (c, h, w) = a.dim();
     let (a, b) = (a.as_standard_layout(), b.as_standard_layout());
-    let (asl, bsl) = (a.as_slice().unwrap_or(&[]), b.as_slice().unwrap_or(&[]));
+    let (asl, bsl) = (row_major(&a), row_major(&b));
     let n = vs.len();
     let mut out = Vec::with_capacity(n);
     let (mut pa, mut pb) = ([0.0f32; MAX_BANDS], [0.0f32; MAX_BANDS]);
@@ -102,7 +105,7 @@ pub fn shadows(a: &Array3<f32>, b: &Array3<f32>, valid: &Array2<bool>, p: &MaskP
             *o = spectral_angle(spectrum(asl, n, i, &mut pa), spectrum(bsl, n, i, &mut pb)) < p.shadow_max_angle;
         }
     }
-    Array2::from_shape_vec(valid.raw_dim(), out).unwrap_or_else(|_| Array2::from_elem(valid.raw_dim(), false))
+    plane_of(valid.dim(), out)
 }
 
 /// Angle (radians) between two spectra; 0 for the same shape at any brightness.
@@ -125,6 +128,8 @@ mod tests {
         MaskParams {
             clouds: MaskMode::On,
             cloud_blue: 0.6,
+            cloud_core_min_flatness: 0.75,
+            cloud_edge_min_flatness: 0.5,
             cloud_edge_brightness: 0.25,
             cloud_buffer_px: 2,
             shadow_ratio: 0.6,
@@ -215,11 +220,11 @@ mod tests {
         let p = params();
         let got = shadows(&a, &b, &valid, &p);
         let (mut pa, mut pb) = ([0.0f32; MAX_BANDS], [0.0f32; MAX_BANDS]);
-        let (sa, sb) = (a.as_slice().unwrap_or(&[]), b.as_slice().unwrap_or(&[]));
+        let (sa, sb) = (a.as_slice().unwrap(), b.as_slice().unwrap());
         for (i, &g) in got.iter().enumerate() {
             let (xa, xb) = (spectrum(sa, 17 * 21, i, &mut pa), spectrum(sb, 17 * 21, i, &mut pb));
             let (lo, hi) = (brightness(xa).min(brightness(xb)), brightness(xa).max(brightness(xb)));
-            let want = valid.as_slice().unwrap_or(&[])[i]
+            let want = valid.as_slice().unwrap()[i]
                 && lo < p.shadow_ratio * hi
                 && lo >= p.shadow_min_ratio * hi
                 && spectral_angle(xa, xb) < p.shadow_max_angle;

@@ -7,6 +7,7 @@ pub mod budget;
 pub mod evidence;
 pub mod gate;
 pub mod indices;
+pub mod layout;
 pub mod masks;
 pub mod morphology;
 pub mod reuse;

@@ -4,6 +4,7 @@
 //! Pixels outside the array count as "not set" for dilation and "set" for erosion, so an
 //! opening does not eat objects that touch the block edge (blocks carry a halo anyway).
 
+use super::layout::{plane_of, row_major};
 use ndarray::Array2;
 
 /// Sets a pixel when any pixel within `r` (Chebyshev distance) is set.
@@ -61,7 +62,7 @@ fn separable(m: &Array2<bool>, r: usize, any: bool) -> Array2<bool> {
     }
     let (h, w) = m.dim();
     let src = m.as_standard_layout();
-    let src = src.as_slice().unwrap_or(&[]);
+    let src = row_major(&src);
     let mut rows = Vec::with_capacity(h * w);
     for s in src.chunks_exact(w) {
         let start = rows.len();
@@ -84,7 +85,7 @@ fn separable(m: &Array2<bool>, r: usize, any: bool) -> Array2<bool> {
             combine(&mut out[start..], row(yy), any);
         }
     }
-    Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| m.clone())
+    plane_of((h, w), out)
 }
 
 /// `dst[x]` = OR (`any`) or AND of `src[x - r ..= x + r]`, positions outside the row skipped;

@@ -108,6 +108,7 @@ impl KeptTiles {
         let (y0, y1) = (band.y.max(0) as usize, (band.y + band.h as isize).max(0) as usize);
         let grid = match self.grid {
             Some(g) if !self.rects.is_empty() && g.rows_aligned(y0, y1) => g,
+            // Nothing kept that could serve this band: all of it from the file (same pixels).
             _ => return Ok(vec![Arc::new(read(band)?)]),
         };
         let mut pieces = Vec::new();
@@ -115,9 +116,12 @@ impl KeptTiles {
             let rows = Window::new(band.x, g0 as isize, band.w, g1 - g0);
             let mut covered = Vec::new();
             for rect in holders.iter().map(|&i| &self.rects[i]) {
-                if let Some(p) = rect.crop(Window::new(rect.win.x, g0 as isize, rect.win.w, g1 - g0)) {
-                    pieces.push(Arc::new(p));
-                }
+                // A holder covers the group's rows (`row_groups`), so the crop is never empty; a
+                // skipped one would leave its columns unread and taken as not observed.
+                let p = rect
+                    .crop(Window::new(rect.win.x, g0 as isize, rect.win.w, g1 - g0))
+                    .expect("a kept rectangle covers the rows of its group");
+                pieces.push(Arc::new(p));
                 covered.push((rect.win.x, rect.win.x + rect.win.w as isize));
             }
             for gap in gaps(rows, &merged(covered)) {

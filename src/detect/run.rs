@@ -302,6 +302,7 @@ fn make_patches(
     let min_pixels = (model.detect.min_area_m2 / px_m2.max(1e-9)).ceil() as usize;
     let components = labeller.finish(min_pixels);
     stages.lap("label");
+    // No CRS (a plain image): the outlines stay in pixel coordinates.
     let traced = vectorise::trace(components, gt, wkt.unwrap_or(""), model.detect.simplify_px)?;
     stages.lap("trace");
     let mut patches = patches::build(scene, traced, model, &areas, model.detect.min_area_m2)?;
@@ -310,6 +311,7 @@ fn make_patches(
     let keep = |t: &str| match t {
         "crop_cycle" => req.keep_all || model.typing.keep_crop_cycle,
         "other" => req.keep_all || model.typing.keep_other,
+        // Every other type is a change of use (the model refuses unknown type names).
         _ => true,
     };
     patches.retain(|p| keep(&p.change_type));
@@ -376,9 +378,11 @@ fn publishable(scene: &Scene, patches: &[Patch], model: &Model, req: &DetectRequ
             ps.iter()
                 .map(|p| {
                     let ll = to_ll.shape(&p.shape)?;
-                    let c = geo::Centroid::centroid(&ll)
-                        .map(|c| (c.x(), c.y()))
-                        .unwrap_or((0.0, 0.0));
+                    // Patches with empty outlines are dropped in `patches::build`; one here would
+                    // be published at (0, 0), so it stops the run instead.
+                    let c = geo::Centroid::centroid(&ll).map(|c| (c.x(), c.y())).ok_or_else(|| {
+                        Error::Other(format!("patch {}: its outline is empty after reprojection", p.id))
+                    })?;
                     Ok((ll, geojson::properties(p, c, &facts)))
                 })
                 .collect()
@@ -511,6 +515,7 @@ fn start_loading_layers(scene: &Scene, req: &DetectRequest) -> Result<LayersLoad
         .map(overlay::CountyFields::parse)
         .transpose()?
         .unwrap_or_default();
+    // Empty for a plain image, whose layers `check_grid` then refuses (they cannot be placed).
     let wkt = scene.before.georef.as_ref().map(|g| g.wkt.clone()).unwrap_or_default();
     overlay::Overlay::check_grid(&paths, &wkt)?;
     let bounds = grid_bounds(scene);

@@ -9,7 +9,7 @@ use crate::detect::gate::BlockLayers;
 use crate::detect::reuse::{KeptTiles, TileGrid};
 use crate::detect::{budget, evidence, indices, masks, threshold};
 use crate::io::raster::{self, DatasetPool, HeldPixels, Pixels, RasterInfo, Window};
-use crate::model::{MaskMode, Model};
+use crate::model::{MaskMode, Model, ShiftParams};
 use crate::{Error, Result};
 use ndarray::{Array2, Array3, Axis, Zip};
 use rayon::prelude::*;
@@ -17,12 +17,6 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Correlation peaks below this are noise (repetitive field patterns give weak false peaks).
-const MIN_SHIFT_PEAK: f64 = 0.12;
-/// After warping, a residual shift larger than this (px) means a wrong peak, not a real offset.
-const MAX_SHIFT_PX: f64 = 3.0;
-/// Share of a window's pixels that must be valid on both dates for it to estimate the shift.
-const MIN_SHIFT_VALID: f64 = 0.9;
 /// Smallest window a replacement for a skipped shift window may have (px).
 const MIN_SHIFT_WINDOW: usize = 64;
 /// A shift resting on fewer windows than this, or than a quarter of those planned (when more
@@ -78,6 +72,7 @@ impl BandMap {
                 red: 3,
                 nir: Some(4),
             }),
+            // One or two bands: no default; `choose_bands` refuses the image.
             _ => None,
         }
     }
@@ -132,6 +127,8 @@ struct RowBand {
 
 impl<'a> StripReader<'a> {
     pub fn new(scene: &'a Scene, halo: usize, band_h: usize) -> Self {
+        // Kept tiles only save decoding: should calibration have panicked holding the lock,
+        // the reader decodes those tiles from the file instead (the same pixels).
         let kept = scene
             .kept
             .lock()
@@ -218,7 +215,11 @@ fn rows_from(pieces: &[Arc<HeldPixels>], top: isize) -> Vec<Arc<HeldPixels>> {
                 Some(Arc::clone(p))
             } else {
                 let rows = Window::new(p.win.x, top, p.win.w, (bottom - top) as usize);
-                Some(p.crop(rows).map(Arc::new).unwrap_or_else(|| Arc::clone(p)))
+                // `p` reaches past `top` on both sides, so the two overlap.
+                Some(Arc::new(
+                    p.crop(rows)
+                        .expect("a piece straddling `top` overlaps the rows from it"),
+                ))
             }
         })
         .collect()
@@ -276,6 +277,8 @@ impl Scene {
         let after_ds = raster::open(after_path)?;
         let mut after = raster::describe(&after_ds, after_path)?;
         let bands = choose_bands(&before, &after, bands)?;
+        // Refused before any pixel is warped or read; a warped copy keeps the after image's type.
+        let (scale_before, scale_after) = (before.reflectance_scale()?, after.reflectance_scale()?);
         budget::check_image(&before, bands.canonical().len(), model, memory_budget)?;
         let after_read_path = align_grid(&before, &after, &after_ds, work_dir)?;
         let mut after_grid = TileGrid::of(&after_ds);
@@ -294,8 +297,8 @@ impl Scene {
             MaskMode::Auto => has_nir,
         };
         Ok(Self {
-            scale_before: before.reflectance_scale(),
-            scale_after: after.reflectance_scale(),
+            scale_before,
+            scale_after,
             before_pool: DatasetPool::new(&before.path),
             after_pool: DatasetPool::new(&after_read_path),
             norm: Normalisation::identity(bands.canonical().len()),
@@ -467,6 +470,7 @@ impl Scene {
                     d.threshold_scale_rgb
                 }
             })
+            // `None` only for an empty histogram, refused just above.
             .unwrap_or(d.threshold_floor)
             .max(d.threshold_floor);
         Ok(Calibration {
@@ -483,7 +487,7 @@ impl Scene {
     /// (after). Both are read as the whole tiles they touch, which are kept for the pass.
     fn read_calibration_windows(&self, wins: &[Window]) -> Result<Vec<(Pixels, Arc<HeldPixels>)>> {
         let idx = self.bands.canonical();
-        let margin = MAX_SHIFT_PX.ceil() as usize + 1;
+        let margin = self.model.detect.shift.max_px.ceil() as usize + 1;
         let mut kept = (KeptTiles::new(self.grids.0), KeptTiles::new(self.grids.1));
         let read: Vec<(Arc<HeldPixels>, Arc<HeldPixels>)> = wins
             .par_iter()
@@ -523,7 +527,10 @@ impl Scene {
         let planned: Vec<Option<Shift>> = wins
             .par_iter()
             .zip(raw.par_iter())
-            .map(|(&w, (b, a))| a.window(w).and_then(|a| correlate_valid(b, &a)))
+            .map(|(&w, (b, a))| {
+                a.window(w)
+                    .and_then(|a| correlate_valid(b, &a, &self.model.detect.shift))
+            })
             .collect();
         let skipped: Vec<Window> = wins
             .iter()
@@ -540,11 +547,12 @@ impl Scene {
         };
         estimates.extend(added.iter().map(|(_, e)| *e));
         let added: Vec<Window> = added.into_iter().map(|(w, _)| w).collect();
-        let mut s = shift::combine(&estimates, MIN_SHIFT_PEAK);
+        let p = &self.model.detect.shift;
+        let mut s = shift::combine(&estimates, p.min_peak);
         s.windows_skipped = skipped.len();
         s.windows_added = added.len();
         warn_about_shift(&s, wins.len(), warnings);
-        if s.dx.abs().max(s.dy.abs()) > MAX_SHIFT_PX {
+        if s.dx.abs().max(s.dy.abs()) > p.max_px {
             let msg = format!(
                 "residual shift estimate dx={:+.2} dy={:+.2} px is too large to trust after warping; not applied",
                 s.dx, s.dy
@@ -597,8 +605,9 @@ impl Scene {
                 let a = self
                     .after_pool
                     .with(|ds| raster::read_window(ds, &self.after, &idx, c, self.scale_after))?;
-                Ok(correlate_valid(&b, &a)
-                    .filter(|e| e.peak >= MIN_SHIFT_PEAK)
+                let p = &self.model.detect.shift;
+                Ok(correlate_valid(&b, &a, p)
+                    .filter(|e| e.peak >= p.min_peak)
                     .map(|e| (c, e)))
             })
             .collect::<Result<_>>()?;
@@ -624,7 +633,8 @@ impl Scene {
                 }
             }
         }
-        normalise::fit(&samples, self.model.detect.invariant_fraction, 4)
+        let d = &self.model.detect;
+        normalise::fit(&samples, d.invariant_fraction, 4, d.normalise_min_correlation)
     }
 
     fn evidence_histogram(&self, pairs: &[PairWindow]) -> threshold::Histogram {
@@ -651,18 +661,20 @@ impl Scene {
     }
 }
 
-/// Phase correlation of the band means of one window, when at least [`MIN_SHIFT_VALID`] of
+/// Phase correlation of the band means of one window, when at least `min_valid_fraction` of
 /// its pixels are valid on both dates; the invalid ones (nodata, NaN) are set to the mean of
 /// the valid ones so they neither poison the transform nor add edges of their own.
-fn correlate_valid(b: &Pixels, a: &Pixels) -> Option<Shift> {
+fn correlate_valid(b: &Pixels, a: &Pixels, p: &ShiftParams) -> Option<Shift> {
     let both = Zip::from(&b.valid).and(&a.valid).map_collect(|&x, &y| x & y);
     let valid = both.iter().filter(|&&v| v).count();
-    if (valid as f64) < MIN_SHIFT_VALID * both.len().max(1) as f64 {
+    if (valid as f64) < p.min_valid_fraction * both.len().max(1) as f64 {
         return None;
     }
-    let (_, h, w) = b.bands.dim();
     let mean_of = |p: &Pixels| {
-        let mut m = p.bands.mean_axis(Axis(0)).unwrap_or_else(|| Array2::zeros((h, w)));
+        let mut m = p
+            .bands
+            .mean_axis(Axis(0))
+            .expect("a pair window has at least three bands (every band map names B, G and R)");
         if valid < both.len() {
             fill_invalid(&mut m, &both);
         }

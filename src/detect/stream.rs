@@ -4,11 +4,12 @@
 
 use super::gate::{self, BlockLayers};
 use super::indices::{self, as_flat, spectrum, MAX_BANDS};
+use super::layout::{plane_of, row_major};
 use super::morphology;
 use super::scene::{HeldPair, PairWindow, Scene, StripReader};
 use super::texture::{self, CrownLayers};
 use crate::io::raster::Window;
-use crate::model::FilmParams;
+use crate::model::{FilmParams, Model};
 use crate::patches::features::{self, PIXEL_VALUES};
 use crate::{Error, Result};
 use gdal::raster::{Buffer, RasterCreationOptions};
@@ -116,6 +117,7 @@ pub fn run(
         let writer =
             sc.spawn(move || write_strips(change, change_path, from_compute, mask_row, progress, total_blocks));
         let computed = compute_strips(scene, &strips, from_reader, to_writer, halo, threshold, morph);
+        // A reader that died early dropped its sender: `compute_strips` reports that as an error.
         let _ = reader.join();
         let written = writer
             .join()
@@ -271,7 +273,7 @@ fn process_block(
         changed: class.iter().filter(|&&c| c == CLASS_CHANGED).count() as u64,
         ..Default::default()
     };
-    let values = changed_pixel_values(&pair, &layers, &crowns, &class, halo, &scene.model().detect.film);
+    let values = changed_pixel_values(&pair, &layers, &crowns, &class, halo, scene.model());
     Ok(BlockOut {
         win,
         values,
@@ -309,12 +311,12 @@ fn classify(
                     (false, _, _) => CLASS_UNOBSERVED,
                     (true, true, true) => CLASS_CHANGED,
                     (true, true, false) => CLASS_CROP_CYCLE,
-                    _ => CLASS_UNCHANGED,
+                    // Observed and not changed (`of_use` is a part of `cleaned`, so never set here).
+                    (true, false, _) => CLASS_UNCHANGED,
                 }),
         );
     }
-    let plane = |v: Vec<u8>| Array2::from_shape_vec((h, w), v).unwrap_or_else(|_| Array2::zeros((h, w)));
-    (plane(class), plane(magnitude))
+    (plane_of((h, w), class), plane_of((h, w), magnitude))
 }
 
 /// A row as a slice: borrowed when it is one contiguous run (rows of a block always are).
@@ -361,18 +363,18 @@ fn changed_pixel_values(
     crowns: &CrownLayers,
     class: &Array2<u8>,
     halo: usize,
-    film: &FilmParams,
+    model: &Model,
 ) -> Vec<[f32; PIXEL_VALUES]> {
     let (_, h, w) = pair.before.dim();
     let (bright_b, bright_a) = (as_flat(&l.bright_before), as_flat(&l.bright_after));
     let (before, after) = (pair.before.as_standard_layout(), pair.after.as_standard_layout());
-    let (before, after) = (before.as_slice().unwrap_or(&[]), after.as_slice().unwrap_or(&[]));
+    let (before, after) = (row_major(&before), row_major(&after));
     let (mut pb, mut pa) = ([0.0f32; MAX_BANDS], [0.0f32; MAX_BANDS]);
     let mut out = Vec::new();
     let cw = class.ncols().max(1);
     let changed = class
         .as_slice()
-        .unwrap_or(&[])
+        .expect("the class plane is built row-major by classify")
         .iter()
         .enumerate()
         .filter(|(_, &c)| c == CLASS_CHANGED);
@@ -391,7 +393,8 @@ fn changed_pixel_values(
             vtex,
             btex,
             ctex,
-            film,
+            &model.detect.film,
+            model.typing.water_frac_min_ndwi,
         ));
     }
     out

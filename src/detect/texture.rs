@@ -20,6 +20,7 @@
 //! Everything here runs over whole rows as slices (separable box sums, shifted-row differences),
 //! with no per-pixel window loops.
 
+use super::layout::{plane_of, row_major};
 use super::morphology::close_open;
 use crate::model::TextureParams;
 use ndarray::{Array2, Zip};
@@ -83,7 +84,7 @@ pub fn box_mean(a: &Array2<f32>, r: usize) -> Array2<f32> {
         return a.to_owned();
     }
     let src = a.as_standard_layout();
-    let v = src.as_slice().unwrap_or(&[]);
+    let v = row_major(&src);
     let mut rows = vec![0.0f32; h * w];
     for (row, out) in v.chunks_exact(w).zip(rows.chunks_exact_mut(w)) {
         row_sums(row, r, out);
@@ -96,7 +97,7 @@ pub fn box_mean(a: &Array2<f32>, r: usize) -> Array2<f32> {
             *o *= c * inv_cy[y];
         }
     }
-    Array2::from_shape_vec((h, w), out).unwrap_or_else(|_| Array2::zeros((h, w)))
+    plane_of((h, w), out)
 }
 
 /// Running column sums are recomputed from scratch every this many rows.
@@ -118,7 +119,7 @@ pub fn crown_texture(v: &Array2<f32>, r: usize) -> Array2<f32> {
         return Array2::zeros((h, w));
     }
     let src = v.as_standard_layout();
-    let s = src.as_slice().unwrap_or(&[]);
+    let s = row_major(&src);
     let mut best = vec![f32::INFINITY; h * w];
     // Row sums are needed only while the column window passes over them: a ring of the last
     // 2r + 2 rows (those entering and leaving the window) instead of a whole plane.
@@ -161,7 +162,7 @@ pub fn crown_texture(v: &Array2<f32>, r: usize) -> Array2<f32> {
             *b = (*b * c * inv_cy[y]).max(0.0).sqrt();
         }
     }
-    Array2::from_shape_vec((h, w), best).unwrap_or_else(|_| Array2::zeros((h, w)))
+    plane_of((h, w), best)
 }
 
 /// Squared second differences of row `y` of `s` (width `w`) in direction `(dy, dx)`, into `sq`;

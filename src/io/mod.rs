@@ -23,7 +23,7 @@ pub fn init_gdal() {
                     tracing::debug!(target: "gdal", code, "{msg}")
                 }
                 CplErrType::Warning => tracing::debug!(target: "gdal", code, "{msg}"),
-                _ => tracing::trace!(target: "gdal", code, "{msg}"),
+                CplErrType::None | CplErrType::Debug => tracing::trace!(target: "gdal", code, "{msg}"),
             }
         });
         // A bounded block cache keeps peak memory independent of image size; an operator can

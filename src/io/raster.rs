@@ -2,7 +2,7 @@
 //! describing a raster's grid, and reading windows as `f32` arrays in reflectance units.
 
 use crate::{Error, Result};
-use gdal::raster::GdalDataType;
+use gdal::raster::{GdalDataType, GdalType};
 use gdal::{Dataset, GeoTransform};
 use ndarray::{s, Array2, Array3, ArrayView3};
 use std::path::{Path, PathBuf};
@@ -69,12 +69,24 @@ pub struct RasterInfo {
 impl RasterInfo {
     /// Factor from stored values to reflectance-like units in 0..1: 8-bit images span 0..255,
     /// 16-bit products (GF-1/2/6, Sentinel-2 L1C/L2A) store reflectance × 10000, floats are
-    /// taken as reflectance already.
-    pub fn reflectance_scale(&self) -> f32 {
+    /// taken as reflectance already. Other types (signed 8-bit, 64-bit integers, complex) are
+    /// refused: no convention says what their values are, and a guessed scale would make every
+    /// pixel look unchanged or changed.
+    pub fn reflectance_scale(&self) -> Result<f32> {
         match self.data_type {
-            GdalDataType::UInt8 => 1.0 / 255.0,
-            GdalDataType::UInt16 | GdalDataType::Int16 | GdalDataType::UInt32 | GdalDataType::Int32 => 1.0 / 10000.0,
-            _ => 1.0,
+            GdalDataType::UInt8 => Ok(1.0 / 255.0),
+            GdalDataType::UInt16 | GdalDataType::Int16 | GdalDataType::UInt32 | GdalDataType::Int32 => {
+                Ok(1.0 / 10000.0)
+            }
+            GdalDataType::Float32 | GdalDataType::Float64 => Ok(1.0),
+            other => Err(Error::input(
+                &self.path,
+                format!(
+                    "stores its pixels as {}, which landwatch cannot read as reflectance; convert it to 16-bit \
+                     reflectance x 10000 (gdal_translate -ot UInt16) or to Float32 reflectance",
+                    other.name()
+                ),
+            )),
         }
     }
 
@@ -100,7 +112,7 @@ impl RasterInfo {
                     .all(|(x, y)| (x - y).abs() <= px * 1e-3);
                 close && same_crs(&a.wkt, &b.wkt)
             }
-            _ => false,
+            (Some(_), None) | (None, Some(_)) => false,
         }
     }
 }
@@ -114,6 +126,8 @@ fn same_crs(a: &str, b: &str) -> bool {
         gdal::spatial_ref::SpatialRef::from_wkt(b),
     ) {
         (Ok(x), Ok(y)) => x == y,
+        // A CRS GDAL cannot parse cannot be shown to be the same: the after image is then
+        // warped, which names the CRS it cannot use.
         _ => false,
     }
 }
@@ -185,26 +199,27 @@ pub struct Pixels {
 
 /// Reads `bands` (1-based GDAL band numbers, in the order wanted) over `win`, scaled by `scale`.
 pub fn read_window(ds: &Dataset, info: &RasterInfo, bands: &[usize], win: Window, scale: f32) -> Result<Pixels> {
-    let (mut out, valid) = read_padded::<f32>(ds, info, bands, win, gdal_sys::GDALDataType::GDT_Float32)?;
+    let (mut out, valid) = read_padded::<f32>(ds, info, bands, win)?;
     out.mapv_inplace(|v| v * scale);
     Ok(Pixels { bands: out, valid })
 }
 
-/// `bands` over `win` as stored in type `T` (GDAL type `ty`), band-sequential, with the valid
-/// mask: pixels outside the raster are 0 and not valid, nodata (and non-finite floats) not valid.
-fn read_padded<T: Copy + Default + Into<f64>>(
+/// `bands` over `win` as type `T`, band-sequential, with the valid mask: pixels outside the
+/// raster are 0 and not valid, nodata (and non-finite floats) not valid.
+fn read_padded<T: GdalType + Copy + Default + Into<f64>>(
     ds: &Dataset,
     info: &RasterInfo,
     bands: &[usize],
     win: Window,
-    ty: gdal_sys::GDALDataType::Type,
 ) -> Result<(Array3<T>, Array2<bool>)> {
     let mut out = Array3::<T>::default((bands.len(), win.h, win.w));
     let mut valid = Array2::<bool>::from_elem((win.h, win.w), false);
     if let Some(inner) = clip(win, info.width, info.height) {
         let (ox, oy) = ((inner.x - win.x) as usize, (inner.y - win.y) as usize);
-        let buf = out.as_slice_mut().unwrap_or(&mut []);
-        raster_io_into(ds, info, bands, inner, (buf, win.w, win.h), (ox, oy), ty)?;
+        let buf = out
+            .as_slice_mut()
+            .expect("a new array is contiguous in row-major order");
+        raster_io_into(ds, info, bands, inner, (buf, win.w, win.h), (ox, oy))?;
         let (rows, cols) = (oy..oy + inner.h, ox..ox + inner.w);
         let mut inner_valid = valid.slice_mut(s![rows.clone(), cols.clone()]);
         inner_valid.fill(true);
@@ -213,19 +228,18 @@ fn read_padded<T: Copy + Default + Into<f64>>(
     Ok((out, valid))
 }
 
-/// One dataset-level read of `bands` over `win` (inside the raster), as `ty` (which must be the
-/// GDAL type of `T`), into a band-sequential buffer of `buf_w × buf_h` planes, the window's
+/// One dataset-level read of `bands` over `win` (inside the raster), as `T` (GDAL converts the
+/// stored type to it), into a band-sequential buffer of `buf_w × buf_h` planes, the window's
 /// upper-left pixel landing at `at` (column, row): GDAL writes each row in place, no copy. GDAL
 /// then decodes each pixel-interleaved tile once for all bands, and with `GDAL_NUM_THREADS` set
 /// it decodes the tiles of a large request in parallel.
-fn raster_io_into<T: Copy>(
+fn raster_io_into<T: GdalType + Copy>(
     ds: &Dataset,
     info: &RasterInfo,
     bands: &[usize],
     win: Window,
     (buf, buf_w, buf_h): (&mut [T], usize, usize),
     at: (usize, usize),
-    ty: gdal_sys::GDALDataType::Type,
 ) -> Result<()> {
     let fits = at.0 + win.w <= buf_w && at.1 + win.h <= buf_h;
     if !fits || buf.len() != bands.len() * buf_w * buf_h {
@@ -236,8 +250,9 @@ fn raster_io_into<T: Copy>(
     }
     let mut band_map: Vec<i32> = bands.iter().map(|&b| b as i32).collect();
     let size = std::mem::size_of::<T>();
-    // SAFETY: `buf` holds `bands × buf_h × buf_w` samples of type `ty` (checked above; callers
-    // pass the matching type); GDAL writes sample (band k, row r, column c) of the window at
+    // SAFETY: `buf` holds `bands × buf_h × buf_w` samples of `T` (checked above), and GDAL is
+    // asked for `T`'s own GDAL type (`GdalType`, implemented by the gdal crate for the Rust
+    // types of the same layout), `size_of::<T>()` bytes apart; GDAL writes sample (band k, row r, column c) of the window at
     // offset `k·buf_w·buf_h + (at.1 + r)·buf_w + at.0 + c`, inside `buf` since the window fits
     // at `at` (checked above); `band_map` lists `bands.len()` valid band numbers (checked when
     // the band map was chosen); the dataset handle is alive for the call.
@@ -252,7 +267,7 @@ fn raster_io_into<T: Copy>(
             buf.as_mut_ptr().add(at.1 * buf_w + at.0).cast(),
             win.w as i32,
             win.h as i32,
-            ty,
+            T::gdal_ordinal(),
             band_map.len() as i32,
             band_map.as_mut_ptr(),
             size as i64,
@@ -292,6 +307,8 @@ pub(crate) fn gdal_last_error() -> String {
     if !here.trim().is_empty() {
         return here.trim().to_string();
     }
+    // Only the wording of an error: a lock poisoned by a panic elsewhere leaves it without
+    // GDAL's message (the caller then says GDAL gave no reason).
     LAST_FAILURE
         .lock()
         .map(|mut m| std::mem::take(&mut *m))
@@ -396,7 +413,7 @@ impl HeldPixels {
                 scale: 1.0,
             });
         }
-        let (samples, valid) = read_padded::<u16>(ds, info, bands, win, gdal_sys::GDALDataType::GDT_UInt16)?;
+        let (samples, valid) = read_padded::<u16>(ds, info, bands, win)?;
         Ok(Self {
             win,
             samples: Samples::U16(samples),
@@ -559,6 +576,7 @@ impl DatasetPool {
 
     /// Runs `f` with this worker's dataset, opening it on first use.
     pub fn with<T>(&self, f: impl FnOnce(&Dataset) -> Result<T>) -> Result<T> {
+        // Slot 0 is for threads outside the rayon pool.
         let idx = rayon::current_thread_index()
             .map(|i| i + 1)
             .unwrap_or(0)
@@ -607,5 +625,53 @@ mod tests {
             .join()
             .expect("thread");
         assert_eq!(gdal_last_error(), "Cannot read 356133 bytes at offset 1039281");
+    }
+
+    /// A 2-band UInt16 raster in memory, sample `(band, row, col)` = `1000·band + 10·row + col`.
+    fn mem_u16(w: usize, h: usize) -> Dataset {
+        let drv = gdal::DriverManager::get_driver_by_name("MEM").expect("MEM driver");
+        let ds = drv.create_with_band_type::<u16, _>("", w, h, 2).expect("create");
+        for b in 0..2 {
+            let data = (0..w * h).map(|i| (1000 * b + 10 * (i / w) + i % w) as u16).collect();
+            let mut buf = gdal::raster::Buffer::new((w, h), data);
+            ds.rasterband(b + 1)
+                .expect("band")
+                .write((0, 0), (w, h), &mut buf)
+                .expect("write");
+        }
+        ds
+    }
+
+    #[test]
+    fn every_sample_type_reads_the_same_values_padded_outside_the_raster() {
+        let ds = mem_u16(5, 4);
+        let info = describe(&ds, Path::new("mem.tif")).expect("describe");
+        let win = Window::new(-1, 2, 4, 3);
+        let want = |b: usize, r: usize, c: usize| -> f64 {
+            let (y, x) = (r as isize + win.y, c as isize + win.x);
+            if x < 0 || y >= 4 {
+                0.0
+            } else {
+                (1000 * b) as f64 + (10 * y + x) as f64
+            }
+        };
+        let (a16, v16) = read_padded::<u16>(&ds, &info, &[2, 1], win).expect("u16");
+        let (a32, v32) = read_padded::<f32>(&ds, &info, &[2, 1], win).expect("f32");
+        let (a64, v64) = read_padded::<f64>(&ds, &info, &[2, 1], win).expect("f64");
+        let (ai32, _) = read_padded::<i32>(&ds, &info, &[2, 1], win).expect("i32");
+        for ((k, r, c), &v) in a16.indexed_iter() {
+            let b = 1 - k; // bands asked for as [2, 1]
+            assert_eq!(v as f64, want(b, r, c), "u16 at {k},{r},{c}");
+            assert_eq!(a32[(k, r, c)] as f64, want(b, r, c), "f32 at {k},{r},{c}");
+            assert_eq!(a64[(k, r, c)], want(b, r, c), "f64 at {k},{r},{c}");
+            assert_eq!(ai32[(k, r, c)] as f64, want(b, r, c), "i32 at {k},{r},{c}");
+        }
+        assert_eq!(v16, v32);
+        assert_eq!(v32, v64);
+        assert_eq!(
+            v16.iter().filter(|&&v| v).count(),
+            3 * 2,
+            "the pixels inside the raster"
+        );
     }
 }

@@ -47,7 +47,8 @@ pub const PIXEL_VALUES: usize = 17;
 /// 3×3 texture of the vegetation index and of brightness before and after, and the crown texture
 /// of the vegetation index before and after (tree crowns, not field edges or ridges; see
 /// [`crate::detect::texture`]), and whether the pixel turned to plastic film by the film path's
-/// thresholds (`film`; counts towards `film_frac_after`). `b` and `a` are the pixel's band
+/// thresholds (`film`; counts towards `film_frac_after`). Open water after is NDWI after above
+/// `water_min_ndwi` (counts towards `water_frac_after`). `b` and `a` are the pixel's band
 /// vectors; NDWI entries are 0 without NIR.
 pub fn pixel_values(
     b: &[f32],
@@ -56,7 +57,10 @@ pub fn pixel_values(
     btex: (f32, f32),
     ctex: (f32, f32),
     film: &FilmParams,
+    water_min_ndwi: f32,
 ) -> [f32; PIXEL_VALUES] {
+    // Without NIR there is no NDWI: its entries are 0 and `summarise` leaves the NDWI and
+    // open-water features out (a missing feature, not a value of 0 for the rules to read).
     let ndwi_a = water(a).unwrap_or(0.0);
     let (bright_b, bright_a, flat_a) = (brightness(b), brightness(a), flatness(a));
     [
@@ -68,7 +72,7 @@ pub fn pixel_values(
         flat_a,
         water(b).unwrap_or(0.0),
         ndwi_a,
-        if ndwi_a > 0.1 { 1.0 } else { 0.0 },
+        if ndwi_a > water_min_ndwi { 1.0 } else { 0.0 },
         crate::detect::indices::nd(a[BLUE], a[RED]),
         vtex.0,
         vtex.1,
@@ -159,6 +163,9 @@ fn round6(v: f64) -> f64 {
 mod tests {
     use super::*;
 
+    /// The shipped `typing.water_frac_min_ndwi`.
+    const WATER: f32 = 0.1;
+
     #[test]
     fn a_new_roof_on_a_field_reads_as_brighter_flatter_and_less_green() {
         let field = [0.033f32, 0.068, 0.038, 0.43];
@@ -172,6 +179,7 @@ mod tests {
                 (0.0, 0.02),
                 (0.0, 0.0),
                 &FilmParams::default(),
+                WATER,
             ));
         }
         let f = summarise(&sums, true, 64.0, std::f64::consts::PI / 4.0);
@@ -198,6 +206,7 @@ mod tests {
             (0.0, 0.0),
             (0.0, 0.0),
             &FilmParams::default(),
+            WATER,
         ));
         b.add(&pixel_values(
             &[0.3, 0.3, 0.3, 0.3],
@@ -206,6 +215,7 @@ mod tests {
             (0.0, 0.0),
             (0.0, 0.0),
             &FilmParams::default(),
+            WATER,
         ));
         a.merge(&b);
         let f = summarise(&a, true, 1.0, 1.0);
@@ -239,6 +249,7 @@ mod tests {
                         (0.0, 0.0),
                         ctex,
                         &FilmParams::default(),
+                        WATER,
                     ));
                 }
             }

@@ -78,8 +78,12 @@ impl Labeller {
                 self.union(label, other);
                 k += 1;
             }
+            // The pass hands one value per set pixel (both come from the same class plane).
+            let run_values = values
+                .get(used..used + (x1 - x0))
+                .expect("push_row gets the feature values of every set pixel of the row");
             let mut sums = PixelSums::default();
-            for v in values.get(used..used + (x1 - x0)).unwrap_or(&[]) {
+            for v in run_values {
                 sums.add(v);
             }
             used += x1 - x0;
@@ -144,9 +148,11 @@ impl Run {
     }
 }
 
+/// The component of `runs`: a group of `Labeller::finish`, never empty (groups are cut from
+/// the runs by `chunk_by`).
 fn component(runs: &[Run], sums: PixelSums, min_pixels: usize) -> Component {
-    let x0 = runs.iter().map(|r| r.x0).min().unwrap_or(0) as usize;
-    let x1 = runs.iter().map(|r| r.x1).max().unwrap_or(0) as usize;
+    let x0 = runs.iter().map(|r| r.x0).min().expect("a component has runs") as usize;
+    let x1 = runs.iter().map(|r| r.x1).max().expect("a component has runs") as usize;
     let (y0, y1) = (runs[0].y as usize, runs[runs.len() - 1].y as usize + 1);
     let mut pixels = Array2::from_elem((y1 - y0, x1 - x0), false);
     for r in runs {
@@ -230,6 +236,13 @@ mod tests {
         assert_eq!(c[1].window, Window::new(0, 4, 1, 1));
         assert_eq!(c[0].sums.pixels, 4);
         assert_eq!(c[0].sums.sums[0], 6.0, "values follow their pixels (columns 0 to 3)");
+    }
+
+    #[test]
+    #[should_panic(expected = "feature values of every set pixel")]
+    fn a_row_handed_over_without_the_values_of_its_pixels_is_a_bug_not_a_zero_feature() {
+        let mut l = Labeller::new();
+        l.push_row(&[true, true, false, true], &[[0.5; PIXEL_VALUES]; 2]);
     }
 
     #[test]

@@ -94,6 +94,7 @@ mod tests {
             min_score: 0.5,
             keep_crop_cycle: false,
             keep_other: false,
+            water_frac_min_ndwi: 0.1,
         }
     }
 

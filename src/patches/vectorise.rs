@@ -28,7 +28,8 @@ pub struct Traced {
     pub sums: PixelSums,
 }
 
-/// The geotransform used for vectors: the raster's, or identity for plain images.
+/// The geotransform used for vectors: the raster's, or identity for plain images (whose
+/// outputs are in pixel coordinates by design).
 pub fn grid_transform(georef: Option<&crate::io::raster::Georef>) -> GeoTransform {
     georef
         .map(|g| g.geo_transform)
@@ -105,7 +106,10 @@ fn trace_one(c: Component, gt: GeoTransform, wkt: &str, tol: f64) -> Result<Vec<
     let mut layer = vds.layer(0).map_err(|e| Error::gdal(here, "vector layer", e))?;
     let mut out = Vec::new();
     for f in layer.features() {
-        let Some(g) = f.geometry() else { continue };
+        // The polygoniser gives every feature its outline: one without would be a patch lost.
+        let g = f
+            .geometry()
+            .ok_or_else(|| Error::Other(format!("GDAL polygonize gave a change component at {win} no outline")))?;
         let mut t = to_traced(g, gt, tol, here)?;
         t.sums = c.sums;
         out.push(t);
@@ -113,6 +117,8 @@ fn trace_one(c: Component, gt: GeoTransform, wkt: &str, tol: f64) -> Result<Vec<
     Ok(out)
 }
 
+/// The scratch layer's CRS. Only a label: the outlines are traced in grid coordinates either
+/// way, so a CRS GDAL cannot parse changes nothing.
 fn srs_from_wkt(wkt: &str) -> Option<SpatialRef> {
     if wkt.is_empty() {
         return None;
@@ -122,27 +128,31 @@ fn srs_from_wkt(wkt: &str) -> Option<SpatialRef> {
     Some(srs)
 }
 
+/// One polygoniser outline as a traced patch: its exact area and pixel box, and the outline
+/// simplified by `tol`. An outline that is not a polygon or has no extent is an error (the
+/// polygoniser makes neither), not an empty patch.
 fn to_traced(g: &Geometry, gt: GeoTransform, tol: f64, path: &Path) -> Result<Traced> {
-    let raw = g.to_geo().map_err(|e| Error::gdal(path, "geometry conversion", e))?;
-    let grid_area = raw.unsigned_area();
-    let simplified = if tol > 0.0 {
-        g.simplify_preserve_topology(tol)
-            .and_then(|s| s.to_geo())
-            .unwrap_or(raw.clone())
-    } else {
-        raw.clone()
+    let raw = match g.to_geo().map_err(|e| Error::gdal(path, "geometry conversion", e))? {
+        geo::Geometry::Polygon(p) => p,
+        _ => {
+            return Err(Error::Other(format!(
+                "GDAL polygonize gave a {} instead of a polygon for a change component",
+                g.geometry_name()
+            )))
+        }
     };
+    let grid_area = raw.unsigned_area();
     let pixel_box = raw
         .bounding_rect()
         .map(|r| pixel_window(r, gt))
-        .unwrap_or(Window::new(0, 0, 0, 0));
+        .ok_or_else(|| Error::Other("GDAL polygonize gave an empty outline for a change component".into()))?;
+    let simplified = if tol > 0.0 { simplify(g, tol) } else { None };
     let shape = match simplified {
-        geo::Geometry::Polygon(p) => geo::MultiPolygon(vec![p]),
-        geo::Geometry::MultiPolygon(m) => m,
-        _ => match raw {
-            geo::Geometry::Polygon(p) => geo::MultiPolygon(vec![p]),
-            _ => geo::MultiPolygon(vec![]),
-        },
+        Some(geo::Geometry::Polygon(p)) => geo::MultiPolygon(vec![p]),
+        Some(geo::Geometry::MultiPolygon(m)) => m,
+        // Not simplified (no tolerance, or GEOS failed or gave no polygon): the exact outline,
+        // which is the patch, only with its pixel staircase.
+        _ => geo::MultiPolygon(vec![raw]),
     };
     Ok(Traced {
         shape,
@@ -150,6 +160,18 @@ fn to_traced(g: &Geometry, gt: GeoTransform, tol: f64, path: &Path) -> Result<Tr
         pixel_box,
         sums: PixelSums::default(),
     })
+}
+
+/// The outline simplified by `tol` without creating self-intersections; `None` when GEOS fails
+/// (logged: the patch then keeps its exact pixel outline).
+fn simplify(g: &Geometry, tol: f64) -> Option<geo::Geometry<f64>> {
+    match g.simplify_preserve_topology(tol).and_then(|s| s.to_geo()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "a patch outline could not be simplified; its exact pixel outline is kept");
+            None
+        }
+    }
 }
 
 /// The pixel window covering a bounding rectangle given in grid coordinates (north-up grids).
@@ -179,5 +201,27 @@ mod tests {
             geo::coord! { x: 1020.0, y: 4990.0 },
         );
         assert_eq!(pixel_window(r, gt), Window::new(5, 5, 5, 5));
+    }
+
+    #[test]
+    fn an_outline_that_is_no_polygon_or_empty_stops_the_run_instead_of_making_an_empty_patch() {
+        let gt = [0.0, 1.0, 0.0, 0.0, 0.0, 1.0];
+        let here = Path::new("<change mask>");
+        for (wkt, says) in [
+            ("POINT (1 2)", "gave a POINT instead of a polygon"),
+            ("LINESTRING (0 0,1 1)", "gave a LINESTRING instead of a polygon"),
+            ("POLYGON EMPTY", "geometry conversion"),
+        ] {
+            let g = Geometry::from_wkt(wkt).expect("wkt");
+            let err = to_traced(&g, gt, 0.5, here)
+                .err()
+                .unwrap_or_else(|| panic!("{wkt} accepted"));
+            assert!(err.to_string().contains(says), "{wkt}: {err}");
+            assert_eq!(err.exit_code(), 3, "{wkt}");
+        }
+        let square = Geometry::from_wkt("POLYGON ((0 0,0 3,3 3,3 0,0 0))").expect("wkt");
+        let t = to_traced(&square, gt, 0.5, here).expect("a polygon traces");
+        assert_eq!((t.grid_area, t.pixel_box), (9.0, Window::new(0, 0, 3, 3)));
+        assert_eq!(t.shape.0.len(), 1);
     }
 }

@@ -30,9 +30,6 @@ use super::source::{self, Listing, Location, TileRef};
 use super::{fetch, seams, tracking};
 use crate::{Error, Result};
 
-/// Test hook: abort the process (as abruptly as `kill -9`) after this many pairs were detected.
-pub const ABORT_HOOK_ENV: &str = "LANDWATCH_TEST_ABORT_AFTER_TILES";
-
 /// How `run` was asked to behave.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -576,7 +573,6 @@ pub struct Exec<'a> {
 impl Exec<'_> {
     /// Detects every pair not already checkpointed in `work/tiles/`.
     pub fn detect_all(&self, work: &Path, inputs: &PairInputs, progress: bool) -> Result<Vec<TileOutcome>> {
-        let abort_after: Option<usize> = std::env::var(ABORT_HOOK_ENV).ok().and_then(|v| v.parse().ok());
         clear_leftovers(&work.join("tiles"))?;
         let bar = progress_bar(inputs.len(), "detect", progress);
         let mut detected_here = 0usize;
@@ -595,10 +591,7 @@ impl Exec<'_> {
             };
             outcomes.push(outcome);
             bar.inc(1);
-            if abort_after == Some(detected_here) && detected_here > 0 {
-                tracing::warn!("{ABORT_HOOK_ENV} reached: aborting the process");
-                std::process::abort();
-            }
+            crate::test_hooks::pairs_detected(detected_here);
         }
         bar.finish_and_clear();
         Ok(outcomes)
