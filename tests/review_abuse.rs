@@ -62,12 +62,7 @@ fn http_from(ip: &str) -> reqwest::Client {
 
 /// Posts the login form from `ip` as a same-origin browser would.
 async fn login_from(ip: &str, base: &str, name: &str, password: &str) -> reqwest::Response {
-    http_from(ip)
-        .post(format!("{base}/login"))
-        .header("Origin", base)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!("name={}&password={}", form_encode(name), form_encode(password)))
-        .send()
+    post_login_as(&http_from(ip), base, base, None, name, password)
         .await
         .unwrap_or_else(|e| panic!("login request from {ip}: {e:?}"))
 }
@@ -393,13 +388,8 @@ async fn an_https_public_origin_makes_the_session_cookie_secure() {
     let mut o = options();
     o.public_origin = Some("https://review.example.gov.cn".into());
     let base = fx.start_server_with(o).await;
-    let r = http()
-        .post(format!("{base}/login"))
-        .header("Origin", "https://review.example.gov.cn")
-        .header("Host", "review.example.gov.cn")
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!("name=rev&password={}", form_encode(PASSWORD)))
-        .send()
+    let origin = "https://review.example.gov.cn";
+    let r = post_login_as(&http(), &base, origin, Some("review.example.gov.cn"), "rev", PASSWORD)
         .await
         .unwrap();
     assert_eq!(r.status(), 303);

@@ -111,12 +111,7 @@ async fn secure_cookie_and_public_origin_options() {
     // Behind a proxy only the public origin may post, not the raw Host.
     let r = post_login(&base, "rev", PASSWORD).await;
     assert_json_error(r, 403).await;
-    let r = http()
-        .post(format!("{base}/login"))
-        .header("Origin", "https://review.example.gov.cn")
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!("name=rev&password={}", form_encode(PASSWORD)))
-        .send()
+    let r = post_login_as(&http(), &base, "https://review.example.gov.cn", None, "rev", PASSWORD)
         .await
         .unwrap();
     assert_eq!(r.status(), 303);

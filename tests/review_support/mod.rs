@@ -228,14 +228,29 @@ pub fn http() -> reqwest::Client {
 
 /// Posts the login form as a same-origin browser would; returns the response.
 pub async fn post_login(base: &str, name: &str, password: &str) -> reqwest::Response {
-    http()
-        .post(format!("{base}/login"))
-        .header("Origin", base)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!("name={}&password={}", form_encode(name), form_encode(password)))
-        .send()
+    post_login_as(&http(), base, base, None, name, password)
         .await
         .expect("login request")
+}
+
+/// Posts the login form through `client`, claiming `origin` and, if given, `host`.
+pub async fn post_login_as(
+    client: &reqwest::Client,
+    base: &str,
+    origin: &str,
+    host: Option<&str>,
+    name: &str,
+    password: &str,
+) -> reqwest::Result<reqwest::Response> {
+    let mut req = client
+        .post(format!("{base}/login"))
+        .header("Origin", origin)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("name={}&password={}", form_encode(name), form_encode(password)));
+    if let Some(h) = host {
+        req = req.header("Host", h);
+    }
+    req.send().await
 }
 
 impl Client {
