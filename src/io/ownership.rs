@@ -228,7 +228,7 @@ fn quote_list(names: &[&str]) -> String {
     names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ")
 }
 
-/// The folders an output may be staged and swapped in: `target`'s parent, or `.`.
+/// The folder that holds `path` (where an output is staged and swapped in), or `.`.
 pub(crate) fn parent_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

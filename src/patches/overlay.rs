@@ -316,7 +316,7 @@ fn load_landuse(path: &Path, grid: &GridFrame, allow_empty: bool) -> Result<Poly
     let mut bad_names = 0usize;
     let attrs = raw
         .attrs
-        .iter()
+        .into_iter()
         .map(|p| parcel_of(p, lost_zeros, &mut bad_names))
         .collect();
     let loaded = PolygonLayer {
@@ -330,12 +330,12 @@ fn load_landuse(path: &Path, grid: &GridFrame, allow_empty: bool) -> Result<Poly
 }
 
 /// A parcel with its code normalised and its name read or, when unreadable, built in.
-fn parcel_of(raw: &RawParcel, lost_zeros: bool, bad_names: &mut usize) -> Parcel {
+fn parcel_of(raw: RawParcel, lost_zeros: bool, bad_names: &mut usize) -> Parcel {
     let code = dlbm::normalise(&raw.code, lost_zeros);
     let readable = !raw.dlmc.is_empty() && !raw.dlmc.contains(['\u{FFFD}', '?']);
     *bad_names += usize::from(!raw.dlmc.is_empty() && !readable);
     let dlmc = if readable {
-        raw.dlmc.clone()
+        raw.dlmc
     } else {
         dlbm::name_of(&code).unwrap_or_default().to_string()
     };

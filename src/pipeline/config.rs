@@ -452,24 +452,17 @@ fn output_folder(ctx: &Ctx, key: &str, p: &Spanned<PathBuf>) -> Result<PathBuf> 
 }
 
 /// The model file must be a readable, valid model now, not when the first tile is detected.
+/// `Model::load` says what is wrong with the file; a file that is no model at all (a folder,
+/// not UTF-8) is also pinned to the pipeline key that names it.
 fn check_model(ctx: &Ctx, p: &Spanned<PathBuf>) -> Result<PathBuf> {
     let path = ctx.existing("model.path", p)?;
-    let bad = |msg: String| Err(ctx.err("model.path", Some(p.span()), &msg));
-    if !path.is_file() {
-        return bad(format!(
-            "{} is a folder; give the model file itself (e.g. models/rules-v1.toml)",
-            path.display()
-        ));
+    match crate::model::Model::load(&path) {
+        Ok(_) => Ok(path),
+        Err(Error::Input { path: file, msg }) => {
+            Err(ctx.err("model.path", Some(p.span()), &format!("{}: {msg}", file.display())))
+        }
+        Err(e) => Err(e),
     }
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, "reading the model file", e))?;
-    if std::str::from_utf8(&bytes).is_err() {
-        return bad(format!(
-            "{} is not UTF-8 text; a model file is TOML (see models/rules-v1.toml)",
-            path.display()
-        ));
-    }
-    crate::model::Model::load(&path)?;
-    Ok(path)
 }
 
 /// A layer must be a vector dataset GDAL reads (a file, or a folder such as a FileGDB).
