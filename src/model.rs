@@ -419,7 +419,7 @@ impl Model {
     fn parse(text: &str, path: &Path) -> Result<Self> {
         let mut model: Model = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
         model.validate(&Keys::new(path, text))?;
-        model.sha256 = crate::publish::manifest::sha256_hex(text.as_bytes());
+        model.sha256 = crate::io::hash::sha256_hex(text.as_bytes());
         model.source = path.display().to_string();
         Ok(model)
     }

@@ -299,7 +299,7 @@ fn archive_write_error_is_exit_3_and_publishes_nothing() {
     let src = d.path().join("src");
     standard_scene(&src, ["t0", "t1", "t2", "t3"]);
     let p = config::load(&local_pipeline(d.path(), &src, "")).unwrap();
-    let sha = landwatch::pipeline::archive::sha256_file(&src.join("t2_2024-05-10.tif")).unwrap();
+    let sha = landwatch::io::hash::sha256_file(&src.join("t2_2024-05-10.tif")).unwrap();
     std::fs::create_dir_all(p.archive.join("sha256")).unwrap();
     std::fs::write(p.archive.join("sha256").join(&sha[..2]), b"in the way").unwrap();
     let e = run(&p, &RunOptions::default(), &DET).unwrap_err();

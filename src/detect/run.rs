@@ -7,9 +7,10 @@ use super::budget;
 use super::scene::{BandMap, Calibration, Scene};
 use super::stream::{self, PassStats};
 use crate::io::atomic::{self, StagingDir};
+use crate::io::hash;
 use crate::model::Model;
 use crate::patches::{self, area::AreaCalc, category, label::Labeller, overlay, vectorise, Patch};
-use crate::publish::{chips, exports, geojson, manifest};
+use crate::publish::{chips, exports, geojson};
 use crate::{Error, Result};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -431,7 +432,7 @@ fn checksum_inputs(req: &DetectRequest) -> std::thread::JoinHandle<Result<BTreeM
         crate::io::yield_to_critical_path();
         files
             .into_iter()
-            .map(|p| manifest::sha256_file(&p).map(|h| (p, h)))
+            .map(|p| hash::sha256_file(&p).map(|h| (p, h)))
             .collect()
     })
 }
@@ -447,7 +448,7 @@ fn write_manifest(
     let input = |p: &Path| -> Result<serde_json::Value> {
         let sum = match checksums.get(p) {
             Some(h) => h.clone(),
-            None => manifest::sha256_file(p)?,
+            None => hash::sha256_file(p)?,
         };
         Ok(json!({"path": p.display().to_string(), "sha256": sum}))
     };

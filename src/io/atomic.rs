@@ -234,10 +234,14 @@ pub fn write_staged(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).map_err(|e| Error::io(path, "cannot write", e))
 }
 
-/// Writes `bytes` to `path` through a temp file in the same folder and a rename.
+/// Writes `bytes` to `path` durably and atomically: a temp file in the same folder (created if
+/// missing), fsynced, renamed over `path`, then the folder fsynced so the rename survives a
+/// power cut. Readers see the old bytes or the new, never a part. The one home for this:
+/// archive catalogues, checkpoints, manifests, eval reports and review exports all use it.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let parent = parent_of(path);
+    std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, "cannot create the folder", e))?;
     let mut tmp =
         tempfile::NamedTempFile::new_in(&parent).map_err(|e| Error::io(&parent, "cannot create a temp file", e))?;
     tmp.write_all(bytes)
@@ -245,12 +249,23 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::io(path, "cannot write", e))?;
     tmp.persist(path)
         .map_err(|e| Error::io(path, "cannot move into place", e.error))?;
-    Ok(())
+    sync_parent(path)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_file_creates_its_folder_and_replaces_whole_files() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("new/deeper/state.json");
+        write_file(&path, b"first").unwrap();
+        write_file(&path, b"second, longer").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second, longer");
+        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temp file is left beside the output");
+    }
 
     /// Commits a staged folder of `n` files in a subfolder; both ways of syncing end with
     /// every file in place.

@@ -10,12 +10,11 @@
 //! shards of one run write into a shared archive at once (no read-modify-write of one big file),
 //! and listing it sorted gives a deterministic order.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use crate::io::atomic::write_file;
 use crate::{Error, Result};
 
 /// One catalogue record: a tile image stored in the archive.
@@ -113,7 +112,7 @@ impl Archive {
         let path = self.record_path(&entry.tile, &entry.date);
         let json =
             serde_json::to_vec_pretty(entry).map_err(|e| Error::Other(format!("serialising catalogue record: {e}")))?;
-        write_atomic(&path, &json)
+        write_file(&path, &json)
     }
 
     /// The catalogue record of a tile image, if it is stored and its blob is present.
@@ -170,42 +169,6 @@ pub fn safe_name(s: &str) -> String {
         .collect::<String>()
         .trim_start_matches('.')
         .to_string()
-}
-
-/// Lowercase hex SHA-256 of bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// Lowercase hex SHA-256 of a file, streamed.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "opening for checksum", e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| Error::io(path, "reading for checksum", e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
-/// Writes a file atomically: a temporary file in the same folder, fsync, then rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "creating folder", e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, "creating temporary file", e))?;
-    tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| Error::io(path, "writing", e))?;
-    tmp.persist(path)
-        .map_err(|e| Error::io(path, "renaming into place", e.error))?;
-    Ok(())
 }
 
 /// Checks that a file is a raster GDAL can read completely (every block of every band), so a
@@ -273,6 +236,7 @@ pub fn round7(v: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::hash::sha256_hex;
 
     #[test]
     fn blob_path_is_content_addressed() {

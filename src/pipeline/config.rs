@@ -299,7 +299,7 @@ pub fn load(file: &Path) -> Result<Pipeline> {
         base: file.parent().unwrap_or(Path::new(".")).to_path_buf(),
         lines: Default::default(),
     };
-    build(&ctx, raw, crate::pipeline::archive::sha256_hex(&bytes))
+    build(&ctx, raw, crate::io::hash::sha256_hex(&bytes))
 }
 
 /// What the checks need to resolve paths and point at lines.

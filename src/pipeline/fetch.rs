@@ -16,10 +16,11 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use rand::Rng;
 
-use super::archive::{sha256_file, sha256_hex, verify_raster, Archive, CatalogueEntry};
+use super::archive::{verify_raster, Archive, CatalogueEntry};
 use super::config::{limits, FetchParams};
 use super::partial::Partial;
 use super::source::{Location, TileRef};
+use crate::io::hash::{sha256_file, sha256_hex};
 use crate::{Error, Result};
 
 /// The HTTP client every source and download uses.

@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::archive::{sha256_file, write_atomic, CatalogueEntry};
+use super::archive::CatalogueEntry;
 use super::config::{DetectParams, Pipeline};
+use crate::io::atomic::write_file;
+use crate::io::hash::sha256_file;
 use crate::{Error, Result};
 
 /// What happened to one before/after pair.
@@ -189,7 +191,7 @@ impl Manifest {
         let mut bytes =
             serde_json::to_vec_pretty(self).map_err(|e| Error::Other(format!("serialising manifest: {e}")))?;
         bytes.push(b'\n');
-        write_atomic(path, &bytes)
+        write_file(path, &bytes)
     }
 
     pub fn read(path: &Path) -> Result<Manifest> {

@@ -8,7 +8,8 @@ use std::path::Path;
 use geo::{MultiPolygon, Polygon};
 use serde_json::{Map, Value};
 
-use super::archive::{round7, write_atomic};
+use super::archive::round7;
+use crate::io::atomic::write_file;
 use crate::{Error, Result};
 
 /// One change patch.
@@ -135,7 +136,7 @@ pub fn write_collection(path: &Path, patches: &[Patch]) -> Result<()> {
     let mut bytes =
         serde_json::to_vec_pretty(&Value::Object(fc)).map_err(|e| Error::Other(format!("serialising patches: {e}")))?;
     bytes.push(b'\n');
-    write_atomic(path, &bytes)
+    write_file(path, &bytes)
 }
 
 /// Outer rings of a multipolygon as polygons (for indexing).

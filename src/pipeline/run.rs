@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::archive::{raster_band_count, safe_name, sha256_hex, write_atomic, Archive, CatalogueEntry};
+use super::archive::{raster_band_count, safe_name, Archive, CatalogueEntry};
 use super::config::{Bands, Baseline, DetectParams, Pipeline, Source};
 use super::detector::{TileDetector, TileJob};
 use super::fetch::FetchError;
@@ -28,6 +28,8 @@ use super::patchset::{read_tile_patches, write_collection, Patch};
 use super::shard::Shard;
 use super::source::{self, Listing, Location, TileRef};
 use super::{fetch, seams, tracking};
+use crate::io::atomic::write_file;
+use crate::io::hash::sha256_hex;
 use crate::{Error, Result};
 
 /// How `run` was asked to behave.
@@ -769,7 +771,7 @@ fn clear_leftovers(tiles: &Path) -> Result<()> {
 
 fn write_checkpoint(dir: &Path, o: &TileOutcome) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(o).map_err(|e| Error::Other(e.to_string()))?;
-    write_atomic(&dir.join(CHECKPOINT), &bytes)
+    write_file(&dir.join(CHECKPOINT), &bytes)
 }
 
 /// A finished pair's outcome (None when the folder is absent or incomplete).

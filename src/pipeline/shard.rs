@@ -9,11 +9,12 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::archive::{sha256_hex, sorted_dir};
+use super::archive::sorted_dir;
 use super::config::Pipeline;
 use super::manifest::{Manifest, TileOutcome, TileStatus};
 use super::run::{finalize, publish};
 use super::tracking;
+use crate::io::hash::sha256_hex;
 use crate::io::ownership::{self, parent_of, OUTPUT_MARKER};
 use crate::{Error, Result};
 

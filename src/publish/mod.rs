@@ -1,5 +1,4 @@
-//! Stage 5: publishing a run — GeoJSON patches, the change raster, the run manifest.
+//! Stage 5: publishing a run — GeoJSON, GeoPackage/Shapefile exports and image chips.
 pub mod chips;
 pub mod exports;
 pub mod geojson;
-pub mod manifest;

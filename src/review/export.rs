@@ -10,7 +10,6 @@
 //! Output is sorted by patch id and written atomically (temp file + rename). GeoPackage and
 //! Shapefile go through GDAL in [`super::export_ogr`].
 
-use std::io::Write;
 use std::path::Path;
 
 use serde_json::{Map, Value};
@@ -194,16 +193,7 @@ pub fn export(store: &Store, format: ExportFormat, out: &Path) -> ReviewResult<u
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
-/// Writes to a temp file in the target's folder, then renames it over the target.
+/// Writes `bytes` to `out` atomically (temp file, fsync, rename, parent folder synced).
 pub fn write_atomically(out: &Path, bytes: &[u8]) -> ReviewResult<()> {
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let io = |e: std::io::Error| ReviewError::from(crate::Error::io(out, "cannot write export", e));
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(out).map_err(|e| io(e.error))?;
-    Ok(())
+    crate::io::atomic::write_file(out, bytes).map_err(ReviewError::from)
 }

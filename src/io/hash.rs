@@ -1,6 +1,5 @@
-//! The run manifest (`run.json`): everything needed to reproduce a run's patches — inputs with
-//! checksums, the model and its hash, every parameter, what calibration found, timings and the
-//! software version.
+//! SHA-256 checksums, the one home for them: manifests record the inputs' and the model's,
+//! the archive addresses tiles by theirs, and pipeline manifests record the pipeline file's.
 
 use crate::{Error, Result};
 use sha2::{Digest, Sha256};
