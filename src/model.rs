@@ -5,6 +5,7 @@
 //! Unknown keys are errors (a typo must never be silently ignored), and every value is checked
 //! against its valid range when the file is loaded.
 
+use crate::io::toml_location;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -417,7 +418,8 @@ impl Model {
     }
 
     fn parse(text: &str, path: &Path) -> Result<Self> {
-        let mut model: Model = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
+        let mut model: Model =
+            toml::from_str(text).map_err(|e| toml_location::parse_error(path, text, e.message(), e.span()))?;
         model.validate(&Keys::new(path, text))?;
         model.sha256 = crate::io::hash::sha256_hex(text.as_bytes());
         model.source = path.display().to_string();
@@ -583,7 +585,8 @@ impl Model {
 /// ratios and areas in m²).
 const MAX_CONDITION: f64 = 1e9;
 
-/// Where the keys of a model file are, for errors that name the file, the key and its line.
+/// Where the keys of a model file are, for errors that name the file, the key, its line and
+/// column (see [`crate::io::toml_location`]).
 struct Keys<'a> {
     path: &'a Path,
     text: &'a str,
@@ -593,7 +596,7 @@ struct Keys<'a> {
 
 impl<'a> Keys<'a> {
     fn new(path: &'a Path, text: &'a str) -> Self {
-        let spans = toml::de::DeTable::parse(text).map(value_keys).unwrap_or_default();
+        let spans = toml_location::value_keys(text);
         Self { path, text, spans }
     }
 
@@ -607,96 +610,23 @@ impl<'a> Keys<'a> {
     }
 
     /// An error about `key` (a dotted path such as `typing.rules[2].conditions[0].value`),
-    /// naming its line when the key is written in the file (not a default).
+    /// located when the key is written in the file (not a default).
     fn error(&self, key: &str, msg: impl Into<String>) -> Error {
-        let line = self
-            .spans
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, span)| line_at(self.text, span.start));
-        let field = match line {
-            Some(line) => format!("{key} (line {line})"),
-            None => key.to_string(),
-        };
-        Error::config(self.path, field, msg)
+        let span = self.spans.iter().find(|(k, _)| k == key).map(|(_, span)| span);
+        toml_location::error_at(self.path, self.text, key, span, &msg.into())
     }
-}
-
-/// The 1-based line holding byte `offset` of `text`.
-fn line_at(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
-/// Turns a TOML error into one line naming the file, the key (when the error is about a
-/// value, e.g. of the wrong type) and the line.
-fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
-    let msg = e.message().trim().replace('\n', " ");
-    let Some(span) = e.span() else {
-        return Error::config(path, "file", msg);
-    };
-    let line = line_at(text, span.start);
-    let key = toml::de::DeTable::parse(text)
-        .ok()
-        .and_then(|doc| key_at(&value_keys(doc), span.start));
-    let field = match key {
-        Some(key) => format!("{key} (line {line})"),
-        None => format!("line {line}"),
-    };
-    Error::config(path, field, msg)
-}
-
-/// Every value of a parsed document with its dotted key (`typing.rules[2].conditions[0]`)
-/// and byte span, tables and arrays included.
-fn value_keys(doc: toml::Spanned<toml::de::DeTable>) -> Vec<(String, std::ops::Range<usize>)> {
-    fn walk(key: &str, v: &toml::Spanned<toml::de::DeValue>, out: &mut Vec<(String, std::ops::Range<usize>)>) {
-        out.push((key.to_string(), v.span()));
-        match v.get_ref() {
-            toml::de::DeValue::Table(t) => {
-                for (k, v) in t.iter() {
-                    let sub = if key.is_empty() {
-                        k.get_ref().to_string()
-                    } else {
-                        format!("{key}.{}", k.get_ref())
-                    };
-                    walk(&sub, v, out);
-                }
-            }
-            toml::de::DeValue::Array(a) => {
-                for (i, v) in a.iter().enumerate() {
-                    walk(&format!("{key}[{i}]"), v, out);
-                }
-            }
-            _ => {}
-        }
-    }
-    let root = toml::Spanned::new(doc.span(), toml::de::DeValue::Table(doc.into_inner()));
-    let mut out = Vec::new();
-    walk("", &root, &mut out);
-    out
-}
-
-/// The innermost key whose value holds byte `offset`.
-fn key_at(keys: &[(String, std::ops::Range<usize>)], offset: usize) -> Option<String> {
-    keys.iter()
-        .filter(|(k, span)| !k.is_empty() && span.contains(&offset))
-        .min_by_key(|(_, span)| span.len())
-        .map(|(k, _)| k.clone())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use toml::de::DeTable;
 
     /// Every numeric value of the shipped model, as (dotted key, byte span of the value).
     fn numeric_keys(text: &str) -> Vec<(String, std::ops::Range<usize>)> {
         let numeric = |span: &std::ops::Range<usize>| text[span.clone()].trim().parse::<f64>().is_ok();
-        let doc = DeTable::parse(text).expect("shipped model parses");
-        value_keys(doc).into_iter().filter(|(_, span)| numeric(span)).collect()
+        let keys = toml_location::value_keys(text);
+        assert!(!keys.is_empty(), "shipped model parses");
+        keys.into_iter().filter(|(_, span)| numeric(span)).collect()
     }
 
     #[test]
@@ -706,7 +636,7 @@ mod tests {
         assert!(keys.len() > 60, "found only {} numeric keys", keys.len());
         let path = Path::new("m.toml");
         for (key, span) in keys {
-            let line = line_at(text, span.start);
+            let (line, _) = toml_location::line_col(text, span.start);
             for bad in ["nan", "inf", "-inf", "1e300", "-1e300", "-4000000000", "4000000000"] {
                 let edited = format!("{}{bad}{}", &text[..span.start], &text[span.end..]);
                 let err = match Model::parse(&edited, path) {

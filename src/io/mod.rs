@@ -8,6 +8,7 @@ pub mod atomic;
 pub mod hash;
 pub mod ownership;
 pub mod raster;
+pub mod toml_location;
 
 use std::sync::Once;
 

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::io::toml_location::{self, line_col};
 use crate::{Error, Result};
 
 /// A parsed and checked pipeline file.
@@ -292,7 +293,8 @@ pub fn load(file: &Path) -> Result<Pipeline> {
     })?;
     let text =
         String::from_utf8(bytes.clone()).map_err(|_| Error::input(file, "the pipeline file is not UTF-8 text"))?;
-    let raw: RawPipeline = toml::from_str(&text).map_err(|e| parse_error(file, &text, e.message(), e.span()))?;
+    let raw: RawPipeline =
+        toml::from_str(&text).map_err(|e| toml_location::parse_error(file, &text, e.message(), e.span()))?;
     let ctx = Ctx {
         file,
         text: &text,
@@ -311,18 +313,11 @@ struct Ctx<'a> {
     lines: std::cell::RefCell<BTreeMap<String, usize>>,
 }
 
-type Span = std::ops::Range<usize>;
+use toml_location::Span;
 
 impl Ctx<'_> {
     fn err(&self, key: &str, span: Option<Span>, msg: &str) -> Error {
-        let msg = match span {
-            Some(s) => {
-                let (line, col) = line_col(self.text, s.start);
-                format!("line {line}, column {col}: {msg}")
-            }
-            None => msg.to_string(),
-        };
-        Error::config(self.file, key, msg)
+        toml_location::error_at(self.file, self.text, key, span.as_ref(), msg)
     }
 
     /// Remembers where `key` is written, for errors found after loading.
@@ -730,69 +725,6 @@ fn check_date(ctx: &Ctx, key: &str, date: &str, span: Option<std::ops::Range<usi
 /// True for a valid calendar date written `YYYY-MM-DD`.
 pub fn is_date(s: &str) -> bool {
     s.len() == 10 && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
-}
-
-/// 1-based line and column of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
-/// Turns a toml/serde error into a config error that names the file, the dotted key and the line.
-fn parse_error(file: &Path, text: &str, message: &str, span: Option<std::ops::Range<usize>>) -> Error {
-    let offset = span.as_ref().map_or(0, |s| s.start);
-    let key = key_at(text, offset, message);
-    let (line, col) = line_col(text, offset);
-    let msg = if span.is_some() {
-        format!("line {line}, column {col}: {}", message.trim())
-    } else {
-        message.trim().to_string()
-    };
-    Error::config(file, key, msg)
-}
-
-/// The dotted key an error at `offset` is about: the enclosing `[table]` plus either the field
-/// named in the message (unknown / missing field) or the key written on that line.
-fn key_at(text: &str, offset: usize, message: &str) -> String {
-    let upto = &text[..offset.min(text.len())];
-    let line_start = upto.rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[line_start..].find('\n').map_or(text.len(), |i| line_start + i);
-    let line = &text[line_start..line_end];
-    let header_scope = &text[..line_end];
-    let table = header_scope.lines().rev().find_map(table_header).unwrap_or_default();
-    let named = backticked_field(message);
-    let on_line = line
-        .split_once('=')
-        .map(|(k, _)| k.trim().trim_matches('"').to_string())
-        .filter(|k| !k.starts_with('['));
-    let field = named.or(on_line).unwrap_or_default();
-    match (table.is_empty(), field.is_empty()) {
-        (true, _) => field,
-        (false, true) => table,
-        (false, false) if field.starts_with(&format!("{table}.")) => field,
-        (false, false) => format!("{table}.{field}"),
-    }
-}
-
-fn table_header(line: &str) -> Option<String> {
-    let t = line.trim();
-    if t.starts_with('[') && t.ends_with(']') {
-        Some(t.trim_matches(|c| c == '[' || c == ']').trim().to_string())
-    } else {
-        None
-    }
-}
-
-/// `unknown field `foo`, expected ...` / `missing field `bar`` → the field name.
-fn backticked_field(message: &str) -> Option<String> {
-    for prefix in ["unknown field `", "missing field `", "duplicate field `"] {
-        if let Some(rest) = message.split(prefix).nth(1) {
-            return rest.split('`').next().map(str::to_string);
-        }
-    }
-    None
 }
 
 #[cfg(test)]
