@@ -24,6 +24,7 @@ pub mod io;
 pub mod model;
 pub mod patches;
 pub mod pipeline;
+pub mod progress;
 pub mod publish;
 pub mod synth;
 pub mod test_hooks;

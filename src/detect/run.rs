@@ -152,7 +152,7 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
         "calibrated"
     );
     let change_path = staging.path().join("change.tif");
-    let bar = progress_bar(req.progress);
+    let bar = crate::progress::bar(0, "detect", req.progress);
     let mut labeller = Labeller::new();
     let stats = stream::run(
         &scene,
@@ -160,15 +160,11 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
         &change_path,
         &mut |row, values| labeller.push_row(row, values),
         &|done, total| {
-            if let Some(b) = &bar {
-                b.set_length(total as u64);
-                b.set_position(done as u64);
-            }
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
         },
     )?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    bar.finish_and_clear();
     staging.flush_early(&change_path);
     stages.lap("pass");
     let (mut patches, dropped, areas) = make_patches(&scene, &model, req, labeller, layers, &mut stages)?;
@@ -192,7 +188,9 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
             scene.before.data_type.bytes() as usize,
             model.detect.block_size,
         );
-        chips::write_all(staging.path(), &scene, &mut patches, &areas)?;
+        let bar = crate::progress::bar(patches.len() as u64, "chips", req.progress);
+        chips::write_all(staging.path(), &scene, &mut patches, &areas, &bar)?;
+        bar.finish_and_clear();
         stages.lap("chips");
     }
     let published = publishable(&scene, &patches, &model, req)?;
@@ -274,17 +272,6 @@ fn check_pixel_size(size: Option<f64>) -> Result<()> {
         ))),
         _ => Ok(()),
     }
-}
-
-fn progress_bar(show: bool) -> Option<indicatif::ProgressBar> {
-    if !show || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return None;
-    }
-    let b = indicatif::ProgressBar::new(0);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("detect {bar:40} {pos}/{len} blocks {elapsed}") {
-        b.set_style(style);
-    }
-    Some(b)
 }
 
 /// Sieves, traces and types the change components.

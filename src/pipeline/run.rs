@@ -183,19 +183,6 @@ fn processed_pairs(runs: &[(String, PathBuf)]) -> Result<BTreeSet<String>> {
     Ok(set)
 }
 
-/// A progress bar drawn only when asked (on a terminal).
-pub fn progress_bar(len: usize, what: &str, show: bool) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg:>8} [{bar:40}] {pos}/{len} {elapsed}") {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(what.to_string());
-    bar
-}
-
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -503,7 +490,7 @@ fn fetch_inputs(
         wanted.entry(x.before.key()).or_insert_with(|| x.before.clone());
         wanted.entry(x.after.key()).or_insert_with(|| x.after.clone());
     }
-    let bar = progress_bar(wanted.len(), "fetch", progress);
+    let bar = crate::progress::bar(wanted.len() as u64, "fetch", progress);
     let fetched = rt.block_on(fetch::fetch_all(
         client,
         archive,
@@ -576,7 +563,7 @@ impl Exec<'_> {
     /// Detects every pair not already checkpointed in `work/tiles/`.
     pub fn detect_all(&self, work: &Path, inputs: &PairInputs, progress: bool) -> Result<Vec<TileOutcome>> {
         clear_leftovers(&work.join("tiles"))?;
-        let bar = progress_bar(inputs.len(), "detect", progress);
+        let bar = crate::progress::bar(inputs.len() as u64, "detect", progress);
         let mut detected_here = 0usize;
         let mut outcomes = Vec::new();
         for (plan, input) in inputs {

@@ -34,8 +34,14 @@ const NO_DATA: Rgb<u8> = Rgb([40, 40, 40]);
 
 /// Writes `dir/chips/<id>_before.png` and `_after.png` for every patch (`dir` being a
 /// [`atomic::StagingDir`]) and sets `Patch.chips` to those paths relative to `dir`. Returns
-/// how many pairs were written.
-pub fn write_all(dir: &Path, scene: &Scene, patches: &mut [Patch], areas: &AreaCalc) -> Result<usize> {
+/// how many pairs were written; `progress` advances by one per pair written.
+pub fn write_all(
+    dir: &Path,
+    scene: &Scene,
+    patches: &mut [Patch],
+    areas: &AreaCalc,
+    progress: &indicatif::ProgressBar,
+) -> Result<usize> {
     let chips = dir.join("chips");
     std::fs::create_dir_all(&chips).map_err(|e| Error::io(&chips, "cannot create the chips folder", e))?;
     let gt = vectorise::grid_transform(scene.before.georef.as_ref());
@@ -60,7 +66,9 @@ pub fn write_all(dir: &Path, scene: &Scene, patches: &mut [Patch], areas: &AreaC
         .collect();
     render_in_row_order(scene, patches, &wins, gt, &metres, &|i, (before, after)| {
         write_png(&dir.join(&names[i].0), &before)?;
-        write_png(&dir.join(&names[i].1), &after)
+        write_png(&dir.join(&names[i].1), &after)?;
+        progress.inc(1);
+        Ok(())
     })?;
     for (p, rel) in patches.iter_mut().zip(names) {
         p.chips = Some(rel);

@@ -1,0 +1,19 @@
+//! Progress bars, one style for every stage (fetch, detect, chips, eval). They are drawn only
+//! when asked for and stderr is a terminal: a nightly run's stderr is a log, where a redrawn bar
+//! would be noise, and its progress is in the log lines instead.
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A bar of `len` steps labelled `what`; hidden (every call on it a no-op) unless `show` and
+/// stderr is a terminal. The length may be set later, when it becomes known.
+pub fn bar(len: u64, what: &str, show: bool) -> ProgressBar {
+    if !show || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template("{msg:>8} [{bar:40}] {pos}/{len} {elapsed}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_string());
+    bar
+}
