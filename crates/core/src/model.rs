@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The model shipped inside the binary, used when no `--model` is given.
-pub const BUILTIN_MODEL: &str = include_str!("../models/rules-v1.toml");
+pub const BUILTIN_MODEL: &str = include_str!("../../../models/rules-v1.toml");
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -419,7 +419,7 @@ impl Model {
     fn parse(text: &str, path: &Path) -> Result<Self> {
         let mut model: Model = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
         model.validate(&Keys::new(path, text))?;
-        model.sha256 = crate::publish::manifest::sha256_hex(text.as_bytes());
+        model.sha256 = crate::io::hash::sha256_hex(text.as_bytes());
         model.source = path.display().to_string();
         Ok(model)
     }
@@ -557,13 +557,13 @@ impl Model {
                 ));
             }
             for (j, c) in rule.conditions.iter().enumerate() {
-                if !crate::patches::features::FEATURE_NAMES.contains(&c.feature.as_str()) {
+                if !crate::types::features::FEATURE_NAMES.contains(&c.feature.as_str()) {
                     return Err(k.error(
                         &format!("{field}.conditions[{j}].feature"),
                         format!(
                             "unknown feature '{}'; expected one of {}",
                             c.feature,
-                            crate::patches::features::FEATURE_NAMES.join(", ")
+                            crate::types::features::FEATURE_NAMES.join(", ")
                         ),
                     ));
                 }

@@ -3,13 +3,14 @@
 //! The output folder is built in a staging folder beside it and renamed into place at the end,
 //! so it either holds a complete result or nothing new.
 
-use super::budget;
-use super::scene::{BandMap, Calibration, Scene};
-use super::stream::{self, PassStats};
+use crate::detect::budget;
+use crate::detect::scene::{BandMap, Calibration, Scene};
+use crate::detect::stream::{self, PassStats};
 use crate::io::atomic::{self, StagingDir};
 use crate::model::Model;
 use crate::patches::{self, area::AreaCalc, category, label::Labeller, overlay, vectorise, Patch};
-use crate::publish::{chips, exports, geojson, manifest};
+use crate::io::hash;
+use crate::publish::{chips, exports, geojson};
 use crate::{Error, Result};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -49,7 +50,7 @@ pub struct DetectRequest {
     /// Skip the before/after PNG chips.
     pub no_chips: bool,
     /// Memory budget in bytes (`None`: `LANDWATCH_MEMORY_BUDGET`, else from the machine's
-    /// memory; see [`super::budget::resolve`]).
+    /// memory; see [`crate::detect::budget::resolve`]).
     pub memory_budget: Option<u64>,
 }
 
@@ -305,7 +306,7 @@ fn make_patches(
     // No CRS (a plain image): the outlines stay in pixel coordinates.
     let traced = vectorise::trace(components, gt, wkt.unwrap_or(""), model.detect.simplify_px)?;
     stages.lap("trace");
-    let mut patches = patches::build(scene, traced, model, &areas, model.detect.min_area_m2)?;
+    let mut patches = patches::build(scene.has_nir, traced, model, &areas, model.detect.min_area_m2)?;
     stages.lap("features");
     let before = patches.len();
     let keep = |t: &str| match t {
@@ -431,7 +432,7 @@ fn checksum_inputs(req: &DetectRequest) -> std::thread::JoinHandle<Result<BTreeM
         crate::io::yield_to_critical_path();
         files
             .into_iter()
-            .map(|p| manifest::sha256_file(&p).map(|h| (p, h)))
+            .map(|p| hash::sha256_file(&p).map(|h| (p, h)))
             .collect()
     })
 }
@@ -447,7 +448,7 @@ fn write_manifest(
     let input = |p: &Path| -> Result<serde_json::Value> {
         let sum = match checksums.get(p) {
             Some(h) => h.clone(),
-            None => manifest::sha256_file(p)?,
+            None => hash::sha256_file(p)?,
         };
         Ok(json!({"path": p.display().to_string(), "sha256": sum}))
     };

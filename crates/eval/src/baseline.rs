@@ -6,8 +6,8 @@
 //! 2. Per pixel, the Euclidean length of the change vector between the standardised bands of
 //!    the two dates.
 //! 3. Otsu's threshold on those magnitudes over the pixels valid on both dates
-//!    ([`crate::detect::threshold::otsu`]).
-//! 4. A 3×3 binary opening ([`crate::detect::morphology::open`], radius 1) removes specks.
+//!    ([`landwatch_core::detect::threshold::otsu`]).
+//! 4. A 3×3 binary opening ([`landwatch_core::detect::morphology::open`], radius 1) removes specks.
 //!
 //! Nothing in it was tuned on any dataset: there is no parameter to tune. No co-registration, no
 //! masks, no minimum area. Its patches are the 8-connected components of the mask. It reads
@@ -15,10 +15,10 @@
 //! bands landwatch reads; on the 6-band Landsat pair it also sees the two SWIR bands landwatch's
 //! band map leaves out.
 
-use crate::detect::morphology;
-use crate::detect::threshold::{otsu, Histogram};
-use crate::io::raster::{self, Pixels, Window};
-use crate::{Error, Result};
+use landwatch_core::detect::morphology;
+use landwatch_core::detect::threshold::{otsu, Histogram};
+use landwatch_core::io::raster::{self, Pixels, Window};
+use landwatch_core::{Error, Result};
 use ndarray::{Array2, Array3, Axis, Zip};
 use std::path::Path;
 

@@ -13,9 +13,9 @@
 use super::baseline;
 use super::inputs::{self, Label, LabelSpec};
 use super::metrics::{self, Counts, Scores};
-use crate::detect::{self, DetectRequest};
-use crate::model::Model;
-use crate::{Error, Result};
+use landwatch_core::pair::{self, DetectRequest};
+use landwatch_core::model::Model;
+use landwatch_core::{Error, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -254,7 +254,7 @@ fn model_for(model: &Model, opts: &Options, profile: &Profile, scratch: &Path) -
     derived.detect.min_area_m2 = min_area;
     let text = toml::to_string(&derived).map_err(|e| Error::Other(format!("cannot write a derived model: {e}")))?;
     let path = scratch.join(format!("model-{}.toml", profile.name));
-    crate::io::atomic::write_file(&path, text.as_bytes())?;
+    landwatch_core::io::atomic::write_file(&path, text.as_bytes())?;
     Ok(Some(path))
 }
 
@@ -352,7 +352,7 @@ fn run_pair(
         keep_all: true,
         ..DetectRequest::new(before, &after, &out_dir)
     };
-    let summary = detect::run(&req)?;
+    let summary = pair::run(&req)?;
     let pred = inputs::read_prediction(&out_dir, &label)?;
     let landwatch = counts(&pred.ids, pred.patches, &label)?;
     let base_mask = baseline::standardised_cva(before, &after)?;
@@ -391,7 +391,7 @@ fn shape_error(label: &Label, other: &Path) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::scene::BandMap;
+    use landwatch_core::detect::scene::BandMap;
 
     #[test]
     fn every_profile_has_a_parseable_band_map_and_sane_values() {

@@ -6,8 +6,8 @@
 //! predicted patch — as `../shared/peers/score.py` does for vector predictions.
 
 use super::metrics::Truth;
-use crate::io::raster::{self, Georef};
-use crate::{Error, Result};
+use landwatch_core::io::raster::{self, Georef};
+use landwatch_core::{Error, Result};
 use gdal::raster::{rasterize, RasterizeOptions};
 use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
 use gdal::vector::Geometry;
@@ -286,7 +286,7 @@ mod tests {
 
     #[test]
     fn pixel_space_polygons_burn_by_pixel_centre() {
-        crate::io::init_gdal();
+        landwatch_core::io::init_gdal();
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("p.geojson");
         // A square from (2,1) to (5,3): pixel centres x 2.5..4.5, y 1.5..2.5 -> 3 x 2 px.
@@ -305,7 +305,7 @@ mod tests {
 
     #[test]
     fn lon_lat_polygons_need_a_georeferenced_label() {
-        crate::io::init_gdal();
+        landwatch_core::io::init_gdal();
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("p.geojson");
         std::fs::write(&p, r#"{"type":"FeatureCollection","features":[]}"#).unwrap();

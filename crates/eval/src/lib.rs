@@ -16,8 +16,8 @@ pub mod inputs;
 pub mod metrics;
 pub mod report;
 
-use crate::io::atomic;
-use crate::{Error, Result};
+use landwatch_core::io::atomic;
+use landwatch_core::{Error, Result};
 use clap::{Args, Subcommand};
 use inputs::LabelSpec;
 use std::path::{Path, PathBuf};
@@ -104,7 +104,7 @@ fn pair_main(args: &EvalArgs) -> Result<i32> {
             "eval needs --pred and --label (or the `datasets` subcommand)".into(),
         ));
     };
-    crate::io::init_gdal();
+    landwatch_core::io::init_gdal();
     let spec = label_spec(args.label_change_values.as_deref(), args.ignore_value)?;
     let label = inputs::read_label(label_path, &spec)?;
     let pred = inputs::read_prediction(pred_path, &label)?;

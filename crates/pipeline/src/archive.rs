@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{Error, Result};
+use landwatch_core::{Error, Result};
 
 /// One catalogue record: a tile image stored in the archive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -235,13 +235,13 @@ pub fn verify_raster(path: &Path) -> Result<Option<serde_json::Value>> {
 
 /// The lon/lat outline of a raster file (None when it cannot be opened or has no georeference).
 pub fn raster_footprint(path: &Path) -> Option<serde_json::Value> {
-    crate::io::init_gdal();
+    landwatch_core::io::init_gdal();
     footprint(&gdal::Dataset::open(path).ok()?)
 }
 
 /// How many bands a raster file has (its header only is read).
 pub fn raster_band_count(path: &Path) -> Result<usize> {
-    crate::io::init_gdal();
+    landwatch_core::io::init_gdal();
     let ds = gdal::Dataset::open(path).map_err(|e| Error::input(path, format!("not a readable raster: {e}")))?;
     Ok(ds.raster_count())
 }

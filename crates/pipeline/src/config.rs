@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::{Error, Result};
+use landwatch_core::{Error, Result};
 
 /// A parsed and checked pipeline file.
 #[derive(Debug, Clone)]
@@ -299,7 +299,7 @@ pub fn load(file: &Path) -> Result<Pipeline> {
         base: file.parent().unwrap_or(Path::new(".")).to_path_buf(),
         lines: Default::default(),
     };
-    build(&ctx, raw, crate::pipeline::archive::sha256_hex(&bytes))
+    build(&ctx, raw, crate::archive::sha256_hex(&bytes))
 }
 
 /// What the checks need to resolve paths and point at lines.
@@ -456,7 +456,7 @@ fn output_folder(ctx: &Ctx, key: &str, p: &Spanned<PathBuf>) -> Result<PathBuf> 
 /// not UTF-8) is also pinned to the pipeline key that names it.
 fn check_model(ctx: &Ctx, p: &Spanned<PathBuf>) -> Result<PathBuf> {
     let path = ctx.existing("model.path", p)?;
-    match crate::model::Model::load(&path) {
+    match landwatch_core::model::Model::load(&path) {
         Ok(_) => Ok(path),
         Err(Error::Input { path: file, msg }) => {
             Err(ctx.err("model.path", Some(p.span()), &format!("{}: {msg}", file.display())))
@@ -469,7 +469,7 @@ fn check_model(ctx: &Ctx, p: &Spanned<PathBuf>) -> Result<PathBuf> {
 fn layer(ctx: &Ctx, key: &str, p: &Option<Spanned<PathBuf>>) -> Result<Option<PathBuf>> {
     let Some(spanned) = p else { return Ok(None) };
     let path = ctx.existing(key, spanned)?;
-    crate::io::init_gdal();
+    landwatch_core::io::init_gdal();
     let opened = gdal::Dataset::open_ex(
         &path,
         gdal::DatasetOptions {

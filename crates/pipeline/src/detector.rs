@@ -7,8 +7,8 @@
 use std::path::Path;
 
 use super::config::{Bands, Layers};
-use crate::detect::{self, DetectRequest};
-use crate::Result;
+use landwatch_core::pair::{self, DetectRequest};
+use landwatch_core::Result;
 
 /// One before/after pair to detect.
 #[derive(Debug, Clone)]
@@ -51,7 +51,7 @@ impl TileDetector for EngineDetector {
             after_date: Some(job.after_date.to_string()),
             ..DetectRequest::new(job.before, job.after, job.out_dir)
         };
-        let summary = detect::run(&req)?;
+        let summary = pair::run(&req)?;
         tracing::debug!(
             patches = summary.patches,
             seconds = summary.seconds,

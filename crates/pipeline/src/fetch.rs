@@ -20,7 +20,7 @@ use super::archive::{sha256_file, sha256_hex, verify_raster, Archive, CatalogueE
 use super::config::{limits, FetchParams};
 use super::partial::Partial;
 use super::source::{Location, TileRef};
-use crate::{Error, Result};
+use landwatch_core::{Error, Result};
 
 /// The HTTP client every source and download uses.
 pub fn client(p: &FetchParams) -> Result<reqwest::Client> {

@@ -25,12 +25,13 @@ pub mod run;
 pub mod seams;
 pub mod shard;
 pub mod source;
+pub mod test_hooks;
 pub mod tracking;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use crate::Result;
+use landwatch_core::Result;
 
 pub use detector::{EngineDetector, TileDetector, TileJob};
 pub use run::{RunOptions, RunReport, RunResult};
@@ -126,7 +127,7 @@ pub fn rerun_main(args: RerunArgs) -> Result<i32> {
         (Some(id), None, None) => rerun::RerunWhat::Run(id),
         (None, Some(from), Some(to)) => rerun::RerunWhat::Range { from, to },
         _ => {
-            return Err(crate::Error::Usage(
+            return Err(landwatch_core::Error::Usage(
                 "give either RUN_ID or --from DATE --to DATE".into(),
             ))
         }

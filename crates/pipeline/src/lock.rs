@@ -8,7 +8,7 @@
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
-use crate::{Error, Result};
+use landwatch_core::{Error, Result};
 
 /// Held for as long as the value lives.
 #[derive(Debug)]

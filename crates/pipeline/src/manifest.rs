@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::archive::{sha256_file, write_atomic, CatalogueEntry};
 use super::config::{DetectParams, Pipeline};
-use crate::{Error, Result};
+use landwatch_core::{Error, Result};
 
 /// What happened to one before/after pair.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,7 +82,7 @@ impl ModelRef {
     /// Loads the model (as the engine will) to record its identity; a bad model file is exit 2.
     pub fn of(path: Option<&Path>) -> Result<ModelRef> {
         let owned = path.map(Path::to_path_buf);
-        let m = crate::model::Model::load_or_builtin(owned.as_ref())?;
+        let m = landwatch_core::model::Model::load_or_builtin(owned.as_ref())?;
         Ok(ModelRef {
             path: owned,
             id: m.id(),

@@ -9,7 +9,7 @@ use geo::{MultiPolygon, Polygon};
 use serde_json::{Map, Value};
 
 use super::archive::{round7, write_atomic};
-use crate::{Error, Result};
+use landwatch_core::{Error, Result};
 
 /// One change patch.
 #[derive(Debug, Clone)]

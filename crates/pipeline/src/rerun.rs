@@ -6,7 +6,7 @@
 //! byte — the check that a published result can be recomputed. Reruns go to
 //! `<output>/reruns/<id>/` (or `--out`) and never touch the published runs or the archive. The
 //! output folder is replaced whole, so only one landwatch wrote (or a new or empty one) is
-//! accepted, before any work (see [`crate::io::ownership`]).
+//! accepted, before any work (see [`landwatch_core::io::ownership`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -21,8 +21,8 @@ use super::manifest::{
 use super::run::{finalize, plan_pairs, Exec, PairInputs, PairPlan};
 use super::source::{local::list_archive, Location, TileRef};
 use super::tracking;
-use crate::io::atomic::StagingDir;
-use crate::{Error, Result};
+use landwatch_core::io::atomic::StagingDir;
+use landwatch_core::{Error, Result};
 
 /// What to recompute.
 #[derive(Debug, Clone)]

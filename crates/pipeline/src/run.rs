@@ -28,7 +28,7 @@ use super::patchset::{read_tile_patches, write_collection, Patch};
 use super::shard::Shard;
 use super::source::{self, Listing, Location, TileRef};
 use super::{fetch, seams, tracking};
-use crate::{Error, Result};
+use landwatch_core::{Error, Result};
 
 /// How `run` was asked to behave.
 #[derive(Debug, Clone, Default)]

@@ -14,8 +14,8 @@ use super::config::Pipeline;
 use super::manifest::{Manifest, TileOutcome, TileStatus};
 use super::run::{finalize, publish};
 use super::tracking;
-use crate::io::ownership::{self, parent_of, OUTPUT_MARKER};
-use crate::{Error, Result};
+use landwatch_core::io::ownership::{self, parent_of, OUTPUT_MARKER};
+use landwatch_core::{Error, Result};
 
 /// Shard `index` of `count` (0-based index, as Kubernetes and Slurm number them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

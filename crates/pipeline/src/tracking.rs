@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::archive::sorted_dir;
 use super::patchset::{to_multipolygon, Patch};
-use crate::{Error, Result};
+use landwatch_core::{Error, Result};
 
 /// A patch from an earlier run, as far as tracking needs it.
 #[derive(Debug, Clone)]

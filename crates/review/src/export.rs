@@ -200,7 +200,7 @@ pub fn write_atomically(out: &Path, bytes: &[u8]) -> ReviewResult<()> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let io = |e: std::io::Error| ReviewError::from(crate::Error::io(out, "cannot write export", e));
+    let io = |e: std::io::Error| ReviewError::from(landwatch_core::Error::io(out, "cannot write export", e));
     let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
     tmp.write_all(bytes).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;

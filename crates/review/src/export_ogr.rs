@@ -68,7 +68,7 @@ fn column_kinds(rows: &[ExportRow]) -> BTreeMap<String, Kind> {
 }
 
 fn gdal_err(out: &Path, what: &str, e: gdal::errors::GdalError) -> ReviewError {
-    crate::Error::gdal(out, what, e).into()
+    landwatch_core::Error::gdal(out, what, e).into()
 }
 
 /// Writes every patch with its verdict to `out` as GeoPackage or Shapefile; returns the count.
@@ -85,7 +85,7 @@ pub fn export_ogr(store: &Store, format: OgrFormat, out: &Path) -> ReviewResult<
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let io = |e: std::io::Error| ReviewError::from(crate::Error::io(out, "cannot write export", e));
+    let io = |e: std::io::Error| ReviewError::from(landwatch_core::Error::io(out, "cannot write export", e));
     let tmp = tempfile::Builder::new()
         .prefix(".lw-export")
         .tempdir_in(&dir)

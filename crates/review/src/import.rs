@@ -133,13 +133,13 @@ pub fn import_run(store: &mut Store, run_dir: &Path, data_root: Option<&Path>) -
 fn canonical_run_dir(run_dir: &Path, data_root: Option<&Path>) -> ReviewResult<PathBuf> {
     let canon = run_dir
         .canonicalize()
-        .map_err(|e| crate::Error::input(run_dir, format!("run folder not found or unreadable: {e}")))?;
+        .map_err(|e| landwatch_core::Error::input(run_dir, format!("run folder not found or unreadable: {e}")))?;
     if let Some(root) = data_root {
         let root = root
             .canonicalize()
-            .map_err(|e| crate::Error::input(root, format!("data folder not found: {e}")))?;
+            .map_err(|e| landwatch_core::Error::input(root, format!("data folder not found: {e}")))?;
         if !canon.starts_with(&root) {
-            return Err(crate::Error::input(
+            return Err(landwatch_core::Error::input(
                 run_dir,
                 format!(
                     "run folder is outside the data folder {}; the server could not serve its chips",
@@ -164,13 +164,13 @@ pub fn chip_paths_look_safe(props: &Map<String, Value>) -> bool {
 }
 
 fn bad(path: &Path, msg: String) -> ReviewError {
-    crate::Error::input(path, msg).into()
+    landwatch_core::Error::input(path, msg).into()
 }
 
 /// Reads and checks every feature of a `patches.geojson`; returns the CRS marker and the
 /// features sorted by patch id.
 fn read_features(path: &Path) -> ReviewResult<(String, Vec<Incoming>)> {
-    let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, "cannot read patches.geojson", e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| landwatch_core::Error::io(path, "cannot read patches.geojson", e))?;
     let root: Value = serde_json::from_str(&text).map_err(|e| bad(path, format!("not valid JSON: {e}")))?;
     if root.get("type").and_then(Value::as_str) != Some("FeatureCollection") {
         return Err(bad(path, "expected a GeoJSON FeatureCollection".into()));

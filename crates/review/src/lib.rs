@@ -57,7 +57,7 @@ pub struct Argon2Args {
 impl Argon2Args {
     /// The cost asked for; refuses values below the safe minimum (exit 2, naming the flag
     /// or variable).
-    pub fn cost(&self) -> crate::Result<users::HashCost> {
+    pub fn cost(&self) -> landwatch_core::Result<users::HashCost> {
         let min = users::HashCost::MINIMUM;
         let memory = flag_or_env(self.argon2_memory_kib, ARGON2_MEMORY_ENV, min.memory_kib())?;
         let iterations = flag_or_env(self.argon2_iterations, ARGON2_ITERATIONS_ENV, min.iterations())?;
@@ -67,7 +67,7 @@ impl Argon2Args {
 }
 
 /// `flag` when given, else the environment variable `env` (a whole number), else `default`.
-fn flag_or_env(flag: Option<u32>, env: &str, default: u32) -> crate::Result<u32> {
+fn flag_or_env(flag: Option<u32>, env: &str, default: u32) -> landwatch_core::Result<u32> {
     if let Some(v) = flag {
         return Ok(v);
     }
@@ -75,7 +75,7 @@ fn flag_or_env(flag: Option<u32>, env: &str, default: u32) -> crate::Result<u32>
         Ok(text) => text
             .trim()
             .parse()
-            .map_err(|_| crate::Error::Usage(format!("{env}={text:?} is not a whole number; unset it or fix it"))),
+            .map_err(|_| landwatch_core::Error::Usage(format!("{env}={text:?} is not a whole number; unset it or fix it"))),
         Err(_) => Ok(default),
     }
 }
@@ -151,7 +151,7 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     /// The server options these arguments ask for; fails (exit 2) on an unsafe argon2 cost.
-    pub fn options(&self) -> crate::Result<web::ServeOptions> {
+    pub fn options(&self) -> landwatch_core::Result<web::ServeOptions> {
         let secs = std::time::Duration::from_secs;
         Ok(web::ServeOptions {
             secure_cookie: self.secure_cookie,
@@ -249,7 +249,7 @@ pub struct ExportArgs {
 }
 
 /// Runs a `landwatch review` subcommand; returns the process exit code.
-pub fn cli_main(cmd: ReviewCmd) -> crate::Result<i32> {
+pub fn cli_main(cmd: ReviewCmd) -> landwatch_core::Result<i32> {
     match cmd {
         ReviewCmd::Serve(a) => serve_cmd(a),
         ReviewCmd::Import(a) => import_cmd(a),
@@ -261,19 +261,19 @@ pub fn cli_main(cmd: ReviewCmd) -> crate::Result<i32> {
     }
 }
 
-fn serve_cmd(a: ServeArgs) -> crate::Result<i32> {
+fn serve_cmd(a: ServeArgs) -> landwatch_core::Result<i32> {
     let options = a.options()?;
     let store = Store::open(&a.db)?;
     let state = web::AppState::new(store, &a.data, options)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| crate::Error::Other(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| landwatch_core::Error::Other(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(web::serve(state, a.bind))?;
     Ok(0)
 }
 
-fn import_cmd(a: ImportArgs) -> crate::Result<i32> {
+fn import_cmd(a: ImportArgs) -> landwatch_core::Result<i32> {
     let mut store = Store::open(&a.db)?;
     let r = import::import_run(&mut store, &a.run_dir, a.data.as_deref())?;
     println!(
@@ -301,23 +301,23 @@ fn import_cmd(a: ImportArgs) -> crate::Result<i32> {
 }
 
 /// The new user's password: first line of stdin with `--password-stdin`, else the env var.
-fn read_password(from_stdin: bool) -> crate::Result<String> {
+fn read_password(from_stdin: bool) -> landwatch_core::Result<String> {
     if from_stdin {
         let mut line = String::new();
         std::io::stdin()
             .lock()
             .read_line(&mut line)
-            .map_err(|e| crate::Error::Usage(format!("cannot read the password from stdin: {e}")))?;
+            .map_err(|e| landwatch_core::Error::Usage(format!("cannot read the password from stdin: {e}")))?;
         return Ok(line.trim_end_matches(['\r', '\n']).to_string());
     }
     std::env::var(PASSWORD_ENV).map_err(|_| {
-        crate::Error::Usage(format!(
+        landwatch_core::Error::Usage(format!(
             "no password: pass --password-stdin (and pipe it in) or set {PASSWORD_ENV}"
         ))
     })
 }
 
-fn user_add_cmd(a: UserAddArgs) -> crate::Result<i32> {
+fn user_add_cmd(a: UserAddArgs) -> landwatch_core::Result<i32> {
     let cost = a.argon2.cost()?;
     let password = read_password(a.password_stdin)?;
     let store = Store::open(&a.db)?;
@@ -327,18 +327,18 @@ fn user_add_cmd(a: UserAddArgs) -> crate::Result<i32> {
 }
 
 /// The user named `name` in `store`, not removed; exit 2 otherwise.
-fn existing_user(store: &Store, name: &str) -> crate::Result<users::User> {
+fn existing_user(store: &Store, name: &str) -> landwatch_core::Result<users::User> {
     match users::user_by_name(store, name)? {
         Some(u) if !u.removed => Ok(u),
-        Some(_) => Err(crate::Error::Usage(format!("user {name:?} was removed"))),
-        None => Err(crate::Error::Usage(format!(
+        Some(_) => Err(landwatch_core::Error::Usage(format!("user {name:?} was removed"))),
+        None => Err(landwatch_core::Error::Usage(format!(
             "no user {name:?} in {}; `landwatch review user list` shows them",
             store.path().display()
         ))),
     }
 }
 
-fn user_passwd_cmd(a: UserPasswdArgs) -> crate::Result<i32> {
+fn user_passwd_cmd(a: UserPasswdArgs) -> landwatch_core::Result<i32> {
     let cost = a.argon2.cost()?;
     let password = read_password(a.password_stdin)?;
     let store = Store::open(&a.db)?;
@@ -348,7 +348,7 @@ fn user_passwd_cmd(a: UserPasswdArgs) -> crate::Result<i32> {
     Ok(0)
 }
 
-fn user_remove_cmd(name: &str, db: PathBuf) -> crate::Result<i32> {
+fn user_remove_cmd(name: &str, db: PathBuf) -> landwatch_core::Result<i32> {
     let store = Store::open(&db)?;
     let user = existing_user(&store, name)?;
     users::remove_user(&store, user.id)?;
@@ -356,7 +356,7 @@ fn user_remove_cmd(name: &str, db: PathBuf) -> crate::Result<i32> {
     Ok(0)
 }
 
-fn user_list_cmd(db: PathBuf) -> crate::Result<i32> {
+fn user_list_cmd(db: PathBuf) -> landwatch_core::Result<i32> {
     let store = Store::open(&db)?;
     for u in users::list_users(&store)? {
         let state = match (u.removed, u.disabled) {
@@ -369,7 +369,7 @@ fn user_list_cmd(db: PathBuf) -> crate::Result<i32> {
     Ok(0)
 }
 
-fn export_cmd(a: ExportArgs) -> crate::Result<i32> {
+fn export_cmd(a: ExportArgs) -> landwatch_core::Result<i32> {
     let store = Store::open(&a.db)?;
     let n = export::export(&store, a.format, &a.out)?;
     println!("exported {n} patches to {}", a.out.display());

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension};
 
 /// Errors of the review module. Each maps to an HTTP status (see `web::error`) and, at the
-/// CLI boundary, to a [`crate::Error`] with the project's exit codes.
+/// CLI boundary, to a [`landwatch_core::Error`] with the project's exit codes.
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
     /// The request or input is malformed (HTTP 400, exit 2).
@@ -32,18 +32,18 @@ pub enum ReviewError {
     Db(#[from] rusqlite::Error),
     /// A file-level error from the rest of landwatch (input files, I/O).
     #[error(transparent)]
-    Landwatch(#[from] crate::Error),
+    Landwatch(#[from] landwatch_core::Error),
 }
 
-impl From<ReviewError> for crate::Error {
+impl From<ReviewError> for landwatch_core::Error {
     fn from(e: ReviewError) -> Self {
         match e {
             ReviewError::Landwatch(inner) => inner,
             ReviewError::BadInput(m)
             | ReviewError::NotFound(m)
             | ReviewError::Conflict(m)
-            | ReviewError::Forbidden(m) => crate::Error::Usage(m),
-            ReviewError::Db(e) => crate::Error::Other(format!("review database: {e}")),
+            | ReviewError::Forbidden(m) => landwatch_core::Error::Usage(m),
+            ReviewError::Db(e) => landwatch_core::Error::Other(format!("review database: {e}")),
         }
     }
 }
@@ -163,7 +163,7 @@ impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> ReviewResult<Store> {
         let conn = Connection::open(path)
-            .map_err(|e| ReviewError::Landwatch(crate::Error::input(path, format!("cannot open database: {e}"))))?;
+            .map_err(|e| ReviewError::Landwatch(landwatch_core::Error::input(path, format!("cannot open database: {e}"))))?;
         // PRAGMA, not `Connection::busy_timeout`: rusqlite 0.43's method needs
         // `sqlite3_set_clientdata` (SQLite 3.44+), which Debian 12's libsqlite3 3.40 lacks.
         let setup = conn
@@ -171,7 +171,7 @@ impl Store {
             .and_then(|_| conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(())))
             .and_then(|_| conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"));
         setup.map_err(|e| {
-            ReviewError::Landwatch(crate::Error::input(path, format!("not a usable review database: {e}")))
+            ReviewError::Landwatch(landwatch_core::Error::input(path, format!("not a usable review database: {e}")))
         })?;
         let mut store = Store {
             conn,
@@ -210,7 +210,7 @@ impl Store {
     fn migrate(&mut self) -> ReviewResult<()> {
         let current = self.schema_version()?;
         if current > MIGRATIONS.len() {
-            return Err(crate::Error::input(
+            return Err(landwatch_core::Error::input(
                 &self.path,
                 format!(
                     "database schema version {current} is newer than this landwatch knows ({}); upgrade landwatch",

@@ -178,7 +178,7 @@ pub struct NewSession {
 }
 
 /// Checks a user name: 1–64 characters, no surrounding spaces, no control or
-/// text-direction characters (see [`crate::review::text`]).
+/// text-direction characters (see [`crate::text`]).
 pub fn validate_name(name: &str) -> ReviewResult<()> {
     let n = name.chars().count();
     if n == 0 || n > 64 || name.trim() != name {

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::{generate, SynthParams, SynthSummary};
-use crate::{Error, Result};
+use landwatch_core::{Error, Result};
 
 /// Make a synthetic before/after pair with ground truth (deterministic for a size and seed).
 #[derive(clap::Args, Debug, Clone)]

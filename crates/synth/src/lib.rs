@@ -39,7 +39,7 @@ use rayon::prelude::*;
 pub use changes::ChangeType;
 pub use cli::{cli_main, SynthArgs};
 
-use crate::{Error, Result};
+use landwatch_core::{Error, Result};
 
 /// Rows per rendered strip; equal to the GeoTIFF tile height so each strip completes a tile row.
 const STRIP_ROWS: usize = 256;

@@ -17,7 +17,7 @@ use super::changes::TruthChange;
 use super::geom::Poly;
 use super::render::Strip;
 use super::scene::LandParcel;
-use crate::{Error, Result};
+use landwatch_core::{Error, Result};
 
 /// The projected CRS of every output except the GeoJSON.
 pub const EPSG: u32 = 4545;

@@ -4,7 +4,7 @@
 //! Orbit/ortho errors of 2–3 m products leave shifts of a fraction of a pixel to a few pixels
 //! after warping; uncorrected, every field edge becomes a stripe of false change.
 
-use crate::detect::layout::{plane_of, row_major};
+use crate::types::layout::{plane_of, row_major};
 use ndarray::{s, Array2, Array3};
 use rustfft::num_complex::Complex32;
 use rustfft::FftPlanner;

@@ -11,7 +11,7 @@
 //! no counterpart in either (large `e`). Vectors are the normalised bands plus scaled index
 //! layers (see [`super::indices::evidence_planes`]).
 
-use super::layout::{plane_of, row_major};
+use crate::types::layout::{plane_of, row_major};
 use ndarray::{Array2, Array3};
 
 /// Neighbourhood-aware change magnitude between two feature stacks of equal shape.

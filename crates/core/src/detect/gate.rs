@@ -2,7 +2,7 @@
 //! See [`crate::model::GateParams`] for the reasoning and the thresholds.
 
 use super::indices::{as_flat, local_std3, DateIndices, DateLayers};
-use super::layout::plane_of;
+use crate::types::layout::plane_of;
 use super::morphology::dilate;
 use crate::model::GateParams;
 use ndarray::{Array2, Array3};

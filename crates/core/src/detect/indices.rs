@@ -3,7 +3,7 @@
 //! GF-1/2/6 and ZY-3 have no SWIR, so built-up indices such as NDBI are out of reach; the
 //! indices here are the ones 4-band (and 3-band RGB) imagery supports.
 
-use super::layout::{plane_of, row_major};
+use crate::types::layout::{plane_of, row_major};
 use ndarray::{Array2, Array3, Zip};
 use std::borrow::Cow;
 

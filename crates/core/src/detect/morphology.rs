@@ -4,7 +4,7 @@
 //! Pixels outside the array count as "not set" for dilation and "set" for erosion, so an
 //! opening does not eat objects that touch the block edge (blocks carry a halo anyway).
 
-use super::layout::{plane_of, row_major};
+use crate::types::layout::{plane_of, row_major};
 use ndarray::Array2;
 
 /// Sets a pixel when any pixel within `r` (Chebyshev distance) is set.

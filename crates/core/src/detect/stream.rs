@@ -4,13 +4,14 @@
 
 use super::gate::{self, BlockLayers};
 use super::indices::{self, as_flat, spectrum, MAX_BANDS};
-use super::layout::{plane_of, row_major};
+use crate::types::layout::{plane_of, row_major};
 use super::morphology;
 use super::scene::{HeldPair, PairWindow, Scene, StripReader};
 use super::texture::{self, CrownLayers};
 use crate::io::raster::Window;
 use crate::model::{FilmParams, Model};
-use crate::patches::features::{self, PIXEL_VALUES};
+use super::pixel;
+use crate::types::features::PIXEL_VALUES;
 use crate::{Error, Result};
 use gdal::raster::{Buffer, RasterCreationOptions};
 use gdal::{Dataset, DriverManager, Metadata};
@@ -355,7 +356,7 @@ fn film_appeared(pair: &PairWindow, l: &BlockLayers, p: &FilmParams) -> Option<A
     Some(morphology::close_open(&m, p.close_px, p.open_px))
 }
 
-/// The feature values (see [`features::pixel_values`]) of the block's changed pixels; the
+/// The feature values (see [`pixel::pixel_values`]) of the block's changed pixels; the
 /// block arrays carry a `halo`, `class` does not.
 fn changed_pixel_values(
     pair: &PairWindow,
@@ -387,7 +388,7 @@ fn changed_pixel_values(
             indices::std3_at(bright_a, h, w, yy, xx),
         );
         let ctex = (crowns.before[(yy, xx)], crowns.after[(yy, xx)]);
-        out.push(features::pixel_values(
+        out.push(pixel::pixel_values(
             spectrum(before, h * w, i, &mut pb),
             spectrum(after, h * w, i, &mut pa),
             vtex,

@@ -20,7 +20,7 @@
 //! Everything here runs over whole rows as slices (separable box sums, shifted-row differences),
 //! with no per-pixel window loops.
 
-use super::layout::{plane_of, row_major};
+use crate::types::layout::{plane_of, row_major};
 use super::morphology::close_open;
 use crate::model::TextureParams;
 use ndarray::{Array2, Zip};

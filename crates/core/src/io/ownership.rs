@@ -229,7 +229,7 @@ fn quote_list(names: &[&str]) -> String {
 }
 
 /// The folder that holds `path` (where an output is staged and swapped in), or `.`.
-pub(crate) fn parent_of(path: &Path) -> PathBuf {
+pub fn parent_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

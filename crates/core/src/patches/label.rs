@@ -9,7 +9,7 @@
 //! The minimum mapping unit then works like GDAL's sieve filter on a binary mask: components
 //! under `min_pixels` are dropped, and holes under `min_pixels` inside a component are filled.
 
-use super::features::{PixelSums, PIXEL_VALUES};
+use crate::types::features::{PixelSums, PIXEL_VALUES};
 use crate::io::raster::Window;
 use ndarray::Array2;
 use rayon::prelude::*;

@@ -5,7 +5,7 @@
 //! the best-scoring rule names the type, and its score is the confidence. Conditions on features
 //! the image cannot give (NDWI without NIR) are left out rather than failed.
 
-use super::features::Features;
+use crate::types::features::Features;
 use crate::model::{CompareOp, Condition, TypingParams};
 
 /// The typing decision for one patch.

@@ -3,7 +3,7 @@
 //! processing blocks is one component), GDAL's polygoniser traces each one (8-connected, holes
 //! kept), and GEOS simplifies the staircase outlines without creating self-intersections.
 
-use super::features::PixelSums;
+use crate::types::features::PixelSums;
 use super::label::Component;
 use crate::io::raster::Window;
 use crate::{Error, Result};

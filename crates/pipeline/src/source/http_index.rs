@@ -2,9 +2,9 @@
 //! bare array). Relative URLs are resolved against the index's own URL.
 
 use super::{normalise_sha256, Listing, Location, TileRef};
-use crate::pipeline::config::{is_date, FetchParams};
-use crate::pipeline::fetch::get_json;
-use crate::{Error, Result};
+use crate::config::{is_date, FetchParams};
+use crate::fetch::get_json;
+use landwatch_core::{Error, Result};
 
 /// Downloads and parses the index (with the pipeline's retry policy).
 pub async fn list(client: &reqwest::Client, url: &str, fetch: &FetchParams) -> Result<Listing> {

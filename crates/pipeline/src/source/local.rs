@@ -7,9 +7,9 @@
 use std::path::Path;
 
 use super::{Listing, Location, TileRef};
-use crate::pipeline::archive::{sorted_dir, Archive};
-use crate::pipeline::config::{is_date, LocalTile};
-use crate::{Error, Result};
+use crate::archive::{sorted_dir, Archive};
+use crate::config::{is_date, LocalTile};
+use landwatch_core::{Error, Result};
 
 /// Lists a local folder.
 pub fn list(dir: &Path, explicit: &[LocalTile]) -> Result<Listing> {

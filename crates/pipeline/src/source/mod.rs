@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::archive::raster_footprint;
 use super::config::{Pipeline, Source};
-use crate::Result;
+use landwatch_core::Result;
 
 /// Where a tile image's bytes are.
 #[derive(Debug, Clone, PartialEq, Serialize)]

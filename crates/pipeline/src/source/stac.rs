@@ -6,9 +6,9 @@
 //! Pages are followed through `links[rel=next]`.
 
 use super::{normalise_sha256, Listing, Location, TileRef};
-use crate::pipeline::config::FetchParams;
-use crate::pipeline::fetch::get_json;
-use crate::{Error, Result};
+use crate::config::FetchParams;
+use crate::fetch::get_json;
+use landwatch_core::{Error, Result};
 
 /// Search parameters from the pipeline file.
 pub struct Query<'a> {
@@ -100,7 +100,7 @@ fn parse_item(
         .get("datetime")
         .and_then(|d| d.as_str())
         .ok_or("missing `properties.datetime`")?;
-    let date = datetime.get(..10).filter(|d| crate::pipeline::config::is_date(d));
+    let date = datetime.get(..10).filter(|d| crate::config::is_date(d));
     let date = date.ok_or(format!("`datetime` {datetime} does not start with YYYY-MM-DD"))?;
     let asset = item
         .get("assets")

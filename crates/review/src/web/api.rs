@@ -10,11 +10,11 @@ use serde_json::{json, Value};
 use super::auth::CurrentUser;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use super::AppState;
-use crate::review::chips::resolve_chip;
-use crate::review::export;
-use crate::review::store::{optional, ReviewError, ReviewResult, Store};
-use crate::review::users::{self, Role};
-use crate::review::verdicts::{self, Filter, VerdictInput};
+use crate::chips::resolve_chip;
+use crate::export;
+use crate::store::{optional, ReviewError, ReviewResult, Store};
+use crate::users::{self, Role};
+use crate::verdicts::{self, Filter, VerdictInput};
 
 /// `GET /api/facets`
 pub async fn facets(State(state): State<AppState>, _user: CurrentUser) -> Result<Json<Value>, ApiError> {

@@ -23,8 +23,8 @@ use axum::Json;
 use super::error::{ApiError, ApiForm, ApiJson};
 use super::throttle::{Lockout, Scope};
 use super::AppState;
-use crate::review::text::escape_for_log;
-use crate::review::users::{self, constant_time_eq, NewSession, Role, SessionUser};
+use crate::text::escape_for_log;
+use crate::users::{self, constant_time_eq, NewSession, Role, SessionUser};
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "lw_session";

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
 
-use crate::review::store::ReviewError;
+use crate::store::ReviewError;
 
 /// An error answered to an HTTP client.
 #[derive(Debug)]

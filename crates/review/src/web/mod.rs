@@ -201,7 +201,7 @@ impl AppState {
     pub fn new(store: Store, data_root: &Path, options: ServeOptions) -> ReviewResult<AppState> {
         let data_root = data_root
             .canonicalize()
-            .map_err(|e| crate::Error::input(data_root, format!("data folder not found: {e}")))?;
+            .map_err(|e| landwatch_core::Error::input(data_root, format!("data folder not found: {e}")))?;
         let public = options.public_origin.as_deref().map(parse_public_origin).transpose()?;
         let allowed_hosts = allowed_host_names(public.as_ref().map(|p| p.1.as_str()), &options.allowed_hosts)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -477,16 +477,16 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
 /// Binds `bind` and serves until SIGTERM (systemd stop) or Ctrl-C (SIGINT), then stops
 /// gracefully (see [`serve_until`]) and closes the database. Prints the address it listens
 /// on and each step of stopping.
-pub async fn serve(state: AppState, bind: SocketAddr) -> crate::Result<()> {
+pub async fn serve(state: AppState, bind: SocketAddr) -> landwatch_core::Result<()> {
     // Handlers first: a signal arriving once the address is printed must not kill the
     // process outright.
     let stop = stop_signal()?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
-        .map_err(|e| crate::Error::Usage(format!("cannot listen on {bind}: {e}")))?;
+        .map_err(|e| landwatch_core::Error::Usage(format!("cannot listen on {bind}: {e}")))?;
     let addr = listener
         .local_addr()
-        .map_err(|e| crate::Error::Other(format!("listener address: {e}")))?;
+        .map_err(|e| landwatch_core::Error::Other(format!("listener address: {e}")))?;
     eprintln!(
         "landwatch review: serving http://{addr}/ (data folder {})",
         state.data_root().display()
@@ -500,19 +500,19 @@ pub async fn serve(state: AppState, bind: SocketAddr) -> crate::Result<()> {
     .await;
     closer
         .close_store()
-        .map_err(|e| crate::Error::Other(format!("closing the review database: {e}")))?;
+        .map_err(|e| landwatch_core::Error::Other(format!("closing the review database: {e}")))?;
     eprintln!("landwatch review: stopped; database closed");
     Ok(())
 }
 
 /// A future that ends with the name of the first stop signal: SIGTERM or SIGINT (Ctrl-C)
 /// on Unix, Ctrl-C elsewhere. The handlers are installed before this returns.
-fn stop_signal() -> crate::Result<impl Future<Output = &'static str>> {
+fn stop_signal() -> landwatch_core::Result<impl Future<Output = &'static str>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let install =
-            |kind, name: &str| signal(kind).map_err(|e| crate::Error::Other(format!("cannot handle {name}: {e}")));
+            |kind, name: &str| signal(kind).map_err(|e| landwatch_core::Error::Other(format!("cannot handle {name}: {e}")));
         let mut term = install(SignalKind::terminate(), "SIGTERM")?;
         let mut int = install(SignalKind::interrupt(), "SIGINT")?;
         Ok(async move {

@@ -1,6 +1,5 @@
-//! The run manifest (`run.json`): everything needed to reproduce a run's patches — inputs with
-//! checksums, the model and its hash, every parameter, what calibration found, timings and the
-//! software version.
+//! SHA-256 checksums: of the inputs for the run manifest (`run.json`), of model files for their
+//! hash. Here, below every stage, so that the model and the publishing stage share it.
 
 use crate::{Error, Result};
 use sha2::{Digest, Sha256};
