@@ -1,8 +1,8 @@
 //! The `landwatch` command line: one subcommand per user task, each composing library stages.
 
+use clap::{Args, Parser, Subcommand};
 use landwatch_core::pair::{self, DetectRequest};
 use landwatch_core::Result;
-use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]

@@ -5,11 +5,11 @@ use gdal::raster::Buffer;
 use gdal::spatial_ref::SpatialRef;
 use gdal::vector::{Feature, FieldDefn, Geometry, LayerAccess, LayerOptions, OGRFieldType, OGRwkbGeometryType};
 use gdal::{Dataset, DriverManager};
-use landwatch_core::pair::{self, DetectRequest};
 use landwatch_core::io::raster::Window;
-use landwatch_core::types::patch::{LandUse, Patch};
+use landwatch_core::pair::{self, DetectRequest};
 use landwatch_core::publish::exports::{self, DbfEncoding, ExportCrs, Row};
 use landwatch_core::publish::geojson::{self, RunFacts};
+use landwatch_core::types::patch::{LandUse, Patch};
 use ndarray::Array2;
 use std::path::Path;
 

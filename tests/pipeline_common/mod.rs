@@ -67,13 +67,17 @@ impl TileDetector for BoxDetector {
         std::thread::sleep(std::time::Duration::from_millis(self.delay_ms));
         let read = |p: &Path| -> landwatch_core::Result<(Array2<f64>, [f64; 6], SpatialRef)> {
             let ds = Dataset::open(p).map_err(|e| landwatch_core::Error::gdal(p, "open", e))?;
-            let band = ds.rasterband(1).map_err(|e| landwatch_core::Error::gdal(p, "band", e))?;
+            let band = ds
+                .rasterband(1)
+                .map_err(|e| landwatch_core::Error::gdal(p, "band", e))?;
             let a = band
                 .read_band_as::<f64>()
                 .map_err(|e| landwatch_core::Error::gdal(p, "read", e))?
                 .to_array()
                 .map_err(|e| landwatch_core::Error::gdal(p, "array", e))?;
-            let gt = ds.geo_transform().map_err(|e| landwatch_core::Error::gdal(p, "gt", e))?;
+            let gt = ds
+                .geo_transform()
+                .map_err(|e| landwatch_core::Error::gdal(p, "gt", e))?;
             let srs = ds.spatial_ref().map_err(|e| landwatch_core::Error::gdal(p, "srs", e))?;
             Ok((a, gt, srs))
         };

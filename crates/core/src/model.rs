@@ -14,14 +14,22 @@ pub const BUILTIN_MODEL: &str = include_str!("../../../models/rules-v1.toml");
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// A versioned model file (`models/rules-v1.toml` is built in): every parameter of detection,
+/// masking, typing and categories. Loaded and validated by [`Model::load`].
 pub struct Model {
+    /// Model name, e.g. `rules`.
     pub name: String,
+    /// Model version, e.g. `1.0`.
     pub version: String,
     /// One line on what changed in this version.
     pub changelog: String,
+    /// Detection parameters.
     pub detect: DetectParams,
+    /// Cloud and shadow masking.
     pub masks: MaskParams,
+    /// Change-type rules.
     pub typing: TypingParams,
+    /// 非农化 / 非粮化 category rules.
     pub categories: CategoryParams,
     /// SHA-256 of the file's bytes, filled in on load (for the run manifest).
     #[serde(skip)]
@@ -33,6 +41,7 @@ pub struct Model {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// How the change threshold is found on the evidence histogram.
 pub enum ThresholdMethod {
     /// Otsu: maximises between-class variance of the evidence histogram.
     Otsu,
@@ -42,9 +51,12 @@ pub enum ThresholdMethod {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// The `[detect]` table: blocks, evidence threshold, morphology, minimum size and the paths
+/// that catch what plain evidence misses.
 pub struct DetectParams {
     /// Side of the square processing blocks, pixels.
     pub block_size: usize,
+    /// How the automatic threshold is found.
     pub threshold_method: ThresholdMethod,
     /// The automatic threshold is never below this evidence value (guards nearly unchanged scenes).
     pub threshold_floor: f32,
@@ -133,6 +145,7 @@ impl Default for ShiftParams {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilmParams {
+    /// Whether the film path runs.
     pub enabled: bool,
     /// Mean reflectance gain above this … (these two thresholds also decide, path on or off,
     /// which pixels count towards the `film_frac_after` feature)
@@ -141,6 +154,7 @@ pub struct FilmParams {
     pub min_flatness: f32,
     /// Closing then opening radius (px).
     pub close_px: usize,
+    /// Opening radius (px), after the closing.
     pub open_px: usize,
 }
 
@@ -166,6 +180,7 @@ impl Default for FilmParams {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TextureParams {
+    /// Whether the texture path runs.
     pub enabled: bool,
     /// Window radius (px) of the texture RMS.
     pub radius: usize,
@@ -178,6 +193,7 @@ pub struct TextureParams {
     /// Closing radius (px) that joins the crowns of a planting, then the opening radius (px)
     /// that drops what is narrower than a planting (field edges, ridges).
     pub close_px: usize,
+    /// Opening radius (px) that drops what is narrower than a planting.
     pub open_px: usize,
 }
 
@@ -203,15 +219,19 @@ impl Default for TextureParams {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GateParams {
+    /// Whether the gate runs (off: every change is change of use).
     pub enabled: bool,
     /// Artificial: spectral flatness above this with the vegetation index below `artificial_max_vi`.
     pub artificial_min_flatness: f32,
+    /// Largest vegetation index of an artificial pixel.
     pub artificial_max_vi: f32,
     /// Water: NDWI above this and brightness below `water_max_brightness`.
     pub water_min_ndwi: f32,
+    /// Largest brightness of a water pixel.
     pub water_max_brightness: f32,
     /// Texture: 3×3 std of the vegetation index after, and its gain over before.
     pub texture_min: f32,
+    /// Smallest gain of that texture over before.
     pub texture_min_gain: f32,
     /// Brightening: mean reflectance gain.
     pub brighten_min: f32,
@@ -224,8 +244,11 @@ pub struct GateParams {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MaskMode {
+    /// Mask when the images have a NIR band.
     Auto,
+    /// Always mask.
     On,
+    /// Never mask.
     Off,
 }
 
@@ -243,7 +266,9 @@ fn default_cloud_edge_min_flatness() -> f32 {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// The `[masks]` table: cloud and shadow masking.
 pub struct MaskParams {
+    /// When cloud and shadow masking runs.
     pub clouds: MaskMode,
     /// Blue reflectance above which a flat-spectrum pixel is cloud core …
     pub cloud_blue: f32,
@@ -274,17 +299,24 @@ pub struct MaskParams {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
+    /// Feature name (one of [`crate::types::features::FEATURE_NAMES`]).
     pub feature: String,
+    /// Comparison.
     pub op: CompareOp,
+    /// Threshold.
     pub value: f64,
+    /// Width of the soft transition around `value` (same units).
     pub scale: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The comparison of a [`Condition`].
 pub enum CompareOp {
     #[serde(rename = ">")]
+    /// `>`: the feature is above the value.
     Greater,
     #[serde(rename = "<")]
+    /// `<`: the feature is below the value.
     Less,
 }
 
@@ -293,12 +325,15 @@ pub enum CompareOp {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TypeRule {
+    /// Change type the rule gives, e.g. `building`.
     pub change_type: String,
+    /// Conditions that must all hold.
     pub conditions: Vec<Condition>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// The `[typing]` table: rules that give each patch a change type from its features.
 pub struct TypingParams {
     /// Rules in priority order; the best-scoring rule wins.
     pub rules: Vec<TypeRule>,
@@ -321,6 +356,7 @@ fn default_water_frac_min_ndwi() -> f32 {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// The `[categories]` table: how land use decides a patch's 非农化 / 非粮化 category.
 pub struct CategoryParams {
     /// A patch is "on cropland" when at least this fraction of it lies on 01xx parcels.
     pub cropland_min_fraction: f64,

@@ -7,9 +7,9 @@ use crate::detect::budget;
 use crate::detect::scene::{BandMap, Calibration, Scene};
 use crate::detect::stream::{self, PassStats};
 use crate::io::atomic::{self, StagingDir};
+use crate::io::hash;
 use crate::model::Model;
 use crate::patches::{self, area::AreaCalc, category, label::Labeller, overlay, vectorise, Patch};
-use crate::io::hash;
 use crate::publish::{chips, exports, geojson};
 use crate::{Error, Result};
 use rayon::prelude::*;
@@ -22,20 +22,31 @@ use std::time::Instant;
 /// Everything a detection run takes.
 #[derive(Debug, Clone, Default)]
 pub struct DetectRequest {
+    /// Before (baseline) image.
     pub before: PathBuf,
+    /// After (new) image; warped onto the before grid when they differ.
     pub after: PathBuf,
+    /// Output folder (replaced atomically when the run completes).
     pub out_dir: PathBuf,
     /// `None`: the built-in model (`models/rules-v1.toml`).
     pub model_path: Option<PathBuf>,
+    /// Band order of the inputs, e.g. `B,G,R,NIR`; `None`: guessed from the band count.
     pub bands: Option<String>,
     /// Pixel size in metres for images without georeferencing.
     pub pixel_size: Option<f64>,
+    /// Land-use baseline (三调 parcels with a DLBM field).
     pub landuse: Option<PathBuf>,
+    /// Permanent basic farmland polygons.
     pub basic_farmland: Option<PathBuf>,
+    /// Approved construction land polygons.
     pub approved: Option<PathBuf>,
+    /// County boundaries.
     pub counties: Option<PathBuf>,
+    /// Ecological red line polygons.
     pub red_line: Option<PathBuf>,
+    /// Acquisition date of the before image (`YYYY-MM-DD`).
     pub before_date: Option<String>,
+    /// Acquisition date of the after image (`YYYY-MM-DD`).
     pub after_date: Option<String>,
     /// Keep crop-cycle and off-cropland patches (for evaluation against plain change labels).
     pub keep_all: bool,
@@ -71,6 +82,7 @@ impl DetectRequest {
             .collect()
     }
 
+    /// A request with the defaults for everything but the two images and the output folder.
     pub fn new(before: impl Into<PathBuf>, after: impl Into<PathBuf>, out_dir: impl Into<PathBuf>) -> Self {
         Self {
             before: before.into(),
@@ -84,13 +96,21 @@ impl DetectRequest {
 /// What a run did, also written into `run.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct DetectSummary {
+    /// Patches published.
     pub patches: usize,
+    /// Crop-cycle and unrecognised changes left out (see `--keep-all`).
     pub dropped_unrecognised: usize,
+    /// Where `patches.geojson` was written.
     pub patches_path: PathBuf,
+    /// What calibration found.
     pub calibration: Calibration,
+    /// Pixel counts of the streaming pass.
     pub pixels: PassStats,
+    /// Ground area not observed on both dates, m².
     pub unobserved_area_m2: f64,
+    /// Wall time of the run, seconds.
     pub seconds: f64,
+    /// Throughput of the run.
     pub megapixels_per_second: f64,
     /// Wall seconds of each stage, in run order.
     pub stage_seconds: Vec<(&'static str, f64)>,

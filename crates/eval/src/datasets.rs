@@ -13,8 +13,8 @@
 use super::baseline;
 use super::inputs::{self, Label, LabelSpec};
 use super::metrics::{self, Counts, Scores};
-use landwatch_core::pair::{self, DetectRequest};
 use landwatch_core::model::Model;
+use landwatch_core::pair::{self, DetectRequest};
 use landwatch_core::{Error, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};

@@ -6,12 +6,12 @@
 //! predicted patch — as `../shared/peers/score.py` does for vector predictions.
 
 use super::metrics::Truth;
-use landwatch_core::io::raster::{self, Georef};
-use landwatch_core::{Error, Result};
 use gdal::raster::{rasterize, RasterizeOptions};
 use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
 use gdal::vector::Geometry;
 use gdal::{Dataset, DriverManager};
+use landwatch_core::io::raster::{self, Georef};
+use landwatch_core::{Error, Result};
 use ndarray::Array2;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -9,17 +9,18 @@
 //!
 //! The metrics are pure functions over counts; reading labels and putting predictions on the
 //! label grid (GDAL rasterisation of the patch polygons) lives in [`inputs`].
+#![warn(missing_docs)]
 
-pub mod baseline;
-pub mod datasets;
-pub mod inputs;
-pub mod metrics;
-pub mod report;
+pub(crate) mod baseline;
+pub(crate) mod datasets;
+pub(crate) mod inputs;
+pub(crate) mod metrics;
+pub(crate) mod report;
 
-use landwatch_core::io::atomic;
-use landwatch_core::{Error, Result};
 use clap::{Args, Subcommand};
 use inputs::LabelSpec;
+use landwatch_core::io::atomic;
+use landwatch_core::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// `landwatch eval`: score one prediction, or every labelled dataset with `eval datasets`.
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct EvalArgs {
     #[command(subcommand)]
+    /// `eval datasets`; without it, one prediction is scored.
     pub command: Option<EvalCommand>,
     /// Prediction: a detect output folder, its patches.geojson, or a mask raster on the label
     /// grid (nonzero = change; for landwatch's change.tif, class 1).
@@ -48,12 +50,14 @@ pub struct EvalArgs {
 }
 
 #[derive(Subcommand, Debug)]
+/// Subcommands of `landwatch eval`.
 pub enum EvalCommand {
     /// Run landwatch and the standardised CVA baseline on every labelled dataset; print the table.
     Datasets(DatasetsArgs),
 }
 
 #[derive(Args, Debug)]
+/// Arguments of `landwatch eval datasets`.
 pub struct DatasetsArgs {
     /// Folder holding the dataset folders (airchange/, dsifn-cd/, ...).
     #[arg(long, default_value = "../shared/datasets")]

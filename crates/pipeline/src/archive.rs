@@ -21,9 +21,13 @@ use landwatch_core::{Error, Result};
 /// One catalogue record: a tile image stored in the archive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CatalogueEntry {
+    /// Tile id.
     pub tile: String,
+    /// Acquisition date (`YYYY-MM-DD`).
     pub date: String,
+    /// SHA-256 of the file's bytes (its name in the archive).
     pub sha256: String,
+    /// File size.
     pub bytes: u64,
     /// Where it was fetched from (URL or local path).
     pub source: String,
@@ -68,6 +72,7 @@ impl Archive {
         }
     }
 
+    /// The archive's root folder.
     pub fn root(&self) -> &Path {
         &self.root
     }

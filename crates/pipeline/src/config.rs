@@ -22,18 +22,27 @@ pub struct Pipeline {
     pub file: PathBuf,
     /// SHA-256 of the pipeline file's bytes, recorded in every manifest.
     pub file_sha256: String,
+    /// Pipeline name (`name`), used in run ids.
     pub name: String,
     /// Root of everything the pipeline writes: `runs/`, `work/`, `shards/`, `reruns/`, `state/`.
     pub output: PathBuf,
     /// Content-addressed tile archive (default `<output>/archive`).
     pub archive: PathBuf,
+    /// Area of interest (`aoi.bbox`): west, south, east, north; images outside it are left out.
     pub aoi_bbox: Option<[f64; 4]>,
+    /// Where tiles come from (`[source]`).
     pub source: Source,
+    /// Band numbers of the source tiles (`[bands]`).
     pub bands: Bands,
+    /// What each image is compared with (`[baseline]`).
     pub baseline: Baseline,
+    /// Model file (`model`); `None`: the built-in one.
     pub model: Option<PathBuf>,
+    /// Vector layers for the overlay (`[layers]`).
     pub layers: Layers,
+    /// Run-level detection parameters (`[detect]`).
     pub detect: DetectParams,
+    /// Download behaviour (`[fetch]`).
     pub fetch: FetchParams,
     /// Line of each key written in the file (`aoi.bbox`, `bands.nir`, `baseline.date` …), so a
     /// problem found only after listing the source still points at the line to edit.
@@ -52,14 +61,21 @@ impl Pipeline {
 
 /// Largest sane values of the pipeline file's numbers (stated in the error messages).
 pub mod limits {
+    /// Most downloads at once (`fetch.concurrency`).
     pub const CONCURRENCY: usize = 64;
+    /// Most retries of one download (`fetch.retries`).
     pub const RETRIES: u32 = 20;
     /// Also the cap of one exponential backoff step and of its jitter.
     pub const BACKOFF_MS: u64 = 60_000;
+    /// Longest timeout of one download, seconds (`fetch.timeout_s`).
     pub const TIMEOUT_S: f64 = 3600.0;
+    /// Largest minimum mapping unit, m² (`detect.min_area_m2`).
     pub const MIN_AREA_M2: f64 = 1_000_000.0;
+    /// Largest seam tolerance, m (`detect.seam_tolerance_m`).
     pub const SEAM_TOLERANCE_M: f64 = 1000.0;
+    /// Largest band number (`[bands]`).
     pub const BAND: u32 = 1000;
+    /// Most STAC items listed (`source.limit`).
     pub const STAC_LIMIT: usize = 10_000;
 }
 
@@ -68,28 +84,48 @@ pub mod limits {
 pub enum Source {
     /// A local folder; tiles listed explicitly, by an `index.json` in the folder, or by file
     /// names `<tile>_<YYYY-MM-DD>.tif`.
-    Local { path: PathBuf, tiles: Vec<LocalTile> },
+    Local {
+        /// The folder.
+        path: PathBuf,
+        /// Tiles listed in the pipeline file (empty: found in the folder).
+        tiles: Vec<LocalTile>,
+    },
     /// An HTTP JSON tile index (a list of `{id, date, url, footprint, sha256?}`).
-    HttpIndex { url: String },
+    HttpIndex {
+        /// URL of the index.
+        url: String,
+    },
     /// A STAC API; items are searched with `POST {url}/search`.
     Stac {
+        /// The STAC API's root URL.
         url: String,
+        /// Collections searched.
         collections: Vec<String>,
+        /// Asset key of the image in each item.
         asset: String,
+        /// Datetime filter of the search (`datetime`), if any.
         datetime: Option<String>,
+        /// Item property that holds the tile id.
         tile_property: String,
+        /// Most items listed.
         limit: usize,
     },
     /// An existing landwatch archive (its catalogue); nothing is fetched.
-    Archive { path: PathBuf },
+    Archive {
+        /// The archive's root folder.
+        path: PathBuf,
+    },
 }
 
 /// One explicitly listed local tile.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalTile {
+    /// The image file.
     pub file: PathBuf,
+    /// Tile id.
     pub tile: String,
+    /// Acquisition date (`YYYY-MM-DD`).
     pub date: String,
 }
 
@@ -97,9 +133,13 @@ pub struct LocalTile {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Bands {
+    /// Band number of blue.
     pub blue: u32,
+    /// Band number of green.
     pub green: u32,
+    /// Band number of red.
     pub red: u32,
+    /// Band number of near-infrared.
     pub nir: u32,
 }
 
@@ -144,9 +184,13 @@ pub enum Baseline {
 /// Optional vector layers handed to the detection engine.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Layers {
+    /// Land-use baseline (三调 parcels with a DLBM field).
     pub landuse: Option<PathBuf>,
+    /// Permanent basic farmland polygons.
     pub basic_farmland: Option<PathBuf>,
+    /// Approved construction land polygons.
     pub approved: Option<PathBuf>,
+    /// County boundaries.
     pub counties: Option<PathBuf>,
     /// Ecological red line (生态保护红线).
     pub red_line: Option<PathBuf>,
@@ -170,9 +214,13 @@ pub struct DetectParams {
 /// Download behaviour.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FetchParams {
+    /// Downloads at once.
     pub concurrency: usize,
+    /// Retries of a failed download.
     pub retries: u32,
+    /// Base backoff between retries, ms (grows exponentially, with jitter).
     pub backoff_ms: u64,
+    /// Timeout of one download, seconds.
     pub timeout_s: f64,
 }
 

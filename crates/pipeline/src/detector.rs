@@ -13,13 +13,19 @@ use landwatch_core::Result;
 /// One before/after pair to detect.
 #[derive(Debug, Clone)]
 pub struct TileJob<'a> {
+    /// Before image.
     pub before: &'a Path,
+    /// After image.
     pub after: &'a Path,
     /// Folder the detector writes into (it exists and is empty).
     pub out_dir: &'a Path,
+    /// Acquisition date of the before image.
     pub before_date: &'a str,
+    /// Acquisition date of the after image.
     pub after_date: &'a str,
+    /// Model file; `None`: the built-in one.
     pub model: Option<&'a Path>,
+    /// Vector layers for the overlay.
     pub layers: &'a Layers,
     /// Band order of the source tiles.
     pub bands: &'a Bands,
@@ -28,6 +34,7 @@ pub struct TileJob<'a> {
 /// Something that turns a before/after pair into `out_dir/patches.geojson` (the run-folder
 /// contract of notes/schema.md) plus whatever else it writes there (chips, change.tif, run.json).
 pub trait TileDetector: Send + Sync {
+    /// Detects `job` into `job.out_dir`; an error fails this pair only.
     fn detect(&self, job: &TileJob) -> Result<()>;
 }
 

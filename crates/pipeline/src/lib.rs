@@ -11,22 +11,23 @@
 //! The CLI entry points ([`run_main`], [`rerun_main`], [`merge_main`]) map outcomes to the
 //! project's exit codes: 0 all good, 1 finished with failed tiles, 2 bad configuration or input,
 //! 3 could not run. Logging is set up by the binary (`--log-json`, JSON when not a terminal).
+#![warn(missing_docs)]
 
 pub mod archive;
 pub mod config;
 pub mod detector;
-pub mod fetch;
+pub(crate) mod fetch;
 pub mod lock;
-pub mod manifest;
-pub mod partial;
-pub mod patchset;
+pub(crate) mod manifest;
+pub(crate) mod partial;
+pub(crate) mod patchset;
 pub mod rerun;
 pub mod run;
-pub mod seams;
+pub(crate) mod seams;
 pub mod shard;
-pub mod source;
+pub(crate) mod source;
 pub mod test_hooks;
-pub mod tracking;
+pub(crate) mod tracking;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

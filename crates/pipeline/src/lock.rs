@@ -51,6 +51,7 @@ impl RunLock {
         })
     }
 
+    /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use geo::{MultiPolygon, Polygon};
+use geo::MultiPolygon;
 use serde_json::{Map, Value};
 
 use super::archive::{round7, write_atomic};
@@ -136,9 +136,4 @@ pub fn write_collection(path: &Path, patches: &[Patch]) -> Result<()> {
         serde_json::to_vec_pretty(&Value::Object(fc)).map_err(|e| Error::Other(format!("serialising patches: {e}")))?;
     bytes.push(b'\n');
     write_atomic(path, &bytes)
-}
-
-/// Outer rings of a multipolygon as polygons (for indexing).
-pub fn parts(g: &MultiPolygon<f64>) -> &[Polygon<f64>] {
-    &g.0
 }

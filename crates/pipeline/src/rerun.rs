@@ -27,15 +27,25 @@ use landwatch_core::{Error, Result};
 /// What to recompute.
 #[derive(Debug, Clone)]
 pub enum RerunWhat {
+    /// One run, by id.
     Run(String),
-    Range { from: String, to: String },
+    /// Every archived pair whose after image was taken between these dates, inclusive.
+    Range {
+        /// First date (`YYYY-MM-DD`).
+        from: String,
+        /// Last date (`YYYY-MM-DD`).
+        to: String,
+    },
 }
 
 /// Where a rerun went and what failed.
 #[derive(Debug, Clone)]
 pub struct RerunReport {
+    /// Folder the rerun wrote.
     pub dir: PathBuf,
+    /// Patches published.
     pub patches: usize,
+    /// Pairs that failed, with why.
     pub failed: Vec<(String, String)>,
 }
 

@@ -33,7 +33,9 @@ use landwatch_core::{Error, Result};
 /// How `run` was asked to behave.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
+    /// List and plan only: fetch, detect and publish nothing.
     pub dry_run: bool,
+    /// Process only this shard's pairs, into a shard folder for `merge`.
     pub shard: Option<Shard>,
     /// Draw progress bars (only sensible on a terminal).
     pub progress: bool,
@@ -44,19 +46,28 @@ pub struct RunOptions {
 pub enum RunResult {
     /// Nothing new since the last successful run.
     NothingNew,
+    /// A dry run: planned, nothing done.
     DryRun,
+    /// A run folder was published.
     Published {
+        /// The run's id.
         run_id: String,
+        /// The run folder.
         dir: PathBuf,
     },
+    /// A shard folder was written (published later by `merge`).
     ShardWritten {
+        /// The run's id.
         run_id: String,
+        /// The shard folder.
         dir: PathBuf,
     },
     /// Every pair failed: nothing was published (a run without a result must not stand in the
     /// history, where it would change the next run's id), and the run exits non-zero.
     AllFailed {
+        /// The run's id.
         run_id: String,
+        /// The exit code the process ends with (see [`RunReport::exit_code`]).
         exit_code: i32,
     },
 }
@@ -64,8 +75,11 @@ pub enum RunResult {
 /// The run's result plus everything that went wrong, by name.
 #[derive(Debug, Clone)]
 pub struct RunReport {
+    /// How the run ended.
     pub result: RunResult,
+    /// Pairs and listing entries that failed, with why.
     pub failed: Vec<(String, String)>,
+    /// Patches published.
     pub patches: usize,
 }
 
@@ -83,7 +97,9 @@ impl RunReport {
 /// A before/after pair to detect.
 #[derive(Debug, Clone)]
 pub struct PairPlan {
+    /// The before tile image.
     pub before: TileRef,
+    /// The after tile image.
     pub after: TileRef,
 }
 
@@ -94,6 +110,7 @@ impl PairPlan {
     }
 }
 
+/// The checkpoint folder name of the pair of `tile` whose after image is of `after_date`.
 pub fn pair_key(tile: &str, after_date: &str) -> String {
     format!("{}@{after_date}", safe_name(tile))
 }
@@ -564,9 +581,13 @@ fn work_dir(p: &Pipeline, run_id: &str, shard: Option<&Shard>) -> Result<PathBuf
 
 /// Detection of pairs into checkpoint folders.
 pub struct Exec<'a> {
+    /// The pipeline.
     pub p: &'a Pipeline,
+    /// What detects each pair.
     pub detector: &'a dyn TileDetector,
+    /// Model file; `None`: the built-in one.
     pub model: Option<&'a Path>,
+    /// Where the tile images are.
     pub archive: &'a Archive,
 }
 
@@ -809,13 +830,18 @@ fn run_properties(
 /// Counts of a finalized run.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FinalStats {
+    /// Patches published.
     pub patches: usize,
+    /// Patches already published by an earlier run.
     pub seen_before: usize,
+    /// Pairs detected.
     pub tiles_done: usize,
+    /// Pairs that failed.
     pub tiles_failed: usize,
 }
 
 impl FinalStats {
+    /// Writes the counts into the run manifest.
     pub fn record(&self, m: &mut Manifest) {
         let c = &mut m.properties.counts;
         c.insert("patches".into(), self.patches);

@@ -20,7 +20,9 @@ use landwatch_core::{Error, Result};
 /// Shard `index` of `count` (0-based index, as Kubernetes and Slurm number them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
+    /// 0-based shard index.
     pub index: u32,
+    /// Number of shards.
     pub count: u32,
 }
 
@@ -54,6 +56,7 @@ impl Shard {
         n % u64::from(self.count) == u64::from(self.index)
     }
 
+    /// The shard's folder name, `shard-<index>-of-<count>`.
     pub fn dir_name(&self) -> String {
         format!("shard-{}-of-{}", self.index, self.count)
     }
@@ -88,8 +91,11 @@ pub fn refuse_two_shard_folders(done: &Path, work: &Path) -> Result<()> {
 /// Result of a merge: where it went and what failed, by name.
 #[derive(Debug, Clone)]
 pub struct MergeReport {
+    /// The merged run folder.
     pub dir: PathBuf,
+    /// Patches published.
     pub patches: usize,
+    /// Pairs that failed, with why.
     pub failed: Vec<(String, String)>,
 }
 

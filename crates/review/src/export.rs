@@ -21,7 +21,9 @@ use super::verdicts::Status;
 /// File formats `landwatch review export` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
+    /// GeoJSON (RFC 7946).
     Geojson,
+    /// CSV, one row per patch, without geometry.
     Csv,
     /// GeoPackage, through GDAL.
     Gpkg,
@@ -31,7 +33,9 @@ pub enum ExportFormat {
 
 /// One patch with its current verdict, as exported.
 pub struct ExportRow {
+    /// The outline as GeoJSON.
     pub geometry: Value,
+    /// The run's properties with the reviewer fields.
     pub properties: Map<String, Value>,
 }
 

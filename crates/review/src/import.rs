@@ -42,10 +42,15 @@ pub const REREVIEW_MAX_AREA_CHANGE: f64 = 0.10;
 /// What an import did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ImportReport {
+    /// The run's id in the database.
     pub run_id: i64,
+    /// Patches in the run's `patches.geojson`.
     pub features: usize,
+    /// Patches seen for the first time.
     pub new: usize,
+    /// Patches matched to a known one by `track_id`.
     pub matched_by_track: usize,
+    /// Patches matched to a known one by overlap (IoU).
     pub matched_by_overlap: usize,
     /// Features whose chip paths are absolute or leave the run folder; they are stored
     /// but the server will refuse to serve those chips.
@@ -170,7 +175,8 @@ fn bad(path: &Path, msg: String) -> ReviewError {
 /// Reads and checks every feature of a `patches.geojson`; returns the CRS marker and the
 /// features sorted by patch id.
 fn read_features(path: &Path) -> ReviewResult<(String, Vec<Incoming>)> {
-    let text = std::fs::read_to_string(path).map_err(|e| landwatch_core::Error::io(path, "cannot read patches.geojson", e))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| landwatch_core::Error::io(path, "cannot read patches.geojson", e))?;
     let root: Value = serde_json::from_str(&text).map_err(|e| bad(path, format!("not valid JSON: {e}")))?;
     if root.get("type").and_then(Value::as_str) != Some("FeatureCollection") {
         return Err(bad(path, "expected a GeoJSON FeatureCollection".into()));

@@ -15,13 +15,14 @@
 //!
 //! The CLI is `landwatch review serve|import|user add|passwd|remove|list|export`
 //! ([`ReviewCmd`], [`cli_main`]).
+#![warn(missing_docs)]
 
-pub mod chips;
+pub(crate) mod chips;
 pub mod export;
-pub mod export_ogr;
+pub(crate) mod export_ogr;
 pub mod import;
 pub mod store;
-pub mod text;
+pub(crate) mod text;
 pub mod users;
 pub mod verdicts;
 pub mod web;
@@ -34,9 +35,11 @@ pub use store::{ReviewError, Store};
 
 /// Name of the environment variable `user add` reads the password from.
 pub const PASSWORD_ENV: &str = "LANDWATCH_PASSWORD";
-/// Environment variables that set the argon2 cost when the flags are not given.
+/// Environment variables that set the argon2 cost when the flags are not given: its memory (KiB) …
 pub const ARGON2_MEMORY_ENV: &str = "LANDWATCH_ARGON2_MEMORY_KIB";
+/// … its time cost (iterations) …
 pub const ARGON2_ITERATIONS_ENV: &str = "LANDWATCH_ARGON2_ITERATIONS";
+/// … and its parallelism (lanes).
 pub const ARGON2_PARALLELISM_ENV: &str = "LANDWATCH_ARGON2_PARALLELISM";
 
 /// The cost of new password hashes: flag, else environment variable, else the minimum
@@ -72,10 +75,9 @@ fn flag_or_env(flag: Option<u32>, env: &str, default: u32) -> landwatch_core::Re
         return Ok(v);
     }
     match std::env::var(env) {
-        Ok(text) => text
-            .trim()
-            .parse()
-            .map_err(|_| landwatch_core::Error::Usage(format!("{env}={text:?} is not a whole number; unset it or fix it"))),
+        Ok(text) => text.trim().parse().map_err(|_| {
+            landwatch_core::Error::Usage(format!("{env}={text:?} is not a whole number; unset it or fix it"))
+        }),
         Err(_) => Ok(default),
     }
 }
@@ -96,6 +98,7 @@ pub enum ReviewCmd {
 }
 
 #[derive(Debug, clap::Args)]
+/// Arguments of `landwatch review serve`.
 pub struct ServeArgs {
     /// Review database (created if missing).
     #[arg(long)]
@@ -146,6 +149,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 12 * 3600, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(60..))]
     pub session_max_lifetime: u64,
     #[command(flatten)]
+    /// Password hashing cost.
     pub argon2: Argon2Args,
 }
 
@@ -176,6 +180,7 @@ impl ServeArgs {
 }
 
 #[derive(Debug, clap::Args)]
+/// Arguments of `landwatch review import`.
 pub struct ImportArgs {
     /// The run folder (holds patches.geojson and chips/).
     pub run_dir: PathBuf,
@@ -188,6 +193,7 @@ pub struct ImportArgs {
 }
 
 #[derive(Debug, clap::Subcommand)]
+/// `landwatch review user ...`
 pub enum UserCmd {
     /// Add a user. The password is read from standard input (--password-stdin) or from
     /// the LANDWATCH_PASSWORD environment variable, never from the command line.
@@ -199,29 +205,35 @@ pub enum UserCmd {
         /// Login name.
         name: String,
         #[arg(long)]
+        /// Review database.
         db: PathBuf,
     },
     /// List users (id, name, role, active/disabled/removed).
     List {
         #[arg(long)]
+        /// Review database.
         db: PathBuf,
     },
 }
 
 #[derive(Debug, clap::Args)]
+/// Arguments of `landwatch review user passwd`.
 pub struct UserPasswdArgs {
     /// Login name.
     pub name: String,
     #[arg(long)]
+    /// Review database.
     pub db: PathBuf,
     /// Read the password from the first line of standard input.
     #[arg(long)]
     pub password_stdin: bool,
     #[command(flatten)]
+    /// Password hashing cost.
     pub argon2: Argon2Args,
 }
 
 #[derive(Debug, clap::Args)]
+/// Arguments of `landwatch review user add`.
 pub struct UserAddArgs {
     /// Login name.
     pub name: String,
@@ -229,19 +241,24 @@ pub struct UserAddArgs {
     #[arg(long, value_enum)]
     pub role: users::Role,
     #[arg(long)]
+    /// Review database.
     pub db: PathBuf,
     /// Read the password from the first line of standard input.
     #[arg(long)]
     pub password_stdin: bool,
     #[command(flatten)]
+    /// Password hashing cost.
     pub argon2: Argon2Args,
 }
 
 #[derive(Debug, clap::Args)]
+/// Arguments of `landwatch review export`.
 pub struct ExportArgs {
     #[arg(long)]
+    /// Review database.
     pub db: PathBuf,
     #[arg(long, value_enum)]
+    /// Output format.
     pub format: export::ExportFormat,
     /// Output file (written atomically).
     #[arg(long)]

@@ -48,6 +48,7 @@ impl From<ReviewError> for landwatch_core::Error {
     }
 }
 
+/// Result of the review app's operations.
 pub type ReviewResult<T> = std::result::Result<T, ReviewError>;
 
 /// Schema migrations, applied in order; migration `i` brings `user_version` from `i` to `i+1`.
@@ -162,8 +163,9 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> ReviewResult<Store> {
-        let conn = Connection::open(path)
-            .map_err(|e| ReviewError::Landwatch(landwatch_core::Error::input(path, format!("cannot open database: {e}"))))?;
+        let conn = Connection::open(path).map_err(|e| {
+            ReviewError::Landwatch(landwatch_core::Error::input(path, format!("cannot open database: {e}")))
+        })?;
         // PRAGMA, not `Connection::busy_timeout`: rusqlite 0.43's method needs
         // `sqlite3_set_clientdata` (SQLite 3.44+), which Debian 12's libsqlite3 3.40 lacks.
         let setup = conn
@@ -171,7 +173,10 @@ impl Store {
             .and_then(|_| conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(())))
             .and_then(|_| conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"));
         setup.map_err(|e| {
-            ReviewError::Landwatch(landwatch_core::Error::input(path, format!("not a usable review database: {e}")))
+            ReviewError::Landwatch(landwatch_core::Error::input(
+                path,
+                format!("not a usable review database: {e}"),
+            ))
         })?;
         let mut store = Store {
             conn,
@@ -193,10 +198,12 @@ impl Store {
         &self.path
     }
 
+    /// The SQLite connection.
     pub fn conn(&self) -> &Connection {
         &self.conn
     }
 
+    /// The SQLite connection, for transactions.
     pub fn conn_mut(&mut self) -> &mut Connection {
         &mut self.conn
     }

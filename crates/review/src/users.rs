@@ -98,14 +98,17 @@ impl HashCost {
         })
     }
 
+    /// Memory cost, KiB.
     pub fn memory_kib(&self) -> u32 {
         self.memory_kib
     }
 
+    /// Time cost (passes over the memory).
     pub fn iterations(&self) -> u32 {
         self.iterations
     }
 
+    /// Lanes.
     pub fn parallelism(&self) -> u32 {
         self.parallelism
     }
@@ -134,6 +137,7 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role's name, as stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Reviewer => "reviewer",
@@ -141,6 +145,7 @@ impl Role {
         }
     }
 
+    /// The role named `s` (`reviewer` or `admin`).
     pub fn parse(s: &str) -> ReviewResult<Role> {
         match s {
             "reviewer" => Ok(Role::Reviewer),
@@ -155,10 +160,15 @@ impl Role {
 /// A user as the rest of the app sees it (never with the hash).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct User {
+    /// Database id.
     pub id: i64,
+    /// Login name.
     pub name: String,
+    /// What the user may do.
     pub role: Role,
+    /// Whether logins are refused.
     pub disabled: bool,
+    /// When the account was created (UTC, ISO 8601).
     pub created_at: String,
     /// Removed accounts stay listed (their names are on verdicts) but cannot log in.
     pub removed: bool,
@@ -167,13 +177,17 @@ pub struct User {
 /// The user behind a valid session, with that session's CSRF token.
 #[derive(Debug, Clone)]
 pub struct SessionUser {
+    /// The user.
     pub user: User,
+    /// The session's CSRF token.
     pub csrf_token: String,
 }
 
 /// A freshly created session: the cookie value (shown once) and its CSRF token.
 pub struct NewSession {
+    /// The session cookie's value.
     pub token: String,
+    /// The session's CSRF token.
     pub csrf_token: String,
 }
 
@@ -285,6 +299,7 @@ fn user_by_name_with_hash(store: &Store, name: &str) -> ReviewResult<Option<(Use
     ))
 }
 
+/// The user with login `name`, if any.
 pub fn user_by_name(store: &Store, name: &str) -> ReviewResult<Option<User>> {
     Ok(user_by_name_with_hash(store, name)?.map(|(u, _)| u))
 }

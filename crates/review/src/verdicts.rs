@@ -36,8 +36,10 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in display order.
     pub const ALL: [Status; 4] = [Status::Unreviewed, Status::Legal, Status::Illegal, Status::Other];
 
+    /// The status's name, as stored and in the API.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Unreviewed => "unreviewed",
@@ -57,6 +59,7 @@ impl Status {
         }
     }
 
+    /// The status named `s`.
     pub fn parse(s: &str) -> ReviewResult<Status> {
         Status::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
             ReviewError::BadInput(format!("unknown status {s:?}; use unreviewed, legal, illegal or other"))
@@ -75,32 +78,47 @@ pub const MAX_NOTE_CHARS: usize = 2000;
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerdictInput {
+    /// The decision.
     pub status: Status,
     #[serde(default)]
+    /// Proof type (合法) or subtype (其他); see [`LEGAL_PROOFS`], [`OTHER_SUBTYPES`].
     pub subtype: String,
     #[serde(default)]
+    /// Free text (BZ).
     pub note: String,
 }
 
 /// One row of a patch's audit history.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct HistoryRow {
+    /// Audit row id.
     pub id: i64,
+    /// Who decided.
     pub user: String,
+    /// When (UTC, ISO 8601).
     pub at: String,
+    /// Status before.
     pub old_status: Status,
+    /// Status after.
     pub new_status: Status,
+    /// Proof type or subtype given.
     pub subtype: String,
+    /// Note given.
     pub note: String,
 }
 
 /// The current verdict of a patch.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Current {
+    /// The decision.
     pub status: Status,
+    /// Proof type (合法) or subtype (其他).
     pub subtype: String,
+    /// Free text (BZ).
     pub note: String,
+    /// Who decided.
     pub user: String,
+    /// When (UTC, ISO 8601).
     pub at: String,
 }
 
@@ -286,15 +304,21 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
+    /// County code (XZQDM).
     pub xzqdm: Option<String>,
+    /// 非农化 / 非粮化 category.
     pub category: Option<String>,
+    /// Change type.
     pub change_type: Option<String>,
+    /// Verdict status (see [`Status::as_str`]).
     pub status: Option<String>,
     /// Earliest after-date, `YYYY-MM-DD`.
     pub date_from: Option<String>,
     /// Latest after-date, `YYYY-MM-DD`.
     pub date_to: Option<String>,
+    /// Smallest area, m².
     pub min_area: Option<f64>,
+    /// Largest area, m².
     pub max_area: Option<f64>,
     /// `true`: only patches flagged for re-review; `false`: only those not flagged.
     pub needs_rereview: Option<bool>,
@@ -308,6 +332,7 @@ pub struct Filter {
 /// Which page of a filtered list to return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
+    /// Patches per page.
     pub limit: u32,
     /// Only patches with a larger id.
     pub after: i64,
@@ -352,19 +377,33 @@ impl Filter {
 /// One line of the queue.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct QueueItem {
+    /// Database id.
     pub id: i64,
+    /// Id that follows the change across runs.
     pub track_id: String,
+    /// Id within its latest run.
     pub patch_id: String,
+    /// Monitoring number (JCBH).
     pub jcbh: String,
+    /// County code (XZQDM).
     pub xzqdm: String,
+    /// County name (XZQMC).
     pub xzqmc: String,
+    /// 非农化 / 非粮化 category.
     pub category: String,
+    /// Change type.
     pub change_type: String,
+    /// Patch type (TBLX).
     pub tblx: String,
+    /// Acquisition date of the after image.
     pub after_date: String,
+    /// Area, m².
     pub area_m2: f64,
+    /// Area, 亩.
     pub area_mu: f64,
+    /// Verdict status.
     pub status: Status,
+    /// Proof type or subtype of the verdict.
     pub subtype: String,
     /// The outline changed materially since the verdict: decide again.
     pub needs_rereview: bool,
@@ -373,6 +412,7 @@ pub struct QueueItem {
 /// One page of the queue with the counts of the whole filtered list.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Queue {
+    /// The page's patches.
     pub patches: Vec<QueueItem>,
     /// Counts by status among patches matching every filter except `status`; keys in
     /// `Status::ALL` order plus `total` and `needs_rereview`.
@@ -388,9 +428,13 @@ pub struct Queue {
 /// One outline of the overview.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct OverviewItem {
+    /// Database id.
     pub id: i64,
+    /// Verdict status.
     pub status: Status,
+    /// The outline changed materially since the verdict.
     pub needs_rereview: bool,
+    /// The outline as GeoJSON.
     pub geometry: serde_json::Value,
 }
 
@@ -399,9 +443,13 @@ pub struct OverviewItem {
 pub struct Overview {
     /// `lonlat` or `pixel`: the coordinates of the latest run.
     pub crs: String,
+    /// The page's outlines.
     pub patches: Vec<OverviewItem>,
+    /// Patches over all pages.
     pub total: i64,
+    /// The page size used.
     pub limit: u32,
+    /// The cursor for the next page (`after=`), `None` on the last page.
     pub next_after: Option<i64>,
 }
 
@@ -608,10 +656,15 @@ pub fn needs_rereview(store: &Store, patch: i64) -> ReviewResult<bool> {
 /// One audit row about a patch other than a verdict (e.g. an import flagging it).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PatchEvent {
+    /// Audit row id.
     pub id: i64,
+    /// When (UTC, ISO 8601).
     pub at: String,
+    /// What happened, e.g. `outline_changed`.
     pub kind: String,
+    /// The run that caused it, if any.
     pub run_id: Option<i64>,
+    /// Details, as recorded.
     pub detail: serde_json::Value,
 }
 

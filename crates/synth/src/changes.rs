@@ -21,15 +21,22 @@ use super::spectra::*;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeType {
+    /// New building on cropland (新增建筑).
     Building = 1,
+    /// Pond dug on cropland (挖塘).
     Pond = 2,
+    /// Orchard or forest planted on cropland (种植果树/林木).
     OrchardForest = 3,
+    /// Greenhouse on cropland (大棚).
     Greenhouse = 4,
+    /// Hardened or bulldozed ground on cropland (硬化/推土).
     Hardened = 5,
+    /// A change off cropland (not reportable).
     NonTarget = 9,
 }
 
 impl ChangeType {
+    /// The reportable types, planted on cropland.
     pub const TARGETS: [ChangeType; 5] = [
         ChangeType::Building,
         ChangeType::Pond,
@@ -38,10 +45,12 @@ impl ChangeType {
         ChangeType::Hardened,
     ];
 
+    /// Code in `truth_labels.tif`.
     pub fn code(self) -> u8 {
         self as u8
     }
 
+    /// Name in `truth_changes.geojson` (snake case).
     pub fn name(self) -> &'static str {
         match self {
             ChangeType::Building => "building",
@@ -53,6 +62,7 @@ impl ChangeType {
         }
     }
 
+    /// Chinese name.
     pub fn name_cn(self) -> &'static str {
         match self {
             ChangeType::Building => "新增建筑",

@@ -18,6 +18,7 @@
 //! Pipeline: [`scene`] lays out vectors, [`changes`] adds clouds and planted changes, [`render`]
 //! renders row strips in parallel (rayon), [`write`] streams them into GDAL files on a writer
 //! thread, so memory stays bounded by a few strips whatever the size.
+#![warn(missing_docs)]
 
 mod changes;
 mod cli;
@@ -51,6 +52,7 @@ pub const GENERATOR_VERSION: &str = "landwatch-synth 1";
 pub struct SynthParams {
     /// Pixels per image side.
     pub size: usize,
+    /// Scene seed.
     pub seed: u64,
     /// Ground sampling distance in metres.
     pub pixel_m: f64,
@@ -111,21 +113,31 @@ impl SynthParams {
 /// What was made.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SynthSummary {
+    /// Files written.
     pub files: Vec<PathBuf>,
     /// Truth objects per change type name.
     pub changes: BTreeMap<String, usize>,
     /// Changes that found no room, per type name (small or odd scenes).
     pub unplaced: BTreeMap<String, usize>,
+    /// Crop parcels laid out.
     pub crop_parcels: usize,
+    /// Crop parcels whose state changes between the dates.
     pub seasonal_changes: usize,
+    /// Polygons in `landuse.gpkg`.
     pub landuse_polygons: usize,
+    /// Share of the after image under cloud.
     pub cloud_fraction: f64,
+    /// Share of the after image under cloud shadow.
     pub shadow_fraction: f64,
+    /// Misregistration of the after image, pixels (x, y).
     pub shift_px: [f64; 2],
     /// Wall-clock seconds: total, laying out the scene, rendering + writing rasters, vectors.
     pub seconds: f64,
+    /// Seconds laying out the scene.
     pub seconds_scene: f64,
+    /// Seconds rendering and writing the rasters.
     pub seconds_rasters: f64,
+    /// Seconds writing the vectors.
     pub seconds_vectors: f64,
 }
 

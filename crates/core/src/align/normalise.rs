@@ -65,10 +65,6 @@ impl Samples {
     pub fn len(&self) -> usize {
         self.before.first().map_or(0, Vec::len)
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Fits the normalisation, keeping `keep` (0..1) of the pixels each round for `rounds` rounds;

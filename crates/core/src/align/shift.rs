@@ -12,7 +12,9 @@ use rustfft::FftPlanner;
 /// A shift estimate: `after(x, y) ≈ before(x − dx, y − dy)`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Shift {
+    /// Columns the after image is displaced by from the before image (positive: to the right).
     pub dx: f64,
+    /// Rows the after image is displaced by from the before image (positive: down).
     pub dy: f64,
     /// Height of the correlation peak in 0..1 (1 = perfect match); low values are unreliable.
     pub peak: f64,

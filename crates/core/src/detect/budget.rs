@@ -38,13 +38,16 @@ const MAX_MORPHOLOGY_PX: usize = 5;
 /// from the width too, see [`crate::io::size_block_cache_for_chips`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
+    /// Bytes the run may use.
     pub bytes: u64,
+    /// Whether the run writes chips.
     pub chips: bool,
 }
 
 /// What a run over one grid is estimated to need, in bytes, and what it follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Need {
+    /// Estimated peak bytes of the run.
     pub total: u64,
     /// Rows of one strip with its halo.
     pub strip_rows: usize,

@@ -2,26 +2,31 @@
 //! See [`crate::model::GateParams`] for the reasoning and the thresholds.
 
 use super::indices::{as_flat, local_std3, DateIndices, DateLayers};
-use crate::types::layout::plane_of;
 use super::morphology::dilate;
 use crate::model::GateParams;
+use crate::types::layout::plane_of;
 use ndarray::{Array2, Array3};
 
 /// Per-pixel layers of a block that the gate and the patch features both read.
 pub struct BlockLayers {
     /// Vegetation index and NDWI of each date.
     pub before: DateIndices,
+    /// Vegetation index and NDWI after.
     pub after: DateIndices,
     /// 3×3 standard deviation of the vegetation index (texture).
     pub vtex_before: Array2<f32>,
+    /// The same texture after.
     pub vtex_after: Array2<f32>,
+    /// Mean reflectance (brightness) before.
     pub bright_before: Array2<f32>,
+    /// Mean reflectance (brightness) after.
     pub bright_after: Array2<f32>,
     /// Spectral flatness after (see [`super::indices::flatness`]).
     pub flat_after: Array2<f32>,
 }
 
 impl BlockLayers {
+    /// Computes the layers of a block from its before and after bands (`(band, row, col)`).
     pub fn new(before: &Array3<f32>, after: &Array3<f32>) -> Self {
         let (b, a) = (DateLayers::of(before, false), DateLayers::of(after, true));
         Self {

@@ -11,8 +11,11 @@ const EPS: f32 = 1e-6;
 
 /// Index of each band in a canonical array.
 pub const BLUE: usize = 0;
+/// Index of the green band in a pixel's band vector.
 pub const GREEN: usize = 1;
+/// Index of the red band in a pixel's band vector.
 pub const RED: usize = 2;
+/// Index of the near-infrared band in a pixel's band vector (absent in RGB images).
 pub const NIR: usize = 3;
 
 /// Normalised difference `(a - b) / (a + b)`, 0 where both are 0.
@@ -115,11 +118,14 @@ fn plane(all: &[f32], n: usize, k: usize) -> &[f32] {
 /// The vegetation index and (with NIR) NDWI of one date, computed once per window and shared
 /// by the change evidence, the gate, the texture paths and the patch features.
 pub struct DateIndices {
+    /// Vegetation index.
     pub vi: Array2<f32>,
+    /// NDWI; `None` without a NIR band.
     pub wi: Option<Array2<f32>>,
 }
 
 impl DateIndices {
+    /// The indices of one date's bands (`(band, row, col)`).
     pub fn of(bands: &Array3<f32>) -> Self {
         DateLayers::of(bands, false).ix
     }
@@ -127,8 +133,11 @@ impl DateIndices {
 
 /// The per-pixel layers of one date: its indices, brightness and (when asked) flatness.
 pub struct DateLayers {
+    /// Vegetation index and NDWI.
     pub ix: DateIndices,
+    /// Brightness (mean reflectance).
     pub bright: Array2<f32>,
+    /// Spectral flatness, when asked for.
     pub flat: Option<Array2<f32>>,
 }
 

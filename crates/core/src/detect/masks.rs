@@ -7,9 +7,9 @@
 //!   (small spectral angle) — the ground did not change, the light did.
 
 use super::indices::{brightness, flatness, row_brightness, spectrum, BLUE, MAX_BANDS};
-use crate::types::layout::{plane_of, row_major};
 use super::morphology::dilate;
 use crate::model::MaskParams;
+use crate::types::layout::{plane_of, row_major};
 use ndarray::{Array2, Array3, Zip};
 
 /// Cloud mask of one date.

@@ -26,9 +26,13 @@ const FEW_SHIFT_WINDOWS: usize = 2;
 /// Which input band holds blue, green, red and (optionally) NIR, 1-based.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BandMap {
+    /// 0-based index of the blue band among the image's bands.
     pub blue: usize,
+    /// 0-based index of the green band.
     pub green: usize,
+    /// 0-based index of the red band.
     pub red: usize,
+    /// 0-based index of the near-infrared band, if the image has one.
     pub nir: Option<usize>,
 }
 
@@ -87,7 +91,9 @@ impl BandMap {
 
 /// Aligned, normalised pixels of one window of the pair.
 pub struct PairWindow {
+    /// Before bands, `(band, row, col)`.
     pub before: Array3<f32>,
+    /// After bands on the before grid, `(band, row, col)`.
     pub after: Array3<f32>,
     /// Observed on both dates: inside both images, not nodata, not cloud or shadow.
     pub observed: Array2<bool>,
@@ -126,6 +132,7 @@ struct RowBand {
 }
 
 impl<'a> StripReader<'a> {
+    /// A reader over `scene` whose strips carry `halo` extra rows on each side, reading `band_h` rows of both images at a time.
     pub fn new(scene: &'a Scene, halo: usize, band_h: usize) -> Self {
         // Kept tiles only save decoding: should calibration have panicked holding the lock,
         // the reader decodes those tiles from the file instead (the same pixels).
@@ -228,10 +235,15 @@ fn rows_from(pieces: &[Arc<HeldPixels>], top: isize) -> Vec<Arc<HeldPixels>> {
 /// What calibration found, reported in the run manifest.
 #[derive(Debug, Clone, Serialize)]
 pub struct Calibration {
+    /// Residual sub-pixel shift of the after image.
     pub shift: Shift,
+    /// Per-band gain and offset that put the after image on the before image's radiometry.
     pub normalisation: Normalisation,
+    /// Evidence threshold the run used.
     pub threshold: f32,
+    /// The automatic threshold before the model's floor, when one was computed.
     pub threshold_auto: Option<f32>,
+    /// Calibration windows sampled.
     pub windows: usize,
     /// What calibration could not do as planned (logged, and listed in `run.json` as the
     /// run's `warnings`).
@@ -239,16 +251,24 @@ pub struct Calibration {
     pub warnings: Vec<String>,
 }
 
+/// An opened, calibrated pair: both images' grids, the band order, the shift and normalisation
+/// that put the after image on the before image, and the model; windows are read through it.
 pub struct Scene {
+    /// The before image's grid and bands.
     pub before: RasterInfo,
+    /// The after image's grid and bands (before any warp).
     pub after: RasterInfo,
+    /// Which band is which.
     pub bands: BandMap,
+    /// Whether the images have a near-infrared band.
     pub has_nir: bool,
     before_pool: DatasetPool,
     after_pool: DatasetPool,
     scale_before: f32,
     scale_after: f32,
+    /// Residual sub-pixel shift applied to the after image.
     pub shift: Shift,
+    /// Radiometric normalisation applied to the after image.
     pub norm: Normalisation,
     mask_clouds: bool,
     model: Model,
@@ -315,6 +335,7 @@ impl Scene {
         })
     }
 
+    /// The model the scene was calibrated with.
     pub fn model(&self) -> &Model {
         &self.model
     }
@@ -329,10 +350,12 @@ impl Scene {
         projected.or(self.pixel_size_m)
     }
 
+    /// Width of the before grid, pixels.
     pub fn width(&self) -> usize {
         self.before.width
     }
 
+    /// Height of the before grid, pixels.
     pub fn height(&self) -> usize {
         self.before.height
     }

@@ -4,14 +4,14 @@
 
 use super::gate::{self, BlockLayers};
 use super::indices::{self, as_flat, spectrum, MAX_BANDS};
-use crate::types::layout::{plane_of, row_major};
 use super::morphology;
+use super::pixel;
 use super::scene::{HeldPair, PairWindow, Scene, StripReader};
 use super::texture::{self, CrownLayers};
 use crate::io::raster::Window;
 use crate::model::{FilmParams, Model};
-use super::pixel;
 use crate::types::features::PIXEL_VALUES;
+use crate::types::layout::{plane_of, row_major};
 use crate::{Error, Result};
 use gdal::raster::{Buffer, RasterCreationOptions};
 use gdal::{Dataset, DriverManager, Metadata};
@@ -22,9 +22,11 @@ use std::path::Path;
 
 /// Pixel classes written to band 1 of `change.tif`.
 pub const CLASS_UNCHANGED: u8 = 0;
+/// Change of use.
 pub const CLASS_CHANGED: u8 = 1;
 /// Changed, but the after state looks like a crop cycle (see [`super::gate`]).
 pub const CLASS_CROP_CYCLE: u8 = 2;
+/// Not observed on both dates (cloud, shadow, nodata).
 pub const CLASS_UNOBSERVED: u8 = 255;
 
 /// Receives each row of the change mask with the feature values of its set pixels.
@@ -33,10 +35,15 @@ pub type MaskRowSink<'a> = dyn FnMut(&[bool], &[[f32; PIXEL_VALUES]]) + Send + '
 /// Pixel counts from the streaming pass.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PassStats {
+    /// Pixels of the grid.
     pub pixels: u64,
+    /// Pixels observed on both dates.
     pub observed: u64,
+    /// Pixels not observed on both dates (cloud, shadow, nodata).
     pub unobserved: u64,
+    /// Pixels classed as change of use.
     pub changed: u64,
+    /// Blocks streamed.
     pub blocks: usize,
 }
 

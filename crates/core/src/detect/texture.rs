@@ -20,9 +20,9 @@
 //! Everything here runs over whole rows as slices (separable box sums, shifted-row differences),
 //! with no per-pixel window loops.
 
-use crate::types::layout::{plane_of, row_major};
 use super::morphology::close_open;
 use crate::model::TextureParams;
+use crate::types::layout::{plane_of, row_major};
 use ndarray::{Array2, Zip};
 
 /// Window sums along one row: `out[x] = Σ row[x − r ..= x + r]` over the in-row neighbours,
@@ -190,11 +190,14 @@ fn second_difference_row(s: &[f32], w: usize, y: usize, (dy, dx): (usize, isize)
 /// `detect.texture.radius`): read by the texture-appearance mask and by the patch features
 /// (`ctex_*`).
 pub struct CrownLayers {
+    /// Crown texture before.
     pub before: Array2<f32>,
+    /// Crown texture after.
     pub after: Array2<f32>,
 }
 
 impl CrownLayers {
+    /// Crown texture of both dates' vegetation index over windows of `radius` pixels.
     pub fn new(vi_before: &Array2<f32>, vi_after: &Array2<f32>, radius: usize) -> Self {
         Self {
             before: crown_texture(vi_before, radius),

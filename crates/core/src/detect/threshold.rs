@@ -14,11 +14,14 @@ use crate::model::ThresholdMethod;
 /// A fixed-range histogram of non-negative evidence values.
 #[derive(Debug, Clone)]
 pub struct Histogram {
+    /// Pixels per bin.
     pub counts: Vec<u64>,
+    /// Upper edge of the last bin; larger values count in it.
     pub max: f32,
 }
 
 impl Histogram {
+    /// An empty histogram of `bins` bins over `0..max`.
     pub fn new(bins: usize, max: f32) -> Self {
         Self {
             counts: vec![0; bins.max(2)],
@@ -36,6 +39,7 @@ impl Histogram {
         self.counts[i.min(n - 1)] += 1;
     }
 
+    /// Values counted.
     pub fn total(&self) -> u64 {
         self.counts.iter().sum()
     }

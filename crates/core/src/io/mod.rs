@@ -5,7 +5,7 @@
 //! `ndarray` arrays in reflectance units.
 
 pub mod atomic;
-pub mod hash;
+pub(crate) mod hash;
 pub mod ownership;
 pub mod raster;
 

@@ -12,9 +12,13 @@ use std::sync::Mutex;
 /// outside the raster (negative or past the edge); reads pad such parts as "not observed".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
+    /// First column (may be negative: off the raster).
     pub x: isize,
+    /// First row (may be negative: off the raster).
     pub y: isize,
+    /// Width, pixels.
     pub w: usize,
+    /// Height, pixels.
     pub h: usize,
 }
 
@@ -34,6 +38,7 @@ impl std::fmt::Display for Window {
 }
 
 impl Window {
+    /// The window of `w` × `h` pixels whose top-left pixel is (`x`, `y`).
     pub fn new(x: isize, y: isize, w: usize, h: usize) -> Self {
         Self { x, y, w, h }
     }
@@ -48,6 +53,7 @@ impl Window {
 /// Where a raster sits on the ground, when it is georeferenced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Georef {
+    /// GDAL's affine geotransform (origin, pixel size, rotation).
     pub geo_transform: GeoTransform,
     /// The CRS as WKT; empty when the file has a geotransform but no CRS.
     pub wkt: String,
@@ -56,11 +62,17 @@ pub struct Georef {
 /// What landwatch needs to know about an input raster.
 #[derive(Debug, Clone)]
 pub struct RasterInfo {
+    /// The file.
     pub path: PathBuf,
+    /// Width, pixels.
     pub width: usize,
+    /// Height, pixels.
     pub height: usize,
+    /// Bands in the file.
     pub band_count: usize,
+    /// Sample type of the first band.
     pub data_type: GdalDataType,
+    /// Nodata value of each band, if set.
     pub nodata: Vec<Option<f64>>,
     /// `None` for plain images (PNG/JPEG without world file): outputs are in pixel coordinates.
     pub georef: Option<Georef>,
@@ -97,6 +109,7 @@ impl RasterInfo {
             .map(|g| (g.geo_transform[1].abs(), g.geo_transform[5].abs()))
     }
 
+    /// Whether both rasters share size, geotransform and CRS (no warp needed).
     pub fn same_grid(&self, other: &RasterInfo) -> bool {
         if self.width != other.width || self.height != other.height {
             return false;
@@ -193,7 +206,9 @@ fn georef_of(ds: &Dataset) -> Option<Georef> {
 /// A multi-band window in reflectance units, band-major `(band, row, col)`, with a mask of the
 /// pixels that were observed (inside the raster and not nodata in any band).
 pub struct Pixels {
+    /// Reflectance, `(band, row, col)`.
     pub bands: Array3<f32>,
+    /// Observed pixels.
     pub valid: Array2<bool>,
 }
 
@@ -380,6 +395,7 @@ fn ogr_error_words(code: gdal_sys::OGRErr::Type) -> &'static str {
 /// overlapping windows are later cut from it. 8- and 16-bit images are held as stored, at half
 /// the memory of `f32`, and scaled when a window is cut.
 pub struct HeldPixels {
+    /// The rectangle held.
     pub win: Window,
     samples: Samples,
     valid: Array2<bool>,
@@ -403,6 +419,7 @@ impl HeldPixels {
         }
     }
 
+    /// Reads `bands` (1-based) of `ds` over `win` in one request, held as stored, `scale` times them in reflectance units.
     pub fn read(ds: &Dataset, info: &RasterInfo, bands: &[usize], win: Window, scale: f32) -> Result<Self> {
         if !matches!(info.data_type, GdalDataType::UInt8 | GdalDataType::UInt16) {
             let px = read_window(ds, info, bands, win, scale)?;
@@ -566,6 +583,7 @@ pub struct DatasetPool {
 }
 
 impl DatasetPool {
+    /// A pool for `path`, with a slot per worker thread (opened on first use).
     pub fn new(path: &Path) -> Self {
         let n = rayon::current_num_threads() + 1;
         Self {

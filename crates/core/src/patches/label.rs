@@ -9,8 +9,8 @@
 //! The minimum mapping unit then works like GDAL's sieve filter on a binary mask: components
 //! under `min_pixels` are dropped, and holes under `min_pixels` inside a component are filled.
 
-use crate::types::features::{PixelSums, PIXEL_VALUES};
 use crate::io::raster::Window;
+use crate::types::features::{PixelSums, PIXEL_VALUES};
 use ndarray::Array2;
 use rayon::prelude::*;
 
@@ -42,7 +42,8 @@ pub struct Component {
     pub window: Window,
     /// Its pixels (set) within `window`.
     pub pixels: Array2<bool>,
-    /// Set pixels before holes were filled.
+    /// Set pixels before holes were filled (read by the unit tests; the patch stage uses `pixels`).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub count: usize,
     /// Feature values summed over those pixels.
     pub sums: PixelSums,

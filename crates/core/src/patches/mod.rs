@@ -1,19 +1,19 @@
 //! Stage 4: from traced change components to enforcement patches (图斑) — features, change
 //! type, land-use overlay and 非农化 / 非粮化 category.
 
-pub mod area;
-pub mod category;
-pub mod dlbm;
-pub mod label;
-pub mod layer;
+pub(crate) mod area;
+pub(crate) mod category;
+pub(crate) mod dlbm;
+pub(crate) mod label;
+pub(crate) mod layer;
 pub mod overlay;
-pub mod typing;
-pub mod vectorise;
+pub(crate) mod typing;
+pub(crate) mod vectorise;
 
 use crate::model::Model;
+use crate::types::features::{self, Features};
 use crate::Result;
 use area::AreaCalc;
-use crate::types::features::{self, Features};
 use geo::{Area, Euclidean, Length};
 use rayon::prelude::*;
 use vectorise::Traced;

@@ -23,10 +23,15 @@ use std::path::{Path, PathBuf};
 /// The layer files given for a run (all optional).
 #[derive(Debug, Clone, Default)]
 pub struct LayerPaths {
+    /// Land-use baseline (三调 parcels with a DLBM field).
     pub landuse: Option<PathBuf>,
+    /// Permanent basic farmland polygons.
     pub basic_farmland: Option<PathBuf>,
+    /// Approved construction land polygons.
     pub approved: Option<PathBuf>,
+    /// County boundaries.
     pub counties: Option<PathBuf>,
+    /// Ecological red line polygons.
     pub red_line: Option<PathBuf>,
     /// Accept a land-use layer with no parcel over the image (otherwise refused: it would
     /// drop every patch as off cropland).
@@ -34,6 +39,7 @@ pub struct LayerPaths {
 }
 
 impl LayerPaths {
+    /// Whether any layer is given.
     pub fn any(&self) -> bool {
         [
             &self.landuse,
@@ -51,7 +57,9 @@ impl LayerPaths {
 /// `XZQDM`/`XZQMC` (国土调查 XZQ layers), then `code`/`name`, `PAC`/`NAME`, `adcode`.
 #[derive(Debug, Clone, Default)]
 pub struct CountyFields {
+    /// Field holding the county code.
     pub code: Option<String>,
+    /// Field holding the county name.
     pub name: Option<String>,
 }
 
@@ -77,9 +85,11 @@ const COUNTY_NAME_FIELDS: [&str; 4] = ["XZQMC", "name", "NAME_CN", "XZQHMC"];
 /// One 三调 parcel's attributes.
 #[derive(Debug, Clone)]
 pub struct Parcel {
+    /// 三调 class code (DLBM).
     pub dlbm: String,
     /// From the layer when it has a readable `DLMC`, else the built-in name, else empty.
     pub dlmc: String,
+    /// Whether the parcel is village land (07xx).
     pub village: bool,
 }
 

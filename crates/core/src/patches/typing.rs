@@ -5,8 +5,8 @@
 //! the best-scoring rule names the type, and its score is the confidence. Conditions on features
 //! the image cannot give (NDWI without NIR) are left out rather than failed.
 
-use crate::types::features::Features;
 use crate::model::{CompareOp, Condition, TypingParams};
+use crate::types::features::Features;
 
 /// The typing decision for one patch.
 #[derive(Debug, Clone, PartialEq)]

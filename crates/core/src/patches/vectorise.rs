@@ -3,9 +3,9 @@
 //! processing blocks is one component), GDAL's polygoniser traces each one (8-connected, holes
 //! kept), and GEOS simplifies the staircase outlines without creating self-intersections.
 
-use crate::types::features::PixelSums;
 use super::label::Component;
 use crate::io::raster::Window;
+use crate::types::features::PixelSums;
 use crate::{Error, Result};
 use gdal::cpl::CslStringList;
 use gdal::raster::Buffer;

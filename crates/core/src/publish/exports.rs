@@ -112,7 +112,9 @@ const FIELDS: &[FieldSpec] = &[
 
 /// One patch ready to export: its outline in the grid CRS and its GeoJSON properties.
 pub struct Row<'a> {
+    /// The patch.
     pub patch: &'a Patch,
+    /// Its GeoJSON properties.
     pub properties: &'a Map<String, Value>,
 }
 

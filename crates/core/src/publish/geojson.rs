@@ -32,10 +32,12 @@ impl ToLonLat {
         Ok(Self { ct: Some(ct) })
     }
 
+    /// Whether the grid has no CRS (outlines stay in pixel coordinates).
     pub fn is_pixel(&self) -> bool {
         self.ct.is_none()
     }
 
+    /// `shape` in EPSG:4326 (unchanged on a grid without CRS).
     pub fn shape(&self, shape: &geo::MultiPolygon<f64>) -> Result<geo::MultiPolygon<f64>> {
         let Some(ct) = &self.ct else {
             return Ok(shape.clone());
@@ -90,8 +92,11 @@ pub fn geometry_json(shape: &geo::MultiPolygon<f64>, pixel: bool) -> Value {
 
 /// Run-level facts every feature carries.
 pub struct RunFacts {
+    /// Model id (`name` and `version`).
     pub model: String,
+    /// Acquisition date of the before image.
     pub before_date: Option<String>,
+    /// Acquisition date of the after image.
     pub after_date: Option<String>,
 }
 
@@ -186,6 +191,7 @@ pub fn collection(features: Vec<Value>, pixel: bool) -> Value {
     Value::Object(fc)
 }
 
+/// A GeoJSON Feature of `geometry` with `props`.
 pub fn feature(geometry: Value, props: Map<String, Value>) -> Value {
     json!({"type": "Feature", "geometry": geometry, "properties": Value::Object(props)})
 }

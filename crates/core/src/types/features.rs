@@ -44,7 +44,9 @@ pub const PIXEL_VALUES: usize = 17;
 /// Sums of [`crate::detect::pixel::pixel_values`] over a patch's pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PixelSums {
+    /// Pixels summed.
     pub pixels: usize,
+    /// Sum of each value.
     pub sums: [f64; PIXEL_VALUES],
 }
 
@@ -58,6 +60,7 @@ impl Default for PixelSums {
 }
 
 impl PixelSums {
+    /// Adds one pixel's values.
     pub fn add(&mut self, v: &[f32; PIXEL_VALUES]) {
         self.pixels += 1;
         for (s, &x) in self.sums.iter_mut().zip(v) {
@@ -65,6 +68,7 @@ impl PixelSums {
         }
     }
 
+    /// Adds another patch part's sums (components that meet across blocks).
     pub fn merge(&mut self, o: &PixelSums) {
         self.pixels += o.pixels;
         for (s, &x) in self.sums.iter_mut().zip(&o.sums) {

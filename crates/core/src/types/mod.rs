@@ -3,5 +3,5 @@
 //! helpers of the pixel planes ([`layout`]).
 
 pub mod features;
-pub mod layout;
+pub(crate) mod layout;
 pub mod patch;

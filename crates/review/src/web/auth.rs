@@ -134,7 +134,9 @@ pub async fn csrf_guard(State(state): State<AppState>, mut req: Request, next: N
 /// The login form's fields.
 #[derive(serde::Deserialize)]
 pub struct LoginForm {
+    /// Login name.
     pub name: String,
+    /// Password.
     pub password: String,
 }
 
@@ -306,7 +308,9 @@ pub async fn me(CurrentUser(su): CurrentUser) -> Json<serde_json::Value> {
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OwnPasswordChange {
+    /// The user's password now.
     pub current_password: String,
+    /// The password to set.
     pub new_password: String,
 }
 

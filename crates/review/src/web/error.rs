@@ -15,11 +15,14 @@ use crate::store::ReviewError;
 /// An error answered to an HTTP client.
 #[derive(Debug)]
 pub struct ApiError {
+    /// HTTP status.
     pub status: StatusCode,
+    /// Message shown to the client.
     pub message: String,
 }
 
 impl ApiError {
+    /// An error with `status` and `message`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
@@ -27,18 +30,22 @@ impl ApiError {
         }
     }
 
+    /// 401: not logged in.
     pub fn unauthorized() -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "login required")
     }
 
+    /// 403 with `message`.
     pub fn forbidden(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, message)
     }
 
+    /// 404 with `message`.
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, message)
     }
 
+    /// 500; `detail` is logged, not sent.
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {
         tracing::error!("review server internal error: {detail}");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")

@@ -250,6 +250,7 @@ impl AppState {
         taken.map_or(Ok(()), Store::close)
     }
 
+    /// The data folder chips are served from.
     pub fn data_root(&self) -> &Path {
         &self.inner.data_root
     }
@@ -511,8 +512,9 @@ fn stop_signal() -> landwatch_core::Result<impl Future<Output = &'static str>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let install =
-            |kind, name: &str| signal(kind).map_err(|e| landwatch_core::Error::Other(format!("cannot handle {name}: {e}")));
+        let install = |kind, name: &str| {
+            signal(kind).map_err(|e| landwatch_core::Error::Other(format!("cannot handle {name}: {e}")))
+        };
         let mut term = install(SignalKind::terminate(), "SIGTERM")?;
         let mut int = install(SignalKind::interrupt(), "SIGINT")?;
         Ok(async move {

@@ -55,11 +55,14 @@ impl Default for LoginLimits {
 /// What a lock-out covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
+    /// One account name.
     Account,
+    /// One client address.
     Address,
 }
 
 impl Scope {
+    /// The scope's name, as logged.
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Account => "account",
@@ -71,7 +74,9 @@ impl Scope {
 /// A lock-out: what is locked and for how much longer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lockout {
+    /// What is locked.
     pub scope: Scope,
+    /// How much longer.
     pub remaining: Duration,
 }
 
@@ -225,6 +230,7 @@ pub struct LoginThrottle {
 }
 
 impl LoginThrottle {
+    /// A throttle with `limits` and no failures yet.
     pub fn new(limits: LoginLimits) -> LoginThrottle {
         LoginThrottle {
             limits,
