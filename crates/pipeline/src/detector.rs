@@ -38,7 +38,7 @@ pub trait TileDetector: Send + Sync {
     fn detect(&self, job: &TileJob) -> Result<()>;
 }
 
-/// The real detection engine (`landwatch::detect`).
+/// The real detection engine ([`landwatch_core::pair::run`]).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct EngineDetector;
 

@@ -20,7 +20,7 @@ pub fn erode(m: &Array2<bool>, r: usize) -> Array2<bool> {
 /// Erosion then dilation: removes specks narrower than `2r + 1`.
 ///
 /// ```
-/// use landwatch::detect::morphology::open;
+/// use landwatch_core::detect::morphology::open;
 /// let mut m = ndarray::Array2::from_elem((7, 7), false);
 /// m[(0, 0)] = true; // a one-pixel speck
 /// for y in 3..6 { for x in 3..6 { m[(y, x)] = true; } } // a 3×3 object

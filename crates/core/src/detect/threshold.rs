@@ -78,7 +78,7 @@ pub fn threshold(h: &Histogram, method: ThresholdMethod) -> Option<f32> {
 /// Otsu's threshold: the upper edge of the bin that maximises between-class variance.
 ///
 /// ```
-/// use landwatch::detect::threshold::{otsu, Histogram};
+/// use landwatch_core::detect::threshold::{otsu, Histogram};
 /// let mut h = Histogram::new(100, 1.0);
 /// (0..900).for_each(|i| h.add(0.1 + 0.001 * (i % 50) as f32)); // unchanged: 0.10..0.15
 /// (0..100).for_each(|i| h.add(0.7 + 0.001 * (i % 50) as f32)); // changed:   0.70..0.75
