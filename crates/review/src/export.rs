@@ -23,7 +23,7 @@ use super::verdicts::Status;
 pub enum ExportFormat {
     /// GeoJSON (RFC 7946).
     Geojson,
-    /// CSV, one row per patch, without geometry.
+    /// CSV, one row per patch (its centre point, not the outline).
     Csv,
     /// GeoPackage, through GDAL.
     Gpkg,
