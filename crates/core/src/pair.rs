@@ -1,5 +1,10 @@
 //! One detection run: a before/after pair in, a folder of patches out.
 //!
+//! [`run`] drives the stages and hands each one's result to the next as a value: the pair
+//! opened and aligned ([`Scene`]) → the change pass (`ChangePass`: calibration, pixel counts,
+//! the labelled change mask; `change.tif` written) → the patches (`PatchSet`: typed, overlaid
+//! and categorised) → the published files (GeoJSON, GIS exports, chips, `run.json`).
+//!
 //! The output folder is built in a staging folder beside it and renamed into place at the end,
 //! so it either holds a complete result or nothing new.
 
@@ -163,44 +168,21 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     let layers = start_loading_layers(&scene, req)?;
     let mut stages = Stages::new(started);
     stages.lap("open");
-    let calibration = scene.calibrate()?;
-    stages.lap("calibrate");
-    tracing::info!(
-        dx = calibration.shift.dx,
-        dy = calibration.shift.dy,
-        threshold = calibration.threshold,
-        "calibrated"
-    );
-    let change_path = staging.path().join("change.tif");
-    let bar = progress_bar(req.progress);
-    let mut labeller = Labeller::new();
-    let stats = stream::run(
-        &scene,
-        calibration.threshold,
-        &change_path,
-        &mut |row, values| labeller.push_row(row, values),
-        &|done, total| {
-            if let Some(b) = &bar {
-                b.set_length(total as u64);
-                b.set_position(done as u64);
-            }
-        },
-    )?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    staging.flush_early(&change_path);
-    stages.lap("pass");
-    let (mut patches, dropped, areas) = make_patches(&scene, &model, req, labeller, layers, &mut stages)?;
-    let unobserved_area_m2 = unobserved_area(&scene, &areas, &stats);
+    let pass = change_pass(&mut scene, &mut staging, req, &mut stages)?;
+    let PatchSet {
+        mut patches,
+        dropped,
+        areas,
+    } = make_patches(&scene, &model, req, pass.labeller, layers, &mut stages)?;
+    let unobserved_area_m2 = unobserved_area(&scene, &areas, &pass.stats);
     let seconds = started.elapsed().as_secs_f64();
     let summary = DetectSummary {
         patches: patches.len(),
         dropped_unrecognised: dropped,
         patches_path: req.out_dir.join("patches.geojson"),
-        calibration,
-        megapixels_per_second: stats.pixels as f64 / 1e6 / seconds.max(1e-9),
-        pixels: stats,
+        calibration: pass.calibration,
+        megapixels_per_second: pass.stats.pixels as f64 / 1e6 / seconds.max(1e-9),
+        pixels: pass.stats,
         unobserved_area_m2,
         seconds,
         stage_seconds: stages.laps.clone(),
@@ -236,6 +218,69 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     std::fs::remove_dir_all(&work).map_err(|e| Error::io(&work, "cannot remove the work folder", e))?;
     staging.commit()?;
     Ok(summary)
+}
+
+/// The change pass's hand-off to the patch stage.
+struct ChangePass {
+    /// What calibration found (shift, normalisation, threshold).
+    calibration: Calibration,
+    /// Pixel counts of the pass.
+    stats: PassStats,
+    /// The change mask's components, labelled row by row as the pass wrote `change.tif`.
+    labeller: Labeller,
+}
+
+/// The patch stage's hand-off to publishing.
+struct PatchSet {
+    /// Kept patches, typed, overlaid and categorised, with ids in order.
+    patches: Vec<Patch>,
+    /// Crop-cycle and unrecognised patches left out.
+    dropped: usize,
+    /// How areas were measured (the chips' scale bars and the unobserved area use it too).
+    areas: AreaCalc,
+}
+
+/// Calibrates the pair, then streams every block through the change kernels: `change.tif` goes
+/// into the staging folder, the change mask into the labeller.
+fn change_pass(
+    scene: &mut Scene,
+    staging: &mut StagingDir,
+    req: &DetectRequest,
+    stages: &mut Stages,
+) -> Result<ChangePass> {
+    let calibration = scene.calibrate()?;
+    stages.lap("calibrate");
+    tracing::info!(
+        dx = calibration.shift.dx,
+        dy = calibration.shift.dy,
+        threshold = calibration.threshold,
+        "calibrated"
+    );
+    let change_path = staging.path().join("change.tif");
+    let bar = progress_bar(req.progress);
+    let mut labeller = Labeller::new();
+    let stats = stream::run(
+        scene,
+        calibration.threshold,
+        &change_path,
+        &mut |row, values| labeller.push_row(row, values),
+        &|done, total| {
+            if let Some(b) = &bar {
+                b.set_length(total as u64);
+                b.set_position(done as u64);
+            }
+        },
+    )?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    staging.flush_early(&change_path);
+    stages.lap("pass");
+    Ok(ChangePass {
+        calibration,
+        stats,
+        labeller,
+    })
 }
 
 /// Both dates must be dates, and the before image must not be the later one.
@@ -315,7 +360,7 @@ fn make_patches(
     labeller: Labeller,
     layers: LayersLoading,
     stages: &mut Stages,
-) -> Result<(Vec<Patch>, usize, AreaCalc)> {
+) -> Result<PatchSet> {
     let wkt = scene.before.georef.as_ref().map(|g| g.wkt.as_str());
     let areas = AreaCalc::new(wkt, req.pixel_size);
     let gt = vectorise::grid_transform(scene.before.georef.as_ref());
@@ -342,7 +387,11 @@ fn make_patches(
     for (i, p) in patches.iter_mut().enumerate() {
         p.id = format!("P{:05}", i + 1);
     }
-    Ok((patches, dropped, areas))
+    Ok(PatchSet {
+        patches,
+        dropped,
+        areas,
+    })
 }
 
 /// Ground area of one pixel in m² (at the grid origin for geographic grids).
