@@ -49,7 +49,7 @@ pub enum Error {
     },
 
     /// GDAL failed on a file for a reason that is not the input's fault (exit 3). `context`
-    /// ends with what failed in words (see [`crate::io::raster::gdal_reason`]).
+    /// ends with what failed in words (see `gdal_messages::gdal_reason`).
     #[error("{}: {context}", path.display())]
     Gdal {
         /// The file GDAL failed on.
@@ -108,7 +108,7 @@ impl Error {
     pub fn gdal(path: impl AsRef<Path>, context: impl Into<String>, source: gdal::errors::GdalError) -> Self {
         Error::Gdal {
             path: path.as_ref().to_path_buf(),
-            context: format!("{}: {}", context.into(), crate::io::raster::gdal_reason(&source)),
+            context: format!("{}: {}", context.into(), crate::gdal_messages::gdal_reason(&source)),
             source,
         }
     }

@@ -19,7 +19,8 @@
 //!
 //! Beside them: [`types`] (the patch and feature values the stages hand each other), [`io`]
 //! (GDAL access, atomic output folders, checksums), [`model`] (versioned model files) and
-//! [`error`] (the error type every landwatch crate uses, with its exit codes).
+//! [`error`] (the error type every landwatch crate uses, with its exit codes). No two modules
+//! import each other: a stage uses only the stages before it and the modules beside them.
 //!
 //! Detecting change on a pair (here a small synthetic one):
 //!
@@ -47,6 +48,7 @@
 pub mod align;
 pub mod detect;
 pub mod error;
+pub(crate) mod gdal_messages;
 pub mod io;
 pub mod model;
 pub mod pair;

@@ -20,7 +20,7 @@ pub fn init_gdal() {
             use gdal::errors::CplErrType;
             match class {
                 CplErrType::Failure | CplErrType::Fatal => {
-                    raster::remember_gdal_failure(msg);
+                    crate::gdal_messages::remember_gdal_failure(msg);
                     tracing::debug!(target: "gdal", code, "{msg}")
                 }
                 CplErrType::Warning => tracing::debug!(target: "gdal", code, "{msg}"),
