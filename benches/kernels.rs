@@ -2,8 +2,8 @@
 //! size), four bands. Whole-run throughput is measured separately (see README "Measured").
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use landwatch::align::shift;
-use landwatch::detect::{evidence, indices, morphology, threshold};
+use landwatch_core::align::shift;
+use landwatch_core::detect::{evidence, indices, morphology, threshold};
 use ndarray::{Array2, Array3};
 use std::hint::black_box;
 
@@ -37,7 +37,7 @@ fn kernels(c: &mut Criterion) {
         bch.iter(|| evidence::distance_of_planes(black_box(&sa), black_box(&sb), &valid, 1))
     });
     c.bench_function("crown texture r=2 512x512", |bch| {
-        bch.iter(|| landwatch::detect::texture::crown_texture(black_box(&ia.vi), 2))
+        bch.iter(|| landwatch_core::detect::texture::crown_texture(black_box(&ia.vi), 2))
     });
     c.bench_function("local_std3 512x512", |bch| {
         bch.iter(|| indices::local_std3(black_box(&ia.vi)))
@@ -45,24 +45,24 @@ fn kernels(c: &mut Criterion) {
     c.bench_function("date layers 512x512x4", |bch| {
         bch.iter(|| indices::DateLayers::of(black_box(&a), true))
     });
-    let model = landwatch::model::Model::load_or_builtin(None).expect("built-in model");
-    let layers = landwatch::detect::gate::BlockLayers::new(&a, &b);
+    let model = landwatch_core::model::Model::load_or_builtin(None).expect("built-in model");
+    let layers = landwatch_core::detect::gate::BlockLayers::new(&a, &b);
     c.bench_function("block layers 512x512x4", |bch| {
-        bch.iter(|| landwatch::detect::gate::BlockLayers::new(black_box(&a), black_box(&b)))
+        bch.iter(|| landwatch_core::detect::gate::BlockLayers::new(black_box(&a), black_box(&b)))
     });
     c.bench_function("change-of-use gate 512x512", |bch| {
-        bch.iter(|| landwatch::detect::gate::change_of_use(black_box(&b), &layers, &model.detect.gate))
+        bch.iter(|| landwatch_core::detect::gate::change_of_use(black_box(&b), &layers, &model.detect.gate))
     });
     // A block window with its halo cut from two row bands, as the strip reader holds them.
     let band = |y: isize, h: usize| {
-        let win = landwatch::io::raster::Window::new(0, y, 2048, h);
+        let win = landwatch_core::io::raster::Window::new(0, y, 2048, h);
         let samples = ndarray::Array3::from_shape_fn((4, h, 2048), |(k, r, c)| ((k * 7 + r * 13 + c) % 4096) as u16);
-        landwatch::io::raster::HeldPixels::from_u16(win, samples, Array2::from_elem((h, 2048), true), 1e-4)
+        landwatch_core::io::raster::HeldPixels::from_u16(win, samples, Array2::from_elem((h, 2048), true), 1e-4)
     };
     let (upper, lower) = (band(0, 540), band(540, 540));
-    let win = landwatch::io::raster::Window::new(500, 526, 540, 540);
+    let win = landwatch_core::io::raster::Window::new(500, 526, 540, 540);
     c.bench_function("cut 540x540x4 from two row bands", |bch| {
-        bch.iter(|| landwatch::io::raster::HeldPixels::cut(black_box(&[&upper, &lower]), win))
+        bch.iter(|| landwatch_core::io::raster::HeldPixels::cut(black_box(&[&upper, &lower]), win))
     });
     let mask = a.index_axis(ndarray::Axis(0), 0).mapv(|v| v > 0.2);
     c.bench_function("open+close r=1 512x512", |bch| {

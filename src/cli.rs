@@ -1,8 +1,8 @@
 //! The `landwatch` command line: one subcommand per user task, each composing library stages.
 
-use crate::detect::{self, DetectRequest};
-use crate::Result;
 use clap::{Args, Parser, Subcommand};
+use landwatch_core::pair::{self, DetectRequest};
+use landwatch_core::Result;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -27,19 +27,19 @@ pub enum Command {
     /// Detect change between a before and an after image.
     Detect(DetectArgs),
     /// Generate a deterministic synthetic before/after pair with ground truth.
-    Synth(crate::synth::SynthArgs),
+    Synth(landwatch_synth::SynthArgs),
     /// Score predictions against labels; `eval datasets` runs every labelled dataset.
-    Eval(crate::eval::EvalArgs),
+    Eval(landwatch_eval::EvalArgs),
     /// Run a pipeline file: fetch new tiles, detect, publish (the nightly run).
-    Run(crate::pipeline::RunArgs),
+    Run(landwatch_pipeline::RunArgs),
     /// Recompute a past run or a date range of the archive, without fetching.
-    Rerun(crate::pipeline::RerunArgs),
+    Rerun(landwatch_pipeline::RerunArgs),
     /// Combine shard outputs (`run --shard I/N`) into one run.
-    Merge(crate::pipeline::MergeArgs),
+    Merge(landwatch_pipeline::MergeArgs),
     /// The review app: serve, import runs, manage users, export verdicts.
     Review {
         #[command(subcommand)]
-        cmd: crate::review::ReviewCmd,
+        cmd: landwatch_review::ReviewCmd,
     },
 }
 
@@ -97,13 +97,13 @@ pub struct DetectArgs {
     pub county_fields: Option<String>,
     /// Text encoding of the exported Shapefile (a .cpg names it).
     #[arg(long, value_enum, default_value = "gbk")]
-    pub dbf_encoding: crate::publish::exports::DbfEncoding,
+    pub dbf_encoding: landwatch_core::publish::exports::DbfEncoding,
     /// Do not write before/after PNG chips.
     #[arg(long)]
     pub no_chips: bool,
     /// Memory the run may use, e.g. 8G or 512M (default: LANDWATCH_MEMORY_BUDGET, else three
     /// quarters of the machine's memory); a larger image is refused before it is read.
-    #[arg(long, value_name = "SIZE", value_parser = detect::budget::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = landwatch_core::detect::budget::parse_size)]
     pub memory_budget: Option<u64>,
 }
 
@@ -138,17 +138,17 @@ impl DetectArgs {
 pub fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Detect(args) => detect_main(&args),
-        Command::Synth(args) => crate::synth::cli_main(args),
-        Command::Eval(args) => crate::eval::cli_main(args),
-        Command::Review { cmd } => crate::review::cli_main(cmd),
-        Command::Run(args) => crate::pipeline::run_main(args),
-        Command::Rerun(args) => crate::pipeline::rerun_main(args),
-        Command::Merge(args) => crate::pipeline::merge_main(args),
+        Command::Synth(args) => landwatch_synth::cli_main(args),
+        Command::Eval(args) => landwatch_eval::cli_main(args),
+        Command::Review { cmd } => landwatch_review::cli_main(cmd),
+        Command::Run(args) => landwatch_pipeline::run_main(args),
+        Command::Rerun(args) => landwatch_pipeline::rerun_main(args),
+        Command::Merge(args) => landwatch_pipeline::merge_main(args),
     }
 }
 
 fn detect_main(args: &DetectArgs) -> Result<i32> {
-    let s = detect::run(&args.request())?;
+    let s = pair::run(&args.request())?;
     let c = &s.calibration;
     println!(
         "landwatch detect: {} patches ({} crop-cycle/unrecognised changes dropped) -> {}",

@@ -1,7 +1,9 @@
 //! The `landwatch` binary: parses the command line, sets up logging, maps errors to exit codes.
 
 use clap::Parser;
-use landwatch::cli::{dispatch, Cli};
+mod cli;
+
+use cli::{dispatch, Cli};
 use std::io::IsTerminal;
 
 fn main() {

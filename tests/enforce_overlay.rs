@@ -4,8 +4,8 @@
 use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
 use gdal::vector::{Feature, FieldDefn, Geometry, LayerAccess, LayerOptions, OGRFieldType, OGRwkbGeometryType};
 use gdal::DriverManager;
-use landwatch::patches::overlay::{CountyFields, LayerPaths, Overlay};
-use landwatch::Error;
+use landwatch_core::patches::overlay::{CountyFields, LayerPaths, Overlay};
+use landwatch_core::Error;
 
 mod landuse_support;
 use std::path::{Path, PathBuf};
@@ -92,7 +92,7 @@ fn landuse_feats() -> Vec<(String, Vec<&'static str>)> {
     ]
 }
 
-fn load(paths: &LayerPaths) -> landwatch::Result<Overlay> {
+fn load(paths: &LayerPaths) -> landwatch_core::Result<Overlay> {
     Overlay::load(paths, &CountyFields::default(), &grid_wkt(), bounds())
 }
 

@@ -5,11 +5,11 @@ use gdal::raster::Buffer;
 use gdal::spatial_ref::SpatialRef;
 use gdal::vector::{Feature, FieldDefn, Geometry, LayerAccess, LayerOptions, OGRFieldType, OGRwkbGeometryType};
 use gdal::{Dataset, DriverManager};
-use landwatch::detect::{self, DetectRequest};
-use landwatch::io::raster::Window;
-use landwatch::patches::{LandUse, Patch};
-use landwatch::publish::exports::{self, DbfEncoding, ExportCrs, Row};
-use landwatch::publish::geojson::{self, RunFacts};
+use landwatch_core::io::raster::Window;
+use landwatch_core::pair::{self, DetectRequest};
+use landwatch_core::publish::exports::{self, DbfEncoding, ExportCrs, Row};
+use landwatch_core::publish::geojson::{self, RunFacts};
+use landwatch_core::types::patch::{LandUse, Patch};
 use ndarray::Array2;
 use std::path::Path;
 
@@ -248,7 +248,7 @@ fn detect_with_landuse_writes_categories_chips_and_exports() {
     }
     let mut req = DetectRequest::new(d.join("before.tif"), d.join("after.tif"), d.join("out"));
     req.landuse = Some(d.join("lu.gpkg"));
-    detect::run(&req).unwrap();
+    pair::run(&req).unwrap();
     let out = d.join("out");
     let feats = features(&out);
     assert!(!feats.is_empty(), "the roof is detected");
@@ -303,7 +303,7 @@ fn detect_without_landuse_keeps_patches_as_unknown_land() {
     write_scene(&d.join("after.tif"), true);
     let mut req = DetectRequest::new(d.join("before.tif"), d.join("after.tif"), d.join("out"));
     req.no_chips = true;
-    detect::run(&req).unwrap();
+    pair::run(&req).unwrap();
     let feats = features(&d.join("out"));
     assert!(!feats.is_empty());
     for f in &feats {

@@ -5,7 +5,7 @@
 use gdal::raster::{Buffer, RasterCreationOptions};
 use gdal::spatial_ref::SpatialRef;
 use gdal::{Dataset, DriverManager};
-use landwatch::detect::{self, DetectRequest};
+use landwatch_core::pair::{self, DetectRequest};
 use ndarray::Array2;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -103,7 +103,7 @@ struct Pair {
 
 /// Writes a pair, detects it (keep_all), and returns where everything is.
 fn detected_pair(georeferenced: bool) -> Pair {
-    landwatch::io::init_gdal();
+    landwatch_core::io::init_gdal();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
     let ext = if georeferenced { "tif" } else { "png" };
@@ -117,7 +117,7 @@ fn detected_pair(georeferenced: bool) -> Pair {
         keep_all: true,
         ..DetectRequest::new(&a, &b, &run)
     };
-    detect::run(&req).unwrap();
+    pair::run(&req).unwrap();
     Pair { _dir: dir, root, run }
 }
 
@@ -285,7 +285,7 @@ fn bad_inputs_exit_2_naming_the_file() {
 
 #[test]
 fn datasets_command_aggregates_and_writes_the_table() {
-    landwatch::io::init_gdal();
+    landwatch_core::io::init_gdal();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("datasets");
     let ds = root.join("dsifn-cd");

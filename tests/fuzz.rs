@@ -265,7 +265,7 @@ fn render(base: &toml::Table, case: &FileCase) -> Vec<u8> {
 }
 
 /// Fuzzes `load` on files made from `base`; each case is written to `file`.
-fn fuzz_file<T>(what: &str, base: toml::Table, file: &Path, load: impl Fn(&Path) -> landwatch::Result<T>) {
+fn fuzz_file<T>(what: &str, base: toml::Table, file: &Path, load: impl Fn(&Path) -> landwatch_core::Result<T>) {
     fuzz_file_checked(what, base, file, (runner(), file_cases()), load, || Ok(()));
 }
 
@@ -276,7 +276,7 @@ fn fuzz_file_checked<T>(
     base: toml::Table,
     file: &Path,
     (mut runner, cases): (TestRunner, impl Strategy<Value = FileCase>),
-    load: impl Fn(&Path) -> landwatch::Result<T>,
+    load: impl Fn(&Path) -> landwatch_core::Result<T>,
     check: impl Fn() -> Result<(), String>,
 ) {
     let result = runner.run(&cases, |case| {
@@ -324,16 +324,16 @@ fn snapshot(root: &Path, skip: &Path) -> Vec<(PathBuf, u64, std::time::SystemTim
 
 /// What `landwatch run --dry-run FILE` does before it would start: load the file, list the
 /// source, plan, and check everything a run checks first (the fetch settings included).
-fn load_and_dry_run(file: &Path) -> landwatch::Result<landwatch::pipeline::RunResult> {
-    dry_run(&landwatch::pipeline::config::load(file)?)
+fn load_and_dry_run(file: &Path) -> landwatch_core::Result<landwatch_pipeline::RunResult> {
+    dry_run(&landwatch_pipeline::config::load(file)?)
 }
 
-fn dry_run(p: &landwatch::pipeline::config::Pipeline) -> landwatch::Result<landwatch::pipeline::RunResult> {
-    let dry = landwatch::pipeline::RunOptions {
+fn dry_run(p: &landwatch_pipeline::config::Pipeline) -> landwatch_core::Result<landwatch_pipeline::RunResult> {
+    let dry = landwatch_pipeline::RunOptions {
         dry_run: true,
         ..Default::default()
     };
-    Ok(landwatch::pipeline::run::run(p, &dry, &landwatch::pipeline::EngineDetector)?.result)
+    Ok(landwatch_pipeline::run::run(p, &dry, &landwatch_pipeline::EngineDetector)?.result)
 }
 
 /// Pipeline files that load are also dry-run: a value the loader lets through must not panic
@@ -347,7 +347,7 @@ fn pipeline_files() {
     std::fs::write(&base_file, toml::to_string(&base).unwrap()).unwrap();
     assert_eq!(
         load_and_dry_run(&base_file).expect("the base pipeline file is valid"),
-        landwatch::pipeline::RunResult::DryRun
+        landwatch_pipeline::RunResult::DryRun
     );
     let file = dir.path().join("p.toml");
     let before = snapshot(dir.path(), &file);
@@ -360,7 +360,7 @@ fn pipeline_files() {
     let strategy = prop_oneof![file_cases(), typed_cases()];
     let dry_runs = std::sync::atomic::AtomicU32::new(0);
     let load = |f: &Path| {
-        let loaded = landwatch::pipeline::config::load(f)?;
+        let loaded = landwatch_pipeline::config::load(f)?;
         dry_runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         dry_run(&loaded)
     };
@@ -447,7 +447,7 @@ fn model_files() {
     let text = std::fs::read_to_string(repo().join("models/rules-v1.toml")).unwrap();
     let base: toml::Table = toml::from_str(&text).unwrap();
     fuzz_file("model::Model::load", base, &dir.path().join("m.toml"), |p| {
-        landwatch::model::Model::load(p)
+        landwatch_core::model::Model::load(p)
     });
 }
 
@@ -560,7 +560,7 @@ fn write_landuse(path: &Path, case: &LayerCase) -> gdal::errors::Result<()> {
 
 #[test]
 fn land_use_layers() {
-    use landwatch::patches::overlay::{CountyFields, LayerPaths, Overlay};
+    use landwatch_core::patches::overlay::{CountyFields, LayerPaths, Overlay};
     let dir = tempfile::tempdir().unwrap();
     let mut srs = gdal::spatial_ref::SpatialRef::from_epsg(4545).unwrap();
     srs.set_axis_mapping_strategy(gdal::spatial_ref::AxisMappingStrategy::TraditionalGisOrder);
@@ -598,7 +598,7 @@ fn land_use_layers() {
 
 #[test]
 fn land_use_files_of_random_bytes() {
-    use landwatch::patches::overlay::{CountyFields, LayerPaths, Overlay};
+    use landwatch_core::patches::overlay::{CountyFields, LayerPaths, Overlay};
     let dir = tempfile::tempdir().unwrap();
     let seed_layer = std::fs::read(repo().join("seeds/demo/landuse.gpkg")).unwrap();
     let strategy = (

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use landwatch::pipeline::config;
+use landwatch_pipeline::config;
 
 #[test]
 fn shipped_demo_pipeline_loads() {

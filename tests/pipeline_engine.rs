@@ -3,8 +3,8 @@
 
 mod pipeline_common;
 
-use landwatch::pipeline::run::{run, RunOptions, RunResult};
-use landwatch::pipeline::{config, EngineDetector};
+use landwatch_pipeline::run::{run, RunOptions, RunResult};
+use landwatch_pipeline::{config, EngineDetector};
 use pipeline_common::*;
 
 #[test]

@@ -14,9 +14,10 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use landwatch::pipeline::archive::{sha256_file, sha256_hex, verify_raster, Archive};
-use landwatch::pipeline::config;
-use landwatch::pipeline::run::{run, RunOptions, RunResult};
+use landwatch_core::io::hash::{sha256_file, sha256_hex};
+use landwatch_pipeline::archive::{verify_raster, Archive};
+use landwatch_pipeline::config;
+use landwatch_pipeline::run::{run, RunOptions, RunResult};
 use pipeline_common::*;
 
 #[derive(Default)]

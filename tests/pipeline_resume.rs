@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use landwatch::pipeline::config;
-use landwatch::pipeline::run::{run, RunOptions, RunResult};
-use landwatch::test_hooks::ABORT_AFTER_PAIRS_ENV as ABORT_HOOK_ENV;
+use landwatch_pipeline::config;
+use landwatch_pipeline::run::{run, RunOptions, RunResult};
+use landwatch_pipeline::test_hooks::ABORT_AFTER_PAIRS_ENV as ABORT_HOOK_ENV;
 use pipeline_common::*;
 
 const CHILD_ENV: &str = "LANDWATCH_TEST_CHILD_PIPELINE";

@@ -3,9 +3,9 @@
 
 mod pipeline_common;
 
-use landwatch::pipeline::rerun::{rerun, RerunWhat};
-use landwatch::pipeline::run::{run, RunOptions, RunResult};
-use landwatch::pipeline::{config, shard, Shard};
+use landwatch_pipeline::rerun::{rerun, RerunWhat};
+use landwatch_pipeline::run::{run, RunOptions, RunResult};
+use landwatch_pipeline::{config, shard, Shard};
 use pipeline_common::*;
 
 const DET: BoxDetector = BoxDetector { delay_ms: 0 };
@@ -77,7 +77,7 @@ fn dry_run_lists_and_writes_nothing() {
     };
     assert_eq!(run(&p, &opts, &DET).unwrap().result, RunResult::DryRun);
     assert!(!p.output.join("runs").exists());
-    assert!(landwatch::pipeline::archive::Archive::open(&p.archive)
+    assert!(landwatch_pipeline::archive::Archive::open(&p.archive)
         .unwrap()
         .entries()
         .unwrap()
@@ -167,26 +167,26 @@ fn second_concurrent_run_is_locked_out() {
     let src = d.path().join("src");
     standard_scene(&src, ["t0", "t1", "t2", "t3"]);
     let p = config::load(&local_pipeline(d.path(), &src, "")).unwrap();
-    let _held = landwatch::pipeline::lock::RunLock::acquire(&p.output.join("state/run.lock")).unwrap();
+    let _held = landwatch_pipeline::lock::RunLock::acquire(&p.output.join("state/run.lock")).unwrap();
     let e = run(&p, &RunOptions::default(), &DET).unwrap_err();
     assert_eq!(e.exit_code(), 3, "{e}");
 }
 
 struct Broken;
 
-impl landwatch::pipeline::TileDetector for Broken {
-    fn detect(&self, _: &landwatch::pipeline::TileJob) -> landwatch::Result<()> {
-        Err(landwatch::Error::Other("engine exploded".into()))
+impl landwatch_pipeline::TileDetector for Broken {
+    fn detect(&self, _: &landwatch_pipeline::TileJob) -> landwatch_core::Result<()> {
+        Err(landwatch_core::Error::Other("engine exploded".into()))
     }
 }
 
 /// Fails the pairs of one tile, detects the others.
 struct FailsOn(&'static str);
 
-impl landwatch::pipeline::TileDetector for FailsOn {
-    fn detect(&self, job: &landwatch::pipeline::TileJob) -> landwatch::Result<()> {
+impl landwatch_pipeline::TileDetector for FailsOn {
+    fn detect(&self, job: &landwatch_pipeline::TileJob) -> landwatch_core::Result<()> {
         if job.out_dir.to_string_lossy().contains(self.0) {
-            return Err(landwatch::Error::Other("engine exploded".into()));
+            return Err(landwatch_core::Error::Other("engine exploded".into()));
         }
         DET.detect(job)
     }
@@ -195,14 +195,14 @@ impl landwatch::pipeline::TileDetector for FailsOn {
 /// Writes part of its output, then the disk is full (ENOSPC) on the pair of tile `self.0`.
 struct DiskFullOn(&'static str);
 
-impl landwatch::pipeline::TileDetector for DiskFullOn {
-    fn detect(&self, job: &landwatch::pipeline::TileJob) -> landwatch::Result<()> {
+impl landwatch_pipeline::TileDetector for DiskFullOn {
+    fn detect(&self, job: &landwatch_pipeline::TileJob) -> landwatch_core::Result<()> {
         if !job.out_dir.to_string_lossy().contains(self.0) {
             return DET.detect(job);
         }
         std::fs::write(job.out_dir.join("change.tif"), b"half").unwrap();
         let enospc = std::io::Error::from_raw_os_error(28);
-        Err(landwatch::Error::io(
+        Err(landwatch_core::Error::io(
             job.out_dir.join("change.tif"),
             "writing change.tif",
             enospc,
@@ -299,7 +299,7 @@ fn archive_write_error_is_exit_3_and_publishes_nothing() {
     let src = d.path().join("src");
     standard_scene(&src, ["t0", "t1", "t2", "t3"]);
     let p = config::load(&local_pipeline(d.path(), &src, "")).unwrap();
-    let sha = landwatch::io::hash::sha256_file(&src.join("t2_2024-05-10.tif")).unwrap();
+    let sha = landwatch_core::io::hash::sha256_file(&src.join("t2_2024-05-10.tif")).unwrap();
     std::fs::create_dir_all(p.archive.join("sha256")).unwrap();
     std::fs::write(p.archive.join("sha256").join(&sha[..2]), b"in the way").unwrap();
     let e = run(&p, &RunOptions::default(), &DET).unwrap_err();
@@ -535,7 +535,7 @@ fn rerun_out_replaces_only_a_folder_landwatch_wrote() {
     standard_scene(&src, ["t0", "t1", "t2", "t3"]);
     let file = local_pipeline(d.path(), &src, "");
     let p = config::load(&file).unwrap();
-    let engine = landwatch::pipeline::EngineDetector;
+    let engine = landwatch_pipeline::EngineDetector;
     let (run_id, dir) = published(&run(&p, &RunOptions::default(), &engine).unwrap().result);
     let rerun_to = |out: &std::path::Path| {
         landwatch(&[

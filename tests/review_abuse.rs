@@ -12,8 +12,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use landwatch::review::web::throttle::LoginLimits;
-use landwatch::review::web::ServeOptions;
+use landwatch_review::web::throttle::LoginLimits;
+use landwatch_review::web::ServeOptions;
 use review_support::*;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -8,9 +8,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use landwatch::review::users::{HashCost, SessionLimits};
-use landwatch::review::web::ServeOptions;
-use landwatch::review::Store;
+use landwatch_review::users::{HashCost, SessionLimits};
+use landwatch_review::web::ServeOptions;
+use landwatch_review::Store;
 use review_support::*;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -395,9 +395,7 @@ async fn argon2_cost_is_configurable_with_safe_minimums_and_old_hashes_keep_veri
     );
     assert!(stored_hash(&store, "from-env").contains("m=19456,t=4,p=1"));
     assert!(stored_hash(&store, "rev").contains("m=19456,t=2,p=1"));
-    assert!(landwatch::review::users::user_by_name(&store, "weak")
-        .unwrap()
-        .is_none());
+    assert!(landwatch_review::users::user_by_name(&store, "weak").unwrap().is_none());
 
     // A server with yet another cost: every stored hash still verifies (the PHC string
     // carries its parameters), and users it creates get its cost.

@@ -4,7 +4,7 @@
 
 mod review_support;
 
-use landwatch::review::{import, Store};
+use landwatch_review::{import, Store};
 use review_support::*;
 use serde_json::{json, Value};
 
@@ -102,7 +102,7 @@ async fn login_sets_a_strict_httponly_cookie_and_wrong_password_fails() {
 #[tokio::test(flavor = "multi_thread")]
 async fn secure_cookie_and_public_origin_options() {
     let fx = Fixture::new();
-    let options = landwatch::review::web::ServeOptions {
+    let options = landwatch_review::web::ServeOptions {
         secure_cookie: true,
         public_origin: Some("https://review.example.gov.cn".into()),
         ..Default::default()
@@ -157,7 +157,7 @@ async fn a_reviewer_cannot_reach_admin_actions_but_an_admin_can() {
     .await;
     // Nothing of that happened:
     let store = fx.store();
-    assert!(landwatch::review::users::user_by_name(&store, "mallory")
+    assert!(landwatch_review::users::user_by_name(&store, "mallory")
         .unwrap()
         .is_none());
 
@@ -665,7 +665,7 @@ fn import_rejects_bad_input_without_changing_the_database() {
         std::fs::write(bad.join("patches.geojson"), text).unwrap();
         let err = import::import_run(&mut store, &bad, Some(&fx.data)).unwrap_err();
         assert!(err.to_string().contains(needle), "{err} should mention {needle}");
-        let code = landwatch::Error::from(err).exit_code();
+        let code = landwatch_core::Error::from(err).exit_code();
         assert_eq!(code, 2);
     }
     let n: i64 = store
@@ -674,7 +674,7 @@ fn import_rejects_bad_input_without_changing_the_database() {
         .unwrap();
     assert_eq!(n, 1, "failed imports leave no run behind");
     let missing = import::import_run(&mut store, &fx.data.join("nope"), None).unwrap_err();
-    assert_eq!(landwatch::Error::from(missing).exit_code(), 2);
+    assert_eq!(landwatch_core::Error::from(missing).exit_code(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -697,7 +697,7 @@ async fn export_fills_the_reviewer_fields() {
 
     let out = fx.tmp.path().join("out.geojson");
     let store = fx.store();
-    let n = landwatch::review::export::export(&store, landwatch::review::export::ExportFormat::Geojson, &out).unwrap();
+    let n = landwatch_review::export::export(&store, landwatch_review::export::ExportFormat::Geojson, &out).unwrap();
     assert_eq!(n, 3);
     let fc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let feats = fc["features"].as_array().unwrap();
@@ -711,7 +711,7 @@ async fn export_fills_the_reviewer_fields() {
     assert_eq!(feats[0]["geometry"]["type"], "Polygon");
 
     let csv_path = fx.tmp.path().join("out.csv");
-    landwatch::review::export::export(&store, landwatch::review::export::ExportFormat::Csv, &csv_path).unwrap();
+    landwatch_review::export::export(&store, landwatch_review::export::ExportFormat::Csv, &csv_path).unwrap();
     let csv = std::fs::read_to_string(&csv_path).unwrap();
     assert!(csv.starts_with('\u{feff}'));
     let lines: Vec<&str> = csv.trim_end().split("\r\n").collect();

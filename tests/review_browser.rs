@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use landwatch::review::import;
+use landwatch_review::import;
 use review_support::*;
 use serde_json::{json, Value};
 

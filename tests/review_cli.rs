@@ -4,7 +4,7 @@
 mod review_support;
 
 use clap::Parser;
-use landwatch::review::{cli_main, ReviewCmd, Store, PASSWORD_ENV};
+use landwatch_review::{cli_main, ReviewCmd, Store, PASSWORD_ENV};
 use review_support::*;
 
 #[derive(Parser)]
@@ -13,9 +13,9 @@ struct Cli {
     cmd: ReviewCmd,
 }
 
-fn run(args: &[&str]) -> Result<i32, landwatch::Error> {
+fn run(args: &[&str]) -> Result<i32, landwatch_core::Error> {
     let cli = Cli::try_parse_from(std::iter::once("landwatch-review").chain(args.iter().copied()))
-        .map_err(|e| landwatch::Error::Usage(e.to_string()))?;
+        .map_err(|e| landwatch_core::Error::Usage(e.to_string()))?;
     cli_main(cli.cmd)
 }
 
@@ -54,7 +54,7 @@ fn user_add_import_export_from_the_command_line() {
     std::env::remove_var(PASSWORD_ENV);
     assert!(run(&["user", "add", "x", "--role", "king", "--db", db_s]).is_err());
     let store = Store::open(&db).unwrap();
-    let ann = landwatch::review::users::check_login(&store, "ann", PASSWORD).unwrap();
+    let ann = landwatch_review::users::check_login(&store, "ann", PASSWORD).unwrap();
     assert!(ann.is_some(), "the password from the environment works");
     let stored: String = store
         .conn()
@@ -117,18 +117,18 @@ fn migrations_are_numbered_and_a_newer_database_is_refused() {
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.pragma_update(None, "user_version", 999).unwrap();
     drop(conn);
-    let err = landwatch::Error::from(Store::open(&db).err().expect("newer schema refused"));
+    let err = landwatch_core::Error::from(Store::open(&db).err().expect("newer schema refused"));
     assert_eq!(err.exit_code(), 2);
     assert!(err.to_string().contains("newer"), "{err}");
     // A file that is not a database is bad input.
     let junk = tmp.path().join("junk.sqlite");
     std::fs::write(&junk, b"this is not sqlite at all, just text").unwrap();
-    let err = landwatch::Error::from(Store::open(&junk).err().expect("junk refused"));
+    let err = landwatch_core::Error::from(Store::open(&junk).err().expect("junk refused"));
     assert_eq!(err.exit_code(), 2, "{err}");
 }
 
 /// The `serve` arguments of `args` (after `serve --db d --data d`).
-fn serve_args(args: &[&str]) -> Result<landwatch::review::ServeArgs, clap::Error> {
+fn serve_args(args: &[&str]) -> Result<landwatch_review::ServeArgs, clap::Error> {
     let base = ["landwatch-review", "serve", "--db", "r.sqlite", "--data", "data"];
     let cli = Cli::try_parse_from(base.iter().chain(args.iter()).copied())?;
     match cli.cmd {
@@ -197,10 +197,10 @@ fn serve_flags_set_the_abuse_limits_and_bad_values_are_refused() {
     ] {
         let options = serve_args(bad).unwrap().options().unwrap();
         let store = Store::open(&tmp.path().join("r.sqlite")).unwrap();
-        let err = landwatch::review::web::AppState::new(store, tmp.path(), options)
+        let err = landwatch_review::web::AppState::new(store, tmp.path(), options)
             .err()
             .unwrap_or_else(|| panic!("{bad:?} accepted"));
-        let err = landwatch::Error::from(err);
+        let err = landwatch_core::Error::from(err);
         assert_eq!(err.exit_code(), 2, "{err}");
         assert!(err.to_string().contains(bad[0]), "{err}");
     }
@@ -208,7 +208,7 @@ fn serve_flags_set_the_abuse_limits_and_bad_values_are_refused() {
 
 #[test]
 fn serve_flags_set_session_limits_and_the_argon2_cost() {
-    use landwatch::review::users::{HashCost, SessionLimits};
+    use landwatch_review::users::{HashCost, SessionLimits};
     use std::time::Duration;
     let d = serve_args(&[]).unwrap().options().unwrap();
     assert_eq!(d.session_limits, SessionLimits::default());

@@ -4,9 +4,9 @@ mod review_support;
 
 use gdal::vector::LayerAccess;
 use gdal::Dataset;
-use landwatch::review::export::{export, ExportFormat};
-use landwatch::review::users::user_by_name;
-use landwatch::review::verdicts::{record, Status, VerdictInput};
+use landwatch_review::export::{export, ExportFormat};
+use landwatch_review::users::user_by_name;
+use landwatch_review::verdicts::{record, Status, VerdictInput};
 use review_support::*;
 
 /// (id, PDJG, NYQK, BZ) of every feature of the first layer, sorted by id.

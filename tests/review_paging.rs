@@ -145,9 +145,9 @@ fn a_province_sized_rerun_is_matched_patch_for_patch() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     write_run(&run, &grid_specs(20_000));
-    let mut store = landwatch::review::Store::open(&tmp.path().join("r.sqlite")).unwrap();
+    let mut store = landwatch_review::Store::open(&tmp.path().join("r.sqlite")).unwrap();
     let started = std::time::Instant::now();
-    let report = landwatch::review::import::import_run(&mut store, &run, None).unwrap();
+    let report = landwatch_review::import::import_run(&mut store, &run, None).unwrap();
     let first = started.elapsed();
     assert_eq!(report.new, 20_000);
     // A rerun under new track ids: every feature is matched by overlap.
@@ -158,7 +158,7 @@ fn a_province_sized_rerun_is_matched_patch_for_patch() {
     let rerun = tmp.path().join("rerun");
     write_run(&rerun, &moved);
     let started = std::time::Instant::now();
-    let report = landwatch::review::import::import_run(&mut store, &rerun, None).unwrap();
+    let report = landwatch_review::import::import_run(&mut store, &rerun, None).unwrap();
     let second = started.elapsed();
     assert_eq!(report.matched_by_overlap, 20_000);
     assert_eq!(report.new, 0, "nothing of the rerun is taken for a new patch");

@@ -4,7 +4,7 @@
 
 mod review_support;
 
-use landwatch::review::import;
+use landwatch_review::import;
 use review_support::*;
 use serde_json::{json, Value};
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use gdal::vector::LayerAccess;
 use gdal::Dataset;
-use landwatch::synth::{generate, SynthParams};
+use landwatch_synth::{generate, SynthParams};
 
 fn pixels(path: &Path) -> Vec<Vec<f64>> {
     let ds = Dataset::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

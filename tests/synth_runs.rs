@@ -1,10 +1,10 @@
-//! `landwatch::synth` runs: byte-identical output for the same parameters on any number of
+//! `landwatch_synth` runs: byte-identical output for the same parameters on any number of
 //! threads, different output for another seed, and clean errors (no partial files) on bad input.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use landwatch::synth::{cli_main, generate, SynthArgs, SynthParams};
+use landwatch_synth::{cli_main, generate, SynthArgs, SynthParams};
 use sha2::{Digest, Sha256};
 
 /// SHA-256 of every file in a folder, by name.

@@ -1,4 +1,4 @@
-//! End-to-end checks of `landwatch::synth` on a moderate scene (1024 px = 4.2 km²): every file
+//! End-to-end checks of `landwatch_synth` on a moderate scene (1024 px = 4.2 km²): every file
 //! opens in GDAL on the right grid, every change type is in the truth, target changes lie on
 //! cropland of the land-use layer, non-target ones do not, and nothing changes under clouds.
 
@@ -10,7 +10,7 @@ use gdal::raster::GdalDataType;
 use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
 use gdal::vector::{Geometry, LayerAccess};
 use gdal::{Dataset, Metadata};
-use landwatch::synth::{generate, SynthParams, SynthSummary};
+use landwatch_synth::{generate, SynthParams, SynthSummary};
 
 /// One scene shared by the tests in this file (generated once).
 fn scene() -> &'static (PathBuf, SynthSummary) {

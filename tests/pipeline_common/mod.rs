@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use gdal::raster::{Buffer, RasterCreationOptions};
 use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
 use gdal::{Dataset, DriverManager};
-use landwatch::pipeline::{TileDetector, TileJob};
+use landwatch_pipeline::{TileDetector, TileJob};
 use ndarray::Array2;
 
 pub const SIZE: usize = 256;
@@ -63,18 +63,22 @@ pub struct BoxDetector {
 }
 
 impl TileDetector for BoxDetector {
-    fn detect(&self, job: &TileJob) -> landwatch::Result<()> {
+    fn detect(&self, job: &TileJob) -> landwatch_core::Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(self.delay_ms));
-        let read = |p: &Path| -> landwatch::Result<(Array2<f64>, [f64; 6], SpatialRef)> {
-            let ds = Dataset::open(p).map_err(|e| landwatch::Error::gdal(p, "open", e))?;
-            let band = ds.rasterband(1).map_err(|e| landwatch::Error::gdal(p, "band", e))?;
+        let read = |p: &Path| -> landwatch_core::Result<(Array2<f64>, [f64; 6], SpatialRef)> {
+            let ds = Dataset::open(p).map_err(|e| landwatch_core::Error::gdal(p, "open", e))?;
+            let band = ds
+                .rasterband(1)
+                .map_err(|e| landwatch_core::Error::gdal(p, "band", e))?;
             let a = band
                 .read_band_as::<f64>()
-                .map_err(|e| landwatch::Error::gdal(p, "read", e))?
+                .map_err(|e| landwatch_core::Error::gdal(p, "read", e))?
                 .to_array()
-                .map_err(|e| landwatch::Error::gdal(p, "array", e))?;
-            let gt = ds.geo_transform().map_err(|e| landwatch::Error::gdal(p, "gt", e))?;
-            let srs = ds.spatial_ref().map_err(|e| landwatch::Error::gdal(p, "srs", e))?;
+                .map_err(|e| landwatch_core::Error::gdal(p, "array", e))?;
+            let gt = ds
+                .geo_transform()
+                .map_err(|e| landwatch_core::Error::gdal(p, "gt", e))?;
+            let srs = ds.spatial_ref().map_err(|e| landwatch_core::Error::gdal(p, "srs", e))?;
             Ok((a, gt, srs))
         };
         let (b, _, _) = read(job.before)?;
@@ -134,7 +138,7 @@ impl TileDetector for BoxDetector {
             job.out_dir.join("patches.geojson"),
             serde_json::to_vec_pretty(&fc).unwrap(),
         )
-        .map_err(|e| landwatch::Error::io(job.out_dir, "write", e))?;
+        .map_err(|e| landwatch_core::Error::io(job.out_dir, "write", e))?;
         std::fs::write(job.out_dir.join("run.json"), b"{}").unwrap();
         Ok(())
     }

@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use landwatch::review::users::{self, Role};
-use landwatch::review::web::{serve_on, AppState, ServeOptions};
-use landwatch::review::{import, Store};
+use landwatch_review::users::{self, Role};
+use landwatch_review::web::{serve_on, AppState, ServeOptions};
+use landwatch_review::{import, Store};
 use serde_json::{json, Value};
 
 pub const PASSWORD: &str = "correct horse battery";
