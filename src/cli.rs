@@ -105,6 +105,11 @@ pub struct DetectArgs {
     /// quarters of the machine's memory); a larger image is refused before it is read.
     #[arg(long, value_name = "SIZE", value_parser = landwatch_core::detect::budget::parse_size)]
     pub memory_budget: Option<u64>,
+    /// What the images' stored values are: auto (the file's band scale, else by type: 8-bit ÷ 255,
+    /// 16-bit reflectance × 10000, float reflectance), reflectance, dn (raw 10/12-bit digital
+    /// numbers, ÷ full scale) or 8bit (a stretched product).
+    #[arg(long, default_value = "auto", value_name = "auto|reflectance|dn|8bit")]
+    pub radiometry: landwatch_core::io::radiometry::Radiometry,
 }
 
 impl DetectArgs {
@@ -130,6 +135,7 @@ impl DetectArgs {
             dbf_encoding: self.dbf_encoding,
             no_chips: self.no_chips,
             memory_budget: self.memory_budget,
+            radiometry: self.radiometry,
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::detect::scene::{BandMap, Calibration, Scene};
 use crate::detect::stream::{self, PassStats};
 use crate::io::atomic::{self, StagingDir};
 use crate::io::hash;
+use crate::io::radiometry::Radiometry;
 use crate::model::Model;
 use crate::patches::{self, area::AreaCalc, category, label::Labeller, overlay, vectorise, Patch};
 use crate::publish::{chips, exports, geojson};
@@ -68,6 +69,9 @@ pub struct DetectRequest {
     /// Memory budget in bytes (`None`: `LANDWATCH_MEMORY_BUDGET`, else from the machine's
     /// memory; see [`crate::detect::budget::resolve`]).
     pub memory_budget: Option<u64>,
+    /// What the images' stored values are (DN, reflectance, 8-bit stretched); see
+    /// [`crate::io::radiometry`].
+    pub radiometry: Radiometry,
 }
 
 impl DetectRequest {
@@ -158,7 +162,15 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     let mut staging = StagingDir::new(&req.out_dir, &req.inputs())?;
     let work = staging.path().join(".work");
     std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, "cannot create a work folder", e))?;
-    let mut scene = Scene::open(&req.before, &req.after, bands.as_ref(), &model, &work, memory_budget)?;
+    let mut scene = Scene::open(
+        &req.before,
+        &req.after,
+        bands.as_ref(),
+        &model,
+        &work,
+        memory_budget,
+        req.radiometry,
+    )?;
     scene.pixel_size_m = req.pixel_size;
     crate::io::size_block_cache_for_pass();
     // Threads inherit their creator's nice value and the two background threads below lower

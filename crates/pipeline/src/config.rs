@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use landwatch_core::io::radiometry::Radiometry;
 use landwatch_core::io::toml_location::{self, line_col};
 use landwatch_core::{Error, Result};
 
@@ -130,7 +131,8 @@ pub struct LocalTile {
     pub date: String,
 }
 
-/// 1-based band numbers of blue, green, red and near-infrared in the source tiles.
+/// 1-based band numbers of blue, green, red and near-infrared in the source tiles, and what
+/// their stored values are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Bands {
@@ -142,6 +144,9 @@ pub struct Bands {
     pub red: u32,
     /// Band number of near-infrared.
     pub nir: u32,
+    /// What the stored values are (DN, reflectance, 8-bit stretched): `detect --radiometry`.
+    #[serde(default)]
+    pub radiometry: Radiometry,
 }
 
 impl Default for Bands {
@@ -151,6 +156,7 @@ impl Default for Bands {
             green: 2,
             red: 3,
             nir: 4,
+            radiometry: Radiometry::Auto,
         }
     }
 }
@@ -158,7 +164,8 @@ impl Default for Bands {
 impl Bands {
     /// True when the tiles are already in landwatch's B,G,R,NIR order.
     pub fn is_identity(&self) -> bool {
-        *self == Bands::default()
+        let d = Bands::default();
+        [self.blue, self.green, self.red, self.nir] == [d.blue, d.green, d.red, d.nir]
     }
 
     /// The engine's `--bands` form: one name per source band, `_` for bands not used
@@ -263,10 +270,11 @@ struct RawAoi {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBands {
-    blue: Spanned<u32>,
-    green: Spanned<u32>,
-    red: Spanned<u32>,
-    nir: Spanned<u32>,
+    blue: Option<Spanned<u32>>,
+    green: Option<Spanned<u32>>,
+    red: Option<Spanned<u32>>,
+    nir: Option<Spanned<u32>>,
+    radiometry: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -551,21 +559,39 @@ fn build_bands(ctx: &Ctx, raw: Option<RawBands>) -> Result<Bands> {
     };
     let max = limits::BAND;
     let expected = format!("a band number from 1 to {max}");
-    let band = |key: &str, v: &Spanned<u32>| ctx.number(key, v, |b| (1..=max).contains(&b), &expected);
+    let d = Bands::default();
+    let band = |key: &str, v: &Option<Spanned<u32>>, default: u32| match v {
+        Some(v) => ctx.number(key, v, |b| (1..=max).contains(&b), &expected),
+        None => Ok(default),
+    };
     let b = Bands {
-        blue: band("bands.blue", &raw.blue)?,
-        green: band("bands.green", &raw.green)?,
-        red: band("bands.red", &raw.red)?,
-        nir: band("bands.nir", &raw.nir)?,
+        blue: band("bands.blue", &raw.blue, d.blue)?,
+        green: band("bands.green", &raw.green, d.green)?,
+        red: band("bands.red", &raw.red, d.red)?,
+        nir: band("bands.nir", &raw.nir, d.nir)?,
+        radiometry: match &raw.radiometry {
+            Some(r) => {
+                ctx.note("bands.radiometry", &r.span());
+                r.get_ref()
+                    .parse()
+                    .map_err(|e: String| ctx.err("bands.radiometry", Some(r.span()), &e))?
+            }
+            None => Radiometry::Auto,
+        },
     };
     let mut sorted = [b.blue, b.green, b.red, b.nir];
     sorted.sort_unstable();
     if sorted.windows(2).all(|w| w[0] != w[1]) {
         Ok(b)
     } else {
+        let first_written = [&raw.blue, &raw.green, &raw.red, &raw.nir]
+            .into_iter()
+            .flatten()
+            .map(|v| v.span())
+            .next();
         Err(ctx.err(
             "bands",
-            Some(raw.blue.span()),
+            first_written,
             "band numbers must be distinct (blue, green, red and nir are different bands)",
         ))
     }
@@ -794,6 +820,7 @@ mod tests {
             green: 2,
             red: 1,
             nir: 5,
+            radiometry: Radiometry::Auto,
         };
         assert_eq!(b.engine_order(), "R,G,B,_,NIR");
         assert_eq!(Bands::default().engine_order(), "B,G,R,NIR");
@@ -829,6 +856,21 @@ mod tests {
         let e = load(&write(d.path(), &text)).unwrap_err().to_string();
         assert!(e.contains("fetch.concurrency"), "{e}");
         assert!(e.contains("line 8"), "{e}");
+    }
+
+    #[test]
+    fn radiometry_is_read_under_bands_and_a_bad_one_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let p = load(&write(d.path(), &format!("{OK}[bands]\nradiometry = \"dn\"\n"))).unwrap();
+        assert_eq!(p.bands.radiometry, Radiometry::Dn);
+        assert!(p.bands.is_identity(), "band numbers default to 1..4");
+        let e = load(&write(d.path(), &format!("{OK}[bands]\nradiometry = \"dn12\"\n")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("bands.radiometry") && e.contains("line 7") && e.contains("dn or 8bit"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -48,6 +48,7 @@ impl TileDetector for EngineDetector {
         let req = DetectRequest {
             model_path: job.model.map(Path::to_path_buf),
             bands: (!job.bands.is_identity()).then(|| job.bands.engine_order()),
+            radiometry: job.bands.radiometry,
             landuse: l.landuse.clone(),
             basic_farmland: l.basic_farmland.clone(),
             approved: l.approved.clone(),

@@ -8,6 +8,7 @@ use crate::align::warp;
 use crate::detect::gate::BlockLayers;
 use crate::detect::reuse::{KeptTiles, TileGrid};
 use crate::detect::{budget, evidence, indices, masks, threshold};
+use crate::io::radiometry::{self, Gain, Radiometry};
 use crate::io::raster::{self, DatasetPool, HeldPixels, Pixels, RasterInfo, Window};
 use crate::model::{MaskMode, Model, ShiftParams};
 use crate::{Error, Result};
@@ -26,13 +27,13 @@ const FEW_SHIFT_WINDOWS: usize = 2;
 /// Which input band holds blue, green, red and (optionally) NIR, 1-based.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BandMap {
-    /// 0-based index of the blue band among the image's bands.
+    /// GDAL band number (1-based) of the blue band.
     pub blue: usize,
-    /// 0-based index of the green band.
+    /// GDAL band number of the green band.
     pub green: usize,
-    /// 0-based index of the red band.
+    /// GDAL band number of the red band.
     pub red: usize,
-    /// 0-based index of the near-infrared band, if the image has one.
+    /// GDAL band number of the near-infrared band, if the image has one.
     pub nir: Option<usize>,
 }
 
@@ -245,6 +246,8 @@ pub struct Calibration {
     pub threshold_auto: Option<f32>,
     /// Calibration windows sampled.
     pub windows: usize,
+    /// How each image's stored values were turned into reflectance.
+    pub radiometry: RadiometryUsed,
     /// What calibration could not do as planned (logged, and listed in `run.json` as the
     /// run's `warnings`).
     #[serde(skip)]
@@ -266,6 +269,7 @@ pub struct Scene {
     after_pool: DatasetPool,
     scale_before: f32,
     scale_after: f32,
+    radiometry: RadiometryUsed,
     /// Residual sub-pixel shift applied to the after image.
     pub shift: Shift,
     /// Radiometric normalisation applied to the after image.
@@ -291,6 +295,7 @@ impl Scene {
         model: &Model,
         work_dir: &Path,
         memory_budget: budget::Budget,
+        radiometry: Radiometry,
     ) -> Result<Self> {
         let before_ds = raster::open(before_path)?;
         let before = raster::describe(&before_ds, before_path)?;
@@ -298,7 +303,17 @@ impl Scene {
         let mut after = raster::describe(&after_ds, after_path)?;
         let bands = choose_bands(&before, &after, bands)?;
         // Refused before any pixel is warped or read; a warped copy keeps the after image's type.
-        let (scale_before, scale_after) = (before.reflectance_scale()?, after.reflectance_scale()?);
+        let (gain_before, gain_after) = radiometry::pair_gains(
+            (&before_ds, &before),
+            (&after_ds, &after),
+            &bands.canonical(),
+            radiometry,
+        )?;
+        let gains = RadiometryUsed {
+            mode: radiometry,
+            before: gain_before,
+            after: gain_after,
+        };
         budget::check_image(&before, bands.canonical().len(), model, memory_budget)?;
         let after_read_path = align_grid(&before, &after, &after_ds, work_dir)?;
         let mut after_grid = TileGrid::of(&after_ds);
@@ -317,8 +332,9 @@ impl Scene {
             MaskMode::Auto => has_nir,
         };
         Ok(Self {
-            scale_before,
-            scale_after,
+            scale_before: gains.before.factor,
+            scale_after: gains.after.factor,
+            radiometry: gains,
             before_pool: DatasetPool::new(&before.path),
             after_pool: DatasetPool::new(&after_read_path),
             norm: Normalisation::identity(bands.canonical().len()),
@@ -471,6 +487,8 @@ impl Scene {
         // for the normalisation and the threshold too.
         let extra: Vec<PairWindow> = added.par_iter().map(|&w| self.read_pair(w)).collect::<Result<_>>()?;
         pairs.extend(extra);
+        self.check_radiometry(&pairs, &mut warnings)?;
+        warnings.extend(radiometry::caveat(self.radiometry.mode));
         self.norm = self.estimate_normalisation(&pairs);
         pairs.par_iter_mut().for_each(|p| {
             self.normalise_after(&mut p.after);
@@ -502,8 +520,35 @@ impl Scene {
             threshold: t,
             threshold_auto: auto,
             windows: pairs.len(),
+            radiometry: self.radiometry.clone(),
             warnings,
         })
+    }
+
+    /// Refuses images whose calibration windows, as scaled, cannot be reflectance (raw DN read
+    /// as reflectance × 10000, say): every absolute threshold would misfire without a word.
+    /// Images that may be DN read as reflectance get a warning.
+    fn check_radiometry(&self, pairs: &[PairWindow], warnings: &mut Vec<String>) -> Result<()> {
+        let r = &self.radiometry;
+        for (info, gain, stats) in [
+            (
+                &self.before,
+                &r.before,
+                band_stats(pairs.iter().map(|p| (&p.before, &p.valid))),
+            ),
+            (
+                &self.after,
+                &r.after,
+                band_stats(pairs.iter().map(|p| (&p.after, &p.valid))),
+            ),
+        ] {
+            let (medians, maxima): (Vec<f32>, Vec<f32>) = stats.into_iter().unzip();
+            radiometry::check_plausible(info, r.mode, gain, &medians)?;
+            if r.mode == Radiometry::Auto {
+                warnings.extend(radiometry::dn_suspicion(info, gain, &maxima));
+            }
+        }
+        Ok(())
     }
 
     /// Each window's pixels (before) and a held rectangle around it with room for the shift
@@ -888,4 +933,40 @@ pub fn calibration_windows(width: usize, height: usize, model: &Model) -> Vec<Wi
         }
     }
     out
+}
+
+/// The radiometry a run used: the mode asked for and the factor chosen for each image.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RadiometryUsed {
+    /// `--radiometry` (or the pipeline's `bands.radiometry`).
+    pub mode: Radiometry,
+    /// The before image's factor and its basis.
+    pub before: Gain,
+    /// The after image's factor and its basis.
+    pub after: Gain,
+}
+
+/// Per-band median and largest value of the valid pixels of `windows` (every 7th pixel: a
+/// median of a sample this size is within a fraction of a per cent of the whole), `NaN` for a
+/// band with none.
+fn band_stats<'a>(windows: impl Iterator<Item = (&'a Array3<f32>, &'a Array2<bool>)>) -> Vec<(f32, f32)> {
+    let mut per_band: Vec<Vec<f32>> = Vec::new();
+    for (bands, valid) in windows {
+        per_band.resize_with(bands.dim().0, Vec::new);
+        for (b, plane) in bands.outer_iter().enumerate() {
+            let kept = plane.iter().zip(valid.iter()).step_by(7).filter(|(_, &ok)| ok);
+            per_band[b].extend(kept.map(|(&v, _)| v).filter(|v| v.is_finite()));
+        }
+    }
+    per_band
+        .into_iter()
+        .map(|mut v| {
+            if v.is_empty() {
+                return (f32::NAN, f32::NAN);
+            }
+            let mid = v.len() / 2;
+            let (_, &mut median, above) = v.select_nth_unstable_by(mid, f32::total_cmp);
+            (median, above.iter().copied().fold(median, f32::max))
+        })
+        .collect()
 }

@@ -7,6 +7,7 @@
 pub mod atomic;
 pub mod hash;
 pub mod ownership;
+pub mod radiometry;
 pub mod raster;
 pub mod toml_location;
 

@@ -80,29 +80,6 @@ pub struct RasterInfo {
 }
 
 impl RasterInfo {
-    /// Factor from stored values to reflectance-like units in 0..1: 8-bit images span 0..255,
-    /// 16-bit products (GF-1/2/6, Sentinel-2 L1C/L2A) store reflectance × 10000, floats are
-    /// taken as reflectance already. Other types (signed 8-bit, 64-bit integers, complex) are
-    /// refused: no convention says what their values are, and a guessed scale would make every
-    /// pixel look unchanged or changed.
-    pub fn reflectance_scale(&self) -> Result<f32> {
-        match self.data_type {
-            GdalDataType::UInt8 => Ok(1.0 / 255.0),
-            GdalDataType::UInt16 | GdalDataType::Int16 | GdalDataType::UInt32 | GdalDataType::Int32 => {
-                Ok(1.0 / 10000.0)
-            }
-            GdalDataType::Float32 | GdalDataType::Float64 => Ok(1.0),
-            other => Err(Error::input(
-                &self.path,
-                format!(
-                    "stores its pixels as {}, which landwatch cannot read as reflectance; convert it to 16-bit \
-                     reflectance x 10000 (gdal_translate -ot UInt16) or to Float32 reflectance",
-                    other.name()
-                ),
-            )),
-        }
-    }
-
     /// Ground size of a pixel in the raster's units (metres for projected CRSs), if known.
     pub fn pixel_size(&self) -> Option<(f64, f64)> {
         self.georef
