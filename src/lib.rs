@@ -21,6 +21,7 @@ pub mod detect;
 pub mod error;
 pub mod eval;
 pub mod io;
+pub mod learn;
 pub mod model;
 pub mod patches;
 pub mod pipeline;
