@@ -30,6 +30,8 @@ pub enum Command {
     Synth(crate::synth::SynthArgs),
     /// Score predictions against labels; `eval datasets` runs every labelled dataset.
     Eval(crate::eval::EvalArgs),
+    /// Train a learned change model (cascade) from labelled pairs.
+    Train(crate::learn::cli::TrainArgs),
     /// Run a pipeline file: fetch new tiles, detect, publish (the nightly run).
     Run(crate::pipeline::RunArgs),
     /// Recompute a past run or a date range of the archive, without fetching.
@@ -140,6 +142,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Detect(args) => detect_main(&args),
         Command::Synth(args) => crate::synth::cli_main(args),
         Command::Eval(args) => crate::eval::cli_main(args),
+        Command::Train(args) => crate::learn::cli::cli_main(args),
         Command::Review { cmd } => crate::review::cli_main(cmd),
         Command::Run(args) => crate::pipeline::run_main(args),
         Command::Rerun(args) => crate::pipeline::rerun_main(args),

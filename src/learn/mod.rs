@@ -17,5 +17,7 @@ pub mod inference;
 pub mod model_file;
 
 pub use model_file::LearnedModel;
+pub mod cli;
+pub mod manifest;
 pub mod samples;
 pub mod train;

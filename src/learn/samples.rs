@@ -166,6 +166,13 @@ fn merge(src: &PairSource, spec: FeatureSpec, blocks: Vec<BlockSamples>, per_cla
         kept.extend(b.kept);
     }
     out.positives_in_candidates = counts[1] as f64;
+    tracing::info!(
+        pair = %src.name,
+        labelled_change_px = out.positives,
+        candidates_change = counts[1],
+        candidates_no_change = counts[0],
+        "sampled"
+    );
     kept.sort_by_key(|k| k.0);
     for class in [false, true] {
         let rows: Vec<&Kept> = kept.iter().filter(|k| k.1 == class).take(per_class).collect();
@@ -194,11 +201,12 @@ fn fnv(s: &str) -> u64 {
     })
 }
 
-/// The pairs of a dataset folder (`A/`, `B/`, `label/` with matching stems; the label may be
-/// `.png` or `.tif`).
+/// The pairs of a dataset folder (`A/`, `B/`, `label/` with matching stems; the label is the
+/// first of `label/<stem>.<ext>` for `label_exts` that exists).
 pub fn dataset_pairs(
     dir: &Path,
     spec: &LabelSpec,
+    label_exts: &[&str],
     bands: Option<&str>,
     pixel_size: Option<f64>,
 ) -> Result<Vec<PairSource>> {
@@ -221,14 +229,14 @@ pub fn dataset_pairs(
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         let name = b.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-        let label = ["png", "tif"]
+        let label = label_exts
             .iter()
             .map(|e| dir.join("label").join(format!("{stem}.{e}")))
             .find(|p| p.is_file())
             .ok_or_else(|| {
                 Error::input(
                     &b,
-                    format!("has no label: expected label/{stem}.png or label/{stem}.tif"),
+                    format!("has no label: expected label/{stem}.{}", label_exts.join(" or .")),
                 )
             })?;
         out.push(PairSource {

@@ -1,10 +1,12 @@
 //! Fitting a cascade model on the samples of labelled pairs.
 //!
 //! The probability threshold is chosen on pairs the booster that scores them did not see: the
-//! training pairs are split (every fourth pair, in order, is held out), a booster is fitted on
-//! the rest, the threshold maximising the estimated pixel F1 of the held-out pairs is kept
-//! (each sampled pixel weighted to its class's candidate count; labelled change outside the
-//! candidates counts as missed), then the final booster is fitted on every training pair.
+//! training pairs are split into [`INNER_FOLDS`] folds (pair `i` in fold `i mod k`), each
+//! fold's pairs are scored by a booster fitted on the other folds, and the threshold that
+//! maximises the estimated pixel F1 of all those scores pooled is kept (each sampled pixel
+//! weighted to its class's candidate count; labelled change outside the candidates counts as
+//! missed). Pooling over every training pair keeps one pair with much change from pulling the
+//! threshold to "flag everything". Then the final booster is fitted on every training pair.
 
 use super::booster::{self, BoostParams, Booster, RoundLoss, Rows};
 use super::cascade::{CandidateParams, CleanParams};
@@ -110,15 +112,20 @@ pub fn fit_cascade(
             ),
         ));
     }
-    let (inner, held): (Vec<&PairSamples>, Vec<&PairSamples>) = split(&used);
-    let in_sample = held.is_empty() || !inner.iter().any(|s| s.y.iter().any(|&y| y > 0.5));
-    let (inner, held) = if in_sample {
-        (used.clone(), used.clone())
-    } else {
-        (inner, held)
-    };
-    let threshold_booster = fit_on(&inner, &held, p, &mut |l| on_round(Stage::Threshold, l));
-    let (threshold, est) = choose_threshold(&threshold_booster, &held);
+    let k = INNER_FOLDS.min(used.len());
+    let in_sample = k < 2;
+    let mut scored = Vec::new();
+    let mut missed = 0.0;
+    for fold in 0..k.max(1) {
+        let (inner, held) = if in_sample {
+            (used.clone(), used.clone())
+        } else {
+            split(&used, fold, k)
+        };
+        let b = fit_on(&inner, &held, p, &mut |l| on_round(Stage::Threshold, l));
+        missed += score(&b, &held, &mut scored);
+    }
+    let (threshold, est) = choose_threshold(&scored, missed);
     let mut last = None;
     let final_booster = fit_on(&used, &[], p, &mut |l| {
         last = Some(RoundLossReport {
@@ -147,7 +154,7 @@ pub fn fit_cascade(
         pairs: used.len(),
         rows: used.iter().map(|s| s.rows()).sum(),
         positive_rows: positives,
-        threshold_pairs: held.iter().map(|s| s.name.clone()).collect(),
+        threshold_pairs: used.iter().map(|s| s.name.clone()).collect(),
         threshold_in_sample: in_sample,
         probability_threshold: threshold,
         threshold_pairs_precision: est.0,
@@ -159,20 +166,34 @@ pub fn fit_cascade(
     Ok((model, report))
 }
 
-/// Every fourth pair (in the given order) is held out for the threshold.
-fn split<'a>(pairs: &[&'a PairSamples]) -> (Vec<&'a PairSamples>, Vec<&'a PairSamples>) {
-    if pairs.len() < 2 {
-        return (pairs.to_vec(), vec![]);
-    }
+/// Inner folds for the threshold.
+pub const INNER_FOLDS: usize = 3;
+
+/// The pairs outside fold `fold` of `k`, and those in it.
+fn split<'a>(pairs: &[&'a PairSamples], fold: usize, k: usize) -> (Vec<&'a PairSamples>, Vec<&'a PairSamples>) {
     let (mut inner, mut held) = (vec![], vec![]);
     for (i, s) in pairs.iter().enumerate() {
-        if i % 4 == 3 || (pairs.len() < 4 && i == pairs.len() - 1) {
+        if i % k == fold {
             held.push(*s);
         } else {
             inner.push(*s);
         }
     }
     (inner, held)
+}
+
+/// Appends `(probability, change, weight)` of every row of `pairs` to `out`; returns the
+/// labelled change those pairs have outside their candidates.
+fn score(b: &Booster, pairs: &[&PairSamples], out: &mut Vec<(f32, bool, f64)>) -> f64 {
+    let mut missed = 0.0;
+    for s in pairs {
+        for i in 0..s.rows() {
+            let p = b.probability(&s.x[i * s.features..(i + 1) * s.features]);
+            out.push((p, s.y[i] > 0.5, f64::from(s.weight[i])));
+        }
+        missed += s.positives - s.positives_in_candidates;
+    }
+    missed
 }
 
 /// Fits on `pairs` with the classes weighted equally (each row by its class's share); the
@@ -217,23 +238,15 @@ fn balanced_rows(pairs: &[&PairSamples]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     (x, y, w)
 }
 
-/// The threshold (0.05..0.95 in steps of 0.01) with the best estimated pixel F1 over `pairs`,
-/// and that estimate as (precision, recall, F1).
-fn choose_threshold(b: &Booster, pairs: &[&PairSamples]) -> (f32, (f64, f64, f64)) {
-    let mut scored: Vec<(f32, bool, f64)> = Vec::new();
-    let mut missed = 0.0;
-    for s in pairs {
-        for i in 0..s.rows() {
-            let p = b.probability(&s.x[i * s.features..(i + 1) * s.features]);
-            scored.push((p, s.y[i] > 0.5, f64::from(s.weight[i])));
-        }
-        missed += s.positives - s.positives_in_candidates;
-    }
+/// The threshold (0.05..0.95 in steps of 0.01) with the best estimated pixel F1 over the
+/// scored rows (plus `missed` change outside the candidates), and that estimate as
+/// (precision, recall, F1).
+fn choose_threshold(scored: &[(f32, bool, f64)], missed: f64) -> (f32, (f64, f64, f64)) {
     let mut best = (0.5f32, (0.0, 0.0, -1.0));
     for k in 5..=95 {
         let t = k as f32 / 100.0;
         let (mut tp, mut fp, mut fn_) = (0.0, 0.0, missed);
-        for &(p, y, w) in &scored {
+        for &(p, y, w) in scored {
             match (p > t, y) {
                 (true, true) => tp += w,
                 (true, false) => fp += w,
@@ -301,7 +314,7 @@ mod tests {
         let mut p = TrainParams::new(FeatureSpec { nir: false }, 3);
         p.boost.rounds = 5;
         let (m, r) = fit_cascade(&pairs, &p, &meta(), Path::new("x"), &mut |_, _| {}).unwrap();
-        assert_eq!(r.threshold_pairs, vec!["p3".to_string()]);
+        assert_eq!(r.threshold_pairs.len(), 5);
         assert!(!r.threshold_in_sample);
         assert!(r.threshold_pairs_f1 > 0.9, "{r:?}");
         assert!(m.probability_threshold > 0.0 && m.probability_threshold < 1.0);
