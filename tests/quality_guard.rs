@@ -51,11 +51,17 @@ fn shipped_models() -> Vec<PathBuf> {
     let mut models: Vec<PathBuf> = std::fs::read_dir(repo().join("models"))
         .expect("models/ is listable")
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .filter(|p| is_model_file(p))
         .collect();
     models.sort();
     assert!(!models.is_empty(), "no model in models/");
     models
+}
+
+/// A rules model (`.toml`) or a learned model (`.json`, not its `.manifest.json`).
+fn is_model_file(p: &Path) -> bool {
+    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    name.ends_with(".toml") || (name.ends_with(".json") && !name.ends_with(".manifest.json"))
 }
 
 /// The floors recorded for `model`; a model without a row fails the guard.

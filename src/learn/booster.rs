@@ -38,11 +38,11 @@ pub struct BoostParams {
 impl Default for BoostParams {
     fn default() -> Self {
         Self {
-            rounds: 120,
-            max_depth: 6,
-            learning_rate: 0.1,
+            rounds: 200,
+            max_depth: 4,
+            learning_rate: 0.05,
             lambda: 1.0,
-            min_child_hessian: 1.0,
+            min_child_hessian: 5.0,
             row_subsample: 0.7,
             seed: 1,
         }
