@@ -40,10 +40,10 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Boosting rounds.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 200)]
     pub rounds: usize,
     /// Tree depth.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 4)]
     pub depth: usize,
     /// Candidate pixels sampled per class and pair.
     #[arg(long, default_value_t = 4000)]

@@ -16,7 +16,7 @@ use ndarray::{Array2, Array3};
 use serde::{Deserialize, Serialize};
 
 /// Radii (px) of the local statistics.
-pub const RADII: [usize; 4] = [1, 3, 7, 15];
+pub const RADII: [usize; 5] = [1, 3, 7, 15, 31];
 /// Quantisation step of the window sums: 1/256 of a standard deviation.
 const QUANT: f64 = 256.0;
 /// Values are clamped to ±this many units before quantising (a window sum stays in i64).
