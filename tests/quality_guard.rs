@@ -60,7 +60,10 @@ fn shipped_models() -> Vec<PathBuf> {
 
 /// A rules model (`.toml`) or a learned model (`.json`, not its `.manifest.json`).
 fn is_model_file(p: &Path) -> bool {
-    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     name.ends_with(".toml") || (name.ends_with(".json") && !name.ends_with(".manifest.json"))
 }
 

@@ -37,6 +37,9 @@ pub struct TrainArgs {
     pub name: Option<String>,
     #[arg(long, default_value = "1.0.0")]
     pub version: String,
+    /// One line on what this model is and how its data was made (recorded in the model).
+    #[arg(long)]
+    pub changelog: Option<String>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Boosting rounds.
@@ -94,7 +97,10 @@ pub fn cli_main(args: TrainArgs) -> Result<i32> {
     let meta = ModelMeta {
         name: args.name.clone().unwrap_or_else(|| default_name(&args.out)),
         version: args.version.clone(),
-        changelog: format!("trained by landwatch train on {} pairs", sources.len()),
+        changelog: args
+            .changelog
+            .clone()
+            .unwrap_or_else(|| format!("trained by landwatch train on {} pairs", sources.len())),
         licence: args.licence.clone(),
         rules_model: rules_text,
     };

@@ -154,8 +154,9 @@ pub struct FeatureBlock {
     z: Vec<Vec<f32>>,
     /// cva, bright before/after, green before/after, evidence_rel (row-major).
     px: [Vec<f32>; 6],
-    /// Integral images, `(h + 1) × (w + 1)`, in [`Sums`] order.
-    sums: Vec<Vec<i64>>,
+    /// Integral images, `(h + 1) × (w + 1)`, the [`Sums`] of one position side by side (a
+    /// window's four corners are four cache-line pairs, not 4 × 14 scattered reads).
+    sums: Vec<[i64; SUMS]>,
 }
 
 /// The integral images kept per block.
@@ -298,9 +299,8 @@ impl FeatureBlock {
     }
 
     fn sum(&self, s: Sums, [y0, y1, x0, x1]: [usize; 4]) -> i64 {
-        let t = &self.sums[s as usize];
-        let w1 = self.w + 1;
-        t[y1 * w1 + x1] - t[y0 * w1 + x1] - t[y1 * w1 + x0] + t[y0 * w1 + x0]
+        let (t, w1, k) = (&self.sums, self.w + 1, s as usize);
+        t[y1 * w1 + x1][k] - t[y0 * w1 + x1][k] - t[y1 * w1 + x0][k] + t[y0 * w1 + x0][k]
     }
 }
 
@@ -333,17 +333,19 @@ fn greenness(bands: &[Vec<f32>], i: usize, nir: bool) -> f32 {
     }
 }
 
+/// `v` in units of 1/QUANT, truncated toward zero (exact and the same everywhere; the
+/// truncation's bias is far below the features' noise).
+#[inline]
 fn quant(v: f32) -> i64 {
-    (f64::from(v.clamp(-CLAMP, CLAMP)) * QUANT).round() as i64
+    (v.clamp(-CLAMP, CLAMP) * QUANT as f32) as i64
 }
 
 /// The integral images of [`Sums`] over the observed pixels.
-fn integrals(px: &[Vec<f32>; 6], obs: &[bool], w: usize, h: usize) -> Vec<Vec<i64>> {
+fn integrals(px: &[Vec<f32>; 6], obs: &[bool], w: usize, h: usize) -> Vec<[i64; SUMS]> {
     let w1 = w + 1;
-    let mut sums = vec![vec![0i64; (h + 1) * w1]; SUMS];
-    let mut row = [0i64; SUMS];
+    let mut sums = vec![[0i64; SUMS]; (h + 1) * w1];
     for y in 0..h {
-        row.fill(0);
+        let mut row = [0i64; SUMS];
         for x in 0..w {
             let i = y * w + x;
             if obs[i] {
@@ -369,9 +371,10 @@ fn integrals(px: &[Vec<f32>; 6], obs: &[bool], w: usize, h: usize) -> Vec<Vec<i6
                     *r += a;
                 }
             }
-            let (above, here) = ((y * w1) + x + 1, ((y + 1) * w1) + x + 1);
-            for (s, r) in sums.iter_mut().zip(row) {
-                s[here] = s[above] + r;
+            let above = sums[y * w1 + x + 1];
+            let here = &mut sums[(y + 1) * w1 + x + 1];
+            for k in 0..SUMS {
+                here[k] = above[k] + row[k];
             }
         }
     }

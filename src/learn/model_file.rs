@@ -120,6 +120,7 @@ impl LearnedModel {
 
     /// The halo the streaming pass adds for the cascade, beyond the rules model's own.
     pub fn extra_halo(&self) -> usize {
-        self.features.halo() + self.candidates.dilate_px + self.clean.reach()
+        // One more for the decision lattice (see `Decider::decide`).
+        self.features.halo() + self.candidates.dilate_px + self.clean.reach() + 1
     }
 }
