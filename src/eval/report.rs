@@ -128,7 +128,7 @@ fn learned_table(out: &mut String, r: &Report) {
     let _ = writeln!(
         out,
         "\n³ **Not in-sample:** every pair is scored by a model trained without it ({protocol}); the \
-         probability threshold is chosen on a split of that model's training pairs{}. Training data: \
+         probability threshold is chosen by cross-validation inside that model's training pairs{}. Training data: \
          research-only (these datasets); such models are for evaluation and are never shipped.\n",
         if in_sample {
             " (where a fold had a single training pair, on that pair: marked in the JSON)"

@@ -125,6 +125,41 @@ impl Booster {
         sigmoid(self.margin(x))
     }
 
+    /// For each `k`, the most the trees from `k` on can move the margin (Σ max |leaf|), with
+    /// a final 0: what [`Booster::above`] stops early with.
+    pub fn remaining_bounds(&self) -> Vec<f32> {
+        let mut out = vec![0.0f32; self.trees.len() + 1];
+        for (k, t) in self.trees.iter().enumerate().rev() {
+            let most = t
+                .nodes
+                .iter()
+                .filter(|n| n.feature == LEAF)
+                .fold(0.0f32, |m, n| m.max(n.value.abs()));
+            out[k] = out[k + 1] + most;
+        }
+        out
+    }
+
+    /// Whether the probability of `x` is above `p` (the same answer as
+    /// `probability(x) > p`): trees are summed in order and the sum stops as soon as the trees
+    /// left cannot carry the margin across the threshold (`bounds` from
+    /// [`Booster::remaining_bounds`]; a slack covers the rounding of the sum).
+    #[inline]
+    pub fn above(&self, x: &[f32], p: f32, logit_p: f32, bounds: &[f32]) -> bool {
+        const SLACK: f32 = 1e-3;
+        let mut s = self.base;
+        for (t, &left) in self.trees.iter().zip(&bounds[1..]) {
+            s += t.leaf_value(x);
+            if s - left > logit_p + SLACK {
+                return true;
+            }
+            if s + left < logit_p - SLACK {
+                return false;
+            }
+        }
+        sigmoid(s) > p
+    }
+
     /// Checks what a model file cannot be trusted to hold: feature indices in range, children
     /// inside the tree and after their parent (no loops), finite numbers.
     pub fn check(&self) -> std::result::Result<(), String> {
@@ -511,6 +546,20 @@ mod tests {
             last = l.train;
         });
         assert!(last < 0.4 && b.trees.len() == 10);
+    }
+
+    #[test]
+    fn stopping_early_gives_the_same_decisions_as_the_full_sum() {
+        let b = train(1);
+        let bounds = b.remaining_bounds();
+        let (x, _, _) = toy(3000, 17);
+        for p in [0.1f32, 0.5, 0.83] {
+            let logit = (p / (1.0 - p)).ln();
+            for i in 0..3000 {
+                let row = &x[i * 5..i * 5 + 5];
+                assert_eq!(b.above(row, p, logit, &bounds), b.probability(row) > p, "row {i} p {p}");
+            }
+        }
     }
 
     #[test]

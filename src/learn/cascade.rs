@@ -102,9 +102,11 @@ impl Decider<'_> {
         }
         let fb = FeatureBlock::new(input, self.spec, self.stats);
         let mut row = Vec::with_capacity(self.spec.count());
+        let (p, bounds) = (self.probability_threshold, self.booster.remaining_bounds());
+        let logit_p = (p / (1.0 - p)).ln();
         let mut decide_at = |y: usize, x: usize| -> bool {
             fb.row_at(y, x, &mut row);
-            self.booster.probability(&row) > self.probability_threshold
+            self.booster.above(&row, p, logit_p, &bounds)
         };
         // Lattice decisions one pixel beyond the decided area: 0 no, 1 yes, 2 not a candidate.
         let on_lattice = |v: usize| (v + halo) % 2 == 0;

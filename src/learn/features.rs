@@ -410,8 +410,8 @@ mod tests {
 
     #[test]
     fn a_pixels_features_do_not_depend_on_where_its_block_starts() {
-        let (b, a, e) = scene(64, 72);
-        let obs = Array2::from_elem((64, 72), true);
+        let (b, a, e) = scene(100, 110);
+        let obs = Array2::from_elem((100, 110), true);
         let spec = FeatureSpec { nir: false };
         let st = stats_of(&b, &a);
         let whole = FeatureBlock::new(
@@ -425,7 +425,7 @@ mod tests {
             spec,
             &st,
         );
-        // A block starting at (5, 9), still holding every window of pixel (27, 33).
+        // A block starting at (5, 9), still holding every window of pixel (50, 55).
         let (sb, sa, se, so) = (
             b.slice(s![.., 5.., 9..]).to_owned(),
             a.slice(s![.., 5.., 9..]).to_owned(),
@@ -444,8 +444,8 @@ mod tests {
             &st,
         );
         let (mut r1, mut r2) = (Vec::new(), Vec::new());
-        whole.row_at(27, 33, &mut r1);
-        part.row_at(27 - 5, 33 - 9, &mut r2);
+        whole.row_at(50, 55, &mut r1);
+        part.row_at(50 - 5, 55 - 9, &mut r2);
         assert_eq!(r1.len(), spec.count());
         assert_eq!(r1, r2, "bit-identical features");
     }
