@@ -84,5 +84,43 @@ fn kernels(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, kernels);
+/// The learned cascade's kernels on a 512 × 512 block with the shipped model's trees: the
+/// feature planes and integral images, and the whole per-block decision with three quarters
+/// of the pixels candidates (more than real scenes have: the worst case of the cascade).
+fn learned(c: &mut Criterion) {
+    use landwatch_core::learn::cascade::Decider;
+    use landwatch_core::learn::features::{BlockInput, FeatureBlock, StatsSums};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cascade-synth-1.0.0.json");
+    let text = std::fs::read_to_string(&path).expect("the shipped learned model");
+    let model = landwatch_core::learn::LearnedModel::parse(&text, &path).expect("a valid learned model");
+    let (a, b) = (block(1), block(2));
+    let valid = Array2::from_elem((N, N), true);
+    let mut sums = StatsSums::default();
+    sums.add(&a, &b, &valid, model.features.bands());
+    let stats = sums.finish().expect("valid pixels");
+    let evidence = Array2::from_shape_fn((N, N), |(y, x)| ((x * 7 + y * 13) % 100) as f32 * 0.002);
+    let input = BlockInput {
+        before: &a,
+        after: &b,
+        observed: &valid,
+        evidence: &evidence,
+        threshold: 0.1,
+    };
+    c.bench_function("learned features 512x512x4 (planes + integral images)", |bch| {
+        bch.iter(|| FeatureBlock::new(black_box(&input), model.features, &stats))
+    });
+    let decider = Decider {
+        booster: &model.booster,
+        spec: model.features,
+        stats: &stats,
+        candidates: &model.candidates,
+        clean: &model.clean,
+        probability_threshold: model.probability_threshold,
+    };
+    c.bench_function("learned cascade decide 512x512, 75% candidates", |bch| {
+        bch.iter(|| decider.decide(black_box(&input), model.extra_halo()))
+    });
+}
+
+criterion_group!(benches, kernels, learned);
 criterion_main!(benches);

@@ -30,6 +30,8 @@ pub enum Command {
     Synth(landwatch_synth::SynthArgs),
     /// Score predictions against labels; `eval datasets` runs every labelled dataset.
     Eval(landwatch_eval::EvalArgs),
+    /// Train a learned change model (cascade) from labelled pairs.
+    Train(landwatch_eval::train::cli::TrainArgs),
     /// Run a pipeline file: fetch new tiles, detect, publish (the nightly run).
     Run(landwatch_pipeline::RunArgs),
     /// Recompute a past run or a date range of the archive, without fetching.
@@ -150,6 +152,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Run(args) => landwatch_pipeline::run_main(args),
         Command::Rerun(args) => landwatch_pipeline::rerun_main(args),
         Command::Merge(args) => landwatch_pipeline::merge_main(args),
+        Command::Train(args) => landwatch_eval::train::cli::cli_main(args),
     }
 }
 

@@ -336,3 +336,53 @@ fn datasets_command_refuses_a_missing_root() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("/nonexistent/datasets"), "{err}");
 }
+
+/// `--cv kfold:3` over three pairs: each pair is scored by a model trained on the other two,
+/// the table states the protocol, and leave-one-dataset-out with a single dataset says why it
+/// has no figure. A bad protocol is a usage error.
+#[test]
+fn datasets_cross_validation_never_scores_a_pair_with_a_model_trained_on_it() {
+    landwatch::io::init_gdal();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("datasets");
+    let ds = root.join("dsifn-cd");
+    for sub in ["A", "B", "label"] {
+        std::fs::create_dir_all(ds.join(sub)).unwrap();
+    }
+    for p in ["p1", "p2", "p3"] {
+        write_png(&ds.join(format!("A/{p}.png")), &scene(false, false));
+        write_png(&ds.join(format!("B/{p}.png")), &scene(true, true));
+        write_png(&ds.join(format!("label/{p}.png")), &label(ROOF, 255, 0));
+    }
+    let out = dir.path().join("report");
+    let root_arg = root.to_str().unwrap();
+    #[rustfmt::skip]
+    let (code, stdout, err) = landwatch(&[
+        "eval", "datasets", "--root", root_arg, "--cv", "kfold:3", "--out", out.to_str().unwrap(), "--json",
+    ]);
+    assert_eq!(code, 0, "{err}\n{stdout}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    let learned = &v["datasets"][0]["learned"];
+    let pairs = learned["per_pair"].as_array().expect("per-pair learned results");
+    let mut folds: Vec<u64> = pairs.iter().map(|p| p["fold"].as_u64().unwrap()).collect();
+    folds.sort();
+    assert_eq!(folds, vec![0, 1, 2], "one fold per pair: {learned}");
+    assert!(pairs.iter().all(|p| p["trained_on_pairs"] == 2), "{learned}");
+    assert!(f(learned, "/scores/f1") > 0.5, "{learned}");
+    assert_eq!(v["cv"], "k-fold by pair within the dataset (K = 3)");
+    let md = std::fs::read_to_string(out.join("accuracy.md")).unwrap();
+    assert!(md.contains("Learned cascade") && md.contains("Not in-sample"), "{md}");
+
+    let (code, stdout, err) = landwatch(&["eval", "datasets", "--root", root_arg, "--cv", "lodo", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["datasets"][0]["learned"]["pairs"], 0);
+    assert!(v["datasets"][0]["learned"]["note"]
+        .as_str()
+        .unwrap_or("")
+        .contains("no other dataset"));
+
+    let (code, _, err) = landwatch(&["eval", "datasets", "--root", root_arg, "--cv", "kfold:1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--cv 'kfold:1'"), "{err}");
+}

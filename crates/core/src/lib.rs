@@ -50,6 +50,7 @@ pub mod detect;
 pub mod error;
 pub(crate) mod gdal_messages;
 pub mod io;
+pub mod learn;
 pub mod model;
 pub mod pair;
 pub mod patches;

@@ -38,6 +38,10 @@ pub struct Model {
     /// Where the model came from (`builtin` or the file path).
     #[serde(skip)]
     pub source: String,
+    /// The learned cascade when the file is a learned model ([`crate::learn`]); this struct
+    /// then holds the rules model embedded in it.
+    #[serde(skip)]
+    pub learned: Option<std::sync::Arc<crate::learn::LearnedModel>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -442,7 +446,23 @@ impl Model {
                 ),
             )
         })?;
+        if text.trim_start().starts_with('{') {
+            return Self::parse_learned(&text, path);
+        }
         Self::parse(&text, path)
+    }
+
+    /// A learned model file: its embedded rules model, with the cascade attached and the
+    /// learned model's name, version and checksum.
+    fn parse_learned(text: &str, path: &Path) -> Result<Self> {
+        let learned = crate::learn::LearnedModel::parse(text, path)?;
+        let mut model = Self::parse(&learned.rules_model, path)?;
+        model.name = learned.name.clone();
+        model.version = learned.version.clone();
+        model.changelog = learned.changelog.clone();
+        model.sha256 = crate::io::hash::sha256_hex(text.as_bytes());
+        model.learned = Some(std::sync::Arc::new(learned));
+        Ok(model)
     }
 
     /// The model given on the command line, or the built-in one.

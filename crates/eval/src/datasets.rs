@@ -103,6 +103,8 @@ pub struct Options {
     pub only: Vec<String>,
     /// Keep each pair's detection output under this folder (else a temp folder is used).
     pub keep_runs: Option<PathBuf>,
+    /// Also train and score the learned cascade under this cross-validation protocol.
+    pub cv: Option<super::cv::Protocol>,
 }
 
 /// One pair's counts, landwatch and baseline, and what calibration found.
@@ -145,6 +147,9 @@ pub struct DatasetResult {
     pub failures: Vec<String>,
     pub per_pair: Vec<PairResult>,
     pub seconds: f64,
+    /// The learned cascade under `--cv` (see [`super::cv`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learned: Option<super::cv::LearnedResult>,
 }
 
 /// The whole evaluation.
@@ -157,6 +162,9 @@ pub struct Report {
     /// Folders under the root that were not evaluated, with the reason.
     pub skipped: Vec<String>,
     pub seconds: f64,
+    /// The cross-validation protocol of the learned figures, when `--cv` was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cv: Option<String>,
 }
 
 impl Report {
@@ -207,14 +215,26 @@ pub fn run(opts: &Options) -> Result<Report> {
             &runs_root.join(&name),
         )?);
     }
-    Ok(Report {
+    let mut report = Report {
         landwatch_version: env!("CARGO_PKG_VERSION").into(),
         model: format!("{} ({})", model.id(), model.source),
         root: opts.root.display().to_string(),
         datasets,
         skipped,
         seconds: started.elapsed().as_secs_f64(),
-    })
+        cv: None,
+    };
+    if let Some(protocol) = opts.cv {
+        if model.learned.is_some() {
+            return Err(Error::Usage(format!(
+                "--cv trains its own learned models on top of a rules model; --model {} is a learned model: give a rules TOML file or no --model",
+                model.source
+            )));
+        }
+        super::cv::run(opts, protocol, &mut report, &model)?;
+        report.seconds = started.elapsed().as_secs_f64();
+    }
+    Ok(report)
 }
 
 fn check_only(opts: &Options) -> Result<()> {
@@ -304,6 +324,7 @@ fn run_dataset(
         failures,
         per_pair,
         seconds: started.elapsed().as_secs_f64(),
+        learned: None,
     })
 }
 
@@ -327,7 +348,7 @@ fn pair_files(a_dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn run_pair(
+pub(crate) fn run_pair(
     dir: &Path,
     before: &Path,
     stem: &str,

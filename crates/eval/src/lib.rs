@@ -12,10 +12,12 @@
 #![warn(missing_docs)]
 
 pub(crate) mod baseline;
+pub(crate) mod cv;
 pub(crate) mod datasets;
 pub(crate) mod inputs;
 pub(crate) mod metrics;
 pub(crate) mod report;
+pub mod train;
 
 use clap::{Args, Subcommand};
 use inputs::LabelSpec;
@@ -80,6 +82,11 @@ pub struct DatasetsArgs {
     /// Keep each pair's detection output under DIR/<dataset>/<pair>.
     #[arg(long)]
     pub keep_runs: Option<PathBuf>,
+    /// Also train and score the learned cascade by cross-validation: `kfold[:K]` (by pair within
+    /// each dataset, K = 5 by default) or `lodo` (leave one dataset out). No pair is scored by a
+    /// model trained on it.
+    #[arg(long, value_name = "PROTOCOL")]
+    pub cv: Option<String>,
 }
 
 /// Runs `landwatch eval`; returns the exit code (1 when some pairs could not be evaluated).
@@ -151,6 +158,7 @@ fn datasets_main(args: &DatasetsArgs) -> Result<i32> {
         min_area_m2: args.min_area_m2,
         only: args.datasets.clone(),
         keep_runs: args.keep_runs.clone(),
+        cv: args.cv.as_deref().map(cv::Protocol::parse).transpose()?,
     };
     let rep = datasets::run(&opts)?;
     let md = report::markdown(&rep);

@@ -86,8 +86,56 @@ pub fn markdown(r: &Report) -> String {
         );
     }
     let _ = writeln!(out, "\n{PROTOCOL_NOTE}");
+    learned_table(&mut out, r);
     settings_table(&mut out, r);
     out
+}
+
+/// The learned cascade beside the baseline and the rules model, when `--cv` ran.
+fn learned_table(out: &mut String, r: &Report) {
+    let Some(protocol) = &r.cv else { return };
+    let _ = writeln!(out, "### Learned cascade, {protocol}\n");
+    let _ = writeln!(
+        out,
+        "| dataset | pairs scored | baseline² px F1 | rules¹ px F1 | learned³ px P | learned³ px R | learned³ px F1 | learned − rules |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for d in &r.datasets {
+        let Some(l) = &d.learned else { continue };
+        let gain = match (l.scores.f1, d.landwatch_scores.f1) {
+            (Some(a), Some(b)) if l.pairs > 0 => format!("{:+.3}", a - b),
+            _ => "–".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            d.dataset,
+            l.pairs,
+            ratio(d.baseline_scores.f1),
+            ratio(d.landwatch_scores.f1),
+            ratio(l.scores.precision),
+            ratio(l.scores.recall),
+            ratio(l.scores.f1),
+            gain
+        );
+    }
+    let in_sample = r
+        .datasets
+        .iter()
+        .filter_map(|d| d.learned.as_ref())
+        .flat_map(|l| &l.per_pair)
+        .any(|p| p.threshold_in_sample);
+    let _ = writeln!(
+        out,
+        "\n³ **Not in-sample:** every pair is scored by a model trained without it ({protocol}); the \
+         probability threshold is chosen by cross-validation inside that model's training pairs{}. Training data: \
+         research-only (these datasets); such models are for evaluation and are never shipped.\n",
+        if in_sample {
+            " (where a fold had a single training pair, on that pair: marked in the JSON)"
+        } else {
+            ""
+        }
+    );
 }
 
 fn settings_table(out: &mut String, r: &Report) {

@@ -90,8 +90,14 @@ pub fn run(
     let model = scene.model();
     let bs = model.detect.block_size;
     let morph = model.detect.morphology_px(scene.pixel_metres());
-    let halo = model.detect.match_radius + 2 * morph + model.masks.cloud_buffer_px + 3;
-    let halo = halo.max(texture::halo(&model.detect.texture));
+    let halo = rules_halo(scene);
+    // A learned model decides inside the rules evidence's candidates (see `crate::learn`).
+    let learned = model
+        .learned
+        .as_deref()
+        .map(|l| crate::learn::inference::Prepared::new(scene, l, &model.source))
+        .transpose()?;
+    let halo = halo + learned.as_ref().map_or(0, |l| l.extra_halo());
     let blocks = block_grid(scene.width(), scene.height(), bs);
     // ZSTD compresses the mostly-constant class band well at a fraction of DEFLATE's cost;
     // level 1 is within a few per cent of level 3 in size here, and faster. Band interleaving
@@ -124,7 +130,14 @@ pub fn run(
         });
         let writer =
             sc.spawn(move || write_strips(change, change_path, from_compute, mask_row, progress, total_blocks));
-        let computed = compute_strips(scene, &strips, from_reader, to_writer, halo, threshold, morph);
+        let computed = compute_strips(
+            scene,
+            &strips,
+            from_reader,
+            to_writer,
+            (halo, threshold, morph),
+            learned.as_ref(),
+        );
         // A reader that died early dropped its sender: `compute_strips` reports that as an error.
         let _ = reader.join();
         let written = writer
@@ -134,15 +147,22 @@ pub fn run(
     })
 }
 
+/// The halo the rules path reads each block with (neighbourhood operations see across edges).
+pub fn rules_halo(scene: &Scene) -> usize {
+    let model = scene.model();
+    let morph = model.detect.morphology_px(scene.pixel_metres());
+    let halo = model.detect.match_radius + 2 * morph + model.masks.cloud_buffer_px + 3;
+    halo.max(texture::halo(&model.detect.texture))
+}
+
 /// The middle stage of [`run`]: each held strip's blocks, in parallel.
 fn compute_strips(
     scene: &Scene,
     strips: &[&[Window]],
     held: std::sync::mpsc::Receiver<Result<HeldPair>>,
     out: std::sync::mpsc::SyncSender<Vec<BlockOut>>,
-    halo: usize,
-    threshold: f32,
-    morph: usize,
+    (halo, threshold, morph): (usize, f32, usize),
+    learned: Option<&crate::learn::inference::Prepared>,
 ) -> Result<()> {
     for strip in strips {
         let pair = held
@@ -150,7 +170,10 @@ fn compute_strips(
             .map_err(|_| Error::Other("the strip reader stopped unexpectedly".into()))??;
         let outs: Vec<BlockOut> = strip
             .par_iter()
-            .map(|&w| process_block(scene, &pair, w, halo, threshold, morph))
+            .map(|&w| match learned {
+                Some(l) => learned_block(scene, l, &pair, w, halo, threshold),
+                None => process_block(scene, &pair, w, halo, threshold, morph),
+            })
             .collect::<Result<_>>()?;
         drop(pair);
         if out.send(outs).is_err() {
@@ -265,6 +288,62 @@ fn process_block(
         morphology::union(cleaned, extra.as_ref()),
         morphology::union(of_use, extra.as_ref()),
     );
+    let masks = BlockMasks {
+        cleaned: &cleaned,
+        of_use: &of_use,
+        evidence: &e,
+    };
+    Ok(finish_block(
+        scene, &pair, &layers, &crowns, masks, win, halo, threshold,
+    ))
+}
+
+/// A block decided by the learned cascade: its cleaned decisions are the change of use (no
+/// crop-cycle gate: the model was trained to tell them apart), then the same classes,
+/// magnitude and pixel values as the rules path.
+fn learned_block(
+    scene: &Scene,
+    learned: &crate::learn::inference::Prepared,
+    held: &HeldPair,
+    win: Window,
+    halo: usize,
+    threshold: f32,
+) -> Result<BlockOut> {
+    let pair = scene.read_pair_held(held, win.grow(halo));
+    let layers = BlockLayers::new(&pair.before, &pair.after);
+    let e = scene.evidence(&pair, &layers);
+    let decided = learned.decide(&pair, &e, threshold, halo);
+    let crowns = CrownLayers::new(&layers.before.vi, &layers.after.vi, scene.model().detect.texture.radius);
+    let masks = BlockMasks {
+        cleaned: &decided,
+        of_use: &decided,
+        evidence: &e,
+    };
+    Ok(finish_block(
+        scene, &pair, &layers, &crowns, masks, win, halo, threshold,
+    ))
+}
+
+/// A block's change masks (with its halo) and evidence.
+struct BlockMasks<'a> {
+    cleaned: &'a Array2<bool>,
+    of_use: &'a Array2<bool>,
+    evidence: &'a Array2<f32>,
+}
+
+/// Classes, magnitude, counts and the changed pixels' values of a block's inner part.
+#[allow(clippy::too_many_arguments)]
+fn finish_block(
+    scene: &Scene,
+    pair: &PairWindow,
+    layers: &BlockLayers,
+    crowns: &CrownLayers,
+    m: BlockMasks,
+    win: Window,
+    halo: usize,
+    threshold: f32,
+) -> BlockOut {
+    let (cleaned, of_use, e) = (m.cleaned, m.of_use, m.evidence);
     let inner = s![halo..halo + win.h, halo..halo + win.w];
     let (class, magnitude) = classify(
         cleaned.slice(inner),
@@ -281,14 +360,14 @@ fn process_block(
         changed: class.iter().filter(|&&c| c == CLASS_CHANGED).count() as u64,
         ..Default::default()
     };
-    let values = changed_pixel_values(&pair, &layers, &crowns, &class, halo, scene.model());
-    Ok(BlockOut {
+    let values = changed_pixel_values(pair, layers, crowns, &class, halo, scene.model());
+    BlockOut {
         win,
         values,
         class,
         magnitude,
         stats,
-    })
+    }
 }
 
 /// The class of each pixel of a block and its evidence as a percentage of the threshold,

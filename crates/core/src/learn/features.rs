@@ -1,0 +1,528 @@
+//! Per-pixel features of the learned model, from one block of the pair read with a halo.
+//!
+//! Every band of each date is standardised with that image's own mean and standard deviation
+//! (valid pixels; [`ImageStats`]), so DN, reflectance × 10000 and 8-bit deliveries give the
+//! same features. Per pixel: the standardised bands of both dates, their differences, the
+//! change-vector magnitude, brightness and greenness of each date (NDVI with NIR, the
+//! green–red index without), the rules model's evidence relative to its threshold; then, at
+//! each radius of [`RADII`], local means and standard deviations of those planes over the
+//! observed pixels of a square window.
+//!
+//! Window sums come from integral images of values quantised to 1/[`QUANT`] in integers:
+//! integer sums are exact, so a pixel's features do not depend on where its block starts —
+//! the features, and the model's decisions, are seamless across blocks.
+
+use ndarray::{Array2, Array3};
+use serde::{Deserialize, Serialize};
+
+/// Radii (px) of the local statistics.
+pub const RADII: [usize; 5] = [1, 3, 7, 15, 31];
+/// Quantisation step of the window sums: 1/256 of a standard deviation.
+const QUANT: f64 = 256.0;
+/// Values are clamped to ±this many units before quantising (a window sum stays in i64).
+const CLAMP: f32 = 1.0e4;
+/// Local statistics per radius (see [`FeatureSpec::names`]).
+const PER_RADIUS: usize = 9;
+
+/// Which bands the features use: B, G, R of the canonical order, and NIR when `nir`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureSpec {
+    pub nir: bool,
+}
+
+impl FeatureSpec {
+    /// Bands read from the canonical `[B, G, R, NIR]` order.
+    pub fn bands(&self) -> usize {
+        3 + usize::from(self.nir)
+    }
+
+    pub fn count(&self) -> usize {
+        self.names().len()
+    }
+
+    /// The feature names, in the order of a feature row.
+    pub fn names(&self) -> Vec<String> {
+        let band_names = ["b", "g", "r", "nir"];
+        let bands = &band_names[..self.bands()];
+        let mut n: Vec<String> = Vec::new();
+        for date in ["before", "after", "diff"] {
+            n.extend(bands.iter().map(|b| format!("{date}_{b}")));
+        }
+        for s in [
+            "cva",
+            "bright_before",
+            "bright_after",
+            "green_before",
+            "green_after",
+            "green_diff",
+            "evidence_rel",
+        ] {
+            n.push(s.into());
+        }
+        for r in RADII {
+            for s in [
+                "cva_mean",
+                "cva_std",
+                "bright_diff_mean",
+                "bright_before_std",
+                "bright_after_std",
+                "green_diff_mean",
+                "green_before_std",
+                "green_after_std",
+                "evidence_rel_mean",
+            ] {
+                n.push(format!("{s}_r{r}"));
+            }
+        }
+        n
+    }
+
+    /// The halo a block needs for the features of its inner pixels.
+    pub fn halo(&self) -> usize {
+        RADII[RADII.len() - 1]
+    }
+}
+
+/// Mean and standard deviation per band of each image (the canonical bands the spec uses).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageStats {
+    pub before: Vec<(f64, f64)>,
+    pub after: Vec<(f64, f64)>,
+}
+
+/// Running sums for [`ImageStats`], over the pixels `valid` marks.
+#[derive(Debug, Clone, Default)]
+pub struct StatsSums {
+    before: Vec<(f64, f64, u64)>,
+    after: Vec<(f64, f64, u64)>,
+}
+
+impl StatsSums {
+    pub fn add(&mut self, before: &Array3<f32>, after: &Array3<f32>, valid: &Array2<bool>, bands: usize) {
+        add_image(&mut self.before, before, valid, bands);
+        add_image(&mut self.after, after, valid, bands);
+    }
+
+    /// `None` when no pixel was valid.
+    pub fn finish(&self) -> Option<ImageStats> {
+        let done = |s: &[(f64, f64, u64)]| -> Option<Vec<(f64, f64)>> {
+            s.iter()
+                .map(|&(sum, sq, n)| {
+                    (n > 0).then(|| {
+                        let mean = sum / n as f64;
+                        (mean, (sq / n as f64 - mean * mean).max(0.0).sqrt())
+                    })
+                })
+                .collect()
+        };
+        let (b, a) = (done(&self.before)?, done(&self.after)?);
+        (!b.is_empty()).then_some(ImageStats { before: b, after: a })
+    }
+}
+
+fn add_image(sums: &mut Vec<(f64, f64, u64)>, img: &Array3<f32>, valid: &Array2<bool>, bands: usize) {
+    sums.resize(bands, (0.0, 0.0, 0));
+    for (k, s) in sums.iter_mut().enumerate() {
+        let band = img.index_axis(ndarray::Axis(0), k);
+        ndarray::Zip::from(&band).and(valid).for_each(|&v, &ok| {
+            if ok && v.is_finite() {
+                s.0 += f64::from(v);
+                s.1 += f64::from(v) * f64::from(v);
+                s.2 += 1;
+            }
+        });
+    }
+}
+
+/// One block's inputs: both dates in the canonical band order (after aligned and normalised
+/// onto before), the observed mask, the rules evidence and its threshold.
+pub struct BlockInput<'a> {
+    pub before: &'a Array3<f32>,
+    pub after: &'a Array3<f32>,
+    pub observed: &'a Array2<bool>,
+    pub evidence: &'a Array2<f32>,
+    pub threshold: f32,
+}
+
+/// The planes of a block and the integral images of their local statistics.
+pub struct FeatureBlock {
+    spec: FeatureSpec,
+    w: usize,
+    h: usize,
+    /// Standardised bands, before then after (`2 · bands` planes, row-major).
+    z: Vec<Vec<f32>>,
+    /// cva, bright before/after, green before/after, evidence_rel (row-major).
+    px: [Vec<f32>; 6],
+    /// Integral images, `(h + 1) × (w + 1)`, the [`Sums`] of one position side by side (a
+    /// window's four corners are four cache-line pairs, not 4 × 14 scattered reads).
+    sums: Vec<[i64; SUMS]>,
+}
+
+/// The integral images kept per block.
+#[derive(Clone, Copy)]
+enum Sums {
+    Count,
+    Cva,
+    CvaSq,
+    BrightDiff,
+    BrightBefore,
+    BrightBeforeSq,
+    BrightAfter,
+    BrightAfterSq,
+    GreenDiff,
+    GreenBefore,
+    GreenBeforeSq,
+    GreenAfter,
+    GreenAfterSq,
+    Evidence,
+}
+const SUMS: usize = 14;
+
+impl FeatureBlock {
+    pub fn new(input: &BlockInput, spec: FeatureSpec, stats: &ImageStats) -> Self {
+        let (_, h, w) = input.before.dim();
+        let nb = spec.bands();
+        let standardise = |img: &Array3<f32>, st: &[(f64, f64)]| -> Vec<Vec<f32>> {
+            (0..nb)
+                .map(|k| {
+                    let (mean, std) = st[k];
+                    let inv = if std > 0.0 { 1.0 / std } else { 0.0 };
+                    img.index_axis(ndarray::Axis(0), k)
+                        .iter()
+                        .map(|&v| finite(((f64::from(v) - mean) * inv) as f32))
+                        .collect()
+                })
+                .collect()
+        };
+        let zb = standardise(input.before, &stats.before);
+        let za = standardise(input.after, &stats.after);
+        let obs: Vec<bool> = input.observed.iter().copied().collect();
+        let n = h * w;
+        let mut px: [Vec<f32>; 6] = std::array::from_fn(|_| vec![0.0f32; n]);
+        let (bb, ba) = (raw_bands(input.before, nb), raw_bands(input.after, nb));
+        let ev: Vec<f32> = input.evidence.iter().copied().collect();
+        let inv_t = if input.threshold > 0.0 {
+            1.0 / input.threshold
+        } else {
+            0.0
+        };
+        for i in 0..n {
+            if !obs[i] {
+                continue;
+            }
+            let mut d2 = 0.0f32;
+            let (mut sb, mut sa) = (0.0f32, 0.0f32);
+            for k in 0..nb {
+                let d = za[k][i] - zb[k][i];
+                d2 += d * d;
+                sb += zb[k][i];
+                sa += za[k][i];
+            }
+            px[0][i] = d2.sqrt();
+            px[1][i] = sb / nb as f32;
+            px[2][i] = sa / nb as f32;
+            px[3][i] = greenness(&bb, i, spec.nir);
+            px[4][i] = greenness(&ba, i, spec.nir);
+            px[5][i] = finite(ev[i] * inv_t);
+        }
+        let mut z = zb;
+        z.extend(za);
+        let sums = integrals(&px, &obs, w, h);
+        Self {
+            spec,
+            w,
+            h,
+            z,
+            px,
+            sums,
+        }
+    }
+
+    /// The feature row of pixel `(y, x)` of the block into `out` (`spec.count()` values). The
+    /// windows are clipped to the block; the caller asks only for pixels at least
+    /// [`FeatureSpec::halo`] inside it, where no window is clipped.
+    pub fn row_at(&self, y: usize, x: usize, out: &mut Vec<f32>) {
+        out.clear();
+        let i = y * self.w + x;
+        let nb = self.spec.bands();
+        for k in 0..2 * nb {
+            out.push(self.z[k][i]);
+        }
+        for k in 0..nb {
+            out.push(self.z[nb + k][i] - self.z[k][i]);
+        }
+        let [cva, bb, ba, gb, ga, er] = &self.px;
+        out.extend([cva[i], bb[i], ba[i], gb[i], ga[i], ga[i] - gb[i], er[i]]);
+        for r in RADII {
+            let win = self.window(y, x, r);
+            let count = self.sum(Sums::Count, win) as f64;
+            let mean = |s: Sums| -> f32 {
+                if count > 0.0 {
+                    (self.sum(s, win) as f64 / QUANT / count) as f32
+                } else {
+                    0.0
+                }
+            };
+            let std = |s: Sums, sq: Sums| -> f32 {
+                if count > 0.0 {
+                    let m = self.sum(s, win) as f64 / QUANT / count;
+                    let m2 = self.sum(sq, win) as f64 / (QUANT * QUANT) / count;
+                    (m2 - m * m).max(0.0).sqrt() as f32
+                } else {
+                    0.0
+                }
+            };
+            out.extend([
+                mean(Sums::Cva),
+                std(Sums::Cva, Sums::CvaSq),
+                mean(Sums::BrightDiff),
+                std(Sums::BrightBefore, Sums::BrightBeforeSq),
+                std(Sums::BrightAfter, Sums::BrightAfterSq),
+                mean(Sums::GreenDiff),
+                std(Sums::GreenBefore, Sums::GreenBeforeSq),
+                std(Sums::GreenAfter, Sums::GreenAfterSq),
+                mean(Sums::Evidence),
+            ]);
+        }
+        debug_assert_eq!(out.len(), 3 * nb + 7 + PER_RADIUS * RADII.len());
+    }
+
+    /// `[y0, y1) × [x0, x1)` of the window of radius `r`, clipped to the block.
+    fn window(&self, y: usize, x: usize, r: usize) -> [usize; 4] {
+        [
+            y.saturating_sub(r),
+            (y + r + 1).min(self.h),
+            x.saturating_sub(r),
+            (x + r + 1).min(self.w),
+        ]
+    }
+
+    fn sum(&self, s: Sums, [y0, y1, x0, x1]: [usize; 4]) -> i64 {
+        let (t, w1, k) = (&self.sums, self.w + 1, s as usize);
+        t[y1 * w1 + x1][k] - t[y0 * w1 + x1][k] - t[y1 * w1 + x0][k] + t[y0 * w1 + x0][k]
+    }
+}
+
+fn finite(v: f32) -> f32 {
+    if v.is_finite() {
+        v
+    } else {
+        0.0
+    }
+}
+
+fn raw_bands(img: &Array3<f32>, nb: usize) -> Vec<Vec<f32>> {
+    (0..nb)
+        .map(|k| img.index_axis(ndarray::Axis(0), k).iter().copied().collect())
+        .collect()
+}
+
+/// NDVI with NIR, else the green–red index `(G − R) / (G + R)` (bands B, G, R, NIR).
+fn greenness(bands: &[Vec<f32>], i: usize, nir: bool) -> f32 {
+    let (a, b) = if nir {
+        (bands[3][i], bands[2][i])
+    } else {
+        (bands[1][i], bands[2][i])
+    };
+    let s = a + b;
+    if s.abs() > 1e-6 {
+        finite(((a - b) / s).clamp(-1.0, 1.0))
+    } else {
+        0.0
+    }
+}
+
+/// `v` in units of 1/QUANT, truncated toward zero (exact and the same everywhere; the
+/// truncation's bias is far below the features' noise).
+#[inline]
+fn quant(v: f32) -> i64 {
+    (v.clamp(-CLAMP, CLAMP) * QUANT as f32) as i64
+}
+
+/// The integral images of [`Sums`] over the observed pixels.
+fn integrals(px: &[Vec<f32>; 6], obs: &[bool], w: usize, h: usize) -> Vec<[i64; SUMS]> {
+    let w1 = w + 1;
+    let mut sums = vec![[0i64; SUMS]; (h + 1) * w1];
+    for y in 0..h {
+        let mut row = [0i64; SUMS];
+        for x in 0..w {
+            let i = y * w + x;
+            if obs[i] {
+                let q: [i64; 6] = std::array::from_fn(|k| quant(px[k][i]));
+                let (cva, bb, ba, gb, ga, ev) = (q[0], q[1], q[2], q[3], q[4], q[5]);
+                let add = [
+                    1,
+                    cva,
+                    cva * cva,
+                    ba - bb,
+                    bb,
+                    bb * bb,
+                    ba,
+                    ba * ba,
+                    ga - gb,
+                    gb,
+                    gb * gb,
+                    ga,
+                    ga * ga,
+                    ev,
+                ];
+                for (r, a) in row.iter_mut().zip(add) {
+                    *r += a;
+                }
+            }
+            let above = sums[y * w1 + x + 1];
+            let here = &mut sums[(y + 1) * w1 + x + 1];
+            for k in 0..SUMS {
+                here[k] = above[k] + row[k];
+            }
+        }
+    }
+    sums
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::s;
+
+    fn scene(h: usize, w: usize) -> (Array3<f32>, Array3<f32>, Array2<f32>) {
+        let b = Array3::from_shape_fn((3, h, w), |(k, y, x)| {
+            100.0 + ((x * 7 + y * 13 + k * 5) % 17) as f32 * 3.0
+        });
+        let mut a = b.clone();
+        for k in 0..3 {
+            for y in 20..30 {
+                for x in 25..40 {
+                    a[(k, y, x)] = 200.0 + k as f32;
+                }
+            }
+        }
+        let e = Array2::from_shape_fn((h, w), |(y, x)| ((x + y) % 5) as f32 * 0.01);
+        (b, a, e)
+    }
+
+    fn stats_of(b: &Array3<f32>, a: &Array3<f32>) -> ImageStats {
+        let mut s = StatsSums::default();
+        s.add(b, a, &Array2::from_elem((b.dim().1, b.dim().2), true), 3);
+        s.finish().unwrap()
+    }
+
+    #[test]
+    fn a_pixels_features_do_not_depend_on_where_its_block_starts() {
+        let (b, a, e) = scene(100, 110);
+        let obs = Array2::from_elem((100, 110), true);
+        let spec = FeatureSpec { nir: false };
+        let st = stats_of(&b, &a);
+        let whole = FeatureBlock::new(
+            &BlockInput {
+                before: &b,
+                after: &a,
+                observed: &obs,
+                evidence: &e,
+                threshold: 0.05,
+            },
+            spec,
+            &st,
+        );
+        // A block starting at (5, 9), still holding every window of pixel (50, 55).
+        let (sb, sa, se, so) = (
+            b.slice(s![.., 5.., 9..]).to_owned(),
+            a.slice(s![.., 5.., 9..]).to_owned(),
+            e.slice(s![5.., 9..]).to_owned(),
+            obs.slice(s![5.., 9..]).to_owned(),
+        );
+        let part = FeatureBlock::new(
+            &BlockInput {
+                before: &sb,
+                after: &sa,
+                observed: &so,
+                evidence: &se,
+                threshold: 0.05,
+            },
+            spec,
+            &st,
+        );
+        let (mut r1, mut r2) = (Vec::new(), Vec::new());
+        whole.row_at(50, 55, &mut r1);
+        part.row_at(50 - 5, 55 - 9, &mut r2);
+        assert_eq!(r1.len(), spec.count());
+        assert_eq!(r1, r2, "bit-identical features");
+    }
+
+    #[test]
+    fn a_gain_and_offset_of_one_date_leaves_the_features_unchanged() {
+        let (b, a, e) = scene(48, 48);
+        let obs = Array2::from_elem((48, 48), true);
+        let spec = FeatureSpec { nir: false };
+        let scaled = a.mapv(|v| 2.5 * v + 40.0);
+        let rows = |after: &Array3<f32>| {
+            let st = stats_of(&b, after);
+            let fb = FeatureBlock::new(
+                &BlockInput {
+                    before: &b,
+                    after,
+                    observed: &obs,
+                    evidence: &e,
+                    threshold: 0.05,
+                },
+                spec,
+                &st,
+            );
+            let mut r = Vec::new();
+            fb.row_at(24, 30, &mut r);
+            r
+        };
+        let (r1, r2) = (rows(&a), rows(&scaled));
+        // Standardised features agree to rounding; greenness is a ratio of raw values and is
+        // not offset-invariant, so those (and their local statistics) are left out here.
+        let names = spec.names();
+        for (k, (x, y)) in r1.iter().zip(&r2).enumerate() {
+            if names[k].contains("green") {
+                continue;
+            }
+            assert!((x - y).abs() < 2e-2, "{}: {x} vs {y}", names[k]);
+        }
+    }
+
+    #[test]
+    fn unobserved_pixels_do_not_enter_the_local_statistics() {
+        let (b, a, e) = scene(40, 40);
+        let mut obs = Array2::from_elem((40, 40), true);
+        let spec = FeatureSpec { nir: false };
+        let st = stats_of(&b, &a);
+        let mut a2 = a.clone();
+        // Garbage under a cloud must not leak into a neighbour's window statistics.
+        for k in 0..3 {
+            a2[(k, 10, 11)] = 1e6;
+        }
+        obs[(10, 11)] = false;
+        let row = |after: &Array3<f32>, o: &Array2<bool>| {
+            let fb = FeatureBlock::new(
+                &BlockInput {
+                    before: &b,
+                    after,
+                    observed: o,
+                    evidence: &e,
+                    threshold: 0.05,
+                },
+                spec,
+                &st,
+            );
+            let mut r = Vec::new();
+            fb.row_at(10, 10, &mut r);
+            r
+        };
+        let mut obs_a = obs.clone();
+        obs_a[(10, 11)] = false;
+        assert_eq!(row(&a2, &obs), row(&a, &obs_a));
+    }
+
+    #[test]
+    fn names_match_the_row_length() {
+        for nir in [false, true] {
+            let spec = FeatureSpec { nir };
+            assert_eq!(spec.count(), 3 * spec.bands() + 7 + PER_RADIUS * RADII.len());
+        }
+    }
+}

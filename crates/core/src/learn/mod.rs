@@ -1,0 +1,21 @@
+//! The learned change model: a cascade of the rules evidence (candidates) and gradient-boosted
+//! trees on per-pixel multi-scale features, trained with `landwatch train` and run by
+//! `detect --model <learned model file>` inside the streaming pass.
+//!
+//! * [`features`]: per-pixel features of a block with a halo (pure kernels);
+//! * [`booster`]: the gradient-boosted trees (training and prediction);
+//! * [`cascade`]: candidates, per-pixel decision, cleaning (pure kernels);
+//! * [`model_file`]: the model file format and its checks;
+//! * [`inference`]: what the streaming pass prepares per scene;
+//!
+//! Training (rows from labelled pairs, fitting, the manifest, `landwatch train`) lives in the
+//! eval crate (`landwatch_eval::train`), beside the labelled-pair readers and the
+//! cross-validation that use it.
+
+pub mod booster;
+pub mod cascade;
+pub mod features;
+pub mod inference;
+pub mod model_file;
+
+pub use model_file::LearnedModel;

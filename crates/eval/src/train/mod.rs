@@ -1,0 +1,9 @@
+//! Training the learned change model from labelled pairs: training rows ([`samples`]), fitting
+//! with an inner split for the decision threshold ([`fit`]), the training manifest
+//! ([`manifest`]) and the `landwatch train` command ([`cli`]). The model itself — features,
+//! trees, cascade, file format, inference in the streaming pass — is `landwatch_core::learn`.
+
+pub mod cli;
+pub mod fit;
+pub mod manifest;
+pub mod samples;

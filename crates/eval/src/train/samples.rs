@@ -1,0 +1,262 @@
+//! Training rows from one labelled pair: the pair goes through the same scene opening,
+//! calibration, evidence and candidate stage as detection, and a seeded sample of the candidate
+//! pixels of each class (bottom-k of a per-pixel hash: independent of block order and thread
+//! count) is kept with its feature row and a weight that restores the class's true count.
+
+use landwatch_core::learn::cascade::{candidates, CandidateParams};
+use landwatch_core::learn::features::{BlockInput, FeatureBlock, FeatureSpec};
+use landwatch_core::learn::inference::{check_bands, scene_stats};
+use landwatch_core::detect::budget;
+use landwatch_core::detect::gate::BlockLayers;
+use landwatch_core::detect::scene::{BandMap, Scene};
+use landwatch_core::detect::stream::{block_grid, rules_halo};
+use crate::inputs::{self, LabelSpec};
+use crate::metrics::Truth;
+use landwatch_core::model::Model;
+use landwatch_core::io::radiometry::Radiometry;
+use landwatch_core::{Error, Result};
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// One labelled pair on disk.
+#[derive(Debug, Clone)]
+pub struct PairSource {
+    pub name: String,
+    pub before: PathBuf,
+    pub after: PathBuf,
+    pub label: PathBuf,
+    pub spec: LabelSpec,
+    pub bands: Option<String>,
+    pub pixel_size: Option<f64>,
+}
+
+/// Rows kept from one pair.
+#[derive(Debug, Clone, Default)]
+pub struct PairSamples {
+    pub name: String,
+    pub features: usize,
+    /// Row-major feature rows.
+    pub x: Vec<f32>,
+    pub y: Vec<f32>,
+    /// How many candidate pixels of its class each row stands for.
+    pub weight: Vec<f32>,
+    /// Labelled change pixels observed on both dates, and those inside the candidates.
+    pub positives: f64,
+    pub positives_in_candidates: f64,
+}
+
+impl PairSamples {
+    pub fn rows(&self) -> usize {
+        self.y.len()
+    }
+}
+
+/// One kept pixel: its hash key, class and feature row.
+type Kept = (u64, bool, Vec<f32>);
+
+/// Samples up to `per_class` candidate pixels of each class from the pair.
+pub fn pair_samples(
+    src: &PairSource,
+    rules: &Model,
+    spec: FeatureSpec,
+    cand: &CandidateParams,
+    per_class: usize,
+    seed: u64,
+) -> Result<PairSamples> {
+    landwatch_core::io::init_gdal();
+    let label = inputs::read_label(&src.label, &src.spec)?;
+    let bands = src.bands.as_deref().map(BandMap::parse).transpose()?;
+    let work = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), "cannot create a temp folder", e))?;
+    let memory = budget::resolve(None, false)?;
+    let mut scene = Scene::open(
+        &src.before,
+        &src.after,
+        bands.as_ref(),
+        rules,
+        work.path(),
+        memory,
+        Radiometry::Auto,
+    )?;
+    scene.pixel_size_m = src.pixel_size;
+    if (label.width(), label.height()) != (scene.width(), scene.height()) {
+        return Err(Error::input(
+            &src.label,
+            format!(
+                "is {}x{} px but its before image {} is {}x{}; a label must be on its image's grid",
+                label.width(),
+                label.height(),
+                src.before.display(),
+                scene.width(),
+                scene.height()
+            ),
+        ));
+    }
+    check_bands(&scene, spec, "being trained")?;
+    let calibration = scene.calibrate()?;
+    let stats = scene_stats(&scene, spec.bands())?;
+    let halo = rules_halo(&scene) + spec.halo() + cand.dilate_px;
+    let pair_key = fnv(&src.name) ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let blocks = block_grid(scene.width(), scene.height(), rules.detect.block_size);
+    let per_block: Vec<BlockSamples> = blocks
+        .par_iter()
+        .map(|&win| -> Result<BlockSamples> {
+            let pair = scene.read_pair(win.grow(halo))?;
+            let layers = BlockLayers::new(&pair.before, &pair.after);
+            let e = scene.evidence(&pair, &layers);
+            let input = BlockInput {
+                before: &pair.before,
+                after: &pair.after,
+                observed: &pair.observed,
+                evidence: &e,
+                threshold: calibration.threshold,
+            };
+            let c = candidates(&e, &pair.observed, calibration.threshold, cand);
+            let mut out = BlockSamples::default();
+            let mut pixels = Vec::new();
+            for y in 0..win.h {
+                for x in 0..win.w {
+                    let (gy, gx) = (win.y as usize + y, win.x as usize + x);
+                    let (by, bx) = (y + halo, x + halo);
+                    let truth = label.truth[(gy, gx)];
+                    if truth == Truth::Ignore || !pair.observed[(by, bx)] {
+                        continue;
+                    }
+                    let change = truth == Truth::Change;
+                    out.positives += u64::from(change);
+                    if !c[(by, bx)] {
+                        continue;
+                    }
+                    out.in_candidates[usize::from(change)] += 1;
+                    pixels.push((mix(pair_key ^ ((gy as u64) << 32 | gx as u64)), change, by, bx));
+                }
+            }
+            // Features only for the pixels that can still be among the bottom k of the block.
+            pixels.sort_unstable_by_key(|p| p.0);
+            let mut taken = [0usize; 2];
+            pixels.retain(|p| {
+                taken[usize::from(p.1)] += 1;
+                taken[usize::from(p.1)] <= per_class
+            });
+            if !pixels.is_empty() {
+                let fb = FeatureBlock::new(&input, spec, &stats);
+                for &(key, change, by, bx) in &pixels {
+                    let mut row = Vec::with_capacity(spec.count());
+                    fb.row_at(by, bx, &mut row);
+                    out.kept.push((key, change, row));
+                }
+            }
+            Ok(out)
+        })
+        .collect::<Result<_>>()?;
+    Ok(merge(src, spec, per_block, per_class))
+}
+
+#[derive(Default)]
+struct BlockSamples {
+    positives: u64,
+    /// Candidate pixels per class (no change, change).
+    in_candidates: [u64; 2],
+    kept: Vec<Kept>,
+}
+
+/// The global bottom k per class over the blocks' bottom k, weighted to the class's count.
+fn merge(src: &PairSource, spec: FeatureSpec, blocks: Vec<BlockSamples>, per_class: usize) -> PairSamples {
+    let mut out = PairSamples {
+        name: src.name.clone(),
+        features: spec.count(),
+        ..Default::default()
+    };
+    let mut counts = [0u64; 2];
+    let mut kept: Vec<Kept> = Vec::new();
+    for b in blocks {
+        out.positives += b.positives as f64;
+        counts[0] += b.in_candidates[0];
+        counts[1] += b.in_candidates[1];
+        kept.extend(b.kept);
+    }
+    out.positives_in_candidates = counts[1] as f64;
+    tracing::info!(
+        pair = %src.name,
+        labelled_change_px = out.positives,
+        candidates_change = counts[1],
+        candidates_no_change = counts[0],
+        "sampled"
+    );
+    kept.sort_by_key(|k| k.0);
+    for class in [false, true] {
+        let rows: Vec<&Kept> = kept.iter().filter(|k| k.1 == class).take(per_class).collect();
+        let weight = counts[usize::from(class)] as f32 / rows.len().max(1) as f32;
+        for (_, _, row) in rows {
+            out.x.extend_from_slice(row);
+            out.y.push(f32::from(u8::from(class)));
+            out.weight.push(weight);
+        }
+    }
+    out
+}
+
+/// SplitMix64's finaliser: a well-mixed 64-bit hash of `z`.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// FNV-1a of a name (stable across runs and platforms).
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The pairs of a dataset folder (`A/`, `B/`, `label/` with matching stems; the label is the
+/// first of `label/<stem>.<ext>` for `label_exts` that exists).
+pub fn dataset_pairs(
+    dir: &Path,
+    spec: &LabelSpec,
+    label_exts: &[&str],
+    bands: Option<&str>,
+    pixel_size: Option<f64>,
+) -> Result<Vec<PairSource>> {
+    let a_dir = dir.join("A");
+    let rd = std::fs::read_dir(&a_dir).map_err(|e| Error::io(&a_dir, "cannot list the before images", e))?;
+    let mut before: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| ["png", "tif", "tiff", "jpg", "jpeg"].contains(&e.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    before.sort();
+    let mut out = Vec::new();
+    for b in before {
+        let stem = b
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = b.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let label = label_exts
+            .iter()
+            .map(|e| dir.join("label").join(format!("{stem}.{e}")))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                Error::input(
+                    &b,
+                    format!("has no label: expected label/{stem}.{}", label_exts.join(" or .")),
+                )
+            })?;
+        out.push(PairSource {
+            name: stem,
+            after: dir.join("B").join(name),
+            before: b,
+            label,
+            spec: spec.clone(),
+            bands: bands.map(str::to_string),
+            pixel_size,
+        });
+    }
+    Ok(out)
+}

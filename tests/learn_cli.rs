@@ -1,0 +1,229 @@
+//! `landwatch train` and `detect --model <learned model>` from the command line: the same
+//! inputs and seed give the same model bytes, a trained model runs in detect, and every kind of
+//! bad input (a corrupt or unknown model file, a model for other bands, a label off its image's
+//! grid, an empty training set) is one clear line naming the file, exit 2, and nothing written
+//! as if complete.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn landwatch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_landwatch"))
+        .args(args)
+        .env("LANDWATCH_LOG", "error")
+        .output()
+        .expect("landwatch runs")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+/// The error lines of a failed run (log lines are JSON and start with `{`).
+fn error_lines(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('{'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A small synthetic pair folder (before.tif, after.tif, truth_labels.tif).
+fn synth_pair(dir: &Path, size: &str, seed: &str) -> PathBuf {
+    let out = dir.join(format!("synth-{size}-{seed}"));
+    let o = landwatch(&["synth", "--size", size, "--seed", seed, "--out", s(&out)]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+fn train(data: &[&Path], out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--out",
+        s(out),
+        "--licence",
+        "landwatch synthetic (test)",
+        "--rounds",
+        "4",
+    ];
+    for d in data {
+        args.extend(["--data", s(d)]);
+    }
+    args.extend_from_slice(extra);
+    landwatch(&args)
+}
+
+fn demo(file: &str) -> PathBuf {
+    repo().join("seeds/demo").join(file)
+}
+
+#[test]
+fn same_inputs_and_seed_give_the_same_model_bytes_and_the_model_runs_in_detect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth_pair(tmp.path(), "384", "11");
+    let (a, b) = (tmp.path().join("a-1.0.0.json"), tmp.path().join("b-1.0.0.json"));
+    for m in [&a, &b] {
+        let o = train(&[&data], m, &["--name", "t", "--seed", "3"]);
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("a-1.0.0.manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["parameters"]["seed"], 3);
+    assert_eq!(manifest["training_data_licence"], "landwatch synthetic (test)");
+    assert_eq!(
+        manifest["inputs"][0]["before"]["sha256"].as_str().map(str::len),
+        Some(64)
+    );
+    let c = tmp.path().join("c-1.0.0.json");
+    assert_eq!(
+        train(&[&data], &c, &["--name", "t", "--seed", "4"]).status.code(),
+        Some(0)
+    );
+    assert_ne!(
+        std::fs::read(&a).unwrap(),
+        std::fs::read(&c).unwrap(),
+        "another seed, another model"
+    );
+
+    let run = tmp.path().join("run");
+    #[rustfmt::skip]
+    let o = landwatch(&[
+        "detect", "--before", s(&demo("before.tif")), "--after", s(&demo("after.tif")),
+        "--model", s(&a), "--no-chips", "--out", s(&run),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(manifest["model"]["id"], "t@1.0.0");
+}
+
+fn detect_with(model: &Path, out: &Path, extra: &[&str]) -> Output {
+    let (before, after) = (demo("before.tif"), demo("after.tif"));
+    let mut args = vec![
+        "detect",
+        "--before",
+        s(&before),
+        "--after",
+        s(&after),
+        "--model",
+        s(model),
+        "--no-chips",
+        "--out",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    landwatch(&args)
+}
+
+/// Exit 2, one error line that names `file` and says `what`, and no output folder.
+fn refused(o: &Output, file: &Path, what: &str, out: &Path) {
+    let lines = error_lines(o);
+    assert_eq!(o.status.code(), Some(2), "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains(s(file)), "names {}: {lines:?}", file.display());
+    assert!(lines[0].contains(what), "says '{what}': {lines:?}");
+    assert!(!out.exists(), "{} written", out.display());
+}
+
+#[test]
+fn corrupt_and_unknown_model_files_are_refused_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "truncated.json",
+            "{\"format\": \"landwatch-learned-change-model\", \"format_v",
+            "not a valid learned model",
+        ),
+        (
+            "other.json",
+            "{\"format\": \"someone-elses-model\"}",
+            "format: is 'someone-elses-model'",
+        ),
+        (
+            "future.json",
+            "{\"format\": \"landwatch-learned-change-model\", \"format_version\": 9}",
+            "format_version",
+        ),
+    ];
+    for (name, text, what) in cases {
+        let model = tmp.path().join(name);
+        std::fs::write(&model, text).unwrap();
+        let out = tmp.path().join(format!("out-{name}"));
+        refused(&detect_with(&model, &out, &[]), &model, what, &out);
+    }
+}
+
+#[test]
+fn a_model_with_broken_trees_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth_pair(tmp.path(), "256", "5");
+    let model = tmp.path().join("m-1.0.0.json");
+    assert_eq!(train(&[&data], &model, &[]).status.code(), Some(0));
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&model).unwrap()).unwrap();
+    v["booster"]["trees"][0]["nodes"][0]["l"] = serde_json::json!(0);
+    std::fs::write(&model, serde_json::to_vec(&v).unwrap()).unwrap();
+    let out = tmp.path().join("out");
+    refused(&detect_with(&model, &out, &[]), &model, "booster.trees", &out);
+}
+
+#[test]
+fn a_nir_model_on_input_without_nir_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth_pair(tmp.path(), "256", "5");
+    let model = tmp.path().join("nir-1.0.0.json");
+    let o = train(&[&data], &model, &["--nir"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = tmp.path().join("out");
+    let o = detect_with(&model, &out, &["--bands", "B,G,R,_"]);
+    refused(&o, &demo("before.tif"), "B,G,R,NIR features", &out);
+    assert!(error_lines(&o)[0].contains(s(&model)), "names the model too");
+}
+
+#[test]
+fn a_label_off_its_images_grid_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let small = synth_pair(tmp.path(), "256", "5");
+    let pair = tmp.path().join("pair");
+    std::fs::create_dir(&pair).unwrap();
+    std::fs::copy(demo("before.tif"), pair.join("before.tif")).unwrap();
+    std::fs::copy(demo("after.tif"), pair.join("after.tif")).unwrap();
+    // A 256 px label for a 512 px pair.
+    std::fs::copy(small.join("truth_labels.tif"), pair.join("truth_labels.tif")).unwrap();
+    let model = tmp.path().join("m-1.0.0.json");
+    let o = train(&[&pair], &model, &[]);
+    refused(
+        &o,
+        &pair.join("truth_labels.tif"),
+        "is 256x256 px but its before image",
+        &model,
+    );
+}
+
+#[test]
+fn an_empty_training_set_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let set = tmp.path().join("mine");
+    for d in ["A", "B", "label"] {
+        std::fs::create_dir_all(set.join(d)).unwrap();
+    }
+    std::fs::copy(demo("before.tif"), set.join("A/x.tif")).unwrap();
+    std::fs::copy(demo("after.tif"), set.join("B/x.tif")).unwrap();
+    std::fs::copy(demo("truth_labels.tif"), set.join("label/x.tif")).unwrap();
+    let model = tmp.path().join("m-1.0.0.json");
+    // No label pixel has the value 77: nothing is labelled change.
+    let o = train(&[&set], &model, &["--label-change-values", "77"]);
+    refused(&o, &set, "is an empty training set", &model);
+    assert!(!tmp.path().join("m-1.0.0.manifest.json").exists());
+}
+
+#[test]
+fn a_folder_that_is_not_training_data_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m-1.0.0.json");
+    let o = train(&[tmp.path()], &model, &[]);
+    refused(&o, tmp.path(), "is not training data", &model);
+}
