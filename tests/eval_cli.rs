@@ -342,7 +342,7 @@ fn datasets_command_refuses_a_missing_root() {
 /// has no figure. A bad protocol is a usage error.
 #[test]
 fn datasets_cross_validation_never_scores_a_pair_with_a_model_trained_on_it() {
-    landwatch::io::init_gdal();
+    landwatch_core::io::init_gdal();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("datasets");
     let ds = root.join("dsifn-cd");

@@ -288,11 +288,14 @@ fn run_dataset(
     let started = Instant::now();
     let mut per_pair = Vec::new();
     let mut failures = Vec::new();
-    for before in pair_files(&dir.join("A"))? {
+    let pairs = pair_files(&dir.join("A"))?;
+    let bar = landwatch_core::progress::bar(pairs.len() as u64, profile.name, true);
+    for before in pairs {
         let stem = before
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
+        bar.set_message(stem.clone());
         match run_pair(dir, &before, &stem, profile, model, runs) {
             Ok(r) => {
                 tracing::info!(dataset = profile.name, pair = %stem, f1 = ?r.landwatch_scores.f1, baseline_f1 = ?r.baseline_scores.f1, "pair evaluated");
@@ -300,7 +303,9 @@ fn run_dataset(
             }
             Err(e) => failures.push(format!("{stem}: {e}")),
         }
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     let (mut lw, mut bl) = (Counts::default(), Counts::default());
     for r in &per_pair {
         lw.add(&r.landwatch);

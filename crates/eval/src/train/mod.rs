@@ -4,6 +4,6 @@
 //! trees, cascade, file format, inference in the streaming pass — is `landwatch_core::learn`.
 
 pub mod cli;
-pub mod fit;
-pub mod manifest;
-pub mod samples;
+pub(crate) mod fit;
+pub(crate) mod manifest;
+pub(crate) mod samples;
