@@ -15,9 +15,9 @@
 use super::datasets::{self, Options, PairResult, Report, PROFILES};
 use super::inputs::LabelSpec;
 use super::metrics::{Counts, Scores};
-use landwatch_core::learn::features::FeatureSpec;
-use crate::train::samples::{self, PairSamples, PairSource};
 use crate::train::fit::{self, ModelMeta, TrainParams};
+use crate::train::samples::{self, PairSamples, PairSource};
+use landwatch_core::learn::features::FeatureSpec;
 use landwatch_core::model::Model;
 use landwatch_core::{Error, Result};
 use serde::Serialize;

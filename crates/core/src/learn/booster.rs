@@ -23,8 +23,11 @@ pub const LEAF: u16 = u16::MAX;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BoostParams {
+    /// Boosting rounds (trees).
     pub rounds: usize,
+    /// Depth of each tree.
     pub max_depth: usize,
+    /// Shrinkage of each tree's leaf values.
     pub learning_rate: f64,
     /// L2 penalty on leaf values.
     pub lambda: f64,
@@ -32,6 +35,7 @@ pub struct BoostParams {
     pub min_child_hessian: f64,
     /// Share of rows each round sees.
     pub row_subsample: f64,
+    /// Seed of the row subsampling (same rows, parameters and seed: same trees).
     pub seed: u64,
 }
 
@@ -53,19 +57,25 @@ impl Default for BoostParams {
 /// or, when `feature == LEAF`, a leaf adding `value` to the margin.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Node {
+    /// Feature index tested, or [`LEAF`].
     #[serde(rename = "f")]
     pub feature: u16,
+    /// Split value: `x[feature] <= threshold` goes left.
     #[serde(rename = "t")]
     pub threshold: f32,
+    /// Index of the left child (the right child follows it).
     #[serde(rename = "l")]
     pub left: u32,
+    /// A leaf's contribution to the margin.
     #[serde(rename = "v")]
     pub value: f32,
 }
 
+/// One regression tree, its nodes in a flat array (root first).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tree {
+    /// Nodes; children are found by [`Node::left`].
     pub nodes: Vec<Node>,
 }
 
@@ -73,24 +83,33 @@ pub struct Tree {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Booster {
+    /// Length of the feature rows it was trained on.
     pub features: usize,
+    /// Initial margin (log-odds of the weighted positive share).
     pub base: f32,
+    /// The trees, in boosting order.
     pub trees: Vec<Tree>,
 }
 
 /// Rows for training: row-major `x` (`n × features`), targets 0/1 and weights.
 pub struct Rows<'a> {
+    /// Feature values, row-major.
     pub x: &'a [f32],
+    /// Targets, 0 or 1.
     pub y: &'a [f32],
+    /// Row weights.
     pub w: &'a [f32],
+    /// Features per row.
     pub features: usize,
 }
 
 impl Rows<'_> {
+    /// Number of rows.
     pub fn len(&self) -> usize {
         self.y.len()
     }
 
+    /// True when there are no rows.
     pub fn is_empty(&self) -> bool {
         self.y.is_empty()
     }
@@ -103,8 +122,11 @@ impl Rows<'_> {
 /// One round's losses, for the progress line.
 #[derive(Debug, Clone, Copy)]
 pub struct RoundLoss {
+    /// Round number, from 1.
     pub round: usize,
+    /// Weighted log-loss on the training rows.
     pub train: f64,
+    /// Weighted log-loss on the validation rows, when given.
     pub valid: Option<f64>,
 }
 
@@ -202,6 +224,7 @@ impl Tree {
     }
 }
 
+/// The logistic function: margin to probability.
 #[inline]
 pub fn sigmoid(m: f32) -> f32 {
     1.0 / (1.0 + (-m).exp())

@@ -34,7 +34,9 @@ impl Default for CandidateParams {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CleanParams {
+    /// Opening radius (px) applied to the decided mask: drops isolated pixels.
     pub open_px: usize,
+    /// Closing radius (px): fills pinholes in decided patches.
     pub close_px: usize,
 }
 
@@ -74,11 +76,17 @@ pub fn candidates(
 
 /// What the cascade needs besides the block.
 pub struct Decider<'a> {
+    /// The trees.
     pub booster: &'a Booster,
+    /// The features the trees were trained on.
     pub spec: FeatureSpec,
+    /// Per-image band statistics for standardisation.
     pub stats: &'a ImageStats,
+    /// How the candidate stage widens the rules evidence.
     pub candidates: &'a CandidateParams,
+    /// Cleaning of the decided mask.
     pub clean: &'a CleanParams,
+    /// Probability above which a candidate pixel is change.
     pub probability_threshold: f32,
 }
 

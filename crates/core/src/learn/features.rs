@@ -28,6 +28,7 @@ const PER_RADIUS: usize = 9;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureSpec {
+    /// Whether the near-infrared band is used (the model then needs it).
     pub nir: bool,
 }
 
@@ -37,6 +38,7 @@ impl FeatureSpec {
         3 + usize::from(self.nir)
     }
 
+    /// Features per pixel.
     pub fn count(&self) -> usize {
         self.names().len()
     }
@@ -87,7 +89,9 @@ impl FeatureSpec {
 /// Mean and standard deviation per band of each image (the canonical bands the spec uses).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageStats {
+    /// `(mean, standard deviation)` per band of the before image.
     pub before: Vec<(f64, f64)>,
+    /// The same for the after image.
     pub after: Vec<(f64, f64)>,
 }
 
@@ -99,6 +103,7 @@ pub struct StatsSums {
 }
 
 impl StatsSums {
+    /// Adds a window's valid pixels of both dates (`bands` canonical bands).
     pub fn add(&mut self, before: &Array3<f32>, after: &Array3<f32>, valid: &Array2<bool>, bands: usize) {
         add_image(&mut self.before, before, valid, bands);
         add_image(&mut self.after, after, valid, bands);
@@ -138,10 +143,15 @@ fn add_image(sums: &mut Vec<(f64, f64, u64)>, img: &Array3<f32>, valid: &Array2<
 /// One block's inputs: both dates in the canonical band order (after aligned and normalised
 /// onto before), the observed mask, the rules evidence and its threshold.
 pub struct BlockInput<'a> {
+    /// Before bands `(band, row, col)`, with the halo.
     pub before: &'a Array3<f32>,
+    /// After bands, aligned and normalised onto the before image.
     pub after: &'a Array3<f32>,
+    /// Pixels observed on both dates.
     pub observed: &'a Array2<bool>,
+    /// The rules model's change evidence.
     pub evidence: &'a Array2<f32>,
+    /// The rules model's threshold for this scene.
     pub threshold: f32,
 }
 
@@ -180,6 +190,7 @@ enum Sums {
 const SUMS: usize = 14;
 
 impl FeatureBlock {
+    /// Computes the block's planes and integral images.
     pub fn new(input: &BlockInput, spec: FeatureSpec, stats: &ImageStats) -> Self {
         let (_, h, w) = input.before.dim();
         let nb = spec.bands();

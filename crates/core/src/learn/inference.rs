@@ -10,7 +10,9 @@ use ndarray::Array2;
 
 /// A learned model ready for one scene.
 pub struct Prepared<'a> {
+    /// The model.
     pub model: &'a LearnedModel,
+    /// This scene's band statistics (from the calibration windows).
     pub stats: ImageStats,
 }
 
@@ -42,6 +44,7 @@ impl<'a> Prepared<'a> {
         self.decider().decide(&input, halo)
     }
 
+    /// The cascade's settings for this scene.
     pub fn decider(&self) -> Decider<'_> {
         Decider {
             booster: &self.model.booster,

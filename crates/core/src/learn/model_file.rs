@@ -15,24 +15,34 @@ pub const FORMAT: &str = "landwatch-learned-change-model";
 /// The only `format_version` this build reads.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// A learned change model file: the cascade's settings, the trees and what they were trained on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LearnedModel {
+    /// Always [`FORMAT`].
     pub format: String,
+    /// Always [`FORMAT_VERSION`] for files this build reads.
     pub format_version: u32,
+    /// Model name, e.g. `cascade-synth`.
     pub name: String,
+    /// Model version (semantic).
     pub version: String,
+    /// One line on what this model is and how its data was made.
     pub changelog: String,
     /// The licence of the data it was trained on, as stated by that data.
     pub training_data_licence: String,
+    /// The features the trees use.
     pub features: FeatureSpec,
+    /// The permissive candidate stage.
     pub candidates: CandidateParams,
+    /// Cleaning of the decided mask.
     pub clean: CleanParams,
     /// A candidate pixel is change when the model's probability is above this (chosen on a
     /// split of the training pairs that the booster deciding it did not see).
     pub probability_threshold: f32,
     /// The rules model (TOML) for evidence, calibration, typing and categories.
     pub rules_model: String,
+    /// The gradient-boosted trees.
     pub booster: Booster,
 }
 

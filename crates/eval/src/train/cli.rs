@@ -6,12 +6,12 @@
 //! written to `--out`, its training manifest beside it (`<stem>.manifest.json`); both only
 //! once training has succeeded.
 
-use landwatch_core::learn::features::FeatureSpec;
+use super::fit::{self, ModelMeta, Stage, TrainParams};
 use super::manifest;
 use super::samples::{self, PairSamples, PairSource};
-use super::fit::{self, ModelMeta, Stage, TrainParams};
 use crate::datasets::PROFILES;
 use crate::inputs::LabelSpec;
+use landwatch_core::learn::features::FeatureSpec;
 use landwatch_core::model::Model;
 use landwatch_core::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -35,11 +35,13 @@ pub struct TrainArgs {
     /// Model name (default: the output file's stem without its version).
     #[arg(long)]
     pub name: Option<String>,
+    /// Model version.
     #[arg(long, default_value = "1.0.0")]
     pub version: String,
     /// One line on what this model is and how its data was made (recorded in the model).
     #[arg(long)]
     pub changelog: Option<String>,
+    /// Seed of the pixel sampling and the trees' row subsampling.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Boosting rounds.
@@ -265,4 +267,3 @@ fn sample_all(sources: &[PairSource], rules: &Model, p: &TrainParams) -> Result<
     bar.finish_and_clear();
     Ok(out)
 }
-

@@ -8,11 +8,11 @@
 //! missed). Pooling over every training pair keeps one pair with much change from pulling the
 //! threshold to "flag everything". Then the final booster is fitted on every training pair.
 
+use super::samples::PairSamples;
 use landwatch_core::learn::booster::{self, BoostParams, Booster, RoundLoss, Rows};
 use landwatch_core::learn::cascade::{CandidateParams, CleanParams};
 use landwatch_core::learn::features::FeatureSpec;
 use landwatch_core::learn::model_file::{LearnedModel, FORMAT, FORMAT_VERSION};
-use super::samples::PairSamples;
 use landwatch_core::{Error, Result};
 use serde::Serialize;
 use std::path::Path;

@@ -3,10 +3,10 @@
 //! validation figures, the data licence as stated, and the time it took.
 
 use super::cli::TrainArgs;
-use super::samples::{PairSamples, PairSource};
 use super::fit::{TrainParams, TrainReport};
-use landwatch_core::model::Model;
+use super::samples::{PairSamples, PairSource};
 use landwatch_core::io::hash::{sha256_file, sha256_hex};
+use landwatch_core::model::Model;
 use landwatch_core::{Error, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};

@@ -3,17 +3,17 @@
 //! pixels of each class (bottom-k of a per-pixel hash: independent of block order and thread
 //! count) is kept with its feature row and a weight that restores the class's true count.
 
-use landwatch_core::learn::cascade::{candidates, CandidateParams};
-use landwatch_core::learn::features::{BlockInput, FeatureBlock, FeatureSpec};
-use landwatch_core::learn::inference::{check_bands, scene_stats};
+use crate::inputs::{self, LabelSpec};
+use crate::metrics::Truth;
 use landwatch_core::detect::budget;
 use landwatch_core::detect::gate::BlockLayers;
 use landwatch_core::detect::scene::{BandMap, Scene};
 use landwatch_core::detect::stream::{block_grid, rules_halo};
-use crate::inputs::{self, LabelSpec};
-use crate::metrics::Truth;
-use landwatch_core::model::Model;
 use landwatch_core::io::radiometry::Radiometry;
+use landwatch_core::learn::cascade::{candidates, CandidateParams};
+use landwatch_core::learn::features::{BlockInput, FeatureBlock, FeatureSpec};
+use landwatch_core::learn::inference::{check_bands, scene_stats};
+use landwatch_core::model::Model;
 use landwatch_core::{Error, Result};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
