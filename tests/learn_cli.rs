@@ -4,6 +4,8 @@
 //! grid, an empty training set) is one clear line naming the file, exit 2, and nothing written
 //! as if complete.
 
+mod raster_support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -226,4 +228,40 @@ fn a_folder_that_is_not_training_data_is_refused() {
     let model = tmp.path().join("m-1.0.0.json");
     let o = train(&[tmp.path()], &model, &[]);
     refused(&o, tmp.path(), "is not training data", &model);
+}
+
+/// The synth pair in `src` delivered as raw 12-bit DN (`T` = u16) or as DN in floats, its truth
+/// copied as it is.
+fn as_dn<T: gdal::raster::GdalType + Copy>(src: &Path, dst: &Path, f: impl Fn(f64) -> T + Copy) -> PathBuf {
+    std::fs::create_dir_all(dst).unwrap();
+    for name in ["before.tif", "after.tif"] {
+        raster_support::rewrite(&src.join(name), &dst.join(name), f, &[], &[]);
+    }
+    std::fs::copy(src.join("truth_labels.tif"), dst.join("truth_labels.tif")).unwrap();
+    dst.to_path_buf()
+}
+
+#[test]
+fn training_reads_dn_when_told_and_refuses_values_no_reflectance_has() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth_pair(tmp.path(), "384", "11");
+    let dn = as_dn(&data, &tmp.path().join("dn"), |v| (v / 10000.0 * 4095.0).round() as u16);
+    let model = tmp.path().join("dn-1.0.0.json");
+    let o = train(&[&dn], &model, &["--radiometry", "dn"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("dn-1.0.0.manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["inputs"][0]["radiometry"], "dn");
+
+    let floats = as_dn(&data, &tmp.path().join("float_dn"), |v| (v / 10000.0 * 4095.0) as f32);
+    let refused = tmp.path().join("f-1.0.0.json");
+    let o = train(&[&floats], &refused, &[]);
+    let errors = error_lines(&o);
+    assert_eq!(o.status.code(), Some(2), "{errors:?}");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("float_dn/before.tif") && errors[0].contains("median"),
+        "{errors:?}"
+    );
+    assert!(!refused.exists(), "nothing written as if complete");
 }

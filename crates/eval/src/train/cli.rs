@@ -62,6 +62,10 @@ pub struct TrainArgs {
     /// Pixel size in metres of images without georeferencing.
     #[arg(long)]
     pub pixel_size: Option<f64>,
+    /// What the images' stored values are, as `detect --radiometry` (auto, reflectance, dn,
+    /// 8bit); the model's features are standardised per image either way.
+    #[arg(long, default_value = "auto", value_name = "auto|reflectance|dn|8bit")]
+    pub radiometry: landwatch_core::io::radiometry::Radiometry,
     /// Label values meaning change in dataset folders without an eval profile [default: 255,1].
     #[arg(long)]
     pub label_change_values: Option<String>,
@@ -211,6 +215,7 @@ fn folder_pairs(dir: &Path, args: &TrainArgs) -> Result<Vec<PairSource>> {
         };
         let mut pairs = samples::dataset_pairs(dir, &spec, exts, bands, px)?;
         for p in &mut pairs {
+            p.radiometry = args.radiometry;
             p.name = format!("{name}/{}", p.name);
         }
         return Ok(pairs);
@@ -239,6 +244,7 @@ fn folder_pairs(dir: &Path, args: &TrainArgs) -> Result<Vec<PairSource>> {
                 },
                 bands: args.bands.clone(),
                 pixel_size: args.pixel_size,
+                radiometry: args.radiometry,
             }])
         }
         _ => Err(Error::input(

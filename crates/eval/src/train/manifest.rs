@@ -6,6 +6,7 @@ use super::cli::TrainArgs;
 use super::fit::{TrainParams, TrainReport};
 use super::samples::{PairSamples, PairSource};
 use landwatch_core::io::hash::{sha256_file, sha256_hex};
+use landwatch_core::io::radiometry::Radiometry;
 use landwatch_core::model::Model;
 use landwatch_core::{Error, Result};
 use serde::Serialize;
@@ -56,6 +57,7 @@ pub struct InputPair {
     pub label_change_values: Vec<f64>,
     pub bands: Option<String>,
     pub pixel_size_m: Option<f64>,
+    pub radiometry: Radiometry,
 }
 
 #[derive(Debug, Serialize)]
@@ -90,6 +92,7 @@ impl Manifest {
                     label_change_values: s.spec.change_values.clone(),
                     bands: s.bands.clone(),
                     pixel_size_m: s.pixel_size,
+                    radiometry: s.radiometry,
                 })
             })
             .collect::<Result<_>>()?;

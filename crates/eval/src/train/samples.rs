@@ -28,6 +28,8 @@ pub struct PairSource {
     pub spec: LabelSpec,
     pub bands: Option<String>,
     pub pixel_size: Option<f64>,
+    /// What the images' stored values are (as `detect --radiometry`).
+    pub radiometry: Radiometry,
 }
 
 /// Rows kept from one pair.
@@ -75,7 +77,7 @@ pub fn pair_samples(
         rules,
         work.path(),
         memory,
-        Radiometry::Auto,
+        src.radiometry,
     )?;
     scene.pixel_size_m = src.pixel_size;
     if (label.width(), label.height()) != (scene.width(), scene.height()) {
@@ -256,6 +258,7 @@ pub fn dataset_pairs(
             spec: spec.clone(),
             bands: bands.map(str::to_string),
             pixel_size,
+            radiometry: Radiometry::Auto,
         });
     }
     Ok(out)
