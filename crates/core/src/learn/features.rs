@@ -266,19 +266,20 @@ impl FeatureBlock {
         let [cva, bb, ba, gb, ga, er] = &self.px;
         out.extend([cva[i], bb[i], ba[i], gb[i], ga[i], ga[i] - gb[i], er[i]]);
         for r in RADII {
-            let win = self.window(y, x, r);
-            let count = self.sum(Sums::Count, win) as f64;
+            let sums = self.window_sums(self.window(y, x, r));
+            let sum = |s: Sums| sums[s as usize];
+            let count = sum(Sums::Count) as f64;
             let mean = |s: Sums| -> f32 {
                 if count > 0.0 {
-                    (self.sum(s, win) as f64 / QUANT / count) as f32
+                    (sum(s) as f64 / QUANT / count) as f32
                 } else {
                     0.0
                 }
             };
             let std = |s: Sums, sq: Sums| -> f32 {
                 if count > 0.0 {
-                    let m = self.sum(s, win) as f64 / QUANT / count;
-                    let m2 = self.sum(sq, win) as f64 / (QUANT * QUANT) / count;
+                    let m = sum(s) as f64 / QUANT / count;
+                    let m2 = sum(sq) as f64 / (QUANT * QUANT) / count;
                     (m2 - m * m).max(0.0).sqrt() as f32
                 } else {
                     0.0
@@ -309,9 +310,12 @@ impl FeatureBlock {
         ]
     }
 
-    fn sum(&self, s: Sums, [y0, y1, x0, x1]: [usize; 4]) -> i64 {
-        let (t, w1, k) = (&self.sums, self.w + 1, s as usize);
-        t[y1 * w1 + x1][k] - t[y0 * w1 + x1][k] - t[y1 * w1 + x0][k] + t[y0 * w1 + x0][k]
+    /// Every [`Sums`] over `[y0, y1) × [x0, x1)`: the four corners once, all sums side by side
+    /// (one vector subtraction rather than a bounds-checked lookup per sum).
+    fn window_sums(&self, [y0, y1, x0, x1]: [usize; 4]) -> [i64; SUMS] {
+        let (t, w1) = (&self.sums, self.w + 1);
+        let (a, b, c, d) = (&t[y1 * w1 + x1], &t[y0 * w1 + x1], &t[y1 * w1 + x0], &t[y0 * w1 + x0]);
+        std::array::from_fn(|k| a[k] - b[k] - c[k] + d[k])
     }
 }
 
