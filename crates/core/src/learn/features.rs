@@ -188,6 +188,25 @@ enum Sums {
     Evidence,
 }
 const SUMS: usize = 14;
+/// The sums of squares among [`Sums`].
+const SQUARES: [Sums; 5] = [
+    Sums::CvaSq,
+    Sums::BrightBeforeSq,
+    Sums::BrightAfterSq,
+    Sums::GreenBeforeSq,
+    Sums::GreenAfterSq,
+];
+/// Per [`Sums`], what undoes the quantisation: 1/QUANT, 1/QUANT² for squares. Both are
+/// powers of two, so multiplying by them gives the same bits as dividing by QUANT (QUANT²).
+const UNQUANT: [f64; SUMS] = {
+    let mut u = [1.0 / QUANT; SUMS];
+    let mut i = 0;
+    while i < SQUARES.len() {
+        u[SQUARES[i] as usize] = 1.0 / (QUANT * QUANT);
+        i += 1;
+    }
+    u
+};
 
 impl FeatureBlock {
     /// Computes the block's planes and integral images.
@@ -267,24 +286,15 @@ impl FeatureBlock {
         out.extend([cva[i], bb[i], ba[i], gb[i], ga[i], ga[i] - gb[i], er[i]]);
         for r in RADII {
             let sums = self.window_sums(self.window(y, x, r));
-            let sum = |s: Sums| sums[s as usize];
-            let count = sum(Sums::Count) as f64;
-            let mean = |s: Sums| -> f32 {
-                if count > 0.0 {
-                    (sum(s) as f64 / QUANT / count) as f32
-                } else {
-                    0.0
-                }
-            };
-            let std = |s: Sums, sq: Sums| -> f32 {
-                if count > 0.0 {
-                    let m = sum(s) as f64 / QUANT / count;
-                    let m2 = sum(sq) as f64 / (QUANT * QUANT) / count;
-                    (m2 - m * m).max(0.0).sqrt() as f32
-                } else {
-                    0.0
-                }
-            };
+            let count = sums[Sums::Count as usize] as f64;
+            if count <= 0.0 {
+                out.extend([0.0; PER_RADIUS]);
+                continue;
+            }
+            // Every sum's mean over the window at once, so the divisions are vectorised.
+            let m: [f64; SUMS] = std::array::from_fn(|k| sums[k] as f64 * UNQUANT[k] / count);
+            let mean = |s: Sums| m[s as usize] as f32;
+            let std = |s: Sums, sq: Sums| (m[sq as usize] - m[s as usize] * m[s as usize]).max(0.0).sqrt() as f32;
             out.extend([
                 mean(Sums::Cva),
                 std(Sums::Cva, Sums::CvaSq),
