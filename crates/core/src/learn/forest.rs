@@ -5,9 +5,12 @@
 //! level: the descents of different rows are independent, so the processor overlaps their
 //! loads instead of waiting on one row's chain of nodes and mispredicted leaf tests.
 //!
-//! The answers are the same bits as [`Booster::above`]: a padded node's two subtrees hold the
-//! same leaf, real splits make the same comparison, and each row's margin is summed in tree
-//! order with the same early stop.
+//! The answers are those of [`Booster::above`] (and of `probability > p`): a padded node's two
+//! subtrees hold the same leaf, real splits make the same comparison, and each row's margin is
+//! summed in tree order. The early stop is tighter: the trees left can raise the margin by at
+//! most the sum of their largest leaves and lower it by at most the sum of their smallest
+//! (rather than ± the sum of their largest |leaf|), with the same slack for the rounding of
+//! the sum; so a row stops no later, and on the same side of the threshold.
 
 use super::booster::{sigmoid, Booster, Node, LEAF, STOP_SLACK as SLACK};
 
@@ -28,8 +31,10 @@ pub struct Forest {
     threshold: Vec<f32>,
     /// Per tree `2^depth` leaf values, left to right.
     leaf: Vec<f32>,
-    /// [`Booster::remaining_bounds`].
-    bounds: Vec<f32>,
+    /// For each `k`, the most the trees after tree `k` can raise the margin (Σ largest leaf).
+    up: Vec<f32>,
+    /// For each `k`, the most they can lower it (Σ smallest leaf, ≤ 0 in practice).
+    down: Vec<f32>,
 }
 
 impl Forest {
@@ -48,8 +53,17 @@ impl Forest {
             feature: vec![0; slots * b.trees.len()],
             threshold: vec![f32::INFINITY; slots * b.trees.len()],
             leaf: vec![0.0; slots * b.trees.len()],
-            bounds: b.remaining_bounds(),
+            up: vec![0.0; b.trees.len()],
+            down: vec![0.0; b.trees.len()],
         };
+        let (mut up, mut down) = (0.0f32, 0.0f32);
+        for (k, t) in b.trees.iter().enumerate().rev() {
+            f.up[k] = up;
+            f.down[k] = down;
+            let leaves = t.nodes.iter().filter(|n| n.feature == LEAF).map(|n| n.value);
+            up += leaves.clone().fold(f32::NEG_INFINITY, f32::max);
+            down += leaves.fold(f32::INFINITY, f32::min);
+        }
         for (k, t) in b.trees.iter().enumerate() {
             f.lay_out(&t.nodes, 0, 0, 0, k * slots);
         }
@@ -110,8 +124,10 @@ impl Forest {
         let mut n_live = out.len();
         let mut at = [0usize; BATCH];
         let trees = self.feature.chunks_exact(SLOTS).zip(self.threshold.chunks_exact(SLOTS));
-        let trees = trees.zip(self.leaf.chunks_exact(SLOTS)).zip(&self.bounds[1..]);
-        for (((feature, threshold), leaf), &left) in trees {
+        let trees = trees
+            .zip(self.leaf.chunks_exact(SLOTS))
+            .zip(self.up.iter().zip(&self.down));
+        for (((feature, threshold), leaf), (&up, &down)) in trees {
             let (feature, threshold, leaf) = (
                 slots::<u32, SLOTS>(feature),
                 slots::<f32, SLOTS>(threshold),
@@ -130,9 +146,9 @@ impl Forest {
                 let r = live[j];
                 sum[r] += leaf[(at[j] + 1 - SLOTS) & (SLOTS - 1)];
                 let s = sum[r];
-                if s - left > logit_p + SLACK {
+                if s + down > logit_p + SLACK {
                     out[r] = true;
-                } else if s + left < logit_p - SLACK {
+                } else if s + up < logit_p - SLACK {
                     out[r] = false;
                 } else {
                     live[kept] = r;
