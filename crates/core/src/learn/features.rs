@@ -475,6 +475,85 @@ mod tests {
         assert_eq!(r1, r2, "bit-identical features");
     }
 
+    /// A radius's statistics as first written: each sum looked up and divided on its own.
+    fn statistics_one_sum_at_a_time(fb: &FeatureBlock, y: usize, x: usize, r: usize) -> [f32; PER_RADIUS] {
+        let sums = fb.window_sums(fb.window(y, x, r));
+        let sum = |s: Sums| sums[s as usize];
+        let count = sum(Sums::Count) as f64;
+        let mean = |s: Sums| {
+            if count > 0.0 {
+                (sum(s) as f64 / QUANT / count) as f32
+            } else {
+                0.0
+            }
+        };
+        let std = |s: Sums, sq: Sums| {
+            if count > 0.0 {
+                let m = sum(s) as f64 / QUANT / count;
+                let m2 = sum(sq) as f64 / (QUANT * QUANT) / count;
+                (m2 - m * m).max(0.0).sqrt() as f32
+            } else {
+                0.0
+            }
+        };
+        [
+            mean(Sums::Cva),
+            std(Sums::Cva, Sums::CvaSq),
+            mean(Sums::BrightDiff),
+            std(Sums::BrightBefore, Sums::BrightBeforeSq),
+            std(Sums::BrightAfter, Sums::BrightAfterSq),
+            mean(Sums::GreenDiff),
+            std(Sums::GreenBefore, Sums::GreenBeforeSq),
+            std(Sums::GreenAfter, Sums::GreenAfterSq),
+            mean(Sums::Evidence),
+        ]
+    }
+
+    #[test]
+    fn the_window_statistics_are_the_bits_of_one_division_per_sum() {
+        // The row divides all of a window's sums at once and multiplies by 1/QUANT (1/QUANT²
+        // for squares); the features, hence the model's decisions, must be the bits the
+        // per-sum divisions gave, on every pixel of a noisy block with unobserved pixels.
+        let noise = |k: usize, y: usize, x: usize| ((x * 7919 + y * 104_729 + k * 31) % 1013) as f32 * 0.37;
+        let b = Array3::from_shape_fn((3, 100, 110), |(k, y, x)| 100.0 + noise(k, y, x));
+        let a = Array3::from_shape_fn((3, 100, 110), |(k, y, x)| 90.0 + noise(k + 1, x, y));
+        let e = Array2::from_shape_fn((100, 110), |(y, x)| noise(0, x, y) * 1e-4);
+        let mut obs = Array2::from_elem((100, 110), true);
+        for y in 40..70 {
+            obs[(y, 30 + y % 7)] = false;
+        }
+        let fb = FeatureBlock::new(
+            &BlockInput {
+                before: &b,
+                after: &a,
+                observed: &obs,
+                evidence: &e,
+                threshold: 0.05,
+            },
+            FeatureSpec { nir: false },
+            &stats_of(&b, &a),
+        );
+        let mut row = Vec::new();
+        let first = row_len_before_radii(3);
+        let mut nonzero = 0;
+        for (y, x) in (0..100).flat_map(|y| (0..110).map(move |x| (y, x))) {
+            fb.row_at(y, x, &mut row);
+            for (k, r) in RADII.into_iter().enumerate() {
+                let got = &row[first + k * PER_RADIUS..first + (k + 1) * PER_RADIUS];
+                let want = statistics_one_sum_at_a_time(&fb, y, x, r);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(got), bits(&want), "pixel ({y}, {x}) radius {r}");
+                nonzero += want.iter().filter(|&&v| v != 0.0).count();
+            }
+        }
+        assert!(nonzero > 100, "{nonzero} non-zero statistics: the test compares little");
+    }
+
+    /// Features before the per-radius statistics for `bands` bands.
+    fn row_len_before_radii(bands: usize) -> usize {
+        3 * bands + 7
+    }
+
     #[test]
     fn a_gain_and_offset_of_one_date_leaves_the_features_unchanged() {
         let (b, a, e) = scene(48, 48);
