@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 pub const MAX_BINS: usize = 64;
 /// Marks a leaf in [`Node::feature`].
 pub const LEAF: u16 = u16::MAX;
+/// The early stop of [`Booster::above`] keeps summing while the margin is within this of the
+/// threshold's log-odds beyond what the trees left can move it (covers the rounding of the sum).
+pub(crate) const STOP_SLACK: f32 = 1e-3;
 
 /// Training parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,7 +171,7 @@ impl Booster {
     /// [`Booster::remaining_bounds`]; a slack covers the rounding of the sum).
     #[inline]
     pub fn above(&self, x: &[f32], p: f32, logit_p: f32, bounds: &[f32]) -> bool {
-        const SLACK: f32 = 1e-3;
+        const SLACK: f32 = STOP_SLACK;
         let mut s = self.base;
         for (t, &left) in self.trees.iter().zip(&bounds[1..]) {
             s += t.leaf_value(x);

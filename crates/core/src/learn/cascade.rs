@@ -7,6 +7,7 @@
 
 use super::booster::Booster;
 use super::features::{BlockInput, FeatureBlock, FeatureSpec, ImageStats};
+use super::forest::{self, Forest};
 use crate::detect::morphology;
 use ndarray::{Array2, Zip};
 use serde::{Deserialize, Serialize};
@@ -108,36 +109,88 @@ impl Decider<'_> {
         if h <= 2 * m + 2 || w <= 2 * m + 2 || m == 0 || !cand.iter().any(|&c| c) {
             return out;
         }
-        let fb = FeatureBlock::new(input, self.spec, self.stats);
-        let mut row = Vec::with_capacity(self.spec.count());
-        let (p, bounds) = (self.probability_threshold, self.booster.remaining_bounds());
-        let logit_p = (p / (1.0 - p)).ln();
-        let mut decide_at = |y: usize, x: usize| -> bool {
-            fb.row_at(y, x, &mut row);
-            self.booster.above(&row, p, logit_p, &bounds)
-        };
+        let mut trees = Trees::new(self, FeatureBlock::new(input, self.spec, self.stats));
         // Lattice decisions one pixel beyond the decided area: 0 no, 1 yes, 2 not a candidate.
         let on_lattice = |v: usize| (v + halo) % 2 == 0;
         let mut lattice = Array2::from_elem((h, w), NOT_CANDIDATE);
+        let mut points = Vec::new();
         for y in (m - 1..h - m + 1).filter(|&y| on_lattice(y)) {
             for x in (m - 1..w - m + 1).filter(|&x| on_lattice(x)) {
                 if cand[(y, x)] {
-                    lattice[(y, x)] = u8::from(decide_at(y, x));
+                    points.push((y, x));
                 }
             }
         }
+        for (&at, d) in points.iter().zip(trees.decide(&points)) {
+            lattice[at] = u8::from(d);
+        }
+        points.clear();
         for y in m..h - m {
             for x in m..w - m {
                 if !cand[(y, x)] {
                     continue;
                 }
-                out[(y, x)] = match agreed(&lattice, y, x, on_lattice(y), on_lattice(x)) {
-                    Some(d) => d,
-                    None => decide_at(y, x),
-                };
+                match agreed(&lattice, y, x, on_lattice(y), on_lattice(x)) {
+                    Some(d) => out[(y, x)] = d,
+                    None => points.push((y, x)),
+                }
             }
         }
+        for (&at, d) in points.iter().zip(trees.decide(&points)) {
+            out[at] = d;
+        }
         morphology::close(&morphology::open(&out, self.clean.open_px), self.clean.close_px)
+    }
+}
+
+/// The trees' decisions on pixels of one block.
+struct Trees<'a> {
+    booster: &'a Booster,
+    /// The batched layout of the trees (`None` for trees too deep for it: one row at a time).
+    forest: Option<Forest>,
+    features: FeatureBlock,
+    p: f32,
+    logit_p: f32,
+    bounds: Vec<f32>,
+}
+
+/// Pixels whose feature rows are gathered at once (a few hundred kB, L2-resident).
+const ROWS_AT_ONCE: usize = 8 * forest::BATCH;
+
+impl<'a> Trees<'a> {
+    fn new(d: &Decider<'a>, features: FeatureBlock) -> Self {
+        let p = d.probability_threshold;
+        Self {
+            booster: d.booster,
+            forest: Forest::new(d.booster),
+            features,
+            p,
+            logit_p: (p / (1.0 - p)).ln(),
+            bounds: d.booster.remaining_bounds(),
+        }
+    }
+
+    /// Whether each pixel's probability of change is above the threshold: the answers of
+    /// [`Booster::above`] on the pixels' feature rows.
+    fn decide(&mut self, points: &[(usize, usize)]) -> Vec<bool> {
+        let mut out = vec![false; points.len()];
+        let (mut row, mut rows) = (Vec::new(), Vec::new());
+        for (points, out) in points.chunks(ROWS_AT_ONCE).zip(out.chunks_mut(ROWS_AT_ONCE)) {
+            rows.clear();
+            for &(y, x) in points {
+                self.features.row_at(y, x, &mut row);
+                rows.extend_from_slice(&row);
+            }
+            match &self.forest {
+                Some(f) => f.above(&rows, self.p, self.logit_p, out),
+                None => {
+                    for (o, r) in out.iter_mut().zip(rows.chunks_exact(row.len())) {
+                        *o = self.booster.above(r, self.p, self.logit_p, &self.bounds);
+                    }
+                }
+            }
+        }
+        out
     }
 }
 

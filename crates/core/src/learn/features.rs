@@ -188,6 +188,25 @@ enum Sums {
     Evidence,
 }
 const SUMS: usize = 14;
+/// The sums of squares among [`Sums`].
+const SQUARES: [Sums; 5] = [
+    Sums::CvaSq,
+    Sums::BrightBeforeSq,
+    Sums::BrightAfterSq,
+    Sums::GreenBeforeSq,
+    Sums::GreenAfterSq,
+];
+/// Per [`Sums`], what undoes the quantisation: 1/QUANT, 1/QUANT² for squares. Both are
+/// powers of two, so multiplying by them gives the same bits as dividing by QUANT (QUANT²).
+const UNQUANT: [f64; SUMS] = {
+    let mut u = [1.0 / QUANT; SUMS];
+    let mut i = 0;
+    while i < SQUARES.len() {
+        u[SQUARES[i] as usize] = 1.0 / (QUANT * QUANT);
+        i += 1;
+    }
+    u
+};
 
 impl FeatureBlock {
     /// Computes the block's planes and integral images.
@@ -266,24 +285,16 @@ impl FeatureBlock {
         let [cva, bb, ba, gb, ga, er] = &self.px;
         out.extend([cva[i], bb[i], ba[i], gb[i], ga[i], ga[i] - gb[i], er[i]]);
         for r in RADII {
-            let win = self.window(y, x, r);
-            let count = self.sum(Sums::Count, win) as f64;
-            let mean = |s: Sums| -> f32 {
-                if count > 0.0 {
-                    (self.sum(s, win) as f64 / QUANT / count) as f32
-                } else {
-                    0.0
-                }
-            };
-            let std = |s: Sums, sq: Sums| -> f32 {
-                if count > 0.0 {
-                    let m = self.sum(s, win) as f64 / QUANT / count;
-                    let m2 = self.sum(sq, win) as f64 / (QUANT * QUANT) / count;
-                    (m2 - m * m).max(0.0).sqrt() as f32
-                } else {
-                    0.0
-                }
-            };
+            let sums = self.window_sums(self.window(y, x, r));
+            let count = sums[Sums::Count as usize] as f64;
+            if count <= 0.0 {
+                out.extend([0.0; PER_RADIUS]);
+                continue;
+            }
+            // Every sum's mean over the window at once, so the divisions are vectorised.
+            let m: [f64; SUMS] = std::array::from_fn(|k| sums[k] as f64 * UNQUANT[k] / count);
+            let mean = |s: Sums| m[s as usize] as f32;
+            let std = |s: Sums, sq: Sums| (m[sq as usize] - m[s as usize] * m[s as usize]).max(0.0).sqrt() as f32;
             out.extend([
                 mean(Sums::Cva),
                 std(Sums::Cva, Sums::CvaSq),
@@ -309,9 +320,12 @@ impl FeatureBlock {
         ]
     }
 
-    fn sum(&self, s: Sums, [y0, y1, x0, x1]: [usize; 4]) -> i64 {
-        let (t, w1, k) = (&self.sums, self.w + 1, s as usize);
-        t[y1 * w1 + x1][k] - t[y0 * w1 + x1][k] - t[y1 * w1 + x0][k] + t[y0 * w1 + x0][k]
+    /// Every [`Sums`] over `[y0, y1) × [x0, x1)`: the four corners once, all sums side by side
+    /// (one vector subtraction rather than a bounds-checked lookup per sum).
+    fn window_sums(&self, [y0, y1, x0, x1]: [usize; 4]) -> [i64; SUMS] {
+        let (t, w1) = (&self.sums, self.w + 1);
+        let (a, b, c, d) = (&t[y1 * w1 + x1], &t[y0 * w1 + x1], &t[y1 * w1 + x0], &t[y0 * w1 + x0]);
+        std::array::from_fn(|k| a[k] - b[k] - c[k] + d[k])
     }
 }
 
@@ -459,6 +473,85 @@ mod tests {
         part.row_at(50 - 5, 55 - 9, &mut r2);
         assert_eq!(r1.len(), spec.count());
         assert_eq!(r1, r2, "bit-identical features");
+    }
+
+    /// A radius's statistics as first written: each sum looked up and divided on its own.
+    fn statistics_one_sum_at_a_time(fb: &FeatureBlock, y: usize, x: usize, r: usize) -> [f32; PER_RADIUS] {
+        let sums = fb.window_sums(fb.window(y, x, r));
+        let sum = |s: Sums| sums[s as usize];
+        let count = sum(Sums::Count) as f64;
+        let mean = |s: Sums| {
+            if count > 0.0 {
+                (sum(s) as f64 / QUANT / count) as f32
+            } else {
+                0.0
+            }
+        };
+        let std = |s: Sums, sq: Sums| {
+            if count > 0.0 {
+                let m = sum(s) as f64 / QUANT / count;
+                let m2 = sum(sq) as f64 / (QUANT * QUANT) / count;
+                (m2 - m * m).max(0.0).sqrt() as f32
+            } else {
+                0.0
+            }
+        };
+        [
+            mean(Sums::Cva),
+            std(Sums::Cva, Sums::CvaSq),
+            mean(Sums::BrightDiff),
+            std(Sums::BrightBefore, Sums::BrightBeforeSq),
+            std(Sums::BrightAfter, Sums::BrightAfterSq),
+            mean(Sums::GreenDiff),
+            std(Sums::GreenBefore, Sums::GreenBeforeSq),
+            std(Sums::GreenAfter, Sums::GreenAfterSq),
+            mean(Sums::Evidence),
+        ]
+    }
+
+    #[test]
+    fn the_window_statistics_are_the_bits_of_one_division_per_sum() {
+        // The row divides all of a window's sums at once and multiplies by 1/QUANT (1/QUANT²
+        // for squares); the features, hence the model's decisions, must be the bits the
+        // per-sum divisions gave, on every pixel of a noisy block with unobserved pixels.
+        let noise = |k: usize, y: usize, x: usize| ((x * 7919 + y * 104_729 + k * 31) % 1013) as f32 * 0.37;
+        let b = Array3::from_shape_fn((3, 100, 110), |(k, y, x)| 100.0 + noise(k, y, x));
+        let a = Array3::from_shape_fn((3, 100, 110), |(k, y, x)| 90.0 + noise(k + 1, x, y));
+        let e = Array2::from_shape_fn((100, 110), |(y, x)| noise(0, x, y) * 1e-4);
+        let mut obs = Array2::from_elem((100, 110), true);
+        for y in 40..70 {
+            obs[(y, 30 + y % 7)] = false;
+        }
+        let fb = FeatureBlock::new(
+            &BlockInput {
+                before: &b,
+                after: &a,
+                observed: &obs,
+                evidence: &e,
+                threshold: 0.05,
+            },
+            FeatureSpec { nir: false },
+            &stats_of(&b, &a),
+        );
+        let mut row = Vec::new();
+        let first = row_len_before_radii(3);
+        let mut nonzero = 0;
+        for (y, x) in (0..100).flat_map(|y| (0..110).map(move |x| (y, x))) {
+            fb.row_at(y, x, &mut row);
+            for (k, r) in RADII.into_iter().enumerate() {
+                let got = &row[first + k * PER_RADIUS..first + (k + 1) * PER_RADIUS];
+                let want = statistics_one_sum_at_a_time(&fb, y, x, r);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(got), bits(&want), "pixel ({y}, {x}) radius {r}");
+                nonzero += want.iter().filter(|&&v| v != 0.0).count();
+            }
+        }
+        assert!(nonzero > 100, "{nonzero} non-zero statistics: the test compares little");
+    }
+
+    /// Features before the per-radius statistics for `bands` bands.
+    fn row_len_before_radii(bands: usize) -> usize {
+        3 * bands + 7
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //!
 //! * [`features`]: per-pixel features of a block with a halo (pure kernels);
 //! * [`booster`]: the gradient-boosted trees (training and prediction);
+//! * [`forest`]: the trees laid out for fast prediction in batches of rows;
 //! * [`cascade`]: candidates, per-pixel decision, cleaning (pure kernels);
 //! * [`model_file`]: the model file format and its checks;
 //! * [`inference`]: what the streaming pass prepares per scene;
@@ -15,6 +16,7 @@
 pub mod booster;
 pub mod cascade;
 pub mod features;
+pub mod forest;
 pub mod inference;
 pub mod model_file;
 
