@@ -24,6 +24,23 @@ const CLAMP: f32 = 1.0e4;
 /// Local statistics per radius (see [`FeatureSpec::names`]).
 const PER_RADIUS: usize = 9;
 
+/// The [`PER_RADIUS`] features of one window radius, in feature-row order, from the window's
+/// mean and standard deviation of the per-pixel sums: one home for the order, shared by the
+/// feature rows and the tests' reference (`FeatureSpec::names` lists the same order).
+fn radius_features(mean: impl Fn(Sums) -> f32, std: impl Fn(Sums, Sums) -> f32) -> [f32; PER_RADIUS] {
+    [
+        mean(Sums::Cva),
+        std(Sums::Cva, Sums::CvaSq),
+        mean(Sums::BrightDiff),
+        std(Sums::BrightBefore, Sums::BrightBeforeSq),
+        std(Sums::BrightAfter, Sums::BrightAfterSq),
+        mean(Sums::GreenDiff),
+        std(Sums::GreenBefore, Sums::GreenBeforeSq),
+        std(Sums::GreenAfter, Sums::GreenAfterSq),
+        mean(Sums::Evidence),
+    ]
+}
+
 /// Which bands the features use: B, G, R of the canonical order, and NIR when `nir`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -295,17 +312,7 @@ impl FeatureBlock {
             let m: [f64; SUMS] = std::array::from_fn(|k| sums[k] as f64 * UNQUANT[k] / count);
             let mean = |s: Sums| m[s as usize] as f32;
             let std = |s: Sums, sq: Sums| (m[sq as usize] - m[s as usize] * m[s as usize]).max(0.0).sqrt() as f32;
-            out.extend([
-                mean(Sums::Cva),
-                std(Sums::Cva, Sums::CvaSq),
-                mean(Sums::BrightDiff),
-                std(Sums::BrightBefore, Sums::BrightBeforeSq),
-                std(Sums::BrightAfter, Sums::BrightAfterSq),
-                mean(Sums::GreenDiff),
-                std(Sums::GreenBefore, Sums::GreenBeforeSq),
-                std(Sums::GreenAfter, Sums::GreenAfterSq),
-                mean(Sums::Evidence),
-            ]);
+            out.extend(radius_features(mean, std));
         }
         debug_assert_eq!(out.len(), 3 * nb + 7 + PER_RADIUS * RADII.len());
     }
@@ -496,17 +503,7 @@ mod tests {
                 0.0
             }
         };
-        [
-            mean(Sums::Cva),
-            std(Sums::Cva, Sums::CvaSq),
-            mean(Sums::BrightDiff),
-            std(Sums::BrightBefore, Sums::BrightBeforeSq),
-            std(Sums::BrightAfter, Sums::BrightAfterSq),
-            mean(Sums::GreenDiff),
-            std(Sums::GreenBefore, Sums::GreenBeforeSq),
-            std(Sums::GreenAfter, Sums::GreenAfterSq),
-            mean(Sums::Evidence),
-        ]
+        radius_features(mean, std)
     }
 
     #[test]
