@@ -283,15 +283,21 @@ fn bad_inputs_exit_2_naming_the_file() {
     assert_eq!(code, 2, "--label is required");
 }
 
-#[test]
-fn datasets_command_aggregates_and_writes_the_table() {
+/// `datasets/dsifn-cd/{A,B,label}` under `dir`: the dataset root and the dataset's folder.
+fn dataset_folders(dir: &Path) -> (PathBuf, PathBuf) {
     landwatch_core::io::init_gdal();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("datasets");
+    let root = dir.join("datasets");
     let ds = root.join("dsifn-cd");
     for sub in ["A", "B", "label"] {
         std::fs::create_dir_all(ds.join(sub)).unwrap();
     }
+    (root, ds)
+}
+
+#[test]
+fn datasets_command_aggregates_and_writes_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, ds) = dataset_folders(dir.path());
     write_png(&ds.join("A/p1.png"), &scene(false, false));
     write_png(&ds.join("B/p1.png"), &scene(true, true));
     write_png(&ds.join("label/p1.png"), &label(ROOF, 255, 0));
@@ -342,13 +348,8 @@ fn datasets_command_refuses_a_missing_root() {
 /// has no figure. A bad protocol is a usage error.
 #[test]
 fn datasets_cross_validation_never_scores_a_pair_with_a_model_trained_on_it() {
-    landwatch_core::io::init_gdal();
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("datasets");
-    let ds = root.join("dsifn-cd");
-    for sub in ["A", "B", "label"] {
-        std::fs::create_dir_all(ds.join(sub)).unwrap();
-    }
+    let (root, ds) = dataset_folders(dir.path());
     for p in ["p1", "p2", "p3"] {
         write_png(&ds.join(format!("A/{p}.png")), &scene(false, false));
         write_png(&ds.join(format!("B/{p}.png")), &scene(true, true));

@@ -87,7 +87,7 @@ struct DatasetPairs {
 pub fn run(opts: &Options, protocol: Protocol, report: &mut Report, rules: &Model) -> Result<()> {
     let sets = dataset_pairs(opts, report)?;
     let scratch = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), "cannot create a temp folder", e))?;
-    let mut cache = SampleCache::new(rules, opts);
+    let mut cache = SampleCache::new(rules);
     for (di, set) in sets.iter().enumerate() {
         let result = match protocol {
             Protocol::KFold(k) => kfold(set, k, &mut cache, scratch.path())?,
@@ -126,7 +126,7 @@ struct SampleCache<'a> {
 }
 
 impl<'a> SampleCache<'a> {
-    fn new(rules: &'a Model, _opts: &Options) -> Self {
+    fn new(rules: &'a Model) -> Self {
         Self {
             rules,
             seed: 1,

@@ -38,6 +38,14 @@ pub enum Radiometry {
 }
 
 impl Radiometry {
+    /// Every mode, in the order the help lists them.
+    const ALL: [Radiometry; 4] = [
+        Radiometry::Auto,
+        Radiometry::Reflectance,
+        Radiometry::Dn,
+        Radiometry::EightBit,
+    ];
+
     /// The name used on the command line and in manifests.
     pub fn name(self) -> &'static str {
         match self {
@@ -52,13 +60,10 @@ impl Radiometry {
 impl std::str::FromStr for Radiometry {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "auto" => Ok(Radiometry::Auto),
-            "reflectance" => Ok(Radiometry::Reflectance),
-            "dn" => Ok(Radiometry::Dn),
-            "8bit" => Ok(Radiometry::EightBit),
-            other => Err(format!("`{other}`: expected auto, reflectance, dn or 8bit")),
-        }
+        Radiometry::ALL
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| format!("`{s}`: expected auto, reflectance, dn or 8bit"))
     }
 }
 

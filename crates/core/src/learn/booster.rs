@@ -499,11 +499,12 @@ fn binned_leaf(nodes: &[Node], split_bins: &[u8], bins: &[u8], n: usize, row: us
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    /// Rows where the target is `x0 + 0.5·x1 > 0.3` with three noise features.
-    fn toy(n: usize, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    /// Rows where the target is `x0 + 0.5·x1 > 0.3` with three noise features (also the
+    /// forest's tests' training data).
+    pub(in crate::learn) fn toy(n: usize, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut x = Vec::with_capacity(n * 5);
         let mut y = Vec::with_capacity(n);

@@ -260,11 +260,7 @@ mod tests {
 
     /// A booster trained to depth `depth` on rows where the target is `x0 + 0.5·x1 > 0.3`.
     fn toy_booster(depth: usize) -> Booster {
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let n = 3000;
-        let x: Vec<f32> = (0..n * 5).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
-        let y: Vec<f32> = x.chunks_exact(5).map(|r| f32::from(r[0] + 0.5 * r[1] > 0.3)).collect();
-        let w = vec![1.0; n];
+        let (x, y, w) = crate::learn::booster::tests::toy(3000, 3);
         let rows = Rows {
             x: &x,
             y: &y,
