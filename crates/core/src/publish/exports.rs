@@ -9,7 +9,7 @@
 //!
 //! **Shapefile.** dBase limits field names to 10 ASCII characters, so the Shapefile carries the
 //! desk fields (all ≤ 10 characters) and short names for landwatch's own fields (`LW_ID`,
-//! `TRACK_ID`, `CHG_TYPE`, `BHLX`, `ZXD`, `MODEL`, `CHIP_Q`, `CHIP_H`); the snake_case area and
+//! `TRACK_ID`, `CHG_TYPE`, `BHLX`, `ZXD`, `BHZXD`, `MODEL`, `CHIP_Q`, `CHIP_H`); the snake_case area and
 //! date fields duplicate `JCMJ`, `JCMJ_MU`, `GDMJ`, `YJJBNTMJ`, `QSX`, `HSX` and are left out, as
 //! is the nested `features` object. The DBF text is GBK (CP936) by default — what Chinese desktop
 //! GIS expects — or UTF-8, and a `.cpg` file always names it (`936` or `UTF-8`), so GDAL, QGIS
@@ -79,6 +79,7 @@ const FIELDS: &[FieldSpec] = &[
     f("change_type", Some("CHG_TYPE"), Kind::Text(16)),
     f("category", Some("BHLX"), Kind::Text(40)),
     f("confidence", Some("ZXD"), Kind::Real(6, 3)),
+    f("change_confidence", Some("BHZXD"), Kind::Real(6, 3)),
     f("area_m2", None, Kind::Real(15, 2)),
     f("area_mu", None, Kind::Real(15, 2)),
     f("cropland_area_m2", None, Kind::Real(15, 2)),
