@@ -715,6 +715,9 @@ fn every_patch_has_a_change_confidence_in_the_geojson_and_the_geopackage() {
     let mut layer = ds.layer(0).unwrap();
     use gdal::vector::LayerAccess;
     let first = layer.features().next().unwrap();
-    let c = first.field_as_double_by_name("change_confidence").unwrap().unwrap();
+    let c = first
+        .field_as_double(first.field_index("change_confidence").unwrap())
+        .unwrap()
+        .unwrap();
     assert_eq!(Some(c), feats[0]["properties"]["change_confidence"].as_f64());
 }
