@@ -30,8 +30,9 @@ pub enum Command {
     Synth(landwatch_synth::SynthArgs),
     /// Score predictions against labels; `eval datasets` runs every labelled dataset.
     Eval(landwatch_eval::EvalArgs),
-    /// Train a learned change model (cascade) from labelled pairs.
-    Train(landwatch_eval::train::cli::TrainArgs),
+    /// Train a learned change model (cascade) from labelled pairs; `train verdicts` trains a
+    /// verdict model from a review database.
+    Train(TrainCmd),
     /// Run a pipeline file: fetch new tiles, detect, publish (the nightly run).
     Run(landwatch_pipeline::RunArgs),
     /// Recompute a past run or a date range of the archive, without fetching.
@@ -43,6 +44,23 @@ pub enum Command {
         #[command(subcommand)]
         cmd: landwatch_review::ReviewCmd,
     },
+}
+
+/// `landwatch train`: a learned change model, or with `verdicts` a verdict model.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct TrainCmd {
+    #[command(subcommand)]
+    pub what: Option<TrainWhat>,
+    #[command(flatten)]
+    pub cascade: Option<landwatch_eval::train::cli::TrainArgs>,
+}
+
+/// Subcommands of `landwatch train`.
+#[derive(Subcommand, Debug)]
+pub enum TrainWhat {
+    /// A verdict model from the decided patches of a review database (false alarms vs real change).
+    Verdicts(landwatch_review::verdict_train::TrainVerdictsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -112,6 +130,10 @@ pub struct DetectArgs {
     /// numbers, ÷ full scale) or 8bit (a stretched product).
     #[arg(long, default_value = "auto", value_name = "auto|reflectance|dn|8bit")]
     pub radiometry: landwatch_core::io::radiometry::Radiometry,
+    /// A verdict model (`landwatch train verdicts`): patches it judges likely false alarms are
+    /// published with `suppressed: true` and the reason, not dropped.
+    #[arg(long)]
+    pub verdict_model: Option<PathBuf>,
 }
 
 impl DetectArgs {
@@ -138,6 +160,7 @@ impl DetectArgs {
             no_chips: self.no_chips,
             memory_budget: self.memory_budget,
             radiometry: self.radiometry,
+            verdict_model: self.verdict_model.clone(),
         }
     }
 }
@@ -152,7 +175,16 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Run(args) => landwatch_pipeline::run_main(args),
         Command::Rerun(args) => landwatch_pipeline::rerun_main(args),
         Command::Merge(args) => landwatch_pipeline::merge_main(args),
-        Command::Train(args) => landwatch_eval::train::cli::cli_main(args),
+        Command::Train(TrainCmd {
+            what: Some(TrainWhat::Verdicts(args)),
+            ..
+        }) => landwatch_review::verdict_train::cli_main(&args),
+        Command::Train(TrainCmd {
+            cascade: Some(args), ..
+        }) => landwatch_eval::train::cli::cli_main(args),
+        Command::Train(_) => Err(landwatch_core::Error::Usage(
+            "train needs --data and --out (a learned change model) or the `verdicts` subcommand".into(),
+        )),
     }
 }
 

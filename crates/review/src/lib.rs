@@ -24,6 +24,7 @@ pub mod import;
 pub mod store;
 pub(crate) mod text;
 pub mod users;
+pub mod verdict_train;
 pub mod verdicts;
 pub mod web;
 
