@@ -257,6 +257,18 @@ impl OpenImage {
     }
 }
 
+/// The values of band `band` of the raster at `path` at every pixel whose centre lies inside
+/// `outline` (in lon/lat when `lonlat`, else in the raster's pixel coordinates).
+pub fn values_inside(path: &Path, band: usize, outline: &geo::MultiPolygon<f64>, lonlat: bool) -> Result<Vec<f64>> {
+    crate::io::init_gdal();
+    let img = OpenImage::open(path, 1.0, lonlat)?;
+    Ok(img
+        .pixels_inside(outline, &[band, 0, 0, 0])?
+        .into_iter()
+        .map(|p| p[0])
+        .collect())
+}
+
 fn bright(p: &[f64; 4]) -> f64 {
     (p[0] + p[1] + p[2]) / 3.0
 }
