@@ -39,6 +39,11 @@ pub enum Command {
     Rerun(landwatch_pipeline::RerunArgs),
     /// Combine shard outputs (`run --shard I/N`) into one run.
     Merge(landwatch_pipeline::MergeArgs),
+    /// Promote or roll back the verdict model a pipeline file applies (recorded).
+    Model {
+        #[command(subcommand)]
+        cmd: landwatch_pipeline::promote::ModelCmd,
+    },
     /// The review app: serve, import runs, manage users, export verdicts.
     Review {
         #[command(subcommand)]
@@ -170,8 +175,15 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Detect(args) => detect_main(&args),
         Command::Synth(args) => landwatch_synth::cli_main(args),
+        Command::Eval(landwatch_eval::EvalArgs {
+            command: Some(landwatch_eval::EvalCommand::Verdicts(a)),
+            ..
+        }) => {
+            landwatch_review::verdict_eval::cli_main(&a.db, &a.model, a.baseline.as_deref(), a.since.as_deref(), a.json)
+        }
         Command::Eval(args) => landwatch_eval::cli_main(args),
         Command::Review { cmd } => landwatch_review::cli_main(cmd),
+        Command::Model { cmd } => landwatch_pipeline::promote::cli_main(cmd),
         Command::Run(args) => landwatch_pipeline::run_main(args),
         Command::Rerun(args) => landwatch_pipeline::rerun_main(args),
         Command::Merge(args) => landwatch_pipeline::merge_main(args),

@@ -25,6 +25,7 @@ pub mod simulate;
 pub mod store;
 pub(crate) mod text;
 pub mod users;
+pub mod verdict_eval;
 pub mod verdict_train;
 pub mod verdicts;
 pub mod web;

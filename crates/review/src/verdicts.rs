@@ -568,16 +568,17 @@ impl Sort {
     }
 
     /// The cursor condition (rows after patch `?` in this order; `cur` holds that patch's
-    /// confidence) and the `ORDER BY` clause, over the `q` columns.
+    /// confidence, and is empty on the first page) and the `ORDER BY` clause, over the `q`
+    /// columns.
     fn keyset_sql(self) -> (&'static str, &'static str) {
         match self {
             Sort::Id => ("id > ?", "id"),
             Sort::ConfidenceDesc => (
-                "(conf < (SELECT conf FROM cur) OR (conf = (SELECT conf FROM cur) AND id > ?))",
+                "(NOT EXISTS (SELECT 1 FROM cur) OR conf < (SELECT conf FROM cur) OR (conf = (SELECT conf FROM cur) AND id > ?))",
                 "conf DESC, id",
             ),
             Sort::ConfidenceAsc => (
-                "(conf > (SELECT conf FROM cur) OR (conf = (SELECT conf FROM cur) AND id > ?))",
+                "(NOT EXISTS (SELECT 1 FROM cur) OR conf > (SELECT conf FROM cur) OR (conf = (SELECT conf FROM cur) AND id > ?))",
                 "conf ASC, id",
             ),
         }
