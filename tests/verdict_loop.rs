@@ -214,6 +214,80 @@ fn the_loop_runs_from_review_to_suppressed_patches_in_the_next_detection() {
         "suppressed patches are published"
     );
     assert_eq!(run["verdict_model"]["id"], "verdict@t1");
+
+    // Replay, promote into a pipeline, run it, roll back.
+    let replay = ok(&[
+        "eval",
+        "verdicts",
+        "--db",
+        s(&r.db),
+        "--model",
+        s(&model),
+        "--since",
+        "2025-06-01",
+    ]);
+    assert!(
+        replay.contains("false alarms avoided") && replay.contains("per county") && replay.contains("per change type"),
+        "{replay}"
+    );
+    let pipeline = r.root.join("loop.toml");
+    let text = r#"# the loop's pipeline
+name = "loop"
+output = "out"
+
+[source]
+kind = "local"
+path = "scene3"
+tiles = [
+  { file = "before.tif", tile = "s3", date = "2025-01-01" },
+  { file = "after.tif", tile = "s3", date = "2025-07-01" },
+]
+
+[baseline]
+date = "2025-01-01"
+"#;
+    std::fs::write(&pipeline, text).unwrap();
+    ok(&[
+        "model",
+        "promote",
+        "--pipeline",
+        s(&pipeline),
+        "--verdict-model",
+        s(&model),
+        "--by",
+        "tester",
+    ]);
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    assert!(
+        text.contains("verdict = \"models/verdict-t1.json\"") && text.contains("# the loop's pipeline"),
+        "{text}"
+    );
+    ok(&["run", s(&pipeline)]);
+    let runs: Vec<PathBuf> = std::fs::read_dir(r.root.join("out/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let fc = read_json(&runs[0].join("patches.geojson"));
+    let feats = fc["features"].as_array().unwrap();
+    assert!(!feats.is_empty());
+    for f in feats {
+        assert_eq!(f["properties"]["verdict_model"], "verdict@t1", "{}", f["properties"]);
+        assert!(f["properties"]["suppressed"].is_boolean());
+    }
+    ok(&["model", "rollback", "--pipeline", s(&pipeline), "--by", "tester"]);
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    assert!(!text.contains("verdict ="), "{text}");
+    let log = std::fs::read_to_string(r.root.join("loop.toml.promotions.jsonl")).unwrap();
+    let records: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["action"], "promote");
+    assert_eq!(records[0]["by"], "tester");
+    assert_eq!(records[0]["from"], Value::Null);
+    assert_eq!(records[1]["action"], "rollback");
+    assert_eq!(records[1]["from"], "models/verdict-t1.json");
+    let o = landwatch(&["model", "rollback", "--pipeline", s(&pipeline), "--by", "tester"]);
+    assert_bad_input(&o, "nothing to roll back");
 }
 
 fn manifest_feature_count(model: &Path) -> usize {
