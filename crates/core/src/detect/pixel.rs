@@ -15,6 +15,7 @@ use crate::types::features::PIXEL_VALUES;
 /// vectors; NDWI entries are 0 without NIR. Last, the pixel's change evidence relative to the
 /// threshold (`evidence_rel`, capped at [`EVIDENCE_REL_CAP`]), which is no typing feature: its
 /// mean makes the patch's change confidence ([`crate::patches::confidence`]).
+#[allow(clippy::too_many_arguments)]
 pub fn pixel_values(
     b: &[f32],
     a: &[f32],
