@@ -163,6 +163,17 @@ fn the_loop_runs_from_review_to_suppressed_patches_in_the_next_detection() {
         "t1",
     ]);
     assert!(out.contains("verdict@t1"), "{out}");
+    let again = landwatch(&[
+        "train",
+        "verdicts",
+        "--db",
+        s(&r.db),
+        "--out",
+        s(&model),
+        "--version",
+        "t1",
+    ]);
+    assert_bad_input(&again, "exists already");
     let manifest = read_json(&r.root.join("models/verdict-t1.manifest.json"));
     assert_eq!(manifest["model"], "verdict@t1");
     assert_eq!(manifest["run_ids"], serde_json::json!([1, 2]));

@@ -470,6 +470,7 @@ pub fn cli_main(args: &TrainVerdictsArgs) -> Result<i32> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("models/verdict-{version}.json")));
+    refuse_overwrite(&out)?;
     let model = VerdictModel {
         format: verdict_model::FORMAT.into(),
         format_version: verdict_model::FORMAT_VERSION,
@@ -524,6 +525,18 @@ fn check_args(args: &TrainVerdictsArgs) -> Result<()> {
         if out.is_dir() {
             return Err(Error::input(out, "--out is a folder; give the model file's name"));
         }
+    }
+    Ok(())
+}
+
+/// A version names one model: an existing model file (which a pipeline may apply) is never
+/// replaced.
+fn refuse_overwrite(out: &Path) -> Result<()> {
+    if out.exists() {
+        return Err(Error::input(
+            out,
+            "a verdict model of this name exists already; give a new --version or --out (models are never replaced)",
+        ));
     }
     Ok(())
 }
