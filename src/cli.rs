@@ -30,19 +30,42 @@ pub enum Command {
     Synth(landwatch_synth::SynthArgs),
     /// Score predictions against labels; `eval datasets` runs every labelled dataset.
     Eval(landwatch_eval::EvalArgs),
-    /// Train a learned change model (cascade) from labelled pairs.
-    Train(landwatch_eval::train::cli::TrainArgs),
+    /// Train a learned change model (cascade) from labelled pairs; `train verdicts` trains a
+    /// verdict model from a review database.
+    Train(TrainCmd),
     /// Run a pipeline file: fetch new tiles, detect, publish (the nightly run).
     Run(landwatch_pipeline::RunArgs),
     /// Recompute a past run or a date range of the archive, without fetching.
     Rerun(landwatch_pipeline::RerunArgs),
     /// Combine shard outputs (`run --shard I/N`) into one run.
     Merge(landwatch_pipeline::MergeArgs),
+    /// Promote or roll back the verdict model a pipeline file applies (recorded).
+    Model {
+        #[command(subcommand)]
+        cmd: landwatch_pipeline::promote::ModelCmd,
+    },
     /// The review app: serve, import runs, manage users, export verdicts.
     Review {
         #[command(subcommand)]
         cmd: landwatch_review::ReviewCmd,
     },
+}
+
+/// `landwatch train`: a learned change model, or with `verdicts` a verdict model.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct TrainCmd {
+    #[command(subcommand)]
+    pub what: Option<TrainWhat>,
+    #[command(flatten)]
+    pub cascade: Option<landwatch_eval::train::cli::TrainArgs>,
+}
+
+/// Subcommands of `landwatch train`.
+#[derive(Subcommand, Debug)]
+pub enum TrainWhat {
+    /// A verdict model from the decided patches of a review database (false alarms vs real change).
+    Verdicts(landwatch_review::verdict_train::TrainVerdictsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -112,6 +135,10 @@ pub struct DetectArgs {
     /// numbers, ÷ full scale) or 8bit (a stretched product).
     #[arg(long, default_value = "auto", value_name = "auto|reflectance|dn|8bit")]
     pub radiometry: landwatch_core::io::radiometry::Radiometry,
+    /// A verdict model (`landwatch train verdicts`): patches it judges likely false alarms are
+    /// published with `suppressed: true` and the reason, not dropped.
+    #[arg(long)]
+    pub verdict_model: Option<PathBuf>,
 }
 
 impl DetectArgs {
@@ -138,6 +165,7 @@ impl DetectArgs {
             no_chips: self.no_chips,
             memory_budget: self.memory_budget,
             radiometry: self.radiometry,
+            verdict_model: self.verdict_model.clone(),
         }
     }
 }
@@ -147,12 +175,28 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Detect(args) => detect_main(&args),
         Command::Synth(args) => landwatch_synth::cli_main(args),
+        Command::Eval(landwatch_eval::EvalArgs {
+            command: Some(landwatch_eval::EvalCommand::Verdicts(a)),
+            ..
+        }) => {
+            landwatch_review::verdict_eval::cli_main(&a.db, &a.model, a.baseline.as_deref(), a.since.as_deref(), a.json)
+        }
         Command::Eval(args) => landwatch_eval::cli_main(args),
         Command::Review { cmd } => landwatch_review::cli_main(cmd),
+        Command::Model { cmd } => landwatch_pipeline::promote::cli_main(cmd),
         Command::Run(args) => landwatch_pipeline::run_main(args),
         Command::Rerun(args) => landwatch_pipeline::rerun_main(args),
         Command::Merge(args) => landwatch_pipeline::merge_main(args),
-        Command::Train(args) => landwatch_eval::train::cli::cli_main(args),
+        Command::Train(TrainCmd {
+            what: Some(TrainWhat::Verdicts(args)),
+            ..
+        }) => landwatch_review::verdict_train::cli_main(&args),
+        Command::Train(TrainCmd {
+            cascade: Some(args), ..
+        }) => landwatch_eval::train::cli::cli_main(args),
+        Command::Train(_) => Err(landwatch_core::Error::Usage(
+            "train needs --data and --out (a learned change model) or the `verdicts` subcommand".into(),
+        )),
     }
 }
 

@@ -689,3 +689,35 @@ fn the_shift_normalisation_cloud_and_open_water_numbers_are_read_from_the_model(
         "{m}"
     );
 }
+
+#[test]
+fn every_patch_has_a_change_confidence_in_the_geojson_and_the_geopackage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o");
+    let sd = seeds();
+    let o = detect_into(&sd.join("before.tif"), &sd.join("after.tif"), &out, &["--no-chips"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let fc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("patches.geojson")).unwrap()).unwrap();
+    let feats = fc["features"].as_array().unwrap();
+    assert!(!feats.is_empty());
+    let mut seen = std::collections::BTreeSet::new();
+    for f in feats {
+        let c = f["properties"]["change_confidence"]
+            .as_f64()
+            .expect("change_confidence");
+        assert!((0.0..=1.0).contains(&c), "{c}");
+        assert!(f["properties"]["evidence_rel"].as_f64().unwrap() > 0.0);
+        seen.insert((c * 1000.0) as i64);
+    }
+    assert!(seen.len() > 1, "the confidence tells patches apart: {seen:?}");
+    let ds = gdal::Dataset::open(out.join("patches.gpkg")).unwrap();
+    let mut layer = ds.layer(0).unwrap();
+    use gdal::vector::LayerAccess;
+    let first = layer.features().next().unwrap();
+    let c = first
+        .field_as_double(first.field_index("change_confidence").unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(Some(c), feats[0]["properties"]["change_confidence"].as_f64());
+}

@@ -32,6 +32,8 @@ fn sample_patch() -> Patch {
         features: [("vi_after".to_string(), 0.1)].into_iter().collect(),
         change_type: "building".into(),
         confidence: 0.8,
+        evidence_rel: 1.5,
+        change_confidence: 0.7,
         land: LandUse {
             dlbm: "0101".into(),
             dlmc: "水田".into(),

@@ -603,3 +603,57 @@ async fn reviewer_triages_with_the_keyboard_in_a_real_browser() {
     assert!(b.current_url().await.ends_with("/login"));
     b.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn suppressed_patches_are_hidden_by_default_and_shown_under_their_filter() {
+    let Some((driver, chrome)) = browser_tools("suppressed_patches_are_hidden_by_default_and_shown_under_their_filter")
+    else {
+        return;
+    };
+    let mut specs = first_run_specs();
+    for (i, s) in specs.iter_mut().enumerate() {
+        s.extra.insert("change_confidence".into(), json!(0.3 + 0.2 * i as f64));
+    }
+    specs[1].extra.insert("suppressed".into(), json!(true));
+    specs[1].extra.insert(
+        "suppressed_reason".into(),
+        json!("verdict model verdict@t: probability of real change 0.100 < threshold 0.300"),
+    );
+    let fx = Fixture::with_first_run(&specs);
+    let base = fx.start_server().await;
+    let b = Browser::start(&driver, &chrome).await;
+    log_in(&b, &base, "rev").await;
+    let titles = "return Array.from(document.querySelectorAll('#queue li.q-item')).map(li => li.dataset.id).join(',')";
+    b.wait_for(
+        &format!("{QUEUE_LEN} === 2"),
+        "the suppressed patch is not in the default queue",
+    )
+    .await;
+    let default_ids = b.js(titles).await;
+    assert!(
+        !default_ids.as_str().unwrap().split(',').any(|id| id == "2"),
+        "{default_ids}"
+    );
+
+    b.js("document.getElementById('f-suppressed').value = 'only'; document.getElementById('filters').requestSubmit();")
+        .await;
+    b.wait_for(
+        &format!("{QUEUE_LEN} === 1 && !!document.querySelector('#queue li.q-item .badge.suppressed')"),
+        "only the suppressed patch, with its badge",
+    )
+    .await;
+    assert_eq!(b.js(titles).await, "2");
+    assert_eq!(
+        b.js("return document.querySelector('#queue li.q-item .badge.suppressed').title")
+            .await,
+        "verdict model verdict@t: probability of real change 0.100 < threshold 0.300"
+    );
+
+    // Everything, most confident first.
+    b.js("document.getElementById('f-suppressed').value = 'include'; document.getElementById('f-sort').value = 'confidence_desc'; document.getElementById('filters').requestSubmit();")
+        .await;
+    b.wait_for(&format!("{QUEUE_LEN} === 3"), "all three").await;
+    assert_eq!(b.js(titles).await, "3,2,1");
+    b.screenshot("6-suppressed").await;
+    b.quit().await;
+}

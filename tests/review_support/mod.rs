@@ -28,6 +28,8 @@ pub struct PatchSpec {
     pub area_m2: f64,
     pub chip_before: String,
     pub chip_after: String,
+    /// Further properties (e.g. `change_confidence`, `suppressed`), added to the fixed ones.
+    pub extra: serde_json::Map<String, Value>,
 }
 
 impl PatchSpec {
@@ -46,6 +48,7 @@ impl PatchSpec {
             category: "非农化",
             change_type: "building",
             area_m2: 1200.0,
+            extra: serde_json::Map::new(),
         }
     }
 }
@@ -77,7 +80,7 @@ pub fn write_run(run_dir: &Path, specs: &[PatchSpec]) {
                 write_png(&run_dir.join(rel), shade.wrapping_add(i as u8 * 10));
             }
         }
-        features.push(json!({
+        let mut feature = json!({
             "type": "Feature",
             "geometry": square(s.x, s.y, s.size),
             "properties": {
@@ -93,7 +96,11 @@ pub fn write_run(run_dir: &Path, specs: &[PatchSpec]) {
                 "SFYN": "否", "SFHX": "否", "ZXX": s.x + s.size / 2.0, "ZXY": s.y + s.size / 2.0,
                 "NYQK": "", "PDJG": "", "BZ": ""
             }
-        }));
+        });
+        if let Some(props) = feature["properties"].as_object_mut() {
+            props.extend(s.extra.clone());
+        }
+        features.push(feature);
     }
     let fc = json!({ "type": "FeatureCollection", "features": features });
     std::fs::write(run_dir.join("patches.geojson"), fc.to_string()).expect("write geojson");

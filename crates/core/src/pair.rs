@@ -17,6 +17,7 @@ use crate::io::radiometry::Radiometry;
 use crate::model::Model;
 use crate::patches::{self, area::AreaCalc, category, label::Labeller, overlay, vectorise, Patch};
 use crate::publish::{chips, exports, geojson};
+use crate::verdict_model::{self, ImagePair, RunImages, VerdictModel};
 use crate::{Error, Result};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -72,6 +73,9 @@ pub struct DetectRequest {
     /// What the images' stored values are (DN, reflectance, 8-bit stretched); see
     /// [`crate::io::radiometry`].
     pub radiometry: Radiometry,
+    /// A verdict model (`landwatch train verdicts`): patches it judges likely false alarms are
+    /// published with `suppressed: true` and a reason, never dropped.
+    pub verdict_model: Option<PathBuf>,
 }
 
 impl DetectRequest {
@@ -79,6 +83,7 @@ impl DetectRequest {
     pub fn inputs(&self) -> Vec<&Path> {
         let layers = [
             &self.model_path,
+            &self.verdict_model,
             &self.landuse,
             &self.basic_farmland,
             &self.approved,
@@ -109,6 +114,8 @@ pub struct DetectSummary {
     pub patches: usize,
     /// Crop-cycle and unrecognised changes left out (see `--keep-all`).
     pub dropped_unrecognised: usize,
+    /// Patches the verdict model suppressed (published with `suppressed: true`).
+    pub suppressed: usize,
     /// Where `patches.geojson` was written.
     pub patches_path: PathBuf,
     /// What calibration found.
@@ -154,6 +161,7 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     crate::io::init_gdal();
     let started = Instant::now();
     let model = Model::load_or_builtin(req.model_path.as_ref())?;
+    let verdict = req.verdict_model.as_deref().map(VerdictModel::load).transpose()?;
     check_dates(req)?;
     check_pixel_size(req.pixel_size)?;
     check_paths_are_utf8(req)?;
@@ -188,9 +196,10 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     } = make_patches(&scene, &model, req, pass.labeller, layers, &mut stages)?;
     let unobserved_area_m2 = unobserved_area(&scene, &areas, &pass.stats);
     let seconds = started.elapsed().as_secs_f64();
-    let summary = DetectSummary {
+    let mut summary = DetectSummary {
         patches: patches.len(),
         dropped_unrecognised: dropped,
+        suppressed: 0,
         patches_path: req.out_dir.join("patches.geojson"),
         calibration: pass.calibration,
         megapixels_per_second: pass.stats.pixels as f64 / 1e6 / seconds.max(1e-9),
@@ -211,7 +220,11 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
         bar.finish_and_clear();
         stages.lap("chips");
     }
-    let published = publishable(&scene, &patches, &model, req)?;
+    let mut published = publishable(&scene, &patches, &model, req)?;
+    if let (Some(v), Some(path)) = (&verdict, &req.verdict_model) {
+        summary.suppressed = judge(&scene, &summary.calibration, req, v, path, &mut published)?;
+        stages.lap("verdict");
+    }
     // GeoJSON on its own thread beside the GIS exports.
     std::thread::scope(|sc| {
         let geojson = sc.spawn(|| write_patches(staging.path(), &published));
@@ -225,7 +238,15 @@ pub fn run(req: &DetectRequest) -> Result<DetectSummary> {
     let checksums = checksums
         .join()
         .unwrap_or_else(|_| Err(Error::Other("the checksum thread stopped unexpectedly".into())))?;
-    write_manifest(staging.path(), req, &model, &scene, &summary, &checksums)?;
+    write_manifest(
+        staging.path(),
+        req,
+        &model,
+        verdict.as_ref(),
+        &scene,
+        &summary,
+        &checksums,
+    )?;
     stages.lap("manifest");
     let laps: Vec<String> = stages.laps.iter().map(|(n, t)| format!("{n} {t:.2}")).collect();
     tracing::info!(stages = laps.join(", "), "stage seconds");
@@ -465,6 +486,54 @@ fn publishable(scene: &Scene, patches: &[Patch], model: &Model, req: &DetectRequ
     })
 }
 
+/// Applies the verdict model to every published patch: its probability of real change, the
+/// model's id, and under the threshold `suppressed: true` with the reason. Returns how many
+/// were suppressed. The pixels are re-read from the inputs as `train verdicts` reads them.
+fn judge(
+    scene: &Scene,
+    calibration: &Calibration,
+    req: &DetectRequest,
+    v: &VerdictModel,
+    path: &Path,
+    published: &mut Published,
+) -> Result<usize> {
+    let b = &scene.bands;
+    let images = RunImages {
+        before: req.before.clone(),
+        after: req.after.clone(),
+        bands: [b.blue, b.green, b.red, b.nir.unwrap_or(0)],
+        factors: (
+            f64::from(calibration.radiometry.before.factor),
+            f64::from(calibration.radiometry.after.factor),
+        ),
+    };
+    let pair = ImagePair::open(&images, !published.pixel)?;
+    let mut suppressed = 0;
+    for (outline, props) in published.outlines.iter().zip(published.properties.iter_mut()) {
+        let row = verdict_model::patch_row(props, &pair.measure(outline)?);
+        let p = v.probability(&row);
+        let p3 = (p * 1000.0).round() / 1000.0;
+        props.insert("verdict_model".into(), json!(v.id));
+        props.insert("verdict_probability".into(), json!(p3));
+        let under = p < v.threshold;
+        props.insert("suppressed".into(), json!(under));
+        let reason = if under {
+            suppressed += 1;
+            format!(
+                "verdict model {} ({}): probability of real change {p3:.3} < threshold {:.3}",
+                v.id,
+                path.display(),
+                v.threshold
+            )
+        } else {
+            String::new()
+        };
+        props.insert("suppressed_reason".into(), json!(reason));
+    }
+    tracing::info!(suppressed, model = %v.id, "verdict model applied");
+    Ok(suppressed)
+}
+
 fn write_patches(dir: &Path, published: &Published) -> Result<()> {
     let feats = published
         .outlines
@@ -505,10 +574,12 @@ fn checksum_inputs(req: &DetectRequest) -> std::thread::JoinHandle<Result<BTreeM
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_manifest(
     dir: &Path,
     req: &DetectRequest,
     model: &Model,
+    verdict: Option<&VerdictModel>,
     scene: &Scene,
     s: &DetectSummary,
     checksums: &BTreeMap<PathBuf, String>,
@@ -532,7 +603,7 @@ fn write_manifest(
             layers.insert(k.into(), input(p)?);
         }
     }
-    let m = json!({
+    let mut m = json!({
         "landwatch_version": env!("CARGO_PKG_VERSION"),
         "inputs": {"before": input(&req.before)?, "after": input(&req.after)?, "layers": layers},
         "before_date": req.before_date, "after_date": req.after_date,
@@ -552,6 +623,11 @@ fn write_manifest(
             "stage_seconds": s.stage_seconds.iter().map(|(n, t)| (n.to_string(), json!(t))).collect::<serde_json::Map<_, _>>(),
         },
     });
+    if let (Some(v), Some(path)) = (verdict, &req.verdict_model) {
+        m["verdict_model"] = json!({"id": v.id, "path": path.display().to_string(), "sha256": hash::sha256_file(path)?,
+                                    "threshold": v.threshold, "feature_set": v.feature_set});
+        m["suppressed"] = json!(s.suppressed);
+    }
     let text =
         serde_json::to_string_pretty(&m).map_err(|e| Error::Other(format!("cannot serialise the manifest: {e}")))?;
     atomic::write_staged(&dir.join("run.json"), text.as_bytes())

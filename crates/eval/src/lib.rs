@@ -56,6 +56,30 @@ pub struct EvalArgs {
 pub enum EvalCommand {
     /// Run landwatch and the standardised CVA baseline on every labelled dataset; print the table.
     Datasets(DatasetsArgs),
+    /// Replay a review database's verdicts through a verdict model (and a baseline): false
+    /// alarms avoided and true changes lost, per county and change type.
+    Verdicts(VerdictsArgs),
+}
+
+/// Arguments of `landwatch eval verdicts` (run by the review crate, which reads the database).
+#[derive(Args, Debug)]
+pub struct VerdictsArgs {
+    /// The review database (opened read-only).
+    #[arg(long)]
+    pub db: PathBuf,
+    /// The verdict model to evaluate.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The verdict model in use now, to compare with.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// Only verdicts on patches with an after-date on or after this date (YYYY-MM-DD), e.g.
+    /// the period after the model's training data.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -93,6 +117,8 @@ pub struct DatasetsArgs {
 pub fn cli_main(args: EvalArgs) -> Result<i32> {
     match args.command {
         Some(EvalCommand::Datasets(d)) => datasets_main(&d),
+        // The binary runs it with the review crate (which reads review databases).
+        Some(EvalCommand::Verdicts(_)) => Err(Error::Usage("eval verdicts runs through the landwatch binary".into())),
         None => pair_main(&args),
     }
 }

@@ -40,6 +40,9 @@ pub struct Pipeline {
     pub baseline: Baseline,
     /// Model file (`model`); `None`: the built-in one.
     pub model: Option<PathBuf>,
+    /// Verdict model (`model.verdict`): patches it judges likely false alarms are published
+    /// with `suppressed: true`; `None`: no verdict model.
+    pub verdict_model: Option<PathBuf>,
     /// Vector layers for the overlay (`[layers]`).
     pub layers: Layers,
     /// Run-level detection parameters (`[detect]`).
@@ -311,6 +314,7 @@ struct RawBaseline {
 #[serde(deny_unknown_fields)]
 struct RawModel {
     path: Option<Spanned<PathBuf>>,
+    verdict: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize)]
@@ -439,10 +443,9 @@ fn build(ctx: &Ctx, raw: RawPipeline, file_sha256: String) -> Result<Pipeline> {
     let source = build_source(ctx, raw.source)?;
     let bands = build_bands(ctx, raw.bands)?;
     let baseline = build_baseline(ctx, raw.baseline)?;
-    let model = match raw.model.and_then(|m| m.path) {
-        Some(m) => Some(check_model(ctx, &m)?),
-        None => None,
-    };
+    let (model_path, verdict) = raw.model.map(|m| (m.path, m.verdict)).unwrap_or_default();
+    let model = model_path.map(|m| check_model(ctx, &m)).transpose()?;
+    let verdict_model = verdict.map(|v| check_verdict_model(ctx, &v)).transpose()?;
     let layers = match raw.layers {
         Some(l) => Layers {
             landuse: layer(ctx, "layers.landuse", &l.landuse)?,
@@ -467,6 +470,7 @@ fn build(ctx: &Ctx, raw: RawPipeline, file_sha256: String) -> Result<Pipeline> {
         bands,
         baseline,
         model,
+        verdict_model,
         layers,
         detect,
         fetch,
@@ -511,6 +515,18 @@ fn check_model(ctx: &Ctx, p: &Spanned<PathBuf>) -> Result<PathBuf> {
         Ok(_) => Ok(path),
         Err(Error::Input { path: file, msg }) => {
             Err(ctx.err("model.path", Some(p.span()), &format!("{}: {msg}", file.display())))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The verdict model must load now (format, feature set), pinned to `model.verdict`.
+fn check_verdict_model(ctx: &Ctx, p: &Spanned<PathBuf>) -> Result<PathBuf> {
+    let path = ctx.existing("model.verdict", p)?;
+    match landwatch_core::verdict_model::VerdictModel::load(&path) {
+        Ok(_) => Ok(path),
+        Err(Error::Input { path: file, msg }) => {
+            Err(ctx.err("model.verdict", Some(p.span()), &format!("{}: {msg}", file.display())))
         }
         Err(e) => Err(e),
     }

@@ -25,6 +25,8 @@ pub struct TileJob<'a> {
     pub after_date: &'a str,
     /// Model file; `None`: the built-in one.
     pub model: Option<&'a Path>,
+    /// Verdict model marking likely false alarms `suppressed`; `None`: none.
+    pub verdict_model: Option<&'a Path>,
     /// Vector layers for the overlay.
     pub layers: &'a Layers,
     /// Band order of the source tiles.
@@ -47,6 +49,7 @@ impl TileDetector for EngineDetector {
         let l = job.layers;
         let req = DetectRequest {
             model_path: job.model.map(Path::to_path_buf),
+            verdict_model: job.verdict_model.map(Path::to_path_buf),
             bands: (!job.bands.is_identity()).then(|| job.bands.engine_order()),
             radiometry: job.bands.radiometry,
             landuse: l.landuse.clone(),

@@ -21,6 +21,7 @@ pub mod lock;
 pub(crate) mod manifest;
 pub(crate) mod partial;
 pub(crate) mod patchset;
+pub mod promote;
 pub mod rerun;
 pub mod run;
 pub(crate) mod seams;

@@ -708,6 +708,7 @@ impl Exec<'_> {
             before_date: &before.date,
             after_date: &after.date,
             model: self.model,
+            verdict_model: self.p.verdict_model.as_deref(),
             layers: &self.p.layers,
             bands: &self.p.bands,
         };

@@ -21,9 +21,12 @@ pub(crate) mod chips;
 pub mod export;
 pub(crate) mod export_ogr;
 pub mod import;
+pub mod simulate;
 pub mod store;
 pub(crate) mod text;
 pub mod users;
+pub mod verdict_eval;
+pub mod verdict_train;
 pub mod verdicts;
 pub mod web;
 
@@ -95,6 +98,8 @@ pub enum ReviewCmd {
     User(UserCmd),
     /// Write every patch with its current verdict (reviewer fields NYQK/PDJG/BZ filled).
     Export(ExportArgs),
+    /// Decide a run's undecided patches from a truth raster (simulated review, for measuring).
+    Simulate(simulate::SimulateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -275,6 +280,7 @@ pub fn cli_main(cmd: ReviewCmd) -> landwatch_core::Result<i32> {
         ReviewCmd::User(UserCmd::Remove { name, db }) => user_remove_cmd(&name, db),
         ReviewCmd::User(UserCmd::List { db }) => user_list_cmd(db),
         ReviewCmd::Export(a) => export_cmd(a),
+        ReviewCmd::Simulate(a) => simulate::cli_main(&a),
     }
 }
 

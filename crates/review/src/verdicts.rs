@@ -322,6 +322,16 @@ pub struct Filter {
     pub max_area: Option<f64>,
     /// `true`: only patches flagged for re-review; `false`: only those not flagged.
     pub needs_rereview: Option<bool>,
+    /// Smallest change confidence (the patch property `change_confidence`, 0..1); patches
+    /// without one (runs from before it existed) are left out by a bound.
+    pub min_confidence: Option<f64>,
+    /// Largest change confidence.
+    pub max_confidence: Option<f64>,
+    /// Patches a verdict model suppressed (`suppressed: true`): `hide` (the default: the
+    /// working queue), `only` (to audit what the model hides) or `include`.
+    pub suppressed: Option<String>,
+    /// Order: `id` (the default), `confidence_desc` or `confidence_asc` (ties by id).
+    pub sort: Option<String>,
     /// Page size, 1 to [`MAX_PAGE_SIZE`] (default [`DEFAULT_PAGE_SIZE`]). Text, so that a
     /// bad value gets an error naming the parameter.
     pub limit: Option<String>,
@@ -407,6 +417,12 @@ pub struct QueueItem {
     pub subtype: String,
     /// The outline changed materially since the verdict: decide again.
     pub needs_rereview: bool,
+    /// How sure detection is that the ground changed, 0..1 (`None` for runs without it).
+    pub change_confidence: Option<f64>,
+    /// A verdict model judged it a likely false alarm (see the `suppressed` filter).
+    pub suppressed: bool,
+    /// Why it was suppressed (empty when it was not).
+    pub suppressed_reason: String,
 }
 
 /// One page of the queue with the counts of the whole filtered list.
@@ -481,7 +497,92 @@ fn filter_sql(f: &Filter) -> ReviewResult<(String, Vec<Value>)> {
         clauses.push("p.needs_rereview = ?".into());
         values.push(Value::Integer(i64::from(flagged)));
     }
+    for (op, v, name) in [
+        (">=", f.min_confidence, "min_confidence"),
+        ("<=", f.max_confidence, "max_confidence"),
+    ] {
+        if let Some(v) = v {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(ReviewError::BadInput(format!(
+                    "{name} must be a number from 0 to 1, not {v}"
+                )));
+            }
+            clauses.push(format!("json_extract(p.properties, '$.change_confidence') {op} ?"));
+            values.push(Value::Real(v));
+        }
+    }
+    match SuppressedFilter::parse(f.suppressed.as_deref())? {
+        SuppressedFilter::Hide => clauses.push(format!("{SUPPRESSED_SQL} = 0")),
+        SuppressedFilter::Only => clauses.push(format!("{SUPPRESSED_SQL} = 1")),
+        SuppressedFilter::Include => {}
+    }
     Ok((clauses.join(" AND "), values))
+}
+
+/// A patch's change confidence from its stored properties; -1 when it has none, so that it
+/// sorts last in `confidence_desc`.
+const CONFIDENCE_SQL: &str = "COALESCE(json_extract(p.properties, '$.change_confidence'), -1.0)";
+
+/// 1 when a verdict model suppressed the patch, else 0.
+const SUPPRESSED_SQL: &str = "(COALESCE(json_extract(p.properties, '$.suppressed'), 0) = 1)";
+
+/// Which patches the `suppressed` parameter asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SuppressedFilter {
+    Hide,
+    Only,
+    Include,
+}
+
+impl SuppressedFilter {
+    fn parse(v: Option<&str>) -> ReviewResult<SuppressedFilter> {
+        match v.unwrap_or("") {
+            "" | "hide" => Ok(SuppressedFilter::Hide),
+            "only" => Ok(SuppressedFilter::Only),
+            "include" => Ok(SuppressedFilter::Include),
+            other => Err(ReviewError::BadInput(format!(
+                "suppressed must be hide, only or include, not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// The queue's order: by id, or by change confidence with the id breaking ties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sort {
+    Id,
+    ConfidenceDesc,
+    ConfidenceAsc,
+}
+
+impl Sort {
+    fn parse(v: Option<&str>) -> ReviewResult<Sort> {
+        match v.unwrap_or("") {
+            "" | "id" => Ok(Sort::Id),
+            "confidence_desc" => Ok(Sort::ConfidenceDesc),
+            "confidence_asc" => Ok(Sort::ConfidenceAsc),
+            other => Err(ReviewError::BadInput(format!(
+                "sort must be id, confidence_desc or confidence_asc, not {other:?}"
+            ))),
+        }
+    }
+
+    /// The cursor condition (rows after patch `?` in this order; `cur` holds that patch's
+    /// confidence, and is empty on the first page) and the `ORDER BY` clause, over the `q`
+    /// columns.
+    fn keyset_sql(self) -> (&'static str, &'static str) {
+        match self {
+            Sort::Id => ("id > ?", "id"),
+            Sort::ConfidenceDesc => (
+                "(NOT EXISTS (SELECT 1 FROM cur) OR conf < (SELECT conf FROM cur) OR (conf = (SELECT conf FROM cur) AND id > ?))",
+                "conf DESC, id",
+            ),
+            Sort::ConfidenceAsc => (
+                "(NOT EXISTS (SELECT 1 FROM cur) OR conf > (SELECT conf FROM cur) OR (conf = (SELECT conf FROM cur) AND id > ?))",
+                "conf ASC, id",
+            ),
+        }
+    }
 }
 
 /// The filtered patches with their current status, as SQL for a `WITH q AS (…)` clause:
@@ -492,7 +593,8 @@ fn filtered_sql(where_sql: &str) -> String {
                 COALESCE(c.subtype, '') AS subtype, p.needs_rereview AS needs_rereview,
                 p.track_id AS p_track_id, p.patch_id AS p_patch_id, p.properties AS p_properties,
                 p.xzqdm AS p_xzqdm, p.category AS p_category, p.change_type AS p_change_type,
-                p.after_date AS p_after_date, p.area_m2 AS p_area_m2, p.geometry AS p_geometry
+                p.after_date AS p_after_date, p.area_m2 AS p_area_m2, p.geometry AS p_geometry,
+                {CONFIDENCE_SQL} AS conf
          FROM patches p LEFT JOIN current_verdicts c ON c.patch_id = p.id
          WHERE {where_sql}"
     )
@@ -551,10 +653,17 @@ fn page_of<T>(
     } else {
         ""
     };
+    let sort = Sort::parse(f.sort.as_deref())?;
+    let (after_sql, order_sql) = sort.keyset_sql();
+    // The cursor patch's confidence, read from the patches table: it may have left the
+    // filtered list since the previous page (decided under a status filter).
+    values.insert(0, Value::Integer(page.after));
     values.push(Value::Integer(page.after));
     values.push(Value::Integer(i64::from(page.limit) + 1));
     let sql = format!(
-        "WITH q AS ({}) SELECT * FROM q WHERE 1 = 1 {status_sql} AND id > ? ORDER BY id LIMIT ?",
+        "WITH cur AS (SELECT {CONFIDENCE_SQL} AS conf FROM patches p WHERE p.id = ?),
+              q AS ({})
+         SELECT * FROM q WHERE 1 = 1 {status_sql} AND {after_sql} ORDER BY {order_sql} LIMIT ?",
         filtered_sql(&where_sql)
     );
     let mut stmt = store.conn().prepare(&sql)?;
@@ -641,6 +750,9 @@ fn queue_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueItem> {
         status: Status::parse(&status).unwrap_or(Status::Unreviewed),
         subtype: r.get("subtype")?,
         needs_rereview: r.get::<_, i64>("needs_rereview")? != 0,
+        change_confidence: props.get("change_confidence").and_then(|v| v.as_f64()),
+        suppressed: props.get("suppressed").and_then(|v| v.as_bool()).unwrap_or(false),
+        suppressed_reason: text("suppressed_reason"),
     })
 }
 

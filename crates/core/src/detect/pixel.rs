@@ -12,7 +12,10 @@ use crate::types::features::PIXEL_VALUES;
 /// [`crate::detect::texture`]), and whether the pixel turned to plastic film by the film path's
 /// thresholds (`film`; counts towards `film_frac_after`). Open water after is NDWI after above
 /// `water_min_ndwi` (counts towards `water_frac_after`). `b` and `a` are the pixel's band
-/// vectors; NDWI entries are 0 without NIR.
+/// vectors; NDWI entries are 0 without NIR. Last, the pixel's change evidence relative to the
+/// threshold (`evidence_rel`, capped at [`EVIDENCE_REL_CAP`]), which is no typing feature: its
+/// mean makes the patch's change confidence ([`crate::patches::confidence`]).
+#[allow(clippy::too_many_arguments)]
 pub fn pixel_values(
     b: &[f32],
     a: &[f32],
@@ -21,6 +24,7 @@ pub fn pixel_values(
     ctex: (f32, f32),
     film: &FilmParams,
     water_min_ndwi: f32,
+    evidence_rel: f32,
 ) -> [f32; PIXEL_VALUES] {
     // Without NIR there is no NDWI: its entries are 0 and `summarise` leaves the NDWI and
     // open-water features out (a missing feature, not a value of 0 for the rules to read).
@@ -48,8 +52,18 @@ pub fn pixel_values(
         } else {
             0.0
         },
+        // NaN (never expected) counts as no evidence rather than poisoning the mean.
+        if evidence_rel.is_nan() {
+            0.0
+        } else {
+            evidence_rel.clamp(0.0, EVIDENCE_REL_CAP)
+        },
     ]
 }
+
+/// Evidence beyond this many thresholds adds nothing to a patch's confidence (and one very
+/// bright pixel cannot dominate a patch's mean).
+pub const EVIDENCE_REL_CAP: f32 = 4.0;
 
 #[cfg(test)]
 mod tests {
@@ -73,6 +87,7 @@ mod tests {
                 (0.0, 0.0),
                 &FilmParams::default(),
                 WATER,
+                1.0,
             ));
         }
         let f = summarise(&sums, true, 64.0, std::f64::consts::PI / 4.0);
@@ -100,6 +115,7 @@ mod tests {
             (0.0, 0.0),
             &FilmParams::default(),
             WATER,
+            1.0,
         ));
         b.add(&pixel_values(
             &[0.3, 0.3, 0.3, 0.3],
@@ -109,6 +125,7 @@ mod tests {
             (0.0, 0.0),
             &FilmParams::default(),
             WATER,
+            1.0,
         ));
         a.merge(&b);
         let f = summarise(&a, true, 1.0, 1.0);
@@ -143,6 +160,7 @@ mod tests {
                         ctex,
                         &FilmParams::default(),
                         WATER,
+                        1.0,
                     ));
                 }
             }

@@ -360,7 +360,7 @@ fn finish_block(
         changed: class.iter().filter(|&&c| c == CLASS_CHANGED).count() as u64,
         ..Default::default()
     };
-    let values = changed_pixel_values(pair, layers, crowns, &class, halo, scene.model());
+    let values = changed_pixel_values(pair, layers, crowns, &class, e, threshold, halo, scene.model());
     BlockOut {
         win,
         values,
@@ -443,12 +443,15 @@ fn film_appeared(pair: &PairWindow, l: &BlockLayers, p: &FilmParams) -> Option<A
 }
 
 /// The feature values (see [`pixel::pixel_values`]) of the block's changed pixels; the
-/// block arrays carry a `halo`, `class` does not.
+/// block arrays (and `evidence`) carry a `halo`, `class` does not.
+#[allow(clippy::too_many_arguments)]
 fn changed_pixel_values(
     pair: &PairWindow,
     l: &BlockLayers,
     crowns: &CrownLayers,
     class: &Array2<u8>,
+    evidence: &Array2<f32>,
+    threshold: f32,
     halo: usize,
     model: &Model,
 ) -> Vec<[f32; PIXEL_VALUES]> {
@@ -482,6 +485,7 @@ fn changed_pixel_values(
             ctex,
             &model.detect.film,
             model.typing.water_frac_min_ndwi,
+            evidence[(yy, xx)] / threshold,
         ));
     }
     out

@@ -185,6 +185,8 @@ mod tests {
             features: Default::default(),
             change_type: t.into(),
             confidence: 0.9,
+            evidence_rel: 1.5,
+            change_confidence: 0.7,
             land,
             category: String::new(),
             chips: None,

@@ -3,6 +3,7 @@
 
 pub(crate) mod area;
 pub(crate) mod category;
+pub mod confidence;
 pub(crate) mod dlbm;
 pub(crate) mod label;
 pub(crate) mod layer;
@@ -48,6 +49,13 @@ pub fn build(
         .map(|(i, (t, area_m2))| -> Result<Patch> {
             let features = describe(has_nir, &t, area_m2);
             let typed = typing::classify(&model.typing, &features);
+            let evidence_rel = round3(t.sums.mean_evidence_rel());
+            let change_confidence = confidence::change_confidence(
+                evidence_rel,
+                confidence::rule_strength(&typed.change_type, typed.confidence),
+                area_m2,
+                model.detect.min_area_m2,
+            );
             Ok(Patch {
                 id: format!("P{:05}", i + 1),
                 shape: t.shape,
@@ -56,12 +64,18 @@ pub fn build(
                 features,
                 change_type: typed.change_type,
                 confidence: typed.confidence,
+                evidence_rel,
+                change_confidence,
                 land: LandUse::default(),
                 category: String::new(),
                 chips: None,
             })
         })
         .collect()
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
 }
 
 /// Summarises a patch from the sums the streaming pass gathered over its pixels.

@@ -9,7 +9,7 @@
 //!
 //! **Shapefile.** dBase limits field names to 10 ASCII characters, so the Shapefile carries the
 //! desk fields (all ≤ 10 characters) and short names for landwatch's own fields (`LW_ID`,
-//! `TRACK_ID`, `CHG_TYPE`, `BHLX`, `ZXD`, `MODEL`, `CHIP_Q`, `CHIP_H`); the snake_case area and
+//! `TRACK_ID`, `CHG_TYPE`, `BHLX`, `ZXD`, `BHZXD`, `MODEL`, `CHIP_Q`, `CHIP_H`); the snake_case area and
 //! date fields duplicate `JCMJ`, `JCMJ_MU`, `GDMJ`, `YJJBNTMJ`, `QSX`, `HSX` and are left out, as
 //! is the nested `features` object. The DBF text is GBK (CP936) by default — what Chinese desktop
 //! GIS expects — or UTF-8, and a `.cpg` file always names it (`936` or `UTF-8`), so GDAL, QGIS
@@ -79,6 +79,7 @@ const FIELDS: &[FieldSpec] = &[
     f("change_type", Some("CHG_TYPE"), Kind::Text(16)),
     f("category", Some("BHLX"), Kind::Text(40)),
     f("confidence", Some("ZXD"), Kind::Real(6, 3)),
+    f("change_confidence", Some("BHZXD"), Kind::Real(6, 3)),
     f("area_m2", None, Kind::Real(15, 2)),
     f("area_mu", None, Kind::Real(15, 2)),
     f("cropland_area_m2", None, Kind::Real(15, 2)),
@@ -105,6 +106,10 @@ const FIELDS: &[FieldSpec] = &[
     f("SFHX", Some("SFHX"), Kind::Text(4)),
     f("ZXX", Some("ZXX"), Kind::Real(16, 7)),
     f("ZXY", Some("ZXY"), Kind::Real(16, 7)),
+    f("verdict_model", Some("VMODEL"), Kind::Text(60)),
+    f("verdict_probability", Some("VPROB"), Kind::Real(6, 3)),
+    f("suppressed", Some("YZ"), Kind::Text(4)),
+    f("suppressed_reason", Some("YZYY"), Kind::Text(254)),
     f("NYQK", Some("NYQK"), Kind::Text(254)),
     f("PDJG", Some("PDJG"), Kind::Text(60)),
     f("BZ", Some("BZ"), Kind::Text(254)),

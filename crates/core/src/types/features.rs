@@ -39,7 +39,10 @@ pub const FEATURE_NAMES: [&str; 26] = [
 pub type Features = BTreeMap<String, f64>;
 
 /// How many per-pixel values [`crate::detect::pixel::pixel_values`] gives.
-pub const PIXEL_VALUES: usize = 17;
+pub const PIXEL_VALUES: usize = 18;
+
+/// Index of the change evidence relative to the threshold among the per-pixel values.
+pub const EVIDENCE_REL: usize = 17;
 
 /// Sums of [`crate::detect::pixel::pixel_values`] over a patch's pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,6 +69,14 @@ impl PixelSums {
         for (s, &x) in self.sums.iter_mut().zip(v) {
             *s += x as f64;
         }
+    }
+
+    /// Mean change evidence over the patch's pixels, in thresholds (0 without pixels).
+    pub fn mean_evidence_rel(&self) -> f64 {
+        if self.pixels == 0 {
+            return 0.0;
+        }
+        self.sums[EVIDENCE_REL] / self.pixels as f64
     }
 
     /// Adds another patch part's sums (components that meet across blocks).

@@ -47,6 +47,11 @@ pub struct Patch {
     pub change_type: String,
     /// The winning rule's score, 0..1.
     pub confidence: f64,
+    /// Mean change evidence over the patch's pixels, in multiples of the threshold (3 decimals).
+    pub evidence_rel: f64,
+    /// How sure detection is that the ground changed, 0..1 (see
+    /// [`crate::patches::confidence`]).
+    pub change_confidence: f64,
     /// What the land-use layers say about it.
     pub land: LandUse,
     /// 非农化 / 非粮化 category from the land use (empty without layers).

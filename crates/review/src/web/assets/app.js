@@ -100,8 +100,14 @@
     li.appendChild(el("span", item.jcbh || item.patch_id, "q-title"));
     li.appendChild(el("span", statusLabel(item.status), "badge st-" + item.status));
     if (item.needs_rereview) li.appendChild(el("span", t("needs_rereview"), "badge rereview"));
+    if (item.suppressed) {
+      var sup = el("span", t("suppressed"), "badge suppressed");
+      sup.title = item.suppressed_reason || "";
+      li.appendChild(sup);
+    }
+    var conf = typeof item.change_confidence === "number" ? t("confidence") + " " + item.change_confidence.toFixed(2) : "";
     var meta = [item.xzqmc || item.xzqdm, item.tblx || changeTypeLabel(item.change_type),
-      Math.round(item.area_m2) + " m²", item.after_date].filter(Boolean).join(" · ");
+      Math.round(item.area_m2) + " m²", item.after_date, conf].filter(Boolean).join(" · ");
     li.appendChild(el("div", meta, "q-meta"));
     li.addEventListener("click", function () { select(i); });
     return li;
