@@ -11,6 +11,7 @@
 //! * [`text`]: refusing control and text-direction characters in notes and names;
 //! * [`export`], [`export_ogr`]: verdicts as GeoJSON / CSV / GeoPackage / Shapefile with the
 //!   reviewer fields (NYQK/PDJG/BZ) filled;
+//! * [`tiles`]: map tiles of a run's before/after images (Web Mercator, cached on disk);
 //! * [`web`]: the axum server and the embedded zh-CN/English page.
 //!
 //! The CLI is `landwatch review serve|import|user add|passwd|remove|list|export`
@@ -23,6 +24,7 @@ pub(crate) mod export_ogr;
 pub mod import;
 pub mod store;
 pub(crate) mod text;
+pub mod tiles;
 pub mod users;
 pub mod verdicts;
 pub mod web;
@@ -151,6 +153,13 @@ pub struct ServeArgs {
     #[command(flatten)]
     /// Password hashing cost.
     pub argon2: Argon2Args,
+    /// Folder for the map's overviews and rendered tiles (default: <db>.cache beside the
+    /// database; never beside the images).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Most megabytes of rendered map tiles kept in the cache folder.
+    #[arg(long, default_value_t = 512, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub tile_cache_mb: u64,
 }
 
 impl ServeArgs {
@@ -175,6 +184,8 @@ impl ServeArgs {
                 max_lifetime: secs(self.session_max_lifetime),
             },
             password_cost: self.argon2.cost()?,
+            cache_dir: self.cache_dir.clone(),
+            tile_cache_bytes: self.tile_cache_mb * 1024 * 1024,
         })
     }
 }

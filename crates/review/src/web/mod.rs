@@ -17,6 +17,7 @@
 //! | `POST /api/patches/{id}/reopen` | admin | reopen a decided patch |
 //! | `GET /api/overview?…&limit=&after=` | user | one page of outlines, for the SVG overview |
 //! | `GET /api/export?format=geojson\|csv` | user | download the verdicts |
+//! | `GET /tiles/{run}/{before,after}/{z}/{x}/{y}.png`, `GET /api/map/patches` | user | the map (see [`map`]) |
 //! | `GET/POST /api/admin/users`, `POST /api/admin/users/{id}/disabled` | admin | manage users |
 //! | `POST /api/admin/users/{id}/password`, `DELETE /api/admin/users/{id}` | admin | reset a password, remove an account |
 //!
@@ -32,6 +33,7 @@
 mod api;
 pub mod auth;
 pub mod error;
+pub mod map;
 pub mod throttle;
 
 use std::collections::HashSet;
@@ -89,6 +91,11 @@ pub struct ServeOptions {
     pub session_limits: SessionLimits,
     /// Cost of the password hashes the server makes (new users, password changes).
     pub password_cost: HashCost,
+    /// Folder for map overviews and rendered tiles; `None`: `<database>.cache` beside the
+    /// database (never beside the user's images).
+    pub cache_dir: Option<PathBuf>,
+    /// Bound of the rendered-tile cache, bytes.
+    pub tile_cache_bytes: u64,
 }
 
 impl Default for ServeOptions {
@@ -102,6 +109,8 @@ impl Default for ServeOptions {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             session_limits: SessionLimits::default(),
             password_cost: HashCost::default(),
+            cache_dir: None,
+            tile_cache_bytes: crate::tiles::DEFAULT_TILE_CACHE_BYTES,
         }
     }
 }
@@ -193,6 +202,8 @@ struct Inner {
     password_checks: tokio::sync::Semaphore,
     /// Checked for unknown login names, at the server's hash cost, so they take as long.
     decoy_hash: String,
+    /// Map tiles of the runs' images.
+    tiles: crate::tiles::TileService,
 }
 
 impl AppState {
@@ -206,6 +217,11 @@ impl AppState {
         let allowed_hosts = allowed_host_names(public.as_ref().map(|p| p.1.as_str()), &options.allowed_hosts)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let decoy_hash = users::decoy_hash(&options.password_cost)?;
+        let cache_dir = options
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| default_cache_dir(store.path()));
+        let tiles = crate::tiles::TileService::new(&cache_dir, options.tile_cache_bytes)?;
         Ok(AppState {
             inner: Arc::new(Inner {
                 store: Mutex::new(Some(store)),
@@ -215,6 +231,7 @@ impl AppState {
                 allowed_hosts,
                 throttle: Mutex::new(LoginThrottle::new(options.login_limits.clone())),
                 password_checks: tokio::sync::Semaphore::new(cores),
+                tiles,
                 options,
             }),
         })
@@ -253,6 +270,22 @@ impl AppState {
     /// The data folder chips are served from.
     pub fn data_root(&self) -> &Path {
         &self.inner.data_root
+    }
+
+    /// Tile `z/x/y` of `date` of run `run_id` (folder `run_dir`), rendered in the blocking
+    /// pool (GDAL is blocking) or read from the tile cache.
+    pub async fn render_tile(
+        &self,
+        run_id: i64,
+        run_dir: PathBuf,
+        date: crate::tiles::Date,
+        (z, x, y): (u32, u32, u32),
+    ) -> Result<Vec<u8>, ApiError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.tiles.tile(run_id, &run_dir, &inner.data_root, date, (z, x, y)))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::from)
     }
 
     /// When sessions end.
@@ -336,6 +369,13 @@ impl AppState {
     }
 }
 
+/// `<database>.cache` beside the database file.
+fn default_cache_dir(db: &Path) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".cache");
+    db.with_file_name(name)
+}
+
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const LOGIN_HTML: &str = include_str!("assets/login.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -355,6 +395,7 @@ pub fn router(state: AppState) -> Router {
         .route("/patches/{id}/verdict", post(api::post_verdict))
         .route("/patches/{id}/reopen", post(api::reopen))
         .route("/overview", get(api::overview))
+        .route("/map/patches", get(map::patches))
         .route("/export", get(api::export))
         .route("/admin/users", get(api::list_users).post(api::add_user))
         .route("/admin/users/{id}", axum::routing::delete(api::remove_user))
@@ -369,6 +410,7 @@ pub fn router(state: AppState) -> Router {
         .route("/login", get(login_page).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/static/{file}", get(static_file))
+        .route("/tiles/{run}/{date}/{z}/{x}/{y}", get(map::tile))
         .nest("/api", api)
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
         .layer(middleware::from_fn_with_state(state.clone(), auth::csrf_guard))

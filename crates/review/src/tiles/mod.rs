@@ -1,0 +1,299 @@
+//! Map tiles of a run's before and after images (XYZ, Web Mercator), for the review page's
+//! map and for GIS clients through WMTS.
+//!
+//! A run's images are the ones its `run.json` names (`inputs.before.path`,
+//! `inputs.after.path`, coloured with its `bands`). They are only read when they lie inside
+//! the server's data folder. Each image is prepared once per server (overviews built into
+//! the cache folder when it has none, see [`render`]) and rendered tiles are kept on disk
+//! in the cache folder, bounded in size ([`cache`]). Tiles are keyed by the images'
+//! identity (path, size, modification time), so replacing an image never serves stale
+//! tiles, and a moved or deleted image is a 404 with a message, not a 500.
+
+pub mod cache;
+pub mod render;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::store::{ReviewError, ReviewResult};
+pub use render::{tile_bounds, Stretch, TileImage, TILE_PX};
+
+/// Deepest zoom level served (about 1 cm per pixel at the equator; far past any image).
+pub const MAX_ZOOM: u8 = 24;
+/// Default bound of the rendered-tile cache, bytes.
+pub const DEFAULT_TILE_CACHE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Which date of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Date {
+    /// The baseline image.
+    Before,
+    /// The new image.
+    After,
+}
+
+impl Date {
+    /// `before` or `after`.
+    pub fn parse(s: &str) -> ReviewResult<Date> {
+        match s {
+            "before" => Ok(Date::Before),
+            "after" => Ok(Date::After),
+            _ => Err(ReviewError::NotFound(format!("no date {s:?}: use before or after"))),
+        }
+    }
+
+    /// The name in URLs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Date::Before => "before",
+            Date::After => "after",
+        }
+    }
+}
+
+/// Refuses tile coordinates outside zoom 0..=[`MAX_ZOOM`] or outside the zoom's grid.
+pub fn check_tile(z: u32, x: u32, y: u32) -> ReviewResult<u8> {
+    let zoom = u8::try_from(z).ok().filter(|z| *z <= MAX_ZOOM).ok_or_else(|| {
+        ReviewError::BadInput(format!(
+            "zoom {z} is out of range: tiles exist for zoom 0 to {MAX_ZOOM}"
+        ))
+    })?;
+    let n = 1u64 << zoom;
+    if u64::from(x) >= n || u64::from(y) >= n {
+        return Err(ReviewError::BadInput(format!(
+            "tile {z}/{x}/{y} is out of range: at zoom {z}, x and y run from 0 to {}",
+            n - 1
+        )));
+    }
+    Ok(zoom)
+}
+
+/// The images a run was detected from, checked to lie inside the data folder.
+#[derive(Debug, Clone)]
+pub struct RunInputs {
+    /// Canonical path of the before image.
+    pub before: PathBuf,
+    /// Canonical path of the after image.
+    pub after: PathBuf,
+    /// GDAL band numbers of red, green and blue.
+    pub rgb: [usize; 3],
+}
+
+impl RunInputs {
+    /// Reads `run_dir/run.json`. A relative input path is taken relative to the run folder,
+    /// then to its parent (where `landwatch detect` is usually started). `data_root` must be
+    /// canonical.
+    pub fn read(run_dir: &Path, data_root: &Path) -> ReviewResult<RunInputs> {
+        let manifest = run_dir.join("run.json");
+        let text = std::fs::read_to_string(&manifest).map_err(|e| {
+            ReviewError::NotFound(format!(
+                "{}: cannot read the run's manifest ({e}); without it the run's images are unknown",
+                manifest.display()
+            ))
+        })?;
+        let m: Value = serde_json::from_str(&text)
+            .map_err(|e| ReviewError::BadInput(format!("{}: not valid JSON: {e}", manifest.display())))?;
+        let image = |date: &str| -> ReviewResult<PathBuf> {
+            let raw = m
+                .pointer(&format!("/inputs/{date}/path"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    ReviewError::NotFound(format!(
+                        "{}: field inputs.{date}.path is missing; the run's {date} image is unknown",
+                        manifest.display()
+                    ))
+                })?;
+            resolve_input(Path::new(raw), run_dir, data_root, date)
+        };
+        Ok(RunInputs {
+            before: image("before")?,
+            after: image("after")?,
+            rgb: rgb_bands(&m),
+        })
+    }
+
+    /// A short name that changes whenever either image is replaced (path, size, time).
+    pub fn identity(&self) -> ReviewResult<String> {
+        let mut h = Sha256::new();
+        for (date, p) in [("before", &self.before), ("after", &self.after)] {
+            let meta = std::fs::metadata(p).map_err(|_| gone(date, p))?;
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            h.update(format!("{}\0{}\0{modified}\0", p.display(), meta.len()).as_bytes());
+        }
+        Ok(hex::encode(&h.finalize()[..12]))
+    }
+
+    /// The image of `date`.
+    pub fn path(&self, date: Date) -> &Path {
+        match date {
+            Date::Before => &self.before,
+            Date::After => &self.after,
+        }
+    }
+}
+
+fn gone(date: &str, p: &Path) -> ReviewError {
+    ReviewError::NotFound(format!(
+        "the run's {date} image {} is no longer on disk; put it back or import the run again",
+        p.display()
+    ))
+}
+
+fn resolve_input(raw: &Path, run_dir: &Path, data_root: &Path, date: &str) -> ReviewResult<PathBuf> {
+    let candidates: Vec<PathBuf> = if raw.is_absolute() {
+        vec![raw.to_path_buf()]
+    } else {
+        let parent = run_dir.parent().unwrap_or(run_dir);
+        vec![run_dir.join(raw), parent.join(raw)]
+    };
+    let found = candidates
+        .iter()
+        .find_map(|c| c.canonicalize().ok().filter(|p| p.is_file()))
+        .ok_or_else(|| gone(date, raw))?;
+    if !found.starts_with(data_root) {
+        return Err(ReviewError::NotFound(format!(
+            "the run's {date} image lies outside the data folder; only images inside it are served"
+        )));
+    }
+    Ok(found)
+}
+
+/// Red, green and blue band numbers from the manifest's `bands` (the pipeline's BandMap);
+/// without it, the canonical B, G, R(, NIR) order.
+fn rgb_bands(m: &Value) -> [usize; 3] {
+    let band = |name: &str, default: usize| {
+        m.pointer(&format!("/bands/{name}"))
+            .and_then(Value::as_u64)
+            .map_or(default, |b| b as usize)
+    };
+    [band("red", 3), band("green", 2), band("blue", 1)]
+}
+
+/// Both images of a run, prepared, with their shared stretch.
+pub struct RunImagery {
+    identity: String,
+    before: TileImage,
+    after: TileImage,
+    stretch: Stretch,
+}
+
+impl RunImagery {
+    /// Prepares both images of `inputs` (building overviews into `overview_dir` if needed)
+    /// and computes the stretch over both dates.
+    pub fn prepare(inputs: &RunInputs, overview_dir: &Path) -> ReviewResult<RunImagery> {
+        let identity = inputs.identity()?;
+        let before = TileImage::prepare(&inputs.before, inputs.rgb, overview_dir, &format!("{identity}-before"))?;
+        let after = TileImage::prepare(&inputs.after, inputs.rgb, overview_dir, &format!("{identity}-after"))?;
+        let mut samples = before.stretch_samples()?;
+        for (all, more) in samples.iter_mut().zip(after.stretch_samples()?) {
+            all.extend(more);
+        }
+        Ok(RunImagery {
+            identity,
+            before,
+            after,
+            stretch: Stretch::from_samples(samples),
+        })
+    }
+
+    /// Renders tile `z/x/y` of `date` as PNG bytes (coordinates checked by [`check_tile`]).
+    pub fn render(&self, date: Date, z: u8, x: u32, y: u32) -> ReviewResult<Vec<u8>> {
+        let image = match date {
+            Date::Before => &self.before,
+            Date::After => &self.after,
+        };
+        image.render(&self.stretch, z, x, y)
+    }
+}
+
+/// The server's tile service: prepared runs in memory, rendered tiles on disk.
+pub struct TileService {
+    overview_dir: PathBuf,
+    tiles: cache::TileCache,
+    runs: Mutex<HashMap<i64, Arc<RunImagery>>>,
+    /// Held while a run is prepared, so two first requests do not build overviews twice.
+    preparing: Mutex<()>,
+}
+
+impl TileService {
+    /// A service keeping overviews in `cache_dir/overviews` and at most `bound` bytes of
+    /// rendered tiles in `cache_dir/tiles`.
+    pub fn new(cache_dir: &Path, bound: u64) -> ReviewResult<TileService> {
+        let tiles_dir = cache_dir.join("tiles");
+        let tiles = cache::TileCache::open(&tiles_dir, bound).map_err(|e| {
+            landwatch_core::Error::io(&tiles_dir, "cannot create the tile cache folder (see --cache-dir)", e)
+        })?;
+        Ok(TileService {
+            overview_dir: cache_dir.join("overviews"),
+            tiles,
+            runs: Mutex::new(HashMap::new()),
+            preparing: Mutex::new(()),
+        })
+    }
+
+    /// Tile `z/x/y` of `date` of run `run_id` (whose folder is `run_dir`) as PNG bytes,
+    /// from the disk cache or rendered. Blocking: call it off the async runtime.
+    pub fn tile(
+        &self,
+        run_id: i64,
+        run_dir: &Path,
+        data_root: &Path,
+        date: Date,
+        (z, x, y): (u32, u32, u32),
+    ) -> ReviewResult<Vec<u8>> {
+        let zoom = check_tile(z, x, y)?;
+        let inputs = RunInputs::read(run_dir, data_root)?;
+        let identity = inputs.identity()?;
+        let key = format!("{identity}/{}/{z}/{x}/{y}.png", date.name());
+        if let Some(png) = self.tiles.get(&key) {
+            return Ok(png);
+        }
+        let imagery = self.imagery(run_id, &inputs, &identity)?;
+        let png = imagery.render(date, zoom, x, y)?;
+        self.tiles.put(&key, &png);
+        Ok(png)
+    }
+
+    /// The prepared imagery of a run, preparing it when new or when its images changed.
+    fn imagery(&self, run_id: i64, inputs: &RunInputs, identity: &str) -> ReviewResult<Arc<RunImagery>> {
+        let cached = |runs: &Mutex<HashMap<i64, Arc<RunImagery>>>| {
+            let runs = runs.lock().unwrap_or_else(|e| e.into_inner());
+            runs.get(&run_id).filter(|r| r.identity == identity).cloned()
+        };
+        if let Some(r) = cached(&self.runs) {
+            return Ok(r);
+        }
+        let _one_at_a_time = self.preparing.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = cached(&self.runs) {
+            return Ok(r);
+        }
+        let prepared = Arc::new(RunImagery::prepare(inputs, &self.overview_dir)?);
+        self.runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(run_id, Arc::clone(&prepared));
+        Ok(prepared)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_coordinates_outside_the_grid_are_refused() {
+        assert_eq!(check_tile(3, 7, 7).unwrap(), 3);
+        for (z, x, y) in [(3, 8, 0), (3, 0, 8), (25, 0, 0), (300, 0, 0)] {
+            let e = check_tile(z, x, y).unwrap_err();
+            assert!(matches!(e, ReviewError::BadInput(_)), "{z}/{x}/{y}: {e}");
+        }
+    }
+}

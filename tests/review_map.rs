@@ -1,0 +1,195 @@
+//! The review server's map: XYZ tiles of a run's before/after images (GDAL warp to Web
+//! Mercator, overviews and tiles cached in the server's cache folder) and the patches as
+//! GeoJSON for a box. Driven over HTTP against an in-process server.
+
+mod map_support;
+mod review_support;
+
+use map_support::*;
+use review_support::*;
+use serde_json::Value;
+
+/// Zoom at which one tile spans about 2.4 km, the size of the test scene.
+const Z: u32 = 14;
+
+fn decode(png: &[u8]) -> image::RgbaImage {
+    image::load_from_memory_with_format(png, image::ImageFormat::Png)
+        .expect("a PNG")
+        .to_rgba8()
+}
+
+async fn tile(c: &Client, run: i64, date: &str, (x, y): (u32, u32)) -> reqwest::Response {
+    c.get(&format!("/tiles/{run}/{date}/{Z}/{x}/{y}.png")).await
+}
+
+async fn error_of(r: reqwest::Response) -> String {
+    let v: Value = r.json().await.expect("JSON error body");
+    v["error"].as_str().expect("error message").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tiles_of_both_dates_render_from_the_runs_images() {
+    let fx = Fixture::new();
+    let (before, _) = write_scene(&fx.data, &fx.run1, 1024);
+    let base = fx.start_server().await;
+    let c = Client::login(&base, "rev").await;
+    let at = tile_of(108.3005, 22.8005, Z);
+
+    let b = tile(&c, 1, "before", at).await;
+    assert_eq!(b.status(), 200);
+    assert_eq!(b.headers()["content-type"], "image/png");
+    let b = decode(&b.bytes().await.expect("body"));
+    let a = decode(&tile(&c, 1, "after", at).await.bytes().await.expect("body"));
+    assert_eq!(b.dimensions(), (256, 256));
+    let opaque = b.pixels().filter(|p| p[3] == 255).count();
+    assert!(
+        opaque > 256 * 256 / 4,
+        "the image covers much of this tile ({opaque} opaque pixels)"
+    );
+    let brighter = b
+        .pixels()
+        .zip(a.pixels())
+        .filter(|(pb, pa)| pa[3] == 255 && u32::from(pa[0]) > u32::from(pb[0]) + 60)
+        .count();
+    assert!(
+        brighter > 20,
+        "the after tile shows the new building ({brighter} brighter pixels)"
+    );
+
+    // Far away from the scene: transparent, not an error.
+    let empty = decode(
+        &tile(&c, 1, "before", tile_of(10.0, 50.0, Z))
+            .await
+            .bytes()
+            .await
+            .expect("body"),
+    );
+    assert!(empty.pixels().all(|p| p[3] == 0));
+
+    // Overviews and tiles live in the cache folder, nothing is written beside the images.
+    let cache = fx.db.with_file_name("review.sqlite.cache");
+    let ovr: Vec<_> = std::fs::read_dir(cache.join("overviews"))
+        .expect("overview folder")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".vrt.ovr"))
+        .collect();
+    assert_eq!(ovr.len(), 2, "one overview file per date");
+    let beside: Vec<_> = std::fs::read_dir(before.parent().expect("dir"))
+        .expect("ls")
+        .flatten()
+        .collect();
+    assert_eq!(beside.len(), 2, "only the two images in their folder: {beside:?}");
+    assert!(cache.join("tiles").read_dir().expect("tile cache").next().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tiles_need_a_session_and_end_with_logout() {
+    let fx = Fixture::new();
+    write_scene(&fx.data, &fx.run1, 512);
+    let base = fx.start_server().await;
+    let at = tile_of(108.3005, 22.8005, Z);
+    let anonymous = http()
+        .get(format!("{base}/tiles/1/before/{Z}/{}/{}.png", at.0, at.1))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(anonymous.status(), 401);
+
+    let c = Client::login(&base, "rev").await;
+    assert_eq!(tile(&c, 1, "before", at).await.status(), 200);
+    let out = c
+        .post_raw(
+            "/logout",
+            Some(&base),
+            Some(&c.csrf.clone()),
+            "text/plain",
+            String::new(),
+        )
+        .await;
+    assert!(
+        out.status().is_success() || out.status().is_redirection(),
+        "logout: {}",
+        out.status()
+    );
+    assert_eq!(
+        tile(&c, 1, "before", at).await.status(),
+        401,
+        "the cached tile is refused too"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_tile_requests_get_4xx_with_a_message() {
+    let fx = Fixture::new();
+    let (before, after) = write_scene(&fx.data, &fx.run1, 512);
+    let base = fx.start_server().await;
+    let c = Client::login(&base, "rev").await;
+    let at = tile_of(108.3005, 22.8005, Z);
+
+    let unknown = tile(&c, 99, "before", at).await;
+    assert_eq!(unknown.status(), 404);
+    assert!(error_of(unknown).await.contains("no run 99"));
+    assert_eq!(tile(&c, 1, "yesterday", at).await.status(), 404);
+    let out_of_range = c.get(&format!("/tiles/1/before/{Z}/{}/0.png", 1u32 << Z)).await;
+    assert_eq!(out_of_range.status(), 400);
+    assert!(error_of(out_of_range).await.contains("out of range"));
+    assert_eq!(c.get("/tiles/1/before/30/0/0.png").await.status(), 400);
+    assert_eq!(c.get("/tiles/1/before/1/0/0.jpg").await.status(), 404);
+    assert_eq!(c.get("/tiles/1/before/%2e%2e/%2e%2e/etc/passwd").await.status(), 404);
+
+    // The manifest names an image outside the data folder: refused, never read.
+    let outside = fx.tmp.path().join("outside.tif");
+    std::fs::copy(&before, &outside).expect("copy");
+    write_manifest(&fx.run1, &outside, &after);
+    let r = tile(&c, 1, "before", at).await;
+    assert_eq!(r.status(), 404);
+    assert!(error_of(r).await.contains("outside the data folder"));
+
+    // The image was moved away after import.
+    write_manifest(&fx.run1, &before, &after);
+    std::fs::rename(&after, fx.tmp.path().join("moved.tif")).expect("move");
+    let r = tile(&c, 1, "after", at).await;
+    assert_eq!(r.status(), 404);
+    assert!(error_of(r).await.contains("no longer on disk"));
+
+    // A run without a manifest.
+    std::fs::remove_file(fx.run1.join("run.json")).expect("rm");
+    let r = tile(&c, 1, "before", at).await;
+    assert_eq!(r.status(), 404);
+    assert!(error_of(r).await.contains("run.json"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn patches_in_a_box_come_as_geojson_with_their_status() {
+    let fx = Fixture::new();
+    let base = fx.start_server().await;
+    let c = Client::login(&base, "rev").await;
+    let id = row_id(&c, "P0002").await;
+    let v = c
+        .post_json(
+            &format!("/api/patches/{id}/verdict"),
+            &serde_json::json!({"status": "illegal"}),
+        )
+        .await;
+    assert_eq!(v.status(), 200, "{}", v.text().await.unwrap_or_default());
+
+    let all = c.get_json("/api/map/patches?bbox=108.2,22.7,108.4,22.9").await;
+    let features = all["features"].as_array().expect("features");
+    assert_eq!(features.len(), 3);
+    let p2 = features.iter().find(|f| f["properties"]["id"] == id).expect("P0002");
+    assert_eq!(p2["properties"]["status"], "illegal");
+    assert_eq!(p2["properties"]["run_id"], 1);
+    assert_eq!(p2["geometry"]["type"], "Polygon");
+
+    let one = c
+        .get_json("/api/map/patches?bbox=108.2995,22.7995,108.3015,22.8015")
+        .await;
+    assert_eq!(one["features"].as_array().expect("features").len(), 1);
+    assert_eq!(c.get("/api/map/patches?bbox=1,2,3").await.status(), 400);
+    let anonymous = http()
+        .get(format!("{base}/api/map/patches?bbox=108.2,22.7,108.4,22.9"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(anonymous.status(), 401);
+}
