@@ -193,3 +193,44 @@ async fn patches_in_a_box_come_as_geojson_with_their_status() {
         .expect("GET");
     assert_eq!(anonymous.status(), 401);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn land_use_parcels_come_in_lon_lat_with_their_dlbm() {
+    let fx = Fixture::new();
+    let (before, after) = write_scene(&fx.data, &fx.run1, 512);
+    let base = fx.start_server().await;
+    let c = Client::login(&base, "rev").await;
+    let none = c.get("/api/map/layers/1/landuse?bbox=108.29,22.79,108.31,22.81").await;
+    assert_eq!(none.status(), 404, "a run without a land-use layer");
+    assert!(error_of(none).await.contains("without a landuse layer"));
+
+    write_landuse(&fx.data, &fx.run1, &before, &after);
+    let fc = c
+        .get_json("/api/map/layers/1/landuse?bbox=108.299,22.799,108.301,22.801")
+        .await;
+    let features = fc["features"].as_array().expect("features");
+    assert_eq!(features.len(), 1, "only the parcel in the box: {fc}");
+    assert_eq!(features[0]["properties"]["DLBM"], "0101");
+    let first = &features[0]["geometry"]["coordinates"][0][0];
+    let (lon, lat) = (first[0].as_f64().expect("lon"), first[1].as_f64().expect("lat"));
+    assert!(
+        (lon - 108.2995).abs() < 1e-6 && (lat - 22.7995).abs() < 1e-6,
+        "lon/lat order: {first}"
+    );
+    let both = c
+        .get_json("/api/map/layers/1/landuse?bbox=108.29,22.79,108.31,22.81")
+        .await;
+    assert_eq!(both["features"].as_array().expect("features").len(), 2);
+    assert_eq!(
+        c.get("/api/map/layers/1/roads?bbox=108.29,22.79,108.31,22.81")
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        c.get("/api/map/layers/7/landuse?bbox=108.29,22.79,108.31,22.81")
+            .await
+            .status(),
+        404
+    );
+}

@@ -92,9 +92,18 @@ pub fn write_scene(data: &Path, run_dir: &Path, side: usize) -> (PathBuf, PathBu
 
 /// `run_dir/run.json` with the two input paths as given (B, G, R, NIR bands).
 pub fn write_manifest(run_dir: &Path, before: &Path, after: &Path) {
+    write_manifest_with_landuse(run_dir, before, after, None);
+}
+
+/// Like [`write_manifest`], naming a land-use layer too.
+pub fn write_manifest_with_landuse(run_dir: &Path, before: &Path, after: &Path, landuse: Option<&Path>) {
+    let layers = match landuse {
+        Some(p) => json!({"landuse": {"path": p.display().to_string(), "sha256": ""}}),
+        None => json!({}),
+    };
     let m = json!({
         "inputs": {"before": {"path": before.display().to_string(), "sha256": ""},
-                   "after": {"path": after.display().to_string(), "sha256": ""}, "layers": {}},
+                   "after": {"path": after.display().to_string(), "sha256": ""}, "layers": layers},
         "bands": {"blue": 1, "green": 2, "red": 3, "nir": 4},
     });
     std::fs::write(run_dir.join("run.json"), m.to_string()).expect("write run.json");
@@ -107,4 +116,35 @@ pub fn tile_of(lon: f64, lat: f64, z: u32) -> (u32, u32) {
     let phi = lat.to_radians();
     let y = ((1.0 - (phi.tan() + 1.0 / phi.cos()).ln() / std::f64::consts::PI) / 2.0 * n).floor();
     (x as u32, y as u32)
+}
+
+/// Writes `layers/landuse.geojson` under `data`: two parcels in EPSG:4545 (a paddy field
+/// 0101 under the first patch and a dry field 0103 east of it), and names it in run.json.
+pub fn write_landuse(data: &Path, run_dir: &Path, before: &Path, after: &Path) -> PathBuf {
+    let parcel = |w: f64, s: f64, e: f64, n: f64| {
+        let ring: Vec<[f64; 2]> = [(w, s), (e, s), (e, n), (w, n), (w, s)]
+            .iter()
+            .map(|(lon, lat)| {
+                let (x, y) = to_gk(*lon, *lat);
+                [x, y]
+            })
+            .collect();
+        json!({"type": "Polygon", "coordinates": [ring]})
+    };
+    let fc = json!({
+        "type": "FeatureCollection",
+        "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::4545"}},
+        "features": [
+            {"type": "Feature", "properties": {"DLBM": "0101", "DLMC": "水田"},
+             "geometry": parcel(108.2995, 22.7995, 108.3025, 22.8025)},
+            {"type": "Feature", "properties": {"DLBM": "0103", "DLMC": "旱地"},
+             "geometry": parcel(108.3025, 22.7995, 108.3055, 22.8025)},
+        ]
+    });
+    let dir = data.join("layers");
+    std::fs::create_dir_all(&dir).expect("mkdir layers");
+    let path = dir.join("landuse.geojson");
+    std::fs::write(&path, fc.to_string()).expect("write landuse");
+    write_manifest_with_landuse(run_dir, before, after, Some(&path));
+    path
 }

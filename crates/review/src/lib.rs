@@ -22,6 +22,7 @@ pub(crate) mod chips;
 pub mod export;
 pub(crate) mod export_ogr;
 pub mod import;
+pub(crate) mod layers;
 pub mod store;
 pub(crate) mod text;
 pub mod tiles;

@@ -147,7 +147,9 @@ fn gone(date: &str, p: &Path) -> ReviewError {
     ))
 }
 
-fn resolve_input(raw: &Path, run_dir: &Path, data_root: &Path, date: &str) -> ReviewResult<PathBuf> {
+/// Resolves a path from `run.json` (relative: to the run folder, then its parent) to a
+/// canonical file inside `data_root`; `what` names it in messages.
+pub(crate) fn resolve_input(raw: &Path, run_dir: &Path, data_root: &Path, date: &str) -> ReviewResult<PathBuf> {
     let candidates: Vec<PathBuf> = if raw.is_absolute() {
         vec![raw.to_path_buf()]
     } else {

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `GET /tiles/{run}/{before\|after}/{z}/{x}/{y}.png` | user allowed the run | a 256² PNG in Web Mercator |
 //! | `GET /api/map/patches?bbox=W,S,E,N&limit=` | user | patches overlapping the box, lon/lat GeoJSON |
+//! | `GET /api/map/layers/{run}/{landuse\|basic_farmland}?bbox=W,S,E,N` | user allowed the run | the run's reference layer in the box |
 //!
 //! Who may see which run is decided in one place, [`may_view_run`], so per-region account
 //! scopes can restrict runs later without touching the routes.
@@ -22,6 +23,32 @@ use super::AppState;
 use crate::store::{ReviewError, ReviewResult, Store};
 use crate::tiles::Date;
 use crate::users::SessionUser;
+
+/// Leaflet 1.9.4 (BSD-2-Clause), from the npm registry (see build.rs), and the map's own files.
+const LEAFLET_JS: &str = include_str!("../../web-vendor/node_modules/leaflet/dist/leaflet.js");
+const LEAFLET_CSS: &str = include_str!("../../web-vendor/node_modules/leaflet/dist/leaflet.css");
+const LEAFLET_LICENSE: &str = include_str!("../../web-vendor/node_modules/leaflet/LICENSE");
+const LEAFLET_LAYERS_PNG: &[u8] = include_bytes!("../../web-vendor/node_modules/leaflet/dist/images/layers.png");
+const LEAFLET_LAYERS_2X_PNG: &[u8] = include_bytes!("../../web-vendor/node_modules/leaflet/dist/images/layers-2x.png");
+const MAP_JS: &str = include_str!("assets/map.js");
+const MAP_CSS: &str = include_str!("assets/map.css");
+
+/// The map's static files by name under `/static/`: body and content type.
+pub fn static_asset(file: &str) -> Option<(&'static [u8], &'static str)> {
+    let js = "text/javascript; charset=utf-8";
+    let css = "text/css; charset=utf-8";
+    Some(match file {
+        "leaflet.js" => (LEAFLET_JS.as_bytes(), js),
+        "leaflet.css" => (LEAFLET_CSS.as_bytes(), css),
+        "leaflet-LICENSE.txt" => (LEAFLET_LICENSE.as_bytes(), "text/plain; charset=utf-8"),
+        "map.js" => (MAP_JS.as_bytes(), js),
+        "map.css" => (MAP_CSS.as_bytes(), css),
+        // leaflet.css names its icons relative to itself: /static/images/….
+        "images/layers.png" => (LEAFLET_LAYERS_PNG, "image/png"),
+        "images/layers-2x.png" => (LEAFLET_LAYERS_2X_PNG, "image/png"),
+        _ => return None,
+    })
+}
 
 /// Most patches one `/api/map/patches` answer carries.
 pub const MAX_MAP_PATCHES: usize = 20_000;
@@ -150,6 +177,28 @@ fn patches_in(store: &Store, [w, s, e, n]: [f64; 4], limit: usize) -> ReviewResu
     let truncated = features.len() > limit;
     features.truncate(limit);
     Ok(json!({ "type": "FeatureCollection", "features": features, "truncated": truncated }))
+}
+
+/// `GET /api/map/layers/{run}/{layer}?bbox=W,S,E,N`: land-use parcels (with DLBM) or basic
+/// farmland of the run's reference layers overlapping the box, lon/lat GeoJSON.
+pub async fn layer(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiPath((run, which)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<BboxQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let run_id: i64 = number(&run, "the run")?;
+    let bbox = parse_bbox(&q.bbox)?;
+    let limit = q.limit.unwrap_or(MAX_MAP_PATCHES).clamp(1, MAX_MAP_PATCHES);
+    if !may_view_run(&user.0, run_id) {
+        return Err(ApiError::forbidden(format!("your account may not see run {run_id}")));
+    }
+    let dir = state.db(move |s| run_dir(s, run_id)).await?;
+    let root = state.data_root().to_path_buf();
+    let fc = tokio::task::spawn_blocking(move || crate::layers::features_in(&dir, &root, &which, bbox, limit))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(fc))
 }
 
 #[cfg(test)]

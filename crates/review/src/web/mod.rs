@@ -396,6 +396,7 @@ pub fn router(state: AppState) -> Router {
         .route("/patches/{id}/reopen", post(api::reopen))
         .route("/overview", get(api::overview))
         .route("/map/patches", get(map::patches))
+        .route("/map/layers/{run}/{layer}", get(map::layer))
         .route("/export", get(api::export))
         .route("/admin/users", get(api::list_users).post(api::add_user))
         .route("/admin/users/{id}", axum::routing::delete(api::remove_user))
@@ -410,6 +411,7 @@ pub fn router(state: AppState) -> Router {
         .route("/login", get(login_page).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/static/{file}", get(static_file))
+        .route("/static/images/{file}", get(static_image))
         .route("/tiles/{run}/{date}/{z}/{x}/{y}", get(map::tile))
         .nest("/api", api)
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
@@ -508,13 +510,30 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
         "login.js" => (LOGIN_JS, "text/javascript; charset=utf-8"),
         "i18n.js" => (I18N_JS, "text/javascript; charset=utf-8"),
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
-        _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
+        _ => return map_static(&file),
     };
     (
         [(header::CONTENT_TYPE, ctype), (header::CACHE_CONTROL, "no-cache")],
         body,
     )
         .into_response()
+}
+
+/// The map's static files (Leaflet and map.js), or 404.
+fn map_static(file: &str) -> Response {
+    match map::static_asset(file) {
+        Some((body, ctype)) => (
+            [(header::CONTENT_TYPE, ctype), (header::CACHE_CONTROL, "no-cache")],
+            body,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}
+
+/// `GET /static/images/{file}`: the icons leaflet.css names.
+async fn static_image(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    map_static(&format!("images/{file}"))
 }
 
 /// Binds `bind` and serves until SIGTERM (systemd stop) or Ctrl-C (SIGINT), then stops
