@@ -38,6 +38,18 @@ async fn tiles_of_both_dates_render_from_the_runs_images() {
     let b = tile(&c, 1, "before", at).await;
     assert_eq!(b.status(), 200);
     assert_eq!(b.headers()["content-type"], "image/png");
+    // Browsers revalidate (so logout ends access) and get a 304 for a tile they hold.
+    assert_eq!(b.headers()["cache-control"], "private, no-cache");
+    let etag = b.headers()["etag"].to_str().expect("etag").to_string();
+    let again = c
+        .http
+        .get(format!("{base}/tiles/1/before/{Z}/{}/{}.png", at.0, at.1))
+        .header("Cookie", &c.cookie)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(again.status(), 304);
     let b = decode(&b.bytes().await.expect("body"));
     let a = decode(&tile(&c, 1, "after", at).await.bytes().await.expect("body"));
     assert_eq!(b.dimensions(), (256, 256));

@@ -12,10 +12,11 @@
 use std::path::PathBuf;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use super::auth::CurrentUser;
 use super::error::{ApiError, ApiPath, ApiQuery};
@@ -85,6 +86,7 @@ fn number<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, ApiError> {
 pub async fn tile(
     State(state): State<AppState>,
     user: CurrentUser,
+    headers: HeaderMap,
     ApiPath((run, date, z, x, y)): ApiPath<(String, String, String, String, String)>,
 ) -> Result<Response, ApiError> {
     let run_id: i64 = number(&run, "the run")?;
@@ -98,15 +100,21 @@ pub async fn tile(
     }
     let dir = state.db(move |s| run_dir(s, run_id)).await?;
     let png = state.render_tile(run_id, dir, date, (z, x, y)).await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "image/png"),
-            // The URL does not change when an image is replaced; a short private cache only.
-            (header::CACHE_CONTROL, "private, max-age=300"),
-        ],
-        png,
-    )
-        .into_response())
+    // Browsers must ask again every time (no-cache) so a logged-out browser is refused, but a
+    // tile they hold already costs a 304 and no transfer.
+    let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&png)[..10]));
+    let cache = [
+        (header::CACHE_CONTROL, "private, no-cache".to_string()),
+        (header::ETAG, etag.clone()),
+    ];
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    if unchanged {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
+    Ok((cache, [(header::CONTENT_TYPE, "image/png")], png).into_response())
 }
 
 /// Query of `/api/map/patches`.

@@ -180,8 +180,9 @@
     map = L.map(box, { keyboard: false, maxZoom: 21, preferCanvas: true, attributionControl: false });
     map.setView([30, 110], 4);
     // The after date in its own pane above the before one, so the swipe can clip it alone.
-    map.createPane("before");
-    map.createPane("after");
+    // Both above the default tile pane (200) and below the outlines (overlay pane, 400).
+    map.createPane("before").style.zIndex = 250;
+    map.createPane("after").style.zIndex = 260;
     before = L.tileLayer("", { maxZoom: 21, pane: "before" });
     after = L.tileLayer("", { maxZoom: 21, pane: "after" });
     before.on("tileerror", onTileError);
