@@ -246,3 +246,119 @@ async fn land_use_parcels_come_in_lon_lat_with_their_dlbm() {
         404
     );
 }
+
+/// True when GDAL's XML parser accepts `xml` (a real parser, not a substring check).
+fn xml_parses(xml: &str) -> bool {
+    let c = std::ffi::CString::new(xml).expect("no NUL in XML");
+    // SAFETY: the string lives through the call; the returned tree is freed at once.
+    unsafe {
+        let tree = gdal_sys::CPLParseXMLString(c.as_ptr());
+        let ok = !tree.is_null();
+        if ok {
+            gdal_sys::CPLDestroyXMLNode(tree);
+        }
+        ok
+    }
+}
+
+async fn new_map_token(c: &Client, label: &str) -> Value {
+    let r = c
+        .post_json("/api/me/map-tokens", &serde_json::json!({ "label": label }))
+        .await;
+    assert_eq!(r.status(), 200);
+    r.json().await.expect("token json")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wmts_capabilities_list_the_runs_for_a_session_or_a_token() {
+    let fx = Fixture::new();
+    write_scene(&fx.data, &fx.run1, 512);
+    let base = fx.start_server().await;
+    let anonymous = http()
+        .get(format!("{base}/wmts/1.0.0/WMTSCapabilities.xml"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(anonymous.status(), 401);
+
+    let c = Client::login(&base, "rev").await;
+    let caps = c.get("/wmts/1.0.0/WMTSCapabilities.xml").await;
+    assert_eq!(caps.status(), 200);
+    assert!(caps.headers()["content-type"]
+        .to_str()
+        .expect("type")
+        .starts_with("application/xml"));
+    let xml = caps.text().await.expect("xml");
+    assert!(xml_parses(&xml), "capabilities are well-formed XML:\n{xml}");
+    for layer in ["run1-before", "run1-after"] {
+        assert!(
+            xml.contains(&format!("<ows:Identifier>{layer}</ows:Identifier>")),
+            "{layer} listed"
+        );
+    }
+    assert!(xml.contains("urn:ogc:def:wkss:OGC:1.0:GoogleMapsCompatible"));
+    assert!(xml.contains(&format!("template=\"{base}/wmts/1.0.0/run1-after/")));
+
+    let t = new_map_token(&c, "QGIS office PC").await;
+    let url = t["capabilities_url"].as_str().expect("url").to_string();
+    let token = t["token"].as_str().expect("token").to_string();
+    let by_token = http().get(&url).send().await.expect("GET");
+    assert_eq!(by_token.status(), 200, "a token needs no cookie");
+    let xml = by_token.text().await.expect("xml");
+    assert!(xml_parses(&xml));
+    assert!(xml.contains(&format!("template=\"{base}/wmts/t/{token}/1.0.0/run1-before/")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gis_client_reads_tiles_with_a_token_until_it_is_revoked() {
+    let fx = Fixture::new();
+    write_scene(&fx.data, &fx.run1, 1024);
+    let base = fx.start_server().await;
+    let c = Client::login(&base, "rev").await;
+    let t = new_map_token(&c, "QGIS").await;
+    let (id, token) = (
+        t["id"].as_i64().expect("id"),
+        t["token"].as_str().expect("token").to_string(),
+    );
+    let caps_url = t["capabilities_url"].as_str().expect("url").to_string();
+
+    // A WMTS tile with the token, the same picture as the map's tile.
+    let (x, y) = tile_of(108.3005, 22.8005, Z);
+    let wmts_tile = format!("{base}/wmts/t/{token}/1.0.0/run1-after/GoogleMapsCompatible/{Z}/{y}/{x}.png");
+    let r = http().get(&wmts_tile).send().await.expect("GET");
+    assert_eq!(r.status(), 200);
+    let via_wmts = r.bytes().await.expect("png");
+    let via_map = tile(&c, 1, "after", (x, y)).await.bytes().await.expect("png");
+    assert_eq!(decode(&via_wmts), decode(&via_map));
+
+    // GDAL's WMTS driver (as QGIS's GDAL-based clients) reads the layer from the capabilities.
+    let gdal_url = format!("WMTS:{caps_url},layer=run1-after");
+    let lit = tokio::task::spawn_blocking(move || {
+        let ds = gdal::Dataset::open(&gdal_url).expect("GDAL opens the WMTS layer");
+        let (w, h) = ds.raster_size();
+        let band = ds.rasterband(1).expect("band");
+        let px = band
+            .read_as::<u8>((0, 0), (w, h), (64, 64), None)
+            .expect("read through WMTS");
+        px.data().iter().filter(|v| **v > 0).count()
+    })
+    .await
+    .expect("join");
+    assert!(lit > 64 * 64 / 4, "GDAL saw the imagery ({lit} lit pixels)");
+
+    let bad = http()
+        .get(wmts_tile.replace(&token, "lwmnottherealtoken"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(bad.status(), 401);
+    let revoke = c.delete(&format!("/api/me/map-tokens/{id}")).await;
+    assert_eq!(revoke.status(), 200);
+    let after = http().get(&wmts_tile).send().await.expect("GET");
+    assert_eq!(after.status(), 401, "a revoked token is refused");
+    assert!(error_of(after).await.contains("revoked"));
+    assert_eq!(http().get(&caps_url).send().await.expect("GET").status(), 401);
+    let listed = c.get_json("/api/me/map-tokens").await;
+    assert!(listed["tokens"][0]["revoked_at"].is_string());
+    assert!(!listed.to_string().contains(&token), "the list never shows the token");
+}

@@ -23,6 +23,7 @@ pub mod export;
 pub(crate) mod export_ogr;
 pub mod import;
 pub(crate) mod layers;
+pub mod map_tokens;
 pub mod store;
 pub(crate) mod text;
 pub mod tiles;

@@ -152,6 +152,20 @@ BEGIN SELECT RAISE(ABORT, 'patch events are append-only'); END;
 CREATE TRIGGER patch_events_append_only_delete BEFORE DELETE ON patch_events
 BEGIN SELECT RAISE(ABORT, 'patch events are append-only'); END;
 "#,
+    r#"
+-- Map tokens: a user's key for the WMTS service in QGIS/ArcGIS, put in the service URL
+-- (those clients send no session cookie). Only the SHA-256 of the key is kept; a revoked
+-- key stays listed with the time it was revoked.
+CREATE TABLE map_tokens (
+    id         INTEGER PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES users(id),
+    token_hash TEXT NOT NULL UNIQUE,
+    label      TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE INDEX map_tokens_by_user ON map_tokens (user_id, id);
+"#,
 ];
 
 /// An open review database.

@@ -23,7 +23,7 @@ use super::error::{ApiError, ApiPath, ApiQuery};
 use super::AppState;
 use crate::store::{ReviewError, ReviewResult, Store};
 use crate::tiles::Date;
-use crate::users::SessionUser;
+use crate::users::User;
 
 /// Leaflet 1.9.4 (BSD-2-Clause), from the npm registry (see build.rs), and the map's own files.
 const LEAFLET_JS: &str = include_str!("../../web-vendor/node_modules/leaflet/dist/leaflet.js");
@@ -56,13 +56,13 @@ pub const MAX_MAP_PATCHES: usize = 20_000;
 
 /// Whether `user` may see run `run_id`'s imagery. Every account sees every run today; a
 /// per-region scope would be checked here.
-pub fn may_view_run(user: &SessionUser, run_id: i64) -> bool {
+pub fn may_view_run(user: &User, run_id: i64) -> bool {
     let _ = (user, run_id);
     true
 }
 
 /// The folder of run `run_id`, or 404.
-fn run_dir(store: &Store, run_id: i64) -> ReviewResult<PathBuf> {
+pub(crate) fn run_dir(store: &Store, run_id: i64) -> ReviewResult<PathBuf> {
     let dir: Option<String> = crate::store::optional(store.conn().query_row(
         "SELECT run_dir FROM runs WHERE id = ?1",
         [run_id],
@@ -95,7 +95,7 @@ pub async fn tile(
         .strip_suffix(".png")
         .ok_or_else(|| ApiError::not_found("tiles are PNG: the last part must be {y}.png"))?;
     let (z, x, y): (u32, u32, u32) = (number(&z, "z")?, number(&x, "x")?, number(y, "y")?);
-    if !may_view_run(&user.0, run_id) {
+    if !may_view_run(&user.0.user, run_id) {
         return Err(ApiError::forbidden(format!("your account may not see run {run_id}")));
     }
     let dir = state.db(move |s| run_dir(s, run_id)).await?;
@@ -198,7 +198,7 @@ pub async fn layer(
     let run_id: i64 = number(&run, "the run")?;
     let bbox = parse_bbox(&q.bbox)?;
     let limit = q.limit.unwrap_or(MAX_MAP_PATCHES).clamp(1, MAX_MAP_PATCHES);
-    if !may_view_run(&user.0, run_id) {
+    if !may_view_run(&user.0.user, run_id) {
         return Err(ApiError::forbidden(format!("your account may not see run {run_id}")));
     }
     let dir = state.db(move |s| run_dir(s, run_id)).await?;

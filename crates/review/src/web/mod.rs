@@ -18,6 +18,7 @@
 //! | `GET /api/overview?…&limit=&after=` | user | one page of outlines, for the SVG overview |
 //! | `GET /api/export?format=geojson\|csv` | user | download the verdicts |
 //! | `GET /tiles/{run}/{before,after}/{z}/{x}/{y}.png`, `GET /api/map/patches` | user | the map (see [`map`]) |
+//! | `GET /wmts/…`, `GET/POST/DELETE /api/me/map-tokens` | user or map token | WMTS for GIS clients (see [`wmts`]) |
 //! | `GET/POST /api/admin/users`, `POST /api/admin/users/{id}/disabled` | admin | manage users |
 //! | `POST /api/admin/users/{id}/password`, `DELETE /api/admin/users/{id}` | admin | reset a password, remove an account |
 //!
@@ -35,6 +36,7 @@ pub mod auth;
 pub mod error;
 pub mod map;
 pub mod throttle;
+pub mod wmts;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -397,6 +399,8 @@ pub fn router(state: AppState) -> Router {
         .route("/overview", get(api::overview))
         .route("/map/patches", get(map::patches))
         .route("/map/layers/{run}/{layer}", get(map::layer))
+        .route("/me/map-tokens", get(wmts::list_tokens).post(wmts::create_token))
+        .route("/me/map-tokens/{id}", axum::routing::delete(wmts::revoke_token))
         .route("/export", get(api::export))
         .route("/admin/users", get(api::list_users).post(api::add_user))
         .route("/admin/users/{id}", axum::routing::delete(api::remove_user))
@@ -413,6 +417,16 @@ pub fn router(state: AppState) -> Router {
         .route("/static/{file}", get(static_file))
         .route("/static/images/{file}", get(static_image))
         .route("/tiles/{run}/{date}/{z}/{x}/{y}", get(map::tile))
+        .route("/wmts/1.0.0/WMTSCapabilities.xml", get(wmts::capabilities))
+        .route(
+            "/wmts/t/{token}/1.0.0/WMTSCapabilities.xml",
+            get(wmts::capabilities_with_token),
+        )
+        .route("/wmts/1.0.0/{layer}/{set}/{z}/{row}/{col}", get(wmts::tile))
+        .route(
+            "/wmts/t/{token}/1.0.0/{layer}/{set}/{z}/{row}/{col}",
+            get(wmts::tile_with_token),
+        )
         .nest("/api", api)
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
         .layer(middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
