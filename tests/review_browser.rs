@@ -740,6 +740,15 @@ async fn the_map_shows_both_dates_swipes_and_selects_patches_on_click() {
     b.wait_for(&tiles_loaded("after"), "after tiles again").await;
     save_map_screenshot(&b).await;
 
+    // A map token for QGIS from the page: the WMTS address is shown once.
+    b.js("window.prompt = () => 'QGIS test';").await;
+    b.click("#map-token").await;
+    b.wait_for(
+        "document.getElementById('map-token-url').value.includes('/wmts/t/lwm')",
+        "WMTS address shown",
+    )
+    .await;
+
     // Tiles: unknown run and a path outside the data folder are 404; after logout, 401.
     assert_eq!(
         run_async(&b, &fetch_status("/tiles/99/before/14/13315/7118.png")).await,

@@ -23,7 +23,9 @@
       not_georeferenced: "本批次影像无地理坐标,无法在地图上显示", not_in_queue: "该图斑不在当前筛选的列表中" },
     en: { before: "Before", after: "After", patches: "Patches", landuse: "Land-use parcels", no_imagery: "imagery unavailable",
       not_georeferenced: "this run's imagery has no georeferencing; it cannot be shown on the map",
-      not_in_queue: "that patch is not in the queue with the current filter" }
+      not_in_queue: "that patch is not in the queue with the current filter",
+      token_label: "Where will this token be used (e.g. QGIS office PC)?",
+      token_made: "WMTS address (shown once; paste it into QGIS):" }
   };
 
   function $(id) { return document.getElementById(id); }
@@ -173,6 +175,29 @@
     });
   }
 
+  // A map token for QGIS/ArcGIS: the WMTS address is shown once, to copy.
+  function newMapToken() {
+    var label = window.prompt(tr("token_label"), "QGIS");
+    if (!label) return;
+    fetch("/api/me", { credentials: "same-origin" }).then(function (r) { return r.json(); })
+      .then(function (me) {
+        return fetch("/api/me/map-tokens", {
+          method: "POST", credentials: "same-origin",
+          headers: { "Content-Type": "application/json", "X-CSRF-Token": me.csrf_token },
+          body: JSON.stringify({ label: label })
+        });
+      })
+      .then(function (r) { return r.json().then(function (j) { return r.ok ? j : Promise.reject(new Error(j.error)); }); })
+      .then(function (j) {
+        var out = $("map-token-url");
+        out.hidden = false;
+        out.value = j.capabilities_url;
+        out.select();
+        showMsg(tr("token_made"));
+      })
+      .catch(function (e) { showMsg(e.message); });
+  }
+
   function init() {
     var box = $("map");
     if (!box || !window.L) return;
@@ -216,6 +241,7 @@
       updateSwipe();
     });
     $("map-labels").addEventListener("change", labelLandUse);
+    $("map-token").addEventListener("click", newMapToken);
     document.addEventListener("lw:patch", onPatch);
     document.addEventListener("lw:verdict", onVerdict);
     document.addEventListener("lw:not-in-queue", function () { showMsg(tr("not_in_queue")); });
