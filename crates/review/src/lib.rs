@@ -21,6 +21,7 @@
 pub(crate) mod chips;
 pub mod export;
 pub(crate) mod export_ogr;
+pub mod field;
 pub mod import;
 pub(crate) mod layers;
 pub mod map_tokens;
@@ -99,6 +100,40 @@ pub enum ReviewCmd {
     User(UserCmd),
     /// Write every patch with its current verdict (reviewer fields NYQK/PDJG/BZ filled).
     Export(ExportArgs),
+    /// Write a field-check package (GeoPackage with chips) of a county's or chosen patches.
+    FieldExport(FieldExportArgs),
+    /// Bring back a field package's results (photos, notes, field verdicts) as evidence.
+    FieldImport(FieldImportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+/// Arguments of `landwatch review field-export`.
+pub struct FieldExportArgs {
+    /// Review database.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// Data folder the chips are read from (the one `serve --data` uses).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Every patch of this county (XZQDM).
+    #[arg(long, value_name = "XZQDM", conflicts_with = "ids", required_unless_present = "ids")]
+    pub county: Option<String>,
+    /// These patches (review ids, comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "ID,ID,…")]
+    pub ids: Option<Vec<i64>>,
+    /// The package to write (*.gpkg).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+/// Arguments of `landwatch review field-import`.
+pub struct FieldImportArgs {
+    /// Review database.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// The field package with its field_results filled in.
+    pub file: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -288,7 +323,37 @@ pub fn cli_main(cmd: ReviewCmd) -> landwatch_core::Result<i32> {
         ReviewCmd::User(UserCmd::Remove { name, db }) => user_remove_cmd(&name, db),
         ReviewCmd::User(UserCmd::List { db }) => user_list_cmd(db),
         ReviewCmd::Export(a) => export_cmd(a),
+        ReviewCmd::FieldExport(a) => field_export_cmd(a),
+        ReviewCmd::FieldImport(a) => field_import_cmd(a),
     }
+}
+
+fn field_export_cmd(a: FieldExportArgs) -> landwatch_core::Result<i32> {
+    let store = Store::open(&a.db)?;
+    let selection = match (a.county, a.ids) {
+        (Some(c), _) => field::Selection::County(c),
+        (None, Some(ids)) => field::Selection::Ids(ids),
+        (None, None) => {
+            return Err(landwatch_core::Error::Usage(
+                "give --county XZQDM or --ids ID,ID".into(),
+            ))
+        }
+    };
+    let n = field::export(&store, &a.data, &selection, &a.out)?;
+    println!("wrote {} patches to the field package {}", n, a.out.display());
+    Ok(0)
+}
+
+fn field_import_cmd(a: FieldImportArgs) -> landwatch_core::Result<i32> {
+    let mut store = Store::open(&a.db)?;
+    let r = field::import(&mut store, &a.file)?;
+    println!(
+        "imported {} field results ({} photos) from {}",
+        r.results,
+        r.photos,
+        a.file.display()
+    );
+    Ok(0)
 }
 
 fn serve_cmd(a: ServeArgs) -> landwatch_core::Result<i32> {

@@ -165,6 +165,31 @@ CREATE TABLE map_tokens (
     revoked_at TEXT
 );
 CREATE INDEX map_tokens_by_user ON map_tokens (user_id, id);
+-- This database's identity, written into field packages so results cannot come back into
+-- another database.
+CREATE TABLE review_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO review_meta (key, value) VALUES ('database_id', lower(hex(randomblob(16))));
+-- Field-check results (实地核查) brought back from a field package: photo, place, time, note
+-- and the field verdict, as evidence for the reviewer (not a verdict). Append-only.
+CREATE TABLE field_evidence (
+    id          INTEGER PRIMARY KEY,
+    patch_id    INTEGER NOT NULL REFERENCES patches(id),
+    imported_at TEXT NOT NULL,
+    package     TEXT NOT NULL,
+    verdict     TEXT NOT NULL,
+    note        TEXT NOT NULL,
+    photo       BLOB,
+    photo_type  TEXT,
+    photo_name  TEXT NOT NULL,
+    lon         REAL,
+    lat         REAL,
+    taken_at    TEXT NOT NULL
+);
+CREATE INDEX field_evidence_by_patch ON field_evidence (patch_id, id);
+CREATE TRIGGER field_evidence_append_only_update BEFORE UPDATE ON field_evidence
+BEGIN SELECT RAISE(ABORT, 'field evidence is append-only'); END;
+CREATE TRIGGER field_evidence_append_only_delete BEFORE DELETE ON field_evidence
+BEGIN SELECT RAISE(ABORT, 'field evidence is append-only'); END;
 "#,
 ];
 

@@ -18,6 +18,7 @@
 //! | `GET /api/overview?…&limit=&after=` | user | one page of outlines, for the SVG overview |
 //! | `GET /api/export?format=geojson\|csv` | user | download the verdicts |
 //! | `GET /tiles/{run}/{before,after}/{z}/{x}/{y}.png`, `GET /api/map/patches` | user | the map (see [`map`]) |
+//! | `GET /api/patches/{id}/evidence`, `…/evidence/{eid}/photo` | user | field-check results (see [`field`]) |
 //! | `GET /wmts/…`, `GET/POST/DELETE /api/me/map-tokens` | user or map token | WMTS for GIS clients (see [`wmts`]) |
 //! | `GET/POST /api/admin/users`, `POST /api/admin/users/{id}/disabled` | admin | manage users |
 //! | `POST /api/admin/users/{id}/password`, `DELETE /api/admin/users/{id}` | admin | reset a password, remove an account |
@@ -34,6 +35,7 @@
 mod api;
 pub mod auth;
 pub mod error;
+pub mod field;
 pub mod map;
 pub mod throttle;
 pub mod wmts;
@@ -398,6 +400,8 @@ pub fn router(state: AppState) -> Router {
         .route("/patches/{id}/reopen", post(api::reopen))
         .route("/overview", get(api::overview))
         .route("/map/patches", get(map::patches))
+        .route("/patches/{id}/evidence", get(field::evidence))
+        .route("/patches/{id}/evidence/{eid}/photo", get(field::photo))
         .route("/map/layers/{run}/{layer}", get(map::layer))
         .route("/me/map-tokens", get(wmts::list_tokens).post(wmts::create_token))
         .route("/me/map-tokens/{id}", axum::routing::delete(wmts::revoke_token))

@@ -25,7 +25,8 @@
       not_georeferenced: "this run's imagery has no georeferencing; it cannot be shown on the map",
       not_in_queue: "that patch is not in the queue with the current filter",
       token_label: "Where will this token be used (e.g. QGIS office PC)?",
-      token_made: "WMTS address (shown once; paste it into QGIS):" }
+      token_made: "WMTS address (shown once; paste it into QGIS):", field: "Field check",
+      v_legal: "legal", v_illegal: "illegal", v_other: "other", v_unchanged: "no change on the ground" }
   };
 
   function $(id) { return document.getElementById(id); }
@@ -150,11 +151,12 @@
   function onPatch(ev) {
     var d = ev.detail;
     if (!map || !d) return;
+    currentId = d.id;
+    showEvidence(d.id);
     if (d.crs === "pixel" || typeof d.run_id !== "number") {
       showMsg(tr("not_georeferenced"));
       return;
     }
-    currentId = d.id;
     setRun(d.run_id);
     var shape = L.geoJSON(d.geometry);
     var bounds = shape.getBounds();
@@ -162,6 +164,39 @@
     patches.setStyle(styleOf);
     bringCurrentToFront();
     loadPatches();
+  }
+
+  // The patch's field-check results (photos, notes, field verdicts), as text and images.
+  function showEvidence(id) {
+    var box = $("field-evidence");
+    while (box.firstChild) box.removeChild(box.firstChild);
+    box.hidden = true;
+    fetch("/api/patches/" + id + "/evidence", { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : { items: [] }; })
+      .then(function (j) {
+        if (currentId !== id || !j.items.length) return;
+        var h = document.createElement("h3");
+        h.textContent = tr("field");
+        box.appendChild(h);
+        j.items.forEach(function (it) {
+          var e = it.evidence;
+          var fig = document.createElement("figure");
+          fig.className = "evidence";
+          if (it.photo_url) {
+            var img = document.createElement("img");
+            img.src = it.photo_url;
+            img.alt = e.photo_name;
+            fig.appendChild(img);
+          }
+          var cap = document.createElement("figcaption");
+          var where = e.position ? " · " + e.position[0].toFixed(6) + "°E " + e.position[1].toFixed(6) + "°N" : "";
+          cap.textContent = (e.verdict ? tr("v_" + e.verdict) + " · " : "") + e.taken_at + where + (e.note ? " · " + e.note : "");
+          fig.appendChild(cap);
+          box.appendChild(fig);
+        });
+        box.hidden = false;
+      })
+      .catch(function () { /* evidence is optional */ });
   }
 
   function onVerdict(ev) {
