@@ -661,8 +661,34 @@ async fn the_map_shows_both_dates_swipes_and_selects_patches_on_click() {
             row_id(&c, "P0003").await,
         )
     };
+    // A field-check result for P0001, as `field-import` stores it (see tests/review_field.rs).
+    let photo = {
+        let img = image::RgbImage::from_fn(60, 40, |x, y| image::Rgb([120 + x as u8, 90 + y as u8, 60]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).expect("png");
+        out.into_inner()
+    };
+    fx.store()
+        .conn()
+        .execute(
+            "INSERT INTO field_evidence (patch_id, imported_at, package, verdict, note, photo, photo_type,
+                                         photo_name, lon, lat, taken_at)
+             VALUES (?1, '2026-10-13T02:00:00Z', 'field.gpkg', 'illegal', '新建厂房', ?2, 'image/png',
+                     'IMG_0001.png', 108.3004, 22.8006, '2026-10-12T09:30:00+08:00')",
+            rusqlite::params![p1, photo],
+        )
+        .expect("field evidence");
     let b = Browser::start(&driver, &chrome).await;
     log_in(&b, &base, "rev").await;
+
+    // The patch's field-check photo and note show under the map.
+    b.wait_for(
+        "Array.from(document.querySelectorAll('#field-evidence figure')).some(f => \
+         f.querySelector('img') && f.querySelector('img').naturalWidth === 60 && f.textContent.includes('违法 · ') && f.textContent.includes('新建厂房')) \
+         && document.querySelector('#field-evidence h3').textContent === '实地核查'",
+        "field evidence shown",
+    )
+    .await;
 
     // The map opens on the selected patch with the imagery of both dates and the outlines.
     b.wait_for("document.getElementById('map').dataset.ready === '1'", "map ready")
@@ -782,4 +808,43 @@ async fn save_map_screenshot(b: &Browser) {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/review-map.png");
         std::fs::write(&path, png).expect("write docs/review-map.png");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_map_stays_responsive_with_5000_patches_in_view() {
+    let Some((driver, chrome)) = browser_tools("the_map_stays_responsive_with_5000_patches_in_view") else {
+        return;
+    };
+    let fx = Fixture::with_first_run(&grid_specs(5000));
+    let base = fx.start_server().await;
+    let b = Browser::start(&driver, &chrome).await;
+    log_in(&b, &base, "rev").await;
+    b.wait_for("document.getElementById('map').dataset.ready === '1'", "map ready")
+        .await;
+    // The whole grid (0.1° × 0.2°) in view: every outline loaded onto the canvas.
+    b.js("window.landwatchMap.fitBounds([[22.0, 108.0], [22.2, 108.1]], {animate: false});")
+        .await;
+    b.wait_for(
+        "document.getElementById('map').dataset.patches === '5000'",
+        "5000 outlines",
+    )
+    .await;
+    // A pan and the two frames after it (the canvas redraws on the next frame), averaged.
+    let ms = run_async(
+        &b,
+        "const m = window.landwatchMap; let n = 0, total = 0;\
+         const step = () => { const t0 = performance.now(); m.panBy([n % 2 ? -150 : 150, 0], {animate: false});\
+           requestAnimationFrame(() => requestAnimationFrame(() => { total += performance.now() - t0;\
+             if (++n < 10) step(); else done(total / n); })); };\
+         step();",
+    )
+    .await
+    .as_f64()
+    .expect("milliseconds");
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("map with 5000 patches in view: {ms:.0} ms per pan and redraw\n").as_bytes(),
+    );
+    assert!(ms < 500.0, "a pan with 5000 outlines took {ms:.0} ms");
+    b.quit().await;
 }

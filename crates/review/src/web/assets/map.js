@@ -20,7 +20,9 @@
   // The map's own texts, so the shared dictionary in i18n.js stays untouched.
   var TEXTS = {
     "zh-CN": { before: "前时相", after: "后时相", patches: "图斑", landuse: "地类图斑", no_imagery: "影像无法显示",
-      not_georeferenced: "本批次影像无地理坐标,无法在地图上显示", not_in_queue: "该图斑不在当前筛选的列表中" },
+      not_georeferenced: "本批次影像无地理坐标,无法在地图上显示", not_in_queue: "该图斑不在当前筛选的列表中",
+      token_label: "此令牌用于哪台电脑或软件 (如 QGIS 办公室电脑)?", token_made: "WMTS 地址 (仅显示一次,请复制到 QGIS):",
+      field: "实地核查", v_legal: "合法", v_illegal: "违法", v_other: "其他", v_unchanged: "实地未变化" },
     en: { before: "Before", after: "After", patches: "Patches", landuse: "Land-use parcels", no_imagery: "imagery unavailable",
       not_georeferenced: "this run's imagery has no georeferencing; it cannot be shown on the map",
       not_in_queue: "that patch is not in the queue with the current filter",
