@@ -157,6 +157,15 @@ async fn bad_tile_requests_get_4xx_with_a_message() {
     assert_eq!(r.status(), 404);
     assert!(error_of(r).await.contains("outside the data folder"));
 
+    // The image was damaged (cut short) after import: a 4xx naming it, never a 500.
+    write_manifest(&fx.run1, &before, &after);
+    let whole = std::fs::read(&after).expect("read");
+    std::fs::write(&after, &whole[..whole.len() / 3]).expect("truncate");
+    let r = tile(&c, 1, "after", at).await;
+    assert!(r.status().is_client_error(), "damaged image: {}", r.status());
+    assert!(error_of(r).await.contains("after.tif"));
+    std::fs::write(&after, &whole).expect("restore");
+
     // The image was moved away after import.
     write_manifest(&fx.run1, &before, &after);
     std::fs::rename(&after, fx.tmp.path().join("moved.tif")).expect("move");

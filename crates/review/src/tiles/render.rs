@@ -211,8 +211,13 @@ fn open(path: &Path) -> ReviewResult<Dataset> {
     })
 }
 
+/// GDAL failed on the user's image (it opened, then could not be read): a damaged or
+/// replaced file is the user's to fix, so a 4xx naming it, not a server error.
 fn gdal_failure(path: &Path, what: &str, e: gdal::errors::GdalError) -> ReviewError {
-    ReviewError::Landwatch(landwatch_core::Error::gdal(path, what, e))
+    ReviewError::BadInput(format!(
+        "{}: {what} ({e}); the image may be damaged — replace it or import the run again",
+        path.display()
+    ))
 }
 
 /// The dataset's extent in EPSG:3857 (clamped to the Mercator square).
@@ -336,12 +341,27 @@ fn warp_window(src: &Dataset, tb: [f64; 4], path: &Path) -> ReviewResult<Dataset
         );
         gdal_sys::GDALWarpAppOptionsFree(opts);
         if h.is_null() {
-            return Err(ReviewError::Landwatch(landwatch_core::Error::Other(format!(
-                "{}: GDAL could not warp a map tile from it",
-                path.display()
-            ))));
+            return Err(ReviewError::BadInput(format!(
+                "{}: GDAL could not warp a map tile from it ({}); the image may be damaged — \
+                 replace it or import the run again",
+                path.display(),
+                last_gdal_error()
+            )));
         }
         Ok(Dataset::from_c_dataset(h))
+    }
+}
+
+/// GDAL's last error message on this thread (empty when none).
+fn last_gdal_error() -> String {
+    // SAFETY: a pointer to GDAL's thread-local message, copied at once.
+    unsafe {
+        let p = gdal_sys::CPLGetLastErrorMsg();
+        if p.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
     }
 }
 
