@@ -85,8 +85,8 @@ pub struct RunInputs {
 
 impl RunInputs {
     /// Reads `run_dir/run.json`. A relative input path is taken relative to the run folder,
-    /// then to its parent (where `landwatch detect` is usually started). `data_root` must be
-    /// canonical.
+    /// then to each folder above it up to the one holding the data folder (where `landwatch
+    /// detect` was started). `data_root` must be canonical.
     pub fn read(run_dir: &Path, data_root: &Path) -> ReviewResult<RunInputs> {
         let manifest = run_dir.join("run.json");
         let text = std::fs::read_to_string(&manifest).map_err(|e| {
@@ -153,8 +153,14 @@ pub(crate) fn resolve_input(raw: &Path, run_dir: &Path, data_root: &Path, date: 
     let candidates: Vec<PathBuf> = if raw.is_absolute() {
         vec![raw.to_path_buf()]
     } else {
-        let parent = run_dir.parent().unwrap_or(run_dir);
-        vec![run_dir.join(raw), parent.join(raw)]
+        // `landwatch detect` records paths as given, relative to where it was started: some
+        // folder above the run's, inside the data folder or the one holding it.
+        let holder = data_root.parent().unwrap_or(data_root);
+        run_dir
+            .ancestors()
+            .take_while(|a| a.starts_with(data_root) || *a == holder)
+            .map(|a| a.join(raw))
+            .collect()
     };
     let found = candidates
         .iter()
@@ -289,6 +295,26 @@ impl TileService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_input_paths_are_found_from_where_detect_ran() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let data = root.join("data");
+        let run = data.join("out/2026-10/run1");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::create_dir_all(data.join("images")).unwrap();
+        std::fs::write(data.join("images/a.tif"), b"x").unwrap();
+        std::fs::write(root.join("secret.tif"), b"x").unwrap();
+        for raw in ["data/images/a.tif", "images/a.tif", "../../../images/a.tif"] {
+            let found = resolve_input(Path::new(raw), &run, &data, "before").unwrap();
+            assert_eq!(found, data.join("images/a.tif"), "{raw}");
+        }
+        let e = resolve_input(Path::new("secret.tif"), &run, &data, "before").unwrap_err();
+        assert!(e.to_string().contains("outside the data folder"), "{e}");
+        let e = resolve_input(Path::new("images/missing.tif"), &run, &data, "after").unwrap_err();
+        assert!(e.to_string().contains("no longer on disk"), "{e}");
+    }
 
     #[test]
     fn tile_coordinates_outside_the_grid_are_refused() {
