@@ -30,6 +30,7 @@ fn tiles(c: &mut Criterion) {
         before: image.clone(),
         after: image,
         rgb: [3, 2, 1],
+        after_to_before: [(1.0, 0.0); 3],
     };
     let scratch = tempfile::tempdir().expect("tempdir");
     let run = RunImagery::prepare(&inputs, scratch.path()).expect("prepare the run's imagery");

@@ -24,6 +24,9 @@ pub use render::{tile_bounds, Stretch, TileImage, TILE_PX};
 
 /// Deepest zoom level served (about 1 cm per pixel at the equator; far past any image).
 pub const MAX_ZOOM: u8 = 24;
+/// Changes whenever tiles would come out differently (stretch, resampling), so tiles cached by
+/// an older server are not served again.
+const RENDER_VERSION: u32 = 3;
 /// Default bound of the rendered-tile cache, bytes.
 pub const DEFAULT_TILE_CACHE_BYTES: u64 = 512 * 1024 * 1024;
 
@@ -81,6 +84,10 @@ pub struct RunInputs {
     pub after: PathBuf,
     /// GDAL band numbers of red, green and blue.
     pub rgb: [usize; 3],
+    /// The run's radiometric normalisation of the after image onto the before one, per R, G,
+    /// B: `before_dn = after_dn * scale + add` (identity when the manifest has none), so the
+    /// dates look alike where the ground did not change, as in the chips.
+    pub after_to_before: [(f32, f32); 3],
 }
 
 impl RunInputs {
@@ -113,6 +120,7 @@ impl RunInputs {
             before: image("before")?,
             after: image("after")?,
             rgb: rgb_bands(&m),
+            after_to_before: after_to_before(&m),
         })
     }
 
@@ -185,6 +193,26 @@ fn rgb_bands(m: &Value) -> [usize; 3] {
     [band("red", 3), band("green", 2), band("blue", 1)]
 }
 
+/// The manifest's normalisation (reflectance gain/offset per canonical B, G, R(, NIR) band,
+/// and each date's DN→reflectance factor) as DN scale/offset per R, G, B.
+fn after_to_before(m: &Value) -> [(f32, f32); 3] {
+    let num = |p: &str| m.pointer(p).and_then(Value::as_f64);
+    let list = |p: &str| -> Option<Vec<f64>> { m.pointer(p)?.as_array()?.iter().map(Value::as_f64).collect() };
+    let (Some(gain), Some(offset)) = (
+        list("/calibration/normalisation/gain"),
+        list("/calibration/normalisation/offset"),
+    ) else {
+        return [(1.0, 0.0); 3];
+    };
+    let fa = num("/calibration/radiometry/after/factor").unwrap_or(1.0);
+    let fb = num("/calibration/radiometry/before/factor").unwrap_or(1.0);
+    // Canonical order is B, G, R: red is index 2, green 1, blue 0.
+    [2usize, 1, 0].map(|i| match (gain.get(i), offset.get(i)) {
+        (Some(g), Some(o)) if fb > 0.0 && g.is_finite() && o.is_finite() => ((fa * g / fb) as f32, (o / fb) as f32),
+        _ => (1.0, 0.0),
+    })
+}
+
 /// Both images of a run, prepared, with their shared stretch.
 pub struct RunImagery {
     identity: String,
@@ -199,16 +227,20 @@ impl RunImagery {
     pub fn prepare(inputs: &RunInputs, overview_dir: &Path) -> ReviewResult<RunImagery> {
         let identity = inputs.identity()?;
         let before = TileImage::prepare(&inputs.before, inputs.rgb, overview_dir, &format!("{identity}-before"))?;
-        let after = TileImage::prepare(&inputs.after, inputs.rgb, overview_dir, &format!("{identity}-after"))?;
-        let mut samples = before.stretch_samples()?;
-        for (all, more) in samples.iter_mut().zip(after.stretch_samples()?) {
+        let after = TileImage::prepare(&inputs.after, inputs.rgb, overview_dir, &format!("{identity}-after"))?
+            .with_linear(inputs.after_to_before);
+        let (b, a) = (before.stretch_samples()?, after.stretch_samples()?);
+        let (sb, sa) = (Stretch::from_samples(b.clone()), Stretch::from_samples(a.clone()));
+        let mut pooled = b;
+        for (all, more) in pooled.iter_mut().zip(a) {
             all.extend(more);
         }
+        let stretch = Stretch::shared(&sb, &sa, &Stretch::from_samples(pooled));
         Ok(RunImagery {
             identity,
             before,
             after,
-            stretch: Stretch::from_samples(samples),
+            stretch,
         })
     }
 
@@ -260,7 +292,7 @@ impl TileService {
         let zoom = check_tile(z, x, y)?;
         let inputs = RunInputs::read(run_dir, data_root)?;
         let identity = inputs.identity()?;
-        let key = format!("{identity}/{}/{z}/{x}/{y}.png", date.name());
+        let key = format!("v{RENDER_VERSION}-{identity}/{}/{z}/{x}/{y}.png", date.name());
         if let Some(png) = self.tiles.get(&key) {
             return Ok(png);
         }
@@ -295,6 +327,25 @@ impl TileService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_normalisation_becomes_a_dn_scale_per_rgb_channel() {
+        let m = serde_json::json!({"calibration": {
+            "normalisation": {"gain": [0.9, 1.0, 1.1, 1.0], "offset": [-0.02, 0.0, 0.01, 0.0]},
+            "radiometry": {"before": {"factor": 0.0001}, "after": {"factor": 0.0001}}}});
+        let t = after_to_before(&m);
+        assert!(
+            (t[0].0 - 1.1).abs() < 1e-6 && (t[0].1 - 100.0).abs() < 1e-3,
+            "red: {:?}",
+            t[0]
+        );
+        assert!(
+            (t[2].0 - 0.9).abs() < 1e-6 && (t[2].1 + 200.0).abs() < 1e-3,
+            "blue: {:?}",
+            t[2]
+        );
+        assert_eq!(after_to_before(&serde_json::json!({})), [(1.0, 0.0); 3]);
+    }
 
     #[test]
     fn relative_input_paths_are_found_from_where_detect_ran() {

@@ -63,6 +63,21 @@ impl Stretch {
         s
     }
 
+    /// One stretch for both dates: per channel the tighter of the two dates' ranges, so
+    /// clouds or shadows on one date (the chips mask them; tiles have no mask) saturate
+    /// instead of darkening every field; `pooled` where the ranges do not overlap.
+    pub fn shared(before: &Stretch, after: &Stretch, pooled: &Stretch) -> Stretch {
+        let mut s = *pooled;
+        for c in 0..3 {
+            let (lo, hi) = (before.lo[c].max(after.lo[c]), before.hi[c].min(after.hi[c]));
+            if hi > lo {
+                s.lo[c] = lo;
+                s.hi[c] = hi;
+            }
+        }
+        s
+    }
+
     fn byte(&self, c: usize, v: f32) -> u8 {
         ((v - self.lo[c]) / (self.hi[c] - self.lo[c]) * 255.0)
             .clamp(0.0, 255.0)
@@ -82,6 +97,9 @@ pub struct TileImage {
     bounds: [f64; 4],
     /// Datasets ready for use: a Dataset is not Sync, so each render takes one out.
     pool: Mutex<Vec<Dataset>>,
+    /// DN scale and offset per R, G, B applied before the stretch (the after date's
+    /// normalisation onto the before one).
+    linear: [(f32, f32); 3],
 }
 
 impl TileImage {
@@ -104,7 +122,14 @@ impl TileImage {
             rgb,
             bounds,
             pool: Mutex::new(Vec::new()),
+            linear: [(1.0, 0.0); 3],
         })
+    }
+
+    /// The same image with `linear` (scale, offset per R, G, B) applied to its values.
+    pub fn with_linear(mut self, linear: [(f32, f32); 3]) -> TileImage {
+        self.linear = linear;
+        self
     }
 
     /// Samples of R, G, B from a reduced read of the whole image (overviews make it cheap),
@@ -139,7 +164,16 @@ impl TileImage {
         let keep: Vec<bool> = (0..bands[0].len())
             .map(|i| bands.iter().any(|b| b[i] != 0.0 && b[i].is_finite()))
             .collect();
-        Ok(bands.map(|b| b.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(x, _)| x).collect()))
+        let mut c = 0;
+        Ok(bands.map(|b| {
+            let (scale, add) = self.linear[c];
+            c += 1;
+            b.into_iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(x, _)| x * scale + add)
+                .collect()
+        }))
     }
 
     /// Renders tile `z/x/y` as PNG bytes; a tile that misses the image is transparent.
@@ -173,8 +207,9 @@ impl TileImage {
                     .read_as::<f32>(full, size, size, None)?
                     .into_shape_and_vec()
                     .1;
+                let (scale, add) = self.linear[c];
                 for (i, x) in v.iter().enumerate() {
-                    rgba[i * 4 + c] = stretch.byte(c, *x);
+                    rgba[i * 4 + c] = stretch.byte(c, *x * scale + add);
                 }
             }
             for (i, a) in alpha.iter().enumerate() {
@@ -390,6 +425,26 @@ mod tests {
         );
         let b = tile_bounds(1, 1, 0);
         assert_eq!(b, [0.0, 0.0, MERCATOR_HALF, MERCATOR_HALF]);
+    }
+
+    #[test]
+    fn clouds_on_one_date_do_not_darken_the_shared_stretch() {
+        let field: Vec<f32> = (0..1000).map(|i| 400.0 + (i % 100) as f32 * 10.0).collect();
+        let mut cloudy = field.clone();
+        cloudy.extend(std::iter::repeat_n(4300.0, 100));
+        let before = Stretch::from_samples([field.clone(), field.clone(), field.clone()]);
+        let after = Stretch::from_samples([cloudy.clone(), cloudy.clone(), cloudy.clone()]);
+        let mut all = field.clone();
+        all.extend(&cloudy);
+        let pooled = Stretch::from_samples([all.clone(), all.clone(), all]);
+        assert!(pooled.hi[0] > 4000.0, "the pooled range reaches into the clouds");
+        let shared = Stretch::shared(&before, &after, &pooled);
+        assert!(
+            shared.hi[0] < 1400.0,
+            "the shared range stays on the fields: {:?}",
+            shared.hi
+        );
+        assert!(shared.byte(0, 1000.0) > 120, "a mid field is mid grey, not dark");
     }
 
     #[test]
