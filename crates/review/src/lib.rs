@@ -11,6 +11,7 @@
 //! * [`text`]: refusing control and text-direction characters in notes and names;
 //! * [`export`], [`export_ogr`]: verdicts as GeoJSON / CSV / GeoPackage / Shapefile with the
 //!   reviewer fields (NYQK/PDJG/BZ) filled;
+//! * [`tiles`]: map tiles of a run's before/after images (Web Mercator, cached on disk);
 //! * [`web`]: the axum server and the embedded zh-CN/English page.
 //!
 //! The CLI is `landwatch review serve|import|user add|passwd|remove|list|export`
@@ -20,10 +21,14 @@
 pub(crate) mod chips;
 pub mod export;
 pub(crate) mod export_ogr;
+pub mod field;
 pub mod import;
 pub mod simulate;
+pub(crate) mod layers;
+pub mod map_tokens;
 pub mod store;
 pub(crate) mod text;
+pub mod tiles;
 pub mod users;
 pub mod verdict_eval;
 pub mod verdict_train;
@@ -100,6 +105,40 @@ pub enum ReviewCmd {
     Export(ExportArgs),
     /// Decide a run's undecided patches from a truth raster (simulated review, for measuring).
     Simulate(simulate::SimulateArgs),
+    /// Write a field-check package (GeoPackage with chips) of a county's or chosen patches.
+    FieldExport(FieldExportArgs),
+    /// Bring back a field package's results (photos, notes, field verdicts) as evidence.
+    FieldImport(FieldImportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+/// Arguments of `landwatch review field-export`.
+pub struct FieldExportArgs {
+    /// Review database.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// Data folder the chips are read from (the one `serve --data` uses).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Every patch of this county (XZQDM).
+    #[arg(long, value_name = "XZQDM", conflicts_with = "ids", required_unless_present = "ids")]
+    pub county: Option<String>,
+    /// These patches (review ids, comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "ID,ID,…")]
+    pub ids: Option<Vec<i64>>,
+    /// The package to write (*.gpkg).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+/// Arguments of `landwatch review field-import`.
+pub struct FieldImportArgs {
+    /// Review database.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// The field package with its field_results filled in.
+    pub file: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -156,6 +195,13 @@ pub struct ServeArgs {
     #[command(flatten)]
     /// Password hashing cost.
     pub argon2: Argon2Args,
+    /// Folder for the map's overviews and rendered tiles (default: <db>.cache beside the
+    /// database; never beside the images).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Most megabytes of rendered map tiles kept in the cache folder.
+    #[arg(long, default_value_t = 512, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub tile_cache_mb: u64,
 }
 
 impl ServeArgs {
@@ -180,6 +226,8 @@ impl ServeArgs {
                 max_lifetime: secs(self.session_max_lifetime),
             },
             password_cost: self.argon2.cost()?,
+            cache_dir: self.cache_dir.clone(),
+            tile_cache_bytes: self.tile_cache_mb * 1024 * 1024,
         })
     }
 }
@@ -281,7 +329,37 @@ pub fn cli_main(cmd: ReviewCmd) -> landwatch_core::Result<i32> {
         ReviewCmd::User(UserCmd::List { db }) => user_list_cmd(db),
         ReviewCmd::Export(a) => export_cmd(a),
         ReviewCmd::Simulate(a) => simulate::cli_main(&a),
+        ReviewCmd::FieldExport(a) => field_export_cmd(a),
+        ReviewCmd::FieldImport(a) => field_import_cmd(a),
     }
+}
+
+fn field_export_cmd(a: FieldExportArgs) -> landwatch_core::Result<i32> {
+    let store = Store::open(&a.db)?;
+    let selection = match (a.county, a.ids) {
+        (Some(c), _) => field::Selection::County(c),
+        (None, Some(ids)) => field::Selection::Ids(ids),
+        (None, None) => {
+            return Err(landwatch_core::Error::Usage(
+                "give --county XZQDM or --ids ID,ID".into(),
+            ))
+        }
+    };
+    let n = field::export(&store, &a.data, &selection, &a.out)?;
+    println!("wrote {} patches to the field package {}", n, a.out.display());
+    Ok(0)
+}
+
+fn field_import_cmd(a: FieldImportArgs) -> landwatch_core::Result<i32> {
+    let mut store = Store::open(&a.db)?;
+    let r = field::import(&mut store, &a.file)?;
+    println!(
+        "imported {} field results ({} photos) from {}",
+        r.results,
+        r.photos,
+        a.file.display()
+    );
+    Ok(0)
 }
 
 fn serve_cmd(a: ServeArgs) -> landwatch_core::Result<i32> {

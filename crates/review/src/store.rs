@@ -152,6 +152,45 @@ BEGIN SELECT RAISE(ABORT, 'patch events are append-only'); END;
 CREATE TRIGGER patch_events_append_only_delete BEFORE DELETE ON patch_events
 BEGIN SELECT RAISE(ABORT, 'patch events are append-only'); END;
 "#,
+    r#"
+-- Map tokens: a user's key for the WMTS service in QGIS/ArcGIS, put in the service URL
+-- (those clients send no session cookie). Only the SHA-256 of the key is kept; a revoked
+-- key stays listed with the time it was revoked.
+CREATE TABLE map_tokens (
+    id         INTEGER PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES users(id),
+    token_hash TEXT NOT NULL UNIQUE,
+    label      TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE INDEX map_tokens_by_user ON map_tokens (user_id, id);
+-- This database's identity, written into field packages so results cannot come back into
+-- another database.
+CREATE TABLE review_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO review_meta (key, value) VALUES ('database_id', lower(hex(randomblob(16))));
+-- Field-check results (实地核查) brought back from a field package: photo, place, time, note
+-- and the field verdict, as evidence for the reviewer (not a verdict). Append-only.
+CREATE TABLE field_evidence (
+    id          INTEGER PRIMARY KEY,
+    patch_id    INTEGER NOT NULL REFERENCES patches(id),
+    imported_at TEXT NOT NULL,
+    package     TEXT NOT NULL,
+    verdict     TEXT NOT NULL,
+    note        TEXT NOT NULL,
+    photo       BLOB,
+    photo_type  TEXT,
+    photo_name  TEXT NOT NULL,
+    lon         REAL,
+    lat         REAL,
+    taken_at    TEXT NOT NULL
+);
+CREATE INDEX field_evidence_by_patch ON field_evidence (patch_id, id);
+CREATE TRIGGER field_evidence_append_only_update BEFORE UPDATE ON field_evidence
+BEGIN SELECT RAISE(ABORT, 'field evidence is append-only'); END;
+CREATE TRIGGER field_evidence_append_only_delete BEFORE DELETE ON field_evidence
+BEGIN SELECT RAISE(ABORT, 'field evidence is append-only'); END;
+"#,
 ];
 
 /// An open review database.

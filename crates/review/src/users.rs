@@ -273,7 +273,7 @@ fn name_taken(store: &Store, name: &str) -> ReviewError {
     }
 }
 
-fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(User, String)> {
+pub(crate) fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(User, String)> {
     let role: String = row.get(2)?;
     let role = Role::parse(&role).unwrap_or(Role::Reviewer);
     Ok((
@@ -431,7 +431,7 @@ pub fn random_hex(n: usize) -> String {
     hex::encode(bytes)
 }
 
-fn token_hash(token: &str) -> String {
+pub(crate) fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 

@@ -117,6 +117,7 @@ pub async fn patch_detail(
                 "id": p.id,
                 "track_id": p.track_id,
                 "patch_id": p.patch_id,
+                "run_id": p.run_id,
                 "crs": crs,
                 "updated_at": p.updated_at,
                 "geometry": parse_json(&p.geometry, "geometry")?,

@@ -17,6 +17,9 @@
 //! | `POST /api/patches/{id}/reopen` | admin | reopen a decided patch |
 //! | `GET /api/overview?…&limit=&after=` | user | one page of outlines, for the SVG overview |
 //! | `GET /api/export?format=geojson\|csv` | user | download the verdicts |
+//! | `GET /tiles/{run}/{before,after}/{z}/{x}/{y}.png`, `GET /api/map/patches` | user | the map (see [`map`]) |
+//! | `GET /api/patches/{id}/evidence`, `…/evidence/{eid}/photo` | user | field-check results (see [`field`]) |
+//! | `GET /wmts/…`, `GET/POST/DELETE /api/me/map-tokens` | user or map token | WMTS for GIS clients (see [`wmts`]) |
 //! | `GET/POST /api/admin/users`, `POST /api/admin/users/{id}/disabled` | admin | manage users |
 //! | `POST /api/admin/users/{id}/password`, `DELETE /api/admin/users/{id}` | admin | reset a password, remove an account |
 //!
@@ -32,7 +35,10 @@
 mod api;
 pub mod auth;
 pub mod error;
+pub mod field;
+pub mod map;
 pub mod throttle;
+pub mod wmts;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -89,6 +95,11 @@ pub struct ServeOptions {
     pub session_limits: SessionLimits,
     /// Cost of the password hashes the server makes (new users, password changes).
     pub password_cost: HashCost,
+    /// Folder for map overviews and rendered tiles; `None`: `<database>.cache` beside the
+    /// database (never beside the user's images).
+    pub cache_dir: Option<PathBuf>,
+    /// Bound of the rendered-tile cache, bytes.
+    pub tile_cache_bytes: u64,
 }
 
 impl Default for ServeOptions {
@@ -102,6 +113,8 @@ impl Default for ServeOptions {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             session_limits: SessionLimits::default(),
             password_cost: HashCost::default(),
+            cache_dir: None,
+            tile_cache_bytes: crate::tiles::DEFAULT_TILE_CACHE_BYTES,
         }
     }
 }
@@ -193,6 +206,8 @@ struct Inner {
     password_checks: tokio::sync::Semaphore,
     /// Checked for unknown login names, at the server's hash cost, so they take as long.
     decoy_hash: String,
+    /// Map tiles of the runs' images.
+    tiles: crate::tiles::TileService,
 }
 
 impl AppState {
@@ -206,6 +221,11 @@ impl AppState {
         let allowed_hosts = allowed_host_names(public.as_ref().map(|p| p.1.as_str()), &options.allowed_hosts)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let decoy_hash = users::decoy_hash(&options.password_cost)?;
+        let cache_dir = options
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| default_cache_dir(store.path()));
+        let tiles = crate::tiles::TileService::new(&cache_dir, options.tile_cache_bytes)?;
         Ok(AppState {
             inner: Arc::new(Inner {
                 store: Mutex::new(Some(store)),
@@ -215,6 +235,7 @@ impl AppState {
                 allowed_hosts,
                 throttle: Mutex::new(LoginThrottle::new(options.login_limits.clone())),
                 password_checks: tokio::sync::Semaphore::new(cores),
+                tiles,
                 options,
             }),
         })
@@ -253,6 +274,22 @@ impl AppState {
     /// The data folder chips are served from.
     pub fn data_root(&self) -> &Path {
         &self.inner.data_root
+    }
+
+    /// Tile `z/x/y` of `date` of run `run_id` (folder `run_dir`), rendered in the blocking
+    /// pool (GDAL is blocking) or read from the tile cache.
+    pub async fn render_tile(
+        &self,
+        run_id: i64,
+        run_dir: PathBuf,
+        date: crate::tiles::Date,
+        (z, x, y): (u32, u32, u32),
+    ) -> Result<Vec<u8>, ApiError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.tiles.tile(run_id, &run_dir, &inner.data_root, date, (z, x, y)))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::from)
     }
 
     /// When sessions end.
@@ -336,6 +373,13 @@ impl AppState {
     }
 }
 
+/// `<database>.cache` beside the database file.
+fn default_cache_dir(db: &Path) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".cache");
+    db.with_file_name(name)
+}
+
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const LOGIN_HTML: &str = include_str!("assets/login.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -355,6 +399,12 @@ pub fn router(state: AppState) -> Router {
         .route("/patches/{id}/verdict", post(api::post_verdict))
         .route("/patches/{id}/reopen", post(api::reopen))
         .route("/overview", get(api::overview))
+        .route("/map/patches", get(map::patches))
+        .route("/patches/{id}/evidence", get(field::evidence))
+        .route("/patches/{id}/evidence/{eid}/photo", get(field::photo))
+        .route("/map/layers/{run}/{layer}", get(map::layer))
+        .route("/me/map-tokens", get(wmts::list_tokens).post(wmts::create_token))
+        .route("/me/map-tokens/{id}", axum::routing::delete(wmts::revoke_token))
         .route("/export", get(api::export))
         .route("/admin/users", get(api::list_users).post(api::add_user))
         .route("/admin/users/{id}", axum::routing::delete(api::remove_user))
@@ -369,6 +419,18 @@ pub fn router(state: AppState) -> Router {
         .route("/login", get(login_page).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/static/{file}", get(static_file))
+        .route("/static/images/{file}", get(static_image))
+        .route("/tiles/{run}/{date}/{z}/{x}/{y}", get(map::tile))
+        .route("/wmts/1.0.0/WMTSCapabilities.xml", get(wmts::capabilities))
+        .route(
+            "/wmts/t/{token}/1.0.0/WMTSCapabilities.xml",
+            get(wmts::capabilities_with_token),
+        )
+        .route("/wmts/1.0.0/{layer}/{set}/{z}/{row}/{col}", get(wmts::tile))
+        .route(
+            "/wmts/t/{token}/1.0.0/{layer}/{set}/{z}/{row}/{col}",
+            get(wmts::tile_with_token),
+        )
         .nest("/api", api)
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
         .layer(middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
@@ -466,13 +528,30 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
         "login.js" => (LOGIN_JS, "text/javascript; charset=utf-8"),
         "i18n.js" => (I18N_JS, "text/javascript; charset=utf-8"),
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
-        _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
+        _ => return map_static(&file),
     };
     (
         [(header::CONTENT_TYPE, ctype), (header::CACHE_CONTROL, "no-cache")],
         body,
     )
         .into_response()
+}
+
+/// The map's static files (Leaflet and map.js), or 404.
+fn map_static(file: &str) -> Response {
+    match map::static_asset(file) {
+        Some((body, ctype)) => (
+            [(header::CONTENT_TYPE, ctype), (header::CACHE_CONTROL, "no-cache")],
+            body,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}
+
+/// `GET /static/images/{file}`: the icons leaflet.css names.
+async fn static_image(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    map_static(&format!("images/{file}"))
 }
 
 /// Binds `bind` and serves until SIGTERM (systemd stop) or Ctrl-C (SIGINT), then stops

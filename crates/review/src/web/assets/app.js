@@ -239,6 +239,7 @@
       if (p.id === id) { p.status = current.status; p.needs_rereview = false; }
     });
     renderOverview();
+    document.dispatchEvent(new CustomEvent("lw:verdict", { detail: { id: id, status: current.status } }));
   }
 
   // ---- patch view ---------------------------------------------------------------------
@@ -300,6 +301,7 @@
     $("reopen").hidden = !(admin && d.current.status !== "unreviewed");
     showMsg("verdict-msg", "");
     markOverviewCurrent();
+    document.dispatchEvent(new CustomEvent("lw:patch", { detail: d })); // map.js
   }
 
   function renderAttributes(props) {
@@ -652,6 +654,13 @@
     $("queue").addEventListener("scroll", function () {
       var q = $("queue");
       if (q.scrollTop + q.clientHeight >= q.scrollHeight - 120) loadMore().catch(showLoadError);
+    });
+    // A patch clicked on the map (map.js): open it in the queue.
+    document.addEventListener("lw:map-select", function (ev) {
+      seek(ev.detail.id, 0).then(function (idx) {
+        if (idx >= 0) return select(idx);
+        document.dispatchEvent(new CustomEvent("lw:not-in-queue"));
+      }).catch(showLoadError);
     });
     setView(false);
     updateSwipe();
