@@ -57,6 +57,5 @@ pub mod patches;
 pub mod progress;
 pub mod publish;
 pub mod types;
-pub mod verdict_model;
 
 pub use error::{Error, Result};

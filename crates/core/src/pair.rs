@@ -14,10 +14,10 @@ use crate::detect::stream::{self, PassStats};
 use crate::io::atomic::{self, StagingDir};
 use crate::io::hash;
 use crate::io::radiometry::Radiometry;
+use crate::learn::verdict::{self, ImagePair, RunImages, VerdictModel};
 use crate::model::Model;
 use crate::patches::{self, area::AreaCalc, category, label::Labeller, overlay, vectorise, Patch};
 use crate::publish::{chips, exports, geojson};
-use crate::verdict_model::{self, ImagePair, RunImages, VerdictModel};
 use crate::{Error, Result};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -510,7 +510,7 @@ fn judge(
     let pair = ImagePair::open(&images, !published.pixel)?;
     let mut suppressed = 0;
     for (outline, props) in published.outlines.iter().zip(published.properties.iter_mut()) {
-        let row = verdict_model::patch_row(props, &pair.measure(outline)?);
+        let row = verdict::patch_row(props, &pair.measure(outline)?);
         let p = v.probability(&row);
         let p3 = (p * 1000.0).round() / 1000.0;
         props.insert("verdict_model".into(), json!(v.id));

@@ -523,7 +523,7 @@ fn check_model(ctx: &Ctx, p: &Spanned<PathBuf>) -> Result<PathBuf> {
 /// The verdict model must load now (format, feature set), pinned to `model.verdict`.
 fn check_verdict_model(ctx: &Ctx, p: &Spanned<PathBuf>) -> Result<PathBuf> {
     let path = ctx.existing("model.verdict", p)?;
-    match landwatch_core::verdict_model::VerdictModel::load(&path) {
+    match landwatch_core::learn::verdict::VerdictModel::load(&path) {
         Ok(_) => Ok(path),
         Err(Error::Input { path: file, msg }) => {
             Err(ctx.err("model.verdict", Some(p.span()), &format!("{}: {msg}", file.display())))

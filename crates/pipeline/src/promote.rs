@@ -9,7 +9,7 @@
 //! is never made without its record (a record whose change did not happen is told apart by
 //! the pipeline's current value, which rollback reads).
 
-use landwatch_core::verdict_model::VerdictModel;
+use landwatch_core::learn::verdict::VerdictModel;
 use landwatch_core::{Error, Result};
 use serde_json::{json, Value};
 use std::io::Write;

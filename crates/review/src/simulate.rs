@@ -7,7 +7,7 @@ use crate::store::Store;
 use crate::users;
 use crate::verdict_train::outline_of;
 use crate::verdicts::{self, Status, VerdictInput};
-use landwatch_core::verdict_model::values_inside;
+use landwatch_core::learn::verdict::values_inside;
 use landwatch_core::{Error, Result};
 use std::path::PathBuf;
 

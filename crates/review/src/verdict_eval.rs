@@ -4,7 +4,7 @@
 //! and per change type. The database is opened read-only; rows are built as in training.
 
 use crate::verdict_train::{build_rows, open_review_db, read_decided, Suppression};
-use landwatch_core::verdict_model::VerdictModel;
+use landwatch_core::learn::verdict::VerdictModel;
 use landwatch_core::{Error, Result};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

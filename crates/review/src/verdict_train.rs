@@ -5,7 +5,7 @@
 //! subtypes (设施农用地, 临时用地 …) say nothing about the detector and are skipped, counted.
 //! A row is the patch's published properties and statistics of its before and after pixels,
 //! re-read through GDAL from the images its run's `run.json` names (checked against the
-//! recorded SHA-256), never from the PNG chips ([`landwatch_core::verdict_model`]).
+//! recorded SHA-256), never from the PNG chips ([`landwatch_core::learn::verdict`]).
 //!
 //! The latest rows by after-date (then verdict time) are held out; the model is fit on the
 //! others, its threshold chosen on a later slice of those (the highest probability that loses
@@ -14,7 +14,7 @@
 //! everything succeeded, each atomically.
 
 use landwatch_core::learn::booster::{self, BoostParams, Rows};
-use landwatch_core::verdict_model::{self, ImagePair, RunImages, VerdictModel};
+use landwatch_core::learn::verdict::{self, ImagePair, RunImages, VerdictModel};
 use landwatch_core::{Error, Result};
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
@@ -256,7 +256,7 @@ fn locate(recorded: &str, run_dir: &Path) -> Option<PathBuf> {
 pub struct Dataset {
     /// The patches used, in the order of `rows`.
     pub used: Vec<Decided>,
-    /// One row per used patch ([`verdict_model::feature_names`] order).
+    /// One row per used patch ([`verdict::feature_names`] order).
     pub rows: Vec<Vec<f32>>,
     /// Run folders skipped, with why, and how many verdicts each held.
     pub skipped_runs: BTreeMap<String, (String, usize)>,
@@ -287,7 +287,7 @@ pub fn build_rows(decided: Vec<Decided>) -> Result<Dataset> {
             let outline = outline_of(&d.geometry)
                 .ok_or_else(|| Error::Other(format!("patch {} has no readable outline in the database", d.patch_id)))?;
             let px = pair.measure(&outline)?;
-            out.rows.push(verdict_model::patch_row(&d.properties, &px));
+            out.rows.push(verdict::patch_row(&d.properties, &px));
             out.used.push(d);
         }
     }
@@ -376,7 +376,7 @@ pub fn choose_threshold(scored: &[(f64, u8)], max_loss: f64) -> f64 {
 }
 
 fn fit(rows: &[Vec<f32>], labels: &[u8], seed: u64) -> booster::Booster {
-    let features = verdict_model::feature_names().len();
+    let features = verdict::feature_names().len();
     let x: Vec<f32> = rows.iter().flatten().copied().collect();
     let y: Vec<f32> = labels.iter().map(|&l| f32::from(l)).collect();
     // Balanced classes: each kind weighs as much in total.
@@ -472,11 +472,11 @@ pub fn cli_main(args: &TrainVerdictsArgs) -> Result<i32> {
         .unwrap_or_else(|| PathBuf::from(format!("models/verdict-{version}.json")));
     refuse_overwrite(&out)?;
     let model = VerdictModel {
-        format: verdict_model::FORMAT.into(),
-        format_version: verdict_model::FORMAT_VERSION,
+        format: verdict::FORMAT.into(),
+        format_version: verdict::FORMAT_VERSION,
         id: format!("verdict@{version}"),
-        feature_set: verdict_model::FEATURE_SET.into(),
-        feature_names: verdict_model::feature_names(),
+        feature_set: verdict::FEATURE_SET.into(),
+        feature_names: verdict::feature_names(),
         threshold,
         booster: model_trees,
     };

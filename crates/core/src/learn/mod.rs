@@ -8,6 +8,8 @@
 //! * [`cascade`]: candidates, per-pixel decision, cleaning (pure kernels);
 //! * [`model_file`]: the model file format and its checks;
 //! * [`inference`]: what the streaming pass prepares per scene;
+//! * [`verdict`]: the verdict model, a patch classifier trained on reviewers' verdicts
+//!   (`landwatch train verdicts`) that marks likely false alarms `suppressed`;
 //!
 //! Training (rows from labelled pairs, fitting, the manifest, `landwatch train`) lives in the
 //! eval crate (`landwatch_eval::train`), beside the labelled-pair readers and the
@@ -19,5 +21,6 @@ pub mod features;
 pub mod forest;
 pub mod inference;
 pub mod model_file;
+pub mod verdict;
 
 pub use model_file::LearnedModel;
