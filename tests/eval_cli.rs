@@ -370,6 +370,16 @@ fn datasets_cross_validation_never_scores_a_pair_with_a_model_trained_on_it() {
     assert_eq!(folds, vec![0, 1, 2], "one fold per pair: {learned}");
     assert!(pairs.iter().all(|p| p["trained_on_pairs"] == 2), "{learned}");
     assert!(f(learned, "/scores/f1") > 0.5, "{learned}");
+    // Depth and radius are chosen inside each fold's training pairs, and recorded per pair.
+    for p in pairs {
+        assert!([3, 4].contains(&p["chosen"]["max_depth"].as_u64().unwrap()), "{p}");
+        assert!([15, 31].contains(&p["chosen"]["max_radius"].as_u64().unwrap()), "{p}");
+    }
+    let cand = f(learned, "/candidate_recall");
+    assert!(
+        cand > 0.5 && cand <= 1.0,
+        "share of the change in the candidates: {learned}"
+    );
     assert_eq!(v["cv"], "k-fold by pair within the dataset (K = 3)");
     let md = std::fs::read_to_string(out.join("accuracy.md")).unwrap();
     assert!(md.contains("Learned cascade") && md.contains("Not in-sample"), "{md}");

@@ -8,14 +8,16 @@
 //! * `lodo` — leave one dataset out: each dataset is scored by a model trained on every pair of
 //!   the other datasets (RGB features, so that all datasets can be pooled).
 //!
-//! Each model's probability threshold is chosen inside its training pairs ([`crate::train::fit`]).
+//! Each model's depth, window radius and probability threshold are chosen inside its training
+//! pairs by an inner split of them ([`crate::train::fit`]): nested, so the held-out pairs never
+//! influence a choice.
 //! Held-out pairs are scored through the same detect path and rasterised patches as the
 //! rules model ([`super::datasets`]); counts are pooled per dataset.
 
 use super::datasets::{self, Options, PairResult, Report, PROFILES};
 use super::inputs::LabelSpec;
 use super::metrics::{Counts, Scores};
-use crate::train::fit::{self, ModelMeta, TrainParams};
+use crate::train::fit::{self, Choice, ModelMeta, TrainParams};
 use crate::train::samples::{self, PairSamples, PairSource};
 use landwatch_core::learn::features::FeatureSpec;
 use landwatch_core::model::Model;
@@ -61,6 +63,9 @@ pub struct LearnedResult {
     pub counts: Counts,
     pub scores: Scores,
     pub per_pair: Vec<LearnedPair>,
+    /// Share of the dataset's labelled change inside the candidate stage (what the learned
+    /// decision can reach at most), over its pairs that were sampled for training.
+    pub candidate_recall: Option<f64>,
     /// Why there is no figure (e.g. one pair cannot be k-folded).
     pub note: Option<String>,
 }
@@ -72,6 +77,8 @@ pub struct LearnedPair {
     pub trained_on_pairs: usize,
     pub probability_threshold: f32,
     pub threshold_in_sample: bool,
+    /// The depth and radius the nested selection kept inside the training pairs.
+    pub chosen: Choice,
     pub counts: Counts,
     pub scores: Scores,
 }
@@ -95,6 +102,11 @@ pub fn run(opts: &Options, protocol: Protocol, report: &mut Report, rules: &Mode
         };
         if let Some(d) = report.datasets.iter_mut().find(|d| d.dataset == set.profile.name) {
             d.learned = Some(result);
+        }
+    }
+    for d in report.datasets.iter_mut() {
+        if let Some(l) = d.learned.as_mut() {
+            l.candidate_recall = cache.candidate_recall(&d.dataset);
         }
     }
     report.cv = Some(protocol.label());
@@ -146,6 +158,22 @@ impl<'a> SampleCache<'a> {
     }
 }
 
+impl SampleCache<'_> {
+    /// Labelled change inside the candidates over all labelled change, over the dataset's
+    /// sampled pairs (each pair once, whatever features it was sampled with).
+    fn candidate_recall(&self, dataset: &str) -> Option<f64> {
+        let mut seen = std::collections::BTreeSet::new();
+        let (mut inside, mut all) = (0.0, 0.0);
+        for ((d, pair, _), s) in &self.rows {
+            if d == dataset && seen.insert(pair) {
+                inside += s.positives_in_candidates;
+                all += s.positives;
+            }
+        }
+        (all > 0.0).then(|| inside / all)
+    }
+}
+
 fn has_nir(profile: &datasets::Profile) -> bool {
     profile
         .bands
@@ -159,9 +187,7 @@ fn kfold(set: &DatasetPairs, k: usize, cache: &mut SampleCache, scratch: &Path) 
         return Ok(empty(protocol, format!("{n} pair: nothing to train on without it")));
     }
     let k = k.min(n);
-    let spec = FeatureSpec {
-        nir: has_nir(set.profile),
-    };
+    let spec = FeatureSpec::new(has_nir(set.profile));
     let mut per_pair = Vec::new();
     for fold in 0..k {
         let mut train_rows = Vec::new();
@@ -192,7 +218,7 @@ fn kfold(set: &DatasetPairs, k: usize, cache: &mut SampleCache, scratch: &Path) 
 }
 
 fn lodo(sets: &[DatasetPairs], held: usize, cache: &mut SampleCache, scratch: &Path) -> Result<LearnedResult> {
-    let spec = FeatureSpec { nir: false };
+    let spec = FeatureSpec::new(false);
     let mut train_rows = Vec::new();
     for (di, set) in sets.iter().enumerate() {
         if di != held {
@@ -241,6 +267,8 @@ fn train_and_score(
         pairs = rep.pairs,
         rows = rep.rows,
         threshold = rep.probability_threshold,
+        depth = rep.chosen.max_depth,
+        radius = rep.chosen.max_radius,
         in_sample = rep.threshold_in_sample,
         seconds = started.elapsed().as_secs_f64(),
         "cv model trained"
@@ -263,6 +291,7 @@ fn train_and_score(
                 trained_on_pairs: rep.pairs,
                 probability_threshold: rep.probability_threshold,
                 threshold_in_sample: rep.threshold_in_sample,
+                chosen: rep.chosen,
                 scores: r.landwatch_scores,
                 counts: r.landwatch,
             });
@@ -282,6 +311,7 @@ fn pooled(protocol: String, per_pair: Vec<LearnedPair>) -> LearnedResult {
         scores: counts.scores(),
         counts,
         per_pair,
+        candidate_recall: None,
         note: None,
     }
 }
@@ -293,6 +323,7 @@ fn empty(protocol: String, note: String) -> LearnedResult {
         counts: Counts::default(),
         scores: Scores::default(),
         per_pair: vec![],
+        candidate_recall: None,
         note: Some(note),
     }
 }

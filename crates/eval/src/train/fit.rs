@@ -1,12 +1,20 @@
 //! Fitting a cascade model on the samples of labelled pairs.
 //!
-//! The probability threshold is chosen on pairs the booster that scores them did not see: the
-//! training pairs are split into [`INNER_FOLDS`] folds (pair `i` in fold `i mod k`), each
-//! fold's pairs are scored by a booster fitted on the other folds, and the threshold that
-//! maximises the estimated pixel F1 of all those scores pooled is kept (each sampled pixel
-//! weighted to its class's candidate count; labelled change outside the candidates counts as
-//! missed). Pooling over every training pair keeps one pair with much change from pulling the
-//! threshold to "flag everything". Then the final booster is fitted on every training pair.
+//! Two design choices — the trees' depth and the largest radius of the local statistics — are
+//! selected inside the training pairs (nested in any outer cross-validation, so the pairs a
+//! model is later scored on never influence them), and so is the probability threshold. The
+//! training pairs are split into [`INNER_FOLDS`] folds (pair `i` in fold `i mod k`); for each
+//! [`Choice`] of [`TrainParams::grid`], each fold's pairs are scored by a booster fitted on the
+//! other folds, and the threshold that maximises the estimated pixel F1 of all those scores
+//! pooled is found (each sampled pixel weighted to its class's candidate count; labelled change
+//! outside the candidates counts as missed). The choice with the best such estimate is kept
+//! (ties go to the earlier, smaller one) with its threshold. Pooling over every training pair
+//! keeps one pair with much change from pulling the threshold to "flag everything". Then the
+//! final booster of the kept choice is fitted on every training pair.
+//!
+//! Rows are sampled once with the largest radius of the grid; a choice with a smaller radius
+//! is fitted on each row's prefix, which is exactly its feature row (see
+//! [`FeatureSpec::up_to_radius`]).
 
 use super::samples::PairSamples;
 use landwatch_core::learn::booster::{self, BoostParams, Booster, RoundLoss, Rows};
@@ -17,11 +25,46 @@ use landwatch_core::{Error, Result};
 use serde::Serialize;
 use std::path::Path;
 
+/// One point of the nested selection: the trees' depth and the largest window radius.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Choice {
+    pub max_depth: usize,
+    pub max_radius: usize,
+}
+
+/// The grid of the nested selection, smallest first (ties go to the smaller model, which is
+/// also the faster one at detection). Fixed a priori: depths 3 and 4 (8 and 16 leaves, 200
+/// rounds at learning rate 0.05, the booster's defaults) and radii 15 and 31 px (30–60 m windows at
+/// 2 m: a field or a building block); it spans the settings that were compared on the k-fold
+/// figures before, so that choice is now made inside each model's training pairs.
+pub const GRID: [Choice; 4] = [
+    Choice {
+        max_depth: 3,
+        max_radius: 15,
+    },
+    Choice {
+        max_depth: 3,
+        max_radius: 31,
+    },
+    Choice {
+        max_depth: 4,
+        max_radius: 15,
+    },
+    Choice {
+        max_depth: 4,
+        max_radius: 31,
+    },
+];
+
 /// Everything a training run is given besides the rows.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainParams {
+    /// The booster's parameters; `max_depth` is set from the kept [`Choice`].
     pub boost: BoostParams,
+    /// The features the rows are sampled with (the largest radius of the grid).
     pub features: FeatureSpec,
+    /// The choices the nested selection compares (one: no selection).
+    pub grid: Vec<Choice>,
     pub candidates: CandidateParams,
     pub clean: CleanParams,
     /// Candidate pixels sampled per class and pair.
@@ -36,12 +79,41 @@ impl TrainParams {
                 seed,
                 ..Default::default()
             },
-            features,
+            features: features.up_to_radius(GRID.iter().map(|c| c.max_radius).max().unwrap_or(0)),
+            grid: GRID.to_vec(),
             candidates: CandidateParams::default(),
             clean: CleanParams::default(),
             per_class: 4000,
             seed,
         }
+    }
+
+    /// Restricts the grid to `depth` and/or `radius` where given (a user's fixed choice).
+    pub fn fix(&mut self, depth: Option<usize>, radius: Option<usize>) {
+        let mut grid: Vec<Choice> = self
+            .grid
+            .iter()
+            .copied()
+            .filter(|c| depth.is_none_or(|d| c.max_depth == d) && radius.is_none_or(|r| c.max_radius == r))
+            .collect();
+        if grid.is_empty() {
+            grid.push(Choice {
+                max_depth: depth.unwrap_or(self.boost.max_depth),
+                max_radius: radius.unwrap_or(self.features.max_radius),
+            });
+        }
+        let widest = grid.iter().map(|c| c.max_radius).max().unwrap_or(0);
+        self.features = self.features.up_to_radius(widest);
+        self.grid = grid;
+    }
+
+    /// The parameters of one choice.
+    fn with(&self, c: Choice) -> Self {
+        let mut p = self.clone();
+        p.boost.max_depth = c.max_depth;
+        p.features = self.features.up_to_radius(c.max_radius);
+        p.grid = vec![c];
+        p
     }
 }
 
@@ -73,7 +145,21 @@ pub struct TrainReport {
     pub threshold_pairs_f1: f64,
     /// Share of the labelled change that falls inside the candidates (all pairs).
     pub candidate_recall: f64,
+    /// The kept choice of the nested selection.
+    pub chosen: Choice,
+    /// Every choice's estimate on the held-out inner pairs (at its own best threshold).
+    pub selection: Vec<ChoiceEstimate>,
     pub last_round: Option<RoundLossReport>,
+}
+
+/// One choice's estimate in the nested selection.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChoiceEstimate {
+    pub choice: Choice,
+    pub probability_threshold: f32,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -114,20 +200,44 @@ pub fn fit_cascade(
     }
     let k = INNER_FOLDS.min(used.len());
     let in_sample = k < 2;
-    let mut scored = Vec::new();
-    let mut missed = 0.0;
-    for fold in 0..k.max(1) {
-        let (inner, held) = if in_sample {
-            (used.clone(), used.clone())
-        } else {
-            split(&used, fold, k)
-        };
-        let b = fit_on(&inner, &held, p, &mut |l| on_round(Stage::Threshold, l));
-        missed += score(&b, &held, &mut scored);
+    // With one pair nothing is held out: no selection on in-sample scores, the last (largest,
+    // today's) choice.
+    let grid: Vec<Choice> = if in_sample {
+        p.grid.last().copied().into_iter().collect()
+    } else {
+        p.grid.clone()
+    };
+    let mut selection = Vec::new();
+    for &c in &grid {
+        let cp = p.with(c);
+        let (scored, missed) = inner_scores(&used, &cp, k, in_sample, on_round);
+        let (t, (precision, recall, f1)) = choose_threshold(&scored, missed);
+        tracing::info!(
+            depth = c.max_depth,
+            radius = c.max_radius,
+            threshold = t,
+            f1,
+            "nested choice"
+        );
+        selection.push(ChoiceEstimate {
+            choice: c,
+            probability_threshold: t,
+            precision,
+            recall,
+            f1,
+        });
     }
-    let (threshold, est) = choose_threshold(&scored, missed);
+    let kept = selection
+        .iter()
+        .fold(None::<&ChoiceEstimate>, |best, e| match best {
+            Some(b) if b.f1 >= e.f1 => Some(b),
+            _ => Some(e),
+        })
+        .ok_or_else(|| Error::Usage("the training grid is empty".into()))?
+        .clone();
+    let fp = p.with(kept.choice);
     let mut last = None;
-    let final_booster = fit_on(&used, &[], p, &mut |l| {
+    let final_booster = fit_on(&used, &[], &fp, &mut |l| {
         last = Some(RoundLossReport {
             round: l.round,
             train_log_loss: l.train,
@@ -143,10 +253,10 @@ pub fn fit_cascade(
         version: meta.version.clone(),
         changelog: meta.changelog.clone(),
         training_data_licence: meta.licence.clone(),
-        features: p.features,
+        features: fp.features,
         candidates: p.candidates.clone(),
         clean: p.clean.clone(),
-        probability_threshold: threshold,
+        probability_threshold: kept.probability_threshold,
         rules_model: meta.rules_model.clone(),
         booster: final_booster,
     };
@@ -156,18 +266,43 @@ pub fn fit_cascade(
         positive_rows: positives,
         threshold_pairs: used.iter().map(|s| s.name.clone()).collect(),
         threshold_in_sample: in_sample,
-        probability_threshold: threshold,
-        threshold_pairs_precision: est.0,
-        threshold_pairs_recall: est.1,
-        threshold_pairs_f1: est.2,
+        probability_threshold: kept.probability_threshold,
+        threshold_pairs_precision: kept.precision,
+        threshold_pairs_recall: kept.recall,
+        threshold_pairs_f1: kept.f1,
         candidate_recall: if all_pos > 0.0 { in_cand / all_pos } else { 0.0 },
+        chosen: kept.choice,
+        selection,
         last_round: last,
     };
     Ok((model, report))
 }
 
-/// Inner folds for the threshold.
+/// Inner folds for the nested selection and the threshold.
 pub const INNER_FOLDS: usize = 3;
+
+/// The probabilities of every row of `used`, each from a booster (parameters `p`) fitted on
+/// the inner folds without it, and the labelled change outside the candidates (see [`score`]).
+fn inner_scores(
+    used: &[&PairSamples],
+    p: &TrainParams,
+    k: usize,
+    in_sample: bool,
+    on_round: &mut dyn FnMut(Stage, RoundLoss),
+) -> (Vec<(f32, bool, f64)>, f64) {
+    let mut scored = Vec::new();
+    let mut missed = 0.0;
+    for fold in 0..k.max(1) {
+        let (inner, held) = if in_sample {
+            (used.to_vec(), used.to_vec())
+        } else {
+            split(used, fold, k)
+        };
+        let b = fit_on(&inner, &held, p, &mut |l| on_round(Stage::Threshold, l));
+        missed += score(&b, &held, p.features.count(), &mut scored);
+    }
+    (scored, missed)
+}
 
 /// The pairs outside fold `fold` of `k`, and those in it.
 fn split<'a>(pairs: &[&'a PairSamples], fold: usize, k: usize) -> (Vec<&'a PairSamples>, Vec<&'a PairSamples>) {
@@ -182,13 +317,13 @@ fn split<'a>(pairs: &[&'a PairSamples], fold: usize, k: usize) -> (Vec<&'a PairS
     (inner, held)
 }
 
-/// Appends `(probability, change, weight)` of every row of `pairs` to `out`; returns the
-/// labelled change those pairs have outside their candidates.
-fn score(b: &Booster, pairs: &[&PairSamples], out: &mut Vec<(f32, bool, f64)>) -> f64 {
+/// Appends `(probability, change, weight)` of every row of `pairs` (its first `n` features) to
+/// `out`; returns the labelled change those pairs have outside their candidates.
+fn score(b: &Booster, pairs: &[&PairSamples], n: usize, out: &mut Vec<(f32, bool, f64)>) -> f64 {
     let mut missed = 0.0;
     for s in pairs {
         for i in 0..s.rows() {
-            let p = b.probability(&s.x[i * s.features..(i + 1) * s.features]);
+            let p = b.probability(&s.x[i * s.features..i * s.features + n]);
             out.push((p, s.y[i] > 0.5, f64::from(s.weight[i])));
         }
         missed += s.positives - s.positives_in_candidates;
@@ -204,14 +339,15 @@ fn fit_on(
     p: &TrainParams,
     on_round: &mut dyn FnMut(RoundLoss),
 ) -> Booster {
-    let (x, y, w) = balanced_rows(pairs);
+    let n = p.features.count();
+    let (x, y, w) = balanced_rows(pairs, n);
     let rows = Rows {
         x: &x,
         y: &y,
         w: &w,
         features: p.features.count(),
     };
-    let (vx, vy, vw) = balanced_rows(valid_pairs);
+    let (vx, vy, vw) = balanced_rows(valid_pairs, n);
     let valid = Rows {
         x: &vx,
         y: &vy,
@@ -222,10 +358,13 @@ fn fit_on(
     booster::fit(&rows, v, &p.boost, on_round)
 }
 
-fn balanced_rows(pairs: &[&PairSamples]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+/// The rows of `pairs` (their first `n` features), labels and class-balancing weights.
+fn balanced_rows(pairs: &[&PairSamples], n: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (mut x, mut y) = (Vec::new(), Vec::new());
     for s in pairs {
-        x.extend_from_slice(&s.x);
+        for row in s.x.chunks_exact(s.features) {
+            x.extend_from_slice(&row[..n]);
+        }
         y.extend_from_slice(&s.y);
     }
     let pos = y.iter().filter(|&&v| v > 0.5).count().max(1) as f32;
@@ -274,7 +413,7 @@ mod tests {
 
     /// A pair whose change rows have feature 0 high, with noise in the others.
     fn pair(name: &str, n: usize, shift: f32) -> PairSamples {
-        let f = FeatureSpec { nir: false }.count();
+        let f = FeatureSpec::new(false).count();
         let mut s = PairSamples {
             name: name.into(),
             features: f,
@@ -311,7 +450,7 @@ mod tests {
     #[test]
     fn the_threshold_comes_from_pairs_the_threshold_booster_did_not_see() {
         let pairs: Vec<PairSamples> = (0..5).map(|i| pair(&format!("p{i}"), 300, 0.0)).collect();
-        let mut p = TrainParams::new(FeatureSpec { nir: false }, 3);
+        let mut p = TrainParams::new(FeatureSpec::new(false), 3);
         p.boost.rounds = 5;
         let (m, r) = fit_cascade(&pairs, &p, &meta(), Path::new("x"), &mut |_, _| {}).unwrap();
         assert_eq!(r.threshold_pairs.len(), 5);
@@ -320,11 +459,70 @@ mod tests {
         assert!(m.probability_threshold > 0.0 && m.probability_threshold < 1.0);
     }
 
+    /// `pair` with its change signal moved from feature 0 to feature `at` (noise in 0).
+    fn pair_with_signal_at(name: &str, n: usize, at: usize) -> PairSamples {
+        let mut s = pair(name, n, 0.0);
+        for row in s.x.chunks_exact_mut(s.features) {
+            row.swap(0, at);
+        }
+        s
+    }
+
+    #[test]
+    fn the_nested_selection_keeps_the_radius_the_held_out_pairs_need_and_else_the_smaller_model() {
+        let mut p = TrainParams::new(FeatureSpec::new(false), 3);
+        p.boost.rounds = 5;
+        // The signal only in the 31 px statistics: only the models with them can see it.
+        let last = FeatureSpec::new(false).count() - 1;
+        let wide: Vec<PairSamples> = (0..4)
+            .map(|i| pair_with_signal_at(&format!("p{i}"), 300, last))
+            .collect();
+        let (m, r) = fit_cascade(&wide, &p, &meta(), Path::new("x"), &mut |_, _| {}).unwrap();
+        assert_eq!(r.selection.len(), GRID.len());
+        assert_eq!(r.chosen.max_radius, 31, "{:?}", r.selection);
+        assert_eq!(m.features.max_radius, 31);
+        assert_eq!(m.booster.features, m.features.count());
+        // The signal in a per-pixel feature: every choice separates it, the smallest is kept
+        // and the model file describes its shorter rows.
+        let near: Vec<PairSamples> = (0..4).map(|i| pair(&format!("p{i}"), 300, 0.0)).collect();
+        let (m, r) = fit_cascade(&near, &p, &meta(), Path::new("x"), &mut |_, _| {}).unwrap();
+        assert_eq!(r.chosen, GRID[0], "{:?}", r.selection);
+        assert_eq!((m.features.max_radius, m.booster.features), (15, m.features.count()));
+        assert_eq!(m.booster.features, FeatureSpec::new(false).count() - 9);
+    }
+
+    #[test]
+    fn a_fixed_depth_and_radius_leave_one_choice() {
+        let mut p = TrainParams::new(FeatureSpec::new(false), 3);
+        p.fix(Some(4), None);
+        assert_eq!(p.grid.iter().map(|c| c.max_radius).collect::<Vec<_>>(), vec![15, 31]);
+        p.fix(None, Some(15));
+        assert_eq!(
+            p.grid,
+            vec![Choice {
+                max_depth: 4,
+                max_radius: 15
+            }]
+        );
+        assert_eq!(
+            p.features.max_radius, 15,
+            "rows sampled with no larger radius than needed"
+        );
+        p.fix(Some(6), Some(7));
+        assert_eq!(
+            p.grid,
+            vec![Choice {
+                max_depth: 6,
+                max_radius: 7
+            }]
+        );
+    }
+
     #[test]
     fn no_changed_row_is_an_empty_training_set_naming_the_source() {
         let mut s = pair("p", 30, 0.0);
         s.y.iter_mut().for_each(|y| *y = 0.0);
-        let p = TrainParams::new(FeatureSpec { nir: false }, 3);
+        let p = TrainParams::new(FeatureSpec::new(false), 3);
         let e = fit_cascade(&[s], &p, &meta(), Path::new("data/x"), &mut |_, _| {}).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().starts_with("data/x: is an empty training set"), "{e}");
