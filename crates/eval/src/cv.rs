@@ -64,8 +64,9 @@ pub struct LearnedResult {
     pub scores: Scores,
     pub per_pair: Vec<LearnedPair>,
     /// Share of the dataset's labelled change inside the candidate stage (what the learned
-    /// decision can reach at most), over its pairs that were sampled for training.
-    pub candidate_recall: Option<f64>,
+    /// decision can reach at most) at each evidence factor, `(factor, share)`, over its pairs
+    /// that were sampled for training.
+    pub candidate_recall: Vec<(f32, f64)>,
     /// Why there is no figure (e.g. one pair cannot be k-folded).
     pub note: Option<String>,
 }
@@ -79,6 +80,8 @@ pub struct LearnedPair {
     pub threshold_in_sample: bool,
     /// The depth and radius the nested selection kept inside the training pairs.
     pub chosen: Choice,
+    /// The candidate factor kept inside the training pairs.
+    pub candidate_factor: f32,
     pub counts: Counts,
     pub scores: Scores,
 }
@@ -152,25 +155,37 @@ impl<'a> SampleCache<'a> {
             return Ok(s.clone());
         }
         let p = TrainParams::new(spec, self.seed);
-        let s = samples::pair_samples(src, self.rules, spec, &p.candidates, p.per_class, self.seed)?;
+        let s = samples::pair_samples(
+            src,
+            self.rules,
+            spec,
+            &p.candidates,
+            &p.candidate_factors,
+            p.per_class,
+            self.seed,
+        )?;
         self.rows.insert(key, s.clone());
         Ok(s)
     }
 }
 
 impl SampleCache<'_> {
-    /// Labelled change inside the candidates over all labelled change, over the dataset's
-    /// sampled pairs (each pair once, whatever features it was sampled with).
-    fn candidate_recall(&self, dataset: &str) -> Option<f64> {
+    /// Labelled change inside the candidates over all labelled change at each candidate
+    /// factor, over the dataset's sampled pairs (each pair once, whatever its features).
+    fn candidate_recall(&self, dataset: &str) -> Vec<(f32, f64)> {
         let mut seen = std::collections::BTreeSet::new();
-        let (mut inside, mut all) = (0.0, 0.0);
+        let factors = TrainParams::new(FeatureSpec::new(false), self.seed).candidate_factors;
+        let (mut inside, mut all) = (vec![0.0; factors.len()], 0.0);
         for ((d, pair, _), s) in &self.rows {
             if d == dataset && seen.insert(pair) {
-                inside += s.positives_in_candidates;
+                inside.iter_mut().zip(&s.positives_in_factor).for_each(|(a, b)| *a += b);
                 all += s.positives;
             }
         }
-        (all > 0.0).then(|| inside / all)
+        if all <= 0.0 {
+            return vec![];
+        }
+        factors.into_iter().zip(inside).map(|(f, n)| (f, n / all)).collect()
     }
 }
 
@@ -292,6 +307,7 @@ fn train_and_score(
                 probability_threshold: rep.probability_threshold,
                 threshold_in_sample: rep.threshold_in_sample,
                 chosen: rep.chosen,
+                candidate_factor: rep.candidate_factor,
                 scores: r.landwatch_scores,
                 counts: r.landwatch,
             });
@@ -311,7 +327,7 @@ fn pooled(protocol: String, per_pair: Vec<LearnedPair>) -> LearnedResult {
         scores: counts.scores(),
         counts,
         per_pair,
-        candidate_recall: None,
+        candidate_recall: vec![],
         note: None,
     }
 }
@@ -323,7 +339,7 @@ fn empty(protocol: String, note: String) -> LearnedResult {
         counts: Counts::default(),
         scores: Scores::default(),
         per_pair: vec![],
-        candidate_recall: None,
+        candidate_recall: vec![],
         note: Some(note),
     }
 }

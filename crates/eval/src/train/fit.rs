@@ -56,6 +56,36 @@ pub const GRID: [Choice; 4] = [
     },
 ];
 
+/// The evidence factors of the candidate stage a model may use (see [`candidate_level`]):
+/// today's 0.5 first, then lower ones (about ×0.7 each) for data whose change the rules
+/// evidence underrates. Fixed a priori, not from real-pair scores.
+pub const CANDIDATE_FACTORS: [f32; 3] = [0.5, 0.35, 0.25];
+/// The share of the training pairs' labelled change the candidates should hold: the learned
+/// decision can only find change inside them, so the candidate stage should cap recall well
+/// above what the trees reach (a priori, as the issue suggests).
+pub const MIN_CANDIDATE_RECALL: f64 = 0.95;
+
+/// The index of the largest factor (of `factors`, decreasing) whose candidates hold at least
+/// [`MIN_CANDIDATE_RECALL`] of the labelled change of `samples`, else the lowest factor's.
+pub fn candidate_level(samples: &[PairSamples], factors: &[f32]) -> usize {
+    let all: f64 = samples.iter().map(|s| s.positives).sum();
+    let inside = |l: usize| -> f64 {
+        samples
+            .iter()
+            .map(|s| {
+                s.positives_in_factor
+                    .get(l)
+                    .copied()
+                    .unwrap_or(s.positives_in_candidates)
+            })
+            .sum()
+    };
+    let last = factors.len().saturating_sub(1);
+    (0..last)
+        .find(|&l| all <= 0.0 || inside(l) >= MIN_CANDIDATE_RECALL * all)
+        .unwrap_or(last)
+}
+
 /// Everything a training run is given besides the rows.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainParams {
@@ -65,7 +95,11 @@ pub struct TrainParams {
     pub features: FeatureSpec,
     /// The choices the nested selection compares (one: no selection).
     pub grid: Vec<Choice>,
+    /// The candidate stage; its `evidence_factor` is the kept one of `candidate_factors`.
     pub candidates: CandidateParams,
+    /// Evidence factors a model's candidate stage may use, decreasing; the largest that keeps
+    /// [`MIN_CANDIDATE_RECALL`] of the training pairs' labelled change is kept.
+    pub candidate_factors: Vec<f32>,
     pub clean: CleanParams,
     /// Candidate pixels sampled per class and pair.
     pub per_class: usize,
@@ -82,6 +116,7 @@ impl TrainParams {
             features: features.up_to_radius(GRID.iter().map(|c| c.max_radius).max().unwrap_or(0)),
             grid: GRID.to_vec(),
             candidates: CandidateParams::default(),
+            candidate_factors: CANDIDATE_FACTORS.to_vec(),
             clean: CleanParams::default(),
             per_class: 4000,
             seed,
@@ -145,6 +180,8 @@ pub struct TrainReport {
     pub threshold_pairs_f1: f64,
     /// Share of the labelled change that falls inside the candidates (all pairs).
     pub candidate_recall: f64,
+    /// The candidate stage's evidence factor kept (see [`candidate_level`]).
+    pub candidate_factor: f32,
     /// The kept choice of the nested selection.
     pub chosen: Choice,
     /// Every choice's estimate on the held-out inner pairs (at its own best threshold).
@@ -185,6 +222,17 @@ pub fn fit_cascade(
     source: &Path,
     on_round: &mut dyn FnMut(Stage, RoundLoss),
 ) -> Result<(LearnedModel, TrainReport)> {
+    let level = candidate_level(samples, &p.candidate_factors);
+    let candidates = CandidateParams {
+        evidence_factor: p
+            .candidate_factors
+            .get(level)
+            .copied()
+            .unwrap_or(p.candidates.evidence_factor),
+        ..p.candidates.clone()
+    };
+    let at_level: Vec<PairSamples> = samples.iter().map(|s| s.at_level(level)).collect();
+    let samples = &at_level[..];
     let used: Vec<&PairSamples> = samples.iter().filter(|s| s.rows() > 0).collect();
     let positives: usize = used.iter().map(|s| s.y.iter().filter(|&&y| y > 0.5).count()).sum();
     let negatives: usize = used.iter().map(|s| s.rows()).sum::<usize>() - positives;
@@ -254,7 +302,7 @@ pub fn fit_cascade(
         changelog: meta.changelog.clone(),
         training_data_licence: meta.licence.clone(),
         features: fp.features,
-        candidates: p.candidates.clone(),
+        candidates: candidates.clone(),
         clean: p.clean.clone(),
         probability_threshold: kept.probability_threshold,
         rules_model: meta.rules_model.clone(),
@@ -271,6 +319,7 @@ pub fn fit_cascade(
         threshold_pairs_recall: kept.recall,
         threshold_pairs_f1: kept.f1,
         candidate_recall: if all_pos > 0.0 { in_cand / all_pos } else { 0.0 },
+        candidate_factor: candidates.evidence_factor,
         chosen: kept.choice,
         selection,
         last_round: last,
@@ -489,6 +538,54 @@ mod tests {
         assert_eq!(r.chosen, GRID[0], "{:?}", r.selection);
         assert_eq!((m.features.max_radius, m.booster.features), (15, m.features.count()));
         assert_eq!(m.booster.features, FeatureSpec::new(false).count() - 9);
+    }
+
+    #[test]
+    fn the_candidate_factor_is_the_largest_holding_95_percent_of_the_training_change() {
+        let with_shares = |shares: [f64; 3]| -> Vec<PairSamples> {
+            (0..2)
+                .map(|i| PairSamples {
+                    name: format!("p{i}"),
+                    positives: 100.0,
+                    positives_in_factor: shares.iter().map(|s| s * 100.0).collect(),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        let f = &CANDIDATE_FACTORS;
+        assert_eq!(candidate_level(&with_shares([0.96, 0.98, 0.99]), f), 0);
+        assert_eq!(candidate_level(&with_shares([0.90, 0.95, 0.99]), f), 1);
+        assert_eq!(
+            candidate_level(&with_shares([0.60, 0.70, 0.80]), f),
+            2,
+            "else the lowest"
+        );
+        assert_eq!(
+            candidate_level(&with_shares([0.60, 0.70, 0.80]), &[0.5]),
+            0,
+            "one factor"
+        );
+    }
+
+    #[test]
+    fn a_model_trained_at_a_lower_factor_says_so_and_uses_only_the_rows_it_reaches() {
+        let mut pairs: Vec<PairSamples> = (0..4).map(|i| pair(&format!("p{i}"), 300, 0.0)).collect();
+        for s in &mut pairs {
+            // Every third row is a candidate only at the lowest factor; the change at 0.5 is 80 %.
+            s.level = (0..s.rows()).map(|i| if i % 3 == 1 { 2 } else { 0 }).collect();
+            s.positives_in_factor = vec![0.8 * s.positives, 0.8 * s.positives, s.positives];
+        }
+        let mut p = TrainParams::new(FeatureSpec::new(false), 3);
+        p.boost.rounds = 5;
+        let (m, r) = fit_cascade(&pairs, &p, &meta(), Path::new("x"), &mut |_, _| {}).unwrap();
+        assert_eq!(m.candidates.evidence_factor, 0.25);
+        assert_eq!((r.candidate_factor, r.rows), (0.25, 1200));
+        for s in &mut pairs {
+            s.positives_in_factor = vec![s.positives; 3];
+        }
+        let (m, r) = fit_cascade(&pairs, &p, &meta(), Path::new("x"), &mut |_, _| {}).unwrap();
+        assert_eq!((m.candidates.evidence_factor, r.rows), (0.5, 800));
+        assert_eq!(r.candidate_recall, 1.0);
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //! calibration, evidence and candidate stage as detection, and a seeded sample of the candidate
 //! pixels of each class (bottom-k of a per-pixel hash: independent of block order and thread
 //! count) is kept with its feature row and a weight that restores the class's true count.
+//!
+//! Candidates are taken at the lowest of several evidence factors, and each row records the
+//! largest factor at which it is still a candidate (its level): the rows of a higher factor are
+//! a uniform sample of its candidates with the same weights, so one sample serves every factor
+//! a model may choose.
 
 use crate::inputs::{self, LabelSpec};
 use crate::metrics::Truth;
@@ -42,26 +47,60 @@ pub struct PairSamples {
     pub y: Vec<f32>,
     /// How many candidate pixels of its class each row stands for.
     pub weight: Vec<f32>,
-    /// Labelled change pixels observed on both dates, and those inside the candidates.
+    /// Per row, the index of the largest of the candidate factors at which it is a candidate
+    /// (factors in decreasing order: a row of level `l` is a candidate at factors `l..`).
+    pub level: Vec<u8>,
+    /// Labelled change pixels observed on both dates, and those inside the candidates (at the
+    /// lowest factor).
     pub positives: f64,
     pub positives_in_candidates: f64,
+    /// Labelled change inside the candidates at each factor.
+    pub positives_in_factor: Vec<f64>,
 }
 
 impl PairSamples {
     pub fn rows(&self) -> usize {
         self.y.len()
     }
+
+    /// The rows that are candidates at factor index `level` (and the change inside them): the
+    /// sample a model with that factor is trained on.
+    pub fn at_level(&self, level: usize) -> PairSamples {
+        let keep = |i: usize| self.level.get(i).is_none_or(|&l| usize::from(l) <= level);
+        let rows: Vec<usize> = (0..self.rows()).filter(|&i| keep(i)).collect();
+        PairSamples {
+            name: self.name.clone(),
+            features: self.features,
+            x: rows
+                .iter()
+                .flat_map(|&i| &self.x[i * self.features..(i + 1) * self.features])
+                .copied()
+                .collect(),
+            y: rows.iter().map(|&i| self.y[i]).collect(),
+            weight: rows.iter().map(|&i| self.weight[i]).collect(),
+            level: rows.iter().filter_map(|&i| self.level.get(i).copied()).collect(),
+            positives: self.positives,
+            positives_in_candidates: self
+                .positives_in_factor
+                .get(level)
+                .copied()
+                .unwrap_or(self.positives_in_candidates),
+            positives_in_factor: self.positives_in_factor.iter().take(level + 1).copied().collect(),
+        }
+    }
 }
 
-/// One kept pixel: its hash key, class and feature row.
-type Kept = (u64, bool, Vec<f32>);
+/// One kept pixel: its hash key, class, level and feature row.
+type Kept = (u64, bool, u8, Vec<f32>);
 
-/// Samples up to `per_class` candidate pixels of each class from the pair.
+/// Samples up to `per_class` candidate pixels of each class from the pair, the candidates
+/// taken at the lowest of `factors` (decreasing; dilated by `cand.dilate_px`).
 pub fn pair_samples(
     src: &PairSource,
     rules: &Model,
     spec: FeatureSpec,
     cand: &CandidateParams,
+    factors: &[f32],
     per_class: usize,
     seed: u64,
 ) -> Result<PairSamples> {
@@ -112,8 +151,20 @@ pub fn pair_samples(
                 evidence: &e,
                 threshold: calibration.threshold,
             };
-            let c = candidates(&e, &pair.observed, calibration.threshold, cand);
-            let mut out = BlockSamples::default();
+            let tiers: Vec<_> = factors
+                .iter()
+                .map(|&f| {
+                    let p = CandidateParams {
+                        evidence_factor: f,
+                        ..cand.clone()
+                    };
+                    candidates(&e, &pair.observed, calibration.threshold, &p)
+                })
+                .collect();
+            let mut out = BlockSamples {
+                in_factor: vec![0; factors.len()],
+                ..Default::default()
+            };
             let mut pixels = Vec::new();
             for y in 0..win.h {
                 for x in 0..win.w {
@@ -125,11 +176,15 @@ pub fn pair_samples(
                     }
                     let change = truth == Truth::Change;
                     out.positives += u64::from(change);
-                    if !c[(by, bx)] {
+                    let Some(level) = tiers.iter().position(|c| c[(by, bx)]) else {
                         continue;
-                    }
+                    };
                     out.in_candidates[usize::from(change)] += 1;
-                    pixels.push((mix(pair_key ^ ((gy as u64) << 32 | gx as u64)), change, by, bx));
+                    if change {
+                        out.in_factor[level..].iter_mut().for_each(|n| *n += 1);
+                    }
+                    let key = mix(pair_key ^ ((gy as u64) << 32 | gx as u64));
+                    pixels.push((key, change, level as u8, by, bx));
                 }
             }
             // Features only for the pixels that can still be among the bottom k of the block.
@@ -141,10 +196,10 @@ pub fn pair_samples(
             });
             if !pixels.is_empty() {
                 let fb = FeatureBlock::new(&input, spec, &stats);
-                for &(key, change, by, bx) in &pixels {
+                for &(key, change, level, by, bx) in &pixels {
                     let mut row = Vec::with_capacity(spec.count());
                     fb.row_at(by, bx, &mut row);
-                    out.kept.push((key, change, row));
+                    out.kept.push((key, change, level, row));
                 }
             }
             Ok(out)
@@ -158,6 +213,8 @@ struct BlockSamples {
     positives: u64,
     /// Candidate pixels per class (no change, change).
     in_candidates: [u64; 2],
+    /// Changed candidate pixels at each factor.
+    in_factor: Vec<u64>,
     kept: Vec<Kept>,
 }
 
@@ -174,6 +231,10 @@ fn merge(src: &PairSource, spec: FeatureSpec, blocks: Vec<BlockSamples>, per_cla
         out.positives += b.positives as f64;
         counts[0] += b.in_candidates[0];
         counts[1] += b.in_candidates[1];
+        out.positives_in_factor.resize(b.in_factor.len(), 0.0);
+        for (n, &m) in out.positives_in_factor.iter_mut().zip(&b.in_factor) {
+            *n += m as f64;
+        }
         kept.extend(b.kept);
     }
     out.positives_in_candidates = counts[1] as f64;
@@ -188,10 +249,11 @@ fn merge(src: &PairSource, spec: FeatureSpec, blocks: Vec<BlockSamples>, per_cla
     for class in [false, true] {
         let rows: Vec<&Kept> = kept.iter().filter(|k| k.1 == class).take(per_class).collect();
         let weight = counts[usize::from(class)] as f32 / rows.len().max(1) as f32;
-        for (_, _, row) in rows {
+        for (_, _, level, row) in rows {
             out.x.extend_from_slice(row);
             out.y.push(f32::from(u8::from(class)));
             out.weight.push(weight);
+            out.level.push(*level);
         }
     }
     out
