@@ -178,7 +178,7 @@ impl SampleCache<'_> {
         let (mut inside, mut all) = (vec![0.0; factors.len()], 0.0);
         for ((d, pair, _), s) in &self.rows {
             if d == dataset && seen.insert(pair) {
-                inside.iter_mut().zip(&s.positives_in_factor).for_each(|(a, b)| *a += b);
+                inside.iter_mut().enumerate().for_each(|(l, a)| *a += s.positives_at(l));
                 all += s.positives;
             }
         }

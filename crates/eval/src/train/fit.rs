@@ -69,17 +69,7 @@ pub const MIN_CANDIDATE_RECALL: f64 = 0.95;
 /// [`MIN_CANDIDATE_RECALL`] of the labelled change of `samples`, else the lowest factor's.
 pub fn candidate_level(samples: &[PairSamples], factors: &[f32]) -> usize {
     let all: f64 = samples.iter().map(|s| s.positives).sum();
-    let inside = |l: usize| -> f64 {
-        samples
-            .iter()
-            .map(|s| {
-                s.positives_in_factor
-                    .get(l)
-                    .copied()
-                    .unwrap_or(s.positives_in_candidates)
-            })
-            .sum()
-    };
+    let inside = |l: usize| -> f64 { samples.iter().map(|s| s.positives_at(l)).sum() };
     let last = factors.len().saturating_sub(1);
     (0..last)
         .find(|&l| all <= 0.0 || inside(l) >= MIN_CANDIDATE_RECALL * all)
@@ -547,7 +537,7 @@ mod tests {
                 .map(|i| PairSamples {
                     name: format!("p{i}"),
                     positives: 100.0,
-                    positives_in_factor: shares.iter().map(|s| s * 100.0).collect(),
+                    candidates_at: shares.iter().map(|s| [1000.0, s * 100.0]).collect(),
                     ..Default::default()
                 })
                 .collect()
@@ -573,7 +563,9 @@ mod tests {
         for s in &mut pairs {
             // Every third row is a candidate only at the lowest factor; the change at 0.5 is 80 %.
             s.level = (0..s.rows()).map(|i| if i % 3 == 1 { 2 } else { 0 }).collect();
-            s.positives_in_factor = vec![0.8 * s.positives, 0.8 * s.positives, s.positives];
+            let (neg, pos) = (1000.0, s.positives);
+            s.candidates_at = vec![[neg, 0.8 * pos], [neg, 0.8 * pos], [2.0 * neg, pos]];
+            s.per_class = 1000;
         }
         let mut p = TrainParams::new(FeatureSpec::new(false), 3);
         p.boost.rounds = 5;
@@ -581,7 +573,7 @@ mod tests {
         assert_eq!(m.candidates.evidence_factor, 0.25);
         assert_eq!((r.candidate_factor, r.rows), (0.25, 1200));
         for s in &mut pairs {
-            s.positives_in_factor = vec![s.positives; 3];
+            s.candidates_at = vec![[1000.0, s.positives]; 3];
         }
         let (m, r) = fit_cascade(&pairs, &p, &meta(), Path::new("x"), &mut |_, _| {}).unwrap();
         assert_eq!((m.candidates.evidence_factor, r.rows), (0.5, 800));
