@@ -6,7 +6,8 @@
 //!   trained on the dataset's other pairs: the situation of a province training on its own
 //!   earlier labels.
 //! * `lodo` — leave one dataset out: each dataset is scored by a model trained on every pair of
-//!   the other datasets (RGB features, so that all datasets can be pooled).
+//!   the other datasets (RGB features, so that all datasets can be pooled); its inner folds
+//!   leave one training dataset out too.
 //!
 //! Each model's depth, window radius and probability threshold are chosen inside its training
 //! pairs by an inner split of them ([`crate::train::fit`]): nested, so the held-out pairs never
@@ -238,7 +239,11 @@ fn lodo(sets: &[DatasetPairs], held: usize, cache: &mut SampleCache, scratch: &P
     for (di, set) in sets.iter().enumerate() {
         if di != held {
             for src in &set.pairs {
-                train_rows.push(cache.get(set.profile.name, src, spec)?);
+                // Grouped by dataset: the inner choices are made on a dataset left out, as the
+                // outer protocol scores them.
+                let mut rows = cache.get(set.profile.name, src, spec)?;
+                rows.group = set.profile.name.to_string();
+                train_rows.push(rows);
             }
         }
     }

@@ -236,7 +236,7 @@ pub fn fit_cascade(
             ),
         ));
     }
-    let k = INNER_FOLDS.min(used.len());
+    let (folds, k) = inner_folds(&used);
     let in_sample = k < 2;
     // With one pair nothing is held out: no selection on in-sample scores, the last (largest,
     // today's) choice.
@@ -248,7 +248,7 @@ pub fn fit_cascade(
     let mut selection = Vec::new();
     for &c in &grid {
         let cp = p.with(c);
-        let (scored, missed) = inner_scores(&used, &cp, k, in_sample, on_round);
+        let (scored, missed) = inner_scores(&used, &cp, (&folds, k), in_sample, on_round);
         let (t, (precision, recall, f1)) = choose_threshold(&scored, missed);
         tracing::info!(
             depth = c.max_depth,
@@ -320,12 +320,34 @@ pub fn fit_cascade(
 /// Inner folds for the nested selection and the threshold.
 pub const INNER_FOLDS: usize = 3;
 
+/// Each pair's inner fold and the number of folds: one fold per group when the pairs come in
+/// two or more groups (datasets, under leave-one-dataset-out: the choices are then made on a
+/// dataset the booster did not see, as the outer protocol scores them), else pair `i` in fold
+/// `i mod` [`INNER_FOLDS`].
+fn inner_folds(used: &[&PairSamples]) -> (Vec<usize>, usize) {
+    let mut groups: Vec<&str> = Vec::new();
+    for s in used {
+        if !groups.contains(&s.group.as_str()) {
+            groups.push(&s.group);
+        }
+    }
+    if groups.len() >= 2 && !groups.contains(&"") {
+        let folds = used
+            .iter()
+            .map(|s| groups.iter().position(|g| *g == s.group).unwrap_or(0))
+            .collect();
+        return (folds, groups.len());
+    }
+    let k = INNER_FOLDS.min(used.len());
+    ((0..used.len()).map(|i| i % k.max(1)).collect(), k)
+}
+
 /// The probabilities of every row of `used`, each from a booster (parameters `p`) fitted on
 /// the inner folds without it, and the labelled change outside the candidates (see [`score`]).
 fn inner_scores(
     used: &[&PairSamples],
     p: &TrainParams,
-    k: usize,
+    (folds, k): (&[usize], usize),
     in_sample: bool,
     on_round: &mut dyn FnMut(Stage, RoundLoss),
 ) -> (Vec<(f32, bool, f64)>, f64) {
@@ -335,7 +357,7 @@ fn inner_scores(
         let (inner, held) = if in_sample {
             (used.to_vec(), used.to_vec())
         } else {
-            split(used, fold, k)
+            split(used, folds, fold)
         };
         let b = fit_on(&inner, &held, p, &mut |l| on_round(Stage::Threshold, l));
         missed += score(&b, &held, p.features.count(), &mut scored);
@@ -343,11 +365,11 @@ fn inner_scores(
     (scored, missed)
 }
 
-/// The pairs outside fold `fold` of `k`, and those in it.
-fn split<'a>(pairs: &[&'a PairSamples], fold: usize, k: usize) -> (Vec<&'a PairSamples>, Vec<&'a PairSamples>) {
+/// The pairs outside fold `fold`, and those in it.
+fn split<'a>(pairs: &[&'a PairSamples], folds: &[usize], fold: usize) -> (Vec<&'a PairSamples>, Vec<&'a PairSamples>) {
     let (mut inner, mut held) = (vec![], vec![]);
-    for (i, s) in pairs.iter().enumerate() {
-        if i % k == fold {
+    for (s, &f) in pairs.iter().zip(folds) {
+        if f == fold {
             held.push(*s);
         } else {
             inner.push(*s);
@@ -578,6 +600,25 @@ mod tests {
         let (m, r) = fit_cascade(&pairs, &p, &meta(), Path::new("x"), &mut |_, _| {}).unwrap();
         assert_eq!((m.candidates.evidence_factor, r.rows), (0.5, 800));
         assert_eq!(r.candidate_recall, 1.0);
+    }
+
+    #[test]
+    fn pairs_in_groups_are_held_out_a_group_at_a_time_else_by_pair() {
+        let mut pairs: Vec<PairSamples> = (0..5).map(|i| pair(&format!("p{i}"), 30, 0.0)).collect();
+        let r: Vec<&PairSamples> = pairs.iter().collect();
+        assert_eq!(inner_folds(&r), (vec![0, 1, 2, 0, 1], 3));
+        for (s, g) in pairs.iter_mut().zip(["a", "b", "a", "c", "b"]) {
+            s.group = g.into();
+        }
+        let r: Vec<&PairSamples> = pairs.iter().collect();
+        assert_eq!(inner_folds(&r), (vec![0, 1, 0, 2, 1], 3), "one fold per dataset");
+        let (inner, held) = split(&r, &inner_folds(&r).0, 1);
+        assert!(held.iter().all(|s| s.group == "b") && inner.iter().all(|s| s.group != "b"));
+        for s in &mut pairs {
+            s.group = "a".into();
+        }
+        let r: Vec<&PairSamples> = pairs.iter().collect();
+        assert_eq!(inner_folds(&r).1, 3, "one group: by pair");
     }
 
     #[test]

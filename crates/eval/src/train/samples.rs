@@ -42,6 +42,9 @@ pub struct PairSource {
 #[derive(Debug, Clone, Default)]
 pub struct PairSamples {
     pub name: String,
+    /// The pair's group for the inner folds (its dataset under leave-one-dataset-out; empty:
+    /// none, the inner folds go by pair).
+    pub group: String,
     pub features: usize,
     /// Row-major feature rows.
     pub x: Vec<f32>,
@@ -104,6 +107,7 @@ impl PairSamples {
         };
         PairSamples {
             name: self.name.clone(),
+            group: self.group.clone(),
             features: self.features,
             x: rows
                 .iter()
@@ -383,6 +387,7 @@ mod tests {
         ];
         let s = PairSamples {
             name: "p".into(),
+            group: String::new(),
             features: 1,
             x: (0..rows.len()).map(|i| i as f32).collect(),
             y: rows.iter().map(|r| f32::from(u8::from(r.0))).collect(),
