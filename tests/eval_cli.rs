@@ -370,6 +370,29 @@ fn datasets_cross_validation_never_scores_a_pair_with_a_model_trained_on_it() {
     assert_eq!(folds, vec![0, 1, 2], "one fold per pair: {learned}");
     assert!(pairs.iter().all(|p| p["trained_on_pairs"] == 2), "{learned}");
     assert!(f(learned, "/scores/f1") > 0.5, "{learned}");
+    // Depth and radius are chosen inside each fold's training pairs, and recorded per pair.
+    for p in pairs {
+        assert!([3, 4].contains(&p["chosen"]["max_depth"].as_u64().unwrap()), "{p}");
+        assert!([15, 31].contains(&p["chosen"]["max_radius"].as_u64().unwrap()), "{p}");
+    }
+    // The share of the change inside the candidates, at each factor: more at lower ones.
+    let shares: Vec<f64> = learned["candidate_recall"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_f64().unwrap())
+        .collect();
+    assert_eq!(shares.len(), 3, "{learned}");
+    assert!(
+        shares[0] > 0.5 && shares.windows(2).all(|w| w[0] <= w[1]) && shares[2] <= 1.0,
+        "{learned}"
+    );
+    let factor_ok = |p: &Value| {
+        [0.5, 0.35, 0.25]
+            .iter()
+            .any(|&c| (f(p, "/candidate_factor") - c).abs() < 1e-6)
+    };
+    assert!(pairs.iter().all(factor_ok), "{learned}");
     assert_eq!(v["cv"], "k-fold by pair within the dataset (K = 3)");
     let md = std::fs::read_to_string(out.join("accuracy.md")).unwrap();
     assert!(md.contains("Learned cascade") && md.contains("Not in-sample"), "{md}");

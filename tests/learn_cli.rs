@@ -173,6 +173,18 @@ fn a_model_with_broken_trees_is_refused() {
 }
 
 #[test]
+fn a_model_with_a_window_radius_landwatch_has_not_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cascade-synth-1.0.0.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(shipped).unwrap()).unwrap();
+    v["features"]["max_radius"] = serde_json::json!(20);
+    let model = tmp.path().join("radius-1.0.0.json");
+    std::fs::write(&model, serde_json::to_vec(&v).unwrap()).unwrap();
+    let out = tmp.path().join("out");
+    refused(&detect_with(&model, &out, &[]), &model, "features.max_radius", &out);
+}
+
+#[test]
 fn a_nir_model_on_input_without_nir_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let data = synth_pair(tmp.path(), "256", "5");

@@ -6,16 +6,19 @@
 //!   trained on the dataset's other pairs: the situation of a province training on its own
 //!   earlier labels.
 //! * `lodo` — leave one dataset out: each dataset is scored by a model trained on every pair of
-//!   the other datasets (RGB features, so that all datasets can be pooled).
+//!   the other datasets (RGB features, so that all datasets can be pooled); its inner folds
+//!   leave one training dataset out too.
 //!
-//! Each model's probability threshold is chosen inside its training pairs ([`crate::train::fit`]).
+//! Each model's depth, window radius and probability threshold are chosen inside its training
+//! pairs by an inner split of them ([`crate::train::fit`]): nested, so the held-out pairs never
+//! influence a choice.
 //! Held-out pairs are scored through the same detect path and rasterised patches as the
 //! rules model ([`super::datasets`]); counts are pooled per dataset.
 
 use super::datasets::{self, Options, PairResult, Report, PROFILES};
 use super::inputs::LabelSpec;
 use super::metrics::{Counts, Scores};
-use crate::train::fit::{self, ModelMeta, TrainParams};
+use crate::train::fit::{self, Choice, ModelMeta, TrainParams};
 use crate::train::samples::{self, PairSamples, PairSource};
 use landwatch_core::learn::features::FeatureSpec;
 use landwatch_core::model::Model;
@@ -61,6 +64,10 @@ pub struct LearnedResult {
     pub counts: Counts,
     pub scores: Scores,
     pub per_pair: Vec<LearnedPair>,
+    /// Share of the dataset's labelled change inside the candidate stage (what the learned
+    /// decision can reach at most) at each evidence factor, `(factor, share)`, over its pairs
+    /// that were sampled for training.
+    pub candidate_recall: Vec<(f32, f64)>,
     /// Why there is no figure (e.g. one pair cannot be k-folded).
     pub note: Option<String>,
 }
@@ -72,6 +79,10 @@ pub struct LearnedPair {
     pub trained_on_pairs: usize,
     pub probability_threshold: f32,
     pub threshold_in_sample: bool,
+    /// The depth and radius the nested selection kept inside the training pairs.
+    pub chosen: Choice,
+    /// The candidate factor kept inside the training pairs.
+    pub candidate_factor: f32,
     pub counts: Counts,
     pub scores: Scores,
 }
@@ -95,6 +106,11 @@ pub fn run(opts: &Options, protocol: Protocol, report: &mut Report, rules: &Mode
         };
         if let Some(d) = report.datasets.iter_mut().find(|d| d.dataset == set.profile.name) {
             d.learned = Some(result);
+        }
+    }
+    for d in report.datasets.iter_mut() {
+        if let Some(l) = d.learned.as_mut() {
+            l.candidate_recall = cache.candidate_recall(&d.dataset);
         }
     }
     report.cv = Some(protocol.label());
@@ -140,9 +156,37 @@ impl<'a> SampleCache<'a> {
             return Ok(s.clone());
         }
         let p = TrainParams::new(spec, self.seed);
-        let s = samples::pair_samples(src, self.rules, spec, &p.candidates, p.per_class, self.seed)?;
+        let s = samples::pair_samples(
+            src,
+            self.rules,
+            spec,
+            &p.candidates,
+            &p.candidate_factors,
+            p.per_class,
+            self.seed,
+        )?;
         self.rows.insert(key, s.clone());
         Ok(s)
+    }
+}
+
+impl SampleCache<'_> {
+    /// Labelled change inside the candidates over all labelled change at each candidate
+    /// factor, over the dataset's sampled pairs (each pair once, whatever its features).
+    fn candidate_recall(&self, dataset: &str) -> Vec<(f32, f64)> {
+        let mut seen = std::collections::BTreeSet::new();
+        let factors = TrainParams::new(FeatureSpec::new(false), self.seed).candidate_factors;
+        let (mut inside, mut all) = (vec![0.0; factors.len()], 0.0);
+        for ((d, pair, _), s) in &self.rows {
+            if d == dataset && seen.insert(pair) {
+                inside.iter_mut().enumerate().for_each(|(l, a)| *a += s.positives_at(l));
+                all += s.positives;
+            }
+        }
+        if all <= 0.0 {
+            return vec![];
+        }
+        factors.into_iter().zip(inside).map(|(f, n)| (f, n / all)).collect()
     }
 }
 
@@ -159,9 +203,7 @@ fn kfold(set: &DatasetPairs, k: usize, cache: &mut SampleCache, scratch: &Path) 
         return Ok(empty(protocol, format!("{n} pair: nothing to train on without it")));
     }
     let k = k.min(n);
-    let spec = FeatureSpec {
-        nir: has_nir(set.profile),
-    };
+    let spec = FeatureSpec::new(has_nir(set.profile));
     let mut per_pair = Vec::new();
     for fold in 0..k {
         let mut train_rows = Vec::new();
@@ -192,12 +234,16 @@ fn kfold(set: &DatasetPairs, k: usize, cache: &mut SampleCache, scratch: &Path) 
 }
 
 fn lodo(sets: &[DatasetPairs], held: usize, cache: &mut SampleCache, scratch: &Path) -> Result<LearnedResult> {
-    let spec = FeatureSpec { nir: false };
+    let spec = FeatureSpec::new(false);
     let mut train_rows = Vec::new();
     for (di, set) in sets.iter().enumerate() {
         if di != held {
             for src in &set.pairs {
-                train_rows.push(cache.get(set.profile.name, src, spec)?);
+                // Grouped by dataset: the inner choices are made on a dataset left out, as the
+                // outer protocol scores them.
+                let mut rows = cache.get(set.profile.name, src, spec)?;
+                rows.group = set.profile.name.to_string();
+                train_rows.push(rows);
             }
         }
     }
@@ -241,6 +287,8 @@ fn train_and_score(
         pairs = rep.pairs,
         rows = rep.rows,
         threshold = rep.probability_threshold,
+        depth = rep.chosen.max_depth,
+        radius = rep.chosen.max_radius,
         in_sample = rep.threshold_in_sample,
         seconds = started.elapsed().as_secs_f64(),
         "cv model trained"
@@ -263,6 +311,8 @@ fn train_and_score(
                 trained_on_pairs: rep.pairs,
                 probability_threshold: rep.probability_threshold,
                 threshold_in_sample: rep.threshold_in_sample,
+                chosen: rep.chosen,
+                candidate_factor: rep.candidate_factor,
                 scores: r.landwatch_scores,
                 counts: r.landwatch,
             });
@@ -282,6 +332,7 @@ fn pooled(protocol: String, per_pair: Vec<LearnedPair>) -> LearnedResult {
         scores: counts.scores(),
         counts,
         per_pair,
+        candidate_recall: vec![],
         note: None,
     }
 }
@@ -293,6 +344,7 @@ fn empty(protocol: String, note: String) -> LearnedResult {
         counts: Counts::default(),
         scores: Scores::default(),
         per_pair: vec![],
+        candidate_recall: vec![],
         note: Some(note),
     }
 }

@@ -15,8 +15,12 @@
 use ndarray::{Array2, Array3};
 use serde::{Deserialize, Serialize};
 
-/// Radii (px) of the local statistics.
+/// Radii (px) of the local statistics; a model uses those up to its
+/// [`FeatureSpec::max_radius`].
 pub const RADII: [usize; 5] = [1, 3, 7, 15, 31];
+/// The largest radius of [`RADII`]: the default of [`FeatureSpec::max_radius`] (model files
+/// written before the radius was chosen per model have it).
+pub const MAX_RADIUS: usize = 31;
 /// Quantisation step of the window sums: 1/256 of a standard deviation.
 const QUANT: f64 = 256.0;
 /// Values are clamped to ±this many units before quantising (a window sum stays in i64).
@@ -41,15 +45,56 @@ fn radius_features(mean: impl Fn(Sums) -> f32, std: impl Fn(Sums, Sums) -> f32) 
     ]
 }
 
-/// Which bands the features use: B, G, R of the canonical order, and NIR when `nir`.
+/// Which bands the features use: B, G, R of the canonical order, and NIR when `nir`; and the
+/// radii of the local statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureSpec {
     /// Whether the near-infrared band is used (the model then needs it).
     pub nir: bool,
+    /// The largest radius of [`RADII`] whose local statistics are features (absent in a model
+    /// file: [`MAX_RADIUS`]; not written when it is that, so such files keep their bytes).
+    #[serde(default = "max_radius_default", skip_serializing_if = "is_max_radius_default")]
+    pub max_radius: usize,
+}
+
+fn max_radius_default() -> usize {
+    MAX_RADIUS
+}
+
+fn is_max_radius_default(r: &usize) -> bool {
+    *r == MAX_RADIUS
 }
 
 impl FeatureSpec {
+    /// Every radius of [`RADII`], with NIR features when `nir`.
+    pub fn new(nir: bool) -> Self {
+        Self {
+            nir,
+            max_radius: MAX_RADIUS,
+        }
+    }
+
+    /// The same bands with local statistics up to `max_radius` only.
+    pub fn up_to_radius(self, max_radius: usize) -> Self {
+        Self { max_radius, ..self }
+    }
+
+    /// The radii of the local statistics.
+    pub fn radii(&self) -> impl Iterator<Item = usize> + '_ {
+        RADII.into_iter().filter(move |&r| r <= self.max_radius)
+    }
+
+    /// Features per pixel before the local statistics.
+    pub fn pixel_count(&self) -> usize {
+        3 * self.bands() + 7
+    }
+
+    /// Whether `max_radius` is one of [`RADII`] (a model file may say otherwise).
+    pub fn is_valid(&self) -> bool {
+        RADII.contains(&self.max_radius)
+    }
+
     /// Bands read from the canonical `[B, G, R, NIR]` order.
     pub fn bands(&self) -> usize {
         3 + usize::from(self.nir)
@@ -79,7 +124,7 @@ impl FeatureSpec {
         ] {
             n.push(s.into());
         }
-        for r in RADII {
+        for r in self.radii() {
             for s in [
                 "cva_mean",
                 "cva_std",
@@ -99,7 +144,7 @@ impl FeatureSpec {
 
     /// The halo a block needs for the features of its inner pixels.
     pub fn halo(&self) -> usize {
-        RADII[RADII.len() - 1]
+        self.radii().last().unwrap_or(0)
     }
 }
 
@@ -301,7 +346,7 @@ impl FeatureBlock {
         }
         let [cva, bb, ba, gb, ga, er] = &self.px;
         out.extend([cva[i], bb[i], ba[i], gb[i], ga[i], ga[i] - gb[i], er[i]]);
-        for r in RADII {
+        for r in self.spec.radii() {
             let sums = self.window_sums(self.window(y, x, r));
             let count = sums[Sums::Count as usize] as f64;
             if count <= 0.0 {
@@ -314,7 +359,7 @@ impl FeatureBlock {
             let std = |s: Sums, sq: Sums| (m[sq as usize] - m[s as usize] * m[s as usize]).max(0.0).sqrt() as f32;
             out.extend(radius_features(mean, std));
         }
-        debug_assert_eq!(out.len(), 3 * nb + 7 + PER_RADIUS * RADII.len());
+        debug_assert_eq!(out.len(), self.spec.count());
     }
 
     /// `[y0, y1) × [x0, x1)` of the window of radius `r`, clipped to the block.
@@ -444,7 +489,7 @@ mod tests {
     fn a_pixels_features_do_not_depend_on_where_its_block_starts() {
         let (b, a, e) = scene(100, 110);
         let obs = Array2::from_elem((100, 110), true);
-        let spec = FeatureSpec { nir: false };
+        let spec = FeatureSpec::new(false);
         let st = stats_of(&b, &a);
         let whole = FeatureBlock::new(
             &BlockInput {
@@ -527,7 +572,7 @@ mod tests {
                 evidence: &e,
                 threshold: 0.05,
             },
-            FeatureSpec { nir: false },
+            FeatureSpec::new(false),
             &stats_of(&b, &a),
         );
         let mut row = Vec::new();
@@ -555,7 +600,7 @@ mod tests {
     fn a_gain_and_offset_of_one_date_leaves_the_features_unchanged() {
         let (b, a, e) = scene(48, 48);
         let obs = Array2::from_elem((48, 48), true);
-        let spec = FeatureSpec { nir: false };
+        let spec = FeatureSpec::new(false);
         let scaled = a.mapv(|v| 2.5 * v + 40.0);
         let rows = |after: &Array3<f32>| {
             let st = stats_of(&b, after);
@@ -590,7 +635,7 @@ mod tests {
     fn unobserved_pixels_do_not_enter_the_local_statistics() {
         let (b, a, e) = scene(40, 40);
         let mut obs = Array2::from_elem((40, 40), true);
-        let spec = FeatureSpec { nir: false };
+        let spec = FeatureSpec::new(false);
         let st = stats_of(&b, &a);
         let mut a2 = a.clone();
         // Garbage under a cloud must not leak into a neighbour's window statistics.
@@ -620,9 +665,34 @@ mod tests {
     }
 
     #[test]
+    fn a_smaller_radius_gives_the_row_without_the_larger_windows_and_a_smaller_halo() {
+        // Rows are sampled once with every radius; a model with a smaller radius is fitted on
+        // their prefix, so the prefix must be what that model's rows are at detection.
+        let (b, a, e) = scene(100, 110);
+        let st = stats_of(&b, &a);
+        let obs = Array2::from_elem((100, 110), true);
+        let input = BlockInput {
+            before: &b,
+            after: &a,
+            observed: &obs,
+            evidence: &e,
+            threshold: 0.05,
+        };
+        let (full, small) = (FeatureSpec::new(false), FeatureSpec::new(false).up_to_radius(15));
+        let (mut r_full, mut r_small) = (Vec::new(), Vec::new());
+        FeatureBlock::new(&input, full, &st).row_at(50, 55, &mut r_full);
+        FeatureBlock::new(&input, small, &st).row_at(50, 55, &mut r_small);
+        assert_eq!(r_small.len(), small.count());
+        assert_eq!(r_small.len(), r_full.len() - PER_RADIUS);
+        assert_eq!(r_small[..], r_full[..small.count()]);
+        assert_eq!(small.names()[..], full.names()[..small.count()]);
+        assert_eq!((full.halo(), small.halo()), (31, 15));
+    }
+
+    #[test]
     fn names_match_the_row_length() {
         for nir in [false, true] {
-            let spec = FeatureSpec { nir };
+            let spec = FeatureSpec::new(nir);
             assert_eq!(spec.count(), 3 * spec.bands() + 7 + PER_RADIUS * RADII.len());
         }
     }

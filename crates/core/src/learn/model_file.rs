@@ -91,6 +91,17 @@ impl LearnedModel {
     }
 
     fn check(&self, path: &Path) -> Result<()> {
+        if !self.features.is_valid() {
+            return Err(Error::config(
+                path,
+                "features.max_radius",
+                format!(
+                    "is {}, expected one of {:?}; retrain the model with `landwatch train`",
+                    self.features.max_radius,
+                    super::features::RADII
+                ),
+            ));
+        }
         let count = self.features.count();
         if self.booster.features != count {
             return Err(Error::config(

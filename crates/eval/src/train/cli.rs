@@ -11,7 +11,7 @@ use super::manifest;
 use super::samples::{self, PairSamples, PairSource};
 use crate::datasets::PROFILES;
 use crate::inputs::LabelSpec;
-use landwatch_core::learn::features::FeatureSpec;
+use landwatch_core::learn::features::{FeatureSpec, RADII};
 use landwatch_core::model::Model;
 use landwatch_core::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -47,9 +47,19 @@ pub struct TrainArgs {
     /// Boosting rounds.
     #[arg(long, default_value_t = 200)]
     pub rounds: usize,
-    /// Tree depth.
-    #[arg(long, default_value_t = 4)]
-    pub depth: usize,
+    /// Tree depth, fixed (default: chosen among 3 and 4 by cross-validation inside the
+    /// training pairs, with the radius).
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// Largest radius (px) of the local statistics, fixed: 1, 3, 7, 15 or 31 (default: chosen
+    /// among 15 and 31 by cross-validation inside the training pairs, with the depth).
+    #[arg(long)]
+    pub max_radius: Option<usize>,
+    /// The candidate stage's evidence factor (share of the rules threshold), fixed (default:
+    /// the largest of 0.5, 0.35, 0.25 whose candidates hold 95 % of the training pairs' change;
+    /// lower factors find more change and take longer at detection).
+    #[arg(long)]
+    pub candidate_factor: Option<f32>,
     /// Candidate pixels sampled per class and pair.
     #[arg(long, default_value_t = 4000)]
     pub per_class: usize,
@@ -94,10 +104,13 @@ pub fn cli_main(args: TrainArgs) -> Result<i32> {
     for d in &args.data {
         sources.extend(folder_pairs(d, &args)?);
     }
-    let spec = FeatureSpec { nir: args.nir };
+    let spec = FeatureSpec::new(args.nir);
     let mut params = TrainParams::new(spec, args.seed);
     params.boost.rounds = args.rounds;
-    params.boost.max_depth = args.depth;
+    params.fix(args.depth, args.max_radius);
+    if let Some(f) = args.candidate_factor {
+        params.candidate_factors = vec![f];
+    }
     params.per_class = args.per_class;
     let rows = sample_all(&sources, &rules, &params)?;
     let meta = ModelMeta {
@@ -110,14 +123,15 @@ pub fn cli_main(args: TrainArgs) -> Result<i32> {
         licence: args.licence.clone(),
         rules_model: rules_text,
     };
-    let bar = landwatch_core::progress::bar(((fit::INNER_FOLDS + 1) * args.rounds) as u64, "train", true);
+    let fits = params.grid.len() * fit::INNER_FOLDS + 1;
+    let bar = landwatch_core::progress::bar((fits * args.rounds) as u64, "train", true);
     let source = args.data.first().cloned().unwrap_or_default();
     let (model, report) = fit::fit_cascade(&rows, &params, &meta, &source, &mut |stage, l| {
         bar.inc(1);
         let line = match (stage, l.valid) {
             (Stage::Threshold, Some(v)) => {
                 format!(
-                    "threshold fold, round {}: train log-loss {:.4}, held-out pairs log-loss {v:.4}",
+                    "inner fold (choice and threshold), round {}: train log-loss {:.4}, held-out pairs log-loss {v:.4}",
                     l.round, l.train
                 )
             }
@@ -150,8 +164,16 @@ fn check_args(args: &TrainArgs) -> Result<()> {
     if args.rounds == 0 || args.rounds > 5000 {
         return Err(Error::Usage(format!("--rounds {}: expected 1 to 5000", args.rounds)));
     }
-    if args.depth == 0 || args.depth > 12 {
-        return Err(Error::Usage(format!("--depth {}: expected 1 to 12", args.depth)));
+    if let Some(d) = args.depth.filter(|&d| d == 0 || d > 12) {
+        return Err(Error::Usage(format!("--depth {d}: expected 1 to 12")));
+    }
+    if let Some(r) = args.max_radius.filter(|r| !RADII.contains(r)) {
+        return Err(Error::Usage(format!("--max-radius {r}: expected one of {RADII:?}")));
+    }
+    if let Some(f) = args.candidate_factor.filter(|f| !(*f > 0.0 && *f <= 10.0)) {
+        return Err(Error::Usage(format!(
+            "--candidate-factor {f}: expected a number in (0, 10]"
+        )));
     }
     if args.per_class == 0 {
         return Err(Error::Usage("--per-class must be at least 1".into()));
@@ -265,6 +287,7 @@ fn sample_all(sources: &[PairSource], rules: &Model, p: &TrainParams) -> Result<
             rules,
             p.features,
             &p.candidates,
+            &p.candidate_factors,
             p.per_class,
             p.seed,
         )?);

@@ -1,12 +1,20 @@
 //! Fitting a cascade model on the samples of labelled pairs.
 //!
-//! The probability threshold is chosen on pairs the booster that scores them did not see: the
-//! training pairs are split into [`INNER_FOLDS`] folds (pair `i` in fold `i mod k`), each
-//! fold's pairs are scored by a booster fitted on the other folds, and the threshold that
-//! maximises the estimated pixel F1 of all those scores pooled is kept (each sampled pixel
-//! weighted to its class's candidate count; labelled change outside the candidates counts as
-//! missed). Pooling over every training pair keeps one pair with much change from pulling the
-//! threshold to "flag everything". Then the final booster is fitted on every training pair.
+//! Two design choices — the trees' depth and the largest radius of the local statistics — are
+//! selected inside the training pairs (nested in any outer cross-validation, so the pairs a
+//! model is later scored on never influence them), and so is the probability threshold. The
+//! training pairs are split into [`INNER_FOLDS`] folds (pair `i` in fold `i mod k`); for each
+//! [`Choice`] of [`TrainParams::grid`], each fold's pairs are scored by a booster fitted on the
+//! other folds, and the threshold that maximises the estimated pixel F1 of all those scores
+//! pooled is found (each sampled pixel weighted to its class's candidate count; labelled change
+//! outside the candidates counts as missed). The choice with the best such estimate is kept
+//! (ties go to the earlier, smaller one) with its threshold. Pooling over every training pair
+//! keeps one pair with much change from pulling the threshold to "flag everything". Then the
+//! final booster of the kept choice is fitted on every training pair.
+//!
+//! Rows are sampled once with the largest radius of the grid; a choice with a smaller radius
+//! is fitted on each row's prefix, which is exactly its feature row (see
+//! [`FeatureSpec::up_to_radius`]).
 
 use super::samples::PairSamples;
 use landwatch_core::learn::booster::{self, BoostParams, Booster, RoundLoss, Rows};
@@ -17,12 +25,71 @@ use landwatch_core::{Error, Result};
 use serde::Serialize;
 use std::path::Path;
 
+/// One point of the nested selection: the trees' depth and the largest window radius.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Choice {
+    pub max_depth: usize,
+    pub max_radius: usize,
+}
+
+/// The grid of the nested selection, smallest first (ties go to the smaller model, which is
+/// also the faster one at detection). Fixed a priori: depths 3 and 4 (8 and 16 leaves, 200
+/// rounds at learning rate 0.05, the booster's defaults) and radii 15 and 31 px (30–60 m windows at
+/// 2 m: a field or a building block); it spans the settings that were compared on the k-fold
+/// figures before, so that choice is now made inside each model's training pairs.
+pub const GRID: [Choice; 4] = [
+    Choice {
+        max_depth: 3,
+        max_radius: 15,
+    },
+    Choice {
+        max_depth: 3,
+        max_radius: 31,
+    },
+    Choice {
+        max_depth: 4,
+        max_radius: 15,
+    },
+    Choice {
+        max_depth: 4,
+        max_radius: 31,
+    },
+];
+
+/// The evidence factors of the candidate stage a model may use (see [`candidate_level`]):
+/// today's 0.5 first, then lower ones (about ×0.7 each) for data whose change the rules
+/// evidence underrates. Fixed a priori, not from real-pair scores.
+pub const CANDIDATE_FACTORS: [f32; 3] = [0.5, 0.35, 0.25];
+/// The share of the training pairs' labelled change the candidates should hold: the learned
+/// decision can only find change inside them, so the candidate stage should cap recall well
+/// above what the trees reach (a priori, as the issue suggests).
+pub const MIN_CANDIDATE_RECALL: f64 = 0.95;
+
+/// The index of the largest factor (of `factors`, decreasing) whose candidates hold at least
+/// [`MIN_CANDIDATE_RECALL`] of the labelled change of `samples`, else the lowest factor's.
+pub fn candidate_level(samples: &[PairSamples], factors: &[f32]) -> usize {
+    let all: f64 = samples.iter().map(|s| s.positives).sum();
+    let inside = |l: usize| -> f64 { samples.iter().map(|s| s.positives_at(l)).sum() };
+    let last = factors.len().saturating_sub(1);
+    (0..last)
+        .find(|&l| all <= 0.0 || inside(l) >= MIN_CANDIDATE_RECALL * all)
+        .unwrap_or(last)
+}
+
 /// Everything a training run is given besides the rows.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainParams {
+    /// The booster's parameters; `max_depth` is set from the kept [`Choice`].
     pub boost: BoostParams,
+    /// The features the rows are sampled with (the largest radius of the grid).
     pub features: FeatureSpec,
+    /// The choices the nested selection compares (one: no selection).
+    pub grid: Vec<Choice>,
+    /// The candidate stage; its `evidence_factor` is the kept one of `candidate_factors`.
     pub candidates: CandidateParams,
+    /// Evidence factors a model's candidate stage may use, decreasing; the largest that keeps
+    /// [`MIN_CANDIDATE_RECALL`] of the training pairs' labelled change is kept.
+    pub candidate_factors: Vec<f32>,
     pub clean: CleanParams,
     /// Candidate pixels sampled per class and pair.
     pub per_class: usize,
@@ -36,12 +103,42 @@ impl TrainParams {
                 seed,
                 ..Default::default()
             },
-            features,
+            features: features.up_to_radius(GRID.iter().map(|c| c.max_radius).max().unwrap_or(0)),
+            grid: GRID.to_vec(),
             candidates: CandidateParams::default(),
+            candidate_factors: CANDIDATE_FACTORS.to_vec(),
             clean: CleanParams::default(),
             per_class: 4000,
             seed,
         }
+    }
+
+    /// Restricts the grid to `depth` and/or `radius` where given (a user's fixed choice).
+    pub fn fix(&mut self, depth: Option<usize>, radius: Option<usize>) {
+        let mut grid: Vec<Choice> = self
+            .grid
+            .iter()
+            .copied()
+            .filter(|c| depth.is_none_or(|d| c.max_depth == d) && radius.is_none_or(|r| c.max_radius == r))
+            .collect();
+        if grid.is_empty() {
+            grid.push(Choice {
+                max_depth: depth.unwrap_or(self.boost.max_depth),
+                max_radius: radius.unwrap_or(self.features.max_radius),
+            });
+        }
+        let widest = grid.iter().map(|c| c.max_radius).max().unwrap_or(0);
+        self.features = self.features.up_to_radius(widest);
+        self.grid = grid;
+    }
+
+    /// The parameters of one choice.
+    fn with(&self, c: Choice) -> Self {
+        let mut p = self.clone();
+        p.boost.max_depth = c.max_depth;
+        p.features = self.features.up_to_radius(c.max_radius);
+        p.grid = vec![c];
+        p
     }
 }
 
@@ -73,7 +170,23 @@ pub struct TrainReport {
     pub threshold_pairs_f1: f64,
     /// Share of the labelled change that falls inside the candidates (all pairs).
     pub candidate_recall: f64,
+    /// The candidate stage's evidence factor kept (see [`candidate_level`]).
+    pub candidate_factor: f32,
+    /// The kept choice of the nested selection.
+    pub chosen: Choice,
+    /// Every choice's estimate on the held-out inner pairs (at its own best threshold).
+    pub selection: Vec<ChoiceEstimate>,
     pub last_round: Option<RoundLossReport>,
+}
+
+/// One choice's estimate in the nested selection.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChoiceEstimate {
+    pub choice: Choice,
+    pub probability_threshold: f32,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -99,6 +212,17 @@ pub fn fit_cascade(
     source: &Path,
     on_round: &mut dyn FnMut(Stage, RoundLoss),
 ) -> Result<(LearnedModel, TrainReport)> {
+    let level = candidate_level(samples, &p.candidate_factors);
+    let candidates = CandidateParams {
+        evidence_factor: p
+            .candidate_factors
+            .get(level)
+            .copied()
+            .unwrap_or(p.candidates.evidence_factor),
+        ..p.candidates.clone()
+    };
+    let at_level: Vec<PairSamples> = samples.iter().map(|s| s.at_level(level)).collect();
+    let samples = &at_level[..];
     let used: Vec<&PairSamples> = samples.iter().filter(|s| s.rows() > 0).collect();
     let positives: usize = used.iter().map(|s| s.y.iter().filter(|&&y| y > 0.5).count()).sum();
     let negatives: usize = used.iter().map(|s| s.rows()).sum::<usize>() - positives;
@@ -112,22 +236,46 @@ pub fn fit_cascade(
             ),
         ));
     }
-    let k = INNER_FOLDS.min(used.len());
+    let (folds, k) = inner_folds(&used);
     let in_sample = k < 2;
-    let mut scored = Vec::new();
-    let mut missed = 0.0;
-    for fold in 0..k.max(1) {
-        let (inner, held) = if in_sample {
-            (used.clone(), used.clone())
-        } else {
-            split(&used, fold, k)
-        };
-        let b = fit_on(&inner, &held, p, &mut |l| on_round(Stage::Threshold, l));
-        missed += score(&b, &held, &mut scored);
+    // With one pair nothing is held out: no selection on in-sample scores, the last (largest,
+    // today's) choice.
+    let grid: Vec<Choice> = if in_sample {
+        p.grid.last().copied().into_iter().collect()
+    } else {
+        p.grid.clone()
+    };
+    let mut selection = Vec::new();
+    for &c in &grid {
+        let cp = p.with(c);
+        let (scored, missed) = inner_scores(&used, &cp, (&folds, k), in_sample, on_round);
+        let (t, (precision, recall, f1)) = choose_threshold(&scored, missed);
+        tracing::info!(
+            depth = c.max_depth,
+            radius = c.max_radius,
+            threshold = t,
+            f1,
+            "nested choice"
+        );
+        selection.push(ChoiceEstimate {
+            choice: c,
+            probability_threshold: t,
+            precision,
+            recall,
+            f1,
+        });
     }
-    let (threshold, est) = choose_threshold(&scored, missed);
+    let kept = selection
+        .iter()
+        .fold(None::<&ChoiceEstimate>, |best, e| match best {
+            Some(b) if b.f1 >= e.f1 => Some(b),
+            _ => Some(e),
+        })
+        .ok_or_else(|| Error::Usage("the training grid is empty".into()))?
+        .clone();
+    let fp = p.with(kept.choice);
     let mut last = None;
-    let final_booster = fit_on(&used, &[], p, &mut |l| {
+    let final_booster = fit_on(&used, &[], &fp, &mut |l| {
         last = Some(RoundLossReport {
             round: l.round,
             train_log_loss: l.train,
@@ -143,10 +291,10 @@ pub fn fit_cascade(
         version: meta.version.clone(),
         changelog: meta.changelog.clone(),
         training_data_licence: meta.licence.clone(),
-        features: p.features,
-        candidates: p.candidates.clone(),
+        features: fp.features,
+        candidates: candidates.clone(),
         clean: p.clean.clone(),
-        probability_threshold: threshold,
+        probability_threshold: kept.probability_threshold,
         rules_model: meta.rules_model.clone(),
         booster: final_booster,
     };
@@ -156,24 +304,72 @@ pub fn fit_cascade(
         positive_rows: positives,
         threshold_pairs: used.iter().map(|s| s.name.clone()).collect(),
         threshold_in_sample: in_sample,
-        probability_threshold: threshold,
-        threshold_pairs_precision: est.0,
-        threshold_pairs_recall: est.1,
-        threshold_pairs_f1: est.2,
+        probability_threshold: kept.probability_threshold,
+        threshold_pairs_precision: kept.precision,
+        threshold_pairs_recall: kept.recall,
+        threshold_pairs_f1: kept.f1,
         candidate_recall: if all_pos > 0.0 { in_cand / all_pos } else { 0.0 },
+        candidate_factor: candidates.evidence_factor,
+        chosen: kept.choice,
+        selection,
         last_round: last,
     };
     Ok((model, report))
 }
 
-/// Inner folds for the threshold.
+/// Inner folds for the nested selection and the threshold.
 pub const INNER_FOLDS: usize = 3;
 
-/// The pairs outside fold `fold` of `k`, and those in it.
-fn split<'a>(pairs: &[&'a PairSamples], fold: usize, k: usize) -> (Vec<&'a PairSamples>, Vec<&'a PairSamples>) {
+/// Each pair's inner fold and the number of folds: one fold per group when the pairs come in
+/// two or more groups (datasets, under leave-one-dataset-out: the choices are then made on a
+/// dataset the booster did not see, as the outer protocol scores them), else pair `i` in fold
+/// `i mod` [`INNER_FOLDS`].
+fn inner_folds(used: &[&PairSamples]) -> (Vec<usize>, usize) {
+    let mut groups: Vec<&str> = Vec::new();
+    for s in used {
+        if !groups.contains(&s.group.as_str()) {
+            groups.push(&s.group);
+        }
+    }
+    if groups.len() >= 2 && !groups.contains(&"") {
+        let folds = used
+            .iter()
+            .map(|s| groups.iter().position(|g| *g == s.group).unwrap_or(0))
+            .collect();
+        return (folds, groups.len());
+    }
+    let k = INNER_FOLDS.min(used.len());
+    ((0..used.len()).map(|i| i % k.max(1)).collect(), k)
+}
+
+/// The probabilities of every row of `used`, each from a booster (parameters `p`) fitted on
+/// the inner folds without it, and the labelled change outside the candidates (see [`score`]).
+fn inner_scores(
+    used: &[&PairSamples],
+    p: &TrainParams,
+    (folds, k): (&[usize], usize),
+    in_sample: bool,
+    on_round: &mut dyn FnMut(Stage, RoundLoss),
+) -> (Vec<(f32, bool, f64)>, f64) {
+    let mut scored = Vec::new();
+    let mut missed = 0.0;
+    for fold in 0..k.max(1) {
+        let (inner, held) = if in_sample {
+            (used.to_vec(), used.to_vec())
+        } else {
+            split(used, folds, fold)
+        };
+        let b = fit_on(&inner, &held, p, &mut |l| on_round(Stage::Threshold, l));
+        missed += score(&b, &held, p.features.count(), &mut scored);
+    }
+    (scored, missed)
+}
+
+/// The pairs outside fold `fold`, and those in it.
+fn split<'a>(pairs: &[&'a PairSamples], folds: &[usize], fold: usize) -> (Vec<&'a PairSamples>, Vec<&'a PairSamples>) {
     let (mut inner, mut held) = (vec![], vec![]);
-    for (i, s) in pairs.iter().enumerate() {
-        if i % k == fold {
+    for (s, &f) in pairs.iter().zip(folds) {
+        if f == fold {
             held.push(*s);
         } else {
             inner.push(*s);
@@ -182,13 +378,13 @@ fn split<'a>(pairs: &[&'a PairSamples], fold: usize, k: usize) -> (Vec<&'a PairS
     (inner, held)
 }
 
-/// Appends `(probability, change, weight)` of every row of `pairs` to `out`; returns the
-/// labelled change those pairs have outside their candidates.
-fn score(b: &Booster, pairs: &[&PairSamples], out: &mut Vec<(f32, bool, f64)>) -> f64 {
+/// Appends `(probability, change, weight)` of every row of `pairs` (its first `n` features) to
+/// `out`; returns the labelled change those pairs have outside their candidates.
+fn score(b: &Booster, pairs: &[&PairSamples], n: usize, out: &mut Vec<(f32, bool, f64)>) -> f64 {
     let mut missed = 0.0;
     for s in pairs {
         for i in 0..s.rows() {
-            let p = b.probability(&s.x[i * s.features..(i + 1) * s.features]);
+            let p = b.probability(&s.x[i * s.features..i * s.features + n]);
             out.push((p, s.y[i] > 0.5, f64::from(s.weight[i])));
         }
         missed += s.positives - s.positives_in_candidates;
@@ -204,14 +400,15 @@ fn fit_on(
     p: &TrainParams,
     on_round: &mut dyn FnMut(RoundLoss),
 ) -> Booster {
-    let (x, y, w) = balanced_rows(pairs);
+    let n = p.features.count();
+    let (x, y, w) = balanced_rows(pairs, n);
     let rows = Rows {
         x: &x,
         y: &y,
         w: &w,
         features: p.features.count(),
     };
-    let (vx, vy, vw) = balanced_rows(valid_pairs);
+    let (vx, vy, vw) = balanced_rows(valid_pairs, n);
     let valid = Rows {
         x: &vx,
         y: &vy,
@@ -222,10 +419,13 @@ fn fit_on(
     booster::fit(&rows, v, &p.boost, on_round)
 }
 
-fn balanced_rows(pairs: &[&PairSamples]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+/// The rows of `pairs` (their first `n` features), labels and class-balancing weights.
+fn balanced_rows(pairs: &[&PairSamples], n: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (mut x, mut y) = (Vec::new(), Vec::new());
     for s in pairs {
-        x.extend_from_slice(&s.x);
+        for row in s.x.chunks_exact(s.features) {
+            x.extend_from_slice(&row[..n]);
+        }
         y.extend_from_slice(&s.y);
     }
     let pos = y.iter().filter(|&&v| v > 0.5).count().max(1) as f32;
@@ -274,7 +474,7 @@ mod tests {
 
     /// A pair whose change rows have feature 0 high, with noise in the others.
     fn pair(name: &str, n: usize, shift: f32) -> PairSamples {
-        let f = FeatureSpec { nir: false }.count();
+        let f = FeatureSpec::new(false).count();
         let mut s = PairSamples {
             name: name.into(),
             features: f,
@@ -311,7 +511,7 @@ mod tests {
     #[test]
     fn the_threshold_comes_from_pairs_the_threshold_booster_did_not_see() {
         let pairs: Vec<PairSamples> = (0..5).map(|i| pair(&format!("p{i}"), 300, 0.0)).collect();
-        let mut p = TrainParams::new(FeatureSpec { nir: false }, 3);
+        let mut p = TrainParams::new(FeatureSpec::new(false), 3);
         p.boost.rounds = 5;
         let (m, r) = fit_cascade(&pairs, &p, &meta(), Path::new("x"), &mut |_, _| {}).unwrap();
         assert_eq!(r.threshold_pairs.len(), 5);
@@ -320,11 +520,139 @@ mod tests {
         assert!(m.probability_threshold > 0.0 && m.probability_threshold < 1.0);
     }
 
+    /// `pair` with its change signal moved from feature 0 to feature `at` (noise in 0).
+    fn pair_with_signal_at(name: &str, n: usize, at: usize) -> PairSamples {
+        let mut s = pair(name, n, 0.0);
+        for row in s.x.chunks_exact_mut(s.features) {
+            row.swap(0, at);
+        }
+        s
+    }
+
+    #[test]
+    fn the_nested_selection_keeps_the_radius_the_held_out_pairs_need_and_else_the_smaller_model() {
+        let mut p = TrainParams::new(FeatureSpec::new(false), 3);
+        p.boost.rounds = 5;
+        // The signal only in the 31 px statistics: only the models with them can see it.
+        let last = FeatureSpec::new(false).count() - 1;
+        let wide: Vec<PairSamples> = (0..4)
+            .map(|i| pair_with_signal_at(&format!("p{i}"), 300, last))
+            .collect();
+        let (m, r) = fit_cascade(&wide, &p, &meta(), Path::new("x"), &mut |_, _| {}).unwrap();
+        assert_eq!(r.selection.len(), GRID.len());
+        assert_eq!(r.chosen.max_radius, 31, "{:?}", r.selection);
+        assert_eq!(m.features.max_radius, 31);
+        assert_eq!(m.booster.features, m.features.count());
+        // The signal in a per-pixel feature: every choice separates it, the smallest is kept
+        // and the model file describes its shorter rows.
+        let near: Vec<PairSamples> = (0..4).map(|i| pair(&format!("p{i}"), 300, 0.0)).collect();
+        let (m, r) = fit_cascade(&near, &p, &meta(), Path::new("x"), &mut |_, _| {}).unwrap();
+        assert_eq!(r.chosen, GRID[0], "{:?}", r.selection);
+        assert_eq!((m.features.max_radius, m.booster.features), (15, m.features.count()));
+        assert_eq!(m.booster.features, FeatureSpec::new(false).count() - 9);
+    }
+
+    #[test]
+    fn the_candidate_factor_is_the_largest_holding_95_percent_of_the_training_change() {
+        let with_shares = |shares: [f64; 3]| -> Vec<PairSamples> {
+            (0..2)
+                .map(|i| PairSamples {
+                    name: format!("p{i}"),
+                    positives: 100.0,
+                    candidates_at: shares.iter().map(|s| [1000.0, s * 100.0]).collect(),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        let f = &CANDIDATE_FACTORS;
+        assert_eq!(candidate_level(&with_shares([0.96, 0.98, 0.99]), f), 0);
+        assert_eq!(candidate_level(&with_shares([0.90, 0.95, 0.99]), f), 1);
+        assert_eq!(
+            candidate_level(&with_shares([0.60, 0.70, 0.80]), f),
+            2,
+            "else the lowest"
+        );
+        assert_eq!(
+            candidate_level(&with_shares([0.60, 0.70, 0.80]), &[0.5]),
+            0,
+            "one factor"
+        );
+    }
+
+    #[test]
+    fn a_model_trained_at_a_lower_factor_says_so_and_uses_only_the_rows_it_reaches() {
+        let mut pairs: Vec<PairSamples> = (0..4).map(|i| pair(&format!("p{i}"), 300, 0.0)).collect();
+        for s in &mut pairs {
+            // Every third row is a candidate only at the lowest factor; the change at 0.5 is 80 %.
+            s.level = (0..s.rows()).map(|i| if i % 3 == 1 { 2 } else { 0 }).collect();
+            let (neg, pos) = (1000.0, s.positives);
+            s.candidates_at = vec![[neg, 0.8 * pos], [neg, 0.8 * pos], [2.0 * neg, pos]];
+            s.per_class = 1000;
+        }
+        let mut p = TrainParams::new(FeatureSpec::new(false), 3);
+        p.boost.rounds = 5;
+        let (m, r) = fit_cascade(&pairs, &p, &meta(), Path::new("x"), &mut |_, _| {}).unwrap();
+        assert_eq!(m.candidates.evidence_factor, 0.25);
+        assert_eq!((r.candidate_factor, r.rows), (0.25, 1200));
+        for s in &mut pairs {
+            s.candidates_at = vec![[1000.0, s.positives]; 3];
+        }
+        let (m, r) = fit_cascade(&pairs, &p, &meta(), Path::new("x"), &mut |_, _| {}).unwrap();
+        assert_eq!((m.candidates.evidence_factor, r.rows), (0.5, 800));
+        assert_eq!(r.candidate_recall, 1.0);
+    }
+
+    #[test]
+    fn pairs_in_groups_are_held_out_a_group_at_a_time_else_by_pair() {
+        let mut pairs: Vec<PairSamples> = (0..5).map(|i| pair(&format!("p{i}"), 30, 0.0)).collect();
+        let r: Vec<&PairSamples> = pairs.iter().collect();
+        assert_eq!(inner_folds(&r), (vec![0, 1, 2, 0, 1], 3));
+        for (s, g) in pairs.iter_mut().zip(["a", "b", "a", "c", "b"]) {
+            s.group = g.into();
+        }
+        let r: Vec<&PairSamples> = pairs.iter().collect();
+        assert_eq!(inner_folds(&r), (vec![0, 1, 0, 2, 1], 3), "one fold per dataset");
+        let (inner, held) = split(&r, &inner_folds(&r).0, 1);
+        assert!(held.iter().all(|s| s.group == "b") && inner.iter().all(|s| s.group != "b"));
+        for s in &mut pairs {
+            s.group = "a".into();
+        }
+        let r: Vec<&PairSamples> = pairs.iter().collect();
+        assert_eq!(inner_folds(&r).1, 3, "one group: by pair");
+    }
+
+    #[test]
+    fn a_fixed_depth_and_radius_leave_one_choice() {
+        let mut p = TrainParams::new(FeatureSpec::new(false), 3);
+        p.fix(Some(4), None);
+        assert_eq!(p.grid.iter().map(|c| c.max_radius).collect::<Vec<_>>(), vec![15, 31]);
+        p.fix(None, Some(15));
+        assert_eq!(
+            p.grid,
+            vec![Choice {
+                max_depth: 4,
+                max_radius: 15
+            }]
+        );
+        assert_eq!(
+            p.features.max_radius, 15,
+            "rows sampled with no larger radius than needed"
+        );
+        p.fix(Some(6), Some(7));
+        assert_eq!(
+            p.grid,
+            vec![Choice {
+                max_depth: 6,
+                max_radius: 7
+            }]
+        );
+    }
+
     #[test]
     fn no_changed_row_is_an_empty_training_set_naming_the_source() {
         let mut s = pair("p", 30, 0.0);
         s.y.iter_mut().for_each(|y| *y = 0.0);
-        let p = TrainParams::new(FeatureSpec { nir: false }, 3);
+        let p = TrainParams::new(FeatureSpec::new(false), 3);
         let e = fit_cascade(&[s], &p, &meta(), Path::new("data/x"), &mut |_, _| {}).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().starts_with("data/x: is an empty training set"), "{e}");
