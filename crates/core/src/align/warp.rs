@@ -2,11 +2,10 @@
 //! when the two differ. The result is a temporary tiled GeoTIFF read like any input.
 
 use crate::io::raster::{Georef, RasterInfo};
+use crate::io::warp::{self, WarpError};
 use crate::{Error, Result};
-use gdal::cpl::CslStringList;
 use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
 use gdal::Dataset;
-use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 /// Bounding box `(xmin, ymin, xmax, ymax)` of a grid in its own CRS.
@@ -72,7 +71,6 @@ pub fn warp_onto(after: &Dataset, after_info: &RasterInfo, before: &RasterInfo, 
         .as_ref()
         .ok_or_else(|| Error::input(&before.path, "has no georeferencing; cannot warp onto it"))?;
     let (x0, y0, x1, y1) = extent(before, g);
-    let mut argv = CslStringList::new();
     let args = [
         "-t_srs".to_string(),
         g.wkt.clone(),
@@ -98,40 +96,16 @@ pub fn warp_onto(after: &Dataset, after_info: &RasterInfo, before: &RasterInfo, 
         "BLOCKYSIZE=512".into(),
         "-overwrite".into(),
     ];
-    for a in &args {
-        argv.add_string(a)
-            .map_err(|e| Error::gdal(&after_info.path, "bad warp option", e))?;
-    }
-    let c_dst =
-        CString::new(dst.to_string_lossy().as_bytes()).map_err(|_| Error::input(dst, "path contains a NUL byte"))?;
-    // SAFETY: the options and datasets are valid for the duration of the call; GDALWarp returns
-    // a new dataset handle (or null) that we close immediately.
-    unsafe {
-        let opts = gdal_sys::GDALWarpAppOptionsNew(argv.as_ptr(), std::ptr::null_mut());
-        if opts.is_null() {
-            return Err(Error::Other(format!(
-                "{}: invalid warp options",
-                after_info.path.display()
-            )));
-        }
-        let mut srcs = [after.c_dataset()];
-        let mut usage_err = 0;
-        let h = gdal_sys::GDALWarp(
-            c_dst.as_ptr(),
-            std::ptr::null_mut(),
-            1,
-            srcs.as_mut_ptr(),
-            opts,
-            &mut usage_err,
-        );
-        gdal_sys::GDALWarpAppOptionsFree(opts);
-        if h.is_null() {
-            return Err(Error::Other(format!(
-                "{}: GDAL could not warp it onto the before grid",
-                after_info.path.display()
-            )));
-        }
-        gdal_sys::GDALClose(h);
-    }
+    let name = dst
+        .to_str()
+        .ok_or_else(|| Error::input(dst, "path is not valid UTF-8; GDAL needs a UTF-8 name"))?;
+    // The new dataset is dropped (closed, flushed) at once: the aligned pass reopens the file.
+    warp::warp(after, name, &args).map_err(|e| match e {
+        WarpError::Options(m) => Error::Other(format!("{}: invalid warp options: {m}", after_info.path.display())),
+        WarpError::Failed(m) => Error::Other(format!(
+            "{}: GDAL could not warp it onto the before grid ({m})",
+            after_info.path.display()
+        )),
+    })?;
     Ok(dst.to_path_buf())
 }

@@ -10,6 +10,7 @@ pub mod ownership;
 pub mod radiometry;
 pub mod raster;
 pub mod toml_location;
+pub mod warp;
 
 use std::sync::Once;
 

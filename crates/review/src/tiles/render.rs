@@ -7,15 +7,14 @@
 //! overview that fits the zoom), coloured with the run's contrast stretch and encoded as a
 //! PNG whose pixels outside the image are transparent.
 
-use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use gdal::cpl::CslStringList;
 use gdal::raster::ResampleAlg;
 use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
 use gdal::{Dataset, DriverManager};
 use image::ImageEncoder;
+use landwatch_core::io::warp::{self, WarpError};
 use landwatch_core::publish::percentile;
 
 use crate::store::{ReviewError, ReviewResult};
@@ -348,56 +347,14 @@ fn warp_window(src: &Dataset, tb: [f64; 4], path: &Path) -> ReviewResult<Dataset
         "-dstalpha".into(),
         "-q".into(),
     ];
-    let mut argv = CslStringList::new();
-    for a in &args {
-        argv.add_string(a)
-            .map_err(|e| gdal_failure(path, "bad warp option", e))?;
-    }
-    let empty = CString::default();
-    // SAFETY: the options, the source handle and the empty output name live through the call;
-    // GDALWarp returns a new dataset (or null) that `from_c_dataset` takes ownership of.
-    unsafe {
-        let opts = gdal_sys::GDALWarpAppOptionsNew(argv.as_ptr(), std::ptr::null_mut());
-        if opts.is_null() {
-            return Err(ReviewError::BadInput(format!(
-                "{}: invalid warp options",
-                path.display()
-            )));
-        }
-        let mut srcs = [src.c_dataset()];
-        let mut usage_err = 0;
-        let h = gdal_sys::GDALWarp(
-            empty.as_ptr(),
-            std::ptr::null_mut(),
-            1,
-            srcs.as_mut_ptr(),
-            opts,
-            &mut usage_err,
-        );
-        gdal_sys::GDALWarpAppOptionsFree(opts);
-        if h.is_null() {
-            return Err(ReviewError::BadInput(format!(
-                "{}: GDAL could not warp a map tile from it ({}); the image may be damaged — \
-                 replace it or import the run again",
-                path.display(),
-                last_gdal_error()
-            )));
-        }
-        Ok(Dataset::from_c_dataset(h))
-    }
-}
-
-/// GDAL's last error message on this thread (empty when none).
-fn last_gdal_error() -> String {
-    // SAFETY: a pointer to GDAL's thread-local message, copied at once.
-    unsafe {
-        let p = gdal_sys::CPLGetLastErrorMsg();
-        if p.is_null() {
-            String::new()
-        } else {
-            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
-        }
-    }
+    warp::warp(src, "", &args).map_err(|e| match e {
+        WarpError::Options(m) => ReviewError::BadInput(format!("{}: invalid warp options: {m}", path.display())),
+        WarpError::Failed(m) => ReviewError::BadInput(format!(
+            "{}: GDAL could not warp a map tile from it ({m}); the image may be damaged — \
+             replace it or import the run again",
+            path.display(),
+        )),
+    })
 }
 
 /// RGBA pixels (256², row-major) as PNG, fast compression (tiles are cached anyway).
