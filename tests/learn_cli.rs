@@ -103,6 +103,27 @@ fn same_inputs_and_seed_give_the_same_model_bytes_and_the_model_runs_in_detect()
     assert_eq!(manifest["model"]["id"], "t@1.0.0");
 }
 
+#[test]
+fn train_uses_the_edge_features_by_default_and_no_edges_leaves_them_out() {
+    // On by default for new models (a priori: buildings and roads change the local gradient
+    // structure); `--no-edges` gives the features, and the file, of models made before them.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synth_pair(tmp.path(), "384", "11");
+    let features = |extra: &[&str]| {
+        let m = tmp.path().join(format!("m{}-1.0.0.json", extra.len()));
+        let o = train(&[&data], &m, &[&["--depth", "3", "--max-radius", "7"], extra].concat());
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&m).unwrap()).unwrap();
+        (v["features"].clone(), v["booster"]["features"].as_u64())
+    };
+    let (on, on_count) = features(&[]);
+    assert_eq!(on["edges"], true, "{on}");
+    let (off, off_count) = features(&["--no-edges"]);
+    assert!(off.get("edges").is_none(), "absent means off, as in older files: {off}");
+    // 3 gradient features per pixel and 4 per radius (1, 3, 7).
+    assert_eq!(on_count.zip(off_count).map(|(a, b)| a - b), Some(3 + 4 * 3));
+}
+
 fn detect_with(model: &Path, out: &Path, extra: &[&str]) -> Output {
     let (before, after) = (demo("before.tif"), demo("after.tif"));
     let mut args = vec![

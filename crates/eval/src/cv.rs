@@ -138,7 +138,7 @@ fn dataset_pairs(opts: &Options, report: &Report) -> Result<Vec<DatasetPairs>> {
 struct SampleCache<'a> {
     rules: &'a Model,
     seed: u64,
-    rows: BTreeMap<(String, String, bool), PairSamples>,
+    rows: BTreeMap<(String, String, bool, bool), PairSamples>,
 }
 
 impl<'a> SampleCache<'a> {
@@ -151,7 +151,7 @@ impl<'a> SampleCache<'a> {
     }
 
     fn get(&mut self, dataset: &str, src: &PairSource, spec: FeatureSpec) -> Result<PairSamples> {
-        let key = (dataset.to_string(), src.name.clone(), spec.nir);
+        let key = (dataset.to_string(), src.name.clone(), spec.nir, spec.edges);
         if let Some(s) = self.rows.get(&key) {
             return Ok(s.clone());
         }
@@ -177,7 +177,7 @@ impl SampleCache<'_> {
         let mut seen = std::collections::BTreeSet::new();
         let factors = TrainParams::new(FeatureSpec::new(false), self.seed).candidate_factors;
         let (mut inside, mut all) = (vec![0.0; factors.len()], 0.0);
-        for ((d, pair, _), s) in &self.rows {
+        for ((d, pair, _, _), s) in &self.rows {
             if d == dataset && seen.insert(pair) {
                 inside.iter_mut().enumerate().for_each(|(l, a)| *a += s.positives_at(l));
                 all += s.positives;
@@ -196,6 +196,11 @@ fn has_nir(profile: &datasets::Profile) -> bool {
         .is_some_and(|b| b.split(',').any(|t| t.trim().eq_ignore_ascii_case("NIR")))
 }
 
+/// The models measured here use the gradient (edge) features, as `train` does by default:
+/// fixed a priori (buildings and roads change the local gradient structure), not chosen on
+/// these scores.
+const EDGES: bool = true;
+
 fn kfold(set: &DatasetPairs, k: usize, cache: &mut SampleCache, scratch: &Path) -> Result<LearnedResult> {
     let n = set.pairs.len();
     let protocol = Protocol::KFold(k).label();
@@ -203,7 +208,7 @@ fn kfold(set: &DatasetPairs, k: usize, cache: &mut SampleCache, scratch: &Path) 
         return Ok(empty(protocol, format!("{n} pair: nothing to train on without it")));
     }
     let k = k.min(n);
-    let spec = FeatureSpec::new(has_nir(set.profile));
+    let spec = FeatureSpec::new(has_nir(set.profile)).with_edges(EDGES);
     let mut per_pair = Vec::new();
     for fold in 0..k {
         let mut train_rows = Vec::new();
@@ -234,7 +239,7 @@ fn kfold(set: &DatasetPairs, k: usize, cache: &mut SampleCache, scratch: &Path) 
 }
 
 fn lodo(sets: &[DatasetPairs], held: usize, cache: &mut SampleCache, scratch: &Path) -> Result<LearnedResult> {
-    let spec = FeatureSpec::new(false);
+    let spec = FeatureSpec::new(false).with_edges(EDGES);
     let mut train_rows = Vec::new();
     for (di, set) in sets.iter().enumerate() {
         if di != held {

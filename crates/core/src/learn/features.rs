@@ -8,6 +8,11 @@
 //! each radius of [`RADII`], local means and standard deviations of those planes over the
 //! observed pixels of a square window.
 //!
+//! With [`FeatureSpec::edges`], also the gradient magnitude of each date's standardised
+//! brightness (Sobel), its difference between dates and, per radius, local means of those:
+//! new buildings, roads and hardened ground change the local gradient structure, which band
+//! differences and window statistics of values do not see.
+//!
 //! Window sums come from integral images of values quantised to 1/[`QUANT`] in integers:
 //! integer sums are exact, so a pixel's features do not depend on where its block starts —
 //! the features, and the model's decisions, are seamless across blocks.
@@ -27,6 +32,17 @@ const QUANT: f64 = 256.0;
 const CLAMP: f32 = 1.0e4;
 /// Local statistics per radius (see [`FeatureSpec::names`]).
 const PER_RADIUS: usize = 9;
+/// Per-pixel edge features with [`FeatureSpec::edges`]: gradient before, after, difference.
+const EDGE_PIXEL: usize = 3;
+/// Edge statistics per radius with [`FeatureSpec::edges`] (see [`edge_radius_features`]).
+const EDGE_PER_RADIUS: usize = 4;
+/// Names of the per-radius edge statistics, in [`edge_radius_features`]' order.
+const EDGE_RADIUS_NAMES: [&str; EDGE_PER_RADIUS] = [
+    "grad_before_mean",
+    "grad_after_mean",
+    "grad_diff_mean",
+    "grad_absdiff_mean",
+];
 
 /// The [`PER_RADIUS`] features of one window radius, in feature-row order, from the window's
 /// mean and standard deviation of the per-pixel sums: one home for the order, shared by the
@@ -56,6 +72,14 @@ pub struct FeatureSpec {
     /// file: [`MAX_RADIUS`]; not written when it is that, so such files keep their bytes).
     #[serde(default = "max_radius_default", skip_serializing_if = "is_max_radius_default")]
     pub max_radius: usize,
+    /// Whether the gradient (edge) features are used (absent in a model file: off, the
+    /// features models had before them; not written when off, so such files keep their bytes).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub edges: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn max_radius_default() -> usize {
@@ -72,7 +96,13 @@ impl FeatureSpec {
         Self {
             nir,
             max_radius: MAX_RADIUS,
+            edges: false,
         }
+    }
+
+    /// The same features with the gradient (edge) features on or off.
+    pub fn with_edges(self, edges: bool) -> Self {
+        Self { edges, ..self }
     }
 
     /// The same bands with local statistics up to `max_radius` only.
@@ -87,7 +117,7 @@ impl FeatureSpec {
 
     /// Features per pixel before the local statistics.
     pub fn pixel_count(&self) -> usize {
-        3 * self.bands() + 7
+        3 * self.bands() + 7 + if self.edges { EDGE_PIXEL } else { 0 }
     }
 
     /// Whether `max_radius` is one of [`RADII`] (a model file may say otherwise).
@@ -124,6 +154,9 @@ impl FeatureSpec {
         ] {
             n.push(s.into());
         }
+        if self.edges {
+            n.extend(["grad_before", "grad_after", "grad_diff"].map(String::from));
+        }
         for r in self.radii() {
             for s in [
                 "cva_mean",
@@ -138,13 +171,17 @@ impl FeatureSpec {
             ] {
                 n.push(format!("{s}_r{r}"));
             }
+            if self.edges {
+                n.extend(EDGE_RADIUS_NAMES.iter().map(|s| format!("{s}_r{r}")));
+            }
         }
         n
     }
 
-    /// The halo a block needs for the features of its inner pixels.
+    /// The halo a block needs for the features of its inner pixels: the widest window, and
+    /// one more with edges (the 3 × 3 gradient of a window's outermost pixel).
     pub fn halo(&self) -> usize {
-        self.radii().last().unwrap_or(0)
+        self.radii().last().unwrap_or(0) + usize::from(self.edges)
     }
 }
 
@@ -229,6 +266,33 @@ pub struct FeatureBlock {
     /// Integral images, `(h + 1) × (w + 1)`, the [`Sums`] of one position side by side (a
     /// window's four corners are four cache-line pairs, not 4 × 14 scattered reads).
     sums: Vec<[i64; SUMS]>,
+    /// The edge planes and their integral images, with [`FeatureSpec::edges`].
+    edges: Option<EdgePlanes>,
+}
+
+/// Gradient magnitudes of each date's standardised brightness and their integral images.
+struct EdgePlanes {
+    /// Gradient before, after (row-major; 0 where the 3 × 3 neighbourhood is not all observed).
+    grad: [Vec<f32>; 2],
+    /// Integral images, `(h + 1) × (w + 1)`, of [`EdgeSums`].
+    sums: Vec<[i64; EDGE_SUMS]>,
+}
+
+/// The integral images of the edge planes (the pixel count is [`Sums::Count`]'s).
+#[derive(Clone, Copy)]
+enum EdgeSums {
+    Before,
+    After,
+    AbsDiff,
+}
+const EDGE_SUMS: usize = 3;
+
+/// The [`EDGE_PER_RADIUS`] statistics of one window from its edge sums and pixel count.
+fn edge_radius_features(s: &[i64; EDGE_SUMS], count: f64) -> [f32; EDGE_PER_RADIUS] {
+    let (b, a) = (s[EdgeSums::Before as usize], s[EdgeSums::After as usize]);
+    // The difference of the integer sums is exact, so its mean is seamless too.
+    let mean = |v: i64| (v as f64 / QUANT / count) as f32;
+    [mean(b), mean(a), mean(a - b), mean(s[EdgeSums::AbsDiff as usize])]
 }
 
 /// The integral images kept per block.
@@ -321,6 +385,7 @@ impl FeatureBlock {
         let mut z = zb;
         z.extend(za);
         let sums = integrals(&px, &obs, w, h);
+        let edges = spec.edges.then(|| EdgePlanes::new(&px[1], &px[2], &obs, w, h));
         Self {
             spec,
             w,
@@ -328,6 +393,7 @@ impl FeatureBlock {
             z,
             px,
             sums,
+            edges,
         }
     }
 
@@ -346,11 +412,19 @@ impl FeatureBlock {
         }
         let [cva, bb, ba, gb, ga, er] = &self.px;
         out.extend([cva[i], bb[i], ba[i], gb[i], ga[i], ga[i] - gb[i], er[i]]);
+        if let Some(e) = &self.edges {
+            let [g_before, g_after] = &e.grad;
+            out.extend([g_before[i], g_after[i], g_after[i] - g_before[i]]);
+        }
         for r in self.spec.radii() {
-            let sums = self.window_sums(self.window(y, x, r));
+            let window = self.window(y, x, r);
+            let sums = self.window_sums(window);
             let count = sums[Sums::Count as usize] as f64;
             if count <= 0.0 {
                 out.extend([0.0; PER_RADIUS]);
+                if self.edges.is_some() {
+                    out.extend([0.0; EDGE_PER_RADIUS]);
+                }
                 continue;
             }
             // Every sum's mean over the window at once, so the divisions are vectorised.
@@ -358,6 +432,9 @@ impl FeatureBlock {
             let mean = |s: Sums| m[s as usize] as f32;
             let std = |s: Sums, sq: Sums| (m[sq as usize] - m[s as usize] * m[s as usize]).max(0.0).sqrt() as f32;
             out.extend(radius_features(mean, std));
+            if let Some(e) = &self.edges {
+                out.extend(edge_radius_features(&e.window_sums(window, self.w), count));
+            }
         }
         debug_assert_eq!(out.len(), self.spec.count());
     }
@@ -379,6 +456,64 @@ impl FeatureBlock {
         let (a, b, c, d) = (&t[y1 * w1 + x1], &t[y0 * w1 + x1], &t[y1 * w1 + x0], &t[y0 * w1 + x0]);
         std::array::from_fn(|k| a[k] - b[k] - c[k] + d[k])
     }
+}
+
+impl EdgePlanes {
+    /// The gradients of the brightness planes and their integral images.
+    fn new(bright_before: &[f32], bright_after: &[f32], obs: &[bool], w: usize, h: usize) -> Self {
+        let grad = [
+            sobel_magnitude(bright_before, obs, w, h),
+            sobel_magnitude(bright_after, obs, w, h),
+        ];
+        let w1 = w + 1;
+        let mut sums = vec![[0i64; EDGE_SUMS]; (h + 1) * w1];
+        for y in 0..h {
+            let mut row = [0i64; EDGE_SUMS];
+            for x in 0..w {
+                let i = y * w + x;
+                if obs[i] {
+                    let (b, a) = (quant(grad[0][i]), quant(grad[1][i]));
+                    for (r, v) in row.iter_mut().zip([b, a, (a - b).abs()]) {
+                        *r += v;
+                    }
+                }
+                let above = sums[y * w1 + x + 1];
+                let here = &mut sums[(y + 1) * w1 + x + 1];
+                for k in 0..EDGE_SUMS {
+                    here[k] = above[k] + row[k];
+                }
+            }
+        }
+        Self { grad, sums }
+    }
+
+    /// Every [`EdgeSums`] over `[y0, y1) × [x0, x1)` (`w`: the block's width).
+    fn window_sums(&self, [y0, y1, x0, x1]: [usize; 4], w: usize) -> [i64; EDGE_SUMS] {
+        let (t, w1) = (&self.sums, w + 1);
+        let (a, b, c, d) = (&t[y1 * w1 + x1], &t[y0 * w1 + x1], &t[y1 * w1 + x0], &t[y0 * w1 + x0]);
+        std::array::from_fn(|k| a[k] - b[k] - c[k] + d[k])
+    }
+}
+
+/// Sobel gradient magnitude of `plane` (per pixel, a unit ramp gives 1), 0 on the block's
+/// border and wherever the 3 × 3 neighbourhood is not all observed: no edge is made up at a
+/// cloud's rim, and a pixel's value depends only on its neighbourhood (seamless, given the
+/// one-pixel extra halo).
+fn sobel_magnitude(plane: &[f32], obs: &[bool], w: usize, h: usize) -> Vec<f32> {
+    let mut g = vec![0.0f32; w * h];
+    for y in 1..h.saturating_sub(1) {
+        for x in 1..w.saturating_sub(1) {
+            let all_observed = (y - 1..=y + 1).all(|yy| obs[yy * w + x - 1..=yy * w + x + 1].iter().all(|&o| o));
+            if !all_observed {
+                continue;
+            }
+            let v = |dy: usize, dx: usize| plane[(y + dy - 1) * w + x + dx - 1];
+            let gx = (v(0, 2) + 2.0 * v(1, 2) + v(2, 2)) - (v(0, 0) + 2.0 * v(1, 0) + v(2, 0));
+            let gy = (v(2, 0) + 2.0 * v(2, 1) + v(2, 2)) - (v(0, 0) + 2.0 * v(0, 1) + v(0, 2));
+            g[y * w + x] = finite((gx * gx + gy * gy).sqrt() / 8.0);
+        }
+    }
+    g
 }
 
 fn finite(v: f32) -> f32 {
@@ -598,9 +733,14 @@ mod tests {
 
     #[test]
     fn a_gain_and_offset_of_one_date_leaves_the_features_unchanged() {
+        for edges in [false, true] {
+            gain_and_offset_leave_the_features_unchanged(FeatureSpec::new(false).with_edges(edges));
+        }
+    }
+
+    fn gain_and_offset_leave_the_features_unchanged(spec: FeatureSpec) {
         let (b, a, e) = scene(48, 48);
         let obs = Array2::from_elem((48, 48), true);
-        let spec = FeatureSpec::new(false);
         let scaled = a.mapv(|v| 2.5 * v + 40.0);
         let rows = |after: &Array3<f32>| {
             let st = stats_of(&b, after);
@@ -633,9 +773,14 @@ mod tests {
 
     #[test]
     fn unobserved_pixels_do_not_enter_the_local_statistics() {
+        for edges in [false, true] {
+            unobserved_pixels_stay_out(FeatureSpec::new(false).with_edges(edges));
+        }
+    }
+
+    fn unobserved_pixels_stay_out(spec: FeatureSpec) {
         let (b, a, e) = scene(40, 40);
         let mut obs = Array2::from_elem((40, 40), true);
-        let spec = FeatureSpec::new(false);
         let st = stats_of(&b, &a);
         let mut a2 = a.clone();
         // Garbage under a cloud must not leak into a neighbour's window statistics.
@@ -694,6 +839,155 @@ mod tests {
         for nir in [false, true] {
             let spec = FeatureSpec::new(nir);
             assert_eq!(spec.count(), 3 * spec.bands() + 7 + PER_RADIUS * RADII.len());
+            let edges = spec.with_edges(true);
+            let per_radius = PER_RADIUS + EDGE_PER_RADIUS;
+            assert_eq!(
+                edges.count(),
+                3 * spec.bands() + 7 + EDGE_PIXEL + per_radius * RADII.len()
+            );
+            assert_eq!(edges.pixel_count(), spec.pixel_count() + EDGE_PIXEL);
         }
+    }
+
+    fn block(
+        b: &Array3<f32>,
+        a: &Array3<f32>,
+        e: &Array2<f32>,
+        obs: &Array2<bool>,
+        spec: FeatureSpec,
+        st: &ImageStats,
+    ) -> FeatureBlock {
+        let input = BlockInput {
+            before: b,
+            after: a,
+            observed: obs,
+            evidence: e,
+            threshold: 0.05,
+        };
+        FeatureBlock::new(&input, spec, st)
+    }
+
+    #[test]
+    fn edge_features_do_not_depend_on_where_the_block_starts_down_to_the_halo() {
+        // Every pixel at least `halo` inside the part block — the ones detection asks for —
+        // must get the whole block's bits; the widest window's outermost pixel needs its
+        // 3 × 3 neighbourhood, hence the one extra pixel of halo.
+        let (b, a, e) = scene(100, 110);
+        let mut obs = Array2::from_elem((100, 110), true);
+        obs[(50, 60)] = false;
+        let spec = FeatureSpec::new(false).with_edges(true);
+        let st = stats_of(&b, &a);
+        let whole = block(&b, &a, &e, &obs, spec, &st);
+        let (y0, x0) = (5, 9);
+        let part = block(
+            &b.slice(s![.., y0.., x0..]).to_owned(),
+            &a.slice(s![.., y0.., x0..]).to_owned(),
+            &e.slice(s![y0.., x0..]).to_owned(),
+            &obs.slice(s![y0.., x0..]).to_owned(),
+            spec,
+            &st,
+        );
+        let halo = spec.halo();
+        assert_eq!(halo, MAX_RADIUS + 1);
+        let (mut r1, mut r2) = (Vec::new(), Vec::new());
+        let mut edge_values = 0;
+        let grad = spec.names().iter().position(|n| n == "grad_diff_mean_r31").unwrap();
+        for y in halo..100 - y0 - halo {
+            for x in halo..110 - x0 - halo {
+                whole.row_at(y + y0, x + x0, &mut r1);
+                part.row_at(y, x, &mut r2);
+                assert_eq!(r1.len(), spec.count());
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&r1), bits(&r2), "pixel ({y}, {x}) of the part block");
+                edge_values += usize::from(r1[grad] != 0.0);
+            }
+        }
+        assert!(
+            edge_values > 100,
+            "{edge_values} non-zero edge statistics: the test compares little"
+        );
+    }
+
+    #[test]
+    fn without_edges_the_row_is_the_edge_row_less_its_gradient_features() {
+        // Models made before the edge features (no `edges` in their file) get the rows they
+        // were trained on: turning edges on only adds features.
+        let (b, a, e) = scene(100, 110);
+        let obs = Array2::from_elem((100, 110), true);
+        let st = stats_of(&b, &a);
+        let (off, on) = (FeatureSpec::new(false), FeatureSpec::new(false).with_edges(true));
+        let (mut r_off, mut r_on) = (Vec::new(), Vec::new());
+        block(&b, &a, &e, &obs, off, &st).row_at(50, 55, &mut r_off);
+        block(&b, &a, &e, &obs, on, &st).row_at(50, 55, &mut r_on);
+        let names = on.names();
+        let kept: Vec<f32> = r_on
+            .iter()
+            .zip(&names)
+            .filter(|(_, n)| !n.starts_with("grad_"))
+            .map(|(v, _)| *v)
+            .collect();
+        assert_eq!(kept, r_off);
+        assert_eq!(
+            off.names(),
+            names
+                .iter()
+                .filter(|n| !n.starts_with("grad_"))
+                .cloned()
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(off.halo(), MAX_RADIUS);
+    }
+
+    #[test]
+    fn a_new_buildings_outline_raises_the_gradient_difference_and_its_interior_does_not() {
+        // Flat before, a bright 12 × 16 roof after: the roof's rim is a new edge, its inside
+        // and the untouched ground are not.
+        let b = Array3::from_shape_fn((3, 60, 60), |(k, y, x)| 100.0 + ((x * 3 + y * 5 + k) % 4) as f32 * 0.5);
+        let mut a = b.clone();
+        for k in 0..3 {
+            for y in 20..32 {
+                for x in 20..36 {
+                    a[(k, y, x)] = 180.0;
+                }
+            }
+        }
+        let e = Array2::zeros((60, 60));
+        let obs = Array2::from_elem((60, 60), true);
+        let spec = FeatureSpec::new(false).with_edges(true);
+        let fb = block(&b, &a, &e, &obs, spec, &stats_of(&b, &a));
+        let names = spec.names();
+        let at = |y: usize, x: usize, name: &str| {
+            let mut r = Vec::new();
+            fb.row_at(y, x, &mut r);
+            r[names.iter().position(|n| n == name).unwrap()]
+        };
+        let (rim, inside, ground) = (
+            at(20, 28, "grad_diff"),
+            at(26, 28, "grad_diff"),
+            at(45, 10, "grad_diff"),
+        );
+        assert!(rim > 1.0, "rim {rim}");
+        // The texture's own gradients shift a little with each date's standardisation.
+        assert!(
+            inside.abs().max(ground.abs()) < rim / 4.0,
+            "rim {rim}, inside {inside}, ground {ground}"
+        );
+        assert!(
+            at(26, 28, "grad_absdiff_mean_r7") > 0.3,
+            "the rim is within 7 px of the roof's centre"
+        );
+        assert!(at(45, 10, "grad_absdiff_mean_r1") < rim / 4.0);
+    }
+
+    #[test]
+    fn edges_are_written_only_when_on_and_absent_means_off() {
+        let off = FeatureSpec::new(false);
+        let text = serde_json::to_string(&off).unwrap();
+        assert!(!text.contains("edges"), "{text}");
+        let back: FeatureSpec = serde_json::from_str(r#"{"nir":false}"#).unwrap();
+        assert_eq!(back, off);
+        let on = off.with_edges(true);
+        let on_text = serde_json::to_string(&on).unwrap();
+        assert_eq!(serde_json::from_str::<FeatureSpec>(&on_text).unwrap(), on);
     }
 }

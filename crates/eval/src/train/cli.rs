@@ -66,6 +66,10 @@ pub struct TrainArgs {
     /// Use NIR features (NDVI): every pair must have a NIR band.
     #[arg(long)]
     pub nir: bool,
+    /// Leave out the gradient (edge) features, on by default: the features models had
+    /// before them.
+    #[arg(long)]
+    pub no_edges: bool,
     /// Band order of dataset folders without an eval profile, e.g. R,G,B.
     #[arg(long)]
     pub bands: Option<String>,
@@ -104,7 +108,7 @@ pub fn cli_main(args: TrainArgs) -> Result<i32> {
     for d in &args.data {
         sources.extend(folder_pairs(d, &args)?);
     }
-    let spec = FeatureSpec::new(args.nir);
+    let spec = FeatureSpec::new(args.nir).with_edges(!args.no_edges);
     let mut params = TrainParams::new(spec, args.seed);
     params.boost.rounds = args.rounds;
     params.fix(args.depth, args.max_radius);
