@@ -465,25 +465,10 @@ impl EdgePlanes {
             sobel_magnitude(bright_before, obs, w, h),
             sobel_magnitude(bright_after, obs, w, h),
         ];
-        let w1 = w + 1;
-        let mut sums = vec![[0i64; EDGE_SUMS]; (h + 1) * w1];
-        for y in 0..h {
-            let mut row = [0i64; EDGE_SUMS];
-            for x in 0..w {
-                let i = y * w + x;
-                if obs[i] {
-                    let (b, a) = (quant(grad[0][i]), quant(grad[1][i]));
-                    for (r, v) in row.iter_mut().zip([b, a, (a - b).abs()]) {
-                        *r += v;
-                    }
-                }
-                let above = sums[y * w1 + x + 1];
-                let here = &mut sums[(y + 1) * w1 + x + 1];
-                for k in 0..EDGE_SUMS {
-                    here[k] = above[k] + row[k];
-                }
-            }
-        }
+        let sums = integral_images(obs, w, h, |i| {
+            let (b, a) = (quant(grad[0][i]), quant(grad[1][i]));
+            [b, a, (a - b).abs()]
+        });
         Self { grad, sums }
     }
 
@@ -554,38 +539,51 @@ fn quant(v: f32) -> i64 {
 
 /// The integral images of [`Sums`] over the observed pixels.
 fn integrals(px: &[Vec<f32>; 6], obs: &[bool], w: usize, h: usize) -> Vec<[i64; SUMS]> {
+    integral_images(obs, w, h, |i| {
+        let q: [i64; 6] = std::array::from_fn(|k| quant(px[k][i]));
+        let (cva, bb, ba, gb, ga, ev) = (q[0], q[1], q[2], q[3], q[4], q[5]);
+        [
+            1,
+            cva,
+            cva * cva,
+            ba - bb,
+            bb,
+            bb * bb,
+            ba,
+            ba * ba,
+            ga - gb,
+            gb,
+            gb * gb,
+            ga,
+            ga * ga,
+            ev,
+        ]
+    })
+}
+
+/// Integral images of `N` integer terms per pixel over the observed pixels: entry
+/// `(y, x)` of the `(h + 1) × (w + 1)` table is the sum over `[0, y) × [0, x)`. Integers, so a
+/// window's sum is exact and the same wherever the block starts.
+fn integral_images<const N: usize>(
+    obs: &[bool],
+    w: usize,
+    h: usize,
+    terms: impl Fn(usize) -> [i64; N],
+) -> Vec<[i64; N]> {
     let w1 = w + 1;
-    let mut sums = vec![[0i64; SUMS]; (h + 1) * w1];
+    let mut sums = vec![[0i64; N]; (h + 1) * w1];
     for y in 0..h {
-        let mut row = [0i64; SUMS];
+        let mut row = [0i64; N];
         for x in 0..w {
             let i = y * w + x;
             if obs[i] {
-                let q: [i64; 6] = std::array::from_fn(|k| quant(px[k][i]));
-                let (cva, bb, ba, gb, ga, ev) = (q[0], q[1], q[2], q[3], q[4], q[5]);
-                let add = [
-                    1,
-                    cva,
-                    cva * cva,
-                    ba - bb,
-                    bb,
-                    bb * bb,
-                    ba,
-                    ba * ba,
-                    ga - gb,
-                    gb,
-                    gb * gb,
-                    ga,
-                    ga * ga,
-                    ev,
-                ];
-                for (r, a) in row.iter_mut().zip(add) {
-                    *r += a;
+                for (r, t) in row.iter_mut().zip(terms(i)) {
+                    *r += t;
                 }
             }
             let above = sums[y * w1 + x + 1];
             let here = &mut sums[(y + 1) * w1 + x + 1];
-            for k in 0..SUMS {
+            for k in 0..N {
                 here[k] = above[k] + row[k];
             }
         }
