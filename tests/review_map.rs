@@ -342,7 +342,14 @@ async fn a_gis_client_reads_tiles_with_a_token_until_it_is_revoked() {
 
     // GDAL's WMTS driver (as QGIS's GDAL-based clients) reads the layer from the capabilities.
     let gdal_url = format!("WMTS:{caps_url},layer=run1-after");
+    // GDAL's WMS/WMTS driver caches tiles in ./gdalwmscache by default: keep it in the fixture.
+    let wms_cache = fx.tmp.path().join("gdalwmscache");
     let lit = tokio::task::spawn_blocking(move || {
+        gdal::config::set_config_option(
+            "GDAL_DEFAULT_WMS_CACHE_PATH",
+            wms_cache.to_str().expect("utf-8 temp path"),
+        )
+        .expect("set the WMS cache path");
         let ds = gdal::Dataset::open(&gdal_url).expect("GDAL opens the WMTS layer");
         let (w, h) = ds.raster_size();
         let band = ds.rasterband(1).expect("band");
