@@ -370,10 +370,12 @@ fn datasets_cross_validation_never_scores_a_pair_with_a_model_trained_on_it() {
     assert_eq!(folds, vec![0, 1, 2], "one fold per pair: {learned}");
     assert!(pairs.iter().all(|p| p["trained_on_pairs"] == 2), "{learned}");
     assert!(f(learned, "/scores/f1") > 0.5, "{learned}");
-    // Depth and radius are chosen inside each fold's training pairs, and recorded per pair.
+    // Depth, radius and edge features are chosen inside each fold's training pairs, and
+    // recorded per pair.
     for p in pairs {
         assert!([3, 4].contains(&p["chosen"]["max_depth"].as_u64().unwrap()), "{p}");
         assert!([15, 31].contains(&p["chosen"]["max_radius"].as_u64().unwrap()), "{p}");
+        assert!(p["chosen"]["edges"].is_boolean(), "{p}");
     }
     // The share of the change inside the candidates, at each factor: more at lower ones.
     let shares: Vec<f64> = learned["candidate_recall"]

@@ -104,24 +104,48 @@ fn same_inputs_and_seed_give_the_same_model_bytes_and_the_model_runs_in_detect()
 }
 
 #[test]
-fn train_uses_the_edge_features_by_default_and_no_edges_leaves_them_out() {
-    // On by default for new models (a priori: buildings and roads change the local gradient
-    // structure); `--no-edges` gives the features, and the file, of models made before them.
+fn train_chooses_the_edge_features_by_cross_validation_and_edges_or_no_edges_fix_them() {
+    // By default the nested selection inside the training pairs decides (both settings are
+    // estimated and reported in the manifest); `--edges` always uses them, `--no-edges` gives
+    // the features, and the file, of models made before them.
     let tmp = tempfile::tempdir().unwrap();
-    let data = synth_pair(tmp.path(), "384", "11");
-    let features = |extra: &[&str]| {
-        let m = tmp.path().join(format!("m{}-1.0.0.json", extra.len()));
-        let o = train(&[&data], &m, &[&["--depth", "3", "--max-radius", "7"], extra].concat());
+    // Two pairs: with one, nothing is held out and no choice is made (the largest is kept).
+    let (data, data2) = (synth_pair(tmp.path(), "384", "11"), synth_pair(tmp.path(), "384", "12"));
+    let trained = |name: &str, extra: &[&str]| {
+        let m = tmp.path().join(format!("{name}-1.0.0.json"));
+        let o = train(
+            &[&data, &data2],
+            &m,
+            &[&["--depth", "3", "--max-radius", "7"], extra].concat(),
+        );
         assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&m).unwrap()).unwrap();
-        (v["features"].clone(), v["booster"]["features"].as_u64())
+        let read = |p: &Path| -> serde_json::Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
+        let model = read(&m);
+        let manifest = read(&tmp.path().join(format!("{name}-1.0.0.manifest.json")));
+        (model, manifest["validation"]["selection"].clone())
     };
-    let (on, on_count) = features(&[]);
-    assert_eq!(on["edges"], true, "{on}");
-    let (off, off_count) = features(&["--no-edges"]);
-    assert!(off.get("edges").is_none(), "absent means off, as in older files: {off}");
+    let (on, on_selection) = trained("on", &["--edges"]);
+    assert_eq!(on["features"]["edges"], true, "{}", on["features"]);
+    assert_eq!(on_selection.as_array().map(Vec::len), Some(1), "{on_selection}");
+    let (off, _) = trained("off", &["--no-edges"]);
+    assert!(
+        off["features"].get("edges").is_none(),
+        "absent means off, as in older files: {}",
+        off["features"]
+    );
     // 3 gradient features per pixel and 4 per radius (1, 3, 7).
-    assert_eq!(on_count.zip(off_count).map(|(a, b)| a - b), Some(3 + 4 * 3));
+    let count = |m: &serde_json::Value| m["booster"]["features"].as_u64().unwrap();
+    assert_eq!(count(&on) - count(&off), 3 + 4 * 3);
+    let (chosen, selection) = trained("auto", &[]);
+    let offered: Vec<&serde_json::Value> = selection
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["choice"]["edges"])
+        .collect();
+    assert_eq!(offered, [false, true], "both estimated: {selection}");
+    let kept_edges = chosen["features"].get("edges").is_some();
+    assert_eq!(count(&chosen), if kept_edges { count(&on) } else { count(&off) });
 }
 
 fn detect_with(model: &Path, out: &Path, extra: &[&str]) -> Output {

@@ -9,7 +9,7 @@
 //!   the other datasets (RGB features, so that all datasets can be pooled); its inner folds
 //!   leave one training dataset out too.
 //!
-//! Each model's depth, window radius and probability threshold are chosen inside its training
+//! Each model's depth, window radius, edge features and probability threshold are chosen inside its training
 //! pairs by an inner split of them ([`crate::train::fit`]): nested, so the held-out pairs never
 //! influence a choice.
 //! Held-out pairs are scored through the same detect path and rasterised patches as the
@@ -79,7 +79,7 @@ pub struct LearnedPair {
     pub trained_on_pairs: usize,
     pub probability_threshold: f32,
     pub threshold_in_sample: bool,
-    /// The depth and radius the nested selection kept inside the training pairs.
+    /// The depth, radius and edge features the nested selection kept inside the training pairs.
     pub chosen: Choice,
     /// The candidate factor kept inside the training pairs.
     pub candidate_factor: f32,
@@ -196,9 +196,8 @@ fn has_nir(profile: &datasets::Profile) -> bool {
         .is_some_and(|b| b.split(',').any(|t| t.trim().eq_ignore_ascii_case("NIR")))
 }
 
-/// The models measured here use the gradient (edge) features, as `train` does by default:
-/// fixed a priori (buildings and roads change the local gradient structure), not chosen on
-/// these scores.
+/// The models measured here are offered the gradient (edge) features, as `train` does by
+/// default: the nested selection inside each model's training pairs decides whether it uses them.
 const EDGES: bool = true;
 
 fn kfold(set: &DatasetPairs, k: usize, cache: &mut SampleCache, scratch: &Path) -> Result<LearnedResult> {
@@ -294,6 +293,7 @@ fn train_and_score(
         threshold = rep.probability_threshold,
         depth = rep.chosen.max_depth,
         radius = rep.chosen.max_radius,
+        edges = rep.chosen.edges,
         in_sample = rep.threshold_in_sample,
         seconds = started.elapsed().as_secs_f64(),
         "cv model trained"

@@ -91,15 +91,24 @@ pub fn markdown(r: &Report) -> String {
     out
 }
 
+/// For how many scored pairs the model chose the edge features, e.g. `3 / 7`.
+fn edges_chosen(l: &crate::cv::LearnedResult) -> String {
+    if l.per_pair.is_empty() {
+        return "–".into();
+    }
+    let with = l.per_pair.iter().filter(|p| p.chosen.edges).count();
+    format!("{with} / {}", l.per_pair.len())
+}
+
 /// The learned cascade beside the baseline and the rules model, when `--cv` ran.
 fn learned_table(out: &mut String, r: &Report) {
     let Some(protocol) = &r.cv else { return };
     let _ = writeln!(out, "### Learned cascade, {protocol}\n");
     let _ = writeln!(
         out,
-        "| dataset | pairs scored | change in candidates⁴ | baseline² px F1 | rules¹ px F1 | learned³ px P | learned³ px R | learned³ px F1 | learned − rules |"
+        "| dataset | pairs scored | change in candidates⁴ | edge features chosen³ | baseline² px F1 | rules¹ px F1 | learned³ px P | learned³ px R | learned³ px F1 | learned − rules |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for d in &r.datasets {
         let Some(l) = &d.learned else { continue };
         let gain = match (l.scores.f1, d.landwatch_scores.f1) {
@@ -108,10 +117,11 @@ fn learned_table(out: &mut String, r: &Report) {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             d.dataset,
             l.pairs,
             candidate_shares(&l.candidate_recall),
+            edges_chosen(l),
             ratio(d.baseline_scores.f1),
             ratio(d.landwatch_scores.f1),
             ratio(l.scores.precision),
@@ -129,8 +139,9 @@ fn learned_table(out: &mut String, r: &Report) {
     let _ = writeln!(
         out,
         "\n³ **Not in-sample:** every pair is scored by a model trained without it ({protocol}); the \
-         trees' depth, the local statistics' largest radius and the probability threshold are chosen by cross-validation \
-         inside that model's training pairs (nested; per pair in the JSON){}. Training data: research-only (these \
+         trees' depth, the local statistics' largest radius, whether the gradient (edge) features are used and the \
+         probability threshold are chosen by cross-validation inside that model's training pairs (nested; per pair in \
+         the JSON; \"edge features chosen\": for how many of the scored pairs){}. Training data: research-only (these \
          datasets); such models are for evaluation and are never shipped.\n\n⁴ Share of the labelled change \
          inside the candidate stage (the rules evidence above 0.5 / 0.35 / 0.25 of its threshold, dilated 2 px): \
          the learned model's recall cannot exceed it. Each model keeps the largest factor whose candidates hold \

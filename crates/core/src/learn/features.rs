@@ -136,6 +136,14 @@ impl FeatureSpec {
         self.names().len()
     }
 
+    /// Where each of this spec's features is in the rows of `wider`, in order; `None` when
+    /// `wider` lacks one of them. A model's features are then a selection of richer rows
+    /// (training samples rows once and fits several choices on them).
+    pub fn columns_in(&self, wider: &FeatureSpec) -> Option<Vec<usize>> {
+        let names = wider.names();
+        self.names().iter().map(|n| names.iter().position(|m| m == n)).collect()
+    }
+
     /// The feature names, in the order of a feature row.
     pub fn names(&self) -> Vec<String> {
         let band_names = ["b", "g", "r", "nir"];

@@ -48,7 +48,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 200)]
     pub rounds: usize,
     /// Tree depth, fixed (default: chosen among 3 and 4 by cross-validation inside the
-    /// training pairs, with the radius).
+    /// training pairs, with the radius and the edge features).
     #[arg(long)]
     pub depth: Option<usize>,
     /// Largest radius (px) of the local statistics, fixed: 1, 3, 7, 15 or 31 (default: chosen
@@ -66,10 +66,14 @@ pub struct TrainArgs {
     /// Use NIR features (NDVI): every pair must have a NIR band.
     #[arg(long)]
     pub nir: bool,
-    /// Leave out the gradient (edge) features, on by default: the features models had
-    /// before them.
-    #[arg(long)]
+    /// Leave out the gradient (edge) features: the features models had before them (default:
+    /// used or not as cross-validation inside the training pairs chooses, with the depth and
+    /// radius).
+    #[arg(long, conflicts_with = "edges")]
     pub no_edges: bool,
+    /// Always use the gradient (edge) features.
+    #[arg(long)]
+    pub edges: bool,
     /// Band order of dataset folders without an eval profile, e.g. R,G,B.
     #[arg(long)]
     pub bands: Option<String>,
@@ -111,7 +115,7 @@ pub fn cli_main(args: TrainArgs) -> Result<i32> {
     let spec = FeatureSpec::new(args.nir).with_edges(!args.no_edges);
     let mut params = TrainParams::new(spec, args.seed);
     params.boost.rounds = args.rounds;
-    params.fix(args.depth, args.max_radius);
+    params.fix(args.depth, args.max_radius, args.edges.then_some(true));
     if let Some(f) = args.candidate_factor {
         params.candidate_factors = vec![f];
     }

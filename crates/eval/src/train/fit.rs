@@ -1,7 +1,7 @@
 //! Fitting a cascade model on the samples of labelled pairs.
 //!
-//! Two design choices — the trees' depth and the largest radius of the local statistics — are
-//! selected inside the training pairs (nested in any outer cross-validation, so the pairs a
+//! Three design choices — the trees' depth, the largest radius of the local statistics and
+//! whether the gradient (edge) features are used — are selected inside the training pairs (nested in any outer cross-validation, so the pairs a
 //! model is later scored on never influence them), and so is the probability threshold. The
 //! training pairs are split into [`INNER_FOLDS`] folds (pair `i` in fold `i mod k`); for each
 //! [`Choice`] of [`TrainParams::grid`], each fold's pairs are scored by a booster fitted on the
@@ -12,9 +12,9 @@
 //! keeps one pair with much change from pulling the threshold to "flag everything". Then the
 //! final booster of the kept choice is fitted on every training pair.
 //!
-//! Rows are sampled once with the largest radius of the grid; a choice with a smaller radius
-//! is fitted on each row's prefix, which is exactly its feature row (see
-//! [`FeatureSpec::up_to_radius`]).
+//! Rows are sampled once with every feature of the grid (its largest radius, and the edge
+//! features if a choice has them); a choice is fitted on the columns of its own features (see
+//! [`FeatureSpec::columns_in`]), which are exactly its feature rows.
 
 use super::samples::PairSamples;
 use landwatch_core::learn::booster::{self, BoostParams, Booster, RoundLoss, Rows};
@@ -25,36 +25,38 @@ use landwatch_core::{Error, Result};
 use serde::Serialize;
 use std::path::Path;
 
-/// One point of the nested selection: the trees' depth and the largest window radius.
+/// One point of the nested selection: the trees' depth, the largest window radius and the
+/// edge features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Choice {
     pub max_depth: usize,
     pub max_radius: usize,
+    pub edges: bool,
 }
 
 /// The grid of the nested selection, smallest first (ties go to the smaller model, which is
 /// also the faster one at detection). Fixed a priori: depths 3 and 4 (8 and 16 leaves, 200
-/// rounds at learning rate 0.05, the booster's defaults) and radii 15 and 31 px (30–60 m windows at
-/// 2 m: a field or a building block); it spans the settings that were compared on the k-fold
-/// figures before, so that choice is now made inside each model's training pairs.
-pub const GRID: [Choice; 4] = [
-    Choice {
+/// rounds at learning rate 0.05, the booster's defaults), radii 15 and 31 px (30–60 m windows at
+/// 2 m: a field or a building block), without and with the edge features; it spans the
+/// settings that were compared on the k-fold figures before, so that choice is now made inside
+/// each model's training pairs.
+pub const GRID: [Choice; 8] = {
+    let mut g = [Choice {
         max_depth: 3,
         max_radius: 15,
-    },
-    Choice {
-        max_depth: 3,
-        max_radius: 31,
-    },
-    Choice {
-        max_depth: 4,
-        max_radius: 15,
-    },
-    Choice {
-        max_depth: 4,
-        max_radius: 31,
-    },
-];
+        edges: false,
+    }; 8];
+    let mut i = 0;
+    while i < 8 {
+        g[i] = Choice {
+            max_depth: [3, 4][i / 4],
+            max_radius: [15, 31][i / 2 % 2],
+            edges: i % 2 == 1,
+        };
+        i += 1;
+    }
+    g
+};
 
 /// The evidence factors of the candidate stage a model may use (see [`candidate_level`]):
 /// today's 0.5 first, then lower ones (about ×0.7 each) for data whose change the rules
@@ -97,48 +99,73 @@ pub struct TrainParams {
 }
 
 impl TrainParams {
+    /// The parameters with the whole [`GRID`] (its edge choices only where `features.edges`).
     pub fn new(features: FeatureSpec, seed: u64) -> Self {
-        Self {
+        let mut p = Self {
             boost: BoostParams {
                 seed,
                 ..Default::default()
             },
-            features: features.up_to_radius(GRID.iter().map(|c| c.max_radius).max().unwrap_or(0)),
-            grid: GRID.to_vec(),
+            features,
+            grid: GRID.iter().copied().filter(|c| features.edges || !c.edges).collect(),
             candidates: CandidateParams::default(),
             candidate_factors: CANDIDATE_FACTORS.to_vec(),
             clean: CleanParams::default(),
             per_class: 4000,
             seed,
-        }
+        };
+        p.sample_for_grid();
+        p
     }
 
-    /// Restricts the grid to `depth` and/or `radius` where given (a user's fixed choice).
-    pub fn fix(&mut self, depth: Option<usize>, radius: Option<usize>) {
-        let mut grid: Vec<Choice> = self
-            .grid
-            .iter()
-            .copied()
-            .filter(|c| depth.is_none_or(|d| c.max_depth == d) && radius.is_none_or(|r| c.max_radius == r))
-            .collect();
+    /// Restricts the grid to `depth`, `radius` and `edges` where given (a user's fixed choice).
+    pub fn fix(&mut self, depth: Option<usize>, radius: Option<usize>, edges: Option<bool>) {
+        let keep = |c: &Choice| {
+            depth.is_none_or(|d| c.max_depth == d)
+                && radius.is_none_or(|r| c.max_radius == r)
+                && edges.is_none_or(|e| c.edges == e)
+        };
+        let mut grid: Vec<Choice> = self.grid.iter().copied().filter(keep).collect();
         if grid.is_empty() {
-            grid.push(Choice {
-                max_depth: depth.unwrap_or(self.boost.max_depth),
-                max_radius: radius.unwrap_or(self.features.max_radius),
-            });
+            let mut edge_choices: Vec<bool> = self.grid.iter().map(|c| c.edges).collect();
+            edge_choices.sort_unstable();
+            edge_choices.dedup();
+            grid = edges
+                .map_or(edge_choices, |e| vec![e])
+                .into_iter()
+                .map(|edges| Choice {
+                    max_depth: depth.unwrap_or(self.boost.max_depth),
+                    max_radius: radius.unwrap_or(self.features.max_radius),
+                    edges,
+                })
+                .collect();
         }
-        let widest = grid.iter().map(|c| c.max_radius).max().unwrap_or(0);
-        self.features = self.features.up_to_radius(widest);
         self.grid = grid;
+        self.sample_for_grid();
+    }
+
+    /// Rows are sampled with every feature a choice of the grid needs, and no more.
+    fn sample_for_grid(&mut self) {
+        let widest = self.grid.iter().map(|c| c.max_radius).max().unwrap_or(0);
+        let edges = self.grid.iter().any(|c| c.edges);
+        self.features = self.features.up_to_radius(widest).with_edges(edges);
     }
 
     /// The parameters of one choice.
     fn with(&self, c: Choice) -> Self {
         let mut p = self.clone();
         p.boost.max_depth = c.max_depth;
-        p.features = self.features.up_to_radius(c.max_radius);
+        p.features = self.features.up_to_radius(c.max_radius).with_edges(c.edges);
         p.grid = vec![c];
         p
+    }
+
+    /// The columns of the sampled rows that are `choice`'s features.
+    fn columns(&self, choice: &Self) -> Vec<usize> {
+        choice
+            .features
+            .columns_in(&self.features)
+            .expect("a choice's features are among the sampled ones (sample_for_grid)")
     }
 }
 
@@ -248,11 +275,13 @@ pub fn fit_cascade(
     let mut selection = Vec::new();
     for &c in &grid {
         let cp = p.with(c);
-        let (scored, missed) = inner_scores(&used, &cp, (&folds, k), in_sample, on_round);
+        let columns = p.columns(&cp);
+        let (scored, missed) = inner_scores(&used, &cp, &columns, (&folds, k), in_sample, on_round);
         let (t, (precision, recall, f1)) = choose_threshold(&scored, missed);
         tracing::info!(
             depth = c.max_depth,
             radius = c.max_radius,
+            edges = c.edges,
             threshold = t,
             f1,
             "nested choice"
@@ -275,7 +304,7 @@ pub fn fit_cascade(
         .clone();
     let fp = p.with(kept.choice);
     let mut last = None;
-    let final_booster = fit_on(&used, &[], &fp, &mut |l| {
+    let final_booster = fit_on(&used, &[], &fp, &p.columns(&fp), &mut |l| {
         last = Some(RoundLossReport {
             round: l.round,
             train_log_loss: l.train,
@@ -342,25 +371,28 @@ fn inner_folds(used: &[&PairSamples]) -> (Vec<usize>, usize) {
     ((0..used.len()).map(|i| i % k.max(1)).collect(), k)
 }
 
-/// The probabilities of every row of `used`, each from a booster (parameters `p`) fitted on
-/// the inner folds without it, and the labelled change outside the candidates (see [`score`]).
+/// The probabilities of every row of `used`, each from a booster (parameters `p`, on the
+/// `columns` of the sampled rows) fitted on the inner folds without it, and the labelled change
+/// outside the candidates (see [`score`]).
 fn inner_scores(
     used: &[&PairSamples],
     p: &TrainParams,
+    columns: &[usize],
     (folds, k): (&[usize], usize),
     in_sample: bool,
     on_round: &mut dyn FnMut(Stage, RoundLoss),
 ) -> (Vec<(f32, bool, f64)>, f64) {
     let mut scored = Vec::new();
     let mut missed = 0.0;
+    let mut row = Vec::with_capacity(columns.len());
     for fold in 0..k.max(1) {
         let (inner, held) = if in_sample {
             (used.to_vec(), used.to_vec())
         } else {
             split(used, folds, fold)
         };
-        let b = fit_on(&inner, &held, p, &mut |l| on_round(Stage::Threshold, l));
-        missed += score(&b, &held, p.features.count(), &mut scored);
+        let b = fit_on(&inner, &held, p, columns, &mut |l| on_round(Stage::Threshold, l));
+        missed += score(&b, &held, columns, &mut row, &mut scored);
     }
     (scored, missed)
 }
@@ -378,53 +410,60 @@ fn split<'a>(pairs: &[&'a PairSamples], folds: &[usize], fold: usize) -> (Vec<&'
     (inner, held)
 }
 
-/// Appends `(probability, change, weight)` of every row of `pairs` (its first `n` features) to
-/// `out`; returns the labelled change those pairs have outside their candidates.
-fn score(b: &Booster, pairs: &[&PairSamples], n: usize, out: &mut Vec<(f32, bool, f64)>) -> f64 {
+/// Appends `(probability, change, weight)` of every row of `pairs` (its `columns`) to `out`;
+/// returns the labelled change those pairs have outside their candidates.
+fn score(
+    b: &Booster,
+    pairs: &[&PairSamples],
+    columns: &[usize],
+    row: &mut Vec<f32>,
+    out: &mut Vec<(f32, bool, f64)>,
+) -> f64 {
     let mut missed = 0.0;
     for s in pairs {
-        for i in 0..s.rows() {
-            let p = b.probability(&s.x[i * s.features..i * s.features + n]);
-            out.push((p, s.y[i] > 0.5, f64::from(s.weight[i])));
+        for (i, sampled) in s.x.chunks_exact(s.features).enumerate() {
+            row.clear();
+            row.extend(columns.iter().map(|&c| sampled[c]));
+            out.push((b.probability(row), s.y[i] > 0.5, f64::from(s.weight[i])));
         }
         missed += s.positives - s.positives_in_candidates;
     }
     missed
 }
 
-/// Fits on `pairs` with the classes weighted equally (each row by its class's share); the
-/// per-round validation loss is on `valid_pairs` (none when empty).
+/// Fits on `pairs` (the `columns` of their rows) with the classes weighted equally (each row by
+/// its class's share); the per-round validation loss is on `valid_pairs` (none when empty).
 fn fit_on(
     pairs: &[&PairSamples],
     valid_pairs: &[&PairSamples],
     p: &TrainParams,
+    columns: &[usize],
     on_round: &mut dyn FnMut(RoundLoss),
 ) -> Booster {
-    let n = p.features.count();
-    let (x, y, w) = balanced_rows(pairs, n);
+    let (x, y, w) = balanced_rows(pairs, columns);
     let rows = Rows {
         x: &x,
         y: &y,
         w: &w,
-        features: p.features.count(),
+        features: columns.len(),
     };
-    let (vx, vy, vw) = balanced_rows(valid_pairs, n);
+    let (vx, vy, vw) = balanced_rows(valid_pairs, columns);
     let valid = Rows {
         x: &vx,
         y: &vy,
         w: &vw,
-        features: p.features.count(),
+        features: columns.len(),
     };
     let v = (!valid.is_empty()).then_some(&valid);
     booster::fit(&rows, v, &p.boost, on_round)
 }
 
-/// The rows of `pairs` (their first `n` features), labels and class-balancing weights.
-fn balanced_rows(pairs: &[&PairSamples], n: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+/// The rows of `pairs` (their `columns`), labels and class-balancing weights.
+fn balanced_rows(pairs: &[&PairSamples], columns: &[usize]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (mut x, mut y) = (Vec::new(), Vec::new());
     for s in pairs {
         for row in s.x.chunks_exact(s.features) {
-            x.extend_from_slice(&row[..n]);
+            x.extend(columns.iter().map(|&c| row[c]));
         }
         y.extend_from_slice(&s.y);
     }
@@ -474,7 +513,12 @@ mod tests {
 
     /// A pair whose change rows have feature 0 high, with noise in the others.
     fn pair(name: &str, n: usize, shift: f32) -> PairSamples {
-        let f = FeatureSpec::new(false).count();
+        pair_of(FeatureSpec::new(false), name, n, shift)
+    }
+
+    /// `pair` with the rows of `spec`.
+    fn pair_of(spec: FeatureSpec, name: &str, n: usize, shift: f32) -> PairSamples {
+        let f = spec.count();
         let mut s = PairSamples {
             name: name.into(),
             features: f,
@@ -539,7 +583,7 @@ mod tests {
             .map(|i| pair_with_signal_at(&format!("p{i}"), 300, last))
             .collect();
         let (m, r) = fit_cascade(&wide, &p, &meta(), Path::new("x"), &mut |_, _| {}).unwrap();
-        assert_eq!(r.selection.len(), GRID.len());
+        assert_eq!(r.selection.len(), 4, "no edge features offered: the grid's other half");
         assert_eq!(r.chosen.max_radius, 31, "{:?}", r.selection);
         assert_eq!(m.features.max_radius, 31);
         assert_eq!(m.booster.features, m.features.count());
@@ -622,30 +666,72 @@ mod tests {
     }
 
     #[test]
-    fn a_fixed_depth_and_radius_leave_one_choice() {
+    fn the_nested_selection_keeps_the_edge_features_only_when_the_held_out_pairs_need_them() {
+        let spec = FeatureSpec::new(false).with_edges(true);
+        let mut p = TrainParams::new(spec, 3);
+        p.boost.rounds = 5;
+        assert_eq!(p.grid.len(), GRID.len());
+        assert_eq!(p.features, spec.up_to_radius(31), "rows sampled with every feature");
+        // The signal only in the after date's gradient at a pixel: only edge models see it.
+        let names = spec.names();
+        let at = names.iter().position(|n| n == "grad_after").unwrap();
+        let pairs: Vec<PairSamples> = (0..4)
+            .map(|i| {
+                let mut s = pair_of(spec, &format!("p{i}"), 300, 0.0);
+                for row in s.x.chunks_exact_mut(s.features) {
+                    row.swap(0, at);
+                }
+                s
+            })
+            .collect();
+        let full = |s: &PairSamples| s.x.len() / s.features;
+        assert_eq!(full(&pairs[0]), 300, "rows of the edge spec");
+        let (m, r) = fit_cascade(&pairs, &p, &meta(), Path::new("x"), &mut |_, _| {}).unwrap();
+        assert!(r.chosen.edges, "{:?}", r.selection);
+        assert!(m.features.edges && m.booster.features == m.features.count());
+        // The signal in a base feature: the edge features add nothing, the smaller model is kept
+        // and the model's rows are the no-edge rows picked out of the sampled ones.
+        let pairs: Vec<PairSamples> = (0..4).map(|i| pair_of(spec, &format!("p{i}"), 300, 0.0)).collect();
+        let (m, r) = fit_cascade(&pairs, &p, &meta(), Path::new("x"), &mut |_, _| {}).unwrap();
+        assert_eq!(r.chosen, GRID[0], "{:?}", r.selection);
+        assert!(!m.features.edges);
+        assert_eq!(m.booster.features, FeatureSpec::new(false).up_to_radius(15).count());
+    }
+
+    #[test]
+    fn a_fixed_depth_radius_or_edges_narrow_the_grid() {
+        let mut p = TrainParams::new(FeatureSpec::new(false).with_edges(true), 3);
+        p.fix(None, None, Some(false));
+        assert!(p.grid.iter().all(|c| !c.edges) && p.grid.len() == 4);
+        assert!(!p.features.edges, "rows sampled without features no choice uses");
         let mut p = TrainParams::new(FeatureSpec::new(false), 3);
-        p.fix(Some(4), None);
+        p.fix(Some(4), None, None);
         assert_eq!(p.grid.iter().map(|c| c.max_radius).collect::<Vec<_>>(), vec![15, 31]);
-        p.fix(None, Some(15));
+        p.fix(None, Some(15), None);
         assert_eq!(
             p.grid,
             vec![Choice {
                 max_depth: 4,
-                max_radius: 15
+                max_radius: 15,
+                edges: false
             }]
         );
         assert_eq!(
             p.features.max_radius, 15,
             "rows sampled with no larger radius than needed"
         );
-        p.fix(Some(6), Some(7));
+        p.fix(Some(6), Some(7), None);
         assert_eq!(
             p.grid,
             vec![Choice {
                 max_depth: 6,
-                max_radius: 7
+                max_radius: 7,
+                edges: false
             }]
         );
+        let mut p = TrainParams::new(FeatureSpec::new(false).with_edges(true), 3);
+        p.fix(Some(6), Some(7), None);
+        assert_eq!(p.grid.iter().map(|c| c.edges).collect::<Vec<_>>(), vec![false, true]);
     }
 
     #[test]
