@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use gdal::Metadata;
 use landwatch_synth::{cli_main, generate, SynthArgs, SynthParams};
 use sha2::{Digest, Sha256};
 
@@ -59,6 +60,54 @@ fn same_seed_gives_identical_files_on_one_or_three_threads() {
         "exactly the outputs, no temporaries"
     );
     assert_eq!(ha, hb);
+}
+
+/// `--vary` draws each scene's radiometric product (and sensor, haze, season, roofs) from its
+/// seed: reproducible on any number of threads, and each image stored as meta.json says.
+#[test]
+fn a_varied_scene_is_reproducible_and_stored_as_its_drawn_product() {
+    let mut kinds = std::collections::BTreeSet::new();
+    // Seeds 1, 4, 5 and 7 draw reflectance, 10-bit DN, 8-bit and 12-bit DN products.
+    for seed in [1, 4, 5, 7] {
+        let (a, b) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+        let params = SynthParams {
+            size: 256,
+            seed,
+            vary: true,
+            ..SynthParams::default()
+        };
+        run_on_threads(&params, a.path(), 1);
+        run_on_threads(&params, b.path(), 3);
+        assert_eq!(hashes(a.path()), hashes(b.path()), "seed {seed}");
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(a.path().join("meta.json")).expect("meta")).expect("JSON");
+        assert_eq!(meta["params"]["vary"], true);
+        for (date, product) in ["before", "after"]
+            .iter()
+            .zip(meta["variety"]["products"].as_array().expect("products"))
+        {
+            let ds = gdal::Dataset::open(a.path().join(format!("{date}.tif"))).expect("image");
+            let band = ds.rasterband(1).expect("band");
+            let nbits = band.metadata_item("NBITS", "IMAGE_STRUCTURE");
+            let (_, max) = band
+                .compute_raster_min_max(false)
+                .map(|m| (m.min, m.max))
+                .expect("min/max");
+            let kind = product["kind"].as_str().expect("kind");
+            match kind {
+                "reflectance" => assert!(band.band_type() == gdal::raster::GdalDataType::UInt16 && nbits.is_none()),
+                "dn" => {
+                    let bits = product["bits"].as_u64().expect("bits");
+                    assert_eq!(nbits, Some(bits.to_string()), "seed {seed} {date}");
+                    assert!(max <= ((1u64 << bits) - 1) as f64, "seed {seed} {date}: {max}");
+                }
+                "stretched" => assert_eq!(band.band_type(), gdal::raster::GdalDataType::UInt8),
+                other => panic!("unknown product {other}"),
+            }
+            kinds.insert(format!("{kind}{}", product["bits"]));
+        }
+    }
+    assert_eq!(kinds.len(), 4, "every product kind made: {kinds:?}");
 }
 
 #[test]
@@ -197,6 +246,7 @@ fn cli_rejects_zero_threads_and_runs_with_one() {
         changes_per_km2: 5.0,
         nontarget_per_km2: 1.0,
         cloud_cover: 0.015,
+        vary: false,
         threads,
     };
     assert_eq!(cli_main(args(Some(0))).expect_err("0 threads").exit_code(), 2);

@@ -375,7 +375,7 @@ impl Planter<'_> {
             let u = -yard_w / 2.0 + m[0] + w / 2.0 + i as f64 * (w + gap);
             let v = -yard_h / 2.0 + m[2] + h / 2.0;
             let house = Poly::rect(local.to_world(u, v), w, h, theta);
-            let roof = roof_look(&mut self.rng, local, house.centroid(), w >= h);
+            let roof = roof_look(&mut self.rng, &scene.roofs, local, house.centroid(), w >= h);
             let height = self.rng.random_range(5.0..12.0);
             scene.add_house(house, &yard, roof, height, [z::CHANGE_SHADOW, z::CHANGE_HOUSE], false);
         }
@@ -523,7 +523,7 @@ impl Planter<'_> {
             }
             let frame = scene.villages[v].frame;
             let long_side_u = self.rng.random_bool(0.5);
-            let roof = roof_look(&mut self.rng, frame, house.centroid(), long_side_u);
+            let roof = roof_look(&mut self.rng, &scene.roofs, frame, house.centroid(), long_side_u);
             // The shadow may fall on the village ground around the lot.
             let around = grow_rect(&house, 3.0);
             scene.add_house(

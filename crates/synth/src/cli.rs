@@ -30,6 +30,12 @@ pub struct SynthArgs {
     /// Approximate share of the after image under cloud.
     #[arg(long, default_value_t = 0.015)]
     pub cloud_cover: f64,
+    /// Vary the scene's look with the seed as real pairs vary: radiometric product
+    /// (reflectance × 10000, 10/12-bit DN, 8-bit stretched), sensor gain/offset, haze, blur,
+    /// misregistration, seasonal share and roof colours (for training data; without it a
+    /// seed's scene is the fixed benchmark).
+    #[arg(long)]
+    pub vary: bool,
     /// Worker threads (default: all cores). The output does not depend on it.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -44,6 +50,7 @@ pub fn cli_main(args: SynthArgs) -> Result<i32> {
         changes_per_km2: args.changes_per_km2,
         nontarget_per_km2: args.nontarget_per_km2,
         cloud_cover: args.cloud_cover,
+        vary: args.vary,
         ..SynthParams::default()
     };
     params.validate()?;

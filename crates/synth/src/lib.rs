@@ -27,6 +27,7 @@ mod noise;
 mod render;
 mod scene;
 mod spectra;
+mod variety;
 mod write;
 
 use std::collections::BTreeMap;
@@ -36,6 +37,7 @@ use std::time::Instant;
 
 use rand::Rng;
 use rayon::prelude::*;
+use variety::Product;
 
 pub use changes::ChangeType;
 pub use cli::{cli_main, SynthArgs};
@@ -44,6 +46,10 @@ use landwatch_core::{Error, Result};
 
 /// Rows per rendered strip; equal to the GeoTIFF tile height so each strip completes a tile row.
 const STRIP_ROWS: usize = 256;
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// Version of the scene recipe; bump when the same parameters start to give different scenes.
 pub const GENERATOR_VERSION: &str = "landwatch-synth 1";
 
@@ -64,6 +70,10 @@ pub struct SynthParams {
     pub cloud_cover: f64,
     /// Share of crop parcels whose state changes between the dates (seasonal, not reportable).
     pub seasonal_share: f64,
+    /// Draw the scene's look from the seed too (see [`variety`]): radiometric product, sensor
+    /// and atmosphere, season and roofs vary from seed to seed, as real pairs do.
+    #[serde(skip_serializing_if = "is_false")]
+    pub vary: bool,
 }
 
 impl Default for SynthParams {
@@ -76,6 +86,7 @@ impl Default for SynthParams {
             nontarget_per_km2: 1.0,
             cloud_cover: 0.015,
             seasonal_share: 0.25,
+            vary: false,
         }
     }
 }
@@ -148,11 +159,22 @@ pub fn generate(params: &SynthParams, out_dir: &Path) -> Result<SynthSummary> {
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, "creating the output folder", e))?;
     refuse_folders_in_the_way(out_dir)?;
     let extent = params.size as f64 * params.pixel_m;
-    let mut scene = scene::Scene::build(extent, params.seed, params.seasonal_share);
+    let variety = params.vary.then(|| variety::Variety::draw(params.seed));
+    let (seasonal_share, roofs) = match &variety {
+        Some(v) => (v.seasonal_share, v.roofs.clone()),
+        None => (params.seasonal_share, variety::Variety::default_roofs()),
+    };
+    let mut scene = scene::Scene::build(extent, params.seed, seasonal_share, roofs);
     let clouds = changes::Clouds::generate(params.seed, extent, params.cloud_cover);
     let (truth, unplaced) = changes::plant(&mut scene, &clouds, params.changes_per_km2, params.nontarget_per_km2);
     scene.finish();
-    let radiometry = draw_radiometry(params.seed);
+    let radiometry = match &variety {
+        Some(v) => v.radiometry.clone(),
+        None => draw_radiometry(params.seed),
+    };
+    let products = variety
+        .as_ref()
+        .map_or([Product::Reflectance, Product::Reflectance], |v| v.products.clone());
     let seconds_scene = started.elapsed().as_secs_f64();
     let renderer = render::Renderer::new(&scene, &clouds, &truth, params.size, params.pixel_m, radiometry.clone());
 
@@ -164,7 +186,7 @@ pub fn generate(params: &SynthParams, out_dir: &Path) -> Result<SynthSummary> {
         ids: staging.path("truth_ids.tif"),
         clouds: staging.path("clouds.tif"),
     };
-    let (cloud_px, shadow_px) = render_rasters(&renderer, paths, params)?;
+    let (cloud_px, shadow_px) = render_rasters(&renderer, paths, params, &products)?;
     let seconds_rasters = started.elapsed().as_secs_f64() - seconds_scene;
     let landuse_polygons = write::write_landuse(&staging.path("landuse.gpkg"), &scene.land, &scene.image_box())?;
     write::write_truth_geojson(&staging.path("truth_changes.geojson"), &truth)?;
@@ -185,7 +207,7 @@ pub fn generate(params: &SynthParams, out_dir: &Path) -> Result<SynthSummary> {
         seconds_rasters,
         seconds_vectors: 0.0,
     };
-    let meta = meta_json(params, &summary, &radiometry, scene.features.len());
+    let meta = meta_json(params, &summary, &radiometry, variety.as_ref(), scene.features.len());
     write::write_text(&staging.path("meta.json"), &meta)?;
     summary.files = staging.commit()?;
     summary.seconds = started.elapsed().as_secs_f64();
@@ -220,9 +242,14 @@ fn refuse_folders_in_the_way(out_dir: &Path) -> Result<()> {
 
 /// Renders strips in parallel (in chunks, in order) and streams them to a writer thread, which
 /// compresses while the next chunk renders. Returns cloud and shadow pixel counts.
-fn render_rasters(renderer: &render::Renderer, paths: write::RasterPaths, params: &SynthParams) -> Result<(u64, u64)> {
+fn render_rasters(
+    renderer: &render::Renderer,
+    paths: write::RasterPaths,
+    params: &SynthParams,
+    products: &[Product; 2],
+) -> Result<(u64, u64)> {
     let size = params.size;
-    let mut rasters = write::RasterSet::create(paths, size, params.pixel_m)?;
+    let mut rasters = write::RasterSet::create(paths, size, params.pixel_m, products)?;
     let strips: Vec<(usize, usize)> = (0..size)
         .step_by(STRIP_ROWS)
         .map(|r0| (r0, (r0 + STRIP_ROWS).min(size)))
@@ -283,8 +310,14 @@ fn count_by_type(truth: &[changes::TruthChange]) -> BTreeMap<String, usize> {
 
 /// meta.json: everything needed to reproduce and interpret the scene (no timings, so that the
 /// file is identical between runs).
-fn meta_json(params: &SynthParams, s: &SynthSummary, radiometry: &render::Radiometry, features: usize) -> String {
-    let meta = serde_json::json!({
+fn meta_json(
+    params: &SynthParams,
+    s: &SynthSummary,
+    radiometry: &render::Radiometry,
+    variety: Option<&variety::Variety>,
+    features: usize,
+) -> String {
+    let mut meta = serde_json::json!({
         "generator": GENERATOR_VERSION,
         "params": params,
         "crs": format!("EPSG:{}", write::EPSG),
@@ -303,6 +336,14 @@ fn meta_json(params: &SynthParams, s: &SynthSummary, radiometry: &render::Radiom
         "shadow_fraction": round4(s.shadow_fraction),
         "radiometry": radiometry,
     });
+    if let (Some(v), Some(m)) = (variety, meta.as_object_mut()) {
+        // Only a varied scene's meta.json has these: the default recipe's stays as it was.
+        m.insert(
+            "scale".into(),
+            serde_json::json!([v.products[0].label(), v.products[1].label()]),
+        );
+        m.insert("variety".into(), serde_json::json!(v));
+    }
     let mut text = serde_json::to_string_pretty(&meta).unwrap_or_default();
     text.push('\n');
     text

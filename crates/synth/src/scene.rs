@@ -153,6 +153,8 @@ pub struct Scene {
     /// move a little (a classic false change that is not on cropland).
     pub shadow_dir: [Pt; 2],
     seasonal_share: f64,
+    /// Roof materials, their shares and whether they are pitched.
+    pub roofs: Vec<(Spectrum, f32, bool)>,
 }
 
 /// A random stream private to one purpose and index.
@@ -169,7 +171,7 @@ mod streams {
 
 impl Scene {
     /// Lays out the before scene for an image `extent` metres on a side.
-    pub fn build(extent: f64, seed: u64, seasonal_share: f64) -> Scene {
+    pub fn build(extent: f64, seed: u64, seasonal_share: f64, roofs: Vec<(Spectrum, f32, bool)>) -> Scene {
         let mut global = stream(seed, streams::GLOBAL, 0);
         // Sun in the south-east: shadows fall north-west, about half the house height long.
         let az: f64 = global.random_range(2.0..2.6);
@@ -191,6 +193,7 @@ impl Scene {
                 [-az_after.sin() * len_after, -az_after.cos().abs() * len_after],
             ],
             seasonal_share,
+            roofs,
         };
         scene.roads = scene.make_roads();
         let n = (extent / REGION_SPACING).ceil() as i64 + 1;
@@ -484,7 +487,7 @@ impl Scene {
                 let house = frame.rect(cu - w / 2.0, cu + w / 2.0, cv - h / 2.0, cv + h / 2.0);
                 if let Some(piece) = pieces.iter().find(|p| p.contains_poly(&house)) {
                     if rng.random_bool(0.75) {
-                        let roof = roof_look(rng, frame, house.centroid(), w >= h);
+                        let roof = roof_look(rng, &self.roofs, frame, house.centroid(), w >= h);
                         let height = rng.random_range(5.0..11.0);
                         self.add_house(house, piece, roof, height, [z::HOUSE_SHADOW, z::HOUSE], true);
                     } else {
@@ -642,9 +645,17 @@ pub fn jitter4(rng: &mut ChaCha8Rng, lo: f32, hi: f32) -> [f32; 4] {
     [0; 4].map(|_| rng.random_range(lo..hi))
 }
 
-/// A roof: material by regional shares; red and blue-steel roofs are pitched along the long side.
-pub fn roof_look(rng: &mut ChaCha8Rng, frame: Frame, centre: Pt, long_side_u: bool) -> Look {
-    let (spec, pitched) = pick(rng, &ROOFS.map(|(s, share, p)| ((s, p), share)));
+/// A roof: material by the scene's shares (`roofs`); pitched roofs (red, blue steel, …) slope
+/// along the long side.
+pub fn roof_look(
+    rng: &mut ChaCha8Rng,
+    roofs: &[(Spectrum, f32, bool)],
+    frame: Frame,
+    centre: Pt,
+    long_side_u: bool,
+) -> Look {
+    let materials: Vec<((Spectrum, bool), f32)> = roofs.iter().map(|&(s, share, p)| ((s, p), share)).collect();
+    let (spec, pitched) = pick(rng, &materials);
     let fg = scale(spec, rng.random_range(0.85..1.15));
     let along = frame.sin.atan2(frame.cos) + if long_side_u { 0.0 } else { FRAC_PI_2 };
     let pattern = if pitched {

@@ -134,6 +134,23 @@ pub const ROOFS: [(Spectrum, f32, bool); 4] = [
     (ROOF_WHITE, 0.08, false),
 ];
 
+pub const ROOF_DARK: Spectrum = [520.0, 560.0, 600.0, 700.0];
+pub const ROOF_BROWN: Spectrum = [700.0, 820.0, 1050.0, 1350.0];
+pub const ROOF_ORANGE: Spectrum = [650.0, 1150.0, 2500.0, 2750.0];
+pub const ROOF_GREEN: Spectrum = [900.0, 1350.0, 950.0, 1500.0];
+
+/// Every roof material of `synth --vary` (shares drawn per scene; the shares here are unused).
+pub const ROOFS_WIDE: [(Spectrum, f32, bool); 8] = [
+    ROOFS[0],
+    ROOFS[1],
+    ROOFS[2],
+    ROOFS[3],
+    (ROOF_DARK, 0.0, true),
+    (ROOF_BROWN, 0.0, true),
+    (ROOF_ORANGE, 0.0, true),
+    (ROOF_GREEN, 0.0, false),
+];
+
 /// Phenological or management state of a crop parcel on one date.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CropState {

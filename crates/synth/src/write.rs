@@ -17,6 +17,7 @@ use super::changes::TruthChange;
 use super::geom::Poly;
 use super::render::Strip;
 use super::scene::LandParcel;
+use super::variety::Product;
 use landwatch_core::{Error, Result};
 
 /// The projected CRS of every output except the GeoJSON.
@@ -90,6 +91,8 @@ pub struct RasterSet {
     labels: (Dataset, PathBuf),
     ids: (Dataset, PathBuf),
     clouds: (Dataset, PathBuf),
+    /// How the before and after images store their values.
+    products: [Product; 2],
     /// Cloud and shadow pixel counts, accumulated as strips arrive.
     pub cloud_px: u64,
     pub shadow_px: u64,
@@ -105,19 +108,23 @@ pub struct RasterPaths {
 }
 
 impl RasterSet {
-    pub fn create(paths: RasterPaths, size: usize, pixel_m: f64) -> Result<RasterSet> {
-        let image = |p: &Path, date: &str| -> Result<Dataset> {
-            let mut ds = create_tiff::<u16>(p, size, 4, pixel_m, &["INTERLEAVE=PIXEL"])?;
+    pub fn create(paths: RasterPaths, size: usize, pixel_m: f64, products: &[Product; 2]) -> Result<RasterSet> {
+        let image = |p: &Path, date: &str, product: &Product| -> Result<Dataset> {
+            let nbits = product.nbits().map(|b| format!("NBITS={b}"));
+            let mut options = vec!["INTERLEAVE=PIXEL"];
+            options.extend(nbits.as_deref());
+            let mut ds = if product.is_byte() {
+                create_tiff::<u8>(p, size, 4, pixel_m, &options)?
+            } else {
+                create_tiff::<u16>(p, size, 4, pixel_m, &options)?
+            };
             for (b, name) in ["B", "G", "R", "NIR"].iter().enumerate() {
                 let mut band = ds.rasterband(b + 1).map_err(|e| Error::gdal(p, "opening a band", e))?;
                 band.set_description(name)
                     .map_err(|e| Error::gdal(p, "naming a band", e))?;
             }
-            set_meta(
-                &mut ds,
-                p,
-                &[("DATE", date), ("SCALE", "reflectance*10000"), ("BANDS", "B,G,R,NIR")],
-            )?;
+            let scale = product.label();
+            set_meta(&mut ds, p, &[("DATE", date), ("SCALE", &scale), ("BANDS", "B,G,R,NIR")])?;
             Ok(ds)
         };
         let codes = r#"{"0":"none","1":"building","2":"pond","3":"orchard_forest","4":"greenhouse","5":"hardened","9":"non_target"}"#;
@@ -131,8 +138,9 @@ impl RasterSet {
         )?;
         Ok(RasterSet {
             size,
-            before: (image(&paths.before, DATE_BEFORE)?, paths.before),
-            after: (image(&paths.after, DATE_AFTER)?, paths.after),
+            before: (image(&paths.before, DATE_BEFORE, &products[0])?, paths.before),
+            after: (image(&paths.after, DATE_AFTER, &products[1])?, paths.after),
+            products: products.clone(),
             labels: (labels, paths.labels),
             ids: (create_tiff::<i32>(&paths.ids, size, 1, pixel_m, &[])?, paths.ids),
             clouds: (clouds, paths.clouds),
@@ -145,20 +153,9 @@ impl RasterSet {
     pub fn write(&mut self, s: Strip) -> Result<()> {
         let n = s.rows * self.size;
         for b in 0..4 {
-            write_rows(
-                &mut self.before,
-                b + 1,
-                s.r0,
-                s.rows,
-                s.before[b * n..(b + 1) * n].to_vec(),
-            )?;
-            write_rows(
-                &mut self.after,
-                b + 1,
-                s.r0,
-                s.rows,
-                s.after[b * n..(b + 1) * n].to_vec(),
-            )?;
+            let [before, after] = &self.products;
+            write_image_rows(&mut self.before, before, b, s.r0, s.rows, &s.before[b * n..(b + 1) * n])?;
+            write_image_rows(&mut self.after, after, b, s.r0, s.rows, &s.after[b * n..(b + 1) * n])?;
         }
         self.cloud_px += s.clouds.iter().filter(|&&c| c == 1).count() as u64;
         self.shadow_px += s.clouds.iter().filter(|&&c| c == 2).count() as u64;
@@ -183,6 +180,28 @@ impl RasterSet {
             ds.close().map_err(|e| Error::gdal(&p, "closing", e))?;
         }
         Ok(())
+    }
+}
+
+/// Writes band `b` (0-based) of an image's rows, stored as its product stores them.
+fn write_image_rows(
+    target: &mut (Dataset, PathBuf),
+    product: &Product,
+    b: usize,
+    r0: usize,
+    rows: usize,
+    reflectance: &[u16],
+) -> Result<()> {
+    match product {
+        Product::Reflectance => write_rows(target, b + 1, r0, rows, reflectance.to_vec()),
+        _ if product.is_byte() => {
+            let bytes = reflectance.iter().map(|&v| product.encode(b, v) as u8).collect();
+            write_rows(target, b + 1, r0, rows, bytes)
+        }
+        _ => {
+            let dn = reflectance.iter().map(|&v| product.encode(b, v)).collect();
+            write_rows(target, b + 1, r0, rows, dn)
+        }
     }
 }
 
@@ -227,6 +246,10 @@ fn create_tiff<T: GdalType>(path: &Path, size: usize, bands: usize, pixel_m: f64
         zlevel,
         "BIGTIFF=IF_SAFER",
     ];
+    if extra.iter().any(|o| o.starts_with("NBITS=")) {
+        // GDAL's horizontal predictor works on whole 8/16/32-bit samples only.
+        opts.retain(|o| *o != "PREDICTOR=2");
+    }
     opts.extend_from_slice(extra);
     let opts = RasterCreationOptions::from_iter(opts);
     let mut ds = driver
