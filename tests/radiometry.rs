@@ -114,6 +114,13 @@ fn a_file_declaring_nbits_is_read_as_dn_without_being_told() {
     same_patches(&out, &reference);
     let basis = manifest(&out)["calibration"]["radiometry"]["before"]["basis"].to_string();
     assert!(basis.contains("NBITS"), "{basis}");
+    // Found by auto or asked for, DN stand in for reflectance: the run says so.
+    let warnings = manifest(&out)["warnings"].to_string();
+    assert!(
+        warnings.contains("radiometry dn") && warnings.contains("approximate"),
+        "{warnings}"
+    );
+    assert!(!manifest(&reference)["warnings"].to_string().contains("approximate"));
 }
 
 #[test]

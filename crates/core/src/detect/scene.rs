@@ -488,7 +488,7 @@ impl Scene {
         let extra: Vec<PairWindow> = added.par_iter().map(|&w| self.read_pair(w)).collect::<Result<_>>()?;
         pairs.extend(extra);
         self.check_radiometry(&pairs, &mut warnings)?;
-        warnings.extend(radiometry::caveat(self.radiometry.mode));
+        warnings.extend(radiometry::caveat(&self.radiometry.before, &self.radiometry.after));
         self.norm = self.estimate_normalisation(&pairs);
         pairs.par_iter_mut().for_each(|p| {
             self.normalise_after(&mut p.after);

@@ -77,14 +77,18 @@ pub struct Gain {
     /// The bit depth, when it was guessed from the largest value rather than declared.
     #[serde(skip)]
     guessed_bits: Option<u32>,
+    /// What the stored values were taken to be (never `Auto`): `auto` resolves per image.
+    #[serde(skip)]
+    read_as: Radiometry,
 }
 
 impl Gain {
-    fn new(factor: f32, basis: impl Into<String>) -> Self {
+    fn new(factor: f32, basis: impl Into<String>, read_as: Radiometry) -> Self {
         Self {
             factor,
             basis: basis.into(),
             guessed_bits: None,
+            read_as,
         }
     }
 
@@ -93,6 +97,7 @@ impl Gain {
             factor: 1.0 / ((1u64 << bits) - 1) as f32,
             basis,
             guessed_bits: guessed.then_some(bits),
+            read_as: Radiometry::Dn,
         }
     }
 }
@@ -145,9 +150,16 @@ fn gain(ds: &Dataset, info: &RasterInfo, bands: &[usize], mode: Radiometry) -> R
     }
 }
 
-/// A note for the manifest's warnings when the absolute thresholds rest on an approximation.
-pub fn caveat(mode: Radiometry) -> Option<String> {
-    match mode {
+/// A note for the manifest's warnings when the absolute thresholds rest on an approximation:
+/// an image read as digital numbers or as an 8-bit product, whether asked for or found by
+/// `auto` (a file declaring `NBITS`, a Byte file).
+pub fn caveat(before: &Gain, after: &Gain) -> Option<String> {
+    let read_as = |r: Radiometry| before.read_as == r || after.read_as == r;
+    let kind = [Radiometry::Dn, Radiometry::EightBit]
+        .into_iter()
+        .find(|&r| read_as(r))
+        .unwrap_or(Radiometry::Reflectance);
+    match kind {
         Radiometry::Dn => Some(
             "radiometry dn: digital numbers ÷ full scale stand in for reflectance; the model's absolute \
              thresholds (cloud, water, bright roofs) are approximate — calibrate to reflectance for full accuracy"
@@ -247,6 +259,7 @@ fn declared_scale(ds: &Dataset, info: &RasterInfo, bands: &[usize]) -> Result<Op
     Ok(Some(Gain::new(
         scale as f32,
         format!("band scale {scale} declared in the file"),
+        Radiometry::Reflectance,
     )))
 }
 
@@ -266,7 +279,12 @@ fn by_storage_type(info: &RasterInfo, mode: Radiometry) -> Result<Gain> {
         GdalDataType::Float32 | GdalDataType::Float64 => (1.0, "floating-point reflectance"),
         other => return Err(unreadable_type(info, other)),
     };
-    Ok(Gain::new(factor, basis))
+    let read_as = if info.data_type == GdalDataType::UInt8 {
+        Radiometry::EightBit
+    } else {
+        Radiometry::Reflectance
+    };
+    Ok(Gain::new(factor, basis, read_as))
 }
 
 fn eight_bit(ds: &Dataset, info: &RasterInfo, bands: &[usize]) -> Result<Gain> {
@@ -282,7 +300,7 @@ fn eight_bit(ds: &Dataset, info: &RasterInfo, bands: &[usize]) -> Result<Gain> {
             ));
         }
     }
-    Ok(Gain::new(1.0 / 255.0, "8-bit stretched ÷ 255"))
+    Ok(Gain::new(1.0 / 255.0, "8-bit stretched ÷ 255", Radiometry::EightBit))
 }
 
 fn is_integer(info: &RasterInfo) -> bool {
