@@ -694,35 +694,10 @@ mod tests {
         assert_eq!(r1, r2, "bit-identical features");
     }
 
-    /// Every feature row of a block, built on a thread of its own (no earlier block's buffers).
-    fn rows_on_a_fresh_thread(
-        b: &Array3<f32>,
-        a: &Array3<f32>,
-        e: &Array2<f32>,
-        obs: &Array2<bool>,
-        spec: FeatureSpec,
-        st: &ImageStats,
-    ) -> Vec<Vec<f32>> {
-        std::thread::scope(|s| s.spawn(|| all_rows(b, a, e, obs, spec, st)).join().unwrap())
-    }
-
-    fn all_rows(
-        b: &Array3<f32>,
-        a: &Array3<f32>,
-        e: &Array2<f32>,
-        obs: &Array2<bool>,
-        spec: FeatureSpec,
-        st: &ImageStats,
-    ) -> Vec<Vec<f32>> {
-        let input = BlockInput {
-            before: b,
-            after: a,
-            observed: obs,
-            evidence: e,
-            threshold: 0.05,
-        };
-        let fb = FeatureBlock::new(&input, spec, st);
-        let (_, h, w) = b.dim();
+    /// Every feature row of a block.
+    fn all_rows(input: &BlockInput, spec: FeatureSpec, st: &ImageStats) -> Vec<Vec<f32>> {
+        let fb = FeatureBlock::new(input, spec, st);
+        let (_, h, w) = input.before.dim();
         let mut rows = Vec::new();
         for y in 0..h {
             for x in 0..w {
@@ -747,17 +722,27 @@ mod tests {
         let mut obs2 = Array2::from_elem((60, 70), true);
         obs2[(0, 0)] = false;
         obs2[(30, 40)] = false;
-        let st = stats_of(&b2, &a2);
-        let fresh = rows_on_a_fresh_thread(&b2, &a2, &e2, &obs2, spec, &st);
-        let reused = std::thread::scope(|s| {
-            s.spawn(|| {
-                let first = all_rows(&b1, &a1, &e1, &obs1, spec, &stats_of(&b1, &a1));
-                assert_eq!(first.len(), 90 * 120);
-                all_rows(&b2, &a2, &e2, &obs2, spec, &st)
+        let (st1, st2) = (stats_of(&b1, &a1), stats_of(&b2, &a2));
+        let input = |b, a, observed, evidence| BlockInput {
+            before: b,
+            after: a,
+            observed,
+            evidence,
+            threshold: 0.05,
+        };
+        let (first, second) = (input(&b1, &a1, &obs1, &e1), input(&b2, &a2, &obs2, &e2));
+        let on_a_thread = |blocks: &[&BlockInput], st: &[&ImageStats]| -> Vec<Vec<f32>> {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let rows: Vec<Vec<Vec<f32>>> = blocks.iter().zip(st).map(|(b, st)| all_rows(b, spec, st)).collect();
+                    rows.last().cloned().unwrap_or_default()
+                })
+                .join()
+                .unwrap()
             })
-            .join()
-            .unwrap()
-        });
+        };
+        let fresh = on_a_thread(&[&second], &[&st2]);
+        let reused = on_a_thread(&[&first, &second], &[&st1, &st2]);
         assert_eq!(fresh.len(), 60 * 70);
         assert!(fresh == reused, "the same bits, whatever block came before");
     }
