@@ -1012,6 +1012,21 @@ mod tests {
             .map(|(v, _)| *v)
             .collect();
         assert_eq!(kept, r_off);
+        // The same selection by name, as training picks a choice's columns from sampled rows.
+        let columns = off
+            .up_to_radius(15)
+            .columns_in(&on)
+            .expect("every feature is in the edge rows");
+        let picked: Vec<f32> = columns.iter().map(|&c| r_on[c]).collect();
+        assert_eq!(picked, r_off[..off.up_to_radius(15).count()]);
+        assert!(
+            on.columns_in(&off).is_none(),
+            "the edge features are not in the rows without them"
+        );
+        assert!(
+            FeatureSpec::new(true).columns_in(&on).is_none(),
+            "nor is NIR in RGB rows"
+        );
         assert_eq!(
             off.names(),
             names
