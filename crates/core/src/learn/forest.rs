@@ -248,14 +248,17 @@ mod tests {
     }
 
     #[test]
-    fn the_forest_decides_like_the_booster_on_the_shipped_model() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/cascade-synth-1.0.0.json");
-        let text = std::fs::read_to_string(&path).expect("the shipped learned model");
-        let model = LearnedModel::parse(&text, &path).expect("a valid learned model");
-        let b = &model.booster;
-        // 1001 rows: batches of 32 and a partial one.
-        let rows = rows_near_thresholds(b, 1001, 7);
-        assert_same_decisions(b, &rows, &[0.05, 0.3, model.probability_threshold, 0.5, 0.9]);
+    fn the_forest_decides_like_the_booster_on_the_shipped_models() {
+        let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+        for name in ["cascade-synth-1.0.0.json", "cascade-synth-1.1.0.json"] {
+            let path = models.join(name);
+            let text = std::fs::read_to_string(&path).expect("a shipped learned model");
+            let model = LearnedModel::parse(&text, &path).expect("a valid learned model");
+            let b = &model.booster;
+            // 1001 rows: batches of 32 and a partial one.
+            let rows = rows_near_thresholds(b, 1001, 7);
+            assert_same_decisions(b, &rows, &[0.05, 0.3, model.probability_threshold, 0.5, 0.9]);
+        }
     }
 
     /// A booster trained to depth `depth` on rows where the target is `x0 + 0.5·x1 > 0.3`.
