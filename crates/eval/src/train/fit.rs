@@ -1,8 +1,9 @@
 //! Fitting a cascade model on the samples of labelled pairs.
 //!
 //! Three design choices — the trees' depth, the largest radius of the local statistics and
-//! whether the gradient (edge) features are used — are selected inside the training pairs (nested in any outer cross-validation, so the pairs a
-//! model is later scored on never influence them), and so is the probability threshold. The
+//! whether the gradient (edge) features are used — are selected inside the training pairs
+//! (nested in any outer cross-validation, so the pairs a model is later scored on never
+//! influence them), and so is the probability threshold. The
 //! training pairs are split into [`INNER_FOLDS`] folds (pair `i` in fold `i mod k`); for each
 //! [`Choice`] of [`TrainParams::grid`], each fold's pairs are scored by a booster fitted on the
 //! other folds, and the threshold that maximises the estimated pixel F1 of all those scores
@@ -46,6 +47,7 @@ pub const GRID: [Choice; 8] = {
         max_radius: 15,
         edges: false,
     }; 8];
+    // Depth outermost, then radius, then edges: each smaller setting before the larger one.
     let mut i = 0;
     while i < 8 {
         g[i] = Choice {
