@@ -84,13 +84,20 @@ fn kernels(c: &mut Criterion) {
     });
 }
 
-/// The learned cascade's kernels on a 512 × 512 block with the shipped model's trees: the
+/// The learned cascade's kernels on a 512 × 512 block with each shipped model's trees: the
 /// feature planes and integral images, and the whole per-block decision with three quarters
-/// of the pixels candidates (more than real scenes have: the worst case of the cascade).
+/// of the pixels candidates at 0.5 × the threshold (more than real scenes have: the worst case
+/// of the cascade; 1.1.0's factor 0.25 takes nearly every pixel of this block).
 fn learned(c: &mut Criterion) {
+    for version in ["1.0.0", "1.1.0"] {
+        learned_model(c, version);
+    }
+}
+
+fn learned_model(c: &mut Criterion, version: &str) {
     use landwatch_core::learn::cascade::Decider;
     use landwatch_core::learn::features::{BlockInput, FeatureBlock, StatsSums};
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cascade-synth-1.0.0.json");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("models/cascade-synth-{version}.json"));
     let text = std::fs::read_to_string(&path).expect("the shipped learned model");
     let model = landwatch_core::learn::LearnedModel::parse(&text, &path).expect("a valid learned model");
     let (a, b) = (block(1), block(2));
@@ -106,9 +113,10 @@ fn learned(c: &mut Criterion) {
         evidence: &evidence,
         threshold: 0.1,
     };
-    c.bench_function("learned features 512x512x4 (planes + integral images)", |bch| {
-        bch.iter(|| FeatureBlock::new(black_box(&input), model.features, &stats))
-    });
+    c.bench_function(
+        &format!("learned {version} features 512x512x4 (planes + integral images)"),
+        |bch| bch.iter(|| FeatureBlock::new(black_box(&input), model.features, &stats)),
+    );
     let decider = Decider {
         booster: &model.booster,
         spec: model.features,
@@ -117,7 +125,7 @@ fn learned(c: &mut Criterion) {
         clean: &model.clean,
         probability_threshold: model.probability_threshold,
     };
-    c.bench_function("learned cascade decide 512x512, 75% candidates", |bch| {
+    c.bench_function(&format!("learned {version} cascade decide 512x512"), |bch| {
         bch.iter(|| decider.decide(black_box(&input), model.extra_halo()))
     });
 }
