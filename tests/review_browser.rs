@@ -285,8 +285,14 @@ async fn log_in(b: &Browser, base: &str, name: &str) {
 }
 
 /// JS: true when the open patch is `id`.
+/// Patch `id` is selected in the queue and its detail is shown (only then do verdict keys
+/// act on it: while the detail loads, the previous patch is still on screen).
 fn is_current(id: i64) -> String {
-    format!("(document.querySelector('#queue li.current') || {{dataset: {{}}}}).dataset.id === '{id}'")
+    format!(
+        "(document.querySelector('#queue li.current') || {{dataset: {{}}}}).dataset.id === '{id}' \
+         && document.getElementById('patch').dataset.id === '{id}' \
+         && !document.getElementById('patch').classList.contains('loading')"
+    )
 }
 
 const QUEUE_LEN: &str = "document.querySelectorAll('#queue li.q-item').length";
@@ -371,6 +377,25 @@ async fn keyboard_triage_crosses_page_boundaries() {
     b.refresh().await;
     wait_app_ready(&b).await;
     b.wait_for(&is_current(ids[420]), "linked patch on page 3 open").await;
+
+    // While the next patch's detail is loading, the previous patch is still on screen: a
+    // verdict key then judges nothing (it used to judge the patch left behind). The detail
+    // request is held back in the page until the keys have been pressed.
+    b.js("window.__held = []; const f = window.fetch; window.fetch = (u, i) => /\\/api\\/patches\\/\\d+$/.test(u) ? new Promise(r => window.__held.push(() => r(f(u, i)))) : f(u, i); return true;")
+        .await;
+    b.press(&["j"]).await;
+    b.wait_for("window.__held.length === 1", "the next detail requested and held")
+        .await;
+    b.press(&["2", ENTER]).await;
+    b.js("window.__held.forEach(go => go()); return true;").await;
+    b.wait_for(&is_current(ids[421]), "the next patch shown").await;
+    b.press(&["2", ENTER]).await;
+    b.wait_for(
+        &format!("{} === 'illegal'", queue_status(ids[421])),
+        "judged once shown",
+    )
+    .await;
+    assert_eq!(b.js(&format!("return {}", queue_status(ids[420]))).await, "unreviewed");
     b.quit().await;
 }
 
@@ -416,11 +441,7 @@ async fn reviewer_triages_with_the_keyboard_in_a_real_browser() {
             .await,
         "未核 3"
     );
-    b.wait_for(
-        &format!("document.querySelector('#queue li.current').dataset.id === '{a}'"),
-        "first patch open",
-    )
-    .await;
+    b.wait_for(&is_current(a), "first patch open").await;
     b.wait_for("document.getElementById('chip-before').naturalWidth === 32 && document.getElementById('chip-after').naturalWidth === 32", "chips loaded").await;
     assert_eq!(
         b.js("return document.querySelectorAll('#overview svg path').length")
@@ -450,13 +471,16 @@ async fn reviewer_triages_with_the_keyboard_in_a_real_browser() {
 
     // j / k move through the queue.
     b.press(&["j"]).await;
+    b.wait_for(&is_current(b_id), "j moves to the next patch").await;
+    b.press(&["k"]).await;
     b.wait_for(
-        &format!("document.querySelector('#queue li.current').dataset.id === '{b_id}'"),
-        "j moves to the next patch",
+        &format!(
+            "{} && document.getElementById('patch-title').textContent.includes('P0001')",
+            is_current(a)
+        ),
+        "k moves back",
     )
     .await;
-    b.press(&["k"]).await;
-    b.wait_for(&format!("document.querySelector('#queue li.current').dataset.id === '{a}' && document.getElementById('patch-title').textContent.includes('P0001')"), "k moves back").await;
 
     // 2 + Enter: 违法 on the first patch; the view moves on to the next one.
     b.press(&["2", ENTER]).await;
@@ -465,11 +489,7 @@ async fn reviewer_triages_with_the_keyboard_in_a_real_browser() {
         "first patch judged illegal",
     )
     .await;
-    b.wait_for(
-        &format!("document.querySelector('#queue li.current').dataset.id === '{b_id}'"),
-        "moved to the next patch",
-    )
-    .await;
+    b.wait_for(&is_current(b_id), "moved to the next patch").await;
     // 3 alone is not enough for 其他: a subtype is required; d = 实地未变化.
     b.press(&["3", ENTER]).await;
     b.wait_for(

@@ -261,6 +261,11 @@
     }
     state.index = i;
     var id = state.items[i].id;
+    // Until this patch's detail arrives the pane still shows the previous patch: no verdict
+    // may be chosen or saved meanwhile (a quick key would judge the patch left behind).
+    state.detail = null;
+    state.choice = null; state.subtype = "";
+    $("patch").classList.add("loading");
     history.replaceState(null, "", "#patch=" + id);
     document.querySelectorAll("#queue li.current").forEach(function (li) { li.classList.remove("current"); });
     var li = document.querySelector('#queue li[data-id="' + id + '"]');
@@ -282,6 +287,8 @@
     var d = state.detail;
     $("empty").hidden = true;
     $("patch").hidden = false;
+    $("patch").classList.remove("loading");
+    $("patch").dataset.id = d.id;
     $("patch-title").textContent = (d.properties.JCBH || d.patch_id) + " (" + d.patch_id + ")";
     var badge = $("patch-status");
     badge.textContent = statusLabel(d.current.status) + (d.current.subtype ? " · " + subtypeLabel(d.current.subtype) : "");
