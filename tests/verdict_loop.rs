@@ -152,7 +152,7 @@ fn read_json(p: &Path) -> Value {
 fn the_loop_runs_from_review_to_suppressed_patches_in_the_next_detection() {
     let r = reviewed();
     let model = r.root.join("models/verdict-t1.json");
-    let out = ok(&[
+    let train = [
         "train",
         "verdicts",
         "--db",
@@ -161,18 +161,10 @@ fn the_loop_runs_from_review_to_suppressed_patches_in_the_next_detection() {
         s(&model),
         "--version",
         "t1",
-    ]);
+    ];
+    let out = ok(&train);
     assert!(out.contains("verdict@t1"), "{out}");
-    let again = landwatch(&[
-        "train",
-        "verdicts",
-        "--db",
-        s(&r.db),
-        "--out",
-        s(&model),
-        "--version",
-        "t1",
-    ]);
+    let again = landwatch(&train);
     assert_bad_input(&again, "exists already");
     let manifest = read_json(&r.root.join("models/verdict-t1.manifest.json"));
     assert_eq!(manifest["model"], "verdict@t1");

@@ -123,36 +123,30 @@ pub fn read_decided(conn: &Connection, db: &Path) -> Result<(Vec<Decided>, Verdi
                ORDER BY p.after_date, c.at, c.id";
     let db_err = |e: rusqlite::Error| Error::input(db, format!("cannot read the verdicts: {e}"));
     let mut stmt = conn.prepare(sql).map_err(db_err)?;
+    // The verdict's status and subtype, and the patch with its label still to be decided.
     let rows = stmt
         .query_map([], |r| {
-            Ok((
-                (
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, String>(3)?,
-                ),
-                (
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, String>(6)?,
-                    r.get::<_, String>(7)?,
-                ),
-                (
-                    r.get::<_, String>(8)?,
-                    r.get::<_, String>(9)?,
-                    r.get::<_, String>(10)?,
-                    r.get::<_, String>(11)?,
-                ),
-            ))
+            let decided = Decided {
+                verdict_id: r.get(0)?,
+                patch_id: r.get(1)?,
+                run_id: r.get(2)?,
+                run_dir: PathBuf::from(r.get::<_, String>(3)?),
+                properties: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
+                geometry: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or(Value::Null),
+                after_date: r.get(6)?,
+                at: r.get(7)?,
+                user: r.get(8)?,
+                label: 0,
+                crs: r.get(11)?,
+            };
+            Ok((r.get::<_, String>(9)?, r.get::<_, String>(10)?, decided))
         })
         .map_err(db_err)?;
     let mut out = Vec::new();
     let mut counts = VerdictCounts::default();
     for row in rows {
-        let ((verdict_id, patch_id, run_id, run_dir), (props, geometry, after_date, at), (user, status, subtype, crs)) =
-            row.map_err(db_err)?;
-        let label = match (status.as_str(), subtype.as_str()) {
+        let (status, subtype, mut decided) = row.map_err(db_err)?;
+        decided.label = match (status.as_str(), subtype.as_str()) {
             ("legal" | "illegal", _) => 1,
             ("other", "实地未变化") => 0,
             _ => {
@@ -160,24 +154,12 @@ pub fn read_decided(conn: &Connection, db: &Path) -> Result<(Vec<Decided>, Verdi
                 continue;
             }
         };
-        if label == 1 {
+        if decided.label == 1 {
             counts.real_change += 1;
         } else {
             counts.false_alarm += 1;
         }
-        out.push(Decided {
-            verdict_id,
-            patch_id,
-            run_id,
-            run_dir: PathBuf::from(run_dir),
-            properties: serde_json::from_str(&props).unwrap_or_default(),
-            geometry: serde_json::from_str(&geometry).unwrap_or(Value::Null),
-            after_date,
-            at,
-            user,
-            label,
-            crs,
-        });
+        out.push(decided);
     }
     Ok((out, counts))
 }
