@@ -11,6 +11,15 @@
 //! most the sum of their largest leaves and lower it by at most the sum of their smallest
 //! (rather than ± the sum of their largest |leaf|), with the same slack for the rounding of
 //! the sum; so a row stops no later, and on the same side of the threshold.
+//!
+//! Shallow trees (depth ≤ [`MAX_LANE_DEPTH`], both shipped models) are evaluated for
+//! [`LANES`] rows at once instead: the rows' features stored feature by feature, every inner
+//! node compares its feature's [`LANES`] values with its threshold and picks between its two
+//! children's values, from the last level up to the root, so the root holds each row's leaf.
+//! That is `2^depth − 1` comparisons per tree and no data-dependent load, where a descent is
+//! `depth` dependent loads per row; the compiler turns each node into a load, a compare and a
+//! blend over one vector register. A row decided early leaves its lane to the last undecided
+//! row of the batch, so lanes stay full.
 
 use super::booster::{sigmoid, Booster, Node, LEAF, STOP_SLACK as SLACK};
 
@@ -18,6 +27,14 @@ use super::booster::{sigmoid, Booster, Node, LEAF, STOP_SLACK as SLACK};
 pub const MAX_DEPTH: usize = 8;
 /// Rows decided together.
 pub const BATCH: usize = 32;
+/// Rows evaluated side by side (eight `f32`: one AVX2 register).
+pub const LANES: usize = 8;
+/// Deepest ensemble evaluated lane-wise: its `2^depth − 1` comparisons per tree still cost
+/// less than the descents of [`LANES`] rows.
+pub const MAX_LANE_DEPTH: usize = 5;
+/// Rows whose lanes are pooled: the slots of rows decided early are refilled from this many
+/// (their features, 64 × a few hundred bytes, stay in L1).
+const LANE_BATCH: usize = 8 * LANES;
 
 /// A [`Booster`] as complete trees of one depth.
 pub struct Forest {
@@ -99,6 +116,9 @@ impl Forest {
             out.len() * self.features,
             "rows of the trees' feature count"
         );
+        if self.depth <= MAX_LANE_DEPTH {
+            return self.above_in_lanes(rows, p, logit_p, out);
+        }
         for (rows, out) in rows.chunks(BATCH * self.features).zip(out.chunks_mut(BATCH)) {
             match self.depth {
                 0 => self.batch::<1>(rows, p, logit_p, out),
@@ -112,6 +132,59 @@ impl Forest {
                 _ => self.batch::<256>(rows, p, logit_p, out),
             }
         }
+    }
+
+    /// [`Forest::above`] for trees of at most [`MAX_LANE_DEPTH`] levels.
+    fn above_in_lanes(&self, rows: &[f32], p: f32, logit_p: f32, out: &mut [bool]) {
+        let mut lanes = Lanes::new(self.features);
+        for (rows, out) in rows.chunks(LANE_BATCH * self.features).zip(out.chunks_mut(LANE_BATCH)) {
+            lanes.load(rows, self.base);
+            match self.depth {
+                0 => self.lane_batch::<1>(&mut lanes, p, logit_p, out),
+                1 => self.lane_batch::<2>(&mut lanes, p, logit_p, out),
+                2 => self.lane_batch::<4>(&mut lanes, p, logit_p, out),
+                3 => self.lane_batch::<8>(&mut lanes, p, logit_p, out),
+                4 => self.lane_batch::<16>(&mut lanes, p, logit_p, out),
+                _ => self.lane_batch::<32>(&mut lanes, p, logit_p, out),
+            }
+        }
+    }
+
+    /// The rows loaded in `lanes` through trees of `SLOTS = 2^depth` leaves, one tree at a time
+    /// for all rows still undecided. Each row's sum is the same sequence of additions as in
+    /// [`Booster::above`], and it stops on the same tests as [`Forest::batch`].
+    fn lane_batch<const SLOTS: usize>(&self, lanes: &mut Lanes, p: f32, logit_p: f32, out: &mut [bool]) {
+        let (above, below) = (logit_p + SLACK, logit_p - SLACK);
+        let trees = self.feature.chunks_exact(SLOTS).zip(self.threshold.chunks_exact(SLOTS));
+        let trees = trees
+            .zip(self.leaf.chunks_exact(SLOTS))
+            .zip(self.up.iter().zip(&self.down));
+        for (((feature, threshold), leaf), (&up, &down)) in trees {
+            let (feature, threshold, leaf) = (
+                slots::<u32, SLOTS>(feature),
+                slots::<f32, SLOTS>(threshold),
+                slots::<f32, SLOTS>(leaf),
+            );
+            for g in 0..lanes.live.div_ceil(LANES) {
+                let value = tree_in_lanes(lanes.group(g), feature, threshold, leaf);
+                for (s, v) in lanes.sum[g].iter_mut().zip(value) {
+                    *s += v;
+                }
+            }
+            lanes.retire(out, |s| {
+                if s + down > above {
+                    Some(true)
+                } else if s + up < below {
+                    Some(false)
+                } else {
+                    None
+                }
+            });
+            if lanes.live == 0 {
+                return;
+            }
+        }
+        lanes.retire(out, |s| Some(sigmoid(s) > p));
     }
 
     /// Up to [`BATCH`] rows through trees of `SLOTS = 2^depth` leaves. Rows still undecided
@@ -164,6 +237,109 @@ impl Forest {
             out[r] = sigmoid(sum[r]) > p;
         }
     }
+}
+
+/// Up to [`LANE_BATCH`] rows in lanes: slot `s` is lane `s % LANES` of group `s / LANES`, a
+/// group's features stored feature by feature (`LANES` values each). Slots `0..live` hold the
+/// rows not yet decided, in no particular order.
+struct Lanes {
+    features: usize,
+    /// Per group, `features × LANES` values.
+    columns: Vec<f32>,
+    /// Per slot, the row's index in the batch.
+    row: [usize; LANE_BATCH],
+    /// Per group, each lane's margin so far.
+    sum: [[f32; LANES]; LANE_BATCH / LANES],
+    live: usize,
+}
+
+impl Lanes {
+    fn new(features: usize) -> Self {
+        Self {
+            features,
+            columns: vec![0.0; LANE_BATCH * features],
+            row: [0; LANE_BATCH],
+            sum: [[0.0; LANES]; LANE_BATCH / LANES],
+            live: 0,
+        }
+    }
+
+    /// Takes up to [`LANE_BATCH`] rows (row-major), each starting from `base`.
+    fn load(&mut self, rows: &[f32], base: f32) {
+        let nf = self.features;
+        self.live = rows.len() / nf;
+        for (s, row) in rows.chunks_exact(nf).enumerate() {
+            let (g, l) = (s / LANES, s % LANES);
+            let group = &mut self.columns[g * nf * LANES..(g + 1) * nf * LANES];
+            for (f, &x) in row.iter().enumerate() {
+                group[f * LANES + l] = x;
+            }
+            self.row[s] = s;
+            self.sum[g][l] = base;
+        }
+    }
+
+    /// Group `g`'s features, `LANES` values per feature.
+    fn group(&self, g: usize) -> &[f32] {
+        let n = self.features * LANES;
+        &self.columns[g * n..(g + 1) * n]
+    }
+
+    /// Writes the answer of every live row that `decide` settles from its margin and gives its
+    /// slot to the last live row.
+    fn retire(&mut self, out: &mut [bool], decide: impl Fn(f32) -> Option<bool>) {
+        let mut s = 0;
+        while s < self.live {
+            match decide(self.sum[s / LANES][s % LANES]) {
+                Some(answer) => {
+                    out[self.row[s]] = answer;
+                    self.live -= 1;
+                    self.move_slot(self.live, s);
+                }
+                None => s += 1,
+            }
+        }
+    }
+
+    /// Copies slot `from` (its features, row and margin) into slot `to`.
+    fn move_slot(&mut self, from: usize, to: usize) {
+        if from == to {
+            return;
+        }
+        let nf = self.features;
+        let (gf, lf, gt, lt) = (from / LANES, from % LANES, to / LANES, to % LANES);
+        for f in 0..nf {
+            self.columns[(gt * nf + f) * LANES + lt] = self.columns[(gf * nf + f) * LANES + lf];
+        }
+        self.row[to] = self.row[from];
+        self.sum[gt][lt] = self.sum[gf][lf];
+    }
+}
+
+/// One tree's leaf value for the [`LANES`] rows of `group` (features stored feature by
+/// feature): each level's nodes, from the last up, pick their left or right child's value by
+/// their own comparison, so the root ends with the value of the leaf each row descends to.
+/// `x > threshold` is false for NaN, which goes left as in the descent.
+#[inline(always)]
+fn tree_in_lanes<const SLOTS: usize>(
+    group: &[f32],
+    feature: &[u32; SLOTS],
+    threshold: &[f32; SLOTS],
+    leaf: &[f32; SLOTS],
+) -> [f32; LANES] {
+    let mut value: [[f32; LANES]; SLOTS] = std::array::from_fn(|k| [leaf[k]; LANES]);
+    let mut nodes = SLOTS / 2;
+    while nodes >= 1 {
+        for k in 0..nodes {
+            let node = nodes - 1 + k;
+            let f = feature[node] as usize;
+            let x: &[f32; LANES] = group[f * LANES..(f + 1) * LANES].try_into().expect("LANES values");
+            let (left, right, t) = (value[2 * k], value[2 * k + 1], threshold[node]);
+            value[k] = std::array::from_fn(|l| if x[l] > t { right[l] } else { left[l] });
+        }
+        nodes /= 2;
+    }
+    value[0]
 }
 
 /// One tree's `SLOTS` values as an array (its indices then need no bounds check).
@@ -282,7 +458,8 @@ mod tests {
 
     #[test]
     fn the_forest_decides_like_the_booster_at_other_depths_and_with_uneven_trees() {
-        for depth in [1, 3, 6] {
+        // 1, 3 and 5 are evaluated in lanes, 6 by descents.
+        for depth in [1, 3, 5, 6] {
             let b = toy_booster(depth);
             let depths: Vec<usize> = b.trees.iter().map(|t| tree_depth(&t.nodes)).collect();
             assert_eq!(depths.iter().max(), Some(&depth));
