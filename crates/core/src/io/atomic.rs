@@ -238,18 +238,41 @@ pub fn write_staged(path: &Path, bytes: &[u8]) -> Result<()> {
 /// missing), fsynced, renamed over `path`, then the folder fsynced so the rename survives a
 /// power cut. Readers see the old bytes or the new, never a part. The one home for this:
 /// archive catalogues, checkpoints, manifests, eval reports and review exports all use it.
+///
+/// The file gets the permissions a plain write would give it: a replaced file keeps its own,
+/// a new one the process's umask applied to 0666 (a temp file alone is 0600, which left models
+/// and catalogues unreadable to the review server's or a colleague's account).
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let parent = parent_of(path);
     std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, "cannot create the folder", e))?;
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(&parent).map_err(|e| Error::io(&parent, "cannot create a temp file", e))?;
+    let mut tmp = temp_file_beside(path, &parent)?;
     tmp.write_all(bytes)
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| Error::io(path, "cannot write", e))?;
     tmp.persist(path)
         .map_err(|e| Error::io(path, "cannot move into place", e.error))?;
     sync_parent(path)
+}
+
+/// A temp file in `parent` with the permissions [`write_file`] promises for `path`.
+fn temp_file_beside(path: &Path, parent: &Path) -> Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Creation applies the umask to this mode, as it does for a plain write.
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let tmp = builder
+        .tempfile_in(parent)
+        .map_err(|e| Error::io(parent, "cannot create a temp file", e))?;
+    if let Ok(existing) = std::fs::metadata(path) {
+        tmp.as_file()
+            .set_permissions(existing.permissions())
+            .map_err(|e| Error::io(tmp.path(), "cannot give the new file the old one's permissions", e))?;
+    }
+    Ok(tmp)
 }
 
 #[cfg(test)]
@@ -265,6 +288,25 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"second, longer");
         let left: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(left.len(), 1, "no temp file is left beside the output");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn write_file_gives_new_files_a_plain_writes_permissions_and_keeps_a_replaced_ones() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let root = tempfile::tempdir().unwrap();
+        let (plain, atomic) = (root.path().join("plain.json"), root.path().join("atomic.json"));
+        std::fs::write(&plain, b"{}").unwrap();
+        write_file(&atomic, b"{}").unwrap();
+        assert_eq!(
+            mode(&atomic),
+            mode(&plain),
+            "a new file: 0666 less the umask, as a plain write"
+        );
+        std::fs::set_permissions(&atomic, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_file(&atomic, b"{\"v\": 2}").unwrap();
+        assert_eq!(mode(&atomic), 0o640, "a replaced file keeps its permissions");
     }
 
     /// Commits a staged folder of `n` files in a subfolder; both ways of syncing end with
