@@ -103,6 +103,78 @@ fn same_inputs_and_seed_give_the_same_model_bytes_and_the_model_runs_in_detect()
     assert_eq!(manifest["model"]["id"], "t@1.0.0");
 }
 
+/// The change polygons `synth` writes (lon/lat GeoJSON) beside its images, as a georeferenced
+/// pair folder with change polygons in place of the label raster.
+fn polygon_pair(synth: &Path, dir: &Path) -> PathBuf {
+    let pair = dir.join("polygons");
+    std::fs::create_dir_all(&pair).unwrap();
+    for f in ["before.tif", "after.tif"] {
+        std::fs::copy(synth.join(f), pair.join(f)).unwrap();
+    }
+    std::fs::copy(synth.join("truth_changes.geojson"), pair.join("changes.geojson")).unwrap();
+    pair
+}
+
+fn manifest_of(model: &Path) -> serde_json::Value {
+    let path = model.with_file_name(
+        model
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace(".json", ".manifest.json"),
+    );
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn a_pair_with_change_polygons_trains_on_the_pixels_its_truth_raster_marks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raster = synth_pair(tmp.path(), "384", "11");
+    let polygons = polygon_pair(&raster, tmp.path());
+    let fixed = ["--seed", "3", "--depth", "3", "--max-radius", "15", "--no-edges"];
+    let (from_raster, from_polygons) = (tmp.path().join("r-1.0.0.json"), tmp.path().join("p-1.0.0.json"));
+    for (data, model) in [(&raster, &from_raster), (&polygons, &from_polygons)] {
+        let o = train(&[data], model, &fixed);
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let (r, p) = (manifest_of(&from_raster), manifest_of(&from_polygons));
+    let label = &p["inputs"][0];
+    assert!(label["label"]["path"].as_str().unwrap().ends_with("changes.geojson"));
+    assert_eq!(label["label"]["sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(label["label_polygons_outside"], "no-change");
+    assert!(
+        label.get("label_change_values").is_none(),
+        "no raster values for polygons"
+    );
+    // The lon/lat polygons land on the pixels the truth raster marks (reprojected to the
+    // image's CRS, burnt by pixel centre): the labelled change agrees to a few edge pixels.
+    let change = |m: &serde_json::Value| m["samples"][0]["labelled_change_px"].as_f64().unwrap();
+    let (cr, cp) = (change(&r), change(&p));
+    assert!(
+        cr > 1000.0 && (cp - cr).abs() / cr < 0.03,
+        "raster {cr} px, polygons {cp} px"
+    );
+
+    // Only the polygons teach: a folder whose polygons lie elsewhere is refused by name.
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    for f in ["before.tif", "after.tif"] {
+        std::fs::copy(raster.join(f), elsewhere.join(f)).unwrap();
+    }
+    let far = r#"{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {},
+        "geometry": {"type": "Polygon", "coordinates": [[[2.0, 48.0], [2.1, 48.0], [2.1, 48.1], [2.0, 48.0]]]}}]}"#;
+    std::fs::write(elsewhere.join("changes.geojson"), far).unwrap();
+    let out = tmp.path().join("e-1.0.0.json");
+    let o = train(&[&elsewhere], &out, &fixed);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines = error_lines(&o);
+    assert!(
+        lines.len() == 1 && lines[0].contains("changes.geojson") && lines[0].contains("none of its 1 polygons"),
+        "{lines:?}"
+    );
+    assert!(!out.exists(), "nothing written");
+}
+
 #[test]
 fn train_chooses_the_edge_features_by_cross_validation_and_edges_or_no_edges_fix_them() {
     // By default the nested selection inside the training pairs decides (both settings are

@@ -8,9 +8,10 @@
 use super::metrics::Truth;
 use gdal::raster::{rasterize, RasterizeOptions};
 use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
-use gdal::vector::Geometry;
+use gdal::vector::{Geometry, LayerAccess, ToGdal};
 use gdal::{Dataset, DriverManager};
 use landwatch_core::io::raster::{self, Georef};
+use landwatch_core::patches::layer::{self, GridFrame};
 use landwatch_core::{Error, Result};
 use ndarray::Array2;
 use serde_json::Value;
@@ -246,6 +247,20 @@ fn to_label_crs(geoms: &mut [Geometry], label_wkt: &str, path: &Path) -> Result<
 
 /// Rasterises `geoms` (burn value = index + 1) into a `w`×`h` grid with geotransform `gt`.
 fn burn(geoms: &[Geometry], gt: gdal::GeoTransform, w: usize, h: usize, path: &Path) -> Result<Array2<u32>> {
+    let values: Vec<f64> = (1..=geoms.len()).map(|i| i as f64).collect();
+    burn_values(geoms, &values, gt, w, h, path)
+}
+
+/// Rasterises each of `geoms` with its value of `values` (later ones over earlier ones) into a
+/// `w`×`h` grid with geotransform `gt`; 0 where none lies.
+fn burn_values(
+    geoms: &[Geometry],
+    values: &[f64],
+    gt: gdal::GeoTransform,
+    w: usize,
+    h: usize,
+    path: &Path,
+) -> Result<Array2<u32>> {
     let drv = DriverManager::get_driver_by_name("MEM").map_err(|e| Error::gdal(path, "MEM driver", e))?;
     let mut ds = drv
         .create_with_band_type::<u32, _>("", w, h, 1)
@@ -253,9 +268,8 @@ fn burn(geoms: &[Geometry], gt: gdal::GeoTransform, w: usize, h: usize, path: &P
     ds.set_geo_transform(&gt)
         .map_err(|e| Error::gdal(path, "cannot set the scratch geotransform", e))?;
     if !geoms.is_empty() {
-        let values: Vec<f64> = (1..=geoms.len()).map(|i| i as f64).collect();
-        rasterize(&mut ds, &[1], geoms, &values, Some(RasterizeOptions::default()))
-            .map_err(|e| Error::gdal(path, "cannot rasterise the patches", e))?;
+        rasterize(&mut ds, &[1], geoms, values, Some(RasterizeOptions::default()))
+            .map_err(|e| Error::gdal(path, "cannot rasterise the polygons", e))?;
     }
     let band = ds.rasterband(1).map_err(|e| Error::gdal(path, "scratch band", e))?;
     let buf = band
@@ -265,9 +279,291 @@ fn burn(geoms: &[Geometry], gt: gdal::GeoTransform, w: usize, h: usize, path: &P
         .map_err(|e| Error::gdal(path, "unexpected buffer shape", e))
 }
 
+/// What the pixels outside every change polygon are (`train --outside`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outside {
+    /// No change: the polygons map every change on the image (an enforcement history, a survey).
+    #[default]
+    NoChange,
+    /// Unlabelled: only the polygons teach (e.g. reviewed patches from `review export`).
+    Ignore,
+}
+
+/// The file names a georeferenced pair folder may hold its change polygons under.
+pub const CHANGE_POLYGON_FILES: [&str; 3] = ["changes.gpkg", "changes.geojson", "changes.shp"];
+
+/// Whether `path` is a vector file (change polygons) rather than a label raster.
+pub fn is_polygon_label(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["gpkg", "geojson", "json", "shp"].contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// What a change polygon says about its pixels; later classes in this order win where polygons
+/// overlap (a change drawn over an old false alarm is a change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PolygonClass {
+    Unlabelled = 3,
+    NoChange = 2,
+    Change = 1,
+}
+
+/// The fields a change polygon's class is read from, when the layer has them.
+struct ClassFields {
+    /// `change`: 1/true change, 0/false no change (any source).
+    change: Option<usize>,
+    /// `PDJG` (判定结果, as `landwatch review export` writes it): 合法/违法 change, 其他 change
+    /// unless `NYQK` (the subtype) is 实地未变化 (a false alarm: no change), empty unlabelled.
+    verdict: Option<usize>,
+    subtype: Option<usize>,
+}
+
+impl ClassFields {
+    fn of(layer: &gdal::vector::Layer) -> Self {
+        let names = layer::field_names(layer);
+        Self {
+            change: layer::find_field(&names, &["change"]),
+            verdict: layer::find_field(&names, &["PDJG"]),
+            subtype: layer::find_field(&names, &["NYQK"]),
+        }
+    }
+
+    /// The feature's class, or the field and value that say neither.
+    fn class(&self, f: &gdal::vector::Feature) -> std::result::Result<PolygonClass, (&'static str, String)> {
+        if let Some(i) = self.change {
+            let v = layer::text(f, i);
+            return match v.to_ascii_lowercase().as_str() {
+                "" => Ok(PolygonClass::Unlabelled),
+                "0" | "0.0" | "false" | "no" => Ok(PolygonClass::NoChange),
+                "1" | "1.0" | "true" | "yes" => Ok(PolygonClass::Change),
+                _ => Err(("change", v)),
+            };
+        }
+        if let Some(i) = self.verdict {
+            let v = layer::text(f, i);
+            let false_alarm = self.subtype.is_some_and(|s| layer::text(f, s) == "实地未变化");
+            return match v.as_str() {
+                "" => Ok(PolygonClass::Unlabelled),
+                "合法" | "违法" => Ok(PolygonClass::Change),
+                "其他" if false_alarm => Ok(PolygonClass::NoChange),
+                "其他" => Ok(PolygonClass::Change),
+                _ => Err(("PDJG", v)),
+            };
+        }
+        Ok(PolygonClass::Change)
+    }
+}
+
+/// Change polygons (any GDAL vector file) as a label on the grid of the georeferenced `image`:
+/// polygons are moved to the image's CRS and burnt by pixel centre. A polygon is change unless
+/// its fields say otherwise (see [`ClassFields`]); pixels outside every polygon are `outside`.
+pub fn read_polygon_label(path: &Path, image: &Path, outside: Outside) -> Result<Label> {
+    let ds = raster::open(image)?;
+    let info = raster::describe(&ds, image)?;
+    let georef = info.georef.clone().filter(|g| !g.wkt.is_empty()).ok_or_else(|| {
+        Error::input(
+            image,
+            format!(
+                "has no georeferencing (geotransform and CRS), so the change polygons {} cannot be placed on it; \
+                 give a label raster on its grid instead",
+                path.display()
+            ),
+        )
+    })?;
+    let (w, h, gt) = (info.width, info.height, georef.geo_transform);
+    let grid = GridFrame::new(&georef.wkt, grid_bounds(gt, w, h))?;
+    let mut stats = layer::LoadStats::default();
+    let vector = layer::open(path, "change polygons", &mut stats)?;
+    let mut lyr = layer::pick_layer(&vector, path, "change polygons")?;
+    let in_file = lyr.feature_count();
+    let fields = ClassFields::of(&lyr);
+    let mut bad = None;
+    let polygons = layer::read_polygons(path, &mut lyr, "change polygons", &grid, stats, |f| {
+        fields.class(f).map_err(|e| bad = bad.take().or(Some(e))).ok()
+    })?;
+    if let Some((field, value)) = bad {
+        return Err(Error::input(
+            path,
+            format!("field {field}: value '{value}' is not a class this reader knows (change: 1/0, true/false; PDJG: 合法/违法/其他)"),
+        ));
+    }
+    if in_file > 0 && polygons.attrs.is_empty() {
+        return Err(Error::input(
+            path,
+            format!(
+                "none of its {in_file} polygons lies on {}: are they of another area, or in another CRS than the file declares?",
+                image.display()
+            ),
+        ));
+    }
+    let mut order: Vec<&layer::Indexed> = polygons.tree.iter().collect();
+    order.sort_by_key(|p| std::cmp::Reverse(polygons.attrs[p.data] as u8));
+    let geoms = order
+        .iter()
+        .map(|p| p.geom().to_gdal())
+        .collect::<gdal::errors::Result<Vec<_>>>()
+        .map_err(|e| Error::gdal(path, "cannot convert a polygon for burning", e))?;
+    let values: Vec<f64> = order.iter().map(|p| f64::from(polygons.attrs[p.data] as u8)).collect();
+    let burnt = burn_values(&geoms, &values, gt, w, h, path)?;
+    let truth = burnt.mapv(|v| match v {
+        1 => Truth::Change,
+        2 => Truth::NoChange,
+        3 => Truth::Ignore,
+        _ => match outside {
+            Outside::NoChange => Truth::NoChange,
+            Outside::Ignore => Truth::Ignore,
+        },
+    });
+    Ok(Label {
+        path: path.to_path_buf(),
+        truth,
+        georef: Some(georef),
+    })
+}
+
+/// `[min_x, min_y, max_x, max_y]` of a `w`×`h` grid with geotransform `gt`.
+fn grid_bounds(gt: gdal::GeoTransform, w: usize, h: usize) -> [f64; 4] {
+    let corner = |px: f64, py: f64| (gt[0] + px * gt[1] + py * gt[2], gt[3] + px * gt[4] + py * gt[5]);
+    let corners = [
+        corner(0.0, 0.0),
+        corner(w as f64, 0.0),
+        corner(0.0, h as f64),
+        corner(w as f64, h as f64),
+    ];
+    let xs = corners.map(|c| c.0);
+    let ys = corners.map(|c| c.1);
+    let min = |v: [f64; 4]| v.into_iter().fold(f64::INFINITY, f64::min);
+    let max = |v: [f64; 4]| v.into_iter().fold(f64::NEG_INFINITY, f64::max);
+    [min(xs), min(ys), max(xs), max(ys)]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 20×10 px GeoTIFF at 10 m in EPSG:32649 (UTM 49N, Guangxi) in `dir`.
+    fn utm_image(dir: &Path) -> PathBuf {
+        let path = dir.join("before.tif");
+        let drv = DriverManager::get_driver_by_name("GTiff").unwrap();
+        let mut ds = drv.create_with_band_type::<u8, _>(&path, 20, 10, 1).unwrap();
+        ds.set_geo_transform(&[500_000.0, 10.0, 0.0, 2_500_000.0, 0.0, -10.0])
+            .unwrap();
+        ds.set_spatial_ref(&SpatialRef::from_epsg(32649).unwrap()).unwrap();
+        path
+    }
+
+    /// A GeoJSON feature: the square over columns `c0..c1`, rows `r0..r1` of [`utm_image`].
+    fn square(props: &str, [c0, c1, r0, r1]: [i32; 4]) -> String {
+        let (x0, x1) = (500_000 + 10 * c0, 500_000 + 10 * c1);
+        let (y0, y1) = (2_500_000 - 10 * r1, 2_500_000 - 10 * r0);
+        format!(
+            r#"{{"type": "Feature", "properties": {props}, "geometry": {{"type": "Polygon", "coordinates": [[[{x0}, {y0}], [{x1}, {y0}], [{x1}, {y1}], [{x0}, {y1}], [{x0}, {y0}]]]}}}}"#
+        )
+    }
+
+    /// Change polygons in EPSG:32649 written to `dir/changes.geojson`.
+    fn polygons(dir: &Path, features: &[String]) -> PathBuf {
+        let path = dir.join("changes.geojson");
+        let text = format!(
+            r#"{{"type": "FeatureCollection", "crs": {{"type": "name", "properties": {{"name": "urn:ogc:def:crs:EPSG::32649"}}}}, "features": [{}]}}"#,
+            features.join(",")
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn change_polygons_burn_by_class_with_change_over_no_change_and_the_outside_as_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = utm_image(dir.path());
+        let path = polygons(
+            dir.path(),
+            &[
+                square(r#"{"change": 1}"#, [0, 5, 0, 5]),
+                square(r#"{"change": 0}"#, [8, 14, 0, 5]),
+                square(r#"{"change": 1}"#, [12, 17, 0, 5]),
+                square(r#"{"change": null}"#, [0, 5, 6, 10]),
+            ],
+        );
+        let label = read_polygon_label(&path, &image, Outside::NoChange).unwrap();
+        assert_eq!((label.width(), label.height()), (20, 10));
+        let t = &label.truth;
+        assert_eq!(t[(2, 2)], Truth::Change);
+        assert_eq!(t[(2, 9)], Truth::NoChange, "a change: 0 polygon");
+        assert_eq!(t[(2, 12)], Truth::Change, "change drawn over no change wins");
+        assert_eq!(t[(7, 2)], Truth::Ignore, "no value: unlabelled");
+        assert_eq!(t[(8, 18)], Truth::NoChange, "outside, as asked");
+        let change = t.iter().filter(|&&v| v == Truth::Change).count();
+        assert_eq!(change, 25 + 25, "two 5×5 px squares by pixel centre");
+        let ignoring = read_polygon_label(&path, &image, Outside::Ignore).unwrap();
+        assert_eq!(ignoring.truth[(8, 18)], Truth::Ignore);
+        assert_eq!(ignoring.truth[(2, 9)], Truth::NoChange);
+    }
+
+    #[test]
+    fn reviewed_patches_are_change_unless_judged_a_false_alarm_and_undecided_ones_teach_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = utm_image(dir.path());
+        let path = polygons(
+            dir.path(),
+            &[
+                square(r#"{"PDJG": "违法", "NYQK": ""}"#, [0, 2, 0, 2]),
+                square(r#"{"PDJG": "合法", "NYQK": "农转用"}"#, [3, 5, 0, 2]),
+                square(r#"{"PDJG": "其他", "NYQK": "实地未变化"}"#, [6, 8, 0, 2]),
+                square(r#"{"PDJG": "其他", "NYQK": "设施农用地"}"#, [9, 11, 0, 2]),
+                square(r#"{"PDJG": "", "NYQK": ""}"#, [12, 14, 0, 2]),
+            ],
+        );
+        let t = read_polygon_label(&path, &image, Outside::Ignore).unwrap().truth;
+        let got: Vec<Truth> = [0, 3, 6, 9, 12, 16].iter().map(|&c| t[(0, c)]).collect();
+        use Truth::*;
+        assert_eq!(got, vec![Change, Change, NoChange, Change, Ignore, Ignore]);
+    }
+
+    #[test]
+    fn change_polygons_that_cannot_be_placed_or_read_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = utm_image(dir.path());
+        let message = |features: &[String]| {
+            let path = polygons(dir.path(), features);
+            read_polygon_label(&path, &image, Outside::NoChange)
+                .err()
+                .unwrap()
+                .to_string()
+        };
+        let elsewhere = message(&[square("{}", [1000, 1005, 0, 5])]);
+        assert!(
+            elsewhere.contains("changes.geojson") && elsewhere.contains("none of its 1 polygons"),
+            "{elsewhere}"
+        );
+        let unknown = message(&[square(r#"{"change": "maybe"}"#, [0, 5, 0, 5])]);
+        assert!(
+            unknown.contains("field change") && unknown.contains("maybe"),
+            "{unknown}"
+        );
+        let png = dir.path().join("plain.png");
+        DriverManager::get_driver_by_name("MEM")
+            .unwrap()
+            .create_with_band_type::<u8, _>("", 4, 4, 1)
+            .and_then(|ds| {
+                ds.create_copy(
+                    &DriverManager::get_driver_by_name("PNG").unwrap(),
+                    &png,
+                    &Default::default(),
+                )
+            })
+            .unwrap();
+        let path = polygons(dir.path(), &[square("{}", [0, 5, 0, 5])]);
+        let plain = read_polygon_label(&path, &png, Outside::NoChange)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            plain.contains("plain.png") && plain.contains("no georeferencing"),
+            "{plain}"
+        );
+    }
 
     #[test]
     fn value_lists_parse_and_reject_junk() {

@@ -20,16 +20,22 @@ pub type Indexed = GeomWithData<geo::Polygon<f64>, usize>;
 
 /// A layer's polygons in the grid CRS, indexed, with one attribute record per feature.
 pub struct PolygonLayer<T> {
+    /// The file read.
     pub path: PathBuf,
+    /// Its polygons in the grid CRS, each with the index of its feature's record.
     pub tree: RTree<Indexed>,
+    /// One record per feature kept.
     pub attrs: Vec<T>,
+    /// What loading found.
     pub stats: LoadStats,
 }
 
 /// What loading found; reported once per layer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadStats {
+    /// Features read (near the grid).
     pub features: usize,
+    /// Polygons kept from them.
     pub polygons: usize,
     /// Invalid geometries repaired with GEOS make_valid.
     pub repaired: usize,
@@ -45,12 +51,14 @@ pub struct LoadStats {
 
 /// The CRS and extent of the grid the patches live on.
 pub struct GridFrame {
+    /// The grid's CRS (traditional GIS axis order).
     pub srs: SpatialRef,
     /// `[min_x, min_y, max_x, max_y]` in the grid CRS; features outside are not read.
     pub bounds: [f64; 4],
 }
 
 impl GridFrame {
+    /// The frame of a grid in the CRS `wkt` covering `bounds`.
     pub fn new(wkt: &str, bounds: [f64; 4]) -> Result<Self> {
         let mut srs = SpatialRef::from_wkt(wkt)
             .map_err(|e| Error::gdal(Path::new("<grid>"), "the image CRS cannot be parsed", e))?;

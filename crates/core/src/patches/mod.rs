@@ -6,7 +6,7 @@ pub(crate) mod category;
 pub mod confidence;
 pub(crate) mod dlbm;
 pub(crate) mod label;
-pub(crate) mod layer;
+pub mod layer;
 pub mod overlay;
 pub(crate) mod typing;
 pub(crate) mod vectorise;

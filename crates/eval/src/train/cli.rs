@@ -2,7 +2,9 @@
 //!
 //! Training data folders are either dataset folders (`A/`, `B/`, `label/` with matching
 //! names, like `../shared/datasets/*`) or georeferenced pairs (`before.tif`, `after.tif` and
-//! `truth_labels.tif` as `landwatch synth` writes them, or `label.tif`). The model file is
+//! `truth_labels.tif` as `landwatch synth` writes them, `label.tif`, or change polygons
+//! `changes.gpkg|geojson|shp` — a province's enforcement history, or patches reviewers decided,
+//! as `landwatch review export` writes them; see [`crate::inputs::read_polygon_label`]). The model file is
 //! written to `--out`, its training manifest beside it (`<stem>.manifest.json`); both only
 //! once training has succeeded.
 
@@ -21,7 +23,9 @@ use std::time::Instant;
 #[derive(clap::Args, Debug, Clone)]
 pub struct TrainArgs {
     /// Training data folder (repeatable): a dataset folder with A/, B/, label/, or a pair folder
-    /// with before.tif, after.tif and truth_labels.tif (synth output) or label.tif.
+    /// with before.tif, after.tif and truth_labels.tif (synth output), label.tif, or change
+    /// polygons changes.gpkg / changes.geojson / changes.shp (every polygon is change unless its
+    /// `change` field is 0, or its PDJG/NYQK verdict fields say 其他 · 实地未变化).
     #[arg(long = "data", required = true)]
     pub data: Vec<PathBuf>,
     /// The model file to write, e.g. models/cascade-synth-1.0.0.json (the manifest goes beside
@@ -90,6 +94,11 @@ pub struct TrainArgs {
     /// The rules model for evidence, calibration and typing (default: the built-in one).
     #[arg(long)]
     pub rules_model: Option<PathBuf>,
+    /// With change polygons: what the pixels outside every polygon are — no-change (the
+    /// polygons map every change on the image) or ignore (only the polygons teach, e.g. patches
+    /// exported from review, where what landwatch never flagged was never checked).
+    #[arg(long, value_enum, default_value_t = crate::inputs::Outside::NoChange)]
+    pub outside: crate::inputs::Outside,
 }
 
 /// Runs `landwatch train`; returns the exit code.
@@ -253,6 +262,7 @@ fn folder_pairs(dir: &Path, args: &TrainArgs) -> Result<Vec<PairSource>> {
     let (before, after) = (dir.join("before.tif"), dir.join("after.tif"));
     let label = ["truth_labels.tif", "label.tif"]
         .iter()
+        .chain(crate::inputs::CHANGE_POLYGON_FILES.iter())
         .map(|l| dir.join(l))
         .find(|p| p.is_file());
     match label {
@@ -275,12 +285,13 @@ fn folder_pairs(dir: &Path, args: &TrainArgs) -> Result<Vec<PairSource>> {
                 bands: args.bands.clone(),
                 pixel_size: args.pixel_size,
                 radiometry: args.radiometry,
+                outside: args.outside,
             }])
         }
         _ => Err(Error::input(
             dir,
             "is not training data: expected A/, B/, label/ (a dataset folder) or before.tif, after.tif and \
-             truth_labels.tif or label.tif (a georeferenced pair)",
+             truth_labels.tif, label.tif or changes.gpkg/.geojson/.shp (a georeferenced pair)",
         )),
     }
 }

@@ -54,7 +54,12 @@ pub struct InputPair {
     pub before: FileEntry,
     pub after: FileEntry,
     pub label: FileEntry,
-    pub label_change_values: Vec<f64>,
+    /// A label raster's values meaning change (absent for change polygons).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_change_values: Option<Vec<f64>>,
+    /// Change polygons: what the pixels outside them were taken to be (absent for a raster).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_polygons_outside: Option<crate::inputs::Outside>,
     pub bands: Option<String>,
     pub pixel_size_m: Option<f64>,
     pub radiometry: Radiometry,
@@ -67,6 +72,11 @@ pub struct PairRows {
     pub positive_rows: usize,
     pub labelled_change_px: f64,
     pub labelled_change_in_candidates_px: f64,
+}
+
+/// Whether the pair's label is change polygons.
+fn polygons(s: &PairSource) -> bool {
+    crate::inputs::is_polygon_label(&s.label)
 }
 
 impl Manifest {
@@ -89,7 +99,8 @@ impl Manifest {
                     before: file_entry(&s.before)?,
                     after: file_entry(&s.after)?,
                     label: file_entry(&s.label)?,
-                    label_change_values: s.spec.change_values.clone(),
+                    label_change_values: (!polygons(s)).then(|| s.spec.change_values.clone()),
+                    label_polygons_outside: polygons(s).then_some(s.outside),
                     bands: s.bands.clone(),
                     pixel_size_m: s.pixel_size,
                     radiometry: s.radiometry,

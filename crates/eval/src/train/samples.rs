@@ -36,6 +36,8 @@ pub struct PairSource {
     pub pixel_size: Option<f64>,
     /// What the images' stored values are (as `detect --radiometry`).
     pub radiometry: Radiometry,
+    /// With change polygons for a label: what the pixels outside them are.
+    pub outside: inputs::Outside,
 }
 
 /// Rows kept from one pair.
@@ -140,7 +142,11 @@ pub fn pair_samples(
     seed: u64,
 ) -> Result<PairSamples> {
     landwatch_core::io::init_gdal();
-    let label = inputs::read_label(&src.label, &src.spec)?;
+    let label = if inputs::is_polygon_label(&src.label) {
+        inputs::read_polygon_label(&src.label, &src.before, src.outside)?
+    } else {
+        inputs::read_label(&src.label, &src.spec)?
+    };
     let bands = src.bands.as_deref().map(BandMap::parse).transpose()?;
     let work = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), "cannot create a temp folder", e))?;
     let memory = budget::resolve(None, false)?;
@@ -364,6 +370,7 @@ pub fn dataset_pairs(
             bands: bands.map(str::to_string),
             pixel_size,
             radiometry: Radiometry::Auto,
+            outside: inputs::Outside::default(),
         });
     }
     Ok(out)
