@@ -293,6 +293,47 @@ date = "2025-01-01"
     assert_bad_input(&o, "nothing to roll back");
 }
 
+/// The other half of the loop: the patches reviewers decided, exported as a GeoPackage, are
+/// the change polygons a pixel model trains on (`--outside ignore`: what was never flagged was
+/// never checked).
+#[test]
+fn exported_verdicts_train_the_pixel_model_on_their_real_changes_and_false_alarms() {
+    let r = reviewed();
+    let export = r.root.join("verdicts.gpkg");
+    ok(&[
+        "review",
+        "export",
+        "--db",
+        s(&r.db),
+        "--format",
+        "gpkg",
+        "--out",
+        s(&export),
+    ]);
+    let pair = r.root.join("pair1");
+    std::fs::create_dir_all(&pair).unwrap();
+    for f in ["before.tif", "after.tif"] {
+        std::fs::copy(r.root.join("scene1").join(f), pair.join(f)).unwrap();
+    }
+    std::fs::copy(&export, pair.join("changes.gpkg")).unwrap();
+    let model = r.root.join("from-verdicts-1.0.0.json");
+    #[rustfmt::skip]
+    ok(&[
+        "train", "--data", s(&pair), "--out", s(&model), "--licence", "own verdicts (test)",
+        "--outside", "ignore", "--rounds", "4", "--depth", "3", "--max-radius", "15", "--no-edges",
+    ]);
+    let manifest = read_json(&r.root.join("from-verdicts-1.0.0.manifest.json"));
+    let input = &manifest["inputs"][0];
+    assert!(input["label"]["path"].as_str().unwrap().ends_with("changes.gpkg"));
+    assert_eq!(input["label_polygons_outside"], "ignore");
+    let rows = &manifest["samples"][0];
+    let (all, real) = (rows["rows"].as_u64().unwrap(), rows["positive_rows"].as_u64().unwrap());
+    assert!(
+        real > 0 && all > real,
+        "real changes and false alarms both teach: {rows}"
+    );
+}
+
 fn manifest_feature_count(model: &Path) -> usize {
     read_json(model)["feature_names"].as_array().unwrap().len()
 }
