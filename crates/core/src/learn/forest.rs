@@ -154,37 +154,34 @@ impl Forest {
     /// for all rows still undecided. Each row's sum is the same sequence of additions as in
     /// [`Booster::above`], and it stops on the same tests as [`Forest::batch`].
     fn lane_batch<const SLOTS: usize>(&self, lanes: &mut Lanes, p: f32, logit_p: f32, out: &mut [bool]) {
-        let (above, below) = (logit_p + SLACK, logit_p - SLACK);
-        let trees = self.feature.chunks_exact(SLOTS).zip(self.threshold.chunks_exact(SLOTS));
-        let trees = trees
-            .zip(self.leaf.chunks_exact(SLOTS))
-            .zip(self.up.iter().zip(&self.down));
-        for (((feature, threshold), leaf), (&up, &down)) in trees {
-            let (feature, threshold, leaf) = (
-                slots::<u32, SLOTS>(feature),
-                slots::<f32, SLOTS>(threshold),
-                slots::<f32, SLOTS>(leaf),
-            );
+        for tree in self.trees::<SLOTS>() {
             for g in 0..lanes.live.div_ceil(LANES) {
-                let value = tree_in_lanes(lanes.group(g), feature, threshold, leaf);
+                let value = tree_in_lanes(lanes.group(g), &tree);
                 for (s, v) in lanes.sum[g].iter_mut().zip(value) {
                     *s += v;
                 }
             }
-            lanes.retire(out, |s| {
-                if s + down > above {
-                    Some(true)
-                } else if s + up < below {
-                    Some(false)
-                } else {
-                    None
-                }
-            });
+            lanes.retire(out, |s| tree.settles(s, logit_p));
             if lanes.live == 0 {
                 return;
             }
         }
         lanes.retire(out, |s| Some(sigmoid(s) > p));
+    }
+
+    /// The laid-out trees of `SLOTS = 2^depth` leaves, in order.
+    fn trees<const SLOTS: usize>(&self) -> impl Iterator<Item = LaidOut<'_, SLOTS>> {
+        let trees = self.feature.chunks_exact(SLOTS).zip(self.threshold.chunks_exact(SLOTS));
+        trees
+            .zip(self.leaf.chunks_exact(SLOTS))
+            .zip(self.up.iter().zip(&self.down))
+            .map(|(((feature, threshold), leaf), (&up, &down))| LaidOut {
+                feature: slots(feature),
+                threshold: slots(threshold),
+                leaf: slots(leaf),
+                up,
+                down,
+            })
     }
 
     /// Up to [`BATCH`] rows through trees of `SLOTS = 2^depth` leaves. Rows still undecided
@@ -196,16 +193,8 @@ impl Forest {
         let mut live: [usize; BATCH] = std::array::from_fn(|r| r);
         let mut n_live = out.len();
         let mut at = [0usize; BATCH];
-        let trees = self.feature.chunks_exact(SLOTS).zip(self.threshold.chunks_exact(SLOTS));
-        let trees = trees
-            .zip(self.leaf.chunks_exact(SLOTS))
-            .zip(self.up.iter().zip(&self.down));
-        for (((feature, threshold), leaf), (&up, &down)) in trees {
-            let (feature, threshold, leaf) = (
-                slots::<u32, SLOTS>(feature),
-                slots::<f32, SLOTS>(threshold),
-                slots::<f32, SLOTS>(leaf),
-            );
+        for tree in self.trees::<SLOTS>() {
+            let (feature, threshold, leaf) = (tree.feature, tree.threshold, tree.leaf);
             at[..n_live].fill(0);
             for _ in 0..self.depth {
                 for (a, &r) in at[..n_live].iter_mut().zip(&live[..n_live]) {
@@ -218,14 +207,12 @@ impl Forest {
             for j in 0..n_live {
                 let r = live[j];
                 sum[r] += leaf[(at[j] + 1 - SLOTS) & (SLOTS - 1)];
-                let s = sum[r];
-                if s + down > logit_p + SLACK {
-                    out[r] = true;
-                } else if s + up < logit_p - SLACK {
-                    out[r] = false;
-                } else {
-                    live[kept] = r;
-                    kept += 1;
+                match tree.settles(sum[r], logit_p) {
+                    Some(answer) => out[r] = answer,
+                    None => {
+                        live[kept] = r;
+                        kept += 1;
+                    }
                 }
             }
             n_live = kept;
@@ -235,6 +222,32 @@ impl Forest {
         }
         for &r in &live[..n_live] {
             out[r] = sigmoid(sum[r]) > p;
+        }
+    }
+}
+
+/// One tree of a [`Forest`] and how far the trees after it can move a margin.
+struct LaidOut<'a, const SLOTS: usize> {
+    feature: &'a [u32; SLOTS],
+    threshold: &'a [f32; SLOTS],
+    leaf: &'a [f32; SLOTS],
+    /// The most the trees after it can raise the margin.
+    up: f32,
+    /// The most they can lower it.
+    down: f32,
+}
+
+impl<const SLOTS: usize> LaidOut<'_, SLOTS> {
+    /// The answer for a row whose margin after this tree is `s`, when the trees after it cannot
+    /// bring it back across the threshold's log-odds `logit_p` (with the rounding slack).
+    #[inline(always)]
+    fn settles(&self, s: f32, logit_p: f32) -> Option<bool> {
+        if s + self.down > logit_p + SLACK {
+            Some(true)
+        } else if s + self.up < logit_p - SLACK {
+            Some(false)
+        } else {
+            None
         }
     }
 }
@@ -321,12 +334,8 @@ impl Lanes {
 /// their own comparison, so the root ends with the value of the leaf each row descends to.
 /// `x > threshold` is false for NaN, which goes left as in the descent.
 #[inline(always)]
-fn tree_in_lanes<const SLOTS: usize>(
-    group: &[f32],
-    feature: &[u32; SLOTS],
-    threshold: &[f32; SLOTS],
-    leaf: &[f32; SLOTS],
-) -> [f32; LANES] {
+fn tree_in_lanes<const SLOTS: usize>(group: &[f32], tree: &LaidOut<'_, SLOTS>) -> [f32; LANES] {
+    let (feature, threshold, leaf) = (tree.feature, tree.threshold, tree.leaf);
     let mut value: [[f32; LANES]; SLOTS] = std::array::from_fn(|k| [leaf[k]; LANES]);
     let mut nodes = SLOTS / 2;
     while nodes >= 1 {
