@@ -522,6 +522,51 @@ mod tests {
     }
 
     #[test]
+    fn a_gbk_shapefile_of_verdicts_without_its_cpg_reads_its_chinese_verdicts() {
+        use gdal::vector::{Feature, FieldDefn, LayerOptions, OGRFieldType, OGRwkbGeometryType};
+        let dir = tempfile::tempdir().unwrap();
+        let image = utm_image(dir.path());
+        let path = dir.path().join("changes.shp");
+        {
+            let drv = DriverManager::get_driver_by_name("ESRI Shapefile").unwrap();
+            let mut ds = drv.create_vector_only(&path).unwrap();
+            let layer = ds
+                .create_layer(LayerOptions {
+                    name: "changes",
+                    srs: Some(&SpatialRef::from_epsg(32649).unwrap()),
+                    ty: OGRwkbGeometryType::wkbPolygon,
+                    options: Some(&["ENCODING=CP936"]),
+                })
+                .unwrap();
+            for name in ["PDJG", "NYQK"] {
+                let field = FieldDefn::new(name, OGRFieldType::OFTString).unwrap();
+                field.set_width(20);
+                field.add_to_layer(&layer).unwrap();
+            }
+            for (c0, verdict, subtype) in [(0, "违法", ""), (6, "其他", "实地未变化")] {
+                let (x0, x1) = (500_000 + 10 * c0, 500_000 + 10 * (c0 + 4));
+                let wkt = format!("POLYGON (({x0} 2499960,{x1} 2499960,{x1} 2500000,{x0} 2500000,{x0} 2499960))");
+                let mut f = Feature::new(layer.defn()).unwrap();
+                f.set_field_string(0, verdict).unwrap();
+                f.set_field_string(1, subtype).unwrap();
+                f.set_geometry(Geometry::from_wkt(&wkt).unwrap()).unwrap();
+                f.create(&layer).unwrap();
+            }
+        }
+        let dbf = std::fs::read(dir.path().join("changes.dbf")).unwrap();
+        assert!(
+            dbf.windows(4).any(|w| w == [0xCE, 0xA5, 0xB7, 0xA8]),
+            "违法 in GBK in the DBF"
+        );
+        let _ = std::fs::remove_file(dir.path().join("changes.cpg"));
+        let t = read_polygon_label(&path, &image, Outside::Ignore).unwrap().truth;
+        assert_eq!(
+            (t[(1, 1)], t[(1, 7)], t[(1, 15)]),
+            (Truth::Change, Truth::NoChange, Truth::Ignore)
+        );
+    }
+
+    #[test]
     fn change_polygons_that_cannot_be_placed_or_read_are_errors_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let image = utm_image(dir.path());
