@@ -176,6 +176,56 @@ fn a_pair_with_change_polygons_trains_on_the_pixels_its_truth_raster_marks() {
 }
 
 #[test]
+fn train_cv_scores_each_pair_with_a_model_trained_without_it_and_leaves_the_model_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (synth_pair(tmp.path(), "256", "5"), synth_pair(tmp.path(), "256", "6"));
+    let fixed = [
+        "--name",
+        "t",
+        "--seed",
+        "3",
+        "--depth",
+        "3",
+        "--max-radius",
+        "15",
+        "--no-edges",
+    ];
+    let (plain, with_cv) = (tmp.path().join("plain-1.0.0.json"), tmp.path().join("cv-1.0.0.json"));
+    let o = train(&[&a, &b], &plain, &fixed);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = train(&[&a, &b], &with_cv, &[&fixed[..], &["--cv", "2"]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        std::fs::read(&plain).unwrap() == std::fs::read(&with_cv).unwrap(),
+        "the model written is the one fitted on every pair, with or without --cv"
+    );
+    let cv = &manifest_of(&with_cv)["cross_validation"];
+    assert_eq!(cv["folds"], 2);
+    let pairs = cv["per_pair"].as_array().unwrap();
+    assert_eq!(pairs.len(), 2);
+    for (p, fold) in pairs.iter().zip([0, 1]) {
+        assert_eq!(p["fold"], fold);
+        assert_eq!(p["trained_on_pairs"], 1, "a held-out pair's model never saw it");
+    }
+    let pooled = |who: &str| {
+        cv[format!("{who}_counts")]["pixel"]["tp"].as_u64().unwrap()
+            + cv[format!("{who}_counts")]["pixel"]["fn"].as_u64().unwrap()
+    };
+    assert!(
+        pooled("learned") > 0 && pooled("learned") == pooled("rules"),
+        "both scored on the same labelled change"
+    );
+    assert!(manifest_of(&plain).get("cross_validation").is_none());
+
+    // A fold count the pairs cannot fill is refused before any training, and nothing is written.
+    let out = tmp.path().join("bad-1.0.0.json");
+    let o = train(&[&a, &b], &out, &["--cv", "3"]);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(error_lines(&o)[0].contains("--cv 3"), "{:?}", error_lines(&o));
+    assert!(!out.exists());
+}
+
+#[test]
 fn train_chooses_the_edge_features_by_cross_validation_and_edges_or_no_edges_fix_them() {
     // By default the nested selection inside the training pairs decides (both settings are
     // estimated and reported in the manifest); `--edges` always uses them, `--no-edges` gives

@@ -23,6 +23,9 @@ pub struct Manifest {
     pub rules_model: RulesEntry,
     pub samples: Vec<PairRows>,
     pub validation: TrainReport,
+    /// `train --cv K`: the K-fold figures on the training pairs (absent without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cross_validation: Option<super::cv::CrossValidation>,
     pub trained_at_utc: String,
     pub seconds: f64,
 }
@@ -134,6 +137,7 @@ impl Manifest {
                 })
                 .collect(),
             validation: report.clone(),
+            cross_validation: None,
             trained_at_utc: chrono::Utc::now().to_rfc3339(),
             seconds: started.elapsed().as_secs_f64(),
         })

@@ -142,11 +142,7 @@ pub fn pair_samples(
     seed: u64,
 ) -> Result<PairSamples> {
     landwatch_core::io::init_gdal();
-    let label = if inputs::is_polygon_label(&src.label) {
-        inputs::read_polygon_label(&src.label, &src.before, src.outside)?
-    } else {
-        inputs::read_label(&src.label, &src.spec)?
-    };
+    let label = super::cv::label_of(src)?;
     let bands = src.bands.as_deref().map(BandMap::parse).transpose()?;
     let work = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), "cannot create a temp folder", e))?;
     let memory = budget::resolve(None, false)?;
