@@ -177,7 +177,7 @@ pub fn cli_main(args: TrainArgs) -> Result<i32> {
     }
     landwatch_core::io::atomic::write_file(&args.out, &bytes)?;
     let mut m = manifest::Manifest::new(&args, &sources, &rows, &params, &rules, &report, &bytes, started)?;
-    m.cross_validation = cross_validation.clone();
+    m.cross_validation = cross_validation;
     let mpath = manifest::path_for(&args.out);
     landwatch_core::io::atomic::write_file(&mpath, &m.to_bytes()?)?;
     println!(
@@ -189,16 +189,16 @@ pub fn cli_main(args: TrainArgs) -> Result<i32> {
         report.threshold_pairs_f1,
         mpath.display()
     );
-    if let Some(cv) = &cross_validation {
-        let f1 = |s: &crate::metrics::Scores| s.f1.map_or("–".into(), |f| format!("{f:.3}"));
+    if let Some(cv) = &m.cross_validation {
+        let num = |v: Option<f64>| v.map_or("–".into(), |f| format!("{f:.3}"));
         println!(
             "  {}-fold cross-validation over {} pairs, pooled pixel F1: learned {} (P {}, R {}), rules {}",
             cv.folds,
             cv.per_pair.len(),
-            f1(&cv.learned),
-            cv.learned.precision.map_or("–".into(), |p| format!("{p:.3}")),
-            cv.learned.recall.map_or("–".into(), |r| format!("{r:.3}")),
-            f1(&cv.rules)
+            num(cv.learned.f1),
+            num(cv.learned.precision),
+            num(cv.learned.recall),
+            num(cv.rules.f1)
         );
     }
     Ok(0)
