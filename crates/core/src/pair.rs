@@ -693,10 +693,7 @@ fn enforce(
 /// The image's extent `[min_x, min_y, max_x, max_y]` in its CRS.
 fn grid_bounds(scene: &Scene) -> [f64; 4] {
     let gt = vectorise::grid_transform(scene.before.georef.as_ref());
-    let (w, h) = (scene.width() as f64, scene.height() as f64);
-    let xs = [gt[0], gt[0] + w * gt[1] + h * gt[2]];
-    let ys = [gt[3], gt[3] + w * gt[4] + h * gt[5]];
-    [xs[0].min(xs[1]), ys[0].min(ys[1]), xs[0].max(xs[1]), ys[0].max(ys[1])]
+    patches::layer::grid_bounds(gt, scene.width(), scene.height())
 }
 
 /// `patches.gpkg` and `patches_shp/patches.shp` with the GeoJSON's properties.

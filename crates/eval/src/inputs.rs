@@ -372,7 +372,7 @@ pub fn read_polygon_label(path: &Path, image: &Path, outside: Outside) -> Result
         )
     })?;
     let (w, h, gt) = (info.width, info.height, georef.geo_transform);
-    let grid = GridFrame::new(&georef.wkt, grid_bounds(gt, w, h))?;
+    let grid = GridFrame::new(&georef.wkt, layer::grid_bounds(gt, w, h))?;
     let mut stats = layer::LoadStats::default();
     let vector = layer::open(path, "change polygons", &mut stats)?;
     let mut lyr = layer::pick_layer(&vector, path, "change polygons")?;
@@ -420,22 +420,6 @@ pub fn read_polygon_label(path: &Path, image: &Path, outside: Outside) -> Result
         truth,
         georef: Some(georef),
     })
-}
-
-/// `[min_x, min_y, max_x, max_y]` of a `w`×`h` grid with geotransform `gt`.
-fn grid_bounds(gt: gdal::GeoTransform, w: usize, h: usize) -> [f64; 4] {
-    let corner = |px: f64, py: f64| (gt[0] + px * gt[1] + py * gt[2], gt[3] + px * gt[4] + py * gt[5]);
-    let corners = [
-        corner(0.0, 0.0),
-        corner(w as f64, 0.0),
-        corner(0.0, h as f64),
-        corner(w as f64, h as f64),
-    ];
-    let xs = corners.map(|c| c.0);
-    let ys = corners.map(|c| c.1);
-    let min = |v: [f64; 4]| v.into_iter().fold(f64::INFINITY, f64::min);
-    let max = |v: [f64; 4]| v.into_iter().fold(f64::NEG_INFINITY, f64::max);
-    [min(xs), min(ys), max(xs), max(ys)]
 }
 
 #[cfg(test)]

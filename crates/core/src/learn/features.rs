@@ -17,7 +17,7 @@
 //! integer sums are exact, so a pixel's features do not depend on where its block starts —
 //! the features, and the model's decisions, are seamless across blocks.
 
-use ndarray::{Array2, Array3};
+use ndarray::{Array2, Array3, ArrayView2};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -402,10 +402,10 @@ impl FeatureBlock {
         };
         let zb = standardise(&bb, &stats.before);
         let za = standardise(&ba, &stats.after);
-        let obs = plane(input.observed);
+        let obs = plane(input.observed.view());
         let n = h * w;
         let mut px: [Vec<f32>; 6] = std::array::from_fn(|_| vec![0.0f32; n]);
-        let ev = plane(input.evidence);
+        let ev = plane(input.evidence.view());
         let inv_t = if input.threshold > 0.0 {
             1.0 / input.threshold
         } else {
@@ -570,22 +570,17 @@ fn finite(v: f32) -> f32 {
     }
 }
 
-/// The first `nb` bands of `img`, each as one slice (borrowed: blocks are in standard layout).
+/// The first `nb` bands of `img`, each as one slice.
 fn bands(img: &Array3<f32>, nb: usize) -> Vec<Cow<'_, [f32]>> {
     (0..nb)
-        .map(|k| {
-            let band = img.view().index_axis_move(ndarray::Axis(0), k);
-            match band.to_slice() {
-                Some(s) => Cow::Borrowed(s),
-                None => Cow::Owned(band.iter().copied().collect()),
-            }
-        })
+        .map(|k| plane(img.view().index_axis_move(ndarray::Axis(0), k)))
         .collect()
 }
 
-/// `a`'s values in row-major order as one slice (borrowed when `a` is in standard layout).
-fn plane<T: Copy>(a: &Array2<T>) -> Cow<'_, [T]> {
-    match a.as_slice() {
+/// `a`'s values in row-major order as one slice (borrowed when `a` is in standard layout, as
+/// blocks are).
+fn plane<T: Copy>(a: ArrayView2<'_, T>) -> Cow<'_, [T]> {
+    match a.to_slice() {
         Some(s) => Cow::Borrowed(s),
         None => Cow::Owned(a.iter().copied().collect()),
     }

@@ -440,7 +440,7 @@ mod tests {
             let text = std::fs::read_to_string(&path).expect("a shipped learned model");
             let model = LearnedModel::parse(&text, &path).expect("a valid learned model");
             let b = &model.booster;
-            // 1001 rows: batches of 32 and a partial one.
+            // 1001 rows: full batches (32 rows, 64 in lanes) and a partial one.
             let rows = rows_near_thresholds(b, 1001, 7);
             assert_same_decisions(b, &rows, &[0.05, 0.3, model.probability_threshold, 0.5, 0.9]);
         }

@@ -57,6 +57,18 @@ pub struct GridFrame {
     pub bounds: [f64; 4],
 }
 
+/// `[min_x, min_y, max_x, max_y]` of a `w`×`h` grid with geotransform `gt` (all four corners,
+/// so a rotated grid is covered too).
+pub fn grid_bounds(gt: [f64; 6], w: usize, h: usize) -> [f64; 4] {
+    let corner = |px: f64, py: f64| (gt[0] + px * gt[1] + py * gt[2], gt[3] + px * gt[4] + py * gt[5]);
+    let (w, h) = (w as f64, h as f64);
+    let corners = [corner(0.0, 0.0), corner(w, 0.0), corner(0.0, h), corner(w, h)];
+    let (xs, ys) = (corners.map(|c| c.0), corners.map(|c| c.1));
+    let min = |v: [f64; 4]| v.into_iter().fold(f64::INFINITY, f64::min);
+    let max = |v: [f64; 4]| v.into_iter().fold(f64::NEG_INFINITY, f64::max);
+    [min(xs), min(ys), max(xs), max(ys)]
+}
+
 impl GridFrame {
     /// The frame of a grid in the CRS `wkt` covering `bounds`.
     pub fn new(wkt: &str, bounds: [f64; 4]) -> Result<Self> {

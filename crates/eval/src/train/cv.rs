@@ -128,7 +128,7 @@ fn score(src: &PairSource, model: Option<&Path>, out: &Path) -> Result<Counts> {
         ..DetectRequest::new(&src.before, &src.after, out)
     };
     pair::run(&req)?;
-    let label = label_of(src)?;
+    let label = src.read_label()?;
     let pred = inputs::read_prediction(out, &label)?;
     metrics::evaluate(&pred.ids, pred.patches, &label.truth).ok_or_else(|| {
         Error::input(
@@ -136,15 +136,6 @@ fn score(src: &PairSource, model: Option<&Path>, out: &Path) -> Result<Counts> {
             format!("is not on the grid of the detection of {}", src.before.display()),
         )
     })
-}
-
-/// The pair's label: its raster, or its change polygons on its before image's grid.
-pub(crate) fn label_of(src: &PairSource) -> Result<inputs::Label> {
-    if inputs::is_polygon_label(&src.label) {
-        inputs::read_polygon_label(&src.label, &src.before, src.outside)
-    } else {
-        inputs::read_label(&src.label, &src.spec)
-    }
 }
 
 fn f1_text(f1: Option<f64>) -> String {

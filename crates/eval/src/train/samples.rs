@@ -40,6 +40,17 @@ pub struct PairSource {
     pub outside: inputs::Outside,
 }
 
+impl PairSource {
+    /// The pair's label: its raster, or its change polygons on its before image's grid.
+    pub fn read_label(&self) -> Result<inputs::Label> {
+        if inputs::is_polygon_label(&self.label) {
+            inputs::read_polygon_label(&self.label, &self.before, self.outside)
+        } else {
+            inputs::read_label(&self.label, &self.spec)
+        }
+    }
+}
+
 /// Rows kept from one pair.
 #[derive(Debug, Clone, Default)]
 pub struct PairSamples {
@@ -142,7 +153,7 @@ pub fn pair_samples(
     seed: u64,
 ) -> Result<PairSamples> {
     landwatch_core::io::init_gdal();
-    let label = super::cv::label_of(src)?;
+    let label = src.read_label()?;
     let bands = src.bands.as_deref().map(BandMap::parse).transpose()?;
     let work = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), "cannot create a temp folder", e))?;
     let memory = budget::resolve(None, false)?;
