@@ -190,7 +190,7 @@ pub fn cli_main(args: TrainArgs) -> Result<i32> {
         mpath.display()
     );
     if let Some(cv) = &m.cross_validation {
-        let num = |v: Option<f64>| v.map_or("–".into(), |f| format!("{f:.3}"));
+        let num = crate::report::ratio;
         println!(
             "  {}-fold cross-validation over {} pairs, pooled pixel F1: learned {} (P {}, R {}), rules {}",
             cv.folds,

@@ -13,6 +13,7 @@ use super::fit::{self, ModelMeta, TrainParams};
 use super::samples::{PairSamples, PairSource};
 use crate::inputs;
 use crate::metrics::{self, Counts, Scores};
+use crate::report::ratio;
 use landwatch_core::pair::{self, DetectRequest};
 use landwatch_core::{Error, Result};
 use serde::Serialize;
@@ -58,6 +59,7 @@ pub fn run(
     let scratch = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), "cannot create a temp folder", e))?;
     let mut per_pair = Vec::new();
     let (mut learned_counts, mut rules_counts) = (Counts::default(), Counts::default());
+    let source = Path::new(&sources[0].name);
     for fold in 0..k {
         let train: Vec<PairSamples> = rows
             .iter()
@@ -65,19 +67,19 @@ pub fn run(
             .filter(|(i, _)| i % k != fold)
             .map(|(_, r)| r.clone())
             .collect();
-        let source = Path::new(&sources[0].name);
         let (model, report) = fit::fit_cascade(&train, params, meta, source, &mut |_, _| {})?;
         let path = scratch.path().join(format!("fold{fold}.json"));
         landwatch_core::io::atomic::write_file(&path, &model.to_bytes()?)?;
         for (i, src) in sources.iter().enumerate().filter(|(i, _)| i % k == fold) {
             let runs = scratch.path().join(format!("pair{i}"));
-            let learned = score(src, Some(&path), &runs.join("learned"))?;
-            let rules = score(src, rules_model, &runs.join("rules"))?;
+            let label = src.read_label()?;
+            let learned = score(src, &label, Some(&path), &runs.join("learned"))?;
+            let rules = score(src, &label, rules_model, &runs.join("rules"))?;
             eprintln!(
                 "cross-validation fold {fold}: {} F1 {} (rules {})",
                 src.name,
-                f1_text(learned.scores().f1),
-                f1_text(rules.scores().f1)
+                ratio(learned.scores().f1),
+                ratio(rules.scores().f1)
             );
             learned_counts.add(&learned);
             rules_counts.add(&rules);
@@ -116,8 +118,8 @@ pub fn check_folds(k: usize, pairs: usize) -> Result<()> {
 }
 
 /// Detects `src` with `model` (the built-in rules model when `None`) into `out` and counts the
-/// published patches against its label.
-fn score(src: &PairSource, model: Option<&Path>, out: &Path) -> Result<Counts> {
+/// published patches against its `label` (read once for both models).
+fn score(src: &PairSource, label: &inputs::Label, model: Option<&Path>, out: &Path) -> Result<Counts> {
     let req = DetectRequest {
         model_path: model.map(Path::to_path_buf),
         bands: src.bands.clone(),
@@ -128,16 +130,11 @@ fn score(src: &PairSource, model: Option<&Path>, out: &Path) -> Result<Counts> {
         ..DetectRequest::new(&src.before, &src.after, out)
     };
     pair::run(&req)?;
-    let label = src.read_label()?;
-    let pred = inputs::read_prediction(out, &label)?;
+    let pred = inputs::read_prediction(out, label)?;
     metrics::evaluate(&pred.ids, pred.patches, &label.truth).ok_or_else(|| {
         Error::input(
             &src.label,
             format!("is not on the grid of the detection of {}", src.before.display()),
         )
     })
-}
-
-fn f1_text(f1: Option<f64>) -> String {
-    f1.map_or("–".into(), |f| format!("{f:.3}"))
 }
